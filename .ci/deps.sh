@@ -1,0 +1,19 @@
+#!/bin/sh
+# deps.sh - make sure the Debian packages apb builds and tests with are present.
+# As root it installs what is missing; otherwise it prints the exact command and fails.
+PKGS="libpng-dev libstb-dev zlib1g-dev dataset-fashion-mnist"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+    echo "apb: installing missing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq $missing >/dev/null || {
+        echo "apb: apt-get install failed; run: apt-get install -y$missing" >&2; exit 1; }
+else
+    echo "apb: missing Debian packages. Run as root:" >&2
+    echo "  apt-get update && apt-get install -y$missing" >&2
+    exit 1
+fi

@@ -1,0 +1,122 @@
+# apb - training and inference for APB-compressed neural networks.
+#
+# Toggles (make VAR=value):
+#   OMP=0      build without OpenMP (single-threaded everywhere)
+#   SAN=1      AddressSanitizer + UndefinedBehaviorSanitizer build (in build/san)
+#   DEBUG=1    -O0 -g
+#   PREFIX=... install prefix (default /usr/local)
+#   CC=clang   any C11 compiler with GNU extensions
+#
+# Targets: all, test, demo, bench, install, clean, deps, fuzz.
+# ISA-specific files (*_avx2.c, *_avx512.c) are the only ones built with ISA
+# flags; everything else is portable and kernels are chosen at run time.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+OMP     ?= 1
+SAN     ?= 0
+DEBUG   ?= 0
+
+BUILD   := build
+OPT     := -O2
+ifeq ($(DEBUG),1)
+  OPT   := -O0 -g
+endif
+ifeq ($(SAN),1)
+  BUILD := build/san
+  OPT   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+endif
+
+CFLAGS_BASE := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-format-truncation \
+               -fPIC -I. -Icore -Ikernels -Ilayers -Ioptim -Idata -Itrain -Iinfer -Ibench -Itests
+LDLIBS_BASE := -lm
+ifeq ($(OMP),1)
+  CFLAGS_BASE += -fopenmp
+  LDLIBS_BASE += -fopenmp
+endif
+ifeq ($(SAN),1)
+  LDLIBS_BASE += -fsanitize=address,undefined
+endif
+CFLAGS += $(CFLAGS_BASE)
+
+AVX2_FLAGS   := -mavx2 -mfma -mpopcnt
+AVX512_FLAGS := -mavx2 -mfma -mpopcnt -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vpopcntdq
+
+# Third-party libraries from Debian packages (never vendored).
+DEPS_LIBS := -lpng -lz -lstb
+
+CORE_RT   := core/status.c core/arena.c core/rng.c core/cpu.c core/threads.c core/crc32.c core/fileio.c
+CORE_ALL  := $(wildcard core/*.c)
+KERNELS   := $(wildcard kernels/*.c)
+INFER     := $(wildcard infer/*.c)
+TRAINLIBS := $(wildcard layers/*.c optim/*.c data/*.c bench/*.c) $(filter-out train/apb_main.c,$(wildcard train/*.c))
+TESTS     := $(wildcard tests/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+RT_OBJS   := $(call obj,$(CORE_RT) $(KERNELS) $(INFER))
+LIB_OBJS  := $(call obj,$(CORE_ALL) $(KERNELS) $(INFER) $(TRAINLIBS))
+TEST_OBJS := $(call obj,$(TESTS))
+MAIN_OBJ  := $(call obj,train/apb_main.c)
+
+.PHONY: all test demo bench install clean deps fuzz check-deps
+all: check-deps $(BUILD)/apb $(BUILD)/libapbrt.a $(BUILD)/libapbrt.so $(BUILD)/run_tests
+
+# Set-up: install missing Debian packages as root, or print the exact command.
+check-deps:
+	@sh .ci/deps.sh
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libapb.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libapbrt.a: $(RT_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libapbrt.so: $(RT_OBJS)
+	$(CC) -shared -o $@ $^ $(LDLIBS_BASE)
+
+$(BUILD)/apb: $(MAIN_OBJ) $(BUILD)/libapb.a
+	$(CC) -o $@ $(MAIN_OBJ) $(BUILD)/libapb.a $(DEPS_LIBS) $(LDLIBS_BASE)
+
+$(BUILD)/run_tests: $(TEST_OBJS) $(BUILD)/libapb.a
+	$(CC) -o $@ $(TEST_OBJS) $(BUILD)/libapb.a $(DEPS_LIBS) $(LDLIBS_BASE)
+
+# The suite: unit tests, gradient checks, kernels at every ISA level, data
+# readers, training, export/runtime exactness, a bounded loader fuzz run.
+test: all
+	./$(BUILD)/run_tests $(T)
+
+demo: all
+	sh train/demo.sh $(BUILD)/apb
+
+bench: all
+	./$(BUILD)/apb bench sgemm
+	./$(BUILD)/apb bench kernels
+	./$(BUILD)/apb bench data
+	./$(BUILD)/apb bench train
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include/apb $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 infer/apbrt.h $(DESTDIR)$(PREFIX)/include/apb/
+	install -m 644 $(BUILD)/libapbrt.a $(BUILD)/libapbrt.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/apb $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' infer/apbrt.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/apbrt.pc
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,38 @@
+/* arena.h - bump allocators with named lifetimes.
+ *
+ * Every buffer in apb lives in an arena whose name says how long it lives:
+ * "params", "grads", "optim", "step" (per-step activations, reset each batch),
+ * "scratch". Allocations are 64-byte aligned. apb_arena_reset() keeps the memory
+ * and, when a step needed more than one block, merges the blocks into one so the
+ * steady state does a single allocation per lifetime and no mmap/munmap churn.
+ */
+#ifndef APB_ARENA_H
+#define APB_ARENA_H
+
+#include <stddef.h>
+
+typedef struct apb_arena_block apb_arena_block;
+
+typedef struct {
+    const char *name;
+    apb_arena_block *head; /* current block; older blocks follow via ->next */
+    size_t block_size;     /* minimum size of a new block */
+    size_t used;           /* bytes handed out since the last reset */
+    size_t peak;           /* largest `used` ever seen */
+} apb_arena;
+
+#define APB_ALIGN 64
+
+void apb_arena_init(apb_arena *a, const char *name, size_t block_size);
+/* 64-byte aligned, uninitialised; NULL (with apb_errmsg set) when out of memory. */
+void *apb_arena_alloc(apb_arena *a, size_t bytes);
+void *apb_arena_calloc(apb_arena *a, size_t bytes);
+/* Forget every allocation, keep (and coalesce) the memory. */
+void apb_arena_reset(apb_arena *a);
+void apb_arena_free(apb_arena *a);
+
+/* Plain aligned heap helpers for long-lived single buffers. */
+void *apb_alloc_aligned(size_t bytes);
+void apb_free_aligned(void *p);
+
+#endif

@@ -1,0 +1,99 @@
+/* cpu.c - cpuid/XGETBV feature detection and the APB_ISA override. */
+#include "cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static unsigned long long xgetbv0(void)
+{
+    unsigned eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((unsigned long long)edx << 32) | eax;
+}
+
+static apb_isa detect(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return APB_ISA_REF;
+    int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, popcnt = (c >> 23) & 1;
+    int avx = (c >> 28) & 1;
+    if (!osxsave || !avx)
+        return APB_ISA_REF;
+    unsigned long long xcr0 = xgetbv0();
+    int ymm_os = (xcr0 & 0x6) == 0x6;           /* XMM + YMM state */
+    int zmm_os = (xcr0 & 0xE6) == 0xE6;         /* + opmask, ZMM_Hi256, Hi16_ZMM */
+    if (!ymm_os)
+        return APB_ISA_REF;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return APB_ISA_REF;
+    int avx2 = (b >> 5) & 1;
+    int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    int vpopcntdq = (c >> 14) & 1;
+    if (!(avx2 && fma && popcnt))
+        return APB_ISA_REF;
+    if (zmm_os && f && dq && bw && vl && vpopcntdq)
+        return APB_ISA_AVX512;
+    return APB_ISA_AVX2;
+}
+#else
+static apb_isa detect(void) { return APB_ISA_REF; }
+#endif
+
+static int detected = -1;
+static int active = -1;
+
+apb_isa apb_isa_detected(void)
+{
+    if (detected < 0)
+        detected = detect();
+    return (apb_isa)detected;
+}
+
+apb_status apb_isa_parse(const char *s, apb_isa *out)
+{
+    if (!strcmp(s, "ref") || !strcmp(s, "scalar"))
+        *out = APB_ISA_REF;
+    else if (!strcmp(s, "avx2"))
+        *out = APB_ISA_AVX2;
+    else if (!strcmp(s, "avx512"))
+        *out = APB_ISA_AVX512;
+    else
+        return apb_fail(APB_EINVAL, "unknown ISA level '%s' (expected ref, avx2 or avx512)", s);
+    return APB_OK;
+}
+
+apb_isa apb_isa_active(void)
+{
+    if (active < 0) {
+        apb_isa lvl = apb_isa_detected();
+        const char *env = getenv("APB_ISA");
+        apb_isa want;
+        if (env && *env && apb_isa_parse(env, &want) == APB_OK && want < lvl)
+            lvl = want;
+        active = lvl;
+    }
+    return (apb_isa)active;
+}
+
+apb_status apb_isa_force(apb_isa level)
+{
+    if (level > apb_isa_detected())
+        return apb_fail(APB_EUNSUPPORTED, "ISA level %s is not supported by this CPU (best: %s)",
+                        apb_isa_name(level), apb_isa_name(apb_isa_detected()));
+    active = level;
+    return APB_OK;
+}
+
+const char *apb_isa_name(apb_isa level)
+{
+    switch (level) {
+    case APB_ISA_REF: return "ref";
+    case APB_ISA_AVX2: return "avx2";
+    case APB_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}

@@ -1,0 +1,28 @@
+/* cpu.h - run-time ISA detection and the level kernels dispatch on.
+ *
+ * Levels are ordered: a machine that supports AVX512 also runs AVX2 and REF.
+ *   APB_ISA_REF    portable C, the specification every other level must match
+ *   APB_ISA_AVX2   AVX2 + FMA (+ POPCNT)
+ *   APB_ISA_AVX512 AVX-512 F, BW, DQ, VL and VPOPCNTDQ
+ * The environment variable APB_ISA=ref|avx2|avx512 forces a level (never above
+ * what the CPU and OS support); tests call apb_isa_force() to run every level.
+ */
+#ifndef APB_CPU_H
+#define APB_CPU_H
+
+#include "status.h"
+
+typedef enum { APB_ISA_REF = 0, APB_ISA_AVX2 = 1, APB_ISA_AVX512 = 2 } apb_isa;
+#define APB_ISA_COUNT 3
+
+/* Best level this CPU + OS supports (cpuid + XGETBV), ignoring APB_ISA. */
+apb_isa apb_isa_detected(void);
+/* Level kernels use now: APB_ISA (if set) capped by apb_isa_detected(), or a forced level. */
+apb_isa apb_isa_active(void);
+/* Force a level for this process; fails if the machine cannot run it. */
+apb_status apb_isa_force(apb_isa level);
+/* Parse "ref" / "avx2" / "avx512". */
+apb_status apb_isa_parse(const char *s, apb_isa *out);
+const char *apb_isa_name(apb_isa level);
+
+#endif

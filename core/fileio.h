@@ -1,0 +1,38 @@
+/* fileio.h - whole-file reads and atomic writes (temp file + fsync + rename).
+ *
+ * Checkpoints, exports and reports are written through apb_file_write_atomic so
+ * an interrupted or failed write never replaces a good file with a bad one.
+ */
+#ifndef APB_FILEIO_H
+#define APB_FILEIO_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "status.h"
+
+/* Reads the whole file into a malloc'd buffer (caller frees). Errors name the path. */
+apb_status apb_file_read(const char *path, unsigned char **data, size_t *size);
+
+/* Atomic writer: open a temp file beside `path`, write, then commit (fsync+rename)
+ * or abort (unlink). */
+typedef struct {
+    FILE *f;
+    char path[1024];
+    char tmp[1040];
+    int failed;
+} apb_atomic_file;
+
+apb_status apb_atomic_open(apb_atomic_file *af, const char *path);
+/* fwrite wrapper that remembers failure; returns APB_OK or APB_EIO. */
+apb_status apb_atomic_write(apb_atomic_file *af, const void *data, size_t n);
+apb_status apb_atomic_commit(apb_atomic_file *af);
+void apb_atomic_abort(apb_atomic_file *af);
+
+apb_status apb_file_write_atomic(const char *path, const void *data, size_t size);
+
+/* mkdir -p (one level is enough for our DIR arguments, but parents are made too). */
+apb_status apb_mkdirs(const char *path);
+int apb_file_exists(const char *path);
+
+#endif

@@ -1,0 +1,92 @@
+/* run_tests.c - runs every APB_TEST registered in the linked test files.
+ *
+ * Usage: build/run_tests [substring]   (only tests whose name contains it)
+ * Last line: "N passed, N failed"; exit status 1 when anything failed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "test.h"
+
+typedef struct {
+    const char *name, *file;
+    apb_test_fn fn;
+} test_entry;
+
+static test_entry *tests;
+static int ntests, cap;
+static char tmpdir[512];
+
+void apb_test_register(const char *name, apb_test_fn fn, const char *file)
+{
+    if (ntests == cap) {
+        cap = cap ? 2 * cap : 64;
+        tests = realloc(tests, (size_t)cap * sizeof *tests);
+        if (!tests)
+            abort();
+    }
+    tests[ntests++] = (test_entry){name, file, fn};
+}
+
+const char *apb_test_tmpdir(void) { return tmpdir; }
+
+int apb_test_close_f32(const char *file, int line, const char *what, const float *got,
+                       const float *want, long n, double rtol, double atol)
+{
+    long bad = -1, nbad = 0;
+    double maxerr = 0;
+    for (long i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - (double)want[i]);
+        if (e > maxerr || e != e)
+            maxerr = e;
+        if (!(e <= atol + rtol * fabs((double)want[i]))) {
+            if (bad < 0)
+                bad = i;
+            nbad++;
+        }
+    }
+    if (bad >= 0) {
+        fprintf(stderr, "  %s:%d: %s: %ld of %ld elements differ; first at [%ld]: %.9g vs %.9g; max abs err %.3g\n",
+                file, line, what, nbad, n, bad, got[bad], want[bad], maxerr);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    const test_entry *x = a, *y = b;
+    int c = strcmp(x->file, y->file);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+int main(int argc, char **argv)
+{
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    qsort(tests, (size_t)ntests, sizeof *tests, cmp);
+    int passed = 0, failed = 0;
+    mkdir("build", 0777);
+    mkdir("build/test-tmp", 0777);
+    for (int i = 0; i < ntests; i++) {
+        if (filter && !strstr(tests[i].name, filter))
+            continue;
+        snprintf(tmpdir, sizeof tmpdir, "build/test-tmp/%s", tests[i].name);
+        mkdir(tmpdir, 0777);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int r = tests[i].fn();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        printf("%-4s %-44s %7.2fs  (%s)\n", r ? "FAIL" : "ok", tests[i].name, s, tests[i].file);
+        fflush(stdout);
+        if (r)
+            failed++;
+        else
+            passed++;
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,113 @@
+/* test_core.c - core: arena, RNG, status messages, atomic files, CPU levels, CRC. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "cpu.h"
+#include "crc32.h"
+#include "fileio.h"
+#include "rng.h"
+#include "status.h"
+#include "test.h"
+
+APB_TEST(test_arena_alignment_and_reuse)
+{
+    apb_arena a;
+    apb_arena_init(&a, "t", 256);
+    void *p1 = apb_arena_alloc(&a, 10);
+    void *p2 = apb_arena_alloc(&a, 1000); /* forces a second block */
+    CHECK(p1 && p2);
+    CHECK(((uintptr_t)p1 % APB_ALIGN) == 0 && ((uintptr_t)p2 % APB_ALIGN) == 0);
+    memset(p2, 1, 1000);
+    apb_arena_reset(&a);
+    void *p3 = apb_arena_alloc(&a, 1000);
+    void *p4 = apb_arena_alloc(&a, 10);
+    CHECK(p3 && p4 && (char *)p4 == (char *)p3 + 1024); /* one coalesced block after reset */
+    CHECK(a.peak >= 1000 + 64);
+    apb_arena_free(&a);
+    return 0;
+}
+
+APB_TEST(test_rng_deterministic_and_uniform)
+{
+    apb_rng r1, r2;
+    apb_rng_seed(&r1, 42);
+    apb_rng_seed(&r2, 42);
+    for (int i = 0; i < 100; i++)
+        CHECK(apb_rng_next(&r1) == apb_rng_next(&r2));
+    apb_rng_seed(&r1, 7);
+    int hist[10] = {0};
+    double s = 0, s2 = 0;
+    for (int i = 0; i < 100000; i++) {
+        float u = apb_rng_uniform(&r1);
+        CHECK(u >= 0 && u < 1);
+        hist[(int)(u * 10)]++;
+        float z = apb_rng_normal(&r1);
+        s += z;
+        s2 += (double)z * z;
+    }
+    for (int i = 0; i < 10; i++)
+        CHECK_MSG(hist[i] > 9500 && hist[i] < 10500, "bucket %d has %d", i, hist[i]);
+    CHECK_CLOSE(s / 100000, 0.0, 0, 0.02);
+    CHECK_CLOSE(s2 / 100000, 1.0, 0, 0.03);
+    for (int i = 0; i < 1000; i++)
+        CHECK(apb_rng_below(&r1, 7) < 7);
+    CHECK(apb_hash3(1, 2, 3) != apb_hash3(1, 2, 4));
+    CHECK(apb_hash3(1, 2, 3) == apb_hash3(1, 2, 3));
+    return 0;
+}
+
+APB_TEST(test_status_messages)
+{
+    apb_status s = apb_fail(APB_EFORMAT, "%s: bad magic 0x%x", "x.bin", 0x1234);
+    CHECK(s == APB_EFORMAT);
+    CHECK(strcmp(apb_errmsg(), "x.bin: bad magic 0x1234") == 0);
+    apb_fail_context(s, "loading %s", "model");
+    CHECK(strcmp(apb_errmsg(), "loading model: x.bin: bad magic 0x1234") == 0);
+    return 0;
+}
+
+APB_TEST(test_atomic_write_keeps_old_file_on_abort)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/f.bin", apb_test_tmpdir());
+    CHECK_OK(apb_file_write_atomic(path, "hello", 5));
+    apb_atomic_file af;
+    CHECK_OK(apb_atomic_open(&af, path));
+    CHECK_OK(apb_atomic_write(&af, "partial", 7));
+    apb_atomic_abort(&af);
+    unsigned char *d;
+    size_t n;
+    CHECK_OK(apb_file_read(path, &d, &n));
+    CHECK(n == 5 && memcmp(d, "hello", 5) == 0);
+    free(d);
+    CHECK(!apb_file_exists(af.tmp));
+    CHECK(apb_file_read("/nonexistent/zz", &d, &n) == APB_EIO);
+    CHECK(strstr(apb_errmsg(), "/nonexistent/zz") != NULL);
+    return 0;
+}
+
+APB_TEST(test_crc32_known_value)
+{
+    CHECK(apb_crc32(0, "123456789", 9) == 0xCBF43926u);
+    uint32_t c = apb_crc32(0, "1234", 4);
+    CHECK(apb_crc32(c, "56789", 5) == 0xCBF43926u);
+    return 0;
+}
+
+APB_TEST(test_isa_levels)
+{
+    apb_isa best = apb_isa_detected();
+    CHECK(apb_isa_active() <= best);
+    apb_isa x;
+    CHECK_OK(apb_isa_parse("avx2", &x));
+    CHECK(x == APB_ISA_AVX2);
+    CHECK(apb_isa_parse("sse9", &x) == APB_EINVAL);
+    for (int l = 0; l <= (int)best; l++) {
+        CHECK_OK(apb_isa_force((apb_isa)l));
+        CHECK(apb_isa_active() == (apb_isa)l);
+    }
+    CHECK_OK(apb_isa_force(best));
+    return 0;
+}

@@ -1,0 +1,44 @@
+/* apb_main.c - the `apb` command: dispatches to one subcommand per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cpu.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} cmds[] = {
+    {"train", apb_cmd_train, "train a model from a raw dataset (fp, APB, baselines)"},
+    {"eval", apb_cmd_eval, "top-1/top-5 accuracy and per-layer memory of a checkpoint"},
+    {"data", apb_cmd_data, "inspect a dataset SPEC; dump augmented samples as PNG"},
+    {"export", apb_cmd_export, "write a checkpoint as a packed .apb model"},
+    {"info", apb_cmd_info, "per-layer table of a .apb model"},
+    {"infer", apb_cmd_infer, "classify images or a test split with a .apb model"},
+    {"bench", apb_cmd_bench, "benchmarks: sgemm, kernels, data, train, MODEL.apb, --model"},
+    {"report", apb_cmd_report, "accuracy/memory trade-off sweep, table and plot"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: apb COMMAND [options]   (apb COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].help);
+    fprintf(f, "\nenvironment: APB_THREADS=N (thread count), APB_ISA=ref|avx2|avx512 (force a kernel level; this CPU: %s)\n",
+            apb_isa_name(apb_isa_detected()));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "apb: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
