@@ -1,10 +1,98 @@
-/* cmd_eval.c - `apb eval`: not implemented yet (placeholder, replaced by its issue). */
+/* cmd_eval.c - `apb eval --ckpt PATH --data SPEC`: accuracy and per-layer memory. */
 #include <stdio.h>
+#include <string.h>
 
+#include "checkpoint.h"
 #include "cli.h"
+#include "threads.h"
+#include "trainer.h"
+
+void apb_print_memory_table(FILE *f, const apb_model *m)
+{
+    double lb[1024];
+    int64_t lfp[1024];
+    apb_model_memory mem;
+    if (m->nlayers > 1024)
+        return;
+    apb_model_memory_stats(m, &mem, lb, lfp);
+    fprintf(f, "%-10s %-7s %-8s %-7s %10s %10s %12s %9s\n", "layer", "kind", "weights", "act",
+            "params", "fp_count", "bits", "bits/w");
+    for (int i = 0; i < m->nlayers; i++) {
+        const apb_layer *l = &m->layers[i];
+        if (l->kind != APB_L_CONV && l->kind != APB_L_LINEAR)
+            continue;
+        fprintf(f, "%-10s %-7s %-8s %-7s %10lld %10lld %12.0f %9.3f\n", l->name,
+                l->kind == APB_L_CONV ? "conv" : "linear", apb_wquant_name(l->wq),
+                apb_aquant_name(l->aq), (long long)l->w.numel, (long long)lfp[i], lb[i],
+                lb[i] / (double)l->w.numel);
+    }
+    fprintf(f, "total: %lld conv/linear weights, %lld compressed (%lld full precision = %.3f%%), index bits %d\n",
+            (long long)mem.weights, (long long)mem.cweights, (long long)mem.fp_count,
+            100 * mem.fp_fraction, mem.index_bits);
+    fprintf(f, "model: %.0f bits = %.0f bytes (paper formula, BN and biases at 32 bits); compressed layers: %.4f bits/weight\n",
+            mem.bits, mem.bits / 8, mem.bits_per_weight);
+}
 
 int apb_cmd_eval(int argc, char **argv)
 {
-    fprintf(stderr, "apb eval: not implemented yet\n");
-    return 1;
+    const char *ckpt = NULL, *spec = NULL;
+    int bad = 0, threads = 0, limit = 0, batch = 256;
+    for (int i = 1; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "--help")) {
+            printf("usage: apb eval --ckpt PATH --data SPEC [--limit-test N] [--threads T] [--batch B]\n");
+            return 0;
+        } else if (apb_opt_str(argc, argv, &i, "--ckpt", &ckpt, &bad))
+            ;
+        else if (apb_opt_str(argc, argv, &i, "--data", &spec, &bad))
+            ;
+        else if (apb_opt_int(argc, argv, &i, "--threads", &threads, &bad))
+            ;
+        else if (apb_opt_int(argc, argv, &i, "--limit-test", &limit, &bad))
+            ;
+        else if (apb_opt_int(argc, argv, &i, "--batch", &batch, &bad))
+            ;
+        else {
+            fprintf(stderr, "apb eval: unknown option '%s'\n", argv[i]);
+            bad = 1;
+        }
+    }
+    if (!bad && (!ckpt || !spec)) {
+        fprintf(stderr, "apb eval: --ckpt and --data are required\n");
+        bad = 1;
+    }
+    if (bad)
+        return 2;
+    if (threads > 0)
+        apb_threads_set(threads);
+    apb_ckpt ck;
+    apb_status s = apb_ckpt_load(ckpt, &ck);
+    if (s)
+        return apb_cli_error("eval", s);
+    apb_model *m = NULL;
+    s = apb_ckpt_model(&ck, &m);
+    apb_ckpt_free(&ck);
+    if (s)
+        return apb_cli_error("eval", s);
+    apb_dataset *ds = NULL;
+    apb_loader *ld = NULL;
+    apb_transform t;
+    s = apb_open_data(spec, "test", limit, m->cfg.in_h, 0, batch, 1, apb_threads_get(), &ds, &ld, &t);
+    if (!s && (t.out_c != m->cfg.in_c || t.out_h != m->cfg.in_h || t.out_w != m->cfg.in_w))
+        s = apb_fail(APB_EINVAL, "%s expects %dx%dx%d inputs, data %s gives %dx%dx%d", ckpt,
+                     m->cfg.in_c, m->cfg.in_h, m->cfg.in_w, spec, t.out_c, t.out_h, t.out_w);
+    apb_eval_result r;
+    if (!s)
+        s = apb_evaluate(m, ld, &r);
+    if (!s) {
+        printf("model %s (%s weights, %s activations), %d test images of %s\n", m->cfg.arch,
+               apb_wquant_name(m->cfg.wq), apb_aquant_name(m->cfg.aq), r.n, spec);
+        printf("top1=%.2f%% top5=%.2f%% loss=%.4f\n", r.top1, r.top5, r.loss);
+        apb_print_memory_table(stdout, m);
+    }
+    if (ld)
+        apb_loader_free(ld);
+    if (ds)
+        apb_dataset_free(ds);
+    apb_model_free(m);
+    return s ? apb_cli_error("eval", s) : 0;
 }

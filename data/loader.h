@@ -1,0 +1,41 @@
+/* loader.h - batches of transformed samples, decoded ahead on background threads.
+ *
+ * Determinism: sample i of epoch e gets its random choices from
+ * apb_hash3(seed, e, i) and the epoch order from (seed, e) alone, so batches are
+ * bit-identical whatever the thread count. Memory is bounded: a ring of three
+ * batch buffers (one held by the caller, two being filled ahead); all worker
+ * threads share the batches being filled, sample by sample.
+ *
+ * Undecodable files (folder datasets) are recorded (path + reason) and the
+ * sample is replaced by the next decodable sample in dataset order, so batches
+ * stay full. The library never prints; callers list apb_loader_bad_file().
+ */
+#ifndef APB_LOADER_H
+#define APB_LOADER_H
+
+#include <stdint.h>
+
+#include "dataset.h"
+#include "status.h"
+
+typedef struct apb_loader apb_loader;
+
+/* threads <= 0 uses apb_threads_get(). The transform is copied; ds must outlive
+ * the loader. */
+apb_status apb_loader_create(apb_dataset *ds, const apb_transform *t, int batch, int shuffle,
+                             int drop_last, uint64_t seed, int threads, apb_loader **out);
+apb_status apb_loader_start_epoch(apb_loader *ld, int epoch);
+/* Next batch: *n samples (0 at the end of the epoch); *x -> [n, C, H, W] floats,
+ * *y -> [n] labels; valid until the next call. */
+apb_status apb_loader_next(apb_loader *ld, const float **x, const int **y, int *n);
+int apb_loader_batches_per_epoch(const apb_loader *ld);
+/* Samples replaced because their file could not be decoded, in the batches
+ * returned so far this epoch. */
+int apb_loader_skipped(const apb_loader *ld);
+/* Distinct undecodable files found since the loader was created, in order of
+ * discovery; *path and *reason stay valid until apb_loader_free. */
+int apb_loader_bad_count(const apb_loader *ld);
+void apb_loader_bad_file(const apb_loader *ld, int i, const char **path, const char **reason);
+void apb_loader_free(apb_loader *ld);
+
+#endif

@@ -1,0 +1,324 @@
+/* apbrt_run.c - executes a loaded .apb model; getters, layer info, profiling.
+ *
+ * The float reference path lives here: activations are quantized in float
+ * (binary: sgn with sgn(0) = +1; 2-bit: clamp(floor(x/s)+2, 0, 3) -> (l - 3/2) s),
+ * the quantized map is lowered with im2col (so padded positions contribute exactly
+ * 0, as in the training graph) and multiplied with the dense effective weights by
+ * apb_sgemm. It is exact for every weight/activation kind and is what the bit
+ * kernels (apbrt_fast.c) are tested against; APBRT_REFERENCE=1 selects it.
+ * The workspace is sized on the first run for a batch size and reused, so the
+ * steady-state run loop allocates nothing.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "apbrt_internal.h"
+#include "im2col.h"
+#include "sgemm.h"
+#include "threads.h"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+const char *apbrt_errmsg(void) { return apb_errmsg(); }
+void apbrt_set_threads(int n) { apb_threads_set(n); }
+int apbrt_get_threads(void) { return apb_threads_get(); }
+
+void apbrt_free(apbrt_model *m)
+{
+    if (!m)
+        return;
+    apbrt_fast_free(m);
+    apb_arena_free(&m->params);
+    apb_arena_free(&m->work);
+    free(m->layers);
+    free(m->slot_floats);
+    free(m->slots);
+    free(m);
+}
+
+/* ---- reference layer implementations ---- */
+
+static void quantize(const float *x, long cnt, int akind, float step, float *q)
+{
+    if (akind == APBRT_A_BIN) {
+        for (long i = 0; i < cnt; i++)
+            q[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
+    } else {
+        for (long i = 0; i < cnt; i++) {
+            float l = floorf(x[i] / step) + 2.0f;
+            l = l < 0.0f ? 0.0f : (l > 3.0f ? 3.0f : l);
+            q[i] = (l - 1.5f) * step;
+        }
+    }
+}
+
+static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, int n, float *out)
+{
+    const apbrt_rec *r = &L->r;
+    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)L->oh * L->ow;
+    const float *src = in;
+    if (r->akind != APBRT_A_FP) {
+        quantize(in, n * in_sz, r->akind, r->act_step, m->qbuf);
+        src = m->qbuf;
+    }
+    if (r->kind == APBRT_LINEAR) {
+        apb_sgemm(0, 1, n, r->cout, (int)L->K, 1.0f, src, (int)L->K, L->weff, (int)L->K, 0.0f, out,
+                  r->cout);
+        for (long b = 0; b < n; b++)
+            for (int c = 0; c < r->cout; c++)
+                out[b * r->cout + c] = apbrt_post(L, c, out[b * r->cout + c]);
+        return;
+    }
+    int direct = r->kh == 1 && r->kw == 1 && r->stride == 1 && r->pad == 0;
+    for (long b = 0; b < n; b++) {
+        const float *xb = src + b * in_sz;
+        float *ob = out + b * (long)r->cout * ohw;
+        if (!direct)
+            apb_im2col(xb, L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad, m->col);
+        apb_sgemm(0, 0, r->cout, (int)ohw, (int)L->K, 1.0f, L->weff, (int)L->K, direct ? xb : m->col,
+                  (int)ohw, 0.0f, ob, (int)ohw);
+        for (int c = 0; c < r->cout; c++)
+            for (long p = 0; p < ohw; p++)
+                ob[c * ohw + p] = apbrt_post(L, c, ob[c * ohw + p]);
+    }
+}
+
+static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, int nth)
+{
+    const apbrt_rec *r = &L->r;
+    long planes = (long)n * L->ic;
+    int k = r->k, s = r->pstride, p = r->ppad, H = L->ih, W = L->iw, OH = L->oh, OW = L->ow;
+    float inv = 1.0f / (float)(k * k);
+#pragma omp parallel for num_threads(nth) if (planes * OH * OW > 32768)
+    for (long pl = 0; pl < planes; pl++) {
+        const float *x = in + pl * H * W;
+        float *y = out + pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                int h0 = oh * s - p, w0 = ow * s - p;
+                float acc = r->kind == APBRT_MAXPOOL ? -INFINITY : 0.0f;
+                for (int i = h0 < 0 ? 0 : h0; i < h0 + k && i < H; i++)
+                    for (int j = w0 < 0 ? 0 : w0; j < w0 + k && j < W; j++) {
+                        float v = x[i * W + j];
+                        if (r->kind == APBRT_MAXPOOL)
+                            acc = v > acc ? v : acc;
+                        else
+                            acc += v;
+                    }
+                y[oh * OW + ow] = r->kind == APBRT_MAXPOOL ? acc : acc * inv;
+            }
+    }
+}
+
+static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2, int n, float *out,
+                        int nth)
+{
+    const apbrt_rec *r = &L->r;
+    long hw = (long)L->ih * L->iw, C = L->ic, total = (long)n * C * hw;
+    switch (r->kind) {
+    case APBRT_BN:
+#pragma omp parallel for num_threads(nth) if (total > 65536)
+        for (long pl = 0; pl < n * C; pl++) {
+            long c = pl % C;
+            for (long i = 0; i < hw; i++)
+                out[pl * hw + i] = L->scale[c] * a[pl * hw + i] + L->shift[c];
+        }
+        break;
+    case APBRT_RELU:
+        for (long i = 0; i < total; i++)
+            out[i] = a[i] > 0.0f ? a[i] : 0.0f;
+        break;
+    case APBRT_HARDTANH:
+        for (long i = 0; i < total; i++)
+            out[i] = a[i] < -1.0f ? -1.0f : (a[i] > 1.0f ? 1.0f : a[i]);
+        break;
+    case APBRT_ADD:
+        for (long i = 0; i < total; i++)
+            out[i] = a[i] + b2[i];
+        break;
+    case APBRT_FLATTEN:
+        if (out != a)
+            memcpy(out, a, (size_t)total * sizeof *out);
+        break;
+    case APBRT_GAP: {
+        float inv = 1.0f / (float)hw;
+        for (long pl = 0; pl < n * C; pl++) {
+            float acc = 0.0f;
+            for (long i = 0; i < hw; i++)
+                acc += a[pl * hw + i];
+            out[pl] = acc * inv;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static apb_status ensure_work(apbrt_model *m, int n)
+{
+    if (n <= m->cap_n)
+        return APB_OK;
+    apb_arena_free(&m->work);
+    apb_arena_init(&m->work, "work", 1 << 16);
+    m->cap_n = 0;
+    for (int s = 0; s < m->nslots; s++) {
+        m->slots[s] = NULL;
+        if (m->slot_floats[s] &&
+            !(m->slots[s] = apb_arena_alloc(&m->work, (size_t)n * m->slot_floats[s] * sizeof(float))))
+            goto oom;
+    }
+    m->qbuf = m->max_q ? apb_arena_alloc(&m->work, (size_t)n * m->max_q * sizeof(float)) : NULL;
+    m->col = m->max_col ? apb_arena_alloc(&m->work, (size_t)m->max_col * sizeof(float)) : NULL;
+    m->tmp = m->max_tmp ? apb_arena_alloc(&m->work, (size_t)n * m->max_tmp * sizeof(float)) : NULL;
+    if ((m->max_q && !m->qbuf) || (m->max_col && !m->col) || (m->max_tmp && !m->tmp))
+        goto oom;
+    m->cap_n = n;
+    return APB_OK;
+oom:
+    return apb_fail(APB_ENOMEM, "apbrt_run: out of memory for the workspace of a batch of %d", n);
+}
+
+int apbrt_run(apbrt_model *m, const float *x, int n, float *logits)
+{
+    if (!m || !x || !logits || n < 1)
+        return (int)apb_fail(APB_EINVAL, "apbrt_run: bad arguments (model %p, batch %d)", (void *)m, n);
+    apb_status st = ensure_work(m, n);
+    if (st != APB_OK)
+        return (int)st;
+    const float *cur[APBRT_MAX_SLOTS];
+    for (int s = 0; s < m->nslots; s++)
+        cur[s] = m->slots[s];
+    long in0 = (long)m->in_c * m->in_h * m->in_w;
+    if (m->input_written)
+        memcpy(m->slots[0], x, (size_t)n * in0 * sizeof(float));
+    else
+        cur[0] = x;
+    int nth = apb_threads_get();
+    for (int i = 0; i < m->nlayers; i++) {
+        apbrt_rt_layer *L = &m->layers[i];
+        if (L->fused)
+            continue;
+        double t0 = m->profile ? now_s() : 0.0;
+        const float *in = cur[L->r.in];
+        float *dst = m->slots[L->dst];
+        int kind = L->r.kind;
+        int via_tmp = dst == in && kind != APBRT_BN && kind != APBRT_RELU && kind != APBRT_HARDTANH &&
+                      kind != APBRT_ADD && kind != APBRT_FLATTEN;
+        float *out = via_tmp ? m->tmp : dst;
+        if (kind == APBRT_CONV || kind == APBRT_LINEAR) {
+            if (L->fast && !m->reference) {
+                if ((st = apbrt_fast_run(m, L, in, n, out)) != APB_OK)
+                    return (int)st;
+            } else {
+                conv_ref(m, L, in, n, out);
+            }
+        } else if (kind == APBRT_MAXPOOL || kind == APBRT_AVGPOOL) {
+            pool(L, in, n, out, nth);
+        } else {
+            elementwise(L, in, kind == APBRT_ADD ? cur[L->r.in2] : NULL, n, out, nth);
+        }
+        if (via_tmp)
+            memcpy(dst, out, (size_t)n * L->oc * L->oh * L->ow * sizeof(float));
+        cur[L->dst] = dst;
+        if (m->profile)
+            L->seconds += now_s() - t0;
+    }
+    memcpy(logits, cur[m->output_slot], (size_t)n * m->num_classes * sizeof(float));
+    return 0;
+}
+
+/* ---- getters ---- */
+
+void apbrt_input_shape(const apbrt_model *m, int *c, int *h, int *w)
+{
+    if (c)
+        *c = m->in_c;
+    if (h)
+        *h = m->in_h;
+    if (w)
+        *w = m->in_w;
+}
+int apbrt_num_classes(const apbrt_model *m) { return m->num_classes; }
+const char *apbrt_class_name(const apbrt_model *m, int i)
+{
+    return i >= 0 && i < m->num_classes ? m->class_names[i] : NULL;
+}
+void apbrt_normalization(const apbrt_model *m, float mean[3], float std[3])
+{
+    for (int c = 0; c < 3; c++) {
+        if (mean)
+            mean[c] = m->mean[c];
+        if (std)
+            std[c] = m->std[c];
+    }
+}
+int apbrt_resize_short(const apbrt_model *m) { return m->resize_short; }
+const char *apbrt_model_name(const apbrt_model *m) { return m->model_name; }
+size_t apbrt_file_size(const apbrt_model *m) { return (size_t)m->file_size; }
+int apbrt_uses_reference(const apbrt_model *m) { return m->reference; }
+int apbrt_num_layers(const apbrt_model *m) { return m->nlayers; }
+void apbrt_set_profile(apbrt_model *m, int on) { m->profile = on != 0; }
+void apbrt_profile_reset(apbrt_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        m->layers[i].seconds = 0.0;
+}
+
+int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
+{
+    if (!m || i < 0 || i >= m->nlayers)
+        return (int)apb_fail(APB_EINVAL, "apbrt_layer_info_get: layer %d out of range", i);
+    const apbrt_rt_layer *L = &m->layers[i];
+    const apbrt_rec *r = &L->r;
+    static const char *wk[] = {"fp32", "apb", "q2"}, *ak[] = {"fp", "bin", "q2"};
+    memset(info, 0, sizeof *info);
+    int conv_like = r->kind == APBRT_CONV || r->kind == APBRT_LINEAR;
+    info->kind = apbrt_kind_name(r->kind);
+    info->weights = conv_like ? wk[r->wkind] : "";
+    info->act = conv_like ? ak[r->akind] : "";
+    info->in_c = L->ic, info->in_h = L->ih, info->in_w = L->iw;
+    /* A fused producer's oc/oh/ow are those of its chain's end; report the record's own. */
+    if (conv_like) {
+        info->out_c = r->cout;
+        info->out_h = r->kind == APBRT_LINEAR ? 1 : (L->ih + 2 * r->pad - r->kh) / r->stride + 1;
+        info->out_w = r->kind == APBRT_LINEAR ? 1 : (L->iw + 2 * r->pad - r->kw) / r->stride + 1;
+    } else {
+        info->out_c = L->oc, info->out_h = L->oh, info->out_w = L->ow;
+    }
+    info->kh = r->kh, info->kw = r->kw, info->stride = r->stride, info->pad = r->pad;
+    if (r->kind == APBRT_MAXPOOL || r->kind == APBRT_AVGPOOL)
+        info->kh = info->kw = r->k, info->stride = r->pstride, info->pad = r->ppad;
+    if (conv_like) {
+        long nw = (long)r->cout * L->K;
+        info->params = nw;
+        info->bias = r->has_bias ? r->cout : 0;
+        if (r->wkind == APBRT_W_FP32) {
+            info->fp_params = nw;
+            info->weight_bits = 32.0 * nw;
+        } else if (r->wkind == APBRT_W_APB) {
+            int idx_bits = (int)floor(log2((double)nw)) + 1;
+            info->fp_params = r->nnz;
+            info->weight_bits = (double)nw + (double)r->nnz * (32 + idx_bits) + 64.0;
+            info->compressed = 1;
+        } else {
+            info->weight_bits = 2.0 * nw + 32.0;
+            info->compressed = 1;
+        }
+        info->bits = info->weight_bits + 32.0 * info->bias;
+    } else if (r->kind == APBRT_BN) {
+        info->params = info->fp_params = 2L * r->channels;
+        info->bits = info->weight_bits = 64.0 * r->channels;
+    }
+    info->bytes = (size_t)L->file_bytes;
+    info->fused = L->fused;
+    info->seconds = L->seconds;
+    return 0;
+}

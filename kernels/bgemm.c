@@ -1,0 +1,245 @@
+/* bgemm.c - driver of the binary GEMMs: argument checks, cache blocking, B
+ * repacking into 8-column micro-panels, OpenMP over macro-tiles, ISA dispatch
+ * through one table and the integer / float epilogues.
+ *
+ * Loop nest per macro-tile (MC rows x NC columns of C, one thread each):
+ *   for each K block of KC words:
+ *     pack B[n0:n0+nc, k0:k0+kc] into panels (thread-local, stays in L2)
+ *     for each group of np panels (stays in L1):
+ *       for each mr-row strip of A (read in place, row-major):
+ *         micro-kernel adds the pair term L into an int32 tile accumulator
+ *   epilogue: dot = K + rowterm[m] + colterm[n] - 2*L - pad correction
+ * rowterm / colterm are the popcounts of the magnitude planes (bgemm.h), computed
+ * once per call. Everything is integer, so results are identical for every ISA
+ * level, blocking and thread count.
+ */
+#include "bgemm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "cpu.h"
+#include "threads.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define BG_MC 256
+#define BG_NC 96 /* multiple of 8*np of every table entry (8, 16, 24, 32, 48) */
+
+static inline int popc(uint64_t x) { return __builtin_popcountll(x); }
+
+static const apb_bgemm_kernels *kernels_active(void)
+{
+    switch (apb_isa_active()) {
+    case APB_ISA_AVX512: return &apb_bgemm_kernels_avx512;
+    case APB_ISA_AVX2: return &apb_bgemm_kernels_avx2;
+    default: return &apb_bgemm_kernels_ref;
+    }
+}
+
+static apb_status check_args(const char *fn, apb_bgemm_kind kind, int M, int N, int K,
+                             const apb_bitmat *A, const apb_bitmat *B, const apb_bitconv_pad *pad,
+                             int ldc)
+{
+    if ((unsigned)kind >= APB_BGEMM_KINDS)
+        return apb_fail(APB_EINVAL, "%s: bad kind %d", fn, (int)kind);
+    if (M < 0 || N < 0 || K < 0)
+        return apb_fail(APB_EINVAL, "%s: negative shape M=%d N=%d K=%d", fn, M, N, K);
+    if (K > (1 << 27))
+        return apb_fail(APB_EUNSUPPORTED, "%s: K=%d may overflow int32 results", fn, K);
+    int KW = apb_bits_words(K);
+    if (!A || !B || (M > 0 && K > 0 && !A->sgn) || (N > 0 && K > 0 && !B->sgn))
+        return apb_fail(APB_EINVAL, "%s: missing sign plane", fn);
+    if (A->ld < KW || B->ld < KW)
+        return apb_fail(APB_EINVAL, "%s: lda=%d / ldb=%d words < ceil(K/64)=%d (K=%d)", fn,
+                        A->ld, B->ld, KW, K);
+    if (kind == APB_BGEMM_2X2 && K > 0 && M > 0 && !A->mag)
+        return apb_fail(APB_EINVAL, "%s: kind 2x2 needs the weight magnitude plane", fn);
+    if (kind != APB_BGEMM_1X1 && K > 0 && N > 0 && !B->mag)
+        return apb_fail(APB_EINVAL, "%s: kind %s needs the activation magnitude plane", fn,
+                        apb_bgemm_kind_name(kind));
+    if (ldc < N)
+        return apb_fail(APB_EINVAL, "%s: ldc=%d < N=%d", fn, ldc, N);
+    if (pad && (pad->M != M || pad->N != N))
+        return apb_fail(APB_ESHAPE, "%s: padding correction built for M=%d N=%d, GEMM is M=%d N=%d",
+                        fn, pad->M, pad->N, M, N);
+    return APB_OK;
+}
+
+/* Grow-only thread-local scratch: steady state allocates nothing. */
+static _Thread_local void *tls_buf;
+static _Thread_local size_t tls_size;
+
+static void *scratch(size_t bytes)
+{
+    if (bytes > tls_size) {
+        apb_free_aligned(tls_buf);
+        tls_buf = apb_alloc_aligned(bytes);
+        tls_size = tls_buf ? bytes : 0;
+    }
+    return tls_buf;
+}
+
+typedef struct {
+    apb_bgemm_kind kind;
+    int M, N, K, KW, KC, planes;
+    const apb_bitmat *A, *B;
+    const apb_bitconv_pad *pad;
+    const int32_t *rowterm, *colterm; /* [M], [N] or NULL */
+    int32_t *C;
+    int ldc;
+    float *Y;
+    int ldy;
+    const float *scale, *bias;
+    const apb_bgemm_kernels *tab;
+} bg_job;
+
+static void pack_b(const bg_job *jb, int n0, int nc, int k0, int kc, uint64_t *bp)
+{
+    int npan = (nc + 7) / 8, pl = jb->planes, ldb = jb->B->ld;
+    for (int p = 0; p < npan; p++) {
+        uint64_t *dst = bp + (size_t)p * kc * 8 * pl;
+        for (int c = 0; c < 8; c++) {
+            int n = n0 + p * 8 + c;
+            if (n - n0 < nc) {
+                const uint64_t *s = jb->B->sgn + (size_t)n * ldb + k0;
+                for (int j = 0; j < kc; j++)
+                    dst[j * 8 * pl + c] = s[j];
+                if (pl == 2) {
+                    const uint64_t *g = jb->B->mag + (size_t)n * ldb + k0;
+                    for (int j = 0; j < kc; j++)
+                        dst[j * 16 + 8 + c] = g[j];
+                }
+            } else {
+                for (int j = 0; j < kc; j++)
+                    for (int q = 0; q < pl; q++)
+                        dst[j * 8 * pl + q * 8 + c] = 0;
+            }
+        }
+    }
+}
+
+static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *acc,
+                     uint64_t *bp)
+{
+    const apb_bgemm_kernels *t = jb->tab;
+    int kind = jb->kind, mr = t->mr[kind], np = t->np[kind], lda = jb->A->ld;
+    int npan = (nc + 7) / 8;
+    memset(acc, 0, sizeof(int32_t) * (size_t)mc * BG_NC);
+    for (int k0 = 0; k0 < jb->KW; k0 += jb->KC) {
+        int kc = jb->KW - k0 < jb->KC ? jb->KW - k0 : jb->KC;
+        pack_b(jb, n0, nc, k0, kc, bp);
+        for (int jr = 0; jr < npan; jr += np) {
+            int npg = npan - jr < np ? npan - jr : np;
+            const uint64_t *bpg = bp + (size_t)jr * kc * 8 * jb->planes;
+            for (int ir = 0; ir < mc; ir += mr) {
+                int mrr = mc - ir < mr ? mc - ir : mr;
+                size_t aoff = (size_t)(m0 + ir) * lda + k0;
+                t->fn[kind](mrr, npg, kc, jb->A->sgn + aoff,
+                            kind == APB_BGEMM_2X2 ? jb->A->mag + aoff : NULL, lda, bpg,
+                            acc + (size_t)ir * BG_NC + jr * 8, BG_NC);
+            }
+        }
+    }
+    for (int r = 0; r < mc; r++) {
+        int m = m0 + r;
+        int32_t base = jb->K + (jb->rowterm ? jb->rowterm[m] : 0);
+        const int32_t *ar = acc + (size_t)r * BG_NC;
+        float sc = jb->scale ? jb->scale[m] : 1.0f, bi = jb->bias ? jb->bias[m] : 0.0f;
+        for (int c = 0; c < nc; c++) {
+            int n = n0 + c;
+            int32_t d = base + (jb->colterm ? jb->colterm[n] : 0) - 2 * ar[c];
+            if (jb->pad)
+                d -= jb->pad->corr[(size_t)jb->pad->pattern[n] * jb->pad->M + m];
+            if (jb->C)
+                jb->C[(size_t)m * jb->ldc + n] = d;
+            else
+                jb->Y[(size_t)m * jb->ldy + n] = sc * (float)d + bi;
+        }
+    }
+}
+
+static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
+                      const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc,
+                      float *Y, int ldy, const float *scale, const float *bias)
+{
+    if (M == 0 || N == 0)
+        return APB_OK;
+    bg_job jb = {.kind = kind, .M = M, .N = N, .K = K, .KW = apb_bits_words(K),
+                 .KC = kind == APB_BGEMM_1X1 ? 128 : 64, .planes = kind == APB_BGEMM_1X1 ? 1 : 2,
+                 .A = A, .B = B, .pad = pad, .C = C, .ldc = ldc, .Y = Y, .ldy = ldy,
+                 .scale = scale, .bias = bias, .tab = kernels_active()};
+    int32_t *terms = NULL;
+    if (kind != APB_BGEMM_1X1 && K > 0) {
+        terms = malloc(sizeof(int32_t) * ((size_t)M + N));
+        if (!terms)
+            return apb_fail(APB_ENOMEM, "apb_bgemm: %d x %d magnitude counts", M, N);
+        int32_t *rt = terms, *ct = terms + M;
+        for (int n = 0; n < N; n++) {
+            int s = 0;
+            for (int j = 0; j < jb.KW; j++)
+                s += popc(B->mag[(size_t)n * B->ld + j]);
+            ct[n] = 2 * s;
+        }
+        jb.colterm = ct;
+        if (kind == APB_BGEMM_2X2) {
+            for (int m = 0; m < M; m++) {
+                int s = 0;
+                for (int j = 0; j < jb.KW; j++)
+                    s += popc(A->mag[(size_t)m * A->ld + j]);
+                rt[m] = 2 * s;
+            }
+            jb.rowterm = rt;
+        }
+    }
+    int tm = (M + BG_MC - 1) / BG_MC, tn = (N + BG_NC - 1) / BG_NC, ntiles = tm * tn;
+    int nth = apb_threads_get();
+    double work = (double)M * N * (jb.KW > 0 ? jb.KW : 1);
+    if (work < 65536.0)
+        nth = 1; /* fork/join would cost more than the product */
+    if (nth > ntiles)
+        nth = ntiles;
+    size_t need = sizeof(int32_t) * BG_MC * BG_NC +
+                  sizeof(uint64_t) * (size_t)BG_NC * jb.KC * jb.planes + 128;
+    int failed = 0;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        char *buf = scratch(need);
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < ntiles; t++) {
+            if (!buf)
+                continue;
+            int m0 = (t / tn) * BG_MC, n0 = (t % tn) * BG_NC;
+            int mc = M - m0 < BG_MC ? M - m0 : BG_MC, nc = N - n0 < BG_NC ? N - n0 : BG_NC;
+            run_tile(&jb, m0, mc, n0, nc, (int32_t *)buf,
+                     (uint64_t *)(buf + sizeof(int32_t) * BG_MC * BG_NC));
+        }
+    }
+    free(terms);
+    if (failed)
+        return apb_fail(APB_ENOMEM, "apb_bgemm: %zu bytes of per-thread scratch", need);
+    return APB_OK;
+}
+
+apb_status apb_bgemm(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
+                     const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc)
+{
+    APB_TRY(check_args("apb_bgemm", kind, M, N, K, A, B, pad, ldc));
+    return run(kind, M, N, K, A, B, pad, C, ldc, NULL, 0, NULL, NULL);
+}
+
+apb_status apb_bgemm_f32(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
+                         const apb_bitmat *B, const apb_bgemm_epilogue *ep, float *Y, int ldy)
+{
+    const apb_bitconv_pad *pad = ep ? ep->pad : NULL;
+    APB_TRY(check_args("apb_bgemm_f32", kind, M, N, K, A, B, pad, ldy));
+    return run(kind, M, N, K, A, B, pad, NULL, 0, Y, ldy, ep ? ep->scale : NULL,
+               ep ? ep->bias : NULL);
+}

@@ -1,0 +1,112 @@
+/* bgemm.h - bit-level GEMMs over packed operands (the dense part of an APB layer).
+ *
+ * WHY: an APB weight is alpha*sgn(W) + R. The sign part times a binary or 2-bit
+ * activation is an exact integer dot product of small levels, computed with
+ * XOR/AND + popcount on 64-bit words (apb-method.md section 5).
+ *
+ * OPERANDS (layout and encodings: bitpack.h)
+ *   A = weights, packed [M, lda] words (binary: sgn; 2-bit: sgn + mag)
+ *   B = activations, packed [N, ldb] words, one row per output pixel
+ *   Both pack the same K values per row; bits k >= K must be 0 in every plane.
+ *   C[m, n] = dot(level values of A row m, level values of B row n), exact int32.
+ *
+ * KINDS, RESULT UNITS AND IDENTITIES (per output, over KW words; "pop" = popcount)
+ *   1x1  binary weights, binary activations; unit 1:
+ *          dot = K - 2*pop(a ^ b)
+ *   1x2  binary weights w, 2-bit activations (sgn s, mag g); unit s_act/2:
+ *          x = w ^ s,  St = pop(x),  S1 = pop(g & x),  mc = pop(g)
+ *          dot = K + 2*mc - 2*St - 4*S1
+ *        (per position: (1-2x)(1+2g) = 1 + 2g - 2x - 4xg). This is the paper's
+ *        K + 2*mc - 6*S1 - 2*S2 with S2 = pop(~g & x) = St - S1.
+ *   2x2  2-bit weights (sgn a, mag u), 2-bit activations (sgn b, mag v);
+ *        unit s_w/2 * s_act/2:
+ *          x = a ^ b, X = pop(x), T1 = pop(x & (u ^ v)), T2 = pop(x & u & v),
+ *          P = pop(u & v), Mu = pop(u), Mv = pop(v)
+ *          dot = K + 2*Mu + 2*Mv + 4*P - 2*X - 4*T1 - 16*T2
+ *        (per position the magnitude product c = (1+2u)(1+2v) is 1, 3 or 9, whose
+ *        bits are 1, u^v and 8*(u&v); dot = sum c*(1-2x)).
+ *   A position whose bits are all 0 on both sides adds 0 to every popcount, so
+ *   tail padding (bits >= K) never changes a result; K itself is the true K.
+ *   Real value of a result = unit * dot, e.g. 1x2 with weight scale alpha and
+ *   activation step s: y = alpha * s/2 * dot.
+ *
+ * CONVOLUTION PADDING: pass the apb_bitconv_pad built for the layer (bitpack.h);
+ *   the result for pixel n, channel m becomes dot - corr[pattern[n]*M + m],
+ *   which equals the convolution with zero padding. NULL = no correction.
+ *
+ * apb_bgemm() is the driver: B is repacked per cache block into 8-column
+ * micro-panels, register-blocked micro-kernels chosen by apb_isa_active() from one
+ * table (ref / AVX2 nibble-LUT / AVX-512 VPOPCNTQ + VPTERNLOGQ), OpenMP over
+ * macro-tiles (apb_threads_get()). Results are exact integers, identical for every
+ * ISA level and thread count. Any M, N, K >= 0 (M or N == 0 is a no-op; K == 0
+ * gives 0). No alignment required. apb_bgemm_ref() is the specification.
+ */
+#ifndef APB_BGEMM_H
+#define APB_BGEMM_H
+
+#include <stdint.h>
+
+#include "bitpack.h"
+#include "status.h"
+
+typedef enum { APB_BGEMM_1X1 = 0, APB_BGEMM_1X2 = 1, APB_BGEMM_2X2 = 2 } apb_bgemm_kind;
+#define APB_BGEMM_KINDS 3
+
+const char *apb_bgemm_kind_name(apb_bgemm_kind kind); /* "1x1", "1x2", "2x2" */
+apb_status apb_bgemm_kind_parse(const char *s, apb_bgemm_kind *out);
+
+/* A view of a packed matrix (owns nothing). mag is NULL for a binary operand. */
+typedef struct {
+    const uint64_t *sgn; /* [rows, ld] */
+    const uint64_t *mag; /* [rows, ld] or NULL */
+    int ld;              /* row stride in words, >= apb_bits_words(K) */
+} apb_bitmat;
+
+/* Optional float epilogue: Y[m, n] = scale[m] * (dot - corr) + bias[m]. */
+typedef struct {
+    const float *scale;        /* [M] or NULL (1) */
+    const float *bias;         /* [M] or NULL (0) */
+    const apb_bitconv_pad *pad; /* or NULL (no correction); pad->M == M, pad->N == N */
+} apb_bgemm_epilogue;
+
+/* C[M, ldc] (int32, row-major) = dot(A row m, B row n) - pad correction.
+ * A->mag is required for 2x2 and ignored otherwise; B->mag required for 1x2/2x2. */
+apb_status apb_bgemm(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
+                     const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc);
+
+/* Fused epilogue: Y[M, ldy] (float, row-major) = scale[m]*(dot - corr) + bias[m].
+ * ep may be NULL. Y is only written (never read). */
+apb_status apb_bgemm_f32(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
+                         const apb_bitmat *B, const apb_bgemm_epilogue *ep, float *Y, int ldy);
+
+/* The specification: per-element loop over words with the identities above. */
+apb_status apb_bgemm_ref(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
+                         const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc);
+
+/* ---- internal: micro-kernel table (used by bgemm.c and the ISA files) ----
+ *
+ * The driver repacks a block of B (kc words x up to 8*np columns) into panels of
+ * 8 columns: panel p starts at bp + p*kc*8*planes; word j of a panel holds
+ * planes*8 uint64: the sgn words of its 8 columns, then (2-bit) their mag words.
+ * A micro-kernel computes, for r < mr and the 8*np columns of np panels,
+ *     acc[r*ldacc + col] += L(A row r, column col) over the kc words
+ * where L is the pair-dependent part of the identity, dot = K + 2*Mu + 2*Mv - 2*L:
+ *     1x1: L = pop(x)               1x2: L = pop(x) + 2*pop(g & x)
+ *     2x2: L = X + 2*T1 + 8*T2 - 2*P
+ * mr <= the entry's mr, np <= the entry's np; as/am point at the block's first
+ * word of A's first row (rows lda apart; am NULL unless 2x2).
+ */
+typedef void (*apb_bgemm_kern_fn)(int mr, int np, int kc, const uint64_t *as,
+                                  const uint64_t *am, int lda, const uint64_t *bp,
+                                  int32_t *acc, int ldacc);
+typedef struct {
+    apb_bgemm_kern_fn fn[APB_BGEMM_KINDS];
+    int mr[APB_BGEMM_KINDS]; /* register-tile rows */
+    int np[APB_BGEMM_KINDS]; /* register-tile width in 8-column panels */
+} apb_bgemm_kernels;
+
+extern const apb_bgemm_kernels apb_bgemm_kernels_ref;
+extern const apb_bgemm_kernels apb_bgemm_kernels_avx2;
+extern const apb_bgemm_kernels apb_bgemm_kernels_avx512;
+
+#endif

@@ -1,0 +1,192 @@
+/* bgemm_avx512.c - AVX-512 micro-kernels of the binary GEMMs: VPOPCNTQ for the
+ * counts, VPTERNLOGQ for the masked XORs.
+ *
+ * A zmm holds one word of 8 consecutive columns of a B micro-panel; each A word is
+ * broadcast, so every lane accumulates a different output and no horizontal sum
+ * is needed (any K works without a tail). Register tiles (accumulators out of 32
+ * zmm): 1x1 8 rows x 3 panels (24), 1x2 4 x 2 with two counts each (16), 2x2
+ * 2 x 2 with four counts each (16). Edge tiles use one-row instances.
+ * Per word and 8 outputs: 1x1 xor+popcnt+add; 1x2 xor, ternlog, 2 popcnt,
+ * 2 add; 2x2 xor, 3 logic, 4 popcnt, 4 add.
+ */
+#include <immintrin.h>
+
+#include "bgemm.h"
+
+#define AI static inline __attribute__((always_inline))
+
+/* acc[0..7] += 64-bit lanes of v (each fits int32: at most 64*kc*factor). */
+AI void add_out(int32_t *acc, __m512i v)
+{
+    __m256i o = _mm256_loadu_si256((const __m256i *)acc);
+    _mm256_storeu_si256((__m256i *)acc, _mm256_add_epi32(o, _mm512_cvtepi64_epi32(v)));
+}
+
+AI void t1x1(const int MR, const int NP, int kc, const uint64_t *as, int lda, const uint64_t *bp,
+             int32_t *acc, int ldacc)
+{
+    __m512i c[8][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++)
+            c[r][p] = _mm512_setzero_si512();
+    for (int j = 0; j < kc; j++) {
+        __m512i b[3];
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++)
+            b[p] = _mm512_loadu_si512(bp + (size_t)p * kc * 8 + j * 8);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512i a = _mm512_set1_epi64((long long)as[(size_t)r * lda + j]);
+#pragma GCC unroll 3
+            for (int p = 0; p < NP; p++)
+                c[r][p] = _mm512_add_epi64(c[r][p],
+                                           _mm512_popcnt_epi64(_mm512_xor_si512(a, b[p])));
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++)
+            add_out(acc + r * ldacc + p * 8, c[r][p]);
+}
+
+static void kern_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
+                     const uint64_t *bp, int32_t *acc, int ldacc)
+{
+    if (mr == 8 && np == 3) {
+        t1x1(8, 3, kc, as, lda, bp, acc, ldacc);
+        return;
+    }
+    for (int r = 0; r < mr; r++) {
+        const uint64_t *a = as + (size_t)r * lda;
+        int32_t *o = acc + r * ldacc;
+        int p = 0;
+        for (; p + 3 <= np; p += 3)
+            t1x1(1, 3, kc, a, lda, bp + (size_t)p * kc * 8, o + p * 8, ldacc);
+        for (; p < np; p++)
+            t1x1(1, 1, kc, a, lda, bp + (size_t)p * kc * 8, o + p * 8, ldacc);
+    }
+}
+
+/* (a ^ s) & g: truth table over (A=a, B=s, C=g) = (0xF0 ^ 0xCC) & 0xAA */
+#define TL_XOR_AND 0x28
+
+AI void t1x2(const int MR, const int NP, int kc, const uint64_t *as, int lda, const uint64_t *bp,
+             int32_t *acc, int ldacc)
+{
+    __m512i ct[4][2], cm[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++)
+            ct[r][p] = cm[r][p] = _mm512_setzero_si512();
+    for (int j = 0; j < kc; j++) {
+        __m512i s[2], g[2];
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) {
+            s[p] = _mm512_loadu_si512(bp + (size_t)p * kc * 16 + j * 16);
+            g[p] = _mm512_loadu_si512(bp + (size_t)p * kc * 16 + j * 16 + 8);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            __m512i a = _mm512_set1_epi64((long long)as[(size_t)r * lda + j]);
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) {
+                __m512i x = _mm512_xor_si512(a, s[p]);
+                __m512i t = _mm512_ternarylogic_epi64(a, s[p], g[p], TL_XOR_AND);
+                ct[r][p] = _mm512_add_epi64(ct[r][p], _mm512_popcnt_epi64(x));
+                cm[r][p] = _mm512_add_epi64(cm[r][p], _mm512_popcnt_epi64(t));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++)
+            add_out(acc + r * ldacc + p * 8,
+                    _mm512_add_epi64(ct[r][p], _mm512_slli_epi64(cm[r][p], 1)));
+}
+
+static void kern_1x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
+                     const uint64_t *bp, int32_t *acc, int ldacc)
+{
+    if (mr == 4 && np == 2) {
+        t1x2(4, 2, kc, as, lda, bp, acc, ldacc);
+        return;
+    }
+    for (int r = 0; r < mr; r++)
+        for (int p = 0; p < np; p++)
+            t1x2(1, 1, kc, as + (size_t)r * lda, lda, bp + (size_t)p * kc * 16,
+                 acc + r * ldacc + p * 8, ldacc);
+}
+
+/* x & (u ^ v) over (A=x, B=u, C=v): 0xF0 & (0xCC ^ 0xAA) */
+#define TL_AND_XOR 0x60
+/* x & u & v */
+#define TL_AND3 0x80
+
+AI void t2x2(const int MR, const int NP, int kc, const uint64_t *as, const uint64_t *am, int lda,
+             const uint64_t *bp, int32_t *acc, int ldacc)
+{
+    __m512i cx[2][2], c1[2][2], c2[2][2], cp[2][2];
+#pragma GCC unroll 2
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++)
+            cx[r][p] = c1[r][p] = c2[r][p] = cp[r][p] = _mm512_setzero_si512();
+    for (int j = 0; j < kc; j++) {
+        __m512i b[2], v[2];
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) {
+            b[p] = _mm512_loadu_si512(bp + (size_t)p * kc * 16 + j * 16);
+            v[p] = _mm512_loadu_si512(bp + (size_t)p * kc * 16 + j * 16 + 8);
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < MR; r++) {
+            __m512i a = _mm512_set1_epi64((long long)as[(size_t)r * lda + j]);
+            __m512i u = _mm512_set1_epi64((long long)am[(size_t)r * lda + j]);
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) {
+                __m512i x = _mm512_xor_si512(a, b[p]);
+                __m512i t1 = _mm512_ternarylogic_epi64(x, u, v[p], TL_AND_XOR);
+                __m512i t2 = _mm512_ternarylogic_epi64(x, u, v[p], TL_AND3);
+                __m512i uv = _mm512_and_si512(u, v[p]);
+                cx[r][p] = _mm512_add_epi64(cx[r][p], _mm512_popcnt_epi64(x));
+                c1[r][p] = _mm512_add_epi64(c1[r][p], _mm512_popcnt_epi64(t1));
+                c2[r][p] = _mm512_add_epi64(c2[r][p], _mm512_popcnt_epi64(t2));
+                cp[r][p] = _mm512_add_epi64(cp[r][p], _mm512_popcnt_epi64(uv));
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) {
+            /* L = X + 2*T1 + 8*T2 - 2*P */
+            __m512i l = _mm512_add_epi64(cx[r][p], _mm512_slli_epi64(c1[r][p], 1));
+            l = _mm512_add_epi64(l, _mm512_slli_epi64(c2[r][p], 3));
+            l = _mm512_sub_epi64(l, _mm512_slli_epi64(cp[r][p], 1));
+            add_out(acc + r * ldacc + p * 8, l);
+        }
+}
+
+static void kern_2x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
+                     const uint64_t *bp, int32_t *acc, int ldacc)
+{
+    if (mr == 2 && np == 2) {
+        t2x2(2, 2, kc, as, am, lda, bp, acc, ldacc);
+        return;
+    }
+    for (int r = 0; r < mr; r++)
+        for (int p = 0; p < np; p++)
+            t2x2(1, 1, kc, as + (size_t)r * lda, am + (size_t)r * lda, lda,
+                 bp + (size_t)p * kc * 16, acc + r * ldacc + p * 8, ldacc);
+}
+
+const apb_bgemm_kernels apb_bgemm_kernels_avx512 = {
+    .fn = {kern_1x1, kern_1x2, kern_2x2},
+    .mr = {8, 4, 2},
+    .np = {3, 2, 2},
+};

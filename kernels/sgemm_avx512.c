@@ -1,0 +1,73 @@
+/* sgemm_avx512.c - AVX-512 sgemm micro-kernel, 12 x 32 register tile.
+ *
+ * 24 zmm accumulators (12 rows x 2 vectors of 16 columns), 2 zmm for the B row,
+ * A values broadcast straight from memory into the FMA ({1to16} operand): 26 of 32
+ * registers, 24 FMAs per 2 loads + 12 broadcasts per k, enough to keep both FMA
+ * ports busy. Edges (mr < 12, nr < 32) are handled with masked loads/stores of C.
+ * Contract: see sgemm_internal.h.
+ */
+#include <immintrin.h>
+
+#include "sgemm_internal.h"
+
+#define MR 12
+#define NR 32
+
+void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
+                                   long ldc, float alpha, float beta, int mr, int nr)
+{
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        acc[i][0] = _mm512_setzero_ps();
+        acc[i][1] = _mm512_setzero_ps();
+    }
+    for (int i = 0; i < mr; i++)
+        _mm_prefetch((const char *)(c + (long)i * ldc), _MM_HINT_T0);
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(pb), b1 = _mm512_loadu_ps(pb + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m512 a = _mm512_set1_ps(pa[i]);
+            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+        }
+        pa += MR;
+        pb += ldpb;
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (mr == MR && nr == NR) {
+        if (beta == 0.0f) {
+#pragma GCC unroll 12
+            for (int i = 0; i < MR; i++) {
+                _mm512_storeu_ps(c + i * ldc, _mm512_mul_ps(va, acc[i][0]));
+                _mm512_storeu_ps(c + i * ldc + 16, _mm512_mul_ps(va, acc[i][1]));
+            }
+        } else {
+#pragma GCC unroll 12
+            for (int i = 0; i < MR; i++) {
+                float *ci = c + i * ldc;
+                __m512 c0 = _mm512_mul_ps(vb, _mm512_loadu_ps(ci));
+                __m512 c1 = _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16));
+                _mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][0], c0));
+                _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(va, acc[i][1], c1));
+            }
+        }
+        return;
+    }
+    __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr)
+            break;
+        float *ci = c + i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+}

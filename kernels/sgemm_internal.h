@@ -1,0 +1,41 @@
+/* sgemm_internal.h - private contract between the sgemm driver (sgemm.c) and its
+ * register-blocked micro-kernels (sgemm_avx2.c, sgemm_avx512.c, portable one in sgemm.c).
+ *
+ * Packed layouts (written by the driver, read by the kernels):
+ *   pa[kc][MR]  one micro-panel of op(A): for each k, MR consecutive rows (zero padded)
+ *   pb[kc][NR]  one micro-panel of op(B): for each k, NR consecutive columns (zero padded)
+ *               at row stride ldpb: NR when packed, or ldb when a full-width panel of
+ *               a non-transposed B is read in place (small M, see sgemm.c)
+ * A micro-kernel computes, for the mr x nr top-left part of the tile (mr <= MR, nr <= NR):
+ *   C[i, j] = alpha * sum_k pa[k][i] * pb[k * ldpb + j] + beta * C[i, j]  (row stride ldc)
+ * and never reads C when beta == 0, never touches C outside mr x nr, and needs no
+ * alignment of C. pa/pb are 64-byte aligned by the driver, but kernels use unaligned loads.
+ */
+#ifndef APB_SGEMM_INTERNAL_H
+#define APB_SGEMM_INTERNAL_H
+
+typedef void (*apb_sgemm_kernel_fn)(int kc, const float *pa, const float *pb, long ldpb, float *c,
+                                    long ldc, float alpha, float beta, int mr, int nr);
+
+/* Packs rows [0,mr) x columns [0,kc) of a row-major block (row stride lda) into
+ * pa[kc][MR] (transposing), zero-padding rows mr..MR-1. */
+typedef void (*apb_sgemm_pack_t_fn)(const float *src, long lda, int mr, int kc, int MR,
+                                    float *dst);
+
+/* Register blocking and cache blocking for one ISA level. */
+typedef struct {
+    int mr, nr;              /* micro-tile */
+    int kc;                  /* K block: an A micro-panel (mr x kc) stays in L1 */
+    int mc;                  /* M block of packed A (streamed) */
+    int nc;                  /* N block: the packed B block (kc x nc) stays in L2 */
+    apb_sgemm_kernel_fn kernel;
+    apb_sgemm_pack_t_fn pack_t; /* fast transposing pack, or NULL for the portable one */
+} apb_sgemm_kinfo;
+
+void apb_sgemm_kernel_avx2_6x16(int kc, const float *pa, const float *pb, long ldpb,
+                                float *c, long ldc, float alpha, float beta, int mr, int nr);
+void apb_sgemm_pack_t_avx2(const float *src, long lda, int mr, int kc, int MR, float *dst);
+void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
+                                   long ldc, float alpha, float beta, int mr, int nr);
+
+#endif

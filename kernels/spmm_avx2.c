@@ -1,0 +1,53 @@
+/* spmm_avx2.c - AVX2 column-chunk kernel of apb_spmm: the 64-column chunk of one
+ * output row is processed as two 32-column halves in 4 ymm each (8 of 16
+ * registers), FMAs streaming the row's nonzeros; tails use vmaskmov. */
+#include <immintrin.h>
+
+#include "spmm.h"
+
+static void half(const apb_csr *R, int m, int n0, int nc, const float *X, int ldx, float *Y,
+                 int ldy)
+{
+    __m256i k[4];
+    for (int i = 0; i < 4; i++) {
+        int r = nc - 8 * i;
+        k[i] = _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    float *y = Y + (size_t)m * ldy + n0;
+    __m256 a0 = _mm256_maskload_ps(y, k[0]), a1 = _mm256_maskload_ps(y + 8, k[1]);
+    __m256 a2 = _mm256_maskload_ps(y + 16, k[2]), a3 = _mm256_maskload_ps(y + 24, k[3]);
+    int64_t e0 = R->row_ptr[m], e1 = R->row_ptr[m + 1];
+    if (nc >= 32) {
+        for (int64_t e = e0; e < e1; e++) {
+            const float *x = X + (size_t)apb_csr_col(R, e) * ldx + n0;
+            __m256 v = _mm256_set1_ps(R->val[e]);
+            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x), a0);
+            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 8), a1);
+            a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 16), a2);
+            a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 24), a3);
+        }
+    } else {
+        for (int64_t e = e0; e < e1; e++) {
+            const float *x = X + (size_t)apb_csr_col(R, e) * ldx + n0;
+            __m256 v = _mm256_set1_ps(R->val[e]);
+            a0 = _mm256_fmadd_ps(v, _mm256_maskload_ps(x, k[0]), a0);
+            a1 = _mm256_fmadd_ps(v, _mm256_maskload_ps(x + 8, k[1]), a1);
+            a2 = _mm256_fmadd_ps(v, _mm256_maskload_ps(x + 16, k[2]), a2);
+            a3 = _mm256_fmadd_ps(v, _mm256_maskload_ps(x + 24, k[3]), a3);
+        }
+    }
+    _mm256_maskstore_ps(y, k[0], a0);
+    _mm256_maskstore_ps(y + 8, k[1], a1);
+    _mm256_maskstore_ps(y + 16, k[2], a2);
+    _mm256_maskstore_ps(y + 24, k[3], a3);
+}
+
+void apb_spmm_chunk_avx2(const apb_csr *R, int m0, int m1, int n0, int nc, const float *X,
+                         int ldx, float *Y, int ldy)
+{
+    for (int m = m0; m < m1; m++) {
+        half(R, m, n0, nc < 32 ? nc : 32, X, ldx, Y, ldy);
+        if (nc > 32)
+            half(R, m, n0 + 32, nc - 32, X, ldx, Y, ldy);
+    }
+}

@@ -1,0 +1,67 @@
+/* op_add.c - elementwise y = a + b of equal shapes (residual connections). */
+#include "ops.h"
+#include "registry.h"
+
+static apb_status add_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
+                            int dim[APB_MAX_DIM])
+{
+    const apb_var *a = in[0], *b = in[1];
+    char sa[64], sb[64];
+    int same = nin == 2 && a->ndim == b->ndim;
+    for (int i = 0; same && i < a->ndim; i++)
+        same = a->dim[i] == b->dim[i];
+    if (!same)
+        return apb_fail(APB_ESHAPE, "add: shapes %s and %s differ",
+                        apb_dims_str(a->ndim, a->dim, sa, sizeof sa),
+                        apb_dims_str(b->ndim, b->dim, sb, sizeof sb));
+    *ndim = a->ndim;
+    for (int i = 0; i < a->ndim; i++)
+        dim[i] = a->dim[i];
+    return APB_OK;
+}
+
+static apb_status add_forward(apb_graph *g, apb_var *out)
+{
+    const float *a = out->in[0]->data, *b = out->in[1]->data;
+    float *y = out->data;
+    for (int64_t i = 0; i < out->numel; i++)
+        y[i] = a[i] + b[i];
+    return APB_OK;
+}
+
+static void add_backward(apb_graph *g, apb_var *out)
+{
+    const float *dy = out->grad;
+    for (int k = 0; k < 2; k++) { /* a + a: both passes land in the same buffer */
+        apb_var *v = out->in[k];
+        if (v->requires_grad)
+            for (int64_t i = 0; i < out->numel; i++)
+                v->grad[i] += dy[i];
+    }
+}
+
+const apb_op apb_op_add = {"add", 0, 0, add_shape, add_forward, add_backward};
+
+apb_status apb_add(apb_graph *g, apb_var *a, apb_var *b, apb_var **y)
+{
+    apb_var *in[2] = {a, b};
+    return apb_apply(g, &apb_op_add, in, 2, NULL, y);
+}
+
+apb_status apb_case_add(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                        apb_var **out)
+{
+    int dim[4] = {2, 3, 3, 5};
+    inputs[0] = apb_case_normal(g, rng, 4, dim, 1.0f, 1);
+    inputs[1] = apb_case_normal(g, rng, 4, dim, 1.0f, 1);
+    *ninputs = 2;
+    return inputs[0] && inputs[1] ? apb_add(g, inputs[0], inputs[1], out) : APB_ENOMEM;
+}
+
+apb_status apb_case_add_same_input(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                                   apb_var **out)
+{
+    inputs[0] = apb_case_normal(g, rng, 2, (int[]){4, 6}, 1.0f, 1);
+    *ninputs = 1;
+    return inputs[0] ? apb_add(g, inputs[0], inputs[0], out) : APB_ENOMEM;
+}

@@ -1,0 +1,220 @@
+/* op_batchnorm.c - batch normalisation (2-d [N,C,H,W] and 1-d [N,C] inputs).
+ *
+ * Training normalises with the batch mean and biased variance and updates the
+ * model's running statistics with the unbiased variance (PyTorch semantics);
+ * eval normalises with the running statistics. The statistics are one pass per
+ * channel with sums of (x - x0) for a per-channel shift x0, which avoids the
+ * cancellation of the naive sum/sum-of-squares formula. Forward saves only
+ * mean[C] and invstd[C]; backward recomputes xhat on the fly.
+ */
+#include <math.h>
+
+#include "ops.h"
+#include "registry.h"
+#include "threads.h"
+
+typedef struct {
+    apb_bn_state st;
+    int has_state;
+} bn_attr;
+
+typedef struct {
+    int training; /* mode at forward time: decides the backward formula */
+    float *mean;  /* [C] */
+    float *invstd; /* [C] */
+} bn_saved;
+
+/* OpenMP over channels only when there is enough work to amortise the team. */
+#define BN_PAR_MIN (1 << 16)
+
+static void bn_dims(const apb_var *x, int *N, int *C, int *HW)
+{
+    *N = x->dim[0];
+    *C = x->dim[1];
+    *HW = x->ndim == 4 ? x->dim[2] * x->dim[3] : 1;
+}
+
+static apb_status bn_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
+                           int dim[APB_MAX_DIM])
+{
+    const apb_var *x = in[0];
+    char sx[64], sg[64], sb[64];
+    if (nin != 3)
+        return apb_fail(APB_EINVAL, "batchnorm: %d inputs (x, gamma, beta expected)", nin);
+    if (x->ndim != 4 && x->ndim != 2)
+        return apb_fail(APB_ESHAPE, "batchnorm: input %s is neither [N,C,H,W] nor [N,C]",
+                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
+    for (int i = 1; i < 3; i++)
+        if (in[i]->ndim != 1 || in[i]->dim[0] != x->dim[1])
+            return apb_fail(APB_ESHAPE, "batchnorm: gamma %s / beta %s do not match input %s",
+                            apb_dims_str(in[1]->ndim, in[1]->dim, sg, sizeof sg),
+                            apb_dims_str(in[2]->ndim, in[2]->dim, sb, sizeof sb),
+                            apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
+    *ndim = x->ndim;
+    for (int i = 0; i < x->ndim; i++)
+        dim[i] = x->dim[i];
+    return APB_OK;
+}
+
+static apb_status bn_forward(apb_graph *g, apb_var *out)
+{
+    const bn_attr *a = out->attr;
+    const apb_var *x = out->in[0], *gamma = out->in[1], *beta = out->in[2];
+    int N, C, HW;
+    bn_dims(x, &N, &C, &HW);
+    int64_t m = (int64_t)N * HW;
+    char sx[64];
+    if (g->training && m < 2)
+        return apb_fail(APB_ESHAPE, "batchnorm: training needs more than one value per channel, input %s",
+                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
+    if (!g->training && !a->has_state)
+        return apb_fail(APB_EINVAL, "batchnorm: eval mode needs running statistics (state is NULL)");
+    bn_saved *sv = apb_graph_alloc(g, sizeof *sv);
+    if (!sv)
+        return APB_ENOMEM;
+    sv->training = g->training;
+    sv->mean = apb_graph_floats(g, C);
+    sv->invstd = apb_graph_floats(g, C);
+    if (!sv->mean || !sv->invstd)
+        return APB_ENOMEM;
+    out->saved = sv;
+
+    const float *xd = x->data;
+    float *yd = out->data;
+    int training = g->training, nt = (int64_t)C * m >= BN_PAR_MIN ? apb_threads_get() : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int c = 0; c < C; c++) {
+        double mean, var;
+        if (training) {
+            float x0 = xd[(size_t)c * HW];
+            double s1 = 0, s2 = 0;
+            for (int n = 0; n < N; n++) {
+                const float *row = xd + ((size_t)n * C + c) * HW;
+                float a1 = 0.0f, a2 = 0.0f;
+                for (int p = 0; p < HW; p++) {
+                    float d = row[p] - x0;
+                    a1 += d;
+                    a2 += d * d;
+                }
+                s1 += a1;
+                s2 += a2;
+            }
+            double d1 = s1 / (double)m;
+            mean = x0 + d1;
+            var = s2 / (double)m - d1 * d1;
+            if (var < 0)
+                var = 0;
+            if (a->has_state) {
+                float mo = a->st.momentum;
+                a->st.running_mean[c] = (1.0f - mo) * a->st.running_mean[c] + mo * (float)mean;
+                a->st.running_var[c] = (1.0f - mo) * a->st.running_var[c] +
+                                       mo * (float)(var * (double)m / (double)(m - 1));
+            }
+        } else {
+            mean = a->st.running_mean[c];
+            var = a->st.running_var[c];
+        }
+        float invstd = (float)(1.0 / sqrt(var + (double)a->st.eps));
+        sv->mean[c] = (float)mean;
+        sv->invstd[c] = invstd;
+        float scale = gamma->data[c] * invstd, shift = beta->data[c] - (float)mean * scale;
+        for (int n = 0; n < N; n++) {
+            const float *row = xd + ((size_t)n * C + c) * HW;
+            float *yr = yd + ((size_t)n * C + c) * HW;
+            for (int p = 0; p < HW; p++)
+                yr[p] = row[p] * scale + shift;
+        }
+    }
+    return APB_OK;
+}
+
+static void bn_backward(apb_graph *g, apb_var *out)
+{
+    const bn_saved *sv = out->saved;
+    apb_var *x = out->in[0], *gamma = out->in[1], *beta = out->in[2];
+    int N, C, HW;
+    bn_dims(x, &N, &C, &HW);
+    int64_t m = (int64_t)N * HW;
+    const float *xd = x->data, *dy = out->grad;
+    int nt = (int64_t)C * m >= BN_PAR_MIN ? apb_threads_get() : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int c = 0; c < C; c++) {
+        float mean = sv->mean[c], invstd = sv->invstd[c];
+        double sdy = 0, sdyx = 0;
+        for (int n = 0; n < N; n++) {
+            const float *row = xd + ((size_t)n * C + c) * HW, *dr = dy + ((size_t)n * C + c) * HW;
+            float a1 = 0.0f, a2 = 0.0f;
+            for (int p = 0; p < HW; p++) {
+                a1 += dr[p];
+                a2 += dr[p] * (row[p] - mean);
+            }
+            sdy += a1;
+            sdyx += a2;
+        }
+        sdyx *= invstd; /* sum dy * xhat */
+        if (gamma->requires_grad)
+            gamma->grad[c] += (float)sdyx;
+        if (beta->requires_grad)
+            beta->grad[c] += (float)sdy;
+        if (!x->requires_grad)
+            continue;
+        float k = gamma->data[c] * invstd;
+        /* training: dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)); eval: dx = k * dy */
+        float mdy = sv->training ? (float)(sdy / (double)m) : 0.0f;
+        float mdyx = sv->training ? (float)(sdyx / (double)m) * invstd : 0.0f;
+        for (int n = 0; n < N; n++) {
+            const float *row = xd + ((size_t)n * C + c) * HW, *dr = dy + ((size_t)n * C + c) * HW;
+            float *dx = x->grad + ((size_t)n * C + c) * HW;
+            for (int p = 0; p < HW; p++)
+                dx[p] += k * (dr[p] - mdy - (row[p] - mean) * mdyx);
+        }
+    }
+}
+
+const apb_op apb_op_batchnorm = {"batchnorm", sizeof(bn_attr), 0, bn_shape, bn_forward,
+                                 bn_backward};
+
+apb_status apb_batchnorm(apb_graph *g, apb_var *x, apb_var *gamma, apb_var *beta,
+                         apb_bn_state *st, apb_var **y)
+{
+    bn_attr a = {{0}, 0};
+    if (st) {
+        a.st = *st;
+        a.has_state = 1;
+    } else {
+        a.st.momentum = 0.1f;
+        a.st.eps = 1e-5f;
+    }
+    apb_var *in[3] = {x, gamma, beta};
+    return apb_apply(g, &apb_op_batchnorm, in, 3, &a, y);
+}
+
+static apb_status bn_case(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                          apb_var **out, int ndim, const int *dim)
+{
+    int C = dim[1];
+    inputs[0] = apb_case_normal(g, rng, ndim, dim, 1.5f, 1);
+    inputs[1] = apb_case_normal(g, rng, 1, &C, 0.5f, 1);
+    inputs[2] = apb_case_normal(g, rng, 1, &C, 0.5f, 1);
+    *ninputs = 3;
+    apb_bn_state st = {apb_graph_zeros(g, C), apb_graph_floats(g, C), 0.1f, 1e-5f};
+    if (!inputs[0] || !inputs[1] || !inputs[2] || !st.running_mean || !st.running_var)
+        return APB_ENOMEM;
+    for (int c = 0; c < C; c++) {
+        inputs[1]->data[c] += 1.0f;
+        st.running_var[c] = 1.0f;
+    }
+    return apb_batchnorm(g, inputs[0], inputs[1], inputs[2], &st, out);
+}
+
+apb_status apb_case_batchnorm_2d(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                                 apb_var **out)
+{
+    return bn_case(g, rng, inputs, ninputs, out, 4, (int[]){3, 4, 3, 2});
+}
+
+apb_status apb_case_batchnorm_1d(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                                 apb_var **out)
+{
+    return bn_case(g, rng, inputs, ninputs, out, 2, (int[]){6, 5});
+}

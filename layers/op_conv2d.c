@@ -1,0 +1,227 @@
+/* op_conv2d.c - 2-D convolution (cross-correlation, zero padding) with bias.
+ *
+ * Lowered per image to one matrix multiply: y_n[M,P] = w[M,K] * col_n[K,P] with
+ * K = C*KH*KW, P = OH*OW and col from im2col; a 1x1 stride-1 unpadded conv uses
+ * x_n[C,P] directly. When the batch has at least as many images as threads the
+ * images are spread over OpenMP threads (each with its own column buffer and its
+ * own dW partial sum, reduced in thread order afterwards); otherwise images run
+ * one after the other and apb_sgemm parallelises inside. All scratch is taken
+ * from the step arena in forward, so backward never allocates and cannot fail.
+ */
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "im2col.h"
+#include "ops.h"
+#include "registry.h"
+#include "sgemm.h"
+#include "threads.h"
+
+typedef struct {
+    int stride, pad;
+} conv_attr;
+
+typedef struct {
+    int nt;       /* threads used over the batch (1: serial over images) */
+    float *col;   /* [nt][K*P] im2col buffers (NULL for the 1x1 fast path) */
+    float *dcol;  /* [nt][K*P] column gradients (NULL if not needed) */
+    float *dwp;   /* [nt][M*K] per-thread dW partial sums (NULL if nt == 1) */
+} conv_saved;
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static apb_status conv_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
+                             int dim[APB_MAX_DIM])
+{
+    const conv_attr *a = attr;
+    const apb_var *x = in[0], *w = in[1], *b = nin > 2 ? in[2] : NULL;
+    char sx[64], sw[64], sb[64];
+    if (nin < 2 || nin > 3)
+        return apb_fail(APB_EINVAL, "conv2d: %d inputs (x, w[, b] expected)", nin);
+    if (x->ndim != 4 || w->ndim != 4 || x->dim[1] != w->dim[1])
+        return apb_fail(APB_ESHAPE, "conv2d: input %s and weight %s do not fit (want [N,C,H,W] and [M,C,KH,KW])",
+                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx),
+                        apb_dims_str(w->ndim, w->dim, sw, sizeof sw));
+    if (b && (b->ndim != 1 || b->dim[0] != w->dim[0]))
+        return apb_fail(APB_ESHAPE, "conv2d: bias %s does not match weight %s",
+                        apb_dims_str(b->ndim, b->dim, sb, sizeof sb),
+                        apb_dims_str(w->ndim, w->dim, sw, sizeof sw));
+    if (a->stride < 1 || a->pad < 0)
+        return apb_fail(APB_EINVAL, "conv2d: stride %d / pad %d invalid", a->stride, a->pad);
+    int OH = x->dim[2] + 2 * a->pad - w->dim[2], OW = x->dim[3] + 2 * a->pad - w->dim[3];
+    if (OH < 0 || OW < 0)
+        return apb_fail(APB_ESHAPE, "conv2d: kernel %s larger than padded input %s (pad %d)",
+                        apb_dims_str(w->ndim, w->dim, sw, sizeof sw),
+                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx), a->pad);
+    *ndim = 4;
+    dim[0] = x->dim[0];
+    dim[1] = w->dim[0];
+    dim[2] = OH / a->stride + 1;
+    dim[3] = OW / a->stride + 1;
+    return APB_OK;
+}
+
+static apb_status conv_forward(apb_graph *g, apb_var *out)
+{
+    const conv_attr *a = out->attr;
+    const apb_var *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
+    int N = x->dim[0], C = x->dim[1], H = x->dim[2], W = x->dim[3];
+    int M = w->dim[0], KH = w->dim[2], KW = w->dim[3];
+    int P = out->dim[2] * out->dim[3], K = C * KH * KW, S = a->stride, pad = a->pad;
+    int fast = KH == 1 && KW == 1 && S == 1 && pad == 0;
+    int nthreads = apb_threads_get();
+    int nt = (nthreads > 1 && N >= nthreads) ? nthreads : 1;
+    size_t kp = (size_t)K * P;
+
+    conv_saved *sv = apb_graph_alloc(g, sizeof *sv);
+    if (!sv)
+        return APB_ENOMEM;
+    memset(sv, 0, sizeof *sv);
+    sv->nt = nt;
+    if (!fast && !(sv->col = apb_graph_floats(g, (int64_t)nt * kp)))
+        return APB_ENOMEM;
+    if (g->record && out->requires_grad) {
+        if (!fast && x->requires_grad && !(sv->dcol = apb_graph_floats(g, (int64_t)nt * kp)))
+            return APB_ENOMEM;
+        if (nt > 1 && w->requires_grad && !(sv->dwp = apb_graph_floats(g, (int64_t)nt * M * K)))
+            return APB_ENOMEM;
+    }
+    out->saved = sv;
+
+    const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
+    float *yd = out->data, *colbuf = sv->col;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int n = 0; n < N; n++) {
+        const float *xn = xd + (size_t)n * C * H * W;
+        float *yn = yd + (size_t)n * M * P;
+        const float *B = xn;
+        if (!fast) {
+            float *col = colbuf + (size_t)thread_id() * kp;
+            apb_im2col(xn, C, H, W, KH, KW, S, pad, col);
+            B = col;
+        }
+        apb_sgemm(0, 0, M, P, K, 1.0f, wd, K, B, P, 0.0f, yn, P);
+        if (bd)
+            for (int m = 0; m < M; m++) {
+                float bm = bd[m], *row = yn + (size_t)m * P;
+                for (int p = 0; p < P; p++)
+                    row[p] += bm;
+            }
+    }
+    return APB_OK;
+}
+
+static void conv_backward(apb_graph *g, apb_var *out)
+{
+    const conv_attr *a = out->attr;
+    const conv_saved *sv = out->saved;
+    apb_var *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
+    int N = x->dim[0], C = x->dim[1], H = x->dim[2], W = x->dim[3];
+    int M = w->dim[0], KH = w->dim[2], KW = w->dim[3];
+    int P = out->dim[2] * out->dim[3], K = C * KH * KW, S = a->stride, pad = a->pad;
+    int fast = KH == 1 && KW == 1 && S == 1 && pad == 0;
+    int nt = sv->nt, need_dx = x->requires_grad, need_dw = w->requires_grad;
+    size_t kp = (size_t)K * P, mk = (size_t)M * K;
+    const float *dy = out->grad, *xd = x->data, *wd = w->data;
+
+    if (b && b->requires_grad)
+        for (int n = 0; n < N; n++)
+            for (int m = 0; m < M; m++) {
+                const float *row = dy + ((size_t)n * M + m) * P;
+                float s = 0.0f;
+                for (int p = 0; p < P; p++)
+                    s += row[p];
+                b->grad[m] += s;
+            }
+    if (!need_dx && !need_dw)
+        return;
+    if (need_dw && nt > 1)
+        memset(sv->dwp, 0, sizeof(float) * nt * mk);
+
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int n = 0; n < N; n++) {
+        int t = thread_id();
+        const float *xn = xd + (size_t)n * C * H * W, *dyn = dy + (size_t)n * M * P;
+        if (need_dw) {
+            const float *B = xn;
+            if (!fast) {
+                float *col = sv->col + (size_t)t * kp;
+                apb_im2col(xn, C, H, W, KH, KW, S, pad, col);
+                B = col;
+            }
+            float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
+            apb_sgemm(0, 1, M, K, P, 1.0f, dyn, P, B, P, 1.0f, dw, K);
+        }
+        if (need_dx) {
+            float *dxn = x->grad + (size_t)n * C * H * W;
+            if (fast) {
+                apb_sgemm(1, 0, C, P, M, 1.0f, wd, K, dyn, P, 1.0f, dxn, P);
+            } else {
+                float *dcol = sv->dcol + (size_t)t * kp;
+                apb_sgemm(1, 0, K, P, M, 1.0f, wd, K, dyn, P, 0.0f, dcol, P);
+                apb_col2im(dcol, C, H, W, KH, KW, S, pad, dxn);
+            }
+        }
+    }
+    if (need_dw && nt > 1)
+        for (int t = 0; t < nt; t++) {
+            const float *p = sv->dwp + (size_t)t * mk;
+            for (size_t i = 0; i < mk; i++)
+                w->grad[i] += p[i];
+        }
+}
+
+const apb_op apb_op_conv2d = {"conv2d", sizeof(conv_attr), 0, conv_shape, conv_forward,
+                              conv_backward};
+
+apb_status apb_conv2d(apb_graph *g, apb_var *x, apb_var *w, apb_var *b, int stride, int pad,
+                      apb_var **y)
+{
+    conv_attr a = {stride, pad};
+    apb_var *in[3] = {x, w, b};
+    return apb_apply(g, &apb_op_conv2d, in, b ? 3 : 2, &a, y);
+}
+
+static apb_status conv_case(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                            apb_var **out, const int xd[4], const int wd[4], int bias, int stride,
+                            int pad)
+{
+    inputs[0] = apb_case_normal(g, rng, 4, xd, 1.0f, 1);
+    inputs[1] = apb_case_normal(g, rng, 4, wd, 0.5f, 1);
+    inputs[2] = bias ? apb_case_normal(g, rng, 1, wd, 0.5f, 1) : NULL;
+    *ninputs = bias ? 3 : 2;
+    for (int i = 0; i < *ninputs; i++)
+        if (!inputs[i])
+            return APB_ENOMEM;
+    return apb_conv2d(g, inputs[0], inputs[1], inputs[2], stride, pad, out);
+}
+
+apb_status apb_case_conv2d_3x3_s2_p1(apb_graph *g, apb_rng *rng, apb_var **inputs,
+                                     int *ninputs, apb_var **out)
+{
+    return conv_case(g, rng, inputs, ninputs, out, (int[]){2, 3, 7, 6}, (int[]){4, 3, 3, 3}, 1,
+                     2, 1);
+}
+
+apb_status apb_case_conv2d_1x1(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                               apb_var **out)
+{
+    return conv_case(g, rng, inputs, ninputs, out, (int[]){2, 5, 4, 3}, (int[]){3, 5, 1, 1}, 1,
+                     1, 0);
+}
+
+apb_status apb_case_conv2d_nobias_batch3(apb_graph *g, apb_rng *rng, apb_var **inputs,
+                                         int *ninputs, apb_var **out)
+{
+    return conv_case(g, rng, inputs, ninputs, out, (int[]){3, 2, 5, 5}, (int[]){4, 2, 2, 3}, 0,
+                     1, 0);
+}

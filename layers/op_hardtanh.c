@@ -1,0 +1,46 @@
+/* op_hardtanh.c - clamp to [-1, 1]; gradient 1 strictly inside, 0 outside.
+ * (Its usual role here: the clipped input of a binary activation.) */
+#include "ops.h"
+#include "registry.h"
+
+static apb_status ht_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
+                           int dim[APB_MAX_DIM])
+{
+    *ndim = in[0]->ndim;
+    for (int i = 0; i < in[0]->ndim; i++)
+        dim[i] = in[0]->dim[i];
+    return APB_OK;
+}
+
+static apb_status ht_forward(apb_graph *g, apb_var *out)
+{
+    const float *x = out->in[0]->data;
+    float *y = out->data;
+    for (int64_t i = 0; i < out->numel; i++)
+        y[i] = x[i] < -1.0f ? -1.0f : (x[i] > 1.0f ? 1.0f : x[i]);
+    return APB_OK;
+}
+
+static void ht_backward(apb_graph *g, apb_var *out)
+{
+    const float *x = out->in[0]->data, *dy = out->grad;
+    float *dx = out->in[0]->grad;
+    for (int64_t i = 0; i < out->numel; i++)
+        dx[i] += (x[i] > -1.0f && x[i] < 1.0f) ? dy[i] : 0.0f;
+}
+
+const apb_op apb_op_hardtanh = {"hardtanh", 0, 0, ht_shape, ht_forward, ht_backward};
+
+apb_status apb_hardtanh(apb_graph *g, apb_var *x, apb_var **y)
+{
+    return apb_apply(g, &apb_op_hardtanh, &x, 1, NULL, y);
+}
+
+apb_status apb_case_hardtanh(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                             apb_var **out)
+{
+    /* 60 values in (-1.5, 1.5): both clamped sides and the inside are covered */
+    inputs[0] = apb_case_distinct(g, rng, 2, (int[]){6, 10}, 0.05f, 1);
+    *ninputs = 1;
+    return inputs[0] ? apb_hardtanh(g, inputs[0], out) : APB_ENOMEM;
+}

@@ -1,0 +1,44 @@
+/* op_relu.c - rectified linear unit y = max(x, 0); gradient 1 where y > 0. */
+#include "ops.h"
+#include "registry.h"
+
+static apb_status same_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
+                             int dim[APB_MAX_DIM])
+{
+    *ndim = in[0]->ndim;
+    for (int i = 0; i < in[0]->ndim; i++)
+        dim[i] = in[0]->dim[i];
+    return APB_OK;
+}
+
+static apb_status relu_forward(apb_graph *g, apb_var *out)
+{
+    const float *x = out->in[0]->data;
+    float *y = out->data;
+    for (int64_t i = 0; i < out->numel; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return APB_OK;
+}
+
+static void relu_backward(apb_graph *g, apb_var *out)
+{
+    const float *y = out->data, *dy = out->grad;
+    float *dx = out->in[0]->grad;
+    for (int64_t i = 0; i < out->numel; i++)
+        dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+const apb_op apb_op_relu = {"relu", 0, 0, same_shape, relu_forward, relu_backward};
+
+apb_status apb_relu(apb_graph *g, apb_var *x, apb_var **y)
+{
+    return apb_apply(g, &apb_op_relu, &x, 1, NULL, y);
+}
+
+apb_status apb_case_relu(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                         apb_var **out)
+{
+    inputs[0] = apb_case_distinct(g, rng, 4, (int[]){2, 3, 4, 5}, 0.05f, 1);
+    *ninputs = 1;
+    return inputs[0] ? apb_relu(g, inputs[0], out) : APB_ENOMEM;
+}

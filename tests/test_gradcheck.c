@@ -1,0 +1,298 @@
+/* test_gradcheck.c - the generic finite-difference gradient check.
+ *
+ * One harness walks the op registry (layers/registry.c): every op without the
+ * APB_OP_STE flag is checked against central differences of the scalar
+ * L = sum(out * dout) for a random upstream gradient dout, computed in double on
+ * up to GC_COORDS coordinates per input. Input gradients are pre-filled with
+ * random values before backward, so an op that overwrites instead of
+ * accumulating fails too. The harness is itself tested on deliberately broken
+ * ops, and a registry test catches ops that are declared in a layers/ header
+ * but not registered.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd.h"
+#include "ops.h"
+#include "registry.h"
+#include "test.h"
+
+#define GC_COORDS 40
+#define GC_STEP 1e-2f
+#define GC_RTOL 1e-2
+#define GC_ATOL 1e-3
+
+static double gc_loss(apb_graph *g, const apb_op_case *c, apb_var *out, const float *dout,
+                      uint64_t opseed, apb_status *st)
+{
+    apb_rng_seed(g->rng, opseed); /* APB_OP_RANDOM ops redraw the same mask */
+    *st = c->op->forward(g, out);
+    double L = 0;
+    for (int64_t k = 0; k < out->numel; k++)
+        L += (double)out->data[k] * dout[k];
+    return L;
+}
+
+/* Returns 0 when analytic and numeric gradients agree; otherwise 1 with msg set. */
+static int gradcheck_case(const apb_op_case *c, uint64_t seed, char *msg, size_t msglen)
+{
+    apb_arena step;
+    apb_arena_init(&step, "gradcheck", 1 << 20);
+    apb_rng rng, oprng;
+    apb_rng_seed(&rng, seed);
+    uint64_t opseed = apb_hash3(seed, 1, 2);
+    apb_rng_seed(&oprng, opseed);
+    apb_graph g;
+    apb_graph_init(&g, &step, 1, 1, &oprng);
+    apb_var *in[APB_MAX_IN] = {0}, *out = NULL;
+    int nin = 0, fail = 0, checked = 0;
+    double maxnum = 0;
+    char ds[64];
+    msg[0] = 0;
+
+    apb_status st = c->make_case(&g, &rng, in, &nin, &out);
+    if (st != APB_OK || !out) {
+        snprintf(msg, msglen, "make_case failed: %s", apb_errmsg());
+        fail = 1;
+        goto done;
+    }
+    if (out->op != c->op) {
+        snprintf(msg, msglen, "case output was not produced by op %s", c->op->name);
+        fail = 1;
+        goto done;
+    }
+    float *dout = apb_graph_floats(&g, out->numel); /* [out numel] upstream gradient */
+    for (int64_t k = 0; k < out->numel; k++)
+        dout[k] = apb_rng_normal(&rng) + 0.1f;
+    /* pre-filled input gradients: backward must add to them */
+    float *g0[APB_MAX_IN] = {0};
+    for (int i = 0; i < nin; i++) {
+        if (!in[i]->requires_grad || in[i]->grad)
+            continue;
+        in[i]->grad = apb_graph_floats(&g, in[i]->numel);
+        g0[i] = apb_graph_floats(&g, in[i]->numel);
+        for (int64_t k = 0; k < in[i]->numel; k++)
+            g0[i][k] = in[i]->grad[k] = apb_rng_normal(&rng);
+    }
+    if (apb_backward_from(&g, out, dout) != APB_OK) {
+        snprintf(msg, msglen, "backward failed: %s", apb_errmsg());
+        fail = 1;
+        goto done;
+    }
+    for (int i = 0; i < nin && !fail; i++) {
+        apb_var *x = in[i];
+        if (!x->requires_grad || !g0[i])
+            continue;
+        int64_t n = x->numel, ncoord = n < GC_COORDS ? n : GC_COORDS;
+        for (int64_t t = 0; t < ncoord && !fail; t++) {
+            int64_t j = n <= GC_COORDS ? t : (int64_t)apb_rng_below(&rng, (uint32_t)n);
+            double ana = (double)x->grad[j] - g0[i][j];
+            float orig = x->data[j], xp = orig + GC_STEP, xm = orig - GC_STEP;
+            apb_status s1, s2;
+            x->data[j] = xp;
+            double Lp = gc_loss(&g, c, out, dout, opseed, &s1);
+            x->data[j] = xm;
+            double Lm = gc_loss(&g, c, out, dout, opseed, &s2);
+            x->data[j] = orig;
+            if (s1 != APB_OK || s2 != APB_OK) {
+                snprintf(msg, msglen, "forward failed: %s", apb_errmsg());
+                fail = 1;
+                break;
+            }
+            double num = (Lp - Lm) / ((double)xp - (double)xm);
+            double tol = GC_ATOL + GC_RTOL * fmax(fabs(ana), fabs(num));
+            maxnum = fmax(maxnum, fabs(num));
+            checked++;
+            if (!(fabs(ana - num) <= tol)) {
+                snprintf(msg, msglen, "input %d %s element %lld: analytic %.6g vs numeric %.6g",
+                         i, apb_dims_str(x->ndim, x->dim, ds, sizeof ds), (long long)j, ana, num);
+                fail = 1;
+            }
+        }
+    }
+    if (!fail && (checked == 0 || maxnum < 1e-3)) {
+        snprintf(msg, msglen, "vacuous check: %d coordinates, largest numeric gradient %.3g",
+                 checked, maxnum);
+        fail = 1;
+    }
+done:
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    return fail;
+}
+
+APB_TEST(test_gradcheck_all_registered_ops)
+{
+    int count = 0, failures = 0, checked = 0;
+    const apb_op_case *reg = apb_op_registry(&count);
+    char msg[512];
+    for (int r = 0; r < count; r++) {
+        if (reg[r].op->flags & APB_OP_STE)
+            continue;
+        for (uint64_t seed = 1; seed <= 2; seed++) { /* two independent draws per case */
+            if (gradcheck_case(&reg[r], seed * 1000 + (uint64_t)r, msg, sizeof msg)) {
+                fprintf(stderr, "  gradcheck %s (case %s, seed %llu): %s\n", reg[r].op->name,
+                        reg[r].case_name, (unsigned long long)seed, msg);
+                failures++;
+            }
+        }
+        checked++;
+    }
+    CHECK_MSG(failures == 0, "%d gradient check(s) failed", failures);
+    CHECK(checked >= 12);
+    return 0;
+}
+
+/* ---- the harness must catch wrong backward passes ---- */
+
+static apb_status scale_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
+                              int dim[APB_MAX_DIM])
+{
+    *ndim = in[0]->ndim;
+    memcpy(dim, in[0]->dim, sizeof(int) * (size_t)in[0]->ndim);
+    return APB_OK;
+}
+
+static apb_status scale_forward(apb_graph *g, apb_var *out)
+{
+    for (int64_t i = 0; i < out->numel; i++)
+        out->data[i] = 2.0f * out->in[0]->data[i] + out->in[0]->data[i] * out->in[0]->data[i];
+    return APB_OK;
+}
+
+static void scale_backward_good(apb_graph *g, apb_var *out)
+{
+    for (int64_t i = 0; i < out->numel; i++)
+        out->in[0]->grad[i] += (2.0f + 2.0f * out->in[0]->data[i]) * out->grad[i];
+}
+
+static void scale_backward_wrong(apb_graph *g, apb_var *out) /* forgets the square term */
+{
+    for (int64_t i = 0; i < out->numel; i++)
+        out->in[0]->grad[i] += 2.0f * out->grad[i];
+}
+
+static void scale_backward_overwrites(apb_graph *g, apb_var *out) /* = instead of += */
+{
+    for (int64_t i = 0; i < out->numel; i++)
+        out->in[0]->grad[i] = (2.0f + 2.0f * out->in[0]->data[i]) * out->grad[i];
+}
+
+static void scale_backward_one_wrong(apb_graph *g, apb_var *out) /* one bad element of many */
+{
+    scale_backward_good(g, out);
+    out->in[0]->grad[out->numel - 1] += 0.05f;
+}
+
+static const apb_op op_good = {"test_good", 0, 0, scale_shape, scale_forward, scale_backward_good};
+static const apb_op op_wrong = {"test_wrong", 0, 0, scale_shape, scale_forward,
+                                scale_backward_wrong};
+static const apb_op op_overwrites = {"test_overwrites", 0, 0, scale_shape, scale_forward,
+                                     scale_backward_overwrites};
+static const apb_op op_one_wrong = {"test_one_wrong", 0, 0, scale_shape, scale_forward,
+                                    scale_backward_one_wrong};
+
+static const apb_op *case_op;
+static apb_status case_test(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                            apb_var **out)
+{
+    inputs[0] = apb_case_normal(g, rng, 2, (int[]){3, 5}, 1.0f, 1); /* 15 <= GC_COORDS: all */
+    *ninputs = 1;
+    return apb_apply(g, case_op, inputs, 1, NULL, out);
+}
+
+APB_TEST(test_gradcheck_catches_broken_backward)
+{
+    char msg[512];
+    apb_op_case c = {NULL, case_test, "test"};
+    c.op = case_op = &op_good;
+    CHECK_MSG(gradcheck_case(&c, 7, msg, sizeof msg) == 0, "correct op rejected: %s", msg);
+    c.op = case_op = &op_wrong;
+    CHECK_MSG(gradcheck_case(&c, 7, msg, sizeof msg) == 1, "wrong derivative accepted");
+    CHECK(strstr(msg, "analytic") != NULL);
+    c.op = case_op = &op_overwrites;
+    CHECK_MSG(gradcheck_case(&c, 7, msg, sizeof msg) == 1, "non-accumulating backward accepted");
+    c.op = case_op = &op_one_wrong;
+    CHECK_MSG(gradcheck_case(&c, 7, msg, sizeof msg) == 1, "a single wrong element accepted");
+    /* a case that applies a different op than it claims is rejected */
+    c.op = &op_wrong;
+    case_op = &op_good;
+    CHECK(gradcheck_case(&c, 7, msg, sizeof msg) == 1);
+    return 0;
+}
+
+/* ---- registry completeness ---- */
+
+static int registered(const apb_op_case *reg, int count, const char *name)
+{
+    for (int r = 0; r < count; r++)
+        if (strcmp(reg[r].op->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+APB_TEST(test_registry_complete)
+{
+    int count = 0;
+    const apb_op_case *reg = apb_op_registry(&count);
+    CHECK(count > 0);
+    for (int r = 0; r < count; r++) {
+        const apb_op *op = reg[r].op;
+        CHECK_MSG(op && op->name && op->name[0], "registry entry %d has no op/name", r);
+        CHECK_MSG(op->shape && op->forward && op->backward, "op %s lacks shape/forward/backward",
+                  op->name);
+        CHECK_MSG(reg[r].make_case && reg[r].case_name, "op %s has no case builder", op->name);
+        /* every case (STE ops included) builds and applies its op */
+        apb_arena step;
+        apb_arena_init(&step, "registry", 1 << 16);
+        apb_rng rng, oprng;
+        apb_rng_seed(&rng, 5);
+        apb_rng_seed(&oprng, 6);
+        apb_graph g;
+        apb_graph_init(&g, &step, 1, 1, &oprng);
+        apb_var *in[APB_MAX_IN] = {0}, *out = NULL;
+        int nin = 0;
+        apb_status st = reg[r].make_case(&g, &rng, in, &nin, &out);
+        int ok = st == APB_OK && out && out->op == op && nin >= 1 && nin <= APB_MAX_IN;
+        apb_graph_free(&g);
+        apb_arena_free(&step);
+        CHECK_MSG(ok, "case %s of op %s does not build: %s", reg[r].case_name, op->name,
+                  apb_errmsg());
+    }
+    /* every op declared in a layers/ header ("extern const apb_op apb_op_<name>;")
+     * must be registered; op names equal their symbol suffix by convention */
+    DIR *d = opendir("layers");
+    CHECK_MSG(d != NULL, "cannot open layers/ (run the tests from the repository root)");
+    int declared = 0, missing = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 3 || strcmp(e->d_name + len - 2, ".h") != 0)
+            continue;
+        char path[512], line[512];
+        snprintf(path, sizeof path, "layers/%s", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            const char *key = "extern const apb_op apb_op_";
+            char *p = strstr(line, key), name[128];
+            if (!p || sscanf(p + strlen(key), "%127[A-Za-z0-9_]", name) != 1)
+                continue;
+            declared++;
+            if (!registered(reg, count, name)) {
+                fprintf(stderr, "  %s declares apb_op_%s, which has no registry entry\n", path,
+                        name);
+                missing++;
+            }
+        }
+        fclose(f);
+    }
+    closedir(d);
+    CHECK_MSG(declared >= 12, "only %d ops found in layers/*.h", declared);
+    CHECK_MSG(missing == 0, "%d declared op(s) missing from layers/registry.c", missing);
+    return 0;
+}

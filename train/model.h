@@ -1,0 +1,121 @@
+/* model.h - apb's network description: a list of layers wired through slots.
+ *
+ * One representation serves training (build the autograd graph by walking the
+ * list), checkpoints (named parameters), evaluation (per-layer memory) and
+ * export (translated 1:1 into the runtime's apbrt_model_desc). Every layer reads
+ * slot `in` (and `in2` for ADD) and writes slot `out`; slot 0 is the input batch.
+ *
+ * Quantization lives on CONV/LINEAR layers: `wq` says how the weight is stored
+ * (fp, APB, binary, 2-bit, pruned) and `aq` how the layer's INPUT is quantized
+ * (fp, binary sign, 2-bit). First conv and last linear stay fp unless asked.
+ */
+#ifndef APB_MODEL_H
+#define APB_MODEL_H
+
+#include <stdint.h>
+
+#include "autograd.h"
+#include "ops.h"
+#include "quant.h"
+#include "rng.h"
+
+typedef enum { APB_WQ_FP = 0, APB_WQ_APB, APB_WQ_BINARY, APB_WQ_Q2, APB_WQ_PRUNE } apb_wquant;
+typedef enum { APB_AQ_FP = 0, APB_AQ_BINARY, APB_AQ_Q2 } apb_aquant;
+
+typedef enum {
+    APB_L_CONV = 1, APB_L_LINEAR, APB_L_BN, APB_L_RELU, APB_L_HARDTANH, APB_L_MAXPOOL,
+    APB_L_AVGPOOL, APB_L_GAP, APB_L_FLATTEN, APB_L_ADD, APB_L_DROPOUT
+} apb_layer_kind;
+
+typedef struct {
+    apb_layer_kind kind;
+    int in, in2, out;
+    char name[32];
+    /* CONV / LINEAR */
+    int cin, cout, k, stride, pad;
+    apb_wquant wq;            /* APB_WQ_FP for layers kept full precision */
+    apb_aquant aq;            /* quantizer applied to this layer's input */
+    apb_var w, b;             /* w [cout, cin, k, k] or [cout, cin]; b [cout] (numel 0 = none) */
+    apb_var alpha, delta;     /* APB: [1] or [cout] */
+    apb_var wstep;            /* Q2 weights: [1] */
+    apb_var astep;            /* Q2 activations: [1] */
+    float *mask;              /* PRUNE: [numel(w)] 0/1 */
+    int has_bias;
+    /* BN */
+    apb_var gamma, beta;
+    float *rmean, *rvar;      /* [C] running statistics */
+    apb_bn_state bn;
+    int channels;
+    /* pools / dropout */
+    int pk, pstride, ppad;
+    float p;
+} apb_layer;
+
+typedef struct {
+    char arch[32];            /* convnet, vgg-small, resnet20, resnet18 */
+    apb_wquant wq;
+    apb_aquant aq;
+    int quant_first, quant_last, fp_shortcut;
+    int per_channel;          /* APB alpha/delta per output channel */
+    int direct_alpha_grad;    /* APB: direct instead of published alpha estimator */
+    int approx_sign;          /* binary activations: ApproxSign backward */
+    int in_c, in_h, in_w, num_classes;
+    float prune_sparsity;     /* target for APB_WQ_PRUNE */
+} apb_model_cfg;
+
+typedef struct {
+    apb_model_cfg cfg;
+    apb_layer *layers;
+    int nlayers, cap;
+    int nslots;
+    int out_slot;
+} apb_model;
+
+/* Builds the architecture with freshly initialised parameters (He init from `seed`). */
+apb_status apb_model_build(const apb_model_cfg *cfg, uint64_t seed, apb_model **out);
+void apb_model_free(apb_model *m);
+
+/* Forward pass: x [N, in_c, in_h, in_w] -> logits [N, classes]. */
+apb_status apb_model_forward(apb_model *m, apb_graph *g, float *x, int n, apb_var **logits);
+
+/* Every learnable tensor in a fixed order, with its role for parameter groups. */
+typedef enum { APB_P_WEIGHT, APB_P_NODECAY, APB_P_QUANT } apb_param_role;
+typedef struct {
+    apb_var *var;
+    apb_param_role role;
+    apb_layer *layer;
+} apb_param_ref;
+int apb_model_params(apb_model *m, apb_param_ref *out, int max);
+
+/* Initialise quantizer parameters from the current weights (alpha/delta, steps,
+ * prune masks): called after building or after loading an fp checkpoint. */
+void apb_model_init_quant(apb_model *m);
+
+/* Compressed = CONV/LINEAR whose weight is not stored in full precision. */
+int apb_layer_compressed(const apb_layer *l);
+
+/* Memory accounting (apb-method.md section 4). */
+typedef struct {
+    int64_t weights;          /* all conv/linear weights */
+    int64_t cweights;         /* weights of compressed layers */
+    int64_t fp_count;         /* full-precision weights inside compressed layers */
+    double bits;              /* whole model, paper formula */
+    double cbits;             /* compressed layers only, paper formula */
+    double bits_per_weight;   /* cbits / cweights (0 when nothing is compressed) */
+    double fp_fraction;       /* fp_count / cweights */
+    int index_bits;
+} apb_model_memory;
+/* Per layer when `layer_bits` (nlayers entries) is non-NULL. */
+void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *layer_bits,
+                            int64_t *layer_fp);
+
+/* Effective weight Q(W) of a conv/linear layer as the training graph uses it
+ * (eval mode), written to out [numel(w)]. */
+apb_status apb_layer_effective_weight(apb_layer *l, const apb_model_cfg *cfg, float *out);
+
+const char *apb_wquant_name(apb_wquant q);
+const char *apb_aquant_name(apb_aquant q);
+apb_status apb_wquant_parse(const char *s, apb_wquant *q, float *sparsity);
+apb_status apb_aquant_parse(const char *s, apb_aquant *q);
+
+#endif

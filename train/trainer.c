@@ -1,0 +1,633 @@
+/* trainer.c - training loop, evaluation, budget projection (see trainer.h). */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "checkpoint.h"
+#include "cpu.h"
+#include "fileio.h"
+#include "optim.h"
+#include "threads.h"
+
+void apb_train_cfg_default(apb_train_cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->data_spec, sizeof c->data_spec, "fashion-mnist");
+    snprintf(c->model.arch, sizeof c->model.arch, "convnet");
+    c->epochs = 1;
+    c->batch = 128;
+    c->lr = 0.05f;
+    c->wd = 5e-4f;
+    c->momentum = 0.9f;
+    c->quant_lr = 1e-3f;
+    c->freeze_at = 0.5f;
+    c->img_size = 0;
+    c->seed = 1;
+}
+
+void apb_train_cfg_to_text(const apb_train_cfg *c, char *buf, size_t n)
+{
+    snprintf(buf, n,
+             "data=%s\nepochs=%d\nbatch=%d\nlr=%.9g\nwd=%.9g\nmomentum=%.9g\noptim=%d\nnesterov=%d\n"
+             "quant_lr=%.9g\nfreeze_at=%.9g\nbudget_bits=%.9g\nbudget_spread=%d\nlabel_smoothing=%.9g\n"
+             "warmup=%.9g\nimg_size=%d\nlimit_train=%d\nlimit_test=%d\nthreads=%d\nseed=%llu\n"
+             "init=%s\n",
+             c->data_spec, c->epochs, c->batch, c->lr, c->wd, c->momentum, c->optim, c->nesterov,
+             c->quant_lr, c->freeze_at, c->budget_bits, c->budget_spread, c->label_smoothing,
+             c->warmup, c->img_size, c->limit_train, c->limit_test, c->threads,
+             (unsigned long long)c->seed, c->init_ckpt);
+}
+
+apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
+{
+    char b[1024];
+#define GETS(k, dst)                                                                  \
+    if (apb_kv_get(t, k, b, sizeof b))                                                \
+        snprintf(dst, sizeof dst, "%s", b);
+#define GETI(k, dst)                                                                  \
+    if (apb_kv_get(t, k, b, sizeof b))                                                \
+        dst = atoi(b);
+#define GETF(k, dst)                                                                  \
+    if (apb_kv_get(t, k, b, sizeof b))                                                \
+        dst = strtof(b, NULL);
+    if (!apb_kv_get(t, "data", b, sizeof b))
+        return apb_fail(APB_EFORMAT, "checkpoint has no training options (data=...)");
+    GETS("data", c->data_spec);
+    GETI("epochs", c->epochs);
+    GETI("batch", c->batch);
+    GETF("lr", c->lr);
+    GETF("wd", c->wd);
+    GETF("momentum", c->momentum);
+    GETI("optim", c->optim);
+    GETI("nesterov", c->nesterov);
+    GETF("quant_lr", c->quant_lr);
+    GETF("freeze_at", c->freeze_at);
+    GETF("budget_bits", c->budget_bits);
+    GETI("budget_spread", c->budget_spread);
+    GETF("label_smoothing", c->label_smoothing);
+    GETF("warmup", c->warmup);
+    GETI("img_size", c->img_size);
+    GETI("limit_train", c->limit_train);
+    GETI("limit_test", c->limit_test);
+    GETI("threads", c->threads);
+    if (apb_kv_get(t, "seed", b, sizeof b))
+        c->seed = strtoull(b, NULL, 10);
+    GETS("init", c->init_ckpt);
+#undef GETS
+#undef GETI
+#undef GETF
+    return APB_OK;
+}
+
+apb_status apb_open_data(const char *spec, const char *split, int limit, int img_size, int train,
+                         int batch, uint64_t seed, int threads, apb_dataset **ds, apb_loader **ld,
+                         apb_transform *t)
+{
+    *ds = NULL;
+    *ld = NULL;
+    APB_TRY(apb_dataset_open(spec, split, ds));
+    if (limit > 0)
+        apb_dataset_limit(*ds, limit);
+    apb_status s = apb_transform_default(*ds, train, img_size, t);
+    if (!s)
+        s = apb_loader_create(*ds, t, batch, train, train, seed, threads, ld);
+    if (s) {
+        apb_dataset_free(*ds);
+        *ds = NULL;
+    }
+    return s;
+}
+
+/* ---- evaluation --------------------------------------------------------- */
+
+apb_status apb_evaluate(apb_model *m, apb_loader *ld, apb_eval_result *r)
+{
+    memset(r, 0, sizeof *r);
+    apb_arena step;
+    apb_arena_init(&step, "step", 32 << 20);
+    apb_graph g;
+    apb_graph_init(&g, &step, 0, 0, NULL);
+    apb_status s = apb_loader_start_epoch(ld, 0);
+    double loss = 0;
+    long c1 = 0, c5 = 0, n = 0;
+    while (!s) {
+        const float *x;
+        const int *y;
+        int bn;
+        s = apb_loader_next(ld, &x, &y, &bn);
+        if (s || bn == 0)
+            break;
+        apb_var *logits, *l;
+        s = apb_model_forward(m, &g, (float *)x, bn, &logits);
+        int correct = 0;
+        if (!s)
+            s = apb_softmax_xent(&g, logits, y, 0.0f, &l, &correct);
+        if (s)
+            break;
+        loss += (double)l->data[0] * bn;
+        c1 += correct;
+        int K = logits->dim[1];
+        for (int i = 0; i < bn; i++) {
+            const float *row = logits->data + (long)i * K;
+            int above = 0;
+            for (int k = 0; k < K; k++)
+                above += row[k] > row[y[i]];
+            c5 += above < 5;
+        }
+        n += bn;
+        apb_graph_reset(&g);
+    }
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    if (s)
+        return s;
+    r->n = (int)n;
+    r->loss = n ? loss / (double)n : 0;
+    r->top1 = n ? 100.0 * (double)c1 / (double)n : 0;
+    r->top5 = n ? 100.0 * (double)c5 / (double)n : 0;
+    return APB_OK;
+}
+
+/* ---- budget projection -------------------------------------------------- */
+
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, double *reached)
+{
+    int64_t N = 0, nalpha = 0, total = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (apb_layer_compressed(l)) {
+            N += l->w.numel;
+            if (l->wq == APB_WQ_APB) {
+                nalpha += l->alpha.numel;
+                total += l->w.numel;
+            }
+        }
+    }
+    if (total == 0)
+        return apb_fail(APB_EINVAL, "--budget-bits needs APB layers (--quant apb)");
+    apb_model_memory mem;
+    apb_model_memory_stats(m, &mem, NULL, NULL);
+    /* bits of compressed non-APB layers stay what they are */
+    double other = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (apb_layer_compressed(l) && l->wq != APB_WQ_APB)
+            other += l->wq == APB_WQ_BINARY ? (double)l->w.numel + 32 : 2.0 * l->w.numel + 32;
+    }
+    double avail = budget_bits * (double)N - (double)total - 64.0 * (double)nalpha - other;
+    if (avail < 0)
+        return apb_fail(APB_EINVAL, "--budget-bits %.3f is below the minimum %.3f bits/weight (all weights binarized)",
+                        budget_bits, ((double)total + 64.0 * nalpha + other) / (double)N);
+    int64_t S = (int64_t)floor(avail / (32.0 + mem.index_bits));
+    if (S > total)
+        S = total;
+    float *score = malloc(sizeof(float) * (size_t)total);
+    if (!score)
+        return apb_fail(APB_ENOMEM, "budget: out of memory");
+    /* score: relative distance of |w| from its alpha; spread=1 ranks inside each layer */
+    int64_t o = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (!apb_layer_compressed(l) || l->wq != APB_WQ_APB)
+            continue;
+        int na = (int)l->alpha.numel;
+        int64_t per = l->w.numel / na;
+        for (int64_t j = 0; j < l->w.numel; j++) {
+            float a = l->alpha.data[na == 1 ? 0 : j / per];
+            score[o++] = fabsf(fabsf(l->w.data[j]) - a) / a;
+        }
+    }
+    if (spread == 0) {
+        float thr = INFINITY;
+        if (S > 0) {
+            float *tmp = malloc(sizeof(float) * (size_t)total);
+            if (!tmp) {
+                free(score);
+                return apb_fail(APB_ENOMEM, "budget: out of memory");
+            }
+            memcpy(tmp, score, sizeof(float) * (size_t)total);
+            qsort(tmp, (size_t)total, sizeof(float), cmp_desc);
+            thr = tmp[S - 1];
+            /* weights strictly above the S-th score plus ties would exceed S: put the
+             * band edge just above the next lower score so exactly the top S stay fp. */
+            if (S < total && tmp[S] == thr)
+                thr = nextafterf(thr, INFINITY);
+            free(tmp);
+        }
+        for (int i = 0; i < m->nlayers; i++) {
+            apb_layer *l = &m->layers[i];
+            if (!apb_layer_compressed(l) || l->wq != APB_WQ_APB)
+                continue;
+            for (int c = 0; c < l->alpha.numel; c++)
+                l->delta.data[c] = thr == INFINITY ? 1e30f : thr * l->alpha.data[c];
+        }
+    } else {
+        /* equal fraction in every layer */
+        double frac = (double)S / (double)total;
+        o = 0;
+        for (int i = 0; i < m->nlayers; i++) {
+            apb_layer *l = &m->layers[i];
+            if (!apb_layer_compressed(l) || l->wq != APB_WQ_APB)
+                continue;
+            int64_t n = l->w.numel, k = (int64_t)floor(frac * (double)n);
+            float *tmp = malloc(sizeof(float) * (size_t)n);
+            if (!tmp) {
+                free(score);
+                return apb_fail(APB_ENOMEM, "budget: out of memory");
+            }
+            memcpy(tmp, score + o, sizeof(float) * (size_t)n);
+            qsort(tmp, (size_t)n, sizeof(float), cmp_desc);
+            float thr = k > 0 ? tmp[k - 1] : INFINITY;
+            if (k > 0 && k < n && tmp[k] == thr)
+                thr = nextafterf(thr, INFINITY);
+            free(tmp);
+            for (int c = 0; c < l->alpha.numel; c++)
+                l->delta.data[c] = thr == INFINITY ? 1e30f : thr * l->alpha.data[c];
+            o += n;
+        }
+    }
+    free(score);
+    apb_model_memory_stats(m, &mem, NULL, NULL);
+    if (reached)
+        *reached = mem.bits_per_weight;
+    return APB_OK;
+}
+
+/* ---- training ----------------------------------------------------------- */
+
+typedef struct {
+    apb_train_cfg *cfg;
+    apb_model *model;
+    apb_optim *opt;
+    int g_weight, g_nodecay, g_quant;
+    apb_rng rng;
+    int epoch0;
+    double best_acc;
+    const apb_dataset *classes; /* for class names in checkpoints */
+    apb_transform eval_t;       /* preprocessing recorded in checkpoints */
+    char *log;      /* log.csv content so far */
+    size_t loglen, logcap;
+} run_state;
+
+static apb_status log_append(run_state *r, const char *line)
+{
+    size_t n = strlen(line);
+    if (r->loglen + n + 1 > r->logcap) {
+        size_t nc = (r->logcap + n + 1) * 2;
+        char *p = realloc(r->log, nc);
+        if (!p)
+            return apb_fail(APB_ENOMEM, "out of memory");
+        r->log = p;
+        r->logcap = nc;
+    }
+    memcpy(r->log + r->loglen, line, n + 1);
+    r->loglen += n;
+    return APB_OK;
+}
+
+static const char LOG_HEADER[] =
+    "epoch,lr,train_loss,train_acc,test_loss,test_acc,fp_fraction,bits_per_weight,seconds\n";
+
+/* Keeps the rows of an existing log.csv up to `epochs` (resume). */
+static apb_status log_load(run_state *r, const char *path, int epochs)
+{
+    APB_TRY(log_append(r, LOG_HEADER));
+    unsigned char *d;
+    size_t n;
+    if (apb_file_read(path, &d, &n) != APB_OK) {
+        apb_clear_error();
+        return APB_OK;
+    }
+    char *line = strtok((char *)d, "\n");
+    while (line) {
+        int e = atoi(line);
+        if (e >= 1 && e <= epochs) {
+            log_append(r, line);
+            log_append(r, "\n");
+        }
+        line = strtok(NULL, "\n");
+    }
+    free(d);
+    return APB_OK;
+}
+
+static apb_status setup_optim(run_state *r)
+{
+    apb_train_cfg *c = r->cfg;
+    apb_opt_kind k = c->optim == 1 ? APB_OPT_ADAM : c->optim == 2 ? APB_OPT_ADAMW : APB_OPT_SGD;
+    APB_TRY(apb_optim_create(k, c->lr, c->momentum, c->nesterov, c->wd, &r->opt));
+    r->g_weight = 0;
+    apb_param_group nd = {.lr_scale = 1, .weight_decay = 0, .kind_override = -1};
+    r->g_nodecay = apb_optim_add_group(r->opt, &nd);
+    apb_param_group q = {.lr_scale = 1, .weight_decay = 0, .kind_override = APB_OPT_ADAM,
+                         .lr_override = c->quant_lr, .min_value = 1e-6f};
+    r->g_quant = apb_optim_add_group(r->opt, &q);
+    apb_param_ref refs[1024];
+    int np = apb_model_params(r->model, refs, 1024);
+    for (int i = 0; i < np && i < 1024; i++) {
+        int grp = refs[i].role == APB_P_WEIGHT ? r->g_weight
+                  : refs[i].role == APB_P_NODECAY ? r->g_nodecay : r->g_quant;
+        APB_TRY(apb_optim_add_param(r->opt, refs[i].var, grp));
+    }
+    return APB_OK;
+}
+
+static void prune_update(apb_model *m, double progress)
+{
+    /* gradual magnitude pruning (cubic ramp to the target by `progress` = 1) */
+    double p = progress > 1 ? 1 : progress;
+    float s = (float)(m->cfg.prune_sparsity * (1.0 - pow(1.0 - p, 3)));
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (l->mask)
+            apb_prune_mask_update(l->w.data, l->w.numel, s, l->mask);
+    }
+}
+
+static apb_status save_ckpt(run_state *r, const char *name, int epoch, double best)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", r->cfg->out_dir, name);
+    apb_ckpt_meta *meta = calloc(1, sizeof *meta);
+    if (!meta)
+        return apb_fail(APB_ENOMEM, "out of memory");
+    meta->model = r->model->cfg;
+    apb_train_cfg_to_text(r->cfg, meta->train_opts, sizeof meta->train_opts);
+    snprintf(meta->cmdline, sizeof meta->cmdline, "%s", r->cfg->cmdline);
+    meta->epoch = epoch;
+    meta->best_acc = best;
+    meta->rng = r->rng;
+    for (int c = 0; c < 3; c++) {
+        meta->mean[c] = r->eval_t.mean[c];
+        meta->std[c] = r->eval_t.std[c];
+    }
+    meta->resize_short = r->eval_t.resize_short;
+    size_t o = 0;
+    for (int c = 0; c < apb_dataset_num_classes(r->classes) && o + 2 < sizeof meta->classes; c++)
+        o += (size_t)snprintf(meta->classes + o, sizeof meta->classes - o, "%s%s", c ? "|" : "",
+                              apb_dataset_class_name(r->classes, c));
+    size_t os = apb_optim_state_size(r->opt);
+    void *ob = malloc(os ? os : 1);
+    apb_status s = ob ? apb_optim_state_save(r->opt, ob, os) : apb_fail(APB_ENOMEM, "out of memory");
+    if (!s) {
+        apb_ckpt_blob extra = {"optim.state", os, ob};
+        s = apb_ckpt_save(path, meta, r->model, &extra, 1);
+    }
+    free(ob);
+    free(meta);
+    return s;
+}
+
+static int env_int(const char *name)
+{
+    const char *e = getenv(name);
+    return e ? atoi(e) : 0;
+}
+
+apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
+{
+    apb_status s = APB_OK;
+    run_state r = {.cfg = cfg};
+    apb_dataset *dtr = NULL, *dte = NULL;
+    apb_loader *ltr = NULL, *lte = NULL;
+    apb_transform ttr, tte;
+    apb_ckpt ck = {0};
+    int have_ck = 0;
+    apb_arena step;
+    apb_arena_init(&step, "step", 64 << 20);
+    apb_graph g;
+    apb_graph_init(&g, &step, 1, 1, &r.rng);
+
+    if (cfg->resume_dir[0]) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/last.ckpt", cfg->resume_dir);
+        APB_TRY(apb_ckpt_load(path, &ck));
+        have_ck = 1;
+        char out[1024], cmd[2048];
+        snprintf(out, sizeof out, "%s", cfg->resume_dir);
+        snprintf(cmd, sizeof cmd, "%s", cfg->cmdline);
+        int threads = cfg->threads, quiet = cfg->quiet;
+        apb_train_cfg_default(cfg);
+        cfg->model = ck.meta.model;
+        if ((s = apb_train_cfg_from_text(ck.meta.train_opts, cfg)))
+            goto done;
+        snprintf(cfg->out_dir, sizeof cfg->out_dir, "%s", out);
+        snprintf(cfg->cmdline, sizeof cfg->cmdline, "%s", ck.meta.cmdline);
+        if (threads > 0)
+            cfg->threads = threads;
+        cfg->quiet = quiet;
+        (void)cmd;
+    }
+    if (cfg->threads > 0)
+        apb_threads_set(cfg->threads);
+    int threads = apb_threads_get();
+    if (cfg->epochs < 1 || cfg->batch < 1)
+        return apb_fail(APB_EINVAL, "--epochs and --batch must be >= 1");
+    if ((s = apb_open_data(cfg->data_spec, "train", cfg->limit_train, cfg->img_size, 1, cfg->batch,
+                           cfg->seed, threads, &dtr, &ltr, &ttr)))
+        goto done;
+    if ((s = apb_open_data(cfg->data_spec, "test", cfg->limit_test, cfg->img_size, 0, 256,
+                           cfg->seed, threads, &dte, &lte, &tte)))
+        goto done;
+    r.classes = dtr;
+    r.eval_t = tte;
+    cfg->model.in_c = ttr.out_c;
+    cfg->model.in_h = ttr.out_h;
+    cfg->model.in_w = ttr.out_w;
+    cfg->model.num_classes = apb_dataset_num_classes(dtr);
+    if (have_ck && (ck.meta.model.in_c != cfg->model.in_c || ck.meta.model.in_h != cfg->model.in_h ||
+                    ck.meta.model.num_classes != cfg->model.num_classes)) {
+        s = apb_fail(APB_EINVAL, "%s: checkpoint geometry does not match the data", ck.path);
+        goto done;
+    }
+    if ((s = apb_model_build(&cfg->model, cfg->seed, &r.model)))
+        goto done;
+    if (cfg->init_ckpt[0] && !have_ck) {
+        apb_ckpt ic;
+        if ((s = apb_ckpt_load(cfg->init_ckpt, &ic)))
+            goto done;
+        if (strcmp(ic.meta.model.arch, cfg->model.arch))
+            s = apb_fail(APB_EINVAL, "--init %s holds a %s model, not %s", cfg->init_ckpt,
+                         ic.meta.model.arch, cfg->model.arch);
+        if (!s)
+            s = apb_ckpt_fill_model(&ic, r.model, 0);
+        apb_ckpt_free(&ic);
+        if (s)
+            goto done;
+        apb_model_init_quant(r.model); /* alpha = mean|W|, delta = 3 std(W) from the loaded weights */
+    }
+    apb_rng_seed(&r.rng, apb_hash3(cfg->seed, 0xD209, 0));
+    if ((s = setup_optim(&r)))
+        goto done;
+    if (have_ck) {
+        if ((s = apb_ckpt_fill_model(&ck, r.model, 1)))
+            goto done;
+        const apb_ckpt_blob *ob = apb_ckpt_find(&ck, "optim.state");
+        if (!ob) {
+            s = apb_fail(APB_EFORMAT, "%s: no optimizer state", ck.path);
+            goto done;
+        }
+        if ((s = apb_optim_state_load(r.opt, ob->data, ob->bytes)))
+            goto done;
+        r.rng = ck.meta.rng;
+        r.epoch0 = ck.meta.epoch;
+        r.best_acc = ck.meta.best_acc;
+    }
+    if ((s = apb_mkdirs(cfg->out_dir)))
+        goto done;
+    char logpath[1200];
+    snprintf(logpath, sizeof logpath, "%s/log.csv", cfg->out_dir);
+    if ((s = have_ck ? log_load(&r, logpath, r.epoch0) : log_append(&r, LOG_HEADER)))
+        goto done;
+
+    int nb = apb_loader_batches_per_epoch(ltr);
+    int freeze_epoch = (int)ceil(cfg->freeze_at * cfg->epochs);
+    int has_quant = 0, has_prune = 0;
+    for (int i = 0; i < r.model->nlayers; i++) {
+        has_quant |= r.model->layers[i].alpha.data != NULL;
+        has_prune |= r.model->layers[i].mask != NULL;
+    }
+    int tty = isatty(2) && !cfg->quiet;
+    int kill_at = env_int("APB_DEBUG_KILL_AT_STEP");
+    if (!cfg->quiet) {
+        apb_model_memory mem;
+        apb_model_memory_stats(r.model, &mem, NULL, NULL);
+        fprintf(stderr, "apb train: %s %s/%s on %s: %d train / %d test images, %d classes, %lld weights (%lld compressed), threads=%d isa=%s\n",
+                cfg->model.arch, apb_wquant_name(cfg->model.wq), apb_aquant_name(cfg->model.aq),
+                cfg->data_spec, apb_dataset_size(dtr), apb_dataset_size(dte), cfg->model.num_classes,
+                (long long)mem.weights, (long long)mem.cweights, threads, apb_isa_name(apb_isa_active()));
+    }
+    double acc = 0;
+    for (int epoch = r.epoch0; epoch < cfg->epochs; epoch++) {
+        double t0 = apb_now();
+        int frozen = has_quant && epoch >= freeze_epoch;
+        apb_optim_set_frozen(r.opt, r.g_quant, frozen);
+        if (frozen && cfg->budget_bits > 0 && epoch == freeze_epoch) {
+            double reached;
+            if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, &reached)))
+                goto done;
+        }
+        if ((s = apb_loader_start_epoch(ltr, epoch)))
+            goto done;
+        double loss_sum = 0;
+        long correct = 0, seen = 0;
+        float lr = cfg->lr;
+        for (int b = 0;; b++) {
+            const float *x;
+            const int *y;
+            int bn;
+            if ((s = apb_loader_next(ltr, &x, &y, &bn)))
+                goto done;
+            if (bn == 0)
+                break;
+            long gstep = (long)epoch * nb + b;
+            if (kill_at > 0 && gstep == kill_at)
+                _exit(137); /* test hook: simulate a kill mid-epoch */
+            double t = (double)gstep / nb;
+            lr = apb_sched_lr(APB_SCHED_COSINE, cfg->lr, t, cfg->epochs, cfg->warmup, 0, 0);
+            apb_optim_set_lr(r.opt, lr);
+            if (has_prune && (b % 50 == 0))
+                prune_update(r.model, t / (cfg->epochs * (cfg->freeze_at > 0 ? cfg->freeze_at : 1)));
+            apb_var *logits, *loss;
+            int corr = 0;
+            if ((s = apb_model_forward(r.model, &g, (float *)x, bn, &logits)) ||
+                (s = apb_softmax_xent(&g, logits, y, cfg->label_smoothing, &loss, &corr)))
+                goto done;
+            float lv = loss->data[0];
+            if (!isfinite(lv)) {
+                s = apb_fail(APB_ENUMERIC,
+                             "loss is %s at epoch %d batch %d (lr %.4g); stopped. The last good checkpoint %s/last.ckpt (epoch %d) is intact",
+                             isnan(lv) ? "NaN" : "infinite", epoch + 1, b + 1, lr, cfg->out_dir, epoch);
+                goto done;
+            }
+            if ((s = apb_backward(&g, loss)))
+                goto done;
+            apb_optim_step(r.opt);
+            if (frozen && cfg->budget_bits > 0 && b % 50 == 49)
+                apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, NULL);
+            apb_graph_reset(&g);
+            loss_sum += (double)lv * bn;
+            correct += corr;
+            seen += bn;
+            if (tty && (b % 5 == 0 || b == nb - 1)) {
+                double el = apb_now() - t0, ips = seen / (el > 0 ? el : 1e-9);
+                double eta = (nb - b - 1) * (el / (b + 1));
+                int w = 24, fill = (int)((double)(b + 1) / nb * w);
+                fprintf(stderr, "\repoch %d/%d [%.*s%*s] %d/%d  %.0f img/s  loss %.4f  acc %.2f%%  ETA %.0fs ",
+                        epoch + 1, cfg->epochs, fill, "########################", w - fill, "", b + 1, nb,
+                        ips, loss_sum / seen, 100.0 * correct / seen, eta);
+            }
+        }
+        if (tty)
+            fprintf(stderr, "\n");
+        if (has_quant && cfg->budget_bits > 0 && epoch >= freeze_epoch) {
+            double reached;
+            if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, &reached)))
+                goto done;
+        }
+        double train_s = apb_now() - t0;
+        apb_eval_result ev;
+        if ((s = apb_evaluate(r.model, lte, &ev)))
+            goto done;
+        double secs = apb_now() - t0;
+        apb_model_memory mem;
+        apb_model_memory_stats(r.model, &mem, NULL, NULL);
+        acc = ev.top1;
+        int best = ev.top1 > r.best_acc;
+        if (best)
+            r.best_acc = ev.top1;
+        char line[512];
+        snprintf(line, sizeof line, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.6f,%.6f,%.2f\n", epoch + 1, lr,
+                 loss_sum / seen, 100.0 * correct / seen, ev.loss, ev.top1, mem.fp_fraction,
+                 mem.bits_per_weight, secs);
+        if ((s = log_append(&r, line)))
+            goto done;
+        if (!cfg->quiet)
+            printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | fp weights %.3f%% | %.3f bits/weight | %.1f img/s | %.1fs\n",
+                   epoch + 1, cfg->epochs, loss_sum / seen, 100.0 * correct / seen, ev.loss, ev.top1,
+                   100 * mem.fp_fraction, mem.bits_per_weight, seen / train_s, secs);
+        fflush(stdout);
+        if ((s = apb_file_write_atomic(logpath, r.log, r.loglen)))
+            goto done;
+        if ((s = save_ckpt(&r, "last.ckpt", epoch + 1, r.best_acc)))
+            goto done;
+        if (best && (s = save_ckpt(&r, "best.ckpt", epoch + 1, r.best_acc)))
+            goto done;
+        int skipped = apb_loader_skipped(ltr);
+        if (skipped && !cfg->quiet)
+            fprintf(stderr, "apb train: %d undecodable files skipped this epoch\n", skipped);
+    }
+    if (cfg->budget_bits > 0 && !cfg->quiet) {
+        apb_model_memory mem;
+        apb_model_memory_stats(r.model, &mem, NULL, NULL);
+        printf("budget: asked %.4f bits/weight, reached %.4f (%.2f%% of budget)\n", cfg->budget_bits,
+               mem.bits_per_weight, 100.0 * mem.bits_per_weight / cfg->budget_bits);
+    }
+    if (final_acc)
+        *final_acc = acc;
+done:
+    if (have_ck)
+        apb_ckpt_free(&ck);
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    if (r.opt)
+        apb_optim_free(r.opt);
+    apb_model_free(r.model);
+    apb_loader_free(ltr);
+    apb_loader_free(lte);
+    apb_dataset_free(dtr);
+    apb_dataset_free(dte);
+    free(r.log);
+    return s;
+}

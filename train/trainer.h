@@ -1,0 +1,70 @@
+/* trainer.h - the training loop behind `apb train`, evaluation, and budget mode.
+ *
+ * One run = model + data + optimizer + schedule. State that a resumed run needs
+ * (weights, quantizer parameters, BN statistics, masks, optimizer state, RNG,
+ * epoch, options) goes into DIR/last.ckpt after every epoch, atomically, so
+ * `--resume DIR` continues bit-identically (same seed, same thread count).
+ */
+#ifndef APB_TRAINER_H
+#define APB_TRAINER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dataset.h"
+#include "loader.h"
+#include "model.h"
+
+typedef struct {
+    char data_spec[512];
+    apb_model_cfg model;       /* arch, wq, aq, flags (geometry/classes filled from data) */
+    int epochs, batch;
+    float lr, wd, momentum;
+    int optim;                 /* 0 sgd, 1 adam, 2 adamw */
+    int nesterov;
+    float quant_lr;            /* Adam lr of the alpha/delta/step group */
+    float freeze_at;           /* fraction of epochs after which alpha/delta freeze */
+    float budget_bits;         /* 0: off; else bits/weight over compressed layers */
+    int budget_spread;         /* 0: relative error |(|w|-a)|/a across layers; 1: per layer equal fraction */
+    float label_smoothing;
+    float warmup;              /* epochs of linear warm-up */
+    int img_size;              /* folder datasets: network input side (default 224) */
+    int limit_train, limit_test;
+    int threads;
+    uint64_t seed;
+    char init_ckpt[1024];
+    char resume_dir[1024];
+    char out_dir[1024];
+    int quiet;
+    char cmdline[2048];
+} apb_train_cfg;
+
+void apb_train_cfg_default(apb_train_cfg *c);
+/* Serialize/parse the options stored in checkpoints (used by --resume). */
+void apb_train_cfg_to_text(const apb_train_cfg *c, char *buf, size_t n);
+apb_status apb_train_cfg_from_text(const char *text, apb_train_cfg *c);
+
+/* Runs the whole training; final figures in *final_acc (test top-1, %) if non-NULL. */
+apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc);
+
+typedef struct {
+    double loss, top1, top5; /* percentages for top1/top5 */
+    int n;
+} apb_eval_result;
+/* Eval-mode pass over a loader (no tape, running BN statistics). */
+apb_status apb_evaluate(apb_model *m, apb_loader *ld, apb_eval_result *r);
+
+/* Budget mode: set every APB layer's delta so that exactly the budgeted number of
+ * weights stays in full precision (global ranking by relative distance from
+ * alpha). Returns the bits/weight reached in *reached. */
+apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, double *reached);
+
+/* Opens train/test data for a spec and fills the model geometry from it. */
+apb_status apb_open_data(const char *spec, const char *split, int limit, int img_size, int train,
+                         int batch, uint64_t seed, int threads, apb_dataset **ds, apb_loader **ld,
+                         apb_transform *t);
+
+/* Per-layer memory table (kind, weights, fp count, bits) and model totals. */
+void apb_print_memory_table(FILE *f, const apb_model *m);
+
+#endif
