@@ -94,7 +94,8 @@ static apb_status list_dir(const char *path, int dirs, apb_strlist *out)
         }
     }
     closedir(d);
-    qsort(out->v, (size_t)out->n, sizeof(char *), cmp_str);
+    if (out->n > 1)
+        qsort(out->v, (size_t)out->n, sizeof(char *), cmp_str);
     return APB_OK;
 }
 
@@ -160,6 +161,8 @@ static apb_status add_class_dir(apb_samples *s, const char *dir, const char *sub
 
 static int find_class(const apb_strlist *cls, const char *name)
 {
+    if (cls->n == 0)
+        return -1;
     char **hit = bsearch(&name, cls->v, (size_t)cls->n, sizeof(char *), cmp_str);
     return hit ? (int)(hit - cls->v) : -1;
 }

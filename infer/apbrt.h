@@ -34,7 +34,8 @@
  * threads at once (it owns its workspace); separate models are independent.
  * Environment: APBRT_REFERENCE=1 at load time selects the float reference path
  * (activations quantized in float, dense effective weights, sgemm) instead of the
- * bit kernels; APB_ISA=ref|avx2|avx512 caps the kernel level.
+ * bit kernels; APB_ISA=ref|avx2|avx512 caps the kernel level; APBRT_NO_SPMM=1
+ * (load time) computes APB residuals by direct sparse convolution only.
  */
 #ifndef APBRT_H
 #define APBRT_H
@@ -90,6 +91,7 @@ typedef struct {
     int compressed;          /* 1 for APB / Q2 layers */
     size_t bytes;            /* bytes of this layer in the file (record + section) */
     int fused;               /* 1 when this layer runs fused into the previous one */
+    const char *kernel;      /* conv/linear: "sgemm" or the bit GEMM "1x1", "1x2", "2x2"; else "" */
     double seconds;          /* accumulated run time while profiling (0 if fused) */
 } apbrt_layer_info;
 

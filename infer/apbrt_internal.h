@@ -163,6 +163,8 @@ apb_status apbrt_load_impl(const void *buf, size_t size, const char *name, int v
 apb_status apbrt_fast_prepare(apbrt_model *m);
 void apbrt_fast_free(apbrt_model *m);
 /* Runs layer `L` through its fast path: in [n, ic*ih*iw] -> out [n, oc*oh*ow]. */
+/* "1x1" / "1x2" / "2x2" for a layer with a fast path, else NULL. */
+const char *apbrt_fast_kernel(const apbrt_rt_layer *L);
 apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out);
 
 /* Shared epilogue: acc + bias, folded BN, activation, on `cnt` values of channel c. */

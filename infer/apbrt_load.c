@@ -510,6 +510,22 @@ apb_status apbrt_load_impl(const void *buf, size_t size, const char *name, int v
             goto done;
         }
 
+    /* Bytes outside the header, table and sections are alignment padding: they
+     * must be zero, so every byte of a file is covered by a check. */
+    {
+        uint64_t pos = tend;
+        for (uint32_t k = 0; k <= nsec; k++) {
+            uint64_t end = k < nsec ? order[k]->off : size;
+            for (uint64_t q = pos; q < end; q++)
+                if (b[q]) {
+                    st = apb_fail(APB_EFORMAT, "%s: padding byte %llu is not zero", name,
+                                  (unsigned long long)q);
+                    goto done;
+                }
+            if (k < nsec)
+                pos = order[k]->off + order[k]->size;
+        }
+    }
     /* META */
     {
         const unsigned char *s = b + secs[meta].off;

@@ -319,6 +319,7 @@ int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
     }
     info->bytes = (size_t)L->file_bytes;
     info->fused = L->fused;
+    info->kernel = !conv_like ? "" : (!m->reference && L->fast) ? apbrt_fast_kernel(L) : "sgemm";
     info->seconds = L->seconds;
     return 0;
 }

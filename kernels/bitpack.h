@@ -64,7 +64,8 @@ static inline int apb_bits_words(int K) { return (K + 63) >> 6; }
 /* Recommended row stride: apb_bits_words(K) rounded up to a multiple of 8 words. */
 static inline int apb_bits_ld(int K) { return (apb_bits_words(K) + 7) & ~7; }
 
-/* Level index of x for step s > 0 (see above): clamp(floor(x/s) + 2, 0, 3). */
+/* Level index of x for step s > 0 (see above): clamp(floor(x/s) + 2, 0, 3);
+ * NaN gives level 0. Training's 2-bit quantizer must use the same rule. */
 int apb_quant2_level(float x, float s);
 
 /* Sign plane of a float matrix: X[rows, ldx] (ldx >= K) -> P[rows, ld] words,

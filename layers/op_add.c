@@ -22,20 +22,24 @@ static apb_status add_shape(apb_var *const *in, int nin, const void *attr, int *
 
 static apb_status add_forward(apb_graph *g, apb_var *out)
 {
+    int64_t n = out->numel;
     const float *a = out->in[0]->data, *b = out->in[1]->data;
     float *y = out->data;
-    for (int64_t i = 0; i < out->numel; i++)
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
         y[i] = a[i] + b[i];
     return APB_OK;
 }
 
 static void add_backward(apb_graph *g, apb_var *out)
 {
+    int64_t n = out->numel;
     const float *dy = out->grad;
     for (int k = 0; k < 2; k++) { /* a + a: both passes land in the same buffer */
         apb_var *v = out->in[k];
         if (v->requires_grad)
-            for (int64_t i = 0; i < out->numel; i++)
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
                 v->grad[i] += dy[i];
     }
 }

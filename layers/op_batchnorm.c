@@ -82,6 +82,7 @@ static apb_status bn_forward(apb_graph *g, apb_var *out)
     const float *xd = x->data;
     float *yd = out->data;
     int training = g->training, nt = (int64_t)C * m >= BN_PAR_MIN ? apb_threads_get() : 1;
+    (void)nt; /* unused without OpenMP */
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < C; c++) {
         double mean, var;
@@ -91,6 +92,7 @@ static apb_status bn_forward(apb_graph *g, apb_var *out)
             for (int n = 0; n < N; n++) {
                 const float *row = xd + ((size_t)n * C + c) * HW;
                 float a1 = 0.0f, a2 = 0.0f;
+#pragma omp simd reduction(+ : a1, a2)
                 for (int p = 0; p < HW; p++) {
                     float d = row[p] - x0;
                     a1 += d;
@@ -121,6 +123,7 @@ static apb_status bn_forward(apb_graph *g, apb_var *out)
         for (int n = 0; n < N; n++) {
             const float *row = xd + ((size_t)n * C + c) * HW;
             float *yr = yd + ((size_t)n * C + c) * HW;
+#pragma omp simd
             for (int p = 0; p < HW; p++)
                 yr[p] = row[p] * scale + shift;
         }
@@ -137,6 +140,7 @@ static void bn_backward(apb_graph *g, apb_var *out)
     int64_t m = (int64_t)N * HW;
     const float *xd = x->data, *dy = out->grad;
     int nt = (int64_t)C * m >= BN_PAR_MIN ? apb_threads_get() : 1;
+    (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < C; c++) {
         float mean = sv->mean[c], invstd = sv->invstd[c];
@@ -144,6 +148,7 @@ static void bn_backward(apb_graph *g, apb_var *out)
         for (int n = 0; n < N; n++) {
             const float *row = xd + ((size_t)n * C + c) * HW, *dr = dy + ((size_t)n * C + c) * HW;
             float a1 = 0.0f, a2 = 0.0f;
+#pragma omp simd reduction(+ : a1, a2)
             for (int p = 0; p < HW; p++) {
                 a1 += dr[p];
                 a2 += dr[p] * (row[p] - mean);
@@ -165,6 +170,7 @@ static void bn_backward(apb_graph *g, apb_var *out)
         for (int n = 0; n < N; n++) {
             const float *row = xd + ((size_t)n * C + c) * HW, *dr = dy + ((size_t)n * C + c) * HW;
             float *dx = x->grad + ((size_t)n * C + c) * HW;
+#pragma omp simd
             for (int p = 0; p < HW; p++)
                 dx[p] += k * (dr[p] - mdy - (row[p] - mean) * mdyx);
         }

@@ -113,6 +113,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         if (bd)
             for (int m = 0; m < M; m++) {
                 float bm = bd[m], *row = yn + (size_t)m * P;
+#pragma omp simd
                 for (int p = 0; p < P; p++)
                     row[p] += bm;
             }
@@ -138,6 +139,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
             for (int m = 0; m < M; m++) {
                 const float *row = dy + ((size_t)n * M + m) * P;
                 float s = 0.0f;
+#pragma omp simd reduction(+ : s)
                 for (int p = 0; p < P; p++)
                     s += row[p];
                 b->grad[m] += s;
@@ -175,6 +177,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
     if (need_dw && nt > 1)
         for (int t = 0; t < nt; t++) {
             const float *p = sv->dwp + (size_t)t * mk;
+#pragma omp simd
             for (size_t i = 0; i < mk; i++)
                 w->grad[i] += p[i];
         }

@@ -25,12 +25,13 @@ static apb_status dropout_shape(apb_var *const *in, int nin, const void *attr, i
 
 static apb_status dropout_forward(apb_graph *g, apb_var *out)
 {
+    int64_t n = out->numel;
     const dropout_attr *a = out->attr;
     const float *x = out->in[0]->data;
     float *y = out->data;
     out->saved = NULL;
     if (!g->training || a->p == 0.0f) {
-        for (int64_t i = 0; i < out->numel; i++)
+        for (int64_t i = 0; i < n; i++)
             y[i] = x[i];
         return APB_OK;
     }
@@ -40,7 +41,7 @@ static apb_status dropout_forward(apb_graph *g, apb_var *out)
     if (!mask)
         return APB_ENOMEM;
     float keep = 1.0f / (1.0f - a->p);
-    for (int64_t i = 0; i < out->numel; i++) {
+    for (int64_t i = 0; i < n; i++) {
         mask[i] = apb_rng_uniform(g->rng) >= a->p ? keep : 0.0f;
         y[i] = x[i] * mask[i];
     }
@@ -50,10 +51,17 @@ static apb_status dropout_forward(apb_graph *g, apb_var *out)
 
 static void dropout_backward(apb_graph *g, apb_var *out)
 {
+    int64_t n = out->numel;
     const float *mask = out->saved, *dy = out->grad;
     float *dx = out->in[0]->grad;
-    for (int64_t i = 0; i < out->numel; i++)
-        dx[i] += mask ? dy[i] * mask[i] : dy[i];
+    if (!mask) { /* forward ran in eval mode: identity */
+        for (int64_t i = 0; i < n; i++)
+            dx[i] += dy[i];
+        return;
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        dx[i] += dy[i] * mask[i];
 }
 
 const apb_op apb_op_dropout = {"dropout", sizeof(dropout_attr), APB_OP_RANDOM, dropout_shape,

@@ -26,9 +26,11 @@ static apb_status flatten_forward(apb_graph *g, apb_var *out)
 
 static void flatten_backward(apb_graph *g, apb_var *out)
 {
+    int64_t n = out->numel;
     float *dx = out->in[0]->grad;
     const float *dy = out->grad;
-    for (int64_t i = 0; i < out->numel; i++)
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
         dx[i] += dy[i];
 }
 

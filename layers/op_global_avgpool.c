@@ -24,6 +24,7 @@ static apb_status gap_forward(apb_graph *g, apb_var *out)
     for (int64_t r = 0; r < out->numel; r++) {
         const float *row = x->data + r * HW;
         float s = 0.0f;
+#pragma omp simd reduction(+ : s)
         for (int p = 0; p < HW; p++)
             s += row[p];
         out->data[r] = s * inv;
@@ -38,6 +39,7 @@ static void gap_backward(apb_graph *g, apb_var *out)
     float inv = 1.0f / (float)HW;
     for (int64_t r = 0; r < out->numel; r++) {
         float d = out->grad[r] * inv, *row = x->grad + r * HW;
+#pragma omp simd
         for (int p = 0; p < HW; p++)
             row[p] += d;
     }

@@ -14,19 +14,25 @@ static apb_status ht_shape(apb_var *const *in, int nin, const void *attr, int *n
 
 static apb_status ht_forward(apb_graph *g, apb_var *out)
 {
+    int64_t n = out->numel;
     const float *x = out->in[0]->data;
     float *y = out->data;
-    for (int64_t i = 0; i < out->numel; i++)
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
         y[i] = x[i] < -1.0f ? -1.0f : (x[i] > 1.0f ? 1.0f : x[i]);
     return APB_OK;
 }
 
 static void ht_backward(apb_graph *g, apb_var *out)
 {
+    int64_t n = out->numel;
     const float *x = out->in[0]->data, *dy = out->grad;
     float *dx = out->in[0]->grad;
-    for (int64_t i = 0; i < out->numel; i++)
-        dx[i] += (x[i] > -1.0f && x[i] < 1.0f) ? dy[i] : 0.0f;
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float d = dy[i], v = x[i]; /* unconditional loads: the select vectorizes */
+        dx[i] += (v > -1.0f) & (v < 1.0f) ? d : 0.0f;
+    }
 }
 
 const apb_op apb_op_hardtanh = {"hardtanh", 0, 0, ht_shape, ht_forward, ht_backward};

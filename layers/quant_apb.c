@@ -107,16 +107,27 @@ static void quant_apb_backward(apb_graph *g, apb_var *out)
         if (!need_ad)
             continue;
         float a = alpha[pc ? c : 0], d = delta[pc ? c : 0];
-        double sa = 0, sd = 0;
-        for (int64_t i = lo; i < hi; i++) {
-            if (!apb_apb_in_band(x[i], a, d))
-                continue;
-            double t = (double)gy[i] * (x[i] >= 0.0f ? 1.0 : -1.0);
-            sa += t;
-            sd += t * ((double)a - fabs((double)x[i]));
+        /* branch-free (the band test is unpredictable), four fixed partial
+         * sums to break the add latency chain; order is still deterministic */
+        double sa[4] = {0, 0, 0, 0}, sd[4] = {0, 0, 0, 0};
+        int64_t i = lo;
+        for (; i + 4 <= hi; i += 4)
+            for (int j = 0; j < 4; j++) {
+                float xv = x[i + j];
+                float bs = apb_apb_in_band(xv, a, d) ? (xv >= 0.0f ? 1.0f : -1.0f) : 0.0f;
+                double t = (double)gy[i + j] * bs;
+                sa[j] += t;
+                sd[j] += t * ((double)a - fabs((double)xv));
+            }
+        for (; i < hi; i++) {
+            float xv = x[i];
+            float bs = apb_apb_in_band(xv, a, d) ? (xv >= 0.0f ? 1.0f : -1.0f) : 0.0f;
+            double t = (double)gy[i] * bs;
+            sa[0] += t;
+            sd[0] += t * ((double)a - fabs((double)xv));
         }
-        s->sa[c] = sa;
-        s->sd[c] = sd;
+        s->sa[c] = (sa[0] + sa[1]) + (sa[2] + sa[3]);
+        s->sd[c] = (sd[0] + sd[1]) + (sd[2] + sd[3]);
     }
     if (!need_ad)
         return;

@@ -33,16 +33,13 @@ double apb_q2_backward(const float *x, const float *g, int64_t n, float s, float
         double acc = 0;
         int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
         for (int64_t i = c * chunk; i < end; i++) {
-            float k = floorf(x[i] / s);
-            int l = apb_q2_level(x[i], s);
-            double lv = l - 1.5;
-            if (k >= -2.0f && k <= 1.0f) { /* inside the range */
-                if (dx)
-                    dx[i] += g[i];
-                acc += (double)g[i] * (lv - (double)x[i] / (double)s);
-            } else {
-                acc += (double)g[i] * lv;
-            }
+            /* inside the range exactly when the quotient needs no clamp */
+            float t = x[i] / s;
+            int inside = t >= -2.0f && t < 2.0f;
+            double lv = apb_q2_level(x[i], s) - 1.5;
+            if (dx)
+                dx[i] += inside ? g[i] : 0.0f;
+            acc += (double)g[i] * (inside ? lv - (double)x[i] / (double)s : lv);
         }
         part[c] = acc;
     }

@@ -272,7 +272,17 @@ static int check_bn(int ndim, const int *dim)
         double want = gm->data[c] * (x->data[i] - rmean[c]) / sqrt(rvar[c] + 1e-5) + bt->data[c];
         CHECK_CLOSE(y->data[i], want, 1e-5, 1e-5);
     }
-    CHECK(rmean[0] == rmean[0] && apb_batchnorm(&g, x, gm, bt, NULL, &y) == APB_EINVAL);
+    /* eval backward treats the statistics as constants: dx = gamma * dy / sqrt(rv + eps) */
+    x->requires_grad = gm->requires_grad = 1;
+    CHECK_OK(apb_batchnorm(&g, x, gm, bt, &st, &y));
+    float *dy = apb_graph_floats(&g, y->numel);
+    fill_normal(&r, dy, y->numel, 1.0f);
+    CHECK_OK(apb_backward_from(&g, y, dy));
+    for (int64_t i = 0; i < x->numel; i++) {
+        int c = (int)((i / HW) % C);
+        CHECK_CLOSE(x->grad[i], gm->data[c] * dy[i] / sqrt(rvar[c] + 1e-5), 1e-5, 1e-6);
+    }
+    CHECK(apb_batchnorm(&g, x, gm, bt, NULL, &y) == APB_EINVAL); /* eval needs running stats */
     apb_graph_free(&g);
     apb_arena_free(&step);
     return 0;

@@ -352,3 +352,55 @@ APB_TEST(test_plot_clip_outside_range)
     CHECK_MSG(outside == 0, "%d line pixels right of the frame", outside);
     return 0;
 }
+
+/* The six marker shapes are told apart: the inked patch around each differs
+ * (identical shapes give 0; circle vs diamond, the closest pair, gives 12). */
+APB_TEST(test_plot_markers_distinct)
+{
+    enum { R = 9, P = 2 * R + 1 };
+    double xs[APB_MARKER_COUNT], ys[APB_MARKER_COUNT];
+    apb_plot_series s[APB_MARKER_COUNT];
+    for (int m = 0; m < APB_MARKER_COUNT; m++) {
+        xs[m] = m;
+        ys[m] = 0.5;
+        s[m] = (apb_plot_series){.n = 1, .x = &xs[m], .y = &ys[m], .marker = m, .color = 0x000080};
+    }
+    apb_plot_opts o = {.width = 600, .height = 200, .xmin = -0.5, .xmax = 5.5, .ymin = 0, .ymax = 1};
+    apb_plot_frame f;
+    CHECK_OK(apb_plot_layout(&o, s, APB_MARKER_COUNT, &f));
+    /* Put every centre on a pixel centre so identical shapes would give
+     * identical patches (the layout does not depend on x with a fixed range). */
+    for (int m = 0; m < APB_MARKER_COUNT; m++) {
+        double px = f.left + 40 + 80 * m, py = round(0.5 * (f.top + f.bottom));
+        xs[m] = f.xmin + (px - f.left) / (f.right - f.left) * (f.xmax - f.xmin);
+        ys[m] = f.ymin + (f.bottom - py) / (f.bottom - f.top) * (f.ymax - f.ymin);
+    }
+    unsigned char *rgb = malloc(600 * 200 * 3);
+    CHECK(rgb != NULL);
+    apb_status st = apb_plot_render(&o, s, APB_MARKER_COUNT, rgb);
+    static unsigned char patch[APB_MARKER_COUNT][P * P];
+    int ink[APB_MARKER_COUNT] = {0};
+    for (int m = 0; m < APB_MARKER_COUNT && st == APB_OK; m++) {
+        double px, py;
+        apb_plot_map(&f, xs[m], ys[m], &px, &py);
+        for (int dy = -R; dy <= R; dy++)
+            for (int dx = -R; dx <= R; dx++) {
+                unsigned c = pixel(rgb, 600, (int)lround(px) + dx, (int)lround(py) + dy);
+                unsigned char on = color_dist(c, 0x000080) < 120;
+                patch[m][(dy + R) * P + dx + R] = on;
+                ink[m] += on;
+            }
+    }
+    free(rgb);
+    CHECK_OK(st);
+    for (int a = 0; a < APB_MARKER_COUNT; a++) {
+        CHECK_MSG(ink[a] >= 30 && ink[a] < P * P / 2, "marker %d has %d ink pixels", a, ink[a]);
+        for (int b = a + 1; b < APB_MARKER_COUNT; b++) {
+            int diff = 0;
+            for (int i = 0; i < P * P; i++)
+                diff += patch[a][i] != patch[b][i];
+            CHECK_MSG(diff >= 8, "markers %d and %d differ in only %d pixels", a, b, diff);
+        }
+    }
+    return 0;
+}

@@ -364,6 +364,24 @@ APB_TEST(test_quant_q2_forward_levels)
         CHECK(apb_q2_value(xs[i], s) == q2_hand(xs[i], s));
     }
     CHECK(apb_q2_level(NAN, s) == 0);
+    CHECK(apb_q2_level(INFINITY, s) == 3 && apb_q2_level(-INFINITY, s) == 0);
+    /* the floor-free code against floorf, at and next to every boundary and
+     * over a sweep, for several steps (including ones with inexact quotients) */
+    const float steps[] = {0.5f, 0.37f, 1e-3f, 3.3f, 0.1f};
+    for (int j = 0; j < 5; j++) {
+        float st = steps[j];
+        for (int b = -4; b <= 4; b++) {
+            float edge = b * st;
+            float cand[3] = {nextafterf(edge, -INFINITY), edge, nextafterf(edge, INFINITY)};
+            for (int c = 0; c < 3; c++)
+                CHECK_MSG(apb_q2_value(cand[c], st) == q2_hand(cand[c], st), "x=%.9g s=%g",
+                          cand[c], st);
+        }
+        for (int i = -20000; i <= 20000; i++) {
+            float xv = st * 3.0f * (float)i / 20000.0f;
+            CHECK_MSG(apb_q2_value(xv, st) == q2_hand(xv, st), "x=%.9g s=%g", xv, st);
+        }
+    }
     apb_rng r;
     apb_rng_seed(&r, 5);
     float x[1000], y[1000];

@@ -18,7 +18,7 @@ static void usage(FILE *f)
             "  --budget-bits B    APB: finished model has at most B bits/weight (compressed layers)\n"
             "  --budget-spread global|layer   how the budget is shared between layers (default global)\n"
             "  --freeze-at F      fraction of epochs after which alpha/delta freeze (default 0.5)\n"
-            "  --quant-lr X       Adam learning rate of alpha/delta/steps (default 1e-3)\n"
+            "  --quant-lr X       Adam learning rate of alpha/delta/steps (default 1e-4)\n"
             "  --per-channel      APB alpha/delta per output channel\n"
             "  --direct-alpha     direct alpha gradient instead of the published estimator\n"
             "  --approx-sign      ApproxSign backward for binary activations\n"

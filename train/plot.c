@@ -232,6 +232,44 @@ static apb_status sorted_points(const apb_plot_series *s, xy_pair **out)
     return APB_OK;
 }
 
+/* Liang-Barsky: clips segment a-b to the box [x0, x1] x [y0, y1] in place;
+ * returns 0 when nothing of it is inside (or it is not finite). Keeps loops over
+ * a segment's pixels bounded when a point maps far outside the image. */
+static int clip_segment(double *ax, double *ay, double *bx, double *by, double x0, double y0,
+                        double x1, double y1)
+{
+    double dx = *bx - *ax, dy = *by - *ay, t0 = 0, t1 = 1;
+    if (!isfinite(dx) || !isfinite(dy))
+        return 0;
+    const double p[4] = {-dx, dx, -dy, dy};
+    const double q[4] = {*ax - x0, x1 - *ax, *ay - y0, y1 - *ay};
+    for (int i = 0; i < 4; i++) {
+        if (p[i] == 0) {
+            if (q[i] < 0)
+                return 0;
+            continue;
+        }
+        double t = q[i] / p[i];
+        if (p[i] < 0) {
+            if (t > t1)
+                return 0;
+            if (t > t0)
+                t0 = t;
+        } else {
+            if (t < t0)
+                return 0;
+            if (t < t1)
+                t1 = t;
+        }
+    }
+    double sx = *ax, sy = *ay;
+    *ax = sx + t0 * dx;
+    *ay = sy + t0 * dy;
+    *bx = sx + t1 * dx;
+    *by = sy + t1 * dy;
+    return 1;
+}
+
 /* How much data a legend box at (x0, y0, w, h) would cover: points (with their
  * marker) and samples every few pixels along connecting lines. */
 static apb_status legend_overlap(const apb_plot_frame *f, const apb_plot_series *s, int ns,
@@ -253,6 +291,8 @@ static apb_status legend_overlap(const apb_plot_frame *f, const apb_plot_series 
             double ax, ay, bx, by;
             apb_plot_map(f, pts[k].x, pts[k].y, &ax, &ay);
             apb_plot_map(f, pts[k + 1].x, pts[k + 1].y, &bx, &by);
+            if (!clip_segment(&ax, &ay, &bx, &by, f->left, f->top, f->right, f->bottom))
+                continue;
             int steps = 1 + (int)(hypot(bx - ax, by - ay) / 3);
             for (int t = 0; t <= steps; t++) {
                 double u = (double)t / steps;
@@ -379,8 +419,8 @@ static void mask_segment(float *mask, const apb_canvas *c, double ax, double ay,
                          double by, double width)
 {
     double hw = width / 2, r = hw + 1;
-    /* Clamp in floating point first: points outside an explicit range can map
-     * far beyond what an int holds. */
+    if (!clip_segment(&ax, &ay, &bx, &by, c->cx0 - r, c->cy0 - r, c->cx1 + r, c->cy1 + r))
+        return;
     int x0 = (int)floor(fmax(fmin(ax, bx) - r, c->cx0));
     int x1 = (int)ceil(fmin(fmax(ax, bx) + r, c->cx1 - 1));
     int y0 = (int)floor(fmax(fmin(ay, by) - r, c->cy0));

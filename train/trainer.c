@@ -24,7 +24,7 @@ void apb_train_cfg_default(apb_train_cfg *c)
     c->lr = 0.05f;
     c->wd = 5e-4f;
     c->momentum = 0.9f;
-    c->quant_lr = 1e-3f;
+    c->quant_lr = 1e-4f;
     c->freeze_at = 0.5f;
     c->img_size = 0;
     c->seed = 1;
@@ -541,10 +541,12 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
                 prune_update(r.model, t / (cfg->epochs * (cfg->freeze_at > 0 ? cfg->freeze_at : 1)));
             apb_var *logits, *loss;
             int corr = 0;
-            if ((s = apb_model_forward(r.model, &g, (float *)x, bn, &logits)) ||
-                (s = apb_softmax_xent(&g, logits, y, cfg->label_smoothing, &loss, &corr)))
+            if ((s = apb_model_forward(r.model, &g, (float *)x, bn, &logits)))
                 goto done;
-            float lv = loss->data[0];
+            s = apb_softmax_xent(&g, logits, y, cfg->label_smoothing, &loss, &corr);
+            if (s && s != APB_ENUMERIC)
+                goto done;
+            float lv = s ? NAN : loss->data[0];
             if (!isfinite(lv)) {
                 s = apb_fail(APB_ENUMERIC,
                              "loss is %s at epoch %d batch %d (lr %.4g); stopped. The last good checkpoint %s/last.ckpt (epoch %d) is intact",

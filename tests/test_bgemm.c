@@ -1,0 +1,306 @@
+/* test_bgemm.c - binary GEMMs and bit packing: identities against plain integer
+ * dot products, every ISA level bit-exact against the reference on edge shapes,
+ * misaligned operands, fused im2col packing + padding correction against a float
+ * convolution with zero padding, thread-count independence. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bgemm.h"
+#include "bitpack.h"
+#include "cpu.h"
+#include "im2col.h"
+#include "rng.h"
+#include "test.h"
+#include "threads.h"
+
+/* Level values in kind units: binary +-1, 2-bit {-3,-1,1,3}; as floats for the
+ * packers (step 1: x = unit/2 packs to that level). */
+static void rand_levels(apb_rng *r, int n, int twobit, int *lv, float *x, int mode)
+{
+    for (int i = 0; i < n; i++) {
+        int v;
+        if (mode == 1)
+            v = twobit ? 3 : 1;
+        else if (mode == 2)
+            v = twobit ? -3 : -1;
+        else if (twobit)
+            v = 2 * (int)apb_rng_below(r, 4) - 3;
+        else
+            v = apb_rng_below(r, 2) ? 1 : -1;
+        lv[i] = v;
+        x[i] = twobit ? 0.5f * (float)v : (float)v;
+    }
+}
+
+typedef struct {
+    int rows, K, ld;
+    uint64_t *base, *sgn, *mag;
+    int *lv;
+    float *x;
+} opnd;
+
+/* Packs `rows` random rows; planes start one word past a 64-byte boundary and the
+ * words past ceil(K/64) hold garbage (the kernels must never read them). */
+static int opnd_make(opnd *o, apb_rng *r, int rows, int K, int twobit, int mode)
+{
+    o->rows = rows;
+    o->K = K;
+    o->ld = apb_bits_words(K) + 3;
+    size_t nw = (size_t)rows * o->ld + 1;
+    o->base = malloc(sizeof(uint64_t) * (2 * nw + 2));
+    o->lv = malloc(sizeof(int) * ((size_t)rows * K + 1));
+    o->x = malloc(sizeof(float) * ((size_t)rows * K + 1));
+    if (!o->base || !o->lv || !o->x)
+        return 1;
+    o->sgn = o->base + 1;
+    o->mag = o->sgn + nw;
+    rand_levels(r, rows * K, twobit, o->lv, o->x, mode);
+    if (twobit) {
+        if (apb_bitpack_2bit(rows, K, o->x, K, 1.0f, o->sgn, o->mag, o->ld) != APB_OK)
+            return 1;
+    } else if (apb_bitpack_sign(rows, K, o->x, K, o->sgn, o->ld) != APB_OK)
+        return 1;
+    int KW = apb_bits_words(K);
+    for (int i = 0; i < rows; i++)
+        for (int j = KW; j < o->ld; j++) {
+            o->sgn[(size_t)i * o->ld + j] = apb_rng_next(r);
+            if (twobit)
+                o->mag[(size_t)i * o->ld + j] = apb_rng_next(r);
+        }
+    if (!twobit)
+        o->mag = NULL;
+    return 0;
+}
+
+static void opnd_free(opnd *o)
+{
+    free(o->base);
+    free(o->lv);
+    free(o->x);
+}
+
+static apb_bitmat view(const opnd *o) { return (apb_bitmat){o->sgn, o->mag, o->ld}; }
+
+APB_TEST(test_bgemm_identities_vs_integer_dot)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 11);
+    int shapes[][3] = {{3, 5, 1}, {4, 3, 63}, {5, 4, 64}, {2, 6, 65}, {3, 3, 127}, {2, 2, 577}};
+    for (int kind = 0; kind < APB_BGEMM_KINDS; kind++)
+        for (int s = 0; s < 6; s++)
+            for (int mode = 0; mode < 3; mode++) {
+                int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                opnd a, b;
+                CHECK(!opnd_make(&a, &r, M, K, kind == APB_BGEMM_2X2, mode));
+                CHECK(!opnd_make(&b, &r, N, K, kind != APB_BGEMM_1X1, mode == 2 ? 1 : mode));
+                int32_t C[64];
+                apb_bitmat A = view(&a), B = view(&b);
+                CHECK_OK(apb_bgemm_ref((apb_bgemm_kind)kind, M, N, K, &A, &B, NULL, C, N));
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++) {
+                        long d = 0;
+                        for (int k = 0; k < K; k++)
+                            d += (long)a.lv[m * K + k] * b.lv[n * K + k];
+                        CHECK_MSG(C[m * N + n] == d, "kind %s K=%d mode %d (m,n)=(%d,%d): %d vs %ld",
+                                  apb_bgemm_kind_name(kind), K, mode, m, n, C[m * N + n], d);
+                    }
+                opnd_free(&a);
+                opnd_free(&b);
+            }
+    return 0;
+}
+
+/* Every ISA level (and the int32 / float outputs) against apb_bgemm_ref. */
+APB_TEST(test_bgemm_isa_levels_exact)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 12);
+    int shapes[][3] = {{1, 1, 1},     {7, 63, 65},   {63, 7, 127}, {64, 64, 64},
+                       {65, 127, 577}, {127, 65, 63}, {7, 511, 511}, {511, 7, 577},
+                       {9, 17, 20000}, {300, 100, 64}};
+    apb_isa best = apb_isa_detected();
+    for (int lvl = APB_ISA_REF; lvl <= (int)best; lvl++) {
+        CHECK_OK(apb_isa_force((apb_isa)lvl));
+        for (int kind = 0; kind < APB_BGEMM_KINDS; kind++)
+            for (int s = 0; s < 10; s++) {
+                int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                int mode = s == 3 ? 1 : s == 0 ? 2 : 0;
+                opnd a, b;
+                CHECK(!opnd_make(&a, &r, M, K, kind == APB_BGEMM_2X2, mode));
+                CHECK(!opnd_make(&b, &r, N, K, kind != APB_BGEMM_1X1, mode));
+                int ldc = N + 1;
+                int32_t *want = malloc(sizeof(int32_t) * (size_t)M * ldc);
+                int32_t *gotb = malloc(sizeof(int32_t) * ((size_t)M * ldc + 1));
+                float *y = malloc(sizeof(float) * ((size_t)M * ldc + 1));
+                float *yw = malloc(sizeof(float) * (size_t)M * ldc);
+                float *sc = malloc(sizeof(float) * M), *bi = malloc(sizeof(float) * M);
+                CHECK(want && gotb && y && yw && sc && bi);
+                int32_t *got = gotb + 1; /* misaligned output */
+                apb_bitmat A = view(&a), B = view(&b);
+                CHECK_OK(apb_bgemm_ref((apb_bgemm_kind)kind, M, N, K, &A, &B, NULL, want, ldc));
+                CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, NULL, got, ldc));
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++)
+                        CHECK_MSG(got[m * ldc + n] == want[m * ldc + n],
+                                  "isa %s kind %s M=%d N=%d K=%d at (%d,%d): %d vs %d",
+                                  apb_isa_name((apb_isa)lvl), apb_bgemm_kind_name(kind), M, N, K,
+                                  m, n, got[m * ldc + n], want[m * ldc + n]);
+                if (mode == 1)
+                    CHECK(want[0] == K * (kind == APB_BGEMM_1X1 ? 1 : kind == APB_BGEMM_1X2 ? 3 : 9));
+                if (mode == 2)
+                    CHECK(want[0] == K * (kind == APB_BGEMM_1X1 ? 1 : kind == APB_BGEMM_1X2 ? 3 : 9));
+                for (int m = 0; m < M; m++) {
+                    sc[m] = 0.25f + 0.01f * m;
+                    bi[m] = (float)m - 3.0f;
+                }
+                apb_bgemm_epilogue ep = {sc, bi, NULL};
+                CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &ep, y + 1, ldc));
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++)
+                        yw[m * ldc + n] = sc[m] * (float)want[m * ldc + n] + bi[m];
+                for (int m = 0; m < M; m++)
+                    CHECK_ARRAY_CLOSE(y + 1 + m * ldc, yw + m * ldc, N, 1e-6, 1e-6);
+                free(want), free(gotb), free(y), free(yw), free(sc), free(bi);
+                opnd_free(&a);
+                opnd_free(&b);
+            }
+    }
+    CHECK_OK(apb_isa_force(best));
+    return 0;
+}
+
+APB_TEST(test_bgemm_threads_identical)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 13);
+    int M = 300, N = 200, K = 700, saved = apb_threads_get();
+    for (int kind = 0; kind < APB_BGEMM_KINDS; kind++) {
+        opnd a, b;
+        CHECK(!opnd_make(&a, &r, M, K, kind == APB_BGEMM_2X2, 0));
+        CHECK(!opnd_make(&b, &r, N, K, kind != APB_BGEMM_1X1, 0));
+        int32_t *c1 = malloc(sizeof(int32_t) * M * N), *c2 = malloc(sizeof(int32_t) * M * N);
+        CHECK(c1 && c2);
+        apb_bitmat A = view(&a), B = view(&b);
+        apb_threads_set(1);
+        CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, NULL, c1, N));
+        apb_threads_set(2);
+        CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, NULL, c2, N));
+        CHECK(memcmp(c1, c2, sizeof(int32_t) * M * N) == 0);
+        free(c1), free(c2);
+        opnd_free(&a);
+        opnd_free(&b);
+    }
+    apb_threads_set(saved);
+    return 0;
+}
+
+APB_TEST(test_bgemm_quant2_levels)
+{
+    float s = 0.5f;
+    CHECK(apb_quant2_level(-0.51f, s) == 0);
+    CHECK(apb_quant2_level(-0.5f, s) == 1);
+    CHECK(apb_quant2_level(-0.01f, s) == 1);
+    CHECK(apb_quant2_level(0.0f, s) == 2);
+    CHECK(apb_quant2_level(0.49f, s) == 2);
+    CHECK(apb_quant2_level(0.5f, s) == 3);
+    CHECK(apb_quant2_level(100.0f, s) == 3);
+    CHECK(apb_quant2_level(-100.0f, s) == 0);
+    /* tail bits are zero, sign of 0 is +1 */
+    float x[70];
+    for (int i = 0; i < 70; i++)
+        x[i] = i == 3 || i == 69 ? -1.0f : i == 5 ? 0.0f : 1.0f;
+    uint64_t p[2];
+    CHECK_OK(apb_bitpack_sign(1, 70, x, 70, p, 2));
+    CHECK(p[0] == (UINT64_C(1) << 3) && p[1] == (UINT64_C(1) << 5));
+    return 0;
+}
+
+/* Level value (in units) of a float under the kind's activation encoding. */
+static int act_unit(float v, int twobit, float s)
+{
+    if (!twobit)
+        return v < 0.0f ? -1 : 1;
+    return 2 * apb_quant2_level(v, s) - 3;
+}
+
+APB_TEST(test_bgemm_conv_padding_exact)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 14);
+    apb_conv_geom geoms[] = {{3, 7, 6, 3, 3, 1, 1}, {5, 9, 8, 3, 3, 2, 1}, {2, 5, 5, 5, 5, 1, 2},
+                             {4, 6, 6, 1, 1, 1, 0}, {3, 8, 10, 3, 2, 2, 3}, {70, 4, 4, 3, 3, 1, 1}};
+    apb_isa best = apb_isa_detected();
+    for (int gi = 0; gi < 6; gi++) {
+        apb_conv_geom g = geoms[gi];
+        int M = 11, K = g.C * g.KH * g.KW, OH = apb_conv_geom_oh(&g), OW = apb_conv_geom_ow(&g);
+        int N = OH * OW, ld = apb_bits_ld(K);
+        float s = 0.7f;
+        float *x = malloc(sizeof(float) * g.C * g.H * g.W);
+        float *col = malloc(sizeof(float) * (size_t)K * N);
+        float *wf = malloc(sizeof(float) * (size_t)M * K);
+        uint64_t *ws = calloc((size_t)M * ld, 8), *wm = calloc((size_t)M * ld, 8);
+        uint64_t *bs = calloc((size_t)N * ld, 8), *bm = calloc((size_t)N * ld, 8);
+        uint64_t *rs = calloc((size_t)N * ld, 8), *rm = calloc((size_t)N * ld, 8);
+        float *colt = malloc(sizeof(float) * (size_t)K * N);
+        int32_t *C = malloc(sizeof(int32_t) * M * N);
+        CHECK(x && col && wf && ws && wm && bs && bm && rs && rm && colt && C);
+        for (int i = 0; i < g.C * g.H * g.W; i++)
+            x[i] = 2.0f * apb_rng_normal(&r);
+        for (int i = 0; i < M * K; i++)
+            wf[i] = apb_rng_normal(&r);
+        apb_im2col(x, g.C, g.H, g.W, g.KH, g.KW, g.stride, g.pad, col);
+        for (int k = 0; k < K; k++)
+            for (int n = 0; n < N; n++)
+                colt[(size_t)n * K + k] = col[(size_t)k * N + n];
+        for (int kind = 0; kind < APB_BGEMM_KINDS; kind++) {
+            int wtwo = kind == APB_BGEMM_2X2, atwo = kind != APB_BGEMM_1X1;
+            if (wtwo)
+                CHECK_OK(apb_bitpack_2bit(M, K, wf, K, 0.8f, ws, wm, ld));
+            else
+                CHECK_OK(apb_bitpack_sign(M, K, wf, K, ws, ld));
+            if (atwo) {
+                CHECK_OK(apb_bitpack_conv_2bit(&g, x, s, bs, bm, ld));
+                CHECK_OK(apb_bitpack_2bit(N, K, colt, K, s, rs, rm, ld));
+                CHECK(memcmp(bm, rm, sizeof(uint64_t) * N * ld) == 0);
+            } else {
+                CHECK_OK(apb_bitpack_conv_sign(&g, x, bs, ld));
+                CHECK_OK(apb_bitpack_sign(N, K, colt, K, rs, ld));
+            }
+            /* fused packing == im2col then pack (padded taps: 0 packs as bits 0) */
+            CHECK_MSG(memcmp(bs, rs, sizeof(uint64_t) * N * ld) == 0, "geom %d kind %d", gi, kind);
+            apb_bitconv_pad pad;
+            CHECK_OK(apb_bitconv_pad_init(&pad, &g, M, ws, wtwo ? wm : NULL, ld));
+            CHECK(g.pad > 0 || pad.n_patterns == 1);
+            apb_bitmat A = {ws, wtwo ? wm : NULL, ld}, B = {bs, atwo ? bm : NULL, ld};
+            for (int lvl = APB_ISA_REF; lvl <= (int)best; lvl++) {
+                CHECK_OK(apb_isa_force((apb_isa)lvl));
+                CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, &pad, C, N));
+                /* float convolution with zero padding of the quantized values */
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++) {
+                        double d = 0;
+                        for (int k = 0; k < K; k++) {
+                            int oh = n / OW, ow = n % OW, c = k / (g.KH * g.KW);
+                            int kh = k / g.KW % g.KH, kw = k % g.KW;
+                            int ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
+                            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W)
+                                continue; /* zero padding */
+                            float xv = x[(c * g.H + ih) * g.W + iw];
+                            int wv = wtwo ? 2 * apb_quant2_level(wf[m * K + k], 0.8f) - 3
+                                          : (wf[m * K + k] < 0 ? -1 : 1);
+                            d += (double)wv * act_unit(xv, atwo, s);
+                        }
+                        CHECK_MSG(C[m * N + n] == (int32_t)d,
+                                  "geom %d kind %s isa %s (m,n)=(%d,%d): %d vs %g", gi,
+                                  apb_bgemm_kind_name(kind), apb_isa_name((apb_isa)lvl), m, n,
+                                  C[m * N + n], d);
+                    }
+            }
+            apb_bitconv_pad_free(&pad);
+        }
+        free(x), free(col), free(wf), free(ws), free(wm), free(bs), free(bm), free(rs), free(rm);
+        free(colt), free(C);
+    }
+    CHECK_OK(apb_isa_force(best));
+    return 0;
+}

@@ -1,0 +1,111 @@
+/* test_infer_embed.c - the runtime really is deployable on its own:
+ * docs/embed_example.c compiles against build/libapbrt.a (nothing else from apb)
+ * and prints the model's top class, and the archive's symbols contain nothing
+ * from train/, layers/, optim/, data/ or the autograd. Needs `make all` first
+ * (it builds the archive); the sanitizer build checks build/san/.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apbrt.h"
+#include "test.h"
+#include "test_infer_util.h"
+
+#ifdef __SANITIZE_ADDRESS__
+#define RT_DIR "build/san"
+#define RT_FLAGS "-fsanitize=address,undefined"
+#else
+#define RT_DIR "build"
+#define RT_FLAGS ""
+#endif
+
+static int run_cmd(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    return pclose(p);
+}
+
+APB_TEST(test_infer_embed_example_runs)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 42);
+    ti_model t;
+    ti_convnet(&t, &r, 3, 8, 10);
+    char model[512], exe[512], cmd[2048], out[4096];
+    snprintf(model, sizeof model, "%s/m.apb", apb_test_tmpdir());
+    snprintf(exe, sizeof exe, "%s/embed", apb_test_tmpdir());
+    CHECK_OK(apbrt_save(&t.d, model));
+    /* expected answer from the library in this process */
+    apbrt_model *m;
+    CHECK(apbrt_load(model, &m) == 0);
+    float x[3 * 64] = {0}, lg[10];
+    CHECK(apbrt_run(m, x, 1, lg) == 0);
+    int best = 0;
+    for (int i = 1; i < 10; i++)
+        best = lg[i] > lg[best] ? i : best;
+    char want[128];
+    snprintf(want, sizeof want, "top class: %d %s", best, apbrt_class_name(m, best));
+    apbrt_free(m);
+    ti_free(&t);
+    snprintf(cmd, sizeof cmd, "cc -std=c11 -Wall -Werror -Iinfer docs/embed_example.c " RT_DIR
+             "/libapbrt.a -lm -fopenmp " RT_FLAGS " -o %s 2>&1", exe);
+    int rc = run_cmd(cmd, out, sizeof out);
+    CHECK_MSG(rc == 0, "compiling the example against " RT_DIR "/libapbrt.a failed:\n%s", out);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", exe, model);
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK_MSG(rc == 0 && strstr(out, want), "example printed '%s', expected '%s'", out, want);
+    snprintf(cmd, sizeof cmd, "%s %s/nothing.apb 2>&1", exe, apb_test_tmpdir());
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK_MSG(rc != 0 && strstr(out, "nothing.apb"), "missing model: '%s'", out);
+    return 0;
+}
+
+APB_TEST(test_infer_runtime_symbols_self_contained)
+{
+    static char out[1 << 20];
+    const char *lib = getenv("APB_TEST_RTLIB") ? getenv("APB_TEST_RTLIB") : RT_DIR "/libapbrt.a";
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "nm -g %s 2>&1", lib);
+    int rc = run_cmd(cmd, out, sizeof out);
+    CHECK_MSG(rc == 0 && strlen(out) > 100, "nm failed: %.300s", out);
+    static const char *forbidden[] = {"apb_apply",   "apb_backward", "apb_var_",    "apb_tape",
+                                      "apb_conv2d",  "apb_linear",   "apb_batchnorm", "apb_dataset_",
+                                      "apb_loader_", "apb_optim",    "apb_cmd_",    "apb_train",
+                                      "apb_checkpoint", "apb_export", "apb_op_",    "apb_model_"};
+    /* every undefined apb symbol must be defined inside the archive */
+    char *save = NULL, *line;
+    static char defined[1 << 20];
+    defined[0] = 0;
+    size_t dl = 0;
+    for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char a[256], b[256], c[256], type, *name;
+        int nt = sscanf(line, "%255s %255s %255s", a, b, c);
+        if (nt == 3 && strlen(b) == 1)
+            type = b[0], name = c;
+        else if (nt == 2 && strlen(a) == 1)
+            type = a[0], name = b;
+        else
+            continue;
+        for (size_t k = 0; k < sizeof forbidden / sizeof forbidden[0]; k++)
+            CHECK_MSG(strncmp(name, forbidden[k], strlen(forbidden[k])) != 0,
+                      "libapbrt.a references training symbol %s (%c)", name, type);
+        if (type != 'U' && dl + strlen(name) + 3 < sizeof defined)
+            dl += (size_t)sprintf(defined + dl, " %s ", name);
+    }
+    snprintf(cmd, sizeof cmd, "nm -g -u %s 2>&1", lib);
+    rc = run_cmd(cmd, out, sizeof out);
+    for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char name[256], key[260];
+        if (sscanf(line, " U %255s", name) != 1 || strncmp(name, "apb", 3))
+            continue;
+        snprintf(key, sizeof key, " %s ", name);
+        CHECK_MSG(strstr(defined, key), "libapbrt.a needs %s, which is not in the runtime", name);
+    }
+    CHECK(strstr(defined, " apbrt_run ") && strstr(defined, " apbrt_load "));
+    return 0;
+}

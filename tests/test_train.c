@@ -1,0 +1,228 @@
+/* test_train.c - end-to-end training on the real Fashion-MNIST (Debian package):
+ * accuracy proofs, bit-identical resume after a kill, budget mode, NaN stop,
+ * checkpoint validation, export of every quantizer. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "fileio.h"
+#include "test.h"
+#include "trainer.h"
+
+static void cfg_small(apb_train_cfg *c, const char *sub, int ntrain)
+{
+    apb_train_cfg_default(c);
+    snprintf(c->out_dir, sizeof c->out_dir, "%s/%s", apb_test_tmpdir(), sub);
+    c->limit_train = ntrain;
+    c->quiet = 1;
+    c->threads = 2;
+}
+
+/* Issue 2 proof: the small CNN, one pass over the first 10,000 images, >= 80%. */
+APB_TEST(test_train_convnet_fp_10k_reaches_80)
+{
+    apb_train_cfg c;
+    cfg_small(&c, "fp", 10000);
+    double acc = 0;
+    CHECK_OK(apb_train_run(&c, &acc));
+    CHECK_MSG(acc >= 80.0, "test accuracy %.2f%% < 80%%", acc);
+    return 0;
+}
+
+/* Issue 4 proof: APB convnet on 20,000 images for one epoch, >= 80%. */
+APB_TEST(test_train_convnet_apb_20k_reaches_80)
+{
+    apb_train_cfg c;
+    cfg_small(&c, "apb", 20000);
+    c.model.wq = APB_WQ_APB;
+    double acc = 0;
+    CHECK_OK(apb_train_run(&c, &acc));
+    CHECK_MSG(acc >= 80.0, "test accuracy %.2f%% < 80%%", acc);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/last.ckpt", c.out_dir);
+    apb_ckpt ck;
+    CHECK_OK(apb_ckpt_load(path, &ck));
+    apb_model *m;
+    CHECK_OK(apb_ckpt_model(&ck, &m));
+    apb_model_memory mem;
+    apb_model_memory_stats(m, &mem, NULL, NULL);
+    CHECK_MSG(mem.cweights > 0 && mem.bits_per_weight > 1.0 && mem.bits_per_weight < 32.0,
+              "%lld compressed weights, %.4f bits/weight", (long long)mem.cweights, mem.bits_per_weight);
+    apb_model_free(m);
+    apb_ckpt_free(&ck);
+    return 0;
+}
+
+/* Path of the apb CLI built beside this test binary. */
+static const char *apb_cli(void)
+{
+    static char path[1024];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
+    if (n <= 0)
+        return "build/apb";
+    path[n] = 0;
+    char *slash = strrchr(path, '/');
+    strcpy(slash ? slash + 1 : path, "apb");
+    return path;
+}
+
+static const char TRAIN_ARGS[] =
+    "train --data fashion-mnist --model convnet --quant apb --limit-train 1024 --limit-test 512 "
+    "--epochs 3 --batch 64 --threads 2 --seed 3 --quiet";
+
+/* Kill a run mid-epoch (hard exit at a step, in a separate process), resume it,
+ * and compare with an uninterrupted run: every tensor must be bit-identical. */
+APB_TEST(test_train_resume_is_bit_identical)
+{
+    const char *dir = apb_test_tmpdir();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s --out %s/full", apb_cli(), TRAIN_ARGS, dir);
+    CHECK_MSG(system(cmd) == 0, "%s", cmd);
+    /* 16 batches per epoch: step 21 is in the middle of epoch 2 */
+    snprintf(cmd, sizeof cmd, "APB_DEBUG_KILL_AT_STEP=21 %s %s --out %s/killed", apb_cli(), TRAIN_ARGS, dir);
+    int st = system(cmd);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 137, "killed run exited with status %d", st);
+    char p1[1200], p2[1200];
+    snprintf(p2, sizeof p2, "%s/killed/last.ckpt", dir);
+    apb_ckpt ck;
+    CHECK_OK(apb_ckpt_load(p2, &ck));
+    CHECK(ck.meta.epoch == 1);
+    apb_ckpt_free(&ck);
+    snprintf(cmd, sizeof cmd, "%s train --resume %s/killed --quiet", apb_cli(), dir);
+    CHECK_MSG(system(cmd) == 0, "%s", cmd);
+    snprintf(p1, sizeof p1, "%s/full/last.ckpt", dir);
+    apb_ckpt a, b;
+    CHECK_OK(apb_ckpt_load(p1, &a));
+    CHECK_OK(apb_ckpt_load(p2, &b));
+    CHECK(a.meta.epoch == 3 && b.meta.epoch == 3);
+    CHECK(a.nrec == b.nrec && a.nrec > 10);
+    for (int i = 0; i < a.nrec; i++) {
+        CHECK(!strcmp(a.rec[i].name, b.rec[i].name));
+        CHECK_MSG(a.rec[i].bytes == b.rec[i].bytes && !memcmp(a.rec[i].data, b.rec[i].data, a.rec[i].bytes),
+                  "tensor %s differs after resume", a.rec[i].name);
+    }
+    apb_ckpt_free(&a);
+    apb_ckpt_free(&b);
+    snprintf(p1, sizeof p1, "%s/full/log.csv", dir);
+    snprintf(p2, sizeof p2, "%s/killed/log.csv", dir);
+    unsigned char *l1, *l2;
+    size_t n1, n2;
+    CHECK_OK(apb_file_read(p1, &l1, &n1));
+    CHECK_OK(apb_file_read(p2, &l2, &n2));
+    int rows1 = 0, rows2 = 0;
+    for (size_t i = 0; i < n1; i++)
+        rows1 += l1[i] == '\n';
+    for (size_t i = 0; i < n2; i++)
+        rows2 += l2[i] == '\n';
+    CHECK_MSG(rows1 == 4 && rows2 == 4, "log.csv rows %d / %d (header + 3 epochs expected)", rows1, rows2);
+    free(l1);
+    free(l2);
+    return 0;
+}
+
+APB_TEST(test_train_budget_mode_meets_budget)
+{
+    const float budgets[2] = {1.2f, 1.6f};
+    for (int bi = 0; bi < 2; bi++) {
+        apb_train_cfg c;
+        char sub[32];
+        snprintf(sub, sizeof sub, "b%d", bi);
+        cfg_small(&c, sub, 2048);
+        c.limit_test = 512;
+        c.epochs = 2;
+        c.model.wq = APB_WQ_APB;
+        c.budget_bits = budgets[bi];
+        CHECK_OK(apb_train_run(&c, NULL));
+        char path[1200];
+        snprintf(path, sizeof path, "%s/last.ckpt", c.out_dir);
+        apb_ckpt ck;
+        CHECK_OK(apb_ckpt_load(path, &ck));
+        apb_model *m;
+        CHECK_OK(apb_ckpt_model(&ck, &m));
+        apb_model_memory mem;
+        apb_model_memory_stats(m, &mem, NULL, NULL);
+        CHECK_MSG(mem.bits_per_weight <= budgets[bi] * 1.0001 && mem.bits_per_weight >= budgets[bi] * 0.98,
+                  "budget %.3f, reached %.4f bits/weight", budgets[bi], mem.bits_per_weight);
+        apb_model_free(m);
+        apb_ckpt_free(&ck);
+    }
+    /* a budget below one bit per weight is impossible and says so */
+    apb_train_cfg c;
+    cfg_small(&c, "bad", 512);
+    c.limit_test = 256;
+    c.model.wq = APB_WQ_APB;
+    c.budget_bits = 0.5f;
+    c.epochs = 2;
+    apb_status s = apb_train_run(&c, NULL);
+    CHECK(s == APB_EINVAL && strstr(apb_errmsg(), "minimum"));
+    return 0;
+}
+
+APB_TEST(test_train_nan_loss_stops_and_keeps_checkpoint)
+{
+    apb_train_cfg c;
+    cfg_small(&c, "nan", 1024);
+    c.limit_test = 256;
+    c.epochs = 1;
+    CHECK_OK(apb_train_run(&c, NULL));
+    char path[1200];
+    snprintf(path, sizeof path, "%s/last.ckpt", c.out_dir);
+    unsigned char *before;
+    size_t nb;
+    CHECK_OK(apb_file_read(path, &before, &nb));
+    apb_train_cfg r;
+    cfg_small(&r, "unused2", 0);
+    snprintf(r.resume_dir, sizeof r.resume_dir, "%s", c.out_dir);
+    /* resume with an absurd learning rate: the stored options win, so force it via a
+     * fresh run into the same directory instead */
+    apb_train_cfg x;
+    cfg_small(&x, "nan", 1024);
+    x.limit_test = 256;
+    x.epochs = 1;
+    x.lr = 1e30f;
+    x.momentum = 0;
+    apb_status s = apb_train_run(&x, NULL);
+    CHECK_MSG(s == APB_ENUMERIC, "status %d: %s", s, apb_errmsg());
+    CHECK(strstr(apb_errmsg(), "NaN") || strstr(apb_errmsg(), "infinite"));
+    CHECK(strstr(apb_errmsg(), "last.ckpt"));
+    unsigned char *after;
+    size_t na;
+    CHECK_OK(apb_file_read(path, &after, &na));
+    CHECK(na == nb && !memcmp(before, after, na));
+    free(before);
+    free(after);
+    return 0;
+}
+
+APB_TEST(test_checkpoint_corruption_is_an_error)
+{
+    apb_train_cfg c;
+    cfg_small(&c, "ck", 512);
+    c.limit_test = 256;
+    CHECK_OK(apb_train_run(&c, NULL));
+    char path[1200], bad[1300];
+    snprintf(path, sizeof path, "%s/last.ckpt", c.out_dir);
+    snprintf(bad, sizeof bad, "%s/bad.ckpt", c.out_dir);
+    unsigned char *d;
+    size_t n;
+    CHECK_OK(apb_file_read(path, &d, &n));
+    apb_ckpt ck;
+    size_t cuts[] = {0, 5, 12, 100, n / 2, n - 5, n - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        CHECK_OK(apb_file_write_atomic(bad, d, cuts[i]));
+        CHECK(apb_ckpt_load(bad, &ck) == APB_EFORMAT);
+        CHECK_MSG(strstr(apb_errmsg(), "bad.ckpt") != NULL, "message '%s' lacks the file name", apb_errmsg());
+    }
+    for (size_t i = 0; i < n; i += n / 37 + 1) {
+        d[i] ^= 0x5A;
+        CHECK_OK(apb_file_write_atomic(bad, d, n));
+        CHECK(apb_ckpt_load(bad, &ck) == APB_EFORMAT);
+        d[i] ^= 0x5A;
+    }
+    free(d);
+    return 0;
+}
