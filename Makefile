@@ -10,6 +10,7 @@
 # Targets: all, test, demo, bench, install, clean, deps, fuzz.
 # ISA-specific files (*_avx2.c, *_avx512.c) are the only ones built with ISA
 # flags; everything else is portable and kernels are chosen at run time.
+# -ffp-contract=off: training and the runtime must round a*x+b identically.
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -22,17 +23,22 @@ OPT     := -O2
 ifeq ($(DEBUG),1)
   OPT   := -O0 -g
 endif
+ifeq ($(OMP),0)
+  BUILD := build/noomp
+endif
 ifeq ($(SAN),1)
   BUILD := build/san
   OPT   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 
 CFLAGS_BASE := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-format-truncation \
-               -fPIC -I. -Icore -Ikernels -Ilayers -Ioptim -Idata -Itrain -Iinfer -Ibench -Itests
+               -ffp-contract=off -fPIC -I. -Icore -Ikernels -Ilayers -Ioptim -Idata -Itrain -Iinfer -Ibench -Itests
 LDLIBS_BASE := -lm
 ifeq ($(OMP),1)
   CFLAGS_BASE += -fopenmp
   LDLIBS_BASE += -fopenmp
+else
+  CFLAGS_BASE += -Wno-unknown-pragmas
 endif
 ifeq ($(SAN),1)
   LDLIBS_BASE += -fsanitize=address,undefined
@@ -115,6 +121,11 @@ install: all
 	install -m 644 $(BUILD)/libapbrt.a $(BUILD)/libapbrt.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/apb $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' infer/apbrt.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/apbrt.pc
+
+# libFuzzer run of the .apb loader (clang); FUZZ_SECONDS sets the length.
+FUZZ_SECONDS ?= 60
+fuzz:
+	sh fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build

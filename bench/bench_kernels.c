@@ -105,7 +105,8 @@ int apb_bench_kernels(int argc, char **argv)
         nt = 1;
     }
     int saved = apb_threads_get();
-    printf("# apb bench kernels isa=%s reps=%d\n", apb_isa_name(apb_isa_active()), reps);
+    printf("# apb bench kernels isa=%s amx=%d reps=%d (APB_BGEMM_AMX=1 for the AMX path)\n",
+           apb_isa_name(apb_isa_active()), apb_bgemm_amx_active(), reps);
     apb_rng rng;
     apb_rng_seed(&rng, 1);
     apb_status st = APB_OK;

@@ -2,6 +2,7 @@
 #include "arena.h"
 #include "status.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,4 +109,45 @@ void apb_arena_free(apb_arena *a)
     }
     a->head = NULL;
     a->used = 0;
+}
+
+typedef struct {
+    void *p[APB_TLS_SLOTS];
+    size_t cap[APB_TLS_SLOTS];
+} tls_scratch;
+
+static _Thread_local tls_scratch *tls;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_destroy(void *v)
+{
+    tls_scratch *t = v;
+    for (int i = 0; i < APB_TLS_SLOTS; i++)
+        apb_free_aligned(t->p[i]);
+    free(t);
+}
+
+static void tls_key_init(void) { pthread_key_create(&tls_key, tls_destroy); }
+
+void *apb_thread_scratch(int slot, size_t bytes)
+{
+    if (!tls) {
+        tls = calloc(1, sizeof *tls);
+        if (!tls) {
+            apb_fail(APB_ENOMEM, "out of memory allocating thread scratch");
+            return NULL;
+        }
+        pthread_once(&tls_once, tls_key_init);
+        pthread_setspecific(tls_key, tls);
+    }
+    if (bytes > tls->cap[slot] || !tls->p[slot]) {
+        void *p = apb_alloc_aligned(bytes);
+        if (!p)
+            return NULL;
+        apb_free_aligned(tls->p[slot]);
+        tls->p[slot] = p;
+        tls->cap[slot] = bytes;
+    }
+    return tls->p[slot];
 }

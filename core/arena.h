@@ -35,4 +35,11 @@ void apb_arena_free(apb_arena *a);
 void *apb_alloc_aligned(size_t bytes);
 void apb_free_aligned(void *p);
 
+/* Grow-only per-thread scratch, one buffer per slot, freed when the thread exits
+ * (so OpenMP worker threads that come and go leak nothing). Contents are not
+ * preserved when a request grows the buffer. NULL (apb_errmsg set) when out of
+ * memory. Kernels use it for packing buffers: steady state allocates nothing. */
+enum { APB_TLS_SGEMM, APB_TLS_BITPACK, APB_TLS_BGEMM, APB_TLS_AMX_A, APB_TLS_AMX_B, APB_TLS_SLOTS };
+void *apb_thread_scratch(int slot, size_t bytes);
+
 #endif

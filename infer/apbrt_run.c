@@ -148,11 +148,17 @@ static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2
             memcpy(out, a, (size_t)total * sizeof *out);
         break;
     case APBRT_GAP: {
+        /* The training op's loop (layers/op_global_avgpool.c) statement for
+         * statement, vectorized reduction included, so the compiler sums in the
+         * same order and the result is the training value bit for bit. */
         float inv = 1.0f / (float)hw;
+        int HW = (int)hw;
         for (long pl = 0; pl < n * C; pl++) {
+            const float *row = a + pl * hw;
             float acc = 0.0f;
-            for (long i = 0; i < hw; i++)
-                acc += a[pl * hw + i];
+#pragma omp simd reduction(+ : acc)
+            for (int p = 0; p < HW; p++)
+                acc += row[p];
             out[pl] = acc * inv;
         }
         break;

@@ -31,6 +31,28 @@
 
 static inline int popc(uint64_t x) { return __builtin_popcountll(x); }
 
+static int amx_on = -1; /* -1: not decided yet (environment) */
+
+int apb_bgemm_amx_enable(int on)
+{
+    int prev = apb_bgemm_amx_active();
+    __atomic_store_n(&amx_on, on ? 1 : 0, __ATOMIC_RELEASE);
+    return prev;
+}
+
+int apb_bgemm_amx_active(void)
+{
+    int on = __atomic_load_n(&amx_on, __ATOMIC_ACQUIRE);
+    if (on < 0) {
+        /* opt-in for now: on the shared 2-vCPU test VM it measured slower than the
+         * VPOPCNTQ kernels (docs/KERNELS.md) */
+        const char *e = getenv("APB_BGEMM_AMX");
+        on = e && e[0] == '1';
+        __atomic_store_n(&amx_on, on, __ATOMIC_RELEASE);
+    }
+    return on && apb_isa_active() == APB_ISA_AVX512 && apb_bgemm_amx_usable();
+}
+
 static const apb_bgemm_kernels *kernels_active(void)
 {
     switch (apb_isa_active()) {
@@ -69,19 +91,30 @@ static apb_status check_args(const char *fn, apb_bgemm_kind kind, int M, int N, 
     return APB_OK;
 }
 
-/* Grow-only thread-local scratch: steady state allocates nothing. */
-static _Thread_local void *tls_buf;
-static _Thread_local size_t tls_size;
-
-static void *scratch(size_t bytes)
+void apb_bgemm_out_tile(const apb_bgemm_out *o, const int32_t *dot, int ldd, int m0, int mr,
+                        int n0, int nr)
 {
-    if (bytes > tls_size) {
-        apb_free_aligned(tls_buf);
-        tls_buf = apb_alloc_aligned(bytes);
-        tls_size = tls_buf ? bytes : 0;
+    for (int r = 0; r < mr; r++) {
+        int m = m0 + r;
+        const int32_t *dr = dot + (size_t)r * ldd;
+        const int32_t *corr = o->pad ? o->pad->corr + m : NULL;
+        const int32_t *pat = o->pad ? o->pad->pattern + n0 : NULL;
+        int pM = o->pad ? o->pad->M : 0;
+        if (o->C) {
+            int32_t *c = o->C + (size_t)m * o->ldc + n0;
+            for (int j = 0; j < nr; j++)
+                c[j] = dr[j] - (corr ? corr[(size_t)pat[j] * pM] : 0);
+        } else {
+            float sc = o->scale ? o->scale[m] : 1.0f, bi = o->bias ? o->bias[m] : 0.0f;
+            float *y = o->Y + (size_t)m * o->ldy + n0;
+            for (int j = 0; j < nr; j++)
+                y[j] = sc * (float)(dr[j] - (corr ? corr[(size_t)pat[j] * pM] : 0)) + bi;
+        }
     }
-    return tls_buf;
 }
+
+/* Grow-only thread-local scratch: steady state allocates nothing. */
+static void *scratch(size_t bytes) { return apb_thread_scratch(APB_TLS_BGEMM, bytes); }
 
 typedef struct {
     apb_bgemm_kind kind;
@@ -168,6 +201,11 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
 {
     if (M == 0 || N == 0)
         return APB_OK;
+    if (K > 0 && apb_bgemm_amx_active()) {
+        if (apb_bgemm_amx(kind, M, N, K, A, B, pad, C, ldc, Y, ldy, scale, bias))
+            return apb_fail(APB_ENOMEM, "apb_bgemm: AMX operand buffers for M=%d N=%d K=%d", M, N, K);
+        return APB_OK;
+    }
     bg_job jb = {.kind = kind, .M = M, .N = N, .K = K, .KW = apb_bits_words(K),
                  .KC = kind == APB_BGEMM_1X1 ? 128 : 64, .planes = kind == APB_BGEMM_1X1 ? 1 : 2,
                  .A = A, .B = B, .pad = pad, .C = C, .ldc = ldc, .Y = Y, .ldy = ldy,

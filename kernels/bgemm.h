@@ -109,4 +109,29 @@ extern const apb_bgemm_kernels apb_bgemm_kernels_ref;
 extern const apb_bgemm_kernels apb_bgemm_kernels_avx2;
 extern const apb_bgemm_kernels apb_bgemm_kernels_avx512;
 
+/* AMX-INT8 path (bgemm_amx_avx512.c), taken at APB_ISA_AVX512 when the CPU and
+ * OS support AMX and it is enabled: opt-in (APB_BGEMM_AMX=1 in the environment or
+ * apb_bgemm_amx_enable(1)) until it is measured faster on an idle machine.
+ * Same exact results. */
+int apb_bgemm_amx_usable(void);              /* CPU + OS permission, cached */
+int apb_bgemm_amx_enable(int on);            /* returns the previous setting */
+int apb_bgemm_amx_active(void);              /* enabled, usable and ISA is AVX-512 */
+/* internal: writes a tile of exact dots dot[mr, ldd] at (m0, n0): subtracts the
+ * padding correction, then stores int32 (C != NULL) or scale*d + bias floats.
+ * Compiled without ISA flags so every path rounds the float epilogue alike. */
+typedef struct {
+    const apb_bitconv_pad *pad;
+    int32_t *C;
+    int ldc;
+    float *Y;
+    int ldy;
+    const float *scale, *bias;
+} apb_bgemm_out;
+void apb_bgemm_out_tile(const apb_bgemm_out *o, const int32_t *dot, int ldd, int m0, int mr,
+                        int n0, int nr);
+/* internal: returns 0, or 1 when out of memory */
+int apb_bgemm_amx(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
+                  const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc, float *Y,
+                  int ldy, const float *scale, const float *bias);
+
 #endif

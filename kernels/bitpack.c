@@ -1,11 +1,14 @@
 /* bitpack.c - sign / 2-bit packing of float matrices and fused im2col packing of
  * images, plus the exact zero-padding correction for packed convolutions.
  *
- * The im2col packer never builds a float patch matrix: it first packs every input
- * row (c, ih) into a bitmap over the zero-padded width (padding = bit 0), then a
- * pixel's K bits are the concatenation, for each (c, kh), of a KW-bit window of
- * one row bitmap (or 0 when ih is in the padding). Windows are at most 64 bits
- * (KW <= 64), appended through a 128-bit shift register.
+ * The im2col packer never builds a float patch matrix: it packs every input row
+ * (c, ih) into bitmaps over the zero-padded width (padding = bit 0), one per
+ * stride phase, so the taps of consecutive output pixels are consecutive bits.
+ * For each block of 64 output pixels and each K word it gathers the 64 masks
+ * "tap k over the block" (64-bit windows) and transposes them (64x64 bits) into
+ * the pixels' words. Workspace: caller-provided (_ws variants) or a grow-only
+ * thread-local buffer, so steady state allocates nothing. AVX-512 helpers for the
+ * compares and the transpose live in bitpack_avx512.c.
  */
 #include "bitpack.h"
 
@@ -14,6 +17,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "cpu.h"
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -28,6 +32,13 @@ static inline int quant2(float x, float s)
 }
 
 int apb_quant2_level(float x, float s) { return quant2(x, s); }
+
+/* Grow-only thread-local workspace for the packers called without one: steady
+ * state allocates nothing. */
+static void *grow_tls(size_t bytes)
+{
+    return apb_thread_scratch(APB_TLS_BITPACK, bytes ? bytes : 64);
+}
 
 static apb_status check_rows(const char *fn, int rows, int K, int ldx, int ld)
 {
@@ -44,6 +55,10 @@ static apb_status check_rows(const char *fn, int rows, int K, int ldx, int ld)
 apb_status apb_bitpack_sign(int rows, int K, const float *X, int ldx, uint64_t *P, int ld)
 {
     APB_TRY(check_rows("apb_bitpack_sign", rows, K, ldx, ld));
+    if (apb_isa_active() == APB_ISA_AVX512) {
+        apb_bitpack_rows_avx512(rows, K, X, ldx, 1.0f, 1, P, NULL, ld);
+        return APB_OK;
+    }
     for (int r = 0; r < rows; r++) {
         const float *x = X + (size_t)r * ldx;
         uint64_t *p = P + (size_t)r * ld;
@@ -72,6 +87,10 @@ apb_status apb_bitpack_2bit(int rows, int K, const float *X, int ldx, float s, u
     APB_TRY(check_rows("apb_bitpack_2bit", rows, K, ldx, ld));
     if (!(s > 0.0f) || !isfinite(s))
         return apb_fail(APB_EINVAL, "apb_bitpack_2bit: step s=%g must be finite and > 0", s);
+    if (apb_isa_active() == APB_ISA_AVX512) {
+        apb_bitpack_rows_avx512(rows, K, X, ldx, s, 2, sgn, mag, ld);
+        return APB_OK;
+    }
     for (int r = 0; r < rows; r++) {
         const float *x = X + (size_t)r * ldx;
         for (int j = 0; j < ld; j++) {
@@ -110,103 +129,302 @@ apb_status apb_conv_geom_check(const apb_conv_geom *g)
     return APB_OK;
 }
 
-/* Appends n <= 64 bits to a packed row through a 128-bit shift register. */
-typedef struct {
-    uint64_t *out;
-    unsigned __int128 acc;
-    int fill;
-} bitsink;
-
-static inline void sink_put(bitsink *s, uint64_t bits, int n)
+/* In-place transpose of a 64x64 bit matrix, rows = words, column c = bit c:
+ * afterwards a[c] bit r = old a[r] bit c. Stage j swaps bit j of the row index
+ * with bit j of the column index (elements whose two bits differ trade places),
+ * so after the six stages row and column are exchanged. */
+static void bit_transpose64(uint64_t *a)
 {
-    s->acc |= (unsigned __int128)bits << s->fill;
-    s->fill += n;
-    if (s->fill >= 64) {
-        *s->out++ = (uint64_t)s->acc;
-        s->acc >>= 64;
-        s->fill -= 64;
+    static const uint64_t mk[6] = {UINT64_C(0x00000000FFFFFFFF), UINT64_C(0x0000FFFF0000FFFF),
+                                   UINT64_C(0x00FF00FF00FF00FF), UINT64_C(0x0F0F0F0F0F0F0F0F),
+                                   UINT64_C(0x3333333333333333), UINT64_C(0x5555555555555555)};
+    for (int s = 0, j = 32; s < 6; s++, j >>= 1) {
+        uint64_t m = mk[s];
+        for (int r0 = 0; r0 < 64; r0 += 2 * j)
+            for (int r = r0; r < r0 + j; r++) {
+                uint64_t t = ((a[r] >> j) ^ a[r + j]) & m;
+                a[r + j] ^= t;
+                a[r] ^= t << j;
+            }
     }
 }
 
+/* n <= 64 bits of a bitmap starting at bit `start` (the bitmap has a spare word
+ * after its last used one, so row[w + 1] is always readable). */
 static inline uint64_t window(const uint64_t *row, int start, int n)
 {
     int w = start >> 6, off = start & 63;
-    unsigned __int128 v = row[w];
-    if (off + n > 64)
-        v |= (unsigned __int128)row[w + 1] << 64;
-    uint64_t r = (uint64_t)(v >> off);
+    uint64_t r = row[w] >> off;
+    if (off)
+        r |= row[w + 1] << (64 - off);
     return n == 64 ? r : r & ((UINT64_C(1) << n) - 1);
 }
 
-/* planes: 1 (sign) or 2 (sgn, mag). Row bitmaps cover the padded width Wp = W+2P
- * plus one spare word so window() may read row[w+1]. */
+/* Keeps bits 0, 2, 4, ... of x, packed into the low 32 bits. */
+static inline uint64_t even_bits(uint64_t x)
+{
+    x &= UINT64_C(0x5555555555555555);
+    x = (x | (x >> 1)) & UINT64_C(0x3333333333333333);
+    x = (x | (x >> 2)) & UINT64_C(0x0F0F0F0F0F0F0F0F);
+    x = (x | (x >> 4)) & UINT64_C(0x00FF00FF00FF00FF);
+    x = (x | (x >> 8)) & UINT64_C(0x0000FFFF0000FFFF);
+    return (x | (x >> 16)) & UINT64_C(0x00000000FFFFFFFF);
+}
+
+/* Sign (plane 0) and 2-bit (planes 0 = sgn, 1 = mag) bits of 4 consecutive
+ * floats as 4-bit masks, the same rules as quant2(). */
+static inline void bits4(const float *x, float s, int planes, unsigned *b0, unsigned *b1)
+{
+#ifdef __SSE2__
+    __m128 v = _mm_loadu_ps(x);
+    if (planes == 1) {
+        *b0 = (unsigned)_mm_movemask_ps(_mm_cmplt_ps(v, _mm_setzero_ps()));
+        return;
+    }
+    __m128 q = _mm_div_ps(v, _mm_set1_ps(s));
+    *b0 = (unsigned)_mm_movemask_ps(_mm_cmpnge_ps(q, _mm_setzero_ps()));
+    *b1 = (unsigned)(_mm_movemask_ps(_mm_cmpnge_ps(q, _mm_set1_ps(-1.0f))) |
+                     _mm_movemask_ps(_mm_cmpge_ps(q, _mm_set1_ps(1.0f))));
+#else
+    unsigned m0 = 0, m1 = 0;
+    for (int i = 0; i < 4; i++) {
+        if (planes == 1) {
+            m0 |= (unsigned)(x[i] < 0.0f) << i;
+        } else {
+            int l = quant2(x[i], s);
+            m0 |= (unsigned)(l <= 1) << i;
+            m1 |= (unsigned)(l == 0 || l == 3) << i;
+        }
+    }
+    *b0 = m0;
+    *b1 = m1;
+#endif
+}
+
+static inline void bits1(float x, float s, int planes, unsigned *b0, unsigned *b1)
+{
+    if (planes == 1) {
+        *b0 = x < 0.0f;
+        return;
+    }
+    int l = quant2(x, s);
+    *b0 = l <= 1;
+    *b1 = l == 0 || l == 3;
+}
+
+/* Geometry-derived sizes of the packer's workspace. Row bitmaps: for every plane,
+ * input row (c, ih) and phase f < S, the bits of padded columns q*S + f over
+ * q < Q = ceil(Wp/S), in RW words (one spare). */
+typedef struct {
+    int S, Q, RW, FW; /* FW: words of one phase-free padded row (strides > 1) */
+    size_t words;     /* bitmap words, all planes, + 2 phase-free rows */
+} pack_dims;
+
+static pack_dims dims_of(const apb_conv_geom *g, int planes)
+{
+    pack_dims d;
+    int Wp = g->W + 2 * g->pad;
+    d.S = g->stride;
+    d.Q = (Wp + d.S - 1) / d.S;
+    d.RW = (d.Q + 63) / 64 + 1;
+    d.FW = (Wp + 63) / 64 + 1;
+    d.words = (size_t)planes * g->C * g->H * d.S * d.RW + 2 * (size_t)d.FW;
+    return d;
+}
+
+size_t apb_bitpack_conv_ws_bytes(const apb_conv_geom *g, int planes)
+{
+    if (apb_conv_geom_check(g) != APB_OK || planes < 1 || planes > 2)
+        return 0;
+    return dims_of(g, planes).words * sizeof(uint64_t) + 64; /* + alignment slack */
+}
+
+/* Row bitmaps of every (plane, c, ih, phase). */
+static void build_bitmaps(const apb_conv_geom *g, const pack_dims *d, const float *x, float s,
+                          int planes, uint64_t *bm, int fast)
+{
+    int W = g->W, P = g->pad, S = d->S, RW = d->RW, Wp = W + 2 * P;
+    size_t plane_words = (size_t)g->C * g->H * S * RW;
+    memset(bm, 0, d->words * sizeof(uint64_t));
+    /* a padded-width bitmap of one row (phase-free), for strides > 1 */
+    uint64_t *full[2] = {bm + d->words - 2 * (size_t)d->FW, bm + d->words - d->FW};
+    for (size_t r = 0; r < (size_t)g->C * g->H; r++) {
+        const float *xr = x + r * W;
+        uint64_t *o0 = bm + r * S * RW, *o1 = o0 + plane_words;
+        uint64_t *f0 = S == 1 ? o0 : full[0], *f1 = S == 1 ? o1 : full[1];
+        if (S > 1) {
+            memset(full[0], 0, sizeof(uint64_t) * 2 * (size_t)d->FW);
+        }
+        int iw = 0;
+        unsigned b0 = 0, b1 = 0;
+        if (fast) {
+            apb_bitpack_or_row_avx512(xr, W, s, planes, f0, f1, P);
+            iw = W;
+        }
+        for (; iw + 4 <= W; iw += 4) {
+            bits4(xr + iw, s, planes, &b0, &b1);
+            int pos = iw + P, w = pos >> 6, off = pos & 63;
+            f0[w] |= (uint64_t)b0 << off;
+            if (off > 60)
+                f0[w + 1] |= (uint64_t)b0 >> (64 - off);
+            if (planes == 2) {
+                f1[w] |= (uint64_t)b1 << off;
+                if (off > 60)
+                    f1[w + 1] |= (uint64_t)b1 >> (64 - off);
+            }
+        }
+        for (; iw < W; iw++) {
+            bits1(xr[iw], s, planes, &b0, &b1);
+            int pos = iw + P;
+            f0[pos >> 6] |= (uint64_t)b0 << (pos & 63);
+            if (planes == 2)
+                f1[pos >> 6] |= (uint64_t)b1 << (pos & 63);
+        }
+        if (S == 1)
+            continue;
+        for (int p = 0; p < planes; p++) {
+            const uint64_t *f = p ? full[1] : full[0];
+            uint64_t *o = p ? o1 : o0;
+            if (S == 2) {
+                /* phase 0 = even columns, phase 1 = odd columns, 32 per word */
+                for (int w = 0; w < (Wp + 63) / 64; w++) {
+                    uint64_t e = even_bits(f[w]), od = even_bits(f[w] >> 1);
+                    o[w >> 1] |= e << (32 * (w & 1));
+                    o[RW + (w >> 1)] |= od << (32 * (w & 1));
+                }
+            } else {
+                for (int col = 0; col < Wp; col++)
+                    if ((f[col >> 6] >> (col & 63)) & 1) {
+                        int q = col / S;
+                        o[(col % S) * RW + (q >> 6)] |= UINT64_C(1) << (q & 63);
+                    }
+            }
+        }
+    }
+}
+
+/* One pixel block's run inside one output row: pixels n0+i0 .. n0+i0+len-1 are
+ * (oh, ow .. ow+len-1). */
+typedef struct {
+    int oh, ow, len, i0;
+} pix_seg;
+
+/* planes: 1 (sign) or 2 (sgn, mag). For each block of 64 output pixels and each
+ * K word, builds the 64 masks "tap k over the block's pixels" from the row
+ * bitmaps (windows of consecutive pixels are contiguous bits of one phase) and
+ * transposes them into the 64 pixels' words. */
 static apb_status conv_pack(const apb_conv_geom *g, const float *x, float s, int planes,
-                            uint64_t *out0, uint64_t *out1, int ld)
+                            uint64_t *out0, uint64_t *out1, int ld, void *ws, size_t ws_bytes)
 {
     APB_TRY(apb_conv_geom_check(g));
-    int K = g->C * g->KH * g->KW;
-    if (ld < apb_bits_words(K))
-        return apb_fail(APB_EINVAL, "conv pack: ld=%d words < ceil(K/64)=%d (K=%d)", ld,
-                        apb_bits_words(K), K);
+    int K = g->C * g->KH * g->KW, KWd = apb_bits_words(K);
+    if (ld < KWd)
+        return apb_fail(APB_EINVAL, "conv pack: ld=%d words < ceil(K/64)=%d (K=%d)", ld, KWd, K);
     if (planes == 2 && (!(s > 0.0f) || !isfinite(s)))
         return apb_fail(APB_EINVAL, "conv pack 2-bit: step s=%g must be finite and > 0", s);
-    int OH = apb_conv_geom_oh(g), OW = apb_conv_geom_ow(g);
-    int Wp = g->W + 2 * g->pad, rw = (Wp + 63) / 64 + 1;
-    size_t nrow = (size_t)g->C * g->H;
-    uint64_t *bm = calloc(nrow * rw * planes, sizeof(uint64_t));
-    if (!bm)
-        return apb_fail(APB_ENOMEM, "conv pack: %zu bytes for row bitmaps",
-                        nrow * rw * planes * sizeof(uint64_t));
-    for (size_t r = 0; r < nrow; r++) {
-        const float *xr = x + r * g->W;
-        uint64_t *b0 = bm + r * rw * planes, *b1 = b0 + rw;
-        for (int iw = 0; iw < g->W; iw++) {
-            int col = iw + g->pad;
-            if (planes == 1) {
-                b0[col >> 6] |= (uint64_t)(xr[iw] < 0.0f) << (col & 63);
-            } else {
-                int l = quant2(xr[iw], s);
-                b0[col >> 6] |= (uint64_t)(l <= 1) << (col & 63);
-                b1[col >> 6] |= (uint64_t)(l == 0 || l == 3) << (col & 63);
-            }
-        }
+    pack_dims d = dims_of(g, planes);
+    size_t need = d.words * sizeof(uint64_t);
+    if (!ws) {
+        ws = grow_tls(need);
+        if (!ws)
+            return apb_fail(APB_ENOMEM, "conv pack: %zu bytes of row bitmaps", need);
+    } else if (ws_bytes < need + 64) {
+        return apb_fail(APB_EINVAL, "conv pack: workspace %zu bytes < %zu needed", ws_bytes,
+                        need + 64);
+    } else {
+        ws = (void *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     }
-    for (int oh = 0; oh < OH; oh++) {
-        for (int ow = 0; ow < OW; ow++) {
-            size_t n = (size_t)oh * OW + ow;
-            for (int p = 0; p < planes; p++) {
-                uint64_t *o = (p == 0 ? out0 : out1) + n * ld;
-                bitsink sk = {o, 0, 0};
-                for (int c = 0; c < g->C; c++) {
-                    for (int kh = 0; kh < g->KH; kh++) {
-                        int ih = oh * g->stride - g->pad + kh;
-                        uint64_t bits = 0;
-                        if (ih >= 0 && ih < g->H)
-                            bits = window(bm + ((size_t)c * g->H + ih) * rw * planes + p * rw,
-                                          ow * g->stride, g->KW);
-                        sink_put(&sk, bits, g->KW);
+    uint64_t *bm = ws;
+    int fast = apb_isa_active() == APB_ISA_AVX512;
+    build_bitmaps(g, &d, x, s, planes, bm, fast);
+    int OH = apb_conv_geom_oh(g), OW = apb_conv_geom_ow(g), N = OH * OW;
+    int S = d.S, RW = d.RW, KHW = g->KH * g->KW;
+    size_t plane_words = (size_t)g->C * g->H * S * RW;
+    uint64_t tm[2][64];
+    pix_seg seg[66];
+    for (int n0 = 0; n0 < N; n0 += 64) {
+        int cnt = N - n0 < 64 ? N - n0 : 64, nseg = 0;
+        for (int i = 0; i < cnt;) {
+            int n = n0 + i, oh = n / OW, ow = n % OW;
+            int len = OW - ow < cnt - i ? OW - ow : cnt - i;
+            seg[nseg++] = (pix_seg){oh, ow, len, i};
+            i += len;
+        }
+        for (int j = 0; j < KWd; j++) {
+            int k = j * 64, nb = K - k < 64 ? K - k : 64;
+            int c = k / KHW, kh = k / g->KW % g->KH, kw = k % g->KW;
+            for (int b = 0; b < nb; b++) {
+                uint64_t m0 = 0, m1 = 0;
+                size_t rbase = (size_t)c * g->H * S * RW + (size_t)(kw % S) * RW;
+                int qoff = kw / S;
+                for (int t = 0; t < nseg; t++) {
+                    int ih = seg[t].oh * S - g->pad + kh;
+                    if ((unsigned)ih >= (unsigned)g->H)
+                        continue;
+                    const uint64_t *row = bm + rbase + (size_t)ih * S * RW;
+                    int q0 = seg[t].ow + qoff;
+                    m0 |= window(row, q0, seg[t].len) << seg[t].i0;
+                    if (planes == 2)
+                        m1 |= window(row + plane_words, q0, seg[t].len) << seg[t].i0;
+                }
+                tm[0][b] = m0;
+                tm[1][b] = m1;
+                if (++kw == g->KW) {
+                    kw = 0;
+                    if (++kh == g->KH) {
+                        kh = 0;
+                        c++;
                     }
                 }
-                if (sk.fill > 0)
-                    *sk.out++ = (uint64_t)sk.acc;
-                for (int j = (int)(sk.out - o); j < ld; j++)
-                    o[j] = 0;
+            }
+            for (int p = 0; p < planes; p++) {
+                uint64_t *t = tm[p], *o = (p ? out1 : out0) + (size_t)n0 * ld + j;
+                for (int b = nb; b < 64; b++)
+                    t[b] = 0;
+                if (fast)
+                    apb_bit_transpose64_avx512(t);
+                else
+                    bit_transpose64(t);
+                for (int i = 0; i < cnt; i++)
+                    o[(size_t)i * ld] = t[i];
             }
         }
+        for (int p = 0; p < planes; p++) {
+            uint64_t *o = (p ? out1 : out0) + (size_t)n0 * ld;
+            for (int i = 0; i < cnt; i++)
+                for (int j = KWd; j < ld; j++)
+                    o[(size_t)i * ld + j] = 0;
+        }
     }
-    free(bm);
     return APB_OK;
 }
 
 apb_status apb_bitpack_conv_sign(const apb_conv_geom *g, const float *x, uint64_t *P, int ld)
 {
-    return conv_pack(g, x, 1.0f, 1, P, NULL, ld);
+    return conv_pack(g, x, 1.0f, 1, P, NULL, ld, NULL, 0);
 }
 
 apb_status apb_bitpack_conv_2bit(const apb_conv_geom *g, const float *x, float s, uint64_t *sgn,
                                  uint64_t *mag, int ld)
 {
-    return conv_pack(g, x, s, 2, sgn, mag, ld);
+    return conv_pack(g, x, s, 2, sgn, mag, ld, NULL, 0);
+}
+
+apb_status apb_bitpack_conv_sign_ws(const apb_conv_geom *g, const float *x, uint64_t *P, int ld,
+                                    void *ws, size_t ws_bytes)
+{
+    if (!ws)
+        return apb_fail(APB_EINVAL, "apb_bitpack_conv_sign_ws: NULL workspace");
+    return conv_pack(g, x, 1.0f, 1, P, NULL, ld, ws, ws_bytes);
+}
+
+apb_status apb_bitpack_conv_2bit_ws(const apb_conv_geom *g, const float *x, float s,
+                                    uint64_t *sgn, uint64_t *mag, int ld, void *ws,
+                                    size_t ws_bytes)
+{
+    if (!ws)
+        return apb_fail(APB_EINVAL, "apb_bitpack_conv_2bit_ws: NULL workspace");
+    return conv_pack(g, x, s, 2, sgn, mag, ld, ws, ws_bytes);
 }
 
 /* Valid-tap mask along one axis for output position o: bit t set when the tap

@@ -55,6 +55,7 @@
 #ifndef APB_BITPACK_H
 #define APB_BITPACK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "status.h"
@@ -102,6 +103,18 @@ apb_status apb_bitpack_conv_sign(const apb_conv_geom *g, const float *x, uint64_
 apb_status apb_bitpack_conv_2bit(const apb_conv_geom *g, const float *x, float s, uint64_t *sgn,
                                  uint64_t *mag, int ld);
 
+/* The same with a caller-provided workspace (no allocation, no thread-local
+ * state): ws must hold apb_bitpack_conv_ws_bytes(g, planes) bytes (planes 1 for
+ * sign, 2 for 2-bit), any alignment. The plain versions above use a grow-only
+ * thread-local buffer instead (allocates only when a larger geometry arrives).
+ * Returns 0 for an invalid geometry. */
+size_t apb_bitpack_conv_ws_bytes(const apb_conv_geom *g, int planes);
+apb_status apb_bitpack_conv_sign_ws(const apb_conv_geom *g, const float *x, uint64_t *P, int ld,
+                                    void *ws, size_t ws_bytes);
+apb_status apb_bitpack_conv_2bit_ws(const apb_conv_geom *g, const float *x, float s,
+                                    uint64_t *sgn, uint64_t *mag, int ld, void *ws,
+                                    size_t ws_bytes);
+
 /* Exact zero-padding correction for a packed convolution (see the file comment).
  * pattern[n] in [0, n_patterns) for every output pixel; pattern 0 is the interior
  * (no padded tap) and has corr = 0. corr[p*M + m] is what the GEMM epilogue
@@ -119,5 +132,15 @@ typedef struct {
 apb_status apb_bitconv_pad_init(apb_bitconv_pad *p, const apb_conv_geom *g, int M,
                                 const uint64_t *w_sgn, const uint64_t *w_mag, int ldw);
 void apb_bitconv_pad_free(apb_bitconv_pad *p);
+
+/* ---- internal: AVX-512 helpers (bitpack_avx512.c), chosen by apb_isa_active() ----
+ * or_row: ORs the bits of x[0..n) into d0 (and d1 for 2-bit) from bit `off` on.
+ * rows: apb_bitpack_sign (planes 1) / apb_bitpack_2bit (planes 2) without checks.
+ * transpose64: a[c] bit r <- a[r] bit c for a 64x64 bit matrix. */
+void apb_bitpack_or_row_avx512(const float *x, int n, float s, int planes, uint64_t *d0,
+                               uint64_t *d1, int off);
+void apb_bitpack_rows_avx512(int rows, int K, const float *X, int ldx, float s, int planes,
+                             uint64_t *P0, uint64_t *P1, int ld);
+void apb_bit_transpose64_avx512(uint64_t *a);
 
 #endif

@@ -1,5 +1,6 @@
 /* sgemm.c - the sgemm driver: packing, cache blocking, OpenMP over macro-tiles and
- * run-time choice of the register-blocked micro-kernel (BLIS-style loop nest).
+ * run-time choice of the register-blocked micro-kernel (BLIS-style loop nest;
+ * AVX-512 uses 8-row instead of 12-row panels when that pads M less, M <= 64).
  *
  * C is cut into at most apb_threads_get() rectangular macro-tiles, one per thread
  * (the larger of M and N is split, so the operand packed twice is the smaller
@@ -20,6 +21,7 @@
  */
 #include "sgemm.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -60,10 +62,30 @@ static const apb_sgemm_kinfo kinfos[APB_ISA_COUNT] = {
     [APB_ISA_AVX512] = {12, 32, 384, 240, 768, apb_sgemm_kernel_avx512_12x32,
                         apb_sgemm_pack_t_avx2},
 };
+/* AVX-512 with 8-row panels, for small M that 12 does not divide (see sgemm_avx512.c). */
+static const apb_sgemm_kinfo kinfo_avx512_m8 = {8, 32, 384, 240, 768,
+                                                apb_sgemm_kernel_avx512_8x32,
+                                                apb_sgemm_pack_t_avx2};
 
-/* Thread-local packing buffer; grows, never shrinks (one per OpenMP worker). */
+static const apb_sgemm_kinfo *pick_kinfo(int M)
+{
+    apb_isa isa = apb_isa_active();
+    if (isa == APB_ISA_AVX512 && M <= 64 && (M + 7) / 8 * 8 < (M + 11) / 12 * 12)
+        return &kinfo_avx512_m8;
+    return &kinfos[isa];
+}
+
+/* Thread-local packing buffer; grows, never shrinks (one per OpenMP worker). A
+ * pthread key frees it when its thread exits (OpenMP retires workers when a team
+ * shrinks), so the buffer does not outlive the thread. */
 static _Thread_local float *tl_buf;
 static _Thread_local size_t tl_cap;
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+static int tl_key_ok;
+
+static void tl_release(void *p) { apb_free_aligned(p); }
+static void tl_key_make(void) { tl_key_ok = pthread_key_create(&tl_key, tl_release) == 0; }
 
 static float *scratch(size_t floats)
 {
@@ -74,6 +96,9 @@ static float *scratch(size_t floats)
         apb_free_aligned(tl_buf);
         tl_buf = p;
         tl_cap = floats;
+        pthread_once(&tl_once, tl_key_make);
+        if (tl_key_ok)
+            pthread_setspecific(tl_key, p);
     }
     return tl_buf;
 }
@@ -232,7 +257,7 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    gemm_args g = {&kinfos[apb_isa_active()], transa, transb, K, alpha, beta, A, B,
+    gemm_args g = {pick_kinfo(M), transa, transb, K, alpha, beta, A, B,
                    lda, ldb, ldc, C};
     const int MR = g.ki->mr, NR = g.ki->nr;
 

@@ -1,22 +1,25 @@
-/* sgemm_avx512.c - AVX-512 sgemm micro-kernel, 12 x 32 register tile.
+/* sgemm_avx512.c - AVX-512 sgemm micro-kernels, 12 x 32 and 8 x 32 register tiles.
  *
  * 24 zmm accumulators (12 rows x 2 vectors of 16 columns), 2 zmm for the B row,
  * A values broadcast straight from memory into the FMA ({1to16} operand): 26 of 32
  * registers, 24 FMAs per 2 loads + 12 broadcasts per k, enough to keep both FMA
  * ports busy. Edges (mr < 12, nr < 32) are handled with masked loads/stores of C.
+ * The 8 x 32 variant (16 accumulators) serves operands with M a multiple of 8 but
+ * not of 12 (16, 32, 64 output channels of small CNNs), where 12-row panels would
+ * compute up to a third of zero padding. Both are one body specialised by row count.
  * Contract: see sgemm_internal.h.
  */
 #include <immintrin.h>
 
 #include "sgemm_internal.h"
 
-#define MR 12
 #define NR 32
 
-void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
-                                   long ldc, float alpha, float beta, int mr, int nr)
+static inline __attribute__((always_inline)) void
+kernel_body(const int MR, int kc, const float *pa, const float *pb, long ldpb, float *c, long ldc,
+            float alpha, float beta, int mr, int nr)
 {
-    __m512 acc[MR][2];
+    __m512 acc[12][2];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
         acc[i][0] = _mm512_setzero_ps();
@@ -70,4 +73,16 @@ void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, lon
         _mm512_mask_storeu_ps(ci, m0, r0);
         _mm512_mask_storeu_ps(ci + 16, m1, r1);
     }
+}
+
+void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
+                                   long ldc, float alpha, float beta, int mr, int nr)
+{
+    kernel_body(12, kc, pa, pb, ldpb, c, ldc, alpha, beta, mr, nr);
+}
+
+void apb_sgemm_kernel_avx512_8x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
+                                  long ldc, float alpha, float beta, int mr, int nr)
+{
+    kernel_body(8, kc, pa, pb, ldpb, c, ldc, alpha, beta, mr, nr);
 }

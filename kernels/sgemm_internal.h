@@ -37,5 +37,7 @@ void apb_sgemm_kernel_avx2_6x16(int kc, const float *pa, const float *pb, long l
 void apb_sgemm_pack_t_avx2(const float *src, long lda, int mr, int kc, int MR, float *dst);
 void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
                                    long ldc, float alpha, float beta, int mr, int nr);
+void apb_sgemm_kernel_avx512_8x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
+                                  long ldc, float alpha, float beta, int mr, int nr);
 
 #endif

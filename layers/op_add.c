@@ -1,6 +1,11 @@
 /* op_add.c - elementwise y = a + b of equal shapes (residual connections). */
 #include "ops.h"
 #include "registry.h"
+#include "threads.h"
+
+/* Elementwise: split over OpenMP threads only when a tensor is large enough to pay
+ * for the team (results do not depend on the thread count). */
+#define EW_PAR_MIN (1 << 16)
 
 static apb_status add_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                             int dim[APB_MAX_DIM])
@@ -23,9 +28,11 @@ static apb_status add_shape(apb_var *const *in, int nin, const void *attr, int *
 static apb_status add_forward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
+    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    (void)nt; /* unused without OpenMP */
     const float *a = out->in[0]->data, *b = out->in[1]->data;
     float *y = out->data;
-#pragma omp simd
+#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < n; i++)
         y[i] = a[i] + b[i];
     return APB_OK;
@@ -34,13 +41,17 @@ static apb_status add_forward(apb_graph *g, apb_var *out)
 static void add_backward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
+    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    (void)nt; /* unused without OpenMP */
     const float *dy = out->grad;
     for (int k = 0; k < 2; k++) { /* a + a: both passes land in the same buffer */
         apb_var *v = out->in[k];
-        if (v->requires_grad)
-#pragma omp simd
-            for (int64_t i = 0; i < n; i++)
-                v->grad[i] += dy[i];
+        if (!v->requires_grad)
+            continue;
+        float *dv = v->grad;
+#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            dv[i] += dy[i];
     }
 }
 

@@ -26,9 +26,20 @@ typedef struct {
 typedef struct {
     int nt;       /* threads used over the batch (1: serial over images) */
     float *col;   /* [nt][K*P] im2col buffers (NULL for the 1x1 fast path) */
-    float *dcol;  /* [nt][K*P] column gradients (NULL if not needed) */
+    float *dcol;  /* [nt][dcol_size] column gradients / im2col of dy (NULL if not needed) */
+    float *wt;    /* [C][M*KH*KW] flipped, transposed weight for dx (NULL unless dx_by_im2col) */
     float *dwp;   /* [nt][M*K] per-thread dW partial sums (NULL if nt == 1) */
 } conv_saved;
+
+/* dx of a stride-1 conv is the full correlation of dy with the flipped kernel:
+ *   dx_n[C, H*W] += wt[C, M*KH*KW] * im2col(dy_n; pad' = KH-1-pad)[M*KH*KW, H*W]
+ * with wt[c, (m, kh, kw)] = w[m, c, KH-1-kh, KW-1-kw]. That is an im2col (a shifted
+ * copy) and one well-shaped GEMM accumulating straight into dx, instead of a GEMM
+ * with a short reduction (M) and a large output followed by a scatter-add col2im. */
+static int dx_by_im2col(int KH, int KW, int S, int pad)
+{
+    return S == 1 && KH == KW && pad <= KH - 1 && !(KH == 1 && pad == 0);
+}
 
 static int thread_id(void)
 {
@@ -90,8 +101,17 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
     if (!fast && !(sv->col = apb_graph_floats(g, (int64_t)nt * kp)))
         return APB_ENOMEM;
     if (g->record && out->requires_grad) {
-        if (!fast && x->requires_grad && !(sv->dcol = apb_graph_floats(g, (int64_t)nt * kp)))
-            return APB_ENOMEM;
+        if (!fast && x->requires_grad) {
+            size_t dsz = kp;
+            if (dx_by_im2col(KH, KW, S, pad)) {
+                size_t alt = (size_t)M * KH * KW * H * W;
+                dsz = alt > kp ? alt : kp;
+                if (!(sv->wt = apb_graph_floats(g, (int64_t)M * K)))
+                    return APB_ENOMEM;
+            }
+            if (!(sv->dcol = apb_graph_floats(g, (int64_t)nt * dsz)))
+                return APB_ENOMEM;
+        }
         if (nt > 1 && w->requires_grad && !(sv->dwp = apb_graph_floats(g, (int64_t)nt * M * K)))
             return APB_ENOMEM;
     }
@@ -148,6 +168,16 @@ static void conv_backward(apb_graph *g, apb_var *out)
         return;
     if (need_dw && nt > 1)
         memset(sv->dwp, 0, sizeof(float) * nt * mk);
+    int flip = need_dx && sv->wt != NULL;
+    int MKK = M * KH * KW, HW = H * W, pad2 = KH - 1 - pad;
+    size_t dsz = flip && (size_t)MKK * HW > kp ? (size_t)MKK * HW : kp;
+    if (flip)
+        for (int m = 0; m < M; m++)
+            for (int c = 0; c < C; c++)
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++)
+                        sv->wt[(size_t)c * MKK + (m * KH + kh) * KW + kw] =
+                            wd[(((size_t)m * C + c) * KH + KH - 1 - kh) * KW + KW - 1 - kw];
 
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int n = 0; n < N; n++) {
@@ -167,8 +197,12 @@ static void conv_backward(apb_graph *g, apb_var *out)
             float *dxn = x->grad + (size_t)n * C * H * W;
             if (fast) {
                 apb_sgemm(1, 0, C, P, M, 1.0f, wd, K, dyn, P, 1.0f, dxn, P);
+            } else if (flip) {
+                float *dcol = sv->dcol + (size_t)t * dsz;
+                apb_im2col(dyn, M, out->dim[2], out->dim[3], KH, KW, 1, pad2, dcol);
+                apb_sgemm(0, 0, C, HW, MKK, 1.0f, sv->wt, MKK, dcol, HW, 1.0f, dxn, HW);
             } else {
-                float *dcol = sv->dcol + (size_t)t * kp;
+                float *dcol = sv->dcol + (size_t)t * dsz;
                 apb_sgemm(1, 0, K, P, M, 1.0f, wd, K, dyn, P, 0.0f, dcol, P);
                 apb_col2im(dcol, C, H, W, KH, KW, S, pad, dxn);
             }

@@ -2,6 +2,11 @@
  * (Its usual role here: the clipped input of a binary activation.) */
 #include "ops.h"
 #include "registry.h"
+#include "threads.h"
+
+/* Elementwise: split over OpenMP threads only when a tensor is large enough to pay
+ * for the team (results do not depend on the thread count). */
+#define EW_PAR_MIN (1 << 16)
 
 static apb_status ht_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                            int dim[APB_MAX_DIM])
@@ -15,9 +20,11 @@ static apb_status ht_shape(apb_var *const *in, int nin, const void *attr, int *n
 static apb_status ht_forward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
+    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    (void)nt; /* unused without OpenMP */
     const float *x = out->in[0]->data;
     float *y = out->data;
-#pragma omp simd
+#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] < -1.0f ? -1.0f : (x[i] > 1.0f ? 1.0f : x[i]);
     return APB_OK;
@@ -26,9 +33,11 @@ static apb_status ht_forward(apb_graph *g, apb_var *out)
 static void ht_backward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
+    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    (void)nt; /* unused without OpenMP */
     const float *x = out->in[0]->data, *dy = out->grad;
     float *dx = out->in[0]->grad;
-#pragma omp simd
+#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float d = dy[i], v = x[i]; /* unconditional loads: the select vectorizes */
         dx[i] += (v > -1.0f) & (v < 1.0f) ? d : 0.0f;

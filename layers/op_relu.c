@@ -1,6 +1,11 @@
 /* op_relu.c - rectified linear unit y = max(x, 0); gradient 1 where y > 0. */
 #include "ops.h"
 #include "registry.h"
+#include "threads.h"
+
+/* Elementwise: split over OpenMP threads only when a tensor is large enough to pay
+ * for the team (results do not depend on the thread count). */
+#define EW_PAR_MIN (1 << 16)
 
 static apb_status same_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                              int dim[APB_MAX_DIM])
@@ -14,9 +19,11 @@ static apb_status same_shape(apb_var *const *in, int nin, const void *attr, int 
 static apb_status relu_forward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
+    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    (void)nt; /* unused without OpenMP */
     const float *x = out->in[0]->data;
     float *y = out->data;
-#pragma omp simd
+#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
     return APB_OK;
@@ -25,9 +32,11 @@ static apb_status relu_forward(apb_graph *g, apb_var *out)
 static void relu_backward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
+    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    (void)nt; /* unused without OpenMP */
     const float *y = out->data, *dy = out->grad;
     float *dx = out->in[0]->grad;
-#pragma omp simd
+#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float d = dy[i]; /* unconditional load: the select vectorizes */
         dx[i] += y[i] > 0.0f ? d : 0.0f;

@@ -119,8 +119,12 @@ APB_TEST(test_bgemm_isa_levels_exact)
                        {65, 127, 577}, {127, 65, 63}, {7, 511, 511}, {511, 7, 577},
                        {9, 17, 20000}, {300, 100, 64}};
     apb_isa best = apb_isa_detected();
-    for (int lvl = APB_ISA_REF; lvl <= (int)best; lvl++) {
+    int amx_saved = apb_bgemm_amx_enable(1);
+    /* pass 0: every level (AMX where usable at AVX-512); pass 1: AVX-512 without AMX */
+    for (int pass = 0; pass < 2; pass++)
+    for (int lvl = pass ? (int)best : APB_ISA_REF; lvl <= (int)best; lvl++) {
         CHECK_OK(apb_isa_force((apb_isa)lvl));
+        apb_bgemm_amx_enable(pass == 0);
         for (int kind = 0; kind < APB_BGEMM_KINDS; kind++)
             for (int s = 0; s < 10; s++) {
                 int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
@@ -166,6 +170,7 @@ APB_TEST(test_bgemm_isa_levels_exact)
             }
     }
     CHECK_OK(apb_isa_force(best));
+    apb_bgemm_amx_enable(amx_saved);
     return 0;
 }
 
@@ -185,6 +190,10 @@ APB_TEST(test_bgemm_threads_identical)
         CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, NULL, c1, N));
         apb_threads_set(2);
         CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, NULL, c2, N));
+        CHECK(memcmp(c1, c2, sizeof(int32_t) * M * N) == 0);
+        int amx = apb_bgemm_amx_enable(!apb_bgemm_amx_active()); /* the other path */
+        CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, NULL, c2, N));
+        apb_bgemm_amx_enable(amx);
         CHECK(memcmp(c1, c2, sizeof(int32_t) * M * N) == 0);
         free(c1), free(c2);
         opnd_free(&a);
@@ -228,9 +237,12 @@ APB_TEST(test_bgemm_conv_padding_exact)
     apb_rng r;
     apb_rng_seed(&r, 14);
     apb_conv_geom geoms[] = {{3, 7, 6, 3, 3, 1, 1}, {5, 9, 8, 3, 3, 2, 1}, {2, 5, 5, 5, 5, 1, 2},
-                             {4, 6, 6, 1, 1, 1, 0}, {3, 8, 10, 3, 2, 2, 3}, {70, 4, 4, 3, 3, 1, 1}};
+                             {4, 6, 6, 1, 1, 1, 0}, {3, 8, 10, 3, 2, 2, 3}, {70, 4, 4, 3, 3, 1, 1},
+                             /* pixel blocks spanning rows / rows wider than 64 / strides 2, 3 */
+                             {3, 5, 70, 3, 3, 1, 1}, {2, 9, 130, 3, 3, 2, 1}, {2, 7, 20, 3, 3, 3, 1},
+                             {9, 3, 3, 3, 3, 1, 1}};
     apb_isa best = apb_isa_detected();
-    for (int gi = 0; gi < 6; gi++) {
+    for (int gi = 0; gi < 10; gi++) {
         apb_conv_geom g = geoms[gi];
         int M = 11, K = g.C * g.KH * g.KW, OH = apb_conv_geom_oh(&g), OW = apb_conv_geom_ow(&g);
         int N = OH * OW, ld = apb_bits_ld(K);
@@ -268,6 +280,24 @@ APB_TEST(test_bgemm_conv_padding_exact)
             }
             /* fused packing == im2col then pack (padded taps: 0 packs as bits 0) */
             CHECK_MSG(memcmp(bs, rs, sizeof(uint64_t) * N * ld) == 0, "geom %d kind %d", gi, kind);
+            {
+                /* caller workspace variant: same bits; a short workspace is refused */
+                size_t wsb = apb_bitpack_conv_ws_bytes(&g, atwo ? 2 : 1);
+                CHECK(wsb > 0);
+                void *wsp = malloc(wsb + 1);
+                uint64_t *b2 = calloc((size_t)N * ld, 8), *m2 = calloc((size_t)N * ld, 8);
+                CHECK(wsp && b2 && m2);
+                if (atwo) {
+                    CHECK_OK(apb_bitpack_conv_2bit_ws(&g, x, s, b2, m2, ld, (char *)wsp + 1, wsb));
+                    CHECK(memcmp(m2, bm, sizeof(uint64_t) * N * ld) == 0);
+                    CHECK(apb_bitpack_conv_2bit_ws(&g, x, s, b2, m2, ld, wsp, wsb - 1) != APB_OK);
+                } else {
+                    CHECK_OK(apb_bitpack_conv_sign_ws(&g, x, b2, ld, (char *)wsp + 1, wsb));
+                    CHECK(apb_bitpack_conv_sign_ws(&g, x, b2, ld, wsp, wsb - 1) != APB_OK);
+                }
+                CHECK(memcmp(b2, bs, sizeof(uint64_t) * N * ld) == 0);
+                free(wsp), free(b2), free(m2);
+            }
             apb_bitconv_pad pad;
             CHECK_OK(apb_bitconv_pad_init(&pad, &g, M, ws, wtwo ? wm : NULL, ld));
             CHECK(g.pad > 0 || pad.n_patterns == 1);

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The eps apb_model_forward gives every batch norm (train/model.c). */
+static const float bn_eps = 1e-5f;
+
 static float *own(apb_export *ex, size_t n)
 {
     if (ex->nbufs == ex->capbufs) {
@@ -150,8 +153,13 @@ apb_status apb_export_build(apb_model *m, const char *const *class_names, int nc
                 s = apb_fail(APB_ENOMEM, "export: out of memory");
                 break;
             }
+            /* The training graph's eval-mode expressions (layers/op_batchnorm.c),
+             * operation for operation, so the runtime's y = scale*x + shift is
+             * the training value bit for bit (a sign taken right after it
+             * cannot flip on a rounding difference). */
             for (int c = 0; c < l->channels; c++) {
-                sc[c] = l->gamma.data[c] / sqrtf(l->rvar[c] + 1e-5f);
+                float invstd = (float)(1.0 / sqrt((double)l->rvar[c] + (double)bn_eps));
+                sc[c] = l->gamma.data[c] * invstd;
                 sh[c] = l->beta.data[c] - l->rmean[c] * sc[c];
             }
             d->scale = sc;

@@ -289,28 +289,39 @@ static int basic_block(builder *b, int x, int cin, int cout, int stride)
     return act(b, add(b, h, sc), 1);
 }
 
-/* Bi-Real unit for quantized activations: BN(conv(q(x))) + shortcut(x). */
-static int bireal_unit(builder *b, int x, int cin, int cout, int stride)
+/* Bi-Real unit for quantized activations: BN(conv(q(x))) + shortcut(x).
+ * in_h x in_w is the unit's input size. The downsampling shortcut is a 2x2/2
+ * average pool + 1x1 conv, which halves an odd side rounding down while the
+ * 3x3/2 pad-1 conv rounds up (7 -> 3 vs 4: ResNet-18 at 112x112); an odd input
+ * therefore gets a 1x1 stride-2 conv shortcut, which rounds up like the conv. */
+static int bireal_unit(builder *b, int x, int cin, int cout, int stride, int in_h, int in_w)
 {
     const apb_model_cfg *c = &b->m->cfg;
     int h = conv(b, x, cin, cout, 3, stride, 1, 1, 1, 0);
     h = bn(b, h, cout);
     int sc = x;
     if (stride != 1 || cin != cout) {
-        if (stride != 1)
+        int sstride = 1;
+        if (stride != 1 && (in_h % stride == 0 && in_w % stride == 0))
             sc = pool(b, APB_L_AVGPOOL, sc, stride, stride, 0);
-        sc = conv(b, sc, cin, cout, 1, 1, 0, !c->fp_shortcut, 0, 0);
+        else
+            sstride = stride;
+        sc = conv(b, sc, cin, cout, 1, sstride, 0, !c->fp_shortcut, 0, 0);
         sc = bn(b, sc, cout);
     }
     return add(b, h, sc);
 }
 
-static int res_block(builder *b, int x, int cin, int cout, int stride)
+/* *hh x *ww: the block's input size on entry, its output size on return. */
+static int res_block(builder *b, int x, int cin, int cout, int stride, int *hh, int *ww)
 {
+    int ih = *hh, iw = *ww;
+    *hh = (ih - 1) / stride + 1; /* 3x3, pad 1 */
+    *ww = (iw - 1) / stride + 1;
     if (b->m->cfg.aq == APB_AQ_FP)
         return basic_block(b, x, cin, cout, stride);
-    x = bireal_unit(b, x, cin, cout, stride);
-    return bireal_unit(b, x, cout, cout, 1);
+    x = bireal_unit(b, x, cin, cout, stride, ih, iw);
+    return bireal_unit(b, x, cout, cout, 1, *hh, *ww);
 }
 
 static void build_resnet(builder *b, int depth18)
@@ -320,11 +331,14 @@ static void build_resnet(builder *b, int depth18)
     static const int ch20[3] = {16, 32, 64}, ch18[4] = {64, 128, 256, 512};
     const int *ch = depth18 ? ch18 : ch20;
     int nstage = depth18 ? 4 : 3, nblock = depth18 ? 2 : 3;
+    int hh = c->in_h, ww = c->in_w;
     if (depth18 && c->in_h >= 112) {
         x = conv(b, 0, c->in_c, 64, 7, 2, 3, c->quant_first, c->quant_first, 0);
         x = bn(b, x, 64);
         x = act(b, x, 0);
         x = pool(b, APB_L_MAXPOOL, x, 3, 2, 1);
+        hh = ((hh + 6 - 7) / 2 + 1 + 2 - 3) / 2 + 1;
+        ww = ((ww + 6 - 7) / 2 + 1 + 2 - 3) / 2 + 1;
     } else {
         x = conv(b, 0, c->in_c, ch[0], 3, 1, 1, c->quant_first, c->quant_first, 0);
         x = bn(b, x, ch[0]);
@@ -334,7 +348,7 @@ static void build_resnet(builder *b, int depth18)
     for (int s = 0; s < nstage; s++)
         for (int k = 0; k < nblock; k++) {
             int stride = (s > 0 && k == 0) ? 2 : 1;
-            x = res_block(b, x, cin, ch[s], stride);
+            x = res_block(b, x, cin, ch[s], stride, &hh, &ww);
             cin = ch[s];
         }
     if (c->aq != APB_AQ_FP)
