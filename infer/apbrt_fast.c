@@ -7,12 +7,26 @@
  *   2-bit weights x 2-bit activations  2x2 GEMM, scale s_w/2 * s/2
  *   2-bit weights x binary activations 2x2 GEMM with the activation as a 2-bit
  *                                      operand of step 2 (levels +-1, mag plane 0)
- * Convolutions pack im2col + quantization in one pass (bitpack.h); zero padding
- * is corrected exactly per border pattern (apb_bitconv_pad). APB layers then add
- * the sparse residual R * act(x) directly from the quantized input map (a sparse
- * convolution: no im2col matrix), each output summing its row's nonzeros in CSR
- * order, so results do not depend on the thread count. The shared epilogue
- * (bias, folded BN, ReLU/hardtanh) follows.
+ *
+ * Convolutions pack im2col + quantization in one pass (bitpack.h), every image
+ * of the batch into one packed matrix, so a single GEMM has N = batch * pixels
+ * (the deep layers have 49 pixels per image: one image alone is a poor GEMM).
+ * Zero padding is corrected exactly per border pattern (apb_bitconv_pad; the
+ * pattern array is repeated per image).
+ *
+ * APB residual R (*) act(x) as a direct sparse convolution: the quantized input
+ * is written once per image as zero-padded planes, split into S*S phase planes
+ * for stride S (phase (a, b) holds padded pixel (i*S + a, j*S + b) at (i, j)),
+ * Hq x Wq each. Output pixel (oh, ow) sits at q = oh*Wq + ow of a "wide" row
+ * layout, and tap (c, kh, kw) of every output pixel reads its phase plane at
+ * q + (kh/S)*Wq + kw/S: one contiguous vector per tap, whatever the stride, and
+ * the padding is already in the zeros. So each outlier becomes an AXPY of a
+ * shifted plane into the wide output (apb_spmm_offset_rows, whose CSR column
+ * indices are those precomputed element offsets); the Wq - OW garbage columns
+ * per row are never read back. No im2col matrix, no per-element branches.
+ * Each output sums its row's outliers in CSR order from 0, then the epilogue
+ * adds it to the GEMM result and applies bias, folded BN and ReLU/hardtanh in
+ * one pass, so results do not depend on the thread count or the batch.
  * Scratch buffers grow on demand and are kept, so steady-state runs allocate
  * nothing here (the kernels' own packing scratch is theirs).
  */
@@ -23,9 +37,12 @@
 #include "apbrt_internal.h"
 #include "bgemm.h"
 #include "bitpack.h"
-#include "im2col.h"
 #include "spmm.h"
 #include "threads.h"
+
+/* output channels per task of the residual + epilogue loop (a fixed split, so
+ * the work per element is the same for any thread count) */
+#define RES_MB 8
 
 struct apbrt_fast {
     apb_bgemm_kind kind;
@@ -34,17 +51,25 @@ struct apbrt_fast {
     uint64_t *wsgn, *wmag; /* [M, ld] */
     float *scale;         /* [M] result unit per output row */
     apb_conv_geom g;
-    apb_bitconv_pad pad;
+    int OH, OW;
+    apb_bitconv_pad pad;  /* one image */
     int has_pad;
-    apb_csr R;            /* residual for apb_spmm (conv layers with many outliers) */
-    int use_spmm;
+    int32_t *padb_pattern; /* [padb_cap * OH*OW] pad.pattern repeated per image */
+    int padb_cap;
+    /* residual as a direct sparse convolution (conv layers with outliers) */
+    apb_csr R;            /* columns = element offsets into the phase planes */
+    int has_res;
+    int Hq, Wq;           /* phase plane size */
+    long plane;           /* floats per phase plane (Hq*Wq) */
+    long xp_sz;           /* floats of one image's planes, slack included */
 };
 
 typedef struct {
     uint64_t *asgn, *amag, *zero; /* packed activations [rows, ld]; zero: an all-0 mag plane */
     size_t cap_sgn, cap_mag, cap_zero;
-    float *xq, *y, *col;          /* quantized input map / [M, n] linear result / im2col */
-    size_t cap_xq, cap_y, cap_col;
+    float *xq, *y, *racc;         /* phase planes (conv) or quantized rows (linear) /
+                                     GEMM result [M, n*pixels] / residual [n, M, OH*Wq] */
+    size_t cap_xq, cap_y, cap_racc;
 } fast_work;
 
 static void fast_one_free(apbrt_fast *f)
@@ -54,9 +79,10 @@ static void fast_one_free(apbrt_fast *f)
     apb_free_aligned(f->wsgn);
     apb_free_aligned(f->wmag);
     free(f->scale);
+    free(f->padb_pattern);
     if (f->has_pad)
         apb_bitconv_pad_free(&f->pad);
-    if (f->use_spmm)
+    if (f->has_res)
         apb_csr_free(&f->R);
     free(f);
 }
@@ -75,10 +101,41 @@ void apbrt_fast_free(apbrt_model *m)
         apb_free_aligned(w->zero);
         apb_free_aligned(w->xq);
         apb_free_aligned(w->y);
-        apb_free_aligned(w->col);
+        apb_free_aligned(w->racc);
         free(w);
         m->fast_work = NULL;
     }
+}
+
+/* Offsets of the outliers' taps into the phase planes (see the file comment). */
+static apb_status prepare_residual(apbrt_rt_layer *L, apbrt_fast *f, int idx)
+{
+    const apbrt_rec *r = &L->r;
+    int S = r->stride, P = r->pad, KH = r->kh, KW = r->kw;
+    f->Hq = (L->ih + 2 * P + S - 1) / S;
+    f->Wq = (L->iw + 2 * P + S - 1) / S;
+    f->plane = (long)f->Hq * f->Wq;
+    /* a tap's vector may run (KW-1)/S floats past its plane: zero slack */
+    f->xp_sz = (long)L->ic * S * S * f->plane + KW + 16;
+    if (f->xp_sz > (1L << 31))
+        return apb_fail(APB_ENOMEM, "apbrt: layer %d: residual planes of %ld floats", idx, f->xp_sz);
+    apb_status st = apb_csr_alloc(&f->R, r->cout, (int)f->xp_sz, r->nnz);
+    if (st != APB_OK)
+        return apb_fail_context(st, "apbrt: layer %d: ", idx);
+    f->has_res = 1;
+    for (int mm = 0; mm <= r->cout; mm++)
+        f->R.row_ptr[mm] = L->rowptr[mm];
+    for (long e = 0; e < r->nnz; e++) {
+        int k = (int)L->colidx[e];
+        int c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
+        long off = ((long)(c * S + kh % S) * S + kw % S) * f->plane + (long)(kh / S) * f->Wq + kw / S;
+        if (f->R.col16)
+            f->R.col16[e] = (uint16_t)off;
+        else
+            f->R.col32[e] = (uint32_t)off;
+        f->R.val[e] = L->rvals[e];
+    }
+    return APB_OK;
 }
 
 static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
@@ -129,6 +186,8 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
     }
     if (r->kind == APBRT_CONV) {
         f->g = (apb_conv_geom){L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad};
+        f->OH = apb_conv_geom_oh(&f->g);
+        f->OW = apb_conv_geom_ow(&f->g);
         if (r->pad > 0) {
             apb_status st = apb_bitconv_pad_init(&f->pad, &f->g, M, f->wsgn, f->wmag, ld);
             if (st != APB_OK) {
@@ -137,26 +196,12 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
             }
             f->has_pad = 1;
         }
-    }
-    /* Residual: a direct sparse convolution reads the quantized map in place;
-     * with at least one outlier per weight column on average, im2col + the
-     * vectorized apb_spmm is faster (256->256 3x3 conv at 14x14, 2% outliers,
-     * 1 thread: 2.39 ms -> 1.37 ms). APBRT_NO_SPMM=1 forces the direct form. */
-    if (r->kind == APBRT_CONV && r->nnz >= L->K && getenv("APBRT_NO_SPMM") == NULL) {
-        apb_status st = apb_csr_alloc(&f->R, M, K, r->nnz);
-        if (st != APB_OK) {
-            fast_one_free(f);
-            return apb_fail_context(st, "apbrt: layer %d: ", idx);
-        }
-        f->use_spmm = 1;
-        for (int mm = 0; mm <= M; mm++)
-            f->R.row_ptr[mm] = L->rowptr[mm];
-        for (long e = 0; e < r->nnz; e++) {
-            if (f->R.col16)
-                f->R.col16[e] = (uint16_t)L->colidx[e];
-            else
-                f->R.col32[e] = L->colidx[e];
-            f->R.val[e] = L->rvals[e];
+        if (r->nnz) {
+            apb_status st = prepare_residual(L, f, idx);
+            if (st != APB_OK) {
+                fast_one_free(f);
+                return st;
+            }
         }
     }
     L->fast = f;
@@ -197,113 +242,189 @@ static int grow(void **p, size_t *cap, size_t need, size_t el, int zero)
     return 1;
 }
 
-static void quantize(const float *x, long cnt, int akind, float step, float *q)
+/* q[i] = the value act(x[i]) the layer multiplies: binary sgn(x) (sgn(0) = +1);
+ * 2-bit (l - 3/2) * s with l = clamp(floor(x/s) + 2, 0, 3), written as three
+ * comparisons of x/s (the same level for every non-NaN x, NaN gives level 0 as
+ * the bit packers do; no libm call, so it vectorizes). */
+static void quantize_row(const float *restrict x, long cnt, long stride, int akind, float s,
+                         float *restrict q)
 {
     if (akind == APBRT_A_BIN) {
-        for (long i = 0; i < cnt; i++)
-            q[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
+        if (stride == 1) {
+#pragma omp simd
+            for (long i = 0; i < cnt; i++)
+                q[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
+        } else {
+            for (long i = 0; i < cnt; i++)
+                q[i] = x[i * stride] >= 0.0f ? 1.0f : -1.0f;
+        }
     } else {
         for (long i = 0; i < cnt; i++) {
-            float l = floorf(x[i] / step) + 2.0f;
-            l = l < 0.0f ? 0.0f : (l > 3.0f ? 3.0f : l);
-            q[i] = (l - 1.5f) * step;
+            float t = x[i * stride] / s;
+            float l = (float)((t >= -1.0f) + (t >= 0.0f) + (t >= 1.0f));
+            q[i] = (l - 1.5f) * s;
         }
     }
 }
 
-/* y[M, OH*OW] += R (*) xq, a direct sparse convolution with zero padding. */
-static void residual_conv(const apbrt_rt_layer *L, const float *xq, float *y, int nth)
+/* Channel c of one image x[C, H, W] -> its S*S quantized, zero-padded phase planes. */
+static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c, float *xp)
 {
     const apbrt_rec *r = &L->r;
-    int KH = r->kh, KW = r->kw, S = r->stride, P = r->pad, H = L->ih, W = L->iw;
-    int OH = (H + 2 * P - KH) / S + 1, OW = (W + 2 * P - KW) / S + 1;
-#pragma omp parallel for num_threads(nth) schedule(dynamic, 4) if (r->nnz * OH * OW > 65536)
-    for (int mm = 0; mm < r->cout; mm++) {
-        float *ym = y + (size_t)mm * OH * OW;
-        for (uint32_t e = L->rowptr[mm]; e < L->rowptr[mm + 1]; e++) {
-            int k = (int)L->colidx[e];
-            int c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
-            float v = L->rvals[e];
-            const float *xc = xq + (size_t)c * H * W;
-            for (int oh = 0; oh < OH; oh++) {
-                int ih = oh * S - P + kh;
-                if (ih < 0 || ih >= H)
+    int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
+    for (int a = 0; a < S; a++)
+        for (int b = 0; b < S; b++) {
+            float *pl = xp + ((long)(c * S + a) * S + b) * f->plane;
+            /* valid j: 0 <= j*S + b - P < W */
+            int jlo = P - b > 0 ? (P - b + S - 1) / S : 0;
+            int jhi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
+            jhi = jhi < Wq ? jhi : Wq;
+            jlo = jlo < jhi ? jlo : jhi;
+            for (int i = 0; i < f->Hq; i++) {
+                float *d = pl + (long)i * Wq;
+                int row = i * S + a - P;
+                if (row < 0 || row >= H) {
+                    memset(d, 0, (size_t)Wq * sizeof *d);
                     continue;
-                /* valid ow: 0 <= ow*S - P + kw < W, so the loop has no branch */
-                int lo = P - kw > 0 ? (P - kw + S - 1) / S : 0;
-                int hi = W - 1 + P - kw >= 0 ? (W - 1 + P - kw) / S + 1 : 0;
-                hi = hi < OW ? hi : OW;
-                const float *xr = xc + (size_t)ih * W;
-                long base = (long)kw - P;
-                float *yr = ym + (size_t)oh * OW;
-                if (S == 1)
-                    for (int ow = lo; ow < hi; ow++)
-                        yr[ow] += v * xr[base + ow];
-                else
-                    for (int ow = lo; ow < hi; ow++)
-                        yr[ow] += v * xr[base + (long)ow * S];
+                }
+                const float *src = x + ((long)c * H + row) * W + (long)jlo * S + b - P;
+                memset(d, 0, (size_t)jlo * sizeof *d);
+                quantize_row(src, jhi - jlo, S, r->akind, r->act_step, d + jlo);
+                memset(d + jhi, 0, (size_t)(Wq - jhi) * sizeof *d);
             }
         }
-    }
 }
 
-apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
+/* Batched repeat of the layer's padding pattern for n images. */
+static apb_status batch_pad(apbrt_fast *f, int n, long ohw, apb_bitconv_pad *out)
+{
+    *out = f->pad;
+    if (n == 1)
+        return APB_OK;
+    if (n > f->padb_cap) {
+        int32_t *p = malloc((size_t)n * ohw * sizeof *p);
+        if (!p)
+            return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
+        for (long b = 0; b < n; b++)
+            memcpy(p + b * ohw, f->pad.pattern, (size_t)ohw * sizeof *p);
+        free(f->padb_pattern);
+        f->padb_pattern = p;
+        f->padb_cap = n;
+    }
+    out->N = (int)(n * ohw);
+    out->pattern = f->padb_pattern;
+    return APB_OK;
+}
+
+static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     apbrt_fast *f = L->fast;
     fast_work *w = m->fast_work;
     const apbrt_rec *r = &L->r;
     int M = r->cout, K = (int)L->K, ld = f->ld, nth = apb_threads_get();
-    int conv = r->kind == APBRT_CONV;
-    int has_mag = f->kind != APB_BGEMM_1X1;  /* the kernel reads an activation mag plane */
-    int packs_mag = has_mag && !f->bin_as_2bit;
-    long in_sz = (long)L->ic * L->ih * L->iw;
-    int N = conv ? apb_conv_geom_oh(&f->g) * apb_conv_geom_ow(&f->g) : n;
+    int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
+    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
+    long N = n * ohw, nq = (long)f->OH * f->Wq;
+    if (N > (1L << 30))
+        return apb_fail(APB_EINVAL, "apbrt: batch of %d too large for one GEMM", n);
     size_t words = (size_t)N * ld;
     if (!grow((void **)&w->asgn, &w->cap_sgn, words, 8, 0) ||
         (packs_mag && !grow((void **)&w->amag, &w->cap_mag, words, 8, 0)) ||
         (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, words, 8, 1)) ||
-        (r->nnz && !grow((void **)&w->xq, &w->cap_xq, (size_t)(conv ? in_sz : (long)n * in_sz), 4, 0)) ||
-        (!conv && !grow((void **)&w->y, &w->cap_y, (size_t)M * n, 4, 0)) ||
-        (f->use_spmm && !grow((void **)&w->col, &w->cap_col, (size_t)K * N, 4, 0)))
+        (n > 1 && !grow((void **)&w->y, &w->cap_y, (size_t)M * N, 4, 0)) ||
+        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)n * f->xp_sz, 4, 1)) ||
+        (f->has_res && !grow((void **)&w->racc, &w->cap_racc, (size_t)n * M * nq, 4, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
     apb_bitmat A = {f->wsgn, f->wmag, ld};
     apb_bitmat B = {w->asgn, packs_mag ? w->amag : f->bin_as_2bit ? w->zero : NULL, ld};
-    apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &f->pad : NULL};
+    apb_bitconv_pad padb;
+    if (f->has_pad)
+        APB_TRY(batch_pad(f, n, ohw, &padb));
+    apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &padb : NULL};
     int bin_pack = r->akind == APBRT_A_BIN;
-    if (conv) {
-        long ohw = N;
-        for (long b = 0; b < n; b++) {
-            const float *xb = in + b * in_sz;
-            float *yb = out + b * (long)M * ohw;
-            if (bin_pack)
-                APB_TRY(apb_bitpack_conv_sign(&f->g, xb, w->asgn, ld));
-            else
-                APB_TRY(apb_bitpack_conv_2bit(&f->g, xb, r->act_step, w->asgn, w->amag, ld));
-            APB_TRY(apb_bgemm_f32(f->kind, M, N, K, &A, &B, &ep, yb, N));
-            if (r->nnz) {
-                quantize(xb, in_sz, r->akind, r->act_step, w->xq);
-                if (f->use_spmm) {
-                    apb_im2col(w->xq, L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad, w->col);
-                    APB_TRY(apb_spmm(&f->R, N, w->col, N, yb, N));
-                } else {
-                    residual_conv(L, w->xq, yb, nth);
-                }
-            }
-#pragma omp parallel for num_threads(nth) if ((long)M * ohw > 65536)
-            for (int c = 0; c < M; c++)
-                for (long p = 0; p < ohw; p++)
-                    yb[c * ohw + p] = apbrt_post(L, c, yb[c * ohw + p]);
+    apb_status st = APB_OK;
+    /* pack every image (the packers' scratch is per thread) */
+#pragma omp parallel for num_threads(nth) if (n > 1 && nth > 1) schedule(static)
+    for (long b = 0; b < n; b++) {
+        const float *xb = in + b * in_sz;
+        size_t o = (size_t)b * ohw * ld;
+        apb_status s = bin_pack ? apb_bitpack_conv_sign(&f->g, xb, w->asgn + o, ld)
+                                : apb_bitpack_conv_2bit(&f->g, xb, r->act_step, w->asgn + o,
+                                                        w->amag + o, ld);
+        if (s != APB_OK) {
+#pragma omp critical(apbrt_fast_err)
+            st = s;
         }
-        return APB_OK;
     }
+    if (st != APB_OK)
+        return st;
+    /* one GEMM over all images: Y[M, n*ohw] (in place in `out` for one image) */
+    float *Y = n == 1 ? out : w->y;
+    APB_TRY(apb_bgemm_f32(f->kind, M, (int)N, K, &A, &B, &ep, Y, (int)N));
+    if (f->has_res) {
+        long tasks = (long)n * L->ic;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * n > 32768) schedule(static)
+        for (long t = 0; t < tasks; t++)
+            build_planes(L, f, in + (t / L->ic) * in_sz, (int)(t % L->ic),
+                         w->xq + (t / L->ic) * f->xp_sz);
+    }
+    /* residual + epilogue per (image, block of output channels) */
+    int mb = (M + RES_MB - 1) / RES_MB;
+    long tasks = (long)n * mb;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * N > 16384) schedule(dynamic, 1)
+    for (long t = 0; t < tasks; t++) {
+        long b = t / mb;
+        int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
+        float *ra = NULL;
+        if (f->has_res) {
+            float *rb = w->racc + (size_t)b * M * nq; /* [M, nq] of image b */
+            ra = rb + (size_t)m0 * nq;
+            memset(ra, 0, (size_t)(m1 - m0) * nq * sizeof *ra);
+            apb_spmm_offset_rows(&f->R, m0, m1, (int)nq, w->xq + b * f->xp_sz, rb, (int)nq);
+        }
+        for (int c = m0; c < m1; c++) {
+            const float *yc = Y + (size_t)c * N + b * ohw;
+            float *oc = out + ((size_t)b * M + c) * ohw;
+            if (!ra) {
+                apbrt_post_rows(L, c, yc, NULL, oc, ohw);
+                continue;
+            }
+            const float *rc = ra + (size_t)(c - m0) * nq;
+            for (int oh = 0; oh < f->OH; oh++)
+                apbrt_post_rows(L, c, yc + (long)oh * f->OW, rc + (long)oh * f->Wq,
+                                oc + (long)oh * f->OW, f->OW);
+        }
+    }
+    return APB_OK;
+}
+
+apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
+{
+    if (L->r.kind == APBRT_CONV)
+        return run_conv(m, L, in, n, out);
+    apbrt_fast *f = L->fast;
+    fast_work *w = m->fast_work;
+    const apbrt_rec *r = &L->r;
+    int M = r->cout, K = (int)L->K, ld = f->ld;
+    int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
+    size_t words = (size_t)n * ld;
+    if (!grow((void **)&w->asgn, &w->cap_sgn, words, 8, 0) ||
+        (packs_mag && !grow((void **)&w->amag, &w->cap_mag, words, 8, 0)) ||
+        (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, words, 8, 1)) ||
+        (r->nnz && !grow((void **)&w->xq, &w->cap_xq, (size_t)n * K, 4, 0)) ||
+        !grow((void **)&w->y, &w->cap_y, (size_t)M * n, 4, 0))
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
+    apb_bitmat A = {f->wsgn, f->wmag, ld};
+    apb_bitmat B = {w->asgn, packs_mag ? w->amag : f->bin_as_2bit ? w->zero : NULL, ld};
+    apb_bgemm_epilogue ep = {f->scale, NULL, NULL};
     /* Linear: one packed row per sample; the GEMM gives y[M, n]. */
-    if (bin_pack)
+    if (r->akind == APBRT_A_BIN)
         APB_TRY(apb_bitpack_sign(n, K, in, K, w->asgn, ld));
     else
         APB_TRY(apb_bitpack_2bit(n, K, in, K, r->act_step, w->asgn, w->amag, ld));
     APB_TRY(apb_bgemm_f32(f->kind, M, n, K, &A, &B, &ep, w->y, n));
     if (r->nnz) {
-        quantize(in, (long)n * K, r->akind, r->act_step, w->xq);
+        quantize_row(in, (long)n * K, 1, r->akind, r->act_step, w->xq);
         for (int mm = 0; mm < M; mm++)
             for (uint32_t e = L->rowptr[mm]; e < L->rowptr[mm + 1]; e++) {
                 float v = L->rvals[e];

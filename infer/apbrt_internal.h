@@ -167,6 +167,11 @@ void apbrt_fast_free(apbrt_model *m);
 const char *apbrt_fast_kernel(const apbrt_rt_layer *L);
 apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out);
 
+/* The same epilogue on a row of `cnt` values of channel c, vectorized:
+ * dst[i] = post(src[i] (+ add[i] when add != NULL)). src may equal dst. */
+void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const float *add, float *dst,
+                     long cnt);
+
 /* Shared epilogue: acc + bias, folded BN, activation, on `cnt` values of channel c. */
 static inline float apbrt_post(const apbrt_rt_layer *L, int c, float v)
 {

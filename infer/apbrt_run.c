@@ -43,6 +43,55 @@ void apbrt_free(apbrt_model *m)
     free(m);
 }
 
+/* apbrt_post over a row, each step as its own branch-free loop over a chunk in
+ * L1 (the same operations in the same order as apbrt_post, so the reference
+ * path still matches the training graph bit for bit). */
+void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const float *add, float *dst,
+                     long cnt)
+{
+    const float bias = L->bias ? L->bias[c] : 0.0f;
+    const float sc = L->post_scale ? L->post_scale[c] : 1.0f;
+    const float sh = L->post_scale ? L->post_shift[c] : 0.0f;
+    int act = L->post_act;
+    for (long i0 = 0; i0 < cnt; i0 += 512) {
+        long n = cnt - i0 < 512 ? cnt - i0 : 512;
+        const float *s = src + i0;
+        float *d = dst + i0;
+        if (add) {
+            const float *a = add + i0;
+#pragma omp simd
+            for (long i = 0; i < n; i++)
+                d[i] = s[i] + a[i];
+            s = d;
+        }
+        if (L->bias) {
+#pragma omp simd
+            for (long i = 0; i < n; i++)
+                d[i] = s[i] + bias;
+            s = d;
+        }
+        if (L->post_scale) {
+#pragma omp simd
+            for (long i = 0; i < n; i++)
+                d[i] = sc * s[i] + sh;
+            s = d;
+        }
+        if (act == APBRT_POST_RELU) {
+#pragma omp simd
+            for (long i = 0; i < n; i++)
+                d[i] = s[i] > 0.0f ? s[i] : 0.0f;
+        } else if (act == APBRT_POST_HARDTANH) {
+#pragma omp simd
+            for (long i = 0; i < n; i++) {
+                float v = s[i];
+                d[i] = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+            }
+        } else if (s != d) {
+            memmove(d, s, (size_t)n * sizeof *d);
+        }
+    }
+}
+
 /* ---- reference layer implementations ---- */
 
 static void quantize(const float *x, long cnt, int akind, float step, float *q)
@@ -85,10 +134,58 @@ static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, i
         apb_sgemm(0, 0, r->cout, (int)ohw, (int)L->K, 1.0f, L->weff, (int)L->K, direct ? xb : m->col,
                   (int)ohw, 0.0f, ob, (int)ohw);
         for (int c = 0; c < r->cout; c++)
-            for (long p = 0; p < ohw; p++)
-                ob[c * ohw + p] = apbrt_post(L, c, ob[c * ohw + p]);
+            apbrt_post_rows(L, c, ob + c * ohw, NULL, ob + c * ohw, ohw);
     }
 }
+
+/* One output row of a pool by whole rows: each valid input row is split into
+ * its stride phases (padded with the neutral value: -inf for max, +0 for avg,
+ * exact because the running sum of floats that starts at +0 is never -0), then
+ * each tap column is one contiguous, vectorizable pass over the output row.
+ * Every output still meets its taps in row-major order, so the result is the
+ * training op's bit for bit. ph: [s * lp], acc: [OW]. */
+static void pool_row(const apbrt_rt_layer *L, const float *x, int oh, float *y, float *ph, int lp,
+                     int off, float *acc)
+{
+    const apbrt_rec *r = &L->r;
+    int k = r->k, s = r->pstride, p = r->ppad, H = L->ih, W = L->iw, OW = L->ow;
+    int mx = r->kind == APBRT_MAXPOOL;
+    float pv = mx ? -INFINITY : 0.0f;
+    for (int ow = 0; ow < OW; ow++)
+        acc[ow] = pv;
+    int h0 = oh * s - p;
+    for (int i = h0 < 0 ? 0 : h0; i < h0 + k && i < H; i++) {
+        const float *xr = x + (long)i * W;
+        for (int b = 0; b < s; b++)
+            for (int t = 0; t < lp; t++) {
+                long j = (long)(t - off) * s + b;
+                ph[b * lp + t] = j >= 0 && j < W ? xr[j] : pv;
+            }
+        for (int kw = 0; kw < k; kw++) {
+            int d = kw - p, sh = d >= 0 ? d / s : -((-d + s - 1) / s), b = d - sh * s;
+            const float *src = ph + b * lp + off + sh;
+            if (mx) {
+#pragma omp simd
+                for (int ow = 0; ow < OW; ow++)
+                    acc[ow] = src[ow] > acc[ow] ? src[ow] : acc[ow];
+            } else {
+#pragma omp simd
+                for (int ow = 0; ow < OW; ow++)
+                    acc[ow] += src[ow];
+            }
+        }
+    }
+    if (mx) {
+        memcpy(y, acc, (size_t)OW * sizeof *y);
+    } else {
+        float inv = 1.0f / (float)(k * k);
+#pragma omp simd
+        for (int ow = 0; ow < OW; ow++)
+            y[ow] = acc[ow] * inv;
+    }
+}
+
+#define POOL_ROW_FLOATS 8192 /* stack scratch of the row path */
 
 static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, int nth)
 {
@@ -96,6 +193,18 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
     long planes = (long)n * L->ic;
     int k = r->k, s = r->pstride, p = r->ppad, H = L->ih, W = L->iw, OH = L->oh, OW = L->ow;
     float inv = 1.0f / (float)(k * k);
+    /* phase array: t - off in [-off, OW + k/s + 1) covers every tap column */
+    int off = p / s + 2, lp = OW + off + k / s + 2;
+    if ((long)s * lp + OW <= POOL_ROW_FLOATS) {
+#pragma omp parallel for num_threads(nth) if (planes * OH * OW > 32768)
+        for (long pl = 0; pl < planes; pl++) {
+            float scratch[POOL_ROW_FLOATS];
+            for (int oh = 0; oh < OH; oh++)
+                pool_row(L, in + pl * H * W, oh, out + pl * OH * OW + (long)oh * OW, scratch, lp,
+                         off, scratch + (long)s * lp);
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(nth) if (planes * OH * OW > 32768)
     for (long pl = 0; pl < planes; pl++) {
         const float *x = in + pl * H * W;

@@ -177,20 +177,36 @@ static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *
             }
         }
     }
+    /* epilogue, one branch-free pass per step so it vectorizes:
+     * d = K + rowterm + colterm - 2L - corr, then int32 or scale*d + bias */
+    const int32_t *ct = jb->colterm ? jb->colterm + n0 : NULL;
+    const int32_t *pat = jb->pad ? jb->pad->pattern + n0 : NULL;
     for (int r = 0; r < mc; r++) {
         int m = m0 + r;
         int32_t base = jb->K + (jb->rowterm ? jb->rowterm[m] : 0);
-        const int32_t *ar = acc + (size_t)r * BG_NC;
-        float sc = jb->scale ? jb->scale[m] : 1.0f, bi = jb->bias ? jb->bias[m] : 0.0f;
-        for (int c = 0; c < nc; c++) {
-            int n = n0 + c;
-            int32_t d = base + (jb->colterm ? jb->colterm[n] : 0) - 2 * ar[c];
-            if (jb->pad)
-                d -= jb->pad->corr[(size_t)jb->pad->pattern[n] * jb->pad->M + m];
-            if (jb->C)
-                jb->C[(size_t)m * jb->ldc + n] = d;
-            else
-                jb->Y[(size_t)m * jb->ldy + n] = sc * (float)d + bi;
+        int32_t *ar = acc + (size_t)r * BG_NC;
+#pragma omp simd
+        for (int c = 0; c < nc; c++)
+            ar[c] = base - 2 * ar[c];
+        if (ct) {
+#pragma omp simd
+            for (int c = 0; c < nc; c++)
+                ar[c] += ct[c];
+        }
+        if (pat) {
+            const int32_t *corr = jb->pad->corr + m;
+            size_t pM = (size_t)jb->pad->M;
+            for (int c = 0; c < nc; c++)
+                ar[c] -= corr[(size_t)pat[c] * pM];
+        }
+        if (jb->C) {
+            memcpy(jb->C + (size_t)m * jb->ldc + n0, ar, sizeof(int32_t) * (size_t)nc);
+        } else {
+            float sc = jb->scale ? jb->scale[m] : 1.0f, bi = jb->bias ? jb->bias[m] : 0.0f;
+            float *y = jb->Y + (size_t)m * jb->ldy + n0;
+#pragma omp simd
+            for (int c = 0; c < nc; c++)
+                y[c] = sc * (float)ar[c] + bi;
         }
     }
 }

@@ -170,6 +170,21 @@ apb_status apb_spmm(const apb_csr *R, int N, const float *X, int ldx, float *Y, 
     return APB_OK;
 }
 
+void apb_spmm_offset_rows(const apb_csr *R, int m0, int m1, int N, const float *X, float *Y,
+                          int ldy)
+{
+    if (m0 >= m1 || N <= 0 || R->nnz == 0)
+        return;
+    apb_spmm_chunk_fn fn = chunk_c;
+    if (apb_isa_active() == APB_ISA_AVX512)
+        fn = apb_spmm_chunk_avx512;
+    else if (apb_isa_active() == APB_ISA_AVX2)
+        fn = apb_spmm_chunk_avx2;
+    /* ldx = 1: entry e reads X + col(e) + n0, its tap's shifted plane */
+    for (int n0 = 0; n0 < N; n0 += APB_SPMM_NC)
+        fn(R, m0, m1, n0, N - n0 < APB_SPMM_NC ? N - n0 : APB_SPMM_NC, X, 1, Y, ldy);
+}
+
 apb_status apb_spmm_xt(const apb_csr *R, int N, const float *Xt, int ldxt, float *Y, int ldy)
 {
     APB_TRY(check("apb_spmm_xt", R, N, ldxt, ldy, 1));

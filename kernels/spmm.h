@@ -55,6 +55,16 @@ static inline int apb_csr_col(const apb_csr *R, int64_t e)
 apb_status apb_spmm(const apb_csr *R, int N, const float *X, int ldx, float *Y, int ldy);
 /* Y[M, ldy] += R * Xt^T with Xt[N, ldxt] pixel-major (ldxt >= K). */
 apb_status apb_spmm_xt(const apb_csr *R, int N, const float *Xt, int ldxt, float *Y, int ldy);
+/* Direct sparse convolution: the column index of entry e is an ELEMENT OFFSET
+ * into X, i.e. for m in [m0, m1) and n in [0, N)
+ *     Y[m*ldy + n] += sum_e val[e] * X[col(e) + n]      (CSR order)
+ * With X a zero-padded (and, for stride S, phase-split) copy of a layer's input
+ * and col(e) the offset of the outlier's tap, this is R (*) x without an im2col
+ * matrix (infer/apbrt_fast.c). X[col(e) .. col(e) + N) must be readable. Serial:
+ * the caller parallelizes over row ranges; per element the same operations as
+ * apb_spmm at the active ISA level, so results do not depend on the split. */
+void apb_spmm_offset_rows(const apb_csr *R, int m0, int m1, int N, const float *X, float *Y,
+                          int ldy);
 /* Specification of apb_spmm: single-threaded scalar loops. */
 apb_status apb_spmm_ref(const apb_csr *R, int N, const float *X, int ldx, float *Y, int ldy);
 

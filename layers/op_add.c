@@ -6,6 +6,7 @@
 /* Elementwise: split over OpenMP threads only when a tensor is large enough to pay
  * for the team (results do not depend on the thread count). */
 #define EW_PAR_MIN (1 << 16)
+#define EW_BLOCK (1 << 14)
 
 static apb_status add_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                             int dim[APB_MAX_DIM])
@@ -32,9 +33,13 @@ static apb_status add_forward(apb_graph *g, apb_var *out)
     (void)nt; /* unused without OpenMP */
     const float *a = out->in[0]->data, *b = out->in[1]->data;
     float *y = out->data;
-#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = a[i] + b[i];
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += EW_BLOCK) {
+        int64_t e = n - i0 < EW_BLOCK ? n : i0 + EW_BLOCK;
+#pragma omp simd
+        for (int64_t i = i0; i < e; i++)
+            y[i] = a[i] + b[i];
+    }
     return APB_OK;
 }
 
@@ -49,9 +54,13 @@ static void add_backward(apb_graph *g, apb_var *out)
         if (!v->requires_grad)
             continue;
         float *dv = v->grad;
-#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t i = 0; i < n; i++)
-            dv[i] += dy[i];
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t i0 = 0; i0 < n; i0 += EW_BLOCK) {
+            int64_t e = n - i0 < EW_BLOCK ? n : i0 + EW_BLOCK;
+#pragma omp simd
+            for (int64_t i = i0; i < e; i++)
+                dv[i] += dy[i];
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 /* Elementwise: split over OpenMP threads only when a tensor is large enough to pay
  * for the team (results do not depend on the thread count). */
 #define EW_PAR_MIN (1 << 16)
+#define EW_BLOCK (1 << 14)
 
 static apb_status same_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                              int dim[APB_MAX_DIM])
@@ -23,9 +24,13 @@ static apb_status relu_forward(apb_graph *g, apb_var *out)
     (void)nt; /* unused without OpenMP */
     const float *x = out->in[0]->data;
     float *y = out->data;
-#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += EW_BLOCK) {
+        int64_t e = n - i0 < EW_BLOCK ? n : i0 + EW_BLOCK;
+#pragma omp simd
+        for (int64_t i = i0; i < e; i++)
+            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    }
     return APB_OK;
 }
 
@@ -36,10 +41,14 @@ static void relu_backward(apb_graph *g, apb_var *out)
     (void)nt; /* unused without OpenMP */
     const float *y = out->data, *dy = out->grad;
     float *dx = out->in[0]->grad;
-#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float d = dy[i]; /* unconditional load: the select vectorizes */
-        dx[i] += y[i] > 0.0f ? d : 0.0f;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += EW_BLOCK) {
+        int64_t e = n - i0 < EW_BLOCK ? n : i0 + EW_BLOCK;
+#pragma omp simd
+        for (int64_t i = i0; i < e; i++) {
+            float d = dy[i]; /* unconditional load: the select vectorizes */
+            dx[i] += y[i] > 0.0f ? d : 0.0f;
+        }
     }
 }
 
