@@ -8,9 +8,10 @@
  *   2-bit weights x binary activations 2x2 GEMM with the activation as a 2-bit
  *                                      operand of step 2 (levels +-1, mag plane 0)
  *
- * Convolutions pack im2col + quantization in one pass (bitpack.h), every image
- * of the batch into one packed matrix, so a single GEMM has N = batch * pixels
- * (the deep layers have 49 pixels per image: one image alone is a poor GEMM).
+ * Convolutions pack im2col + quantization in one pass (bitpack.h), several
+ * images of the batch into one packed matrix, so one GEMM has N = images *
+ * pixels ~ 2048 (the deep layers have 49 pixels per image: one image alone is a
+ * poor GEMM; more than ~2048 columns only spills the caches).
  * Zero padding is corrected exactly per border pattern (apb_bitconv_pad; the
  * pattern array is repeated per image).
  *
@@ -258,10 +259,17 @@ static void quantize_row(const float *restrict x, long cnt, long stride, int aki
             for (long i = 0; i < cnt; i++)
                 q[i] = x[i * stride] >= 0.0f ? 1.0f : -1.0f;
         }
+    } else if (stride == 1) {
+#pragma omp simd
+        for (long i = 0; i < cnt; i++) {
+            float t = x[i] / s;
+            float l = (t >= -1.0f ? 1.0f : 0.0f) + (t >= 0.0f ? 1.0f : 0.0f) + (t >= 1.0f ? 1.0f : 0.0f);
+            q[i] = (l - 1.5f) * s;
+        }
     } else {
         for (long i = 0; i < cnt; i++) {
             float t = x[i * stride] / s;
-            float l = (float)((t >= -1.0f) + (t >= 0.0f) + (t >= 1.0f));
+            float l = (t >= -1.0f ? 1.0f : 0.0f) + (t >= 0.0f ? 1.0f : 0.0f) + (t >= 1.0f ? 1.0f : 0.0f);
             q[i] = (l - 1.5f) * s;
         }
     }
@@ -316,6 +324,12 @@ static apb_status batch_pad(apbrt_fast *f, int n, long ohw, apb_bitconv_pad *out
     return APB_OK;
 }
 
+/* Images per GEMM: enough for ~2048 columns, so the deep layers (49 or 196
+ * pixels per image) get a reasonable N while the packed operands of a chunk stay
+ * in L2. The chunking depends on the batch size only through where chunks
+ * start; every element is computed the same way in any chunk. */
+#define CHUNK_PIXELS 2048
+
 static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     apbrt_fast *f = L->fast;
@@ -324,75 +338,84 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
     int M = r->cout, K = (int)L->K, ld = f->ld, nth = apb_threads_get();
     int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
-    long N = n * ohw, nq = (long)f->OH * f->Wq;
+    long nq = (long)f->OH * f->Wq;
+    int nb = ohw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / ohw);
+    nb = nb < n ? nb : n;
+    long N = nb * ohw;
     if (N > (1L << 30))
-        return apb_fail(APB_EINVAL, "apbrt: batch of %d too large for one GEMM", n);
+        return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
     size_t words = (size_t)N * ld;
     if (!grow((void **)&w->asgn, &w->cap_sgn, words, 8, 0) ||
         (packs_mag && !grow((void **)&w->amag, &w->cap_mag, words, 8, 0)) ||
         (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, words, 8, 1)) ||
-        (n > 1 && !grow((void **)&w->y, &w->cap_y, (size_t)M * N, 4, 0)) ||
-        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)n * f->xp_sz, 4, 1)) ||
-        (f->has_res && !grow((void **)&w->racc, &w->cap_racc, (size_t)n * M * nq, 4, 0)))
+        (nb > 1 && !grow((void **)&w->y, &w->cap_y, (size_t)M * N, 4, 0)) ||
+        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)nb * f->xp_sz, 4, 1)) ||
+        (f->has_res && !grow((void **)&w->racc, &w->cap_racc, (size_t)nb * M * nq, 4, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
     apb_bitmat A = {f->wsgn, f->wmag, ld};
     apb_bitmat B = {w->asgn, packs_mag ? w->amag : f->bin_as_2bit ? w->zero : NULL, ld};
-    apb_bitconv_pad padb;
-    if (f->has_pad)
-        APB_TRY(batch_pad(f, n, ohw, &padb));
-    apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &padb : NULL};
     int bin_pack = r->akind == APBRT_A_BIN;
-    apb_status st = APB_OK;
-    /* pack every image (the packers' scratch is per thread) */
-#pragma omp parallel for num_threads(nth) if (n > 1 && nth > 1) schedule(static)
-    for (long b = 0; b < n; b++) {
-        const float *xb = in + b * in_sz;
-        size_t o = (size_t)b * ohw * ld;
-        apb_status s = bin_pack ? apb_bitpack_conv_sign(&f->g, xb, w->asgn + o, ld)
-                                : apb_bitpack_conv_2bit(&f->g, xb, r->act_step, w->asgn + o,
-                                                        w->amag + o, ld);
-        if (s != APB_OK) {
+    for (int b0 = 0; b0 < n; b0 += nb) {
+        int cnt = n - b0 < nb ? n - b0 : nb;
+        long Nc = cnt * ohw;
+        const float *inc = in + (long)b0 * in_sz;
+        float *outc = out + (long)b0 * M * ohw;
+        apb_bitconv_pad padb;
+        if (f->has_pad)
+            APB_TRY(batch_pad(f, cnt, ohw, &padb));
+        apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &padb : NULL};
+        apb_status st = APB_OK;
+        /* pack the chunk's images (the packers' scratch is per thread) */
+#pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
+        for (long b = 0; b < cnt; b++) {
+            const float *xb = inc + b * in_sz;
+            size_t o = (size_t)b * ohw * ld;
+            apb_status s = bin_pack ? apb_bitpack_conv_sign(&f->g, xb, w->asgn + o, ld)
+                                    : apb_bitpack_conv_2bit(&f->g, xb, r->act_step, w->asgn + o,
+                                                            w->amag + o, ld);
+            if (s != APB_OK) {
 #pragma omp critical(apbrt_fast_err)
-            st = s;
-        }
-    }
-    if (st != APB_OK)
-        return st;
-    /* one GEMM over all images: Y[M, n*ohw] (in place in `out` for one image) */
-    float *Y = n == 1 ? out : w->y;
-    APB_TRY(apb_bgemm_f32(f->kind, M, (int)N, K, &A, &B, &ep, Y, (int)N));
-    if (f->has_res) {
-        long tasks = (long)n * L->ic;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * n > 32768) schedule(static)
-        for (long t = 0; t < tasks; t++)
-            build_planes(L, f, in + (t / L->ic) * in_sz, (int)(t % L->ic),
-                         w->xq + (t / L->ic) * f->xp_sz);
-    }
-    /* residual + epilogue per (image, block of output channels) */
-    int mb = (M + RES_MB - 1) / RES_MB;
-    long tasks = (long)n * mb;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * N > 16384) schedule(dynamic, 1)
-    for (long t = 0; t < tasks; t++) {
-        long b = t / mb;
-        int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
-        float *ra = NULL;
-        if (f->has_res) {
-            float *rb = w->racc + (size_t)b * M * nq; /* [M, nq] of image b */
-            ra = rb + (size_t)m0 * nq;
-            memset(ra, 0, (size_t)(m1 - m0) * nq * sizeof *ra);
-            apb_spmm_offset_rows(&f->R, m0, m1, (int)nq, w->xq + b * f->xp_sz, rb, (int)nq);
-        }
-        for (int c = m0; c < m1; c++) {
-            const float *yc = Y + (size_t)c * N + b * ohw;
-            float *oc = out + ((size_t)b * M + c) * ohw;
-            if (!ra) {
-                apbrt_post_rows(L, c, yc, NULL, oc, ohw);
-                continue;
+                st = s;
             }
-            const float *rc = ra + (size_t)(c - m0) * nq;
-            for (int oh = 0; oh < f->OH; oh++)
-                apbrt_post_rows(L, c, yc + (long)oh * f->OW, rc + (long)oh * f->Wq,
-                                oc + (long)oh * f->OW, f->OW);
+        }
+        if (st != APB_OK)
+            return st;
+        /* one GEMM over the chunk: Y[M, cnt*ohw] (in place in `out` for one image) */
+        float *Y = cnt == 1 ? outc : w->y;
+        APB_TRY(apb_bgemm_f32(f->kind, M, (int)Nc, K, &A, &B, &ep, Y, (int)Nc));
+        if (f->has_res) {
+            long tasks = (long)cnt * L->ic;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 32768) schedule(static)
+            for (long t = 0; t < tasks; t++)
+                build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic),
+                             w->xq + (t / L->ic) * f->xp_sz);
+        }
+        /* residual + epilogue per (image, block of output channels) */
+        int mb = (M + RES_MB - 1) / RES_MB;
+        long tasks = (long)cnt * mb;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * Nc > 16384) schedule(dynamic, 1)
+        for (long t = 0; t < tasks; t++) {
+            long b = t / mb;
+            int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
+            float *ra = NULL;
+            if (f->has_res) {
+                float *rb = w->racc + (size_t)b * M * nq; /* [M, nq] of image b */
+                ra = rb + (size_t)m0 * nq;
+                memset(ra, 0, (size_t)(m1 - m0) * nq * sizeof *ra);
+                apb_spmm_offset_rows(&f->R, m0, m1, (int)nq, w->xq + b * f->xp_sz, rb, (int)nq);
+            }
+            for (int c = m0; c < m1; c++) {
+                const float *yc = Y + (size_t)c * Nc + b * ohw;
+                float *oc = outc + ((size_t)b * M + c) * ohw;
+                if (!ra) {
+                    apbrt_post_rows(L, c, yc, NULL, oc, ohw);
+                    continue;
+                }
+                const float *rc = ra + (size_t)(c - m0) * nq;
+                for (int oh = 0; oh < f->OH; oh++)
+                    apbrt_post_rows(L, c, yc + (long)oh * f->OW, rc + (long)oh * f->Wq,
+                                    oc + (long)oh * f->OW, f->OW);
+            }
         }
     }
     return APB_OK;

@@ -108,6 +108,46 @@ static void quantize(const float *x, long cnt, int akind, float step, float *q)
     }
 }
 
+/* apb_im2col for strides > 1, same output: each needed input row is split once
+ * into its S phases (zero-padded), then every (kw, output row) segment of col is
+ * one contiguous copy instead of a strided gather (the 7x7 stride-2 stem: 147
+ * rows of 12544 values). ph: [S * (OW + KW/S + P/S + 3)] floats. */
+static void im2col_strided(const float *x, int C, int H, int W, int KH, int KW, int S, int P,
+                           float *col, float *ph)
+{
+    int OH = (H + 2 * P - KH) / S + 1, OW = (W + 2 * P - KW) / S + 1;
+    int off = P / S + 1, lp = OW + KW / S + off + 2;
+    long ohw = (long)OH * OW;
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < KH; kh++)
+            for (int oh = 0; oh < OH; oh++) {
+                int ih = oh * S - P + kh;
+                float *d0 = col + ((long)(c * KH + kh) * KW) * ohw + (long)oh * OW;
+                if (ih < 0 || ih >= H) {
+                    for (int kw = 0; kw < KW; kw++)
+                        memset(d0 + kw * ohw, 0, (size_t)OW * sizeof(float));
+                    continue;
+                }
+                const float *xr = x + ((long)c * H + ih) * W;
+                for (int b = 0; b < S; b++) {
+                    /* ph[b][t] = x[(t - off)*S + b] */
+                    float *d = ph + (long)b * lp;
+                    int thi = W - 1 - b < 0 ? off : off + (W - 1 - b) / S + 1;
+                    thi = thi < lp ? thi : lp;
+                    for (int t = 0; t < off; t++)
+                        d[t] = 0.0f;
+                    for (int t = off; t < thi; t++)
+                        d[t] = xr[(long)(t - off) * S + b];
+                    for (int t = thi; t < lp; t++)
+                        d[t] = 0.0f;
+                }
+                for (int kw = 0; kw < KW; kw++) {
+                    int dd = kw - P, sh = dd >= 0 ? dd / S : -((-dd + S - 1) / S), b = dd - sh * S;
+                    memcpy(d0 + kw * ohw, ph + (long)b * lp + off + sh, (size_t)OW * sizeof(float));
+                }
+            }
+}
+
 static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     const apbrt_rec *r = &L->r;
@@ -129,8 +169,12 @@ static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, i
     for (long b = 0; b < n; b++) {
         const float *xb = src + b * in_sz;
         float *ob = out + b * (long)r->cout * ohw;
-        if (!direct)
+        if (!direct && r->stride > 1 && (long)r->stride * (L->ow + r->kw + r->pad + 4) <= 4096) {
+            float ph[4096];
+            im2col_strided(xb, L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad, m->col, ph);
+        } else if (!direct) {
             apb_im2col(xb, L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad, m->col);
+        }
         apb_sgemm(0, 0, r->cout, (int)ohw, (int)L->K, 1.0f, L->weff, (int)L->K, direct ? xb : m->col,
                   (int)ohw, 0.0f, ob, (int)ohw);
         for (int c = 0; c < r->cout; c++)
@@ -156,11 +200,23 @@ static void pool_row(const apbrt_rt_layer *L, const float *x, int oh, float *y, 
     int h0 = oh * s - p;
     for (int i = h0 < 0 ? 0 : h0; i < h0 + k && i < H; i++) {
         const float *xr = x + (long)i * W;
-        for (int b = 0; b < s; b++)
-            for (int t = 0; t < lp; t++) {
-                long j = (long)(t - off) * s + b;
-                ph[b * lp + t] = j >= 0 && j < W ? xr[j] : pv;
+        for (int b = 0; b < s; b++) {
+            /* valid t: 0 <= (t - off)*s + b < W */
+            int tlo = off, thi = off + (W - 1 - b) / s + 1;
+            thi = W - 1 - b < 0 ? tlo : (thi < lp ? thi : lp);
+            float *d = ph + b * lp;
+            for (int t = 0; t < tlo; t++)
+                d[t] = pv;
+            if (s == 1) {
+                memcpy(d + tlo, xr + b, (size_t)(thi - tlo) * sizeof *d);
+            } else {
+                const float *xs = xr + b;
+                for (int t = tlo; t < thi; t++)
+                    d[t] = xs[(long)(t - tlo) * s];
             }
+            for (int t = thi; t < lp; t++)
+                d[t] = pv;
+        }
         for (int kw = 0; kw < k; kw++) {
             int d = kw - p, sh = d >= 0 ? d / s : -((-d + s - 1) / s), b = d - sh * s;
             const float *src = ph + b * lp + off + sh;
@@ -241,14 +297,17 @@ static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2
         }
         break;
     case APBRT_RELU:
+#pragma omp simd
         for (long i = 0; i < total; i++)
             out[i] = a[i] > 0.0f ? a[i] : 0.0f;
         break;
     case APBRT_HARDTANH:
+#pragma omp simd
         for (long i = 0; i < total; i++)
             out[i] = a[i] < -1.0f ? -1.0f : (a[i] > 1.0f ? 1.0f : a[i]);
         break;
     case APBRT_ADD:
+#pragma omp simd
         for (long i = 0; i < total; i++)
             out[i] = a[i] + b2[i];
         break;

@@ -197,7 +197,8 @@ static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *
             const int32_t *corr = jb->pad->corr + m;
             size_t pM = (size_t)jb->pad->M;
             for (int c = 0; c < nc; c++)
-                ar[c] -= corr[(size_t)pat[c] * pM];
+                if (pat[c]) /* pattern 0 (interior) has no correction */
+                    ar[c] -= corr[(size_t)pat[c] * pM];
         }
         if (jb->C) {
             memcpy(jb->C + (size_t)m * jb->ldc + n0, ar, sizeof(int32_t) * (size_t)nc);

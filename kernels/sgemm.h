@@ -14,6 +14,20 @@
 void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Batched "NT" product accumulated into C, reduction as dot products:
+ *   C[M,N] += alpha * sum_{b<nb} A_b[M,K] * B_b[N,K]^T,  A_b = A + b*sa, B_b = B + b*sb
+ * (row strides lda, ldb >= K; C row stride ldc). Both operands are read in place
+ * along their contiguous K, nothing is packed: this is the weight gradient of a
+ * convolution, dW[M, C*KH*KW] += sum_n dy_n[M,P] * col_n[C*KH*KW,P]^T, where the
+ * packing of a transposed col would cost as much as the multiply. Each C element is
+ * one dot product in a fixed order, so results do not depend on the thread count. */
+void apb_sgemm_nt_batch(int M, int N, int K, int nb, float alpha, const float *A, int lda,
+                        long sa, const float *B, int ldb, long sb, float *C, int ldc);
+/* The same with row j of B_b at B + b*sb + boff[j] (any offsets, e.g. the shifted
+ * planes of a padded image, which are the rows of its im2col without the copy). */
+void apb_sgemm_nt_rows(int M, int N, int K, int nb, float alpha, const float *A, int lda,
+                       long sa, const float *B, const long *boff, long sb, float *C, int ldc);
+
 /* Naive triple loop, double accumulation: the reference every kernel is tested against. */
 void apb_sgemm_ref(int transa, int transb, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);

@@ -86,3 +86,62 @@ void apb_sgemm_kernel_avx512_8x32(int kc, const float *pa, const float *pb, long
 {
     kernel_body(8, kc, pa, pb, ldpb, c, ldc, alpha, beta, mr, nr);
 }
+
+/* Dot-product tile for C += alpha * sum_b A_b * B_b^T (see apb_sgemm_nt_batch in
+ * sgemm.h): 4 rows of A x 6 rows of B (row j at B + boff[j]), both contiguous along
+ * the reduction, 24 zmm
+ * accumulators summed horizontally once at the end. Rows past mr / nr re-read the
+ * last valid row (their sums are discarded), so there are no edge variants; a
+ * reduction tail (K % 16) uses masked loads. */
+#define NT_TM 4
+#define NT_TN 6
+void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long lda, long sa,
+                              int mr, const float *B, const long *boff, long sb, int nr,
+                              float *C, long ldc)
+{
+    const float *a[NT_TM], *b[NT_TN];
+    for (int i = 0; i < NT_TM; i++)
+        a[i] = A + (long)(i < mr ? i : mr - 1) * lda;
+    for (int j = 0; j < NT_TN; j++)
+        b[j] = B + boff[j < nr ? j : nr - 1];
+    __m512 acc[NT_TM][NT_TN];
+#pragma GCC unroll 6
+    for (int j = 0; j < NT_TN; j++)
+#pragma GCC unroll 4
+        for (int i = 0; i < NT_TM; i++)
+            acc[i][j] = _mm512_setzero_ps();
+    int kf = K & ~15;
+    __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1);
+    for (int bi = 0; bi < nb; bi++) {
+        long oa = bi * sa, ob = bi * sb;
+        for (int k = 0; k < kf; k += 16) {
+            __m512 va[NT_TM];
+#pragma GCC unroll 4
+            for (int i = 0; i < NT_TM; i++)
+                va[i] = _mm512_loadu_ps(a[i] + oa + k);
+#pragma GCC unroll 6
+            for (int j = 0; j < NT_TN; j++) {
+                __m512 vb = _mm512_loadu_ps(b[j] + ob + k);
+#pragma GCC unroll 4
+                for (int i = 0; i < NT_TM; i++)
+                    acc[i][j] = _mm512_fmadd_ps(va[i], vb, acc[i][j]);
+            }
+        }
+        if (tail) {
+            __m512 va[NT_TM];
+#pragma GCC unroll 4
+            for (int i = 0; i < NT_TM; i++)
+                va[i] = _mm512_maskz_loadu_ps(tail, a[i] + oa + kf);
+#pragma GCC unroll 6
+            for (int j = 0; j < NT_TN; j++) {
+                __m512 vb = _mm512_maskz_loadu_ps(tail, b[j] + ob + kf);
+#pragma GCC unroll 4
+                for (int i = 0; i < NT_TM; i++)
+                    acc[i][j] = _mm512_fmadd_ps(va[i], vb, acc[i][j]);
+            }
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++)
+            C[i * ldc + j] += alpha * _mm512_reduce_add_ps(acc[i][j]);
+}

@@ -39,5 +39,10 @@ void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, lon
                                    long ldc, float alpha, float beta, int mr, int nr);
 void apb_sgemm_kernel_avx512_8x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
                                   long ldc, float alpha, float beta, int mr, int nr);
+/* One 4 x 6 tile of apb_sgemm_nt_rows (mr <= 4 rows of A, nr <= 6 rows of B, row j
+ * of B at B + boff[j]). */
+void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long lda, long sa,
+                              int mr, const float *B, const long *boff, long sb, int nr,
+                              float *C, long ldc);
 
 #endif

@@ -7,6 +7,12 @@
  * own dW partial sum, reduced in thread order afterwards); otherwise images run
  * one after the other and apb_sgemm parallelises inside. All scratch is taken
  * from the step arena in forward, so backward never allocates and cannot fail.
+ *
+ * The weight gradient dW[M,K] += sum_n dy_n[M,P] * col_n[K,P]^T reduces over P,
+ * which is contiguous in both operands: apb_sgemm_nt_batch takes it as dot
+ * products with no packing (a packed GEMM would transpose all of col, as much
+ * work as the multiply for M = 16), over a group of G images at once so that the
+ * dot products of 8x8 / 16x16 feature maps stay long (G*P >= 1024).
  */
 #include <string.h>
 #ifdef _OPENMP
@@ -17,6 +23,7 @@
 #include "ops.h"
 #include "registry.h"
 #include "sgemm.h"
+#include "cpu.h"
 #include "threads.h"
 
 typedef struct {
@@ -25,11 +32,53 @@ typedef struct {
 
 typedef struct {
     int nt;       /* threads used over the batch (1: serial over images) */
-    float *col;   /* [nt][K*P] im2col buffers (NULL for the 1x1 fast path) */
+    int G;        /* images per weight-gradient group */
+    float *col;   /* [nt][G*K*P] im2col buffers (NULL for the 1x1 fast path) */
     float *dcol;  /* [nt][dcol_size] column gradients / im2col of dy (NULL if not needed) */
     float *wt;    /* [C][M*KH*KW] flipped, transposed weight for dx (NULL unless dx_by_im2col) */
     float *dwp;   /* [nt][M*K] per-thread dW partial sums (NULL if nt == 1) */
+    /* stride-1 dW from padded planes (see dw_shift) */
+    int shift;    /* 1: dW reads shifted rows of padded x instead of an im2col */
+    long xs, qs;  /* floats per padded x plane / per padded-width dy plane */
+    long *boff;   /* [K] offset of im2col row (c, kh, kw) in one padded image */
+    float *pbuf;  /* [nt][G][C*xs + M*qs] padded x and dy of a group */
 } conv_saved;
+
+/* dW of a stride-1 conv without an im2col: with x zero-padded into planes of width
+ * Wp = W + 2*pad (xp) and dy written at the same width with zeros in its last
+ * Wp - OW columns (dyp, Q = OH*Wp values per channel),
+ *   dW[m, (c,kh,kw)] = sum_q dyp[m, q] * xp[c, q + kh*Wp + kw]
+ * since im2col row (c,kh,kw) is xp shifted by kh*Wp + kw; the extra columns meet
+ * zeros of dyp. The reduction is Q = OH*Wp instead of OH*OW long (6-25% more FMAs
+ * at 32..8 wide maps) but the 9x larger im2col copy is gone. Worth it only where
+ * the dot-product tiles run (AVX-512). */
+#ifndef SHIFT_MAX_M
+#define SHIFT_MAX_M 48
+#endif
+static void pad_group(const float *x, const float *dy, int gn, int C, int H, int W, int M,
+                      int OH, int OW, int pad, long xs, long qs, float *xp, float *dyp)
+{
+    int Wp = W + 2 * pad;
+    memset(xp, 0, sizeof(float) * (size_t)gn * C * xs);
+    for (int j = 0; j < gn; j++)
+        for (int c = 0; c < C; c++) {
+            const float *s = x + ((size_t)j * C + c) * H * W;
+            float *d = xp + ((size_t)j * C + c) * xs + (long)pad * Wp + pad;
+            for (int i = 0; i < H; i++)
+                memcpy(d + (long)i * Wp, s + (long)i * W, sizeof(float) * (size_t)W);
+        }
+    for (int j = 0; j < gn; j++)
+        for (int m = 0; m < M; m++) {
+            const float *s = dy + ((size_t)j * M + m) * OH * OW;
+            float *d = dyp + ((size_t)j * M + m) * qs;
+            for (int i = 0; i < OH; i++) {
+                float *r = d + (long)i * Wp;
+                memcpy(r, s + (long)i * OW, sizeof(float) * (size_t)OW);
+                for (int k = OW; k < Wp; k++)
+                    r[k] = 0.0f;
+            }
+        }
+}
 
 /* dx of a stride-1 conv is the full correlation of dy with the flipped kernel:
  *   dx_n[C, H*W] += wt[C, M*KH*KW] * im2col(dy_n; pad' = KH-1-pad)[M*KH*KW, H*W]
@@ -39,6 +88,13 @@ typedef struct {
 static int dx_by_im2col(int KH, int KW, int S, int pad)
 {
     return S == 1 && KH == KW && pad <= KH - 1 && !(KH == 1 && pad == 0);
+}
+
+/* Images per dW group: enough that each dot product is about 1024 long. */
+static int dw_group(int N, int P)
+{
+    int G = P >= 1024 ? 1 : (1024 + P - 1) / P;
+    return G < N ? G : N;
 }
 
 static int thread_id(void)
@@ -98,7 +154,23 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         return APB_ENOMEM;
     memset(sv, 0, sizeof *sv);
     sv->nt = nt;
-    if (!fast && !(sv->col = apb_graph_floats(g, (int64_t)nt * kp)))
+    int want_dw = g->record && out->requires_grad && w->requires_grad;
+    sv->G = want_dw ? dw_group(N, P) : 1;
+    sv->shift = want_dw && !fast && S == 1 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
+    if (sv->shift) {
+        int Wp = W + 2 * pad, Hp = H + 2 * pad;
+        sv->xs = ((long)Hp * Wp + KW + 15) / 16 * 16;
+        sv->qs = ((long)out->dim[2] * Wp + 15) / 16 * 16;
+        if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
+            !(sv->pbuf = apb_graph_floats(g, (int64_t)nt * sv->G * (C * sv->xs + M * sv->qs))))
+            return APB_ENOMEM;
+        for (int c = 0; c < C; c++)
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++)
+                    sv->boff[(c * KH + kh) * KW + kw] = c * sv->xs + (long)kh * Wp + kw;
+    }
+    size_t colsz = (size_t)(sv->shift ? 1 : sv->G) * kp;
+    if (!fast && !(sv->col = apb_graph_floats(g, (int64_t)nt * colsz)))
         return APB_ENOMEM;
     if (g->record && out->requires_grad) {
         if (!fast && x->requires_grad) {
@@ -125,7 +197,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         float *yn = yd + (size_t)n * M * P;
         const float *B = xn;
         if (!fast) {
-            float *col = colbuf + (size_t)thread_id() * kp;
+            float *col = colbuf + (size_t)thread_id() * colsz;
             apb_im2col(xn, C, H, W, KH, KW, S, pad, col);
             B = col;
         }
@@ -179,21 +251,36 @@ static void conv_backward(apb_graph *g, apb_var *out)
                         sv->wt[(size_t)c * MKK + (m * KH + kh) * KW + kw] =
                             wd[(((size_t)m * C + c) * KH + KH - 1 - kh) * KW + KW - 1 - kw];
 
+    int G = sv->G, ngroup = (N + G - 1) / G;
+    size_t colsz = (size_t)(sv->shift ? 1 : G) * kp;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int n = 0; n < N; n++) {
-        int t = thread_id();
-        const float *xn = xd + (size_t)n * C * H * W, *dyn = dy + (size_t)n * M * P;
-        if (need_dw) {
-            const float *B = xn;
+    for (int gi = 0; gi < ngroup; gi++) {
+        int t = thread_id(), n0 = gi * G, gn = N - n0 < G ? N - n0 : G;
+        if (need_dw && sv->shift) {
+            int OH = out->dim[2], OW = out->dim[3];
+            long per = C * sv->xs + M * sv->qs;
+            float *xp = sv->pbuf + (size_t)t * G * per, *dyp = xp + (size_t)gn * C * sv->xs;
+            pad_group(xd + (size_t)n0 * C * H * W, dy + (size_t)n0 * M * P, gn, C, H, W, M, OH,
+                      OW, pad, sv->xs, sv->qs, xp, dyp);
+            float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
+            apb_sgemm_nt_rows(M, K, OH * (W + 2 * pad), gn, 1.0f, dyp, (int)sv->qs, M * sv->qs,
+                              xp, sv->boff, C * sv->xs, dw, K);
+        } else if (need_dw) {
+            const float *B = xd + (size_t)n0 * C * H * W;
+            long sb = (long)C * H * W;
             if (!fast) {
-                float *col = sv->col + (size_t)t * kp;
-                apb_im2col(xn, C, H, W, KH, KW, S, pad, col);
+                float *col = sv->col + (size_t)t * colsz;
+                for (int j = 0; j < gn; j++)
+                    apb_im2col(B + (size_t)j * sb, C, H, W, KH, KW, S, pad, col + (size_t)j * kp);
                 B = col;
+                sb = (long)kp;
             }
             float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
-            apb_sgemm(0, 1, M, K, P, 1.0f, dyn, P, B, P, 1.0f, dw, K);
+            apb_sgemm_nt_batch(M, K, P, gn, 1.0f, dy + (size_t)n0 * M * P, P, (long)M * P, B, P,
+                               sb, dw, K);
         }
-        if (need_dx) {
+        for (int n = n0; need_dx && n < n0 + gn; n++) {
+            const float *dyn = dy + (size_t)n * M * P;
             float *dxn = x->grad + (size_t)n * C * H * W;
             if (fast) {
                 apb_sgemm(1, 0, C, P, M, 1.0f, wd, K, dyn, P, 1.0f, dxn, P);

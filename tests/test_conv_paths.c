@@ -6,12 +6,17 @@
  * small cases; this test drives each path (serial and batch-parallel) on shapes
  * that hit the im2col "same" and general row code, and compares dx and dW, which
  * backward accumulates onto earlier values, with a direct double-precision sum.
+ * dW runs through apb_sgemm_nt_batch (im2col) or apb_sgemm_nt_rows (stride 1,
+ * shifted rows of padded planes, AVX-512, M < 48): both are covered by the cases
+ * below on this machine's ISA, and the two products on every ISA by the last test.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "autograd.h"
+#include "cpu.h"
 #include "ops.h"
+#include "sgemm.h"
 #include "test.h"
 #include "threads.h"
 
@@ -112,6 +117,8 @@ APB_TEST(conv2d_backward_every_path_matches_naive)
         {3, 4, 9, 8, 6, 3, 3, 2, 1},  /* strided: col2im path */
         {3, 5, 4, 4, 3, 1, 1, 1, 0},  /* 1x1 fast path */
         {2, 17, 8, 8, 16, 3, 3, 1, 1}, /* M = 16: 8-row AVX-512 GEMM panels */
+        {4, 3, 20, 20, 5, 3, 3, 1, 1}, /* dW groups of 3 images + a ragged group of 1 */
+        {5, 2, 20, 20, 3, 3, 3, 2, 1}, /* strided dW groups (im2col + nt_batch) */
     };
     int saved = apb_threads_get(), bad = 0;
     for (int t = 1; t <= 2; t++)
@@ -120,6 +127,69 @@ APB_TEST(conv2d_backward_every_path_matches_naive)
             bad |= check_backward(t, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]);
         }
     apb_threads_set(saved);
+    CHECK(!bad);
+    return 0;
+}
+
+/* apb_sgemm_nt_batch / apb_sgemm_nt_rows (the dW products) against apb_sgemm_ref on
+ * awkward sizes (M not a multiple of 4, N not of 6, K not of 16, M >= 48 fallback),
+ * misaligned pointers, on every ISA level this machine has; they accumulate. */
+APB_TEST(sgemm_nt_batch_matches_reference)
+{
+    static const int cases[][4] = {{1, 1, 1, 1}, {5, 7, 17, 3}, {16, 13, 33, 2},
+                                   {3, 70, 100, 1}, {50, 9, 40, 2}};
+    apb_isa saved = apb_isa_active();
+    int bad = 0;
+    for (int isa = APB_ISA_REF; isa <= (int)apb_isa_detected(); isa++) {
+        CHECK_OK(apb_isa_force((apb_isa)isa));
+        for (int ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++) {
+            int M = cases[ci][0], N = cases[ci][1], K = cases[ci][2], nb = cases[ci][3];
+            int lda = K + 3, ldb = K + 1;
+            long sa = (long)M * lda + 5, sb = (long)N * ldb + 2;
+            float *A = malloc(sizeof(float) * (size_t)(nb * sa + 1));
+            float *B = malloc(sizeof(float) * (size_t)(nb * sb + 1));
+            float *C1 = malloc(sizeof(float) * (size_t)M * N * 2 + 4);
+            float *C2 = C1 + (size_t)M * N + 1, *R = malloc(sizeof(float) * (size_t)M * N);
+            long *off = malloc(sizeof(long) * (size_t)N);
+            apb_rng r;
+            apb_rng_seed(&r, (uint64_t)(ci + 10 * isa));
+            for (long i = 0; i < nb * sa + 1; i++)
+                A[i] = apb_rng_normal(&r);
+            for (long i = 0; i < nb * sb + 1; i++)
+                B[i] = apb_rng_normal(&r);
+            for (int i = 0; i < M * N; i++) /* C2 starts column-reversed, like its result */
+                C1[i] = R[i] = 0.25f * (float)(i % 5);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++)
+                    C2[i * N + j] = R[i * N + N - 1 - j];
+            for (int b = 0; b < nb; b++)
+                apb_sgemm_ref(0, 1, M, N, K, 0.5f, A + 1 + b * sa, lda, B + 1 + b * sb, ldb, 1.0f,
+                              R, N);
+            /* rows of B in reverse order through the offset table */
+            for (int j = 0; j < N; j++)
+                off[j] = (long)(N - 1 - j) * ldb;
+            apb_sgemm_nt_batch(M, N, K, nb, 0.5f, A + 1, lda, sa, B + 1, ldb, sb, C1, N);
+            apb_sgemm_nt_rows(M, N, K, nb, 0.5f, A + 1, lda, sa, B + 1, off, sb, C2, N);
+            for (int i = 0; i < M; i++) /* undo the reversal */
+                for (int j = 0; j < N / 2; j++) {
+                    float tmp = C2[i * N + j];
+                    C2[i * N + j] = C2[i * N + N - 1 - j];
+                    C2[i * N + N - 1 - j] = tmp;
+                }
+            bad |= apb_test_close_f32(__FILE__, __LINE__, "nt_batch", C1, R, (long)M * N, 1e-4,
+                                      1e-4);
+            bad |= apb_test_close_f32(__FILE__, __LINE__, "nt_rows", C2, R, (long)M * N, 1e-4,
+                                      1e-4);
+            if (bad)
+                fprintf(stderr, "  isa=%d M=%d N=%d K=%d nb=%d\n", isa, M, N, K, nb);
+            free(A);
+            free(B);
+            free(C1);
+            free(R);
+            free(off);
+        }
+    }
+    CHECK_OK(apb_isa_force(saved));
     CHECK(!bad);
     return 0;
 }

@@ -73,10 +73,10 @@ int apb_cmd_report(int argc, char **argv)
                 bad = apb_cli_error("report", s);
         } else if (apb_opt_str(argc, argv, &i, "--budgets", &sv, &bad)) {
             if (!bad && (s = apb_report_list_parse(sv, c.budgets, APB_REPORT_MAX_LIST, &c.nbudgets)))
-                bad = apb_cli_error("report", apb_fail_context(s, "--budgets: "));
+                bad = apb_cli_error("report", apb_fail_context(s, "--budgets"));
         } else if (apb_opt_str(argc, argv, &i, "--sparsities", &sv, &bad)) {
             if (!bad && (s = apb_report_list_parse(sv, c.sparsities, APB_REPORT_MAX_LIST, &c.nsparsities)))
-                bad = apb_cli_error("report", apb_fail_context(s, "--sparsities: "));
+                bad = apb_cli_error("report", apb_fail_context(s, "--sparsities"));
         } else if (apb_opt_float(argc, argv, &i, "--actbin-budget", &c.actbin_budget, &bad))
             ;
         else if (apb_opt_float(argc, argv, &i, "--lr", &fv, &bad))

@@ -11,7 +11,8 @@
 #
 # Usage: sh train/demo.sh [path/to/apb]   (the Makefile passes build/apb)
 # Environment: APB_DEMO_OUT (default runs/demo), APB_DEMO_EPOCHS (fp epochs,
-# default 3), APB_DEMO_FT_EPOCHS (compressed epochs, default 2), APB_DEMO_ARGS
+# default 3), APB_DEMO_FT_EPOCHS (compressed epochs, default 2), APB_DEMO_METHODS
+# (default fp,binary,apb,apb-actbin; drop apb-actbin to save a quarter), APB_DEMO_ARGS
 # (extra `apb report` options, e.g. "--limit-train 2000" for a quick check).
 # Re-running reuses the finished checkpoints in APB_DEMO_OUT (and resumes an
 # interrupted one); remove the directory to train afresh.
@@ -21,6 +22,7 @@ APB=${1:-build/apb}
 OUT=${APB_DEMO_OUT:-runs/demo}
 EPOCHS=${APB_DEMO_EPOCHS:-3}
 FT_EPOCHS=${APB_DEMO_FT_EPOCHS:-2}
+METHODS=${APB_DEMO_METHODS:-fp,binary,apb,apb-actbin}
 BUDGET=1.3
 
 if [ ! -x "$APB" ]; then
@@ -35,7 +37,7 @@ echo "   binary activations: $FT_EPOCHS epochs each, initialised from the fp mod
 echo "== output: $OUT"
 
 "$APB" report --data fashion-mnist --model convnet --out "$OUT" \
-    --methods fp,binary,apb,apb-actbin --budgets "$BUDGET" --actbin-budget "$BUDGET" \
+    --methods "$METHODS" --budgets "$BUDGET" --actbin-budget "$BUDGET" \
     --epochs "$EPOCHS" --ft-epochs "$FT_EPOCHS" $APB_DEMO_ARGS
 
 echo

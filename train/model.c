@@ -45,6 +45,8 @@ apb_status apb_wquant_parse(const char *s, apb_wquant *q, float *sparsity)
         *q = APB_WQ_BINARY;
     else if (!strcmp(s, "q2"))
         *q = APB_WQ_Q2;
+    else if (!strcmp(s, "prune")) /* as stored in checkpoints; the sparsity is a separate key */
+        *q = APB_WQ_PRUNE;
     else if (!strncmp(s, "prune:", 6)) {
         char *end;
         double v = strtod(s + 6, &end);

@@ -225,9 +225,9 @@ static void point_train_cfg(const apb_report_cfg *c, const point_plan *p, const 
         t->batch = c->batch;
     if (p->lr > 0)
         t->lr = p->lr;
-    /* Budget projection starts when alpha/delta freeze (ceil(freeze_at * epochs)); a
-     * one-epoch run would never reach it with the default 0.5, so such runs freeze
-     * from the start and are projected throughout. */
+    /* With one epoch, freezing at 0.5 would leave no epoch to fine-tune under the
+     * budget (the trainer only projects after the last one): such runs freeze and
+     * project from the start instead. */
     if (p->budget_bits > 0 && p->epochs == 1)
         t->freeze_at = 0;
     t->limit_train = c->limit_train;
@@ -428,7 +428,7 @@ static apb_status run_point(const apb_report_cfg *c, point_plan *p, int idx, int
         }
         double t0 = apb_now();
         if ((s = apb_train_run(t, NULL))) {
-            apb_fail_context(s, "report point %s: ", p->r.point);
+            apb_fail_context(s, "report point %s", p->r.point);
             goto out;
         }
         progress(c, "[%d/%d] %s: trained in %.0f s", idx + 1, npoints, p->r.point, apb_now() - t0);

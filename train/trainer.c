@@ -573,7 +573,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         }
         if (tty)
             fprintf(stderr, "\n");
-        if (has_quant && cfg->budget_bits > 0 && epoch >= freeze_epoch) {
+        if (has_quant && cfg->budget_bits > 0 && (epoch >= freeze_epoch || epoch == cfg->epochs - 1)) {
             double reached;
             if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, &reached)))
                 goto done;

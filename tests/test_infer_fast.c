@@ -1,0 +1,216 @@
+/* test_infer_fast.c - the runtime's fast paths on awkward geometries.
+ *
+ * The APB residual runs as a direct sparse convolution over zero-padded stride
+ * phase planes (infer/apbrt_fast.c); pooling runs a whole output row at a time
+ * over stride phases (infer/apbrt_run.c); compressed convs pack several images
+ * into one GEMM. Each is checked here on kernel sizes, strides and paddings the
+ * model zoo does not have (1x1 stride 2, 5x5 stride 3, 7x7 stride 2 pad 3,
+ * 2x2 pad 1, pad 0 with a 3x3 kernel, images narrower than the kernel span):
+ * against the naive reference of test_infer_util.h, bit-identical across batch
+ * sizes and thread counts, and pooling bit-identical to a row-major float loop.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apbrt_internal.h"
+#include "cpu.h"
+#include "test.h"
+#include "test_infer_util.h"
+#include "threads.h"
+
+static int load_fast(const apbrt_model_desc *d, apbrt_model **m)
+{
+    unsigned char *buf;
+    size_t size;
+    if (apbrt_serialize(d, &buf, &size) != APB_OK) {
+        fprintf(stderr, "  serialize: %s\n", apb_errmsg());
+        return 1;
+    }
+    int rc = apbrt_load_memory(buf, size, m);
+    free(buf);
+    if (rc)
+        fprintf(stderr, "  load: %s\n", apbrt_errmsg());
+    return rc != 0;
+}
+
+typedef struct {
+    int cin, cout, h, w, k, s, p;
+} geo;
+
+/* One APB conv (+ BN + activation fused) on a geometry; n samples. */
+static int check_conv(const geo *g, int akind, int act, apb_rng *r, const char *what)
+{
+    int OH = (g->h + 2 * g->p - g->k) / g->s + 1, OW = (g->w + 2 * g->p - g->k) / g->s + 1;
+    long out = (long)g->cout * OH * OW, in = (long)g->cin * g->h * g->w;
+    ti_model t;
+    ti_init(&t, g->cin, g->h, g->w, (int)out, 2);
+    ti_conv(&t, r, APBRT_CONV, 0, 1, g->cin, g->cout, g->k, g->s, g->p, APBRT_W_APB, akind, 1,
+            0.12f);
+    ti_bn(&t, r, 1, 1, g->cout);
+    if (act)
+        ti_add(&t, act, 1, 1);
+    t.d.output_slot = 1;
+    enum { NB = 5 };
+    float *x = malloc(sizeof(float) * NB * in), *want = malloc(sizeof(float) * NB * out);
+    float *a = malloc(sizeof(float) * NB * out), *b = malloc(sizeof(float) * NB * out);
+    ti_input(r, x, NB * in);
+    x[0] = 0.0f; /* sgn(0) = +1, 2-bit level 2 */
+    for (int i = 0; i < NB; i++)
+        ti_reference(&t.d, x + i * in, want + i * out);
+    int fail = 0;
+    apbrt_model *m;
+    if (load_fast(&t.d, &m)) {
+        fail = 1;
+    } else {
+        apbrt_layer_info li;
+        apbrt_layer_info_get(m, 0, &li);
+        if (!strcmp(li.kernel, "sgemm")) {
+            fprintf(stderr, "  %s: conv not on a bit kernel\n", what);
+            fail = 1;
+        }
+        int saved = apb_threads_get();
+        apbrt_set_threads(1);
+        if (apbrt_run(m, x, NB, a))
+            fail = 1;
+        apbrt_set_threads(2);
+        if (apbrt_run(m, x, NB, b))
+            fail = 1;
+        for (int i = 0; i < NB && !fail; i++) /* one image at a time */
+            if (apbrt_run(m, x + i * in, 1, b + i * out))
+                fail = 1;
+        apbrt_set_threads(saved);
+        apbrt_free(m);
+        double e = ti_relerr(a, want, NB * out);
+        if (!fail && !(e <= 1e-5)) {
+            fprintf(stderr, "  %s: max relative error %.3g vs the naive reference\n", what, e);
+            fail = 1;
+        }
+        if (!fail && memcmp(a, b, sizeof(float) * NB * out)) {
+            fprintf(stderr, "  %s: results depend on the batch size or thread count\n", what);
+            fail = 1;
+        }
+    }
+    free(x), free(want), free(a), free(b);
+    ti_free(&t);
+    return fail;
+}
+
+APB_TEST(test_infer_fast_residual_geometries)
+{
+    static const geo gs[] = {
+        {5, 6, 9, 11, 3, 1, 1},  {4, 7, 10, 7, 3, 2, 1}, {3, 5, 13, 12, 5, 3, 2},
+        {6, 9, 5, 6, 1, 1, 0},   {5, 4, 8, 9, 1, 2, 0},  {3, 8, 17, 15, 7, 2, 3},
+        {7, 5, 6, 6, 3, 1, 0},   {4, 6, 7, 9, 2, 2, 1},  {70, 3, 4, 5, 3, 1, 1},
+        {2, 3, 3, 2, 3, 1, 2},
+    };
+    apb_rng r;
+    apb_rng_seed(&r, 77);
+    apb_isa prev = apb_isa_active();
+    int fails = 0;
+    for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
+        CHECK_OK(apb_isa_force((apb_isa)isa));
+        for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+            for (int a = 0; a < 2; a++) {
+                char what[128];
+                const geo *g = &gs[i];
+                snprintf(what, sizeof what, "isa %d, %s act, %dx%dx%d -> %d, k%d s%d p%d", isa,
+                         a ? "2-bit" : "binary", g->cin, g->h, g->w, g->cout, g->k, g->s, g->p);
+                int act = i % 3 == 0 ? 0 : i % 3 == 1 ? APBRT_RELU : APBRT_HARDTANH;
+                int f = check_conv(g, a ? APBRT_A_Q2 : APBRT_A_BIN, act, &r, what);
+                CHECK_MSG(f == 0, "%s", what);
+                fails += f;
+            }
+    }
+    apb_isa_force(prev);
+    CHECK(fails == 0);
+    return 0;
+}
+
+/* Batches large enough that the deep-layer GEMM packs several images (and not a
+ * multiple of the images per GEMM) give exactly the per-image results. */
+APB_TEST(test_infer_fast_batched_gemm)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 78);
+    geo g = {16, 24, 5, 5, 3, 1, 1}; /* 25 pixels: 81 images per GEMM */
+    int OH = 5, OW = 5;
+    long out = (long)g.cout * OH * OW, in = (long)g.cin * g.h * g.w;
+    ti_model t;
+    ti_init(&t, g.cin, g.h, g.w, (int)out, 2);
+    ti_conv(&t, &r, APBRT_CONV, 0, 1, g.cin, g.cout, 3, 1, 1, APBRT_W_APB, APBRT_A_Q2, 0, 0.05f);
+    ti_bn(&t, &r, 1, 1, g.cout);
+    t.d.output_slot = 1;
+    enum { NB = 90 };
+    float *x = malloc(sizeof(float) * NB * in), *a = malloc(sizeof(float) * NB * out);
+    float *b = malloc(sizeof(float) * out);
+    ti_input(&r, x, NB * in);
+    apbrt_model *m;
+    CHECK(load_fast(&t.d, &m) == 0);
+    CHECK_OK(apbrt_run(m, x, NB, a));
+    for (int i = 0; i < NB; i += 7) {
+        CHECK_OK(apbrt_run(m, x + i * in, 1, b));
+        CHECK_MSG(memcmp(a + i * out, b, sizeof(float) * out) == 0, "image %d of %d", i, NB);
+    }
+    apbrt_free(m);
+    free(x), free(a), free(b);
+    ti_free(&t);
+    return 0;
+}
+
+/* Pooling against a row-major float loop, bit for bit (max and average). */
+APB_TEST(test_infer_fast_pool_rows)
+{
+    static const int gs[][6] = {
+        /* C, H, W, k, s, p */
+        {3, 9, 11, 3, 2, 1}, {2, 8, 8, 2, 2, 0}, {2, 10, 13, 3, 1, 1}, {1, 11, 10, 5, 3, 2},
+        {2, 7, 7, 4, 1, 2},  {1, 3, 5000, 3, 2, 1}, {1, 2, 9000, 3, 1, 1},
+    };
+    apb_rng r;
+    apb_rng_seed(&r, 79);
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++)
+        for (int kind = APBRT_MAXPOOL; kind <= APBRT_AVGPOOL; kind++) {
+            int C = gs[gi][0], H = gs[gi][1], W = gs[gi][2], k = gs[gi][3], s = gs[gi][4],
+                p = gs[gi][5];
+            int OH = (H + 2 * p - k) / s + 1, OW = (W + 2 * p - k) / s + 1;
+            long in = (long)C * H * W, out = (long)C * OH * OW;
+            ti_model t;
+            ti_init(&t, C, H, W, (int)out, 2);
+            apbrt_layer_desc *L = ti_add(&t, kind, 0, 1);
+            L->k = k, L->pstride = s, L->ppad = p;
+            t.d.output_slot = 1;
+            float *x = malloc(sizeof(float) * in), *got = malloc(sizeof(float) * out);
+            float *want = malloc(sizeof(float) * out);
+            ti_input(&r, x, in);
+            for (long i = 0; i < in; i += 5)
+                x[i] = x[i / 2]; /* ties */
+            for (int c = 0; c < C; c++)
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++) {
+                        float acc = kind == APBRT_MAXPOOL ? -INFINITY : 0.0f;
+                        for (int i = oh * s - p; i < oh * s - p + k; i++)
+                            for (int j = ow * s - p; j < ow * s - p + k; j++) {
+                                if (i < 0 || i >= H || j < 0 || j >= W)
+                                    continue;
+                                float v = x[((long)c * H + i) * W + j];
+                                acc = kind == APBRT_MAXPOOL ? (v > acc ? v : acc) : acc + v;
+                            }
+                        want[((long)c * OH + oh) * OW + ow] =
+                            kind == APBRT_MAXPOOL ? acc : acc * (1.0f / (float)(k * k));
+                    }
+            apbrt_model *m;
+            CHECK(load_fast(&t.d, &m) == 0);
+            CHECK_OK(apbrt_run(m, x, 1, got));
+            apbrt_free(m);
+            long bad = -1;
+            for (long i = 0; i < out && bad < 0; i++)
+                if (memcmp(&got[i], &want[i], sizeof(float)))
+                    bad = i;
+            CHECK_MSG(bad < 0, "%s C%d H%d W%d k%d s%d p%d: [%ld] %.9g vs %.9g",
+                      kind == APBRT_MAXPOOL ? "maxpool" : "avgpool", C, H, W, k, s, p, bad,
+                      bad < 0 ? 0.0 : got[bad], bad < 0 ? 0.0 : want[bad]);
+            free(x), free(got), free(want);
+            ti_free(&t);
+        }
+    return 0;
+}
