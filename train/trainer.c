@@ -513,7 +513,10 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         double t0 = apb_now();
         int frozen = has_quant && epoch >= freeze_epoch;
         apb_optim_set_frozen(r.opt, r.g_quant, frozen);
-        if (frozen && cfg->budget_bits > 0 && epoch == freeze_epoch) {
+        /* Budget mode keeps the model at its budget all along: delta is projected at
+         * every epoch start and every 50 steps (alpha still learns until the freeze),
+         * so the weights never train with more outliers than they may keep. */
+        if (has_quant && cfg->budget_bits > 0) {
             double reached;
             if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, &reached)))
                 goto done;
@@ -556,7 +559,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             if ((s = apb_backward(&g, loss)))
                 goto done;
             apb_optim_step(r.opt);
-            if (frozen && cfg->budget_bits > 0 && b % 50 == 49)
+            if (has_quant && cfg->budget_bits > 0 && b % 50 == 49)
                 apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, NULL);
             apb_graph_reset(&g);
             loss_sum += (double)lv * bn;
@@ -573,7 +576,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         }
         if (tty)
             fprintf(stderr, "\n");
-        if (has_quant && cfg->budget_bits > 0 && (epoch >= freeze_epoch || epoch == cfg->epochs - 1)) {
+        if (has_quant && cfg->budget_bits > 0) {
             double reached;
             if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, &reached)))
                 goto done;
