@@ -34,8 +34,7 @@
  * threads at once (it owns its workspace); separate models are independent.
  * Environment: APBRT_REFERENCE=1 at load time selects the float reference path
  * (activations quantized in float, dense effective weights, sgemm) instead of the
- * bit kernels; APB_ISA=ref|avx2|avx512 caps the kernel level; APBRT_NO_SPMM=1
- * (load time) computes APB residuals by direct sparse convolution only.
+ * bit kernels; APB_ISA=ref|avx2|avx512 caps the kernel level.
  */
 #ifndef APBRT_H
 #define APBRT_H
