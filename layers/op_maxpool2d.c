@@ -6,34 +6,15 @@
 #include <stdint.h>
 
 #include "ops.h"
+#include "pool2d.h"
 #include "registry.h"
 
-typedef struct {
-    int k, stride, pad;
-} pool_attr;
+typedef apb_pool_attr pool_attr;
 
 static apb_status maxpool_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                                 int dim[APB_MAX_DIM])
 {
-    const pool_attr *a = attr;
-    const apb_var *x = in[0];
-    char sx[64];
-    if (x->ndim != 4)
-        return apb_fail(APB_ESHAPE, "maxpool2d: input %s is not [N,C,H,W]",
-                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
-    if (a->k < 1 || a->stride < 1 || a->pad < 0 || a->pad > a->k / 2)
-        return apb_fail(APB_EINVAL, "maxpool2d: k %d stride %d pad %d invalid (pad <= k/2)",
-                        a->k, a->stride, a->pad);
-    int OH = x->dim[2] + 2 * a->pad - a->k, OW = x->dim[3] + 2 * a->pad - a->k;
-    if (OH < 0 || OW < 0)
-        return apb_fail(APB_ESHAPE, "maxpool2d: window %d larger than padded input %s",
-                        a->k, apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
-    *ndim = 4;
-    dim[0] = x->dim[0];
-    dim[1] = x->dim[1];
-    dim[2] = OH / a->stride + 1;
-    dim[3] = OW / a->stride + 1;
-    return APB_OK;
+    return apb_pool2d_shape("maxpool2d", in[0], attr, ndim, dim);
 }
 
 static apb_status maxpool_forward(apb_graph *g, apb_var *out)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -32,6 +33,18 @@ void apb_test_register(const char *name, apb_test_fn fn, const char *file)
 }
 
 const char *apb_test_tmpdir(void) { return tmpdir; }
+
+const char *apb_test_cli(void)
+{
+    static char path[1024];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
+    if (n <= 0)
+        return "build/apb";
+    path[n] = 0;
+    char *slash = strrchr(path, '/');
+    strcpy(slash ? slash + 1 : path, "apb");
+    return path;
+}
 
 int apb_test_close_f32(const char *file, int line, const char *what, const float *got,
                        const float *want, long n, double rtol, double atol)

@@ -72,6 +72,9 @@ int apb_test_close_f32(const char *file, int line, const char *what, const float
             return 1;                                                           \
     } while (0)
 
+/* Path of the apb CLI built beside the test binary (build/apb or build/san/apb). */
+const char *apb_test_cli(void);
+
 /* A per-run scratch directory ("build/test-tmp/<test>") for generated files. */
 const char *apb_test_tmpdir(void);
 

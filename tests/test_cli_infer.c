@@ -23,19 +23,6 @@
 #include "test.h"
 #include "trainer.h"
 
-/* Path of the apb CLI built beside this test binary. */
-static const char *cli_path(void)
-{
-    static char path[1024];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
-    if (n <= 0)
-        return "build/apb";
-    path[n] = 0;
-    char *slash = strrchr(path, '/');
-    strcpy(slash ? slash + 1 : path, "apb");
-    return path;
-}
-
 /* Runs `apb ARGS > dir/out.txt 2> dir/err.txt`; returns the exit status (-1 if
  * it did not exit normally) and the captured outputs (NUL-terminated, malloc'd). */
 static int cli_run(const char *args, char **out, char **err)
@@ -44,7 +31,7 @@ static int cli_run(const char *args, char **out, char **err)
     char cmd[8192], po[1200], pe[1200];
     snprintf(po, sizeof po, "%s/out.txt", dir);
     snprintf(pe, sizeof pe, "%s/err.txt", dir);
-    snprintf(cmd, sizeof cmd, "%s %s > %s 2> %s", cli_path(), args, po, pe);
+    snprintf(cmd, sizeof cmd, "%s %s > %s 2> %s", apb_test_cli(), args, po, pe);
     int st = system(cmd);
     const char *paths[2] = {po, pe};
     char **dst[2] = {out, err};

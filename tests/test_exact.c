@@ -440,19 +440,6 @@ APB_TEST(test_exact_vgg_resnet18)
     return 0;
 }
 
-/* Path of the apb CLI built beside this test binary. */
-static const char *apb_cli(void)
-{
-    static char path[1024];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
-    if (n <= 0)
-        return "build/apb";
-    path[n] = 0;
-    char *slash = strrchr(path, '/');
-    strcpy(slash ? slash + 1 : path, "apb");
-    return path;
-}
-
 /* apb train (APB weights, binary activations) -> apb export -> apb eval; the
  * runtime, run over the same test batches, predicts every image as the
  * training graph does and reaches exactly the accuracy apb eval prints. */
@@ -464,15 +451,15 @@ APB_TEST(test_exact_cli_train_export_eval)
     snprintf(cmd, sizeof cmd,
              "%s train --data fashion-mnist --model convnet --quant apb --act binary "
              "--limit-train 512 --limit-test %d --epochs 1 --batch 64 --threads 2 --seed 7 --quiet --out %s/run",
-             apb_cli(), NTEST, dir);
+             apb_test_cli(), NTEST, dir);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     snprintf(path, sizeof path, "%s/run/last.ckpt", dir);
     snprintf(apbf, sizeof apbf, "%s/m.apb", dir);
     snprintf(evalf, sizeof evalf, "%s/eval.txt", dir);
-    snprintf(cmd, sizeof cmd, "%s export --ckpt %s --out %s > /dev/null", apb_cli(), path, apbf);
+    snprintf(cmd, sizeof cmd, "%s export --ckpt %s --out %s > /dev/null", apb_test_cli(), path, apbf);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     snprintf(cmd, sizeof cmd, "%s eval --ckpt %s --data fashion-mnist --limit-test %d --batch %d > %s",
-             apb_cli(), path, NTEST, BATCH, evalf);
+             apb_test_cli(), path, NTEST, BATCH, evalf);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     FILE *f = fopen(evalf, "r");
     CHECK(f != NULL);

@@ -62,19 +62,6 @@ static char *csv_without_latency(const char *path)
     return out;
 }
 
-/* Path of the apb CLI built beside this test binary. */
-static const char *report_cli(void)
-{
-    static char path[1024];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
-    if (n <= 0)
-        return "build/apb";
-    path[n] = 0;
-    char *slash = strrchr(path, '/');
-    strcpy(slash ? slash + 1 : path, "apb");
-    return path;
-}
-
 static long long mtime_ns(const char *path)
 {
     struct stat st;
@@ -217,7 +204,7 @@ APB_TEST(test_report_resumes_interrupted_point)
              "APB_DEBUG_KILL_AT_STEP=3 %s report --data fashion-mnist --model convnet --out %s "
              "--methods fp --epochs 2 --limit-train 256 --limit-test 256 --threads 2 "
              "--latency-runs 0 --quiet > %s/cli.txt",
-             report_cli(), c.out_dir, apb_test_tmpdir());
+             apb_test_cli(), c.out_dir, apb_test_tmpdir());
     int st = system(cmd);
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 137, "killed report exited with status %d: %s", st, cmd);
     apb_report r;

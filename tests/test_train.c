@@ -57,19 +57,6 @@ APB_TEST(test_train_convnet_apb_20k_reaches_80)
     return 0;
 }
 
-/* Path of the apb CLI built beside this test binary. */
-static const char *apb_cli(void)
-{
-    static char path[1024];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
-    if (n <= 0)
-        return "build/apb";
-    path[n] = 0;
-    char *slash = strrchr(path, '/');
-    strcpy(slash ? slash + 1 : path, "apb");
-    return path;
-}
-
 static const char TRAIN_ARGS[] =
     "train --data fashion-mnist --model convnet --quant apb --limit-train 1024 --limit-test 512 "
     "--epochs 3 --batch 64 --threads 2 --seed 3 --quiet";
@@ -80,10 +67,10 @@ APB_TEST(test_train_resume_is_bit_identical)
 {
     const char *dir = apb_test_tmpdir();
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s --out %s/full", apb_cli(), TRAIN_ARGS, dir);
+    snprintf(cmd, sizeof cmd, "%s %s --out %s/full", apb_test_cli(), TRAIN_ARGS, dir);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     /* 16 batches per epoch: step 21 is in the middle of epoch 2 */
-    snprintf(cmd, sizeof cmd, "APB_DEBUG_KILL_AT_STEP=21 %s %s --out %s/killed", apb_cli(), TRAIN_ARGS, dir);
+    snprintf(cmd, sizeof cmd, "APB_DEBUG_KILL_AT_STEP=21 %s %s --out %s/killed", apb_test_cli(), TRAIN_ARGS, dir);
     int st = system(cmd);
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 137, "killed run exited with status %d", st);
     char p1[1200], p2[1200];
@@ -92,7 +79,7 @@ APB_TEST(test_train_resume_is_bit_identical)
     CHECK_OK(apb_ckpt_load(p2, &ck));
     CHECK(ck.meta.epoch == 1);
     apb_ckpt_free(&ck);
-    snprintf(cmd, sizeof cmd, "%s train --resume %s/killed --quiet", apb_cli(), dir);
+    snprintf(cmd, sizeof cmd, "%s train --resume %s/killed --quiet", apb_test_cli(), dir);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     snprintf(p1, sizeof p1, "%s/full/last.ckpt", dir);
     apb_ckpt a, b;
