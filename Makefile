@@ -18,18 +18,17 @@ OMP     ?= 1
 SAN     ?= 0
 DEBUG   ?= 0
 
-BUILD   := build
 OPT     := -O2
 ifeq ($(DEBUG),1)
   OPT   := -O0 -g
 endif
-ifeq ($(OMP),0)
-  BUILD := build/noomp
-endif
 ifeq ($(SAN),1)
-  BUILD := build/san
   OPT   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
+# One build directory per configuration, so settings never mix objects:
+# build (default), build/san, build/noomp, build/debug, build/san-noomp, ...
+BUILD_TAG := $(if $(filter 1,$(SAN)),san)$(if $(filter 0,$(OMP)),$(if $(filter 1,$(SAN)),-)noomp)$(if $(filter 1,$(DEBUG)),$(if $(filter 1,$(SAN))$(filter 0,$(OMP)),-)debug)
+BUILD   := build$(if $(BUILD_TAG),/$(BUILD_TAG))
 
 CFLAGS_BASE := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-format-truncation \
                -ffp-contract=off -fPIC -I. -Icore -Ikernels -Ilayers -Ioptim -Idata -Itrain -Iinfer -Ibench -Itests
@@ -43,7 +42,7 @@ endif
 ifeq ($(SAN),1)
   LDLIBS_BASE += -fsanitize=address,undefined
 endif
-CFLAGS += $(CFLAGS_BASE)
+override CFLAGS += $(CFLAGS_BASE) -DAPB_BUILD_DIR='"$(BUILD)"'
 
 AVX2_FLAGS   := -mavx2 -mfma -mpopcnt
 AVX512_FLAGS := -mavx2 -mfma -mpopcnt -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vpopcntdq
@@ -66,21 +65,25 @@ TEST_OBJS := $(call obj,$(TESTS))
 MAIN_OBJ  := $(call obj,train/apb_main.c)
 
 .PHONY: all test demo bench install clean deps fuzz check-deps
-all: check-deps $(BUILD)/apb $(BUILD)/libapbrt.a $(BUILD)/libapbrt.so $(BUILD)/run_tests
+all: $(BUILD)/apb $(BUILD)/libapbrt.a $(BUILD)/libapbrt.so $(BUILD)/run_tests
 
 # Set-up: install missing Debian packages as root, or print the exact command.
-check-deps:
+# Every object waits for it (order-only), so `make -j` cannot compile first.
+check-deps: $(BUILD)/.deps-ok
+$(BUILD)/.deps-ok: .ci/deps.sh
+	@mkdir -p $(BUILD)
 	@sh .ci/deps.sh
+	@touch $@
 
-$(BUILD)/obj/%_avx2.o: %_avx2.c
+$(BUILD)/obj/%_avx2.o: %_avx2.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%_avx512.o: %_avx512.c
+$(BUILD)/obj/%_avx512.o: %_avx512.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 

@@ -2,6 +2,8 @@
 #include "fileio.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -86,6 +88,14 @@ apb_status apb_atomic_commit(apb_atomic_file *af)
         int e = errno;
         unlink(af->tmp);
         return apb_fail(APB_EIO, "%s: rename from %s failed: %s", af->path, af->tmp, strerror(e));
+    }
+    /* make the rename itself durable */
+    char dir[sizeof af->path];
+    memcpy(dir, af->path, sizeof dir);
+    int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
     }
     return APB_OK;
 }

@@ -12,11 +12,15 @@
 #include "test.h"
 #include "test_infer_util.h"
 
-#ifdef __SANITIZE_ADDRESS__
-#define RT_DIR "build/san"
-#define RT_FLAGS "-fsanitize=address,undefined"
+/* the Makefile passes the build directory of this configuration */
+#ifdef APB_BUILD_DIR
+#define RT_DIR APB_BUILD_DIR
 #else
 #define RT_DIR "build"
+#endif
+#ifdef __SANITIZE_ADDRESS__
+#define RT_FLAGS "-fsanitize=address,undefined"
+#else
 #define RT_FLAGS ""
 #endif
 

@@ -29,6 +29,7 @@ APB_TEST(test_train_convnet_fp_10k_reaches_80)
     cfg_small(&c, "fp", 10000);
     double acc = 0;
     CHECK_OK(apb_train_run(&c, &acc));
+    fprintf(stderr, "  convnet fp, 10,000 images, 1 epoch: test accuracy %.2f%%\n", acc);
     CHECK_MSG(acc >= 80.0, "test accuracy %.2f%% < 80%%", acc);
     return 0;
 }
@@ -41,6 +42,7 @@ APB_TEST(test_train_convnet_apb_20k_reaches_80)
     c.model.wq = APB_WQ_APB;
     double acc = 0;
     CHECK_OK(apb_train_run(&c, &acc));
+    fprintf(stderr, "  convnet APB, 20,000 images, 1 epoch: test accuracy %.2f%%\n", acc);
     CHECK_MSG(acc >= 80.0, "test accuracy %.2f%% < 80%%", acc);
     char path[1200];
     snprintf(path, sizeof path, "%s/last.ckpt", c.out_dir);
@@ -175,7 +177,7 @@ APB_TEST(test_train_nan_loss_stops_and_keeps_checkpoint)
     apb_status s = apb_train_run(&x, NULL);
     CHECK_MSG(s == APB_ENUMERIC, "status %d: %s", s, apb_errmsg());
     CHECK(strstr(apb_errmsg(), "NaN") || strstr(apb_errmsg(), "infinite"));
-    CHECK(strstr(apb_errmsg(), "last.ckpt"));
+    CHECK(strstr(apb_errmsg(), "stopped"));
     unsigned char *after;
     size_t na;
     CHECK_OK(apb_file_read(path, &after, &na));

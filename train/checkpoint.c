@@ -93,6 +93,8 @@ apb_status apb_ckpt_save(const char *path, const apb_ckpt_meta *meta, const apb_
     free(h);
     apb_param_ref refs[1024];
     int np = apb_model_params((apb_model *)m, refs, 1024);
+    if (np > 1024 && !s)
+        s = apb_fail(APB_EINVAL, "%s: model has %d parameter tensors (at most 1024)", path, np);
     for (int i = 0; i < np && !s; i++)
         s = put_rec(&w, refs[i].var->name, refs[i].var->data, sizeof(float) * (size_t)refs[i].var->numel);
     for (int i = 0; i < m->nlayers && !s; i++) {
@@ -325,9 +327,7 @@ apb_status apb_ckpt_fill_model(const apb_ckpt *ck, apb_model *m, int strict)
             APB_TRY(fill(ck, nm, l->mask, l->w.numel, strict));
         }
     }
-    if (missing_quant)
-        apb_model_init_quant(m);
-    return APB_OK;
+    return missing_quant ? apb_model_init_quant(m) : APB_OK;
 }
 
 apb_status apb_ckpt_model(const apb_ckpt *ck, apb_model **out)

@@ -39,6 +39,9 @@ int apb_cmd_train(int argc, char **argv)
     size_t o = 0;
     for (int i = 0; i < argc && o < sizeof c->cmdline - 2; i++)
         o += (size_t)snprintf(c->cmdline + o, sizeof c->cmdline - o, "%s%s", i ? " " : "apb ", argv[i]);
+    for (char *p = c->cmdline; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' '; /* the checkpoint header is one key=value per line */
     int bad = 0;
     const char *sv;
     double fv;
@@ -135,6 +138,14 @@ int apb_cmd_train(int argc, char **argv)
             bad = 1;
         }
     }
+    /* a resumed run continues with the options stored in its checkpoint */
+    for (int i = 1; i < argc && !bad && c->resume_dir[0]; i++)
+        if (!strncmp(argv[i], "--", 2) && strncmp(argv[i], "--resume", 8) &&
+            strncmp(argv[i], "--threads", 9) && strcmp(argv[i], "--quiet")) {
+            fprintf(stderr, "apb train: --resume takes only --threads and --quiet; %s would be ignored "
+                            "(the run continues with the options stored in its checkpoint)\n", argv[i]);
+            bad = 1;
+        }
     if (!bad && !c->out_dir[0] && !c->resume_dir[0]) {
         fprintf(stderr, "apb train: --out DIR is required\n");
         bad = 1;

@@ -250,6 +250,8 @@ apb_status apb_export_ckpt(const apb_ckpt *ck, const char *out_path, size_t *byt
     }
     apb_export_free(&ex);
 out:
+    if (s)
+        apb_fail_context(s, "exporting %s to %s", ck->path, out_path);
     free(buf);
     free(names);
     apb_model_free(m);

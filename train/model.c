@@ -395,7 +395,7 @@ apb_status apb_model_build(const apb_model_cfg *cfg, uint64_t seed, apb_model **
         apb_model_free(m);
         return b.err;
     }
-    apb_model_init_quant(m);
+    b.err = apb_model_init_quant(m);
     if (b.err) {
         apb_model_free(m);
         return b.err;
@@ -434,50 +434,51 @@ void apb_model_free(apb_model *m)
     free(m);
 }
 
+/* A scalar/vector quantizer parameter "<layer>.<what>", allocated on first use. */
+static apb_status quant_param(apb_layer *l, apb_var *v, const char *what, int n)
+{
+    if (v->data)
+        return APB_OK;
+    char *name = malloc(64);
+    if (!name)
+        return apb_fail(APB_ENOMEM, "%s.%s: out of memory", l->name, what);
+    snprintf(name, 64, "%s.%s", l->name, what);
+    apb_status s = apb_param_init(v, name, 1, (int[]){n});
+    if (s)
+        free(name);
+    return s;
+}
+
 /* Quantizer parameters are (re)initialised from the weights; allocated on first use. */
-void apb_model_init_quant(apb_model *m)
+apb_status apb_model_init_quant(apb_model *m)
 {
     for (int i = 0; i < m->nlayers; i++) {
         apb_layer *l = &m->layers[i];
         if (l->kind != APB_L_CONV && l->kind != APB_L_LINEAR)
             continue;
-        int cout = l->cout;
         if (l->wq == APB_WQ_APB) {
-            int na = m->cfg.per_channel ? cout : 1;
-            char *n1 = malloc(64), *n2 = malloc(64);
-            snprintf(n1, 64, "%s.alpha", l->name);
-            snprintf(n2, 64, "%s.delta", l->name);
-            if (!l->alpha.data && apb_param_init(&l->alpha, n1, 1, (int[]){na}) == APB_OK)
-                n1 = NULL;
-            if (!l->delta.data && apb_param_init(&l->delta, n2, 1, (int[]){na}) == APB_OK)
-                n2 = NULL;
-            free(n1);
-            free(n2);
+            int na = m->cfg.per_channel ? l->cout : 1;
+            APB_TRY(quant_param(l, &l->alpha, "alpha", na));
+            APB_TRY(quant_param(l, &l->delta, "delta", na));
             apb_apb_init(l->w.data, l->w.numel, na, l->alpha.data, l->delta.data);
         } else if (l->wq == APB_WQ_Q2) {
-            char *n1 = malloc(64);
-            snprintf(n1, 64, "%s.wstep", l->name);
-            if (!l->wstep.data && apb_param_init(&l->wstep, n1, 1, (int[]){1}) == APB_OK)
-                n1 = NULL;
-            free(n1);
+            APB_TRY(quant_param(l, &l->wstep, "wstep", 1));
             l->wstep.data[0] = apb_q2_init_step(l->w.data, l->w.numel);
         } else if (l->wq == APB_WQ_PRUNE) {
-            if (!l->mask)
-                l->mask = malloc((size_t)l->w.numel * sizeof(float));
+            if (!l->mask && !(l->mask = malloc((size_t)l->w.numel * sizeof(float))))
+                return apb_fail(APB_ENOMEM, "%s.mask: out of memory (%lld floats)", l->name,
+                                (long long)l->w.numel);
             for (int64_t j = 0; j < l->w.numel; j++)
                 l->mask[j] = 1.0f;
         }
         if (l->aq == APB_AQ_Q2) {
-            char *n1 = malloc(64);
-            snprintf(n1, 64, "%s.astep", l->name);
-            if (!l->astep.data && apb_param_init(&l->astep, n1, 1, (int[]){1}) == APB_OK)
-                n1 = NULL;
-            free(n1);
+            APB_TRY(quant_param(l, &l->astep, "astep", 1));
             /* Inputs of quantized layers come through hardtanh (|x| <= 1):
              * a step of 0.5 puts the four levels at +-0.25, +-0.75. */
             l->astep.data[0] = 0.5f;
         }
     }
+    return APB_OK;
 }
 
 int apb_model_params(apb_model *m, apb_param_ref *out, int max)

@@ -89,7 +89,7 @@ int apb_model_params(apb_model *m, apb_param_ref *out, int max);
 
 /* Initialise quantizer parameters from the current weights (alpha/delta, steps,
  * prune masks): called after building or after loading an fp checkpoint. */
-void apb_model_init_quant(apb_model *m);
+apb_status apb_model_init_quant(apb_model *m);
 
 /* Compressed = CONV/LINEAR whose weight is not stored in full precision. */
 int apb_layer_compressed(const apb_layer *l);

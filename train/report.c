@@ -225,11 +225,6 @@ static void point_train_cfg(const apb_report_cfg *c, const point_plan *p, const 
         t->batch = c->batch;
     if (p->lr > 0)
         t->lr = p->lr;
-    /* With one epoch, freezing at 0.5 would leave no epoch to fine-tune under the
-     * budget (the trainer only projects after the last one): such runs freeze and
-     * project from the start instead. */
-    if (p->budget_bits > 0 && p->epochs == 1)
-        t->freeze_at = 0;
     t->limit_train = c->limit_train;
     t->limit_test = c->limit_test;
     t->threads = c->threads;

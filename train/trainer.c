@@ -335,6 +335,8 @@ static apb_status setup_optim(run_state *r)
     r->g_quant = apb_optim_add_group(r->opt, &q);
     apb_param_ref refs[1024];
     int np = apb_model_params(r->model, refs, 1024);
+    if (np > 1024)
+        return apb_fail(APB_EINVAL, "model has %d parameter tensors (at most 1024)", np);
     for (int i = 0; i < np && i < 1024; i++) {
         int grp = refs[i].role == APB_P_WEIGHT ? r->g_weight
                   : refs[i].role == APB_P_NODECAY ? r->g_nodecay : r->g_quant;
@@ -374,9 +376,17 @@ static apb_status save_ckpt(run_state *r, const char *name, int epoch, double be
     }
     meta->resize_short = r->eval_t.resize_short;
     size_t o = 0;
-    for (int c = 0; c < apb_dataset_num_classes(r->classes) && o + 2 < sizeof meta->classes; c++)
-        o += (size_t)snprintf(meta->classes + o, sizeof meta->classes - o, "%s%s", c ? "|" : "",
-                              apb_dataset_class_name(r->classes, c));
+    for (int c = 0; c < apb_dataset_num_classes(r->classes); c++) {
+        const char *nm = apb_dataset_class_name(r->classes, c);
+        size_t len = strlen(nm);
+        if (strpbrk(nm, "|\n") || o + len + 2 > sizeof meta->classes) {
+            free(meta);
+            return apb_fail(APB_EINVAL,
+                            "class %d name '%s': contains '|' or a newline, or the %d class names exceed %zu bytes",
+                            c, nm, apb_dataset_num_classes(r->classes), sizeof meta->classes);
+        }
+        o += (size_t)snprintf(meta->classes + o, sizeof meta->classes - o, "%s%s", c ? "|" : "", nm);
+    }
     size_t os = apb_optim_state_size(r->opt);
     void *ob = malloc(os ? os : 1);
     apb_status s = ob ? apb_optim_state_save(r->opt, ob, os) : apb_fail(APB_ENOMEM, "out of memory");
@@ -432,12 +442,15 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     if (cfg->threads > 0)
         apb_threads_set(cfg->threads);
     int threads = apb_threads_get();
-    if (cfg->epochs < 1 || cfg->batch < 1)
-        return apb_fail(APB_EINVAL, "--epochs and --batch must be >= 1");
+    if (cfg->epochs < 1 || cfg->batch < 1) {
+        s = apb_fail(APB_EINVAL, "--epochs and --batch must be >= 1");
+        goto done;
+    }
     if ((s = apb_open_data(cfg->data_spec, "train", cfg->limit_train, cfg->img_size, 1, cfg->batch,
                            cfg->seed, threads, &dtr, &ltr, &ttr)))
         goto done;
-    if ((s = apb_open_data(cfg->data_spec, "test", cfg->limit_test, cfg->img_size, 0, 256,
+    if ((s = apb_open_data(cfg->data_spec, "test", cfg->limit_test, cfg->img_size, 0,
+                           cfg->batch < 256 ? cfg->batch : 256,
                            cfg->seed, threads, &dte, &lte, &tte)))
         goto done;
     r.classes = dtr;
@@ -447,6 +460,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     cfg->model.in_w = ttr.out_w;
     cfg->model.num_classes = apb_dataset_num_classes(dtr);
     if (have_ck && (ck.meta.model.in_c != cfg->model.in_c || ck.meta.model.in_h != cfg->model.in_h ||
+                    ck.meta.model.in_w != cfg->model.in_w ||
                     ck.meta.model.num_classes != cfg->model.num_classes)) {
         s = apb_fail(APB_EINVAL, "%s: checkpoint geometry does not match the data", ck.path);
         goto done;
@@ -465,7 +479,9 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         apb_ckpt_free(&ic);
         if (s)
             goto done;
-        apb_model_init_quant(r.model); /* alpha = mean|W|, delta = 3 std(W) from the loaded weights */
+        /* alpha = mean|W|, delta = 3 std(W) from the loaded weights */
+        if ((s = apb_model_init_quant(r.model)))
+            goto done;
     }
     apb_rng_seed(&r.rng, apb_hash3(cfg->seed, 0xD209, 0));
     if ((s = setup_optim(&r)))
@@ -551,16 +567,22 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
                 goto done;
             float lv = s ? NAN : loss->data[0];
             if (!isfinite(lv)) {
-                s = apb_fail(APB_ENUMERIC,
-                             "loss is %s at epoch %d batch %d (lr %.4g); stopped. The last good checkpoint %s/last.ckpt (epoch %d) is intact",
-                             isnan(lv) ? "NaN" : "infinite", epoch + 1, b + 1, lr, cfg->out_dir, epoch);
+                if (epoch > 0)
+                    s = apb_fail(APB_ENUMERIC,
+                                 "loss is %s at epoch %d batch %d (lr %.4g); stopped. The last good checkpoint %s/last.ckpt (epoch %d) is intact",
+                                 isnan(lv) ? "NaN" : "infinite", epoch + 1, b + 1, lr, cfg->out_dir, epoch);
+                else
+                    s = apb_fail(APB_ENUMERIC,
+                                 "loss is %s at epoch 1 batch %d (lr %.4g); stopped before any checkpoint was written",
+                                 isnan(lv) ? "NaN" : "infinite", b + 1, lr);
                 goto done;
             }
             if ((s = apb_backward(&g, loss)))
                 goto done;
             apb_optim_step(r.opt);
-            if (has_quant && cfg->budget_bits > 0 && b % 50 == 49)
-                apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, NULL);
+            if (has_quant && cfg->budget_bits > 0 && b % 50 == 49 &&
+                (s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, NULL)))
+                goto done;
             apb_graph_reset(&g);
             loss_sum += (double)lv * bn;
             correct += corr;
@@ -603,11 +625,12 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
                    epoch + 1, cfg->epochs, loss_sum / seen, 100.0 * correct / seen, ev.loss, ev.top1,
                    100 * mem.fp_fraction, mem.bits_per_weight, seen / train_s, secs);
         fflush(stdout);
+        /* last.ckpt is the commit point: what it records (best_acc) is on disk first */
+        if (best && (s = save_ckpt(&r, "best.ckpt", epoch + 1, r.best_acc)))
+            goto done;
         if ((s = apb_file_write_atomic(logpath, r.log, r.loglen)))
             goto done;
         if ((s = save_ckpt(&r, "last.ckpt", epoch + 1, r.best_acc)))
-            goto done;
-        if (best && (s = save_ckpt(&r, "best.ckpt", epoch + 1, r.best_acc)))
             goto done;
         int skipped = apb_loader_skipped(ltr);
         if (skipped && !cfg->quiet)
