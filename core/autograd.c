@@ -17,6 +17,15 @@ int64_t apb_dims_numel(int ndim, const int *dim)
     return n;
 }
 
+apb_status apb_shape_same(apb_var *const *in, int nin, const void *attr, int *ndim,
+                          int dim[APB_MAX_DIM])
+{
+    *ndim = in[0]->ndim;
+    for (int i = 0; i < in[0]->ndim; i++)
+        dim[i] = in[0]->dim[i];
+    return APB_OK;
+}
+
 const char *apb_dims_str(int ndim, const int *dim, char *buf, size_t n)
 {
     size_t o = 0;

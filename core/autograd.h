@@ -114,6 +114,10 @@ apb_status apb_backward_from(apb_graph *g, apb_var *out, const float *dout);
 apb_status apb_param_init(apb_var *p, const char *name, int ndim, const int *dim);
 void apb_param_free(apb_var *p);
 
+/* Shape function for ops whose output has the shape of input 0 (elementwise ops). */
+apb_status apb_shape_same(apb_var *const *in, int nin, const void *attr, int *ndim,
+                          int dim[APB_MAX_DIM]);
+
 int64_t apb_dims_numel(int ndim, const int *dim);
 /* "[2,3,4]" into buf, for error messages. */
 const char *apb_dims_str(int ndim, const int *dim, char *buf, size_t n);

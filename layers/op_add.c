@@ -1,12 +1,7 @@
 /* op_add.c - elementwise y = a + b of equal shapes (residual connections). */
 #include "ops.h"
 #include "registry.h"
-#include "threads.h"
-
-/* Elementwise: split over OpenMP threads only when a tensor is large enough to pay
- * for the team (results do not depend on the thread count). */
-#define EW_PAR_MIN (1 << 16)
-#define EW_BLOCK (1 << 14)
+#include "elementwise.h"
 
 static apb_status add_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                             int dim[APB_MAX_DIM])
@@ -29,13 +24,13 @@ static apb_status add_shape(apb_var *const *in, int nin, const void *attr, int *
 static apb_status add_forward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
-    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    int nt = apb_ew_threads(n);
     (void)nt; /* unused without OpenMP */
     const float *a = out->in[0]->data, *b = out->in[1]->data;
     float *y = out->data;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i0 = 0; i0 < n; i0 += EW_BLOCK) {
-        int64_t e = n - i0 < EW_BLOCK ? n : i0 + EW_BLOCK;
+    for (int64_t i0 = 0; i0 < n; i0 += APB_EW_BLOCK) {
+        int64_t e = n - i0 < APB_EW_BLOCK ? n : i0 + APB_EW_BLOCK;
 #pragma omp simd
         for (int64_t i = i0; i < e; i++)
             y[i] = a[i] + b[i];
@@ -46,7 +41,7 @@ static apb_status add_forward(apb_graph *g, apb_var *out)
 static void add_backward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
-    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    int nt = apb_ew_threads(n);
     (void)nt; /* unused without OpenMP */
     const float *dy = out->grad;
     for (int k = 0; k < 2; k++) { /* a + a: both passes land in the same buffer */
@@ -55,8 +50,8 @@ static void add_backward(apb_graph *g, apb_var *out)
             continue;
         float *dv = v->grad;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t i0 = 0; i0 < n; i0 += EW_BLOCK) {
-            int64_t e = n - i0 < EW_BLOCK ? n : i0 + EW_BLOCK;
+        for (int64_t i0 = 0; i0 < n; i0 += APB_EW_BLOCK) {
+            int64_t e = n - i0 < APB_EW_BLOCK ? n : i0 + APB_EW_BLOCK;
 #pragma omp simd
             for (int64_t i = i0; i < e; i++)
                 dv[i] += dy[i];

@@ -17,10 +17,7 @@ static apb_status dropout_shape(apb_var *const *in, int nin, const void *attr, i
     const dropout_attr *a = attr;
     if (!(a->p >= 0.0f && a->p < 1.0f))
         return apb_fail(APB_EINVAL, "dropout: p = %g outside [0, 1)", (double)a->p);
-    *ndim = in[0]->ndim;
-    for (int i = 0; i < in[0]->ndim; i++)
-        dim[i] = in[0]->dim[i];
-    return APB_OK;
+    return apb_shape_same(in, nin, NULL, ndim, dim);
 }
 
 static apb_status dropout_forward(apb_graph *g, apb_var *out)

@@ -2,32 +2,18 @@
  * (Its usual role here: the clipped input of a binary activation.) */
 #include "ops.h"
 #include "registry.h"
-#include "threads.h"
-
-/* Elementwise: split over OpenMP threads only when a tensor is large enough to pay
- * for the team (results do not depend on the thread count). */
-#define EW_PAR_MIN (1 << 16)
-#define EW_BLOCK (1 << 14)
-
-static apb_status ht_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
-                           int dim[APB_MAX_DIM])
-{
-    *ndim = in[0]->ndim;
-    for (int i = 0; i < in[0]->ndim; i++)
-        dim[i] = in[0]->dim[i];
-    return APB_OK;
-}
+#include "elementwise.h"
 
 static apb_status ht_forward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
-    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    int nt = apb_ew_threads(n);
     (void)nt; /* unused without OpenMP */
     const float *x = out->in[0]->data;
     float *y = out->data;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i0 = 0; i0 < n; i0 += EW_BLOCK) {
-        int64_t e = n - i0 < EW_BLOCK ? n : i0 + EW_BLOCK;
+    for (int64_t i0 = 0; i0 < n; i0 += APB_EW_BLOCK) {
+        int64_t e = n - i0 < APB_EW_BLOCK ? n : i0 + APB_EW_BLOCK;
 #pragma omp simd
         for (int64_t i = i0; i < e; i++)
             y[i] = x[i] < -1.0f ? -1.0f : (x[i] > 1.0f ? 1.0f : x[i]);
@@ -38,13 +24,13 @@ static apb_status ht_forward(apb_graph *g, apb_var *out)
 static void ht_backward(apb_graph *g, apb_var *out)
 {
     int64_t n = out->numel;
-    int nt = n >= EW_PAR_MIN ? apb_threads_get() : 1;
+    int nt = apb_ew_threads(n);
     (void)nt; /* unused without OpenMP */
     const float *x = out->in[0]->data, *dy = out->grad;
     float *dx = out->in[0]->grad;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i0 = 0; i0 < n; i0 += EW_BLOCK) {
-        int64_t e = n - i0 < EW_BLOCK ? n : i0 + EW_BLOCK;
+    for (int64_t i0 = 0; i0 < n; i0 += APB_EW_BLOCK) {
+        int64_t e = n - i0 < APB_EW_BLOCK ? n : i0 + APB_EW_BLOCK;
 #pragma omp simd
         for (int64_t i = i0; i < e; i++) {
             float d = dy[i], v = x[i]; /* unconditional loads: the select vectorizes */
@@ -53,7 +39,7 @@ static void ht_backward(apb_graph *g, apb_var *out)
     }
 }
 
-const apb_op apb_op_hardtanh = {"hardtanh", 0, 0, ht_shape, ht_forward, ht_backward};
+const apb_op apb_op_hardtanh = {"hardtanh", 0, 0, apb_shape_same, ht_forward, ht_backward};
 
 apb_status apb_hardtanh(apb_graph *g, apb_var *x, apb_var **y)
 {

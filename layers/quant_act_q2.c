@@ -18,10 +18,7 @@ static apb_status act_q2_shape(apb_var *const *in, int nin, const void *attr, in
     if (in[1]->numel != 1)
         return apb_fail(APB_ESHAPE, "act_q2: step s must have 1 value, has %lld",
                         (long long)in[1]->numel);
-    *ndim = in[0]->ndim;
-    for (int i = 0; i < in[0]->ndim; i++)
-        dim[i] = in[0]->dim[i];
-    return APB_OK;
+    return apb_shape_same(in, nin, NULL, ndim, dim);
 }
 
 static apb_status act_q2_forward(apb_graph *g, apb_var *out)

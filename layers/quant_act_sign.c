@@ -19,10 +19,7 @@ static apb_status act_sign_shape(apb_var *const *in, int nin, const void *attr, 
 {
     if (nin != 1)
         return apb_fail(APB_EINVAL, "act_sign: expects 1 input, got %d", nin);
-    *ndim = in[0]->ndim;
-    for (int i = 0; i < in[0]->ndim; i++)
-        dim[i] = in[0]->dim[i];
-    return APB_OK;
+    return apb_shape_same(in, nin, NULL, ndim, dim);
 }
 
 static apb_status act_sign_forward(apb_graph *g, apb_var *out)

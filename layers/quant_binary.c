@@ -24,10 +24,7 @@ static apb_status quant_binary_shape(apb_var *const *in, int nin, const void *at
     const apb_quant_binary_attr *a = attr;
     if (a && a->per_channel && in[0]->ndim < 1)
         return apb_fail(APB_ESHAPE, "quant_binary: per-channel needs a weight with a channel dim");
-    *ndim = in[0]->ndim;
-    for (int i = 0; i < in[0]->ndim; i++)
-        dim[i] = in[0]->dim[i];
-    return APB_OK;
+    return apb_shape_same(in, nin, NULL, ndim, dim);
 }
 
 void apb_binary_scale(const float *w, int64_t n, int m, float *a)

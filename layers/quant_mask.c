@@ -27,10 +27,7 @@ static apb_status quant_mask_shape(apb_var *const *in, int nin, const void *attr
     if (!a || !a->mask)
         return apb_fail(APB_EINVAL, "quant_mask: no mask given for %s",
                         in[0]->name ? in[0]->name : "weight");
-    *ndim = in[0]->ndim;
-    for (int i = 0; i < in[0]->ndim; i++)
-        dim[i] = in[0]->dim[i];
-    return APB_OK;
+    return apb_shape_same(in, nin, NULL, ndim, dim);
 }
 
 static apb_status quant_mask_forward(apb_graph *g, apb_var *out)

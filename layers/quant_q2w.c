@@ -90,10 +90,7 @@ static apb_status q2_shape(const char *name, apb_var *const *in, int nin, int *n
     if (in[1]->numel != 1)
         return apb_fail(APB_ESHAPE, "%s: step s must have 1 value, has %lld", name,
                         (long long)in[1]->numel);
-    *ndim = in[0]->ndim;
-    for (int i = 0; i < in[0]->ndim; i++)
-        dim[i] = in[0]->dim[i];
-    return APB_OK;
+    return apb_shape_same(in, nin, NULL, ndim, dim);
 }
 
 static apb_status quant_q2w_shape(apb_var *const *in, int nin, const void *attr, int *ndim,

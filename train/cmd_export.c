@@ -37,7 +37,7 @@ int apb_cmd_export(int argc, char **argv)
     s = apb_ckpt_model(&ck, &m);
     size_t bytes = 0;
     if (!s)
-        s = apb_export_ckpt(&ck, out, &bytes);
+        s = apb_export_model(m, &ck, out, &bytes);
     if (!s) {
         apb_model_memory mem;
         apb_model_memory_stats(m, &mem, NULL, NULL);

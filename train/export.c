@@ -223,10 +223,8 @@ out:
     return s;
 }
 
-apb_status apb_export_ckpt(const apb_ckpt *ck, const char *out_path, size_t *bytes)
+apb_status apb_export_model(apb_model *m, const apb_ckpt *ck, const char *out_path, size_t *bytes)
 {
-    apb_model *m;
-    APB_TRY(apb_ckpt_model(ck, &m));
     char *buf = malloc(sizeof ck->meta.classes);
     const char **names = malloc(sizeof(char *) * 100000);
     apb_status s = APB_OK;
@@ -254,6 +252,14 @@ out:
         apb_fail_context(s, "exporting %s to %s", ck->path, out_path);
     free(buf);
     free(names);
+    return s;
+}
+
+apb_status apb_export_ckpt(const apb_ckpt *ck, const char *out_path, size_t *bytes)
+{
+    apb_model *m;
+    APB_TRY(apb_ckpt_model(ck, &m));
+    apb_status s = apb_export_model(m, ck, out_path, bytes);
     apb_model_free(m);
     return s;
 }

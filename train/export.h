@@ -28,7 +28,10 @@ apb_status apb_export_build(apb_model *m, const char *const *class_names, int nc
                             apb_export *ex);
 void apb_export_free(apb_export *ex);
 
-/* Checkpoint -> .apb file, written atomically; *bytes gets the file size. */
+/* Model built from `ck` (class names and preprocessing come from ck's meta) ->
+ * .apb file, written atomically; *bytes gets the file size. */
+apb_status apb_export_model(apb_model *m, const apb_ckpt *ck, const char *out_path, size_t *bytes);
+/* Same, building the model from the checkpoint. */
 apb_status apb_export_ckpt(const apb_ckpt *ck, const char *out_path, size_t *bytes);
 
 #endif

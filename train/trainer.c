@@ -161,6 +161,27 @@ static int cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+/* Relative score above which exactly the k largest of v[n] lie (sorts v in place):
+ * the k-th score, nudged up past ties with the (k+1)-th so no more than k stay
+ * full precision; INFINITY when k == 0. */
+static float band_edge(float *v, int64_t n, int64_t k)
+{
+    if (k <= 0)
+        return INFINITY;
+    qsort(v, (size_t)n, sizeof(float), cmp_desc);
+    float thr = v[k - 1];
+    if (k < n && v[k] == thr)
+        thr = nextafterf(thr, INFINITY);
+    return thr;
+}
+
+/* delta = thr * alpha: weights with | |w| - alpha | / alpha >= thr stay full precision. */
+static void set_band(apb_layer *l, float thr)
+{
+    for (int c = 0; c < l->alpha.numel; c++)
+        l->delta.data[c] = thr == INFINITY ? 1e30f : thr * l->alpha.data[c];
+}
+
 apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, double *reached)
 {
     int64_t N = 0, nalpha = 0, total = 0;
@@ -209,29 +230,11 @@ apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, doub
         }
     }
     if (spread == 0) {
-        float thr = INFINITY;
-        if (S > 0) {
-            float *tmp = malloc(sizeof(float) * (size_t)total);
-            if (!tmp) {
-                free(score);
-                return apb_fail(APB_ENOMEM, "budget: out of memory");
-            }
-            memcpy(tmp, score, sizeof(float) * (size_t)total);
-            qsort(tmp, (size_t)total, sizeof(float), cmp_desc);
-            thr = tmp[S - 1];
-            /* weights strictly above the S-th score plus ties would exceed S: put the
-             * band edge just above the next lower score so exactly the top S stay fp. */
-            if (S < total && tmp[S] == thr)
-                thr = nextafterf(thr, INFINITY);
-            free(tmp);
-        }
-        for (int i = 0; i < m->nlayers; i++) {
-            apb_layer *l = &m->layers[i];
-            if (!apb_layer_compressed(l) || l->wq != APB_WQ_APB)
-                continue;
-            for (int c = 0; c < l->alpha.numel; c++)
-                l->delta.data[c] = thr == INFINITY ? 1e30f : thr * l->alpha.data[c];
-        }
+        /* one threshold over all APB layers */
+        float thr = band_edge(score, total, S);
+        for (int i = 0; i < m->nlayers; i++)
+            if (apb_layer_compressed(&m->layers[i]) && m->layers[i].wq == APB_WQ_APB)
+                set_band(&m->layers[i], thr);
     } else {
         /* equal fraction in every layer */
         double frac = (double)S / (double)total;
@@ -240,20 +243,8 @@ apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, doub
             apb_layer *l = &m->layers[i];
             if (!apb_layer_compressed(l) || l->wq != APB_WQ_APB)
                 continue;
-            int64_t n = l->w.numel, k = (int64_t)floor(frac * (double)n);
-            float *tmp = malloc(sizeof(float) * (size_t)n);
-            if (!tmp) {
-                free(score);
-                return apb_fail(APB_ENOMEM, "budget: out of memory");
-            }
-            memcpy(tmp, score + o, sizeof(float) * (size_t)n);
-            qsort(tmp, (size_t)n, sizeof(float), cmp_desc);
-            float thr = k > 0 ? tmp[k - 1] : INFINITY;
-            if (k > 0 && k < n && tmp[k] == thr)
-                thr = nextafterf(thr, INFINITY);
-            free(tmp);
-            for (int c = 0; c < l->alpha.numel; c++)
-                l->delta.data[c] = thr == INFINITY ? 1e30f : thr * l->alpha.data[c];
+            int64_t n = l->w.numel;
+            set_band(l, band_edge(score + o, n, (int64_t)floor(frac * (double)n)));
             o += n;
         }
     }
