@@ -150,6 +150,8 @@ struct apbrt_model {
     int cap_n;
     float **slots;      /* [nslots] */
     float *qbuf, *col, *tmp;
+    float *gout;        /* [gout_cap] GEMM output of a group of images (fp32 convs) */
+    long col_cap, gout_cap; /* floats in col / gout */
     void *fast_work;    /* fast-path scratch (apbrt_fast.c) */
 };
 

@@ -18,6 +18,9 @@
 #include "im2col.h"
 #include "sgemm.h"
 #include "threads.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static double now_s(void)
 {
@@ -108,27 +111,35 @@ static void quantize(const float *x, long cnt, int akind, float step, float *q)
     }
 }
 
-/* apb_im2col for strides > 1, same output: each needed input row is split once
- * into its S phases (zero-padded), then every (kw, output row) segment of col is
- * one contiguous copy instead of a strided gather (the 7x7 stride-2 stem: 147
- * rows of 12544 values). ph: [S * (OW + KW/S + P/S + 3)] floats. */
-static void im2col_strided(const float *x, int C, int H, int W, int KH, int KW, int S, int P,
-                           float *col, float *ph)
+/* im2col by row phases, same output as apb_im2col: each needed input row is
+ * split once into its S phases (zero-padded), then every (kw, output row)
+ * segment of col is one contiguous copy instead of a strided gather (the 7x7
+ * stride-2 stem: 147 rows of 12544 values). Rows of col are ldc apart, so the
+ * columns of several images can sit side by side (one GEMM for the group).
+ * Only the (channel, kernel row) pairs q = c*KH + kh in [q0, q1) and the output
+ * rows [oh0, oh1) (column (oh - oh0)*OW + ow). ph: [S * (OW + KW/S + P/S + 3)] floats. */
+static void im2col_rows(const float *x, int H, int W, int KH, int KW, int S, int P, float *col,
+                        long ldc, float *ph, int q0, int q1, int oh0, int oh1)
 {
-    int OH = (H + 2 * P - KH) / S + 1, OW = (W + 2 * P - KW) / S + 1;
+    int OW = (W + 2 * P - KW) / S + 1;
     int off = P / S + 1, lp = OW + KW / S + off + 2;
-    long ohw = (long)OH * OW;
-    for (int c = 0; c < C; c++)
-        for (int kh = 0; kh < KH; kh++)
-            for (int oh = 0; oh < OH; oh++) {
+    for (int q = q0; q < q1; q++) {
+        int c = q / KH, kh = q % KH;
+        {
+            for (int oh = oh0; oh < oh1; oh++) {
                 int ih = oh * S - P + kh;
-                float *d0 = col + ((long)(c * KH + kh) * KW) * ohw + (long)oh * OW;
+                float *d0 = col + ((long)(c * KH + kh) * KW) * ldc + (long)(oh - oh0) * OW;
                 if (ih < 0 || ih >= H) {
                     for (int kw = 0; kw < KW; kw++)
-                        memset(d0 + kw * ohw, 0, (size_t)OW * sizeof(float));
+                        memset(d0 + kw * ldc, 0, (size_t)OW * sizeof(float));
                     continue;
                 }
                 const float *xr = x + ((long)c * H + ih) * W;
+                if (S == 1 && P == 0) { /* taps are plain shifted reads */
+                    for (int kw = 0; kw < KW; kw++)
+                        memcpy(d0 + kw * ldc, xr + kw, (size_t)OW * sizeof(float));
+                    continue;
+                }
                 for (int b = 0; b < S; b++) {
                     /* ph[b][t] = x[(t - off)*S + b] */
                     float *d = ph + (long)b * lp;
@@ -143,9 +154,76 @@ static void im2col_strided(const float *x, int C, int H, int W, int KH, int KW, 
                 }
                 for (int kw = 0; kw < KW; kw++) {
                     int dd = kw - P, sh = dd >= 0 ? dd / S : -((-dd + S - 1) / S), b = dd - sh * S;
-                    memcpy(d0 + kw * ohw, ph + (long)b * lp + off + sh, (size_t)OW * sizeof(float));
+                    memcpy(d0 + kw * ldc, ph + (long)b * lp + off + sh, (size_t)OW * sizeof(float));
                 }
             }
+        }
+    }
+}
+
+#define PH_FLOATS 4096
+
+/* Whether im2col_rows' phase buffer fits this layer. */
+static int rows_ok(const apbrt_rt_layer *L)
+{
+    const apbrt_rec *r = &L->r;
+    return (long)r->stride * (L->ow + r->kw + r->pad + 4) <= PH_FLOATS;
+}
+
+/* Images per GEMM for a float conv: enough columns (~GROUP_COLS) that the GEMM
+ * runs at full speed on the small late feature maps, within the buffers. The
+ * result of each output is the same for any grouping (apb_sgemm's K blocking
+ * does not depend on N), so the path stays bit-identical to training. */
+#define GROUP_COLS 784
+static int conv_group(const apbrt_model *m, const apbrt_rt_layer *L, int n)
+{
+    long ohw = (long)L->oh * L->ow;
+    long g = (GROUP_COLS + ohw - 1) / ohw;
+    if (g > n)
+        g = n;
+    if (g > 1 && !rows_ok(L))
+        g = 1;
+    if (g > m->col_cap / (L->K * ohw))
+        g = m->col_cap / (L->K * ohw);
+    if (g > m->gout_cap / ((long)L->r.cout * ohw))
+        g = m->gout_cap / ((long)L->r.cout * ohw);
+    return g < 1 ? 1 : (int)g;
+}
+
+/* Large maps (the stem, 56x56 stages) by strips of output rows: each strip's
+ * columns (<= STRIP_FLOATS floats, so they stay in L2) are lowered and
+ * multiplied by the thread that owns the strip, and the epilogue runs on the
+ * strip while it is hot. Every output is computed exactly as by one whole
+ * GEMM (apb_sgemm's K blocking does not depend on N), for any thread count. */
+#define STRIP_MIN_OHW 2048
+#define STRIP_FLOATS (256L * 1024)
+static void conv_strips(apbrt_model *m, const apbrt_rt_layer *L, const float *src, int n,
+                        float *out, int rows, long per, int nth)
+{
+    const apbrt_rec *r = &L->r;
+    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)L->oh * L->ow;
+    int ns = (L->oh + rows - 1) / rows, Q = L->ic * r->kh;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        float ph[PH_FLOATS];
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *col = m->col + tid * per;
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < n * ns; t++) {
+            int b = t / ns, oh0 = (t % ns) * rows, oh1 = oh0 + rows < L->oh ? oh0 + rows : L->oh;
+            long cols = (long)(oh1 - oh0) * L->ow;
+            float *ob = out + (long)b * r->cout * ohw + (long)oh0 * L->ow;
+            im2col_rows(src + b * in_sz, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad, col, cols, ph,
+                        0, Q, oh0, oh1);
+            apb_sgemm(0, 0, r->cout, (int)cols, (int)L->K, 1.0f, L->weff, (int)L->K, col, (int)cols,
+                      0.0f, ob, (int)ohw);
+            for (int c = 0; c < r->cout; c++)
+                apbrt_post_rows(L, c, ob + c * ohw, NULL, ob + c * ohw, cols);
+        }
+    }
 }
 
 static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, int n, float *out)
@@ -165,20 +243,48 @@ static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, i
                 out[b * r->cout + c] = apbrt_post(L, c, out[b * r->cout + c]);
         return;
     }
+    int nth = apb_threads_get();
     int direct = r->kh == 1 && r->kw == 1 && r->stride == 1 && r->pad == 0;
-    for (long b = 0; b < n; b++) {
-        const float *xb = src + b * in_sz;
-        float *ob = out + b * (long)r->cout * ohw;
-        if (!direct && r->stride > 1 && (long)r->stride * (L->ow + r->kw + r->pad + 4) <= 4096) {
-            float ph[4096];
-            im2col_strided(xb, L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad, m->col, ph);
-        } else if (!direct) {
-            apb_im2col(xb, L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad, m->col);
+    if (!direct && ohw >= STRIP_MIN_OHW && rows_ok(L)) {
+        long per = m->col_cap / (nth > 0 ? nth : 1);
+        if (per > STRIP_FLOATS)
+            per = STRIP_FLOATS;
+        int rows = (int)(per / (L->K * L->ow));
+        if (rows >= 1) {
+            conv_strips(m, L, src, n, out, rows, per, nth);
+            return;
         }
-        apb_sgemm(0, 0, r->cout, (int)ohw, (int)L->K, 1.0f, L->weff, (int)L->K, direct ? xb : m->col,
-                  (int)ohw, 0.0f, ob, (int)ohw);
-        for (int c = 0; c < r->cout; c++)
-            apbrt_post_rows(L, c, ob + c * ohw, NULL, ob + c * ohw, ohw);
+    }
+    int G = direct ? 1 : conv_group(m, L, n), C = L->ic;
+    for (int b0 = 0; b0 < n; b0 += G) {
+        int g = n - b0 < G ? n - b0 : G;
+        long ld = (long)g * ohw;
+        const float *B = src + b0 * in_sz;
+        if (!direct && (g > 1 || r->stride > 1) && rows_ok(L)) {
+            /* every (image, channel, kernel row) writes its own rows of col */
+            int Q = C * r->kh;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)g * L->K * ohw > 65536) schedule(static)
+            for (int t = 0; t < g * Q; t++) {
+                float ph[PH_FLOATS];
+                int bi = t / Q, q = t % Q;
+                im2col_rows(src + (b0 + bi) * in_sz, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad,
+                            m->col + bi * ohw, ld, ph, q, q + 1, 0, L->oh);
+            }
+            B = m->col;
+        } else if (!direct) {
+            apb_im2col(src + b0 * in_sz, C, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad, m->col);
+            B = m->col;
+        }
+        float *ob = out + b0 * (long)r->cout * ohw;
+        float *Y = g == 1 ? ob : m->gout;
+        apb_sgemm(0, 0, r->cout, (int)ld, (int)L->K, 1.0f, L->weff, (int)L->K, B, (int)ld, 0.0f, Y,
+                  (int)ld);
+        /* bias / BN / activation, and the group's columns back to NCHW per image */
+#pragma omp parallel for num_threads(nth) if (nth > 1 && ld * r->cout > 65536) schedule(static)
+        for (int t = 0; t < g * r->cout; t++) {
+            int bi = t / r->cout, c = t % r->cout;
+            apbrt_post_rows(L, c, Y + c * ld + bi * ohw, NULL, ob + ((long)bi * r->cout + c) * ohw, ohw);
+        }
     }
 }
 
@@ -350,9 +456,14 @@ static apb_status ensure_work(apbrt_model *m, int n)
             goto oom;
     }
     m->qbuf = m->max_q ? apb_arena_alloc(&m->work, (size_t)n * m->max_q * sizeof(float)) : NULL;
-    m->col = m->max_col ? apb_arena_alloc(&m->work, (size_t)m->max_col * sizeof(float)) : NULL;
+    /* twice the largest single-image column matrix: room to group the images of
+     * the small late maps into one GEMM (conv_group) */
+    m->col_cap = 2 * m->max_col;
+    m->gout_cap = m->max_col;
+    m->col = m->max_col ? apb_arena_alloc(&m->work, (size_t)m->col_cap * sizeof(float)) : NULL;
+    m->gout = m->max_col ? apb_arena_alloc(&m->work, (size_t)m->gout_cap * sizeof(float)) : NULL;
     m->tmp = m->max_tmp ? apb_arena_alloc(&m->work, (size_t)n * m->max_tmp * sizeof(float)) : NULL;
-    if ((m->max_q && !m->qbuf) || (m->max_col && !m->col) || (m->max_tmp && !m->tmp))
+    if ((m->max_q && !m->qbuf) || (m->max_col && (!m->col || !m->gout)) || (m->max_tmp && !m->tmp))
         goto oom;
     m->cap_n = n;
     return APB_OK;
