@@ -18,6 +18,10 @@
 
 #include "arena.h"
 #include "cpu.h"
+#include "threads.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -239,18 +243,22 @@ size_t apb_bitpack_conv_ws_bytes(const apb_conv_geom *g, int planes)
     return dims_of(g, planes).words * sizeof(uint64_t) + 64; /* + alignment slack */
 }
 
-/* Row bitmaps of every (plane, c, ih, phase). */
+/* Row bitmaps of the (plane, c, ih, phase) rows r = c*H + ih in [r0, r1).
+ * fullbuf: 2*FW words of scratch (a phase-free padded row, strides > 1). */
 static void build_bitmaps(const apb_conv_geom *g, const pack_dims *d, const float *x, float s,
-                          int planes, uint64_t *bm, int fast)
+                          int planes, uint64_t *bm, int fast, size_t r0, size_t r1,
+                          uint64_t *fullbuf)
 {
     int W = g->W, P = g->pad, S = d->S, RW = d->RW, Wp = W + 2 * P;
     size_t plane_words = (size_t)g->C * g->H * S * RW;
-    memset(bm, 0, d->words * sizeof(uint64_t));
     /* a padded-width bitmap of one row (phase-free), for strides > 1 */
-    uint64_t *full[2] = {bm + d->words - 2 * (size_t)d->FW, bm + d->words - d->FW};
-    for (size_t r = 0; r < (size_t)g->C * g->H; r++) {
+    uint64_t *full[2] = {fullbuf, fullbuf + d->FW};
+    for (size_t r = r0; r < r1; r++) {
         const float *xr = x + r * W;
         uint64_t *o0 = bm + r * S * RW, *o1 = o0 + plane_words;
+        memset(o0, 0, sizeof(uint64_t) * S * RW);
+        if (planes == 2)
+            memset(o1, 0, sizeof(uint64_t) * S * RW);
         uint64_t *f0 = S == 1 ? o0 : full[0], *f1 = S == 1 ? o1 : full[1];
         if (S > 1) {
             memset(full[0], 0, sizeof(uint64_t) * 2 * (size_t)d->FW);
@@ -309,6 +317,72 @@ typedef struct {
     int oh, ow, len, i0;
 } pix_seg;
 
+/* Pixels n0 .. n0+63 (fewer at the end): for each K word, the 64 masks "tap k
+ * over the block's pixels" from the row bitmaps (windows of consecutive pixels
+ * are contiguous bits of one phase), transposed into the pixels' words. */
+static void pack_block(const apb_conv_geom *g, const pack_dims *dp, int planes, const uint64_t *bm,
+                       int n0, int N, int OW, int K, int KWd, int ld, uint64_t *out0,
+                       uint64_t *out1, int fast)
+{
+    const pack_dims d = *dp;
+    int S = d.S, RW = d.RW, KHW = g->KH * g->KW;
+    size_t plane_words = (size_t)g->C * g->H * S * RW;
+    uint64_t tm[2][64];
+    pix_seg seg[66];
+    int cnt = N - n0 < 64 ? N - n0 : 64, nseg = 0;
+    for (int i = 0; i < cnt;) {
+        int n = n0 + i, oh = n / OW, ow = n % OW;
+        int len = OW - ow < cnt - i ? OW - ow : cnt - i;
+        seg[nseg++] = (pix_seg){oh, ow, len, i};
+        i += len;
+    }
+    for (int j = 0; j < KWd; j++) {
+        int k = j * 64, nb = K - k < 64 ? K - k : 64;
+        int c = k / KHW, kh = k / g->KW % g->KH, kw = k % g->KW;
+        for (int b = 0; b < nb; b++) {
+            uint64_t m0 = 0, m1 = 0;
+            size_t rbase = (size_t)c * g->H * S * RW + (size_t)(kw % S) * RW;
+            int qoff = kw / S;
+            for (int t = 0; t < nseg; t++) {
+                int ih = seg[t].oh * S - g->pad + kh;
+                if ((unsigned)ih >= (unsigned)g->H)
+                    continue;
+                const uint64_t *row = bm + rbase + (size_t)ih * S * RW;
+                int q0 = seg[t].ow + qoff;
+                m0 |= window(row, q0, seg[t].len) << seg[t].i0;
+                if (planes == 2)
+                    m1 |= window(row + plane_words, q0, seg[t].len) << seg[t].i0;
+            }
+            tm[0][b] = m0;
+            tm[1][b] = m1;
+            if (++kw == g->KW) {
+                kw = 0;
+                if (++kh == g->KH) {
+                    kh = 0;
+                    c++;
+                }
+            }
+        }
+        for (int p = 0; p < planes; p++) {
+            uint64_t *t = tm[p], *o = (p ? out1 : out0) + (size_t)n0 * ld + j;
+            for (int b = nb; b < 64; b++)
+                t[b] = 0;
+            if (fast)
+                apb_bit_transpose64_avx512(t);
+            else
+                bit_transpose64(t);
+            for (int i = 0; i < cnt; i++)
+                o[(size_t)i * ld] = t[i];
+        }
+    }
+    for (int p = 0; p < planes; p++) {
+        uint64_t *o = (p ? out1 : out0) + (size_t)n0 * ld;
+        for (int i = 0; i < cnt; i++)
+            for (int j = KWd; j < ld; j++)
+                o[(size_t)i * ld + j] = 0;
+    }
+}
+
 /* planes: 1 (sign) or 2 (sgn, mag). For each block of 64 output pixels and each
  * K word, builds the 64 masks "tap k over the block's pixels" from the row
  * bitmaps (windows of consecutive pixels are contiguous bits of one phase) and
@@ -336,65 +410,30 @@ static apb_status conv_pack(const apb_conv_geom *g, const float *x, float s, int
     }
     uint64_t *bm = ws;
     int fast = apb_isa_active() == APB_ISA_AVX512;
-    build_bitmaps(g, &d, x, s, planes, bm, fast);
     int OH = apb_conv_geom_oh(g), OW = apb_conv_geom_ow(g), N = OH * OW;
-    int S = d.S, RW = d.RW, KHW = g->KH * g->KW;
-    size_t plane_words = (size_t)g->C * g->H * S * RW;
-    uint64_t tm[2][64];
-    pix_seg seg[66];
-    for (int n0 = 0; n0 < N; n0 += 64) {
-        int cnt = N - n0 < 64 ? N - n0 : 64, nseg = 0;
-        for (int i = 0; i < cnt;) {
-            int n = n0 + i, oh = n / OW, ow = n % OW;
-            int len = OW - ow < cnt - i ? OW - ow : cnt - i;
-            seg[nseg++] = (pix_seg){oh, ow, len, i};
-            i += len;
-        }
-        for (int j = 0; j < KWd; j++) {
-            int k = j * 64, nb = K - k < 64 ? K - k : 64;
-            int c = k / KHW, kh = k / g->KW % g->KH, kw = k % g->KW;
-            for (int b = 0; b < nb; b++) {
-                uint64_t m0 = 0, m1 = 0;
-                size_t rbase = (size_t)c * g->H * S * RW + (size_t)(kw % S) * RW;
-                int qoff = kw / S;
-                for (int t = 0; t < nseg; t++) {
-                    int ih = seg[t].oh * S - g->pad + kh;
-                    if ((unsigned)ih >= (unsigned)g->H)
-                        continue;
-                    const uint64_t *row = bm + rbase + (size_t)ih * S * RW;
-                    int q0 = seg[t].ow + qoff;
-                    m0 |= window(row, q0, seg[t].len) << seg[t].i0;
-                    if (planes == 2)
-                        m1 |= window(row + plane_words, q0, seg[t].len) << seg[t].i0;
-                }
-                tm[0][b] = m0;
-                tm[1][b] = m1;
-                if (++kw == g->KW) {
-                    kw = 0;
-                    if (++kh == g->KH) {
-                        kh = 0;
-                        c++;
-                    }
-                }
-            }
-            for (int p = 0; p < planes; p++) {
-                uint64_t *t = tm[p], *o = (p ? out1 : out0) + (size_t)n0 * ld + j;
-                for (int b = nb; b < 64; b++)
-                    t[b] = 0;
-                if (fast)
-                    apb_bit_transpose64_avx512(t);
-                else
-                    bit_transpose64(t);
-                for (int i = 0; i < cnt; i++)
-                    o[(size_t)i * ld] = t[i];
-            }
-        }
-        for (int p = 0; p < planes; p++) {
-            uint64_t *o = (p ? out1 : out0) + (size_t)n0 * ld;
-            for (int i = 0; i < cnt; i++)
-                for (int j = KWd; j < ld; j++)
-                    o[(size_t)i * ld + j] = 0;
-        }
+    /* One image is split over the threads (bitmap rows, then blocks of 64
+     * pixels) when it is large enough; each part writes only its own words, so
+     * the packed bits are the same for any thread count. Inside a parallel
+     * region (images packed concurrently) it stays on the calling thread. */
+    int nth = apb_threads_get();
+#ifdef _OPENMP
+    if (omp_in_parallel())
+        nth = 1;
+#endif
+    if ((double)N * K < 1 << 18 || 2 * d.FW > 144)
+        nth = 1;
+    size_t rows = (size_t)g->C * g->H;
+    uint64_t *fulls = bm + d.words - 2 * (size_t)d.FW;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        uint64_t own[144];
+        uint64_t *fb = nth > 1 ? own : fulls; /* own phase-free row per thread */
+#pragma omp for schedule(static)
+        for (long r = 0; r < (long)rows; r++)
+            build_bitmaps(g, &d, x, s, planes, bm, fast, (size_t)r, (size_t)r + 1, fb);
+#pragma omp for schedule(static)
+        for (int n0 = 0; n0 < N; n0 += 64)
+            pack_block(g, &d, planes, bm, n0, N, OW, K, KWd, ld, out0, out1, fast);
     }
     return APB_OK;
 }
