@@ -14,6 +14,7 @@
 
 #include "cpu.h"
 #include "threads.h"
+#include "arena.h"
 
 apb_status apb_csr_alloc(apb_csr *R, int M, int K, int64_t nnz)
 {
@@ -143,10 +144,67 @@ static void chunk_c(const apb_csr *R, int m0, int m1, int n0, int nc, const floa
 
 #define SP_MB 32
 
+/* Slab path (AVX-512): the X columns of a chunk, X[:, n0:n0+64], are first
+ * copied to a contiguous per-thread slab [K, 64] (zero past N). Read in place,
+ * rows of a wide X are ldx*4 bytes apart: every entry then touches its own page
+ * and, for strides near a multiple of 4 KB, the same few L1 sets, so the chunk
+ * kernel waits on L2 for most entries. The copy costs one pass over X per chunk
+ * and task; the kernel and the per-element operations are the chunk kernel's. */
+static int slab_on = 1;
+
+int apb_spmm_slab_enable(int on)
+{
+    int prev = slab_on;
+    slab_on = on != 0;
+    return prev;
+}
+
+static int spmm_slab(const apb_csr *R, int N, const float *X, int ldx, float *Y, int ldy)
+{
+    int tn = (N + APB_SPMM_NC - 1) / APB_SPMM_NC, nth = apb_threads_get();
+    if ((double)R->nnz * N < 1e5)
+        nth = 1;
+    /* few chunks (small N): split the rows instead, each task copies its slab */
+    int tm = tn >= nth ? 1 : (nth + tn - 1) / tn;
+    int mb = ((R->M + tm - 1) / tm + 3) & ~3;
+    tm = (R->M + mb - 1) / mb;
+    int nt = tn * tm, failed = 0;
+    if (nth > nt)
+        nth = nt;
+    size_t bytes = (size_t)R->K * APB_SPMM_NC * sizeof(float);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        float *slab = apb_thread_scratch(APB_TLS_SPMM, bytes);
+        if (!slab) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < nt; t++) {
+            if (!slab)
+                continue;
+            int n0 = (t / tm) * APB_SPMM_NC, m0 = (t % tm) * mb;
+            int nc = N - n0 < APB_SPMM_NC ? N - n0 : APB_SPMM_NC;
+            int m1 = R->M - m0 < mb ? R->M : m0 + mb;
+            for (int k = 0; k < R->K; k++) {
+                float *d = slab + (size_t)k * APB_SPMM_NC;
+                memcpy(d, X + (size_t)k * ldx + n0, (size_t)nc * sizeof(float));
+                if (nc < APB_SPMM_NC)
+                    memset(d + nc, 0, (size_t)(APB_SPMM_NC - nc) * sizeof(float));
+            }
+            apb_spmm_chunk_avx512(R, m0, m1, 0, nc, slab, APB_SPMM_NC, Y + n0, ldy);
+        }
+    }
+    return failed;
+}
+
 apb_status apb_spmm(const apb_csr *R, int N, const float *X, int ldx, float *Y, int ldy)
 {
     APB_TRY(check("apb_spmm", R, N, ldx, ldy, 0));
     if (R->M == 0 || N == 0 || R->nnz == 0)
+        return APB_OK;
+    if (apb_isa_active() == APB_ISA_AVX512 && slab_on &&
+        spmm_slab(R, N, X, ldx, Y, ldy) == 0)
         return APB_OK;
     apb_spmm_chunk_fn fn = chunk_c;
     if (apb_isa_active() == APB_ISA_AVX512)

@@ -78,5 +78,9 @@ void apb_spmm_chunk_avx2(const apb_csr *R, int m0, int m1, int n0, int nc, const
                          int ldx, float *Y, int ldy);
 void apb_spmm_chunk_avx512(const apb_csr *R, int m0, int m1, int n0, int nc, const float *X,
                            int ldx, float *Y, int ldy);
+/* apb_spmm at AVX-512 copies each chunk's X columns to a contiguous slab first
+ * (on by default; same results bit for bit). Returns the previous setting; for
+ * tests and benchmarks. */
+int apb_spmm_slab_enable(int on);
 
 #endif

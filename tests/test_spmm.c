@@ -141,3 +141,53 @@ APB_TEST(test_spmm_wide_k_uint32_and_threads)
     free(Rd), free(X), free(Y0), free(Y), free(R2), free(X2), free(y1), free(y2);
     return 0;
 }
+
+/* The slab path (X chunk copied to a contiguous [K, 64] buffer first, AVX-512)
+ * gives bitwise the results of the chunk kernel reading X in place, including
+ * X rows 4 KB apart, partial chunks, few chunks split by rows, 1 and 2 threads. */
+APB_TEST(test_spmm_slab_matches_in_place)
+{
+    if (apb_isa_detected() < APB_ISA_AVX512) {
+        printf("  (no AVX-512 here: the slab path is not used)\n");
+        return 0;
+    }
+    apb_rng r;
+    apb_rng_seed(&r, 24);
+    struct { int M, K, N, ldx; double d; } cs[] = {
+        {300, 700, 33, 40, 0.05}, {37, 300, 130, 1024, 0.5}, {130, 260, 1, 1, 0.2}, {9, 70, 64, 64, 1.0}};
+    int saved = apb_threads_get();
+    CHECK_OK(apb_isa_force(APB_ISA_AVX512));
+    for (int ci = 0; ci < 4; ci++) {
+        int M = cs[ci].M, K = cs[ci].K, N = cs[ci].N, ldx = cs[ci].ldx, ldy = N + 3;
+        float *Rd = sparse_dense(&r, M, K, cs[ci].d);
+        float *X = malloc(sizeof(float) * (size_t)K * ldx);
+        float *Y0 = malloc(sizeof(float) * (size_t)M * ldy);
+        float *Ya = malloc(sizeof(float) * (size_t)M * ldy), *Yb = malloc(sizeof(float) * (size_t)M * ldy);
+        CHECK(Rd && X && Y0 && Ya && Yb);
+        for (size_t i = 0; i < (size_t)K * ldx; i++)
+            X[i] = apb_rng_normal(&r);
+        for (size_t i = 0; i < (size_t)M * ldy; i++)
+            Y0[i] = apb_rng_normal(&r);
+        apb_csr R;
+        CHECK_OK(apb_csr_from_dense(&R, M, K, Rd, K));
+        int prev = apb_spmm_slab_enable(0);
+        memcpy(Ya, Y0, sizeof(float) * M * ldy);
+        CHECK_OK(apb_spmm(&R, N, X, ldx, Ya, ldy));
+        if (check_prod(Rd, M, K, N, X, ldx, Y0, Ya, ldy, "in place"))
+            return 1;
+        apb_spmm_slab_enable(1);
+        for (int th = 1; th <= 2; th++) {
+            apb_threads_set(th);
+            memcpy(Yb, Y0, sizeof(float) * M * ldy);
+            CHECK_OK(apb_spmm(&R, N, X, ldx, Yb, ldy));
+            CHECK_MSG(memcmp(Ya, Yb, sizeof(float) * M * ldy) == 0,
+                      "case %d (M=%d K=%d N=%d ldx=%d) threads %d: slab differs", ci, M, K, N, ldx, th);
+        }
+        apb_spmm_slab_enable(prev);
+        apb_threads_set(saved);
+        apb_csr_free(&R);
+        free(Rd), free(X), free(Y0), free(Ya), free(Yb);
+    }
+    CHECK_OK(apb_isa_force(apb_isa_detected()));
+    return 0;
+}
