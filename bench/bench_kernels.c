@@ -2,8 +2,11 @@
  * residual product against apb_sgemm on the same shapes, in the same run.
  *
  * Lines (key=value, medians over --reps):
- *   op=bgemm kind=.. m k n threads gops sgemm_gops ratio   gops = M*N*K/t/1e9 on
- *     already-packed operands; sgemm_gops the same count for apb_sgemm
+ *   op=bgemm kind=.. m k n threads path gops sgemm_gops ratio   gops = M*N*K/t/1e9
+ *     of apb_bgemm on already-packed (bit) operands, per call everything it does
+ *     (the AMX path's int8 expansion included); path = amx or vpopcnt (the ISA
+ *     kernels apb_bgemm chose for the call); sgemm_gops the same count for
+ *     apb_sgemm
  *   op=pack  what=sign|2bit|conv_sign|conv_2bit ... gbits = N*K/t/1e9 and the
  *     packing time as a fraction of the 1x1 GEMM it feeds
  *   op=spmm  m k n density threads gops_dense_equiv ratio_vs_sgemm
@@ -105,8 +108,9 @@ int apb_bench_kernels(int argc, char **argv)
         nt = 1;
     }
     int saved = apb_threads_get();
-    printf("# apb bench kernels isa=%s amx=%d reps=%d (APB_BGEMM_AMX=1 for the AMX path)\n",
-           apb_isa_name(apb_isa_active()), apb_bgemm_amx_active(), reps);
+    printf("# apb bench kernels isa=%s amx_usable=%d amx_active=%d reps=%d "
+           "(APB_BGEMM_AMX=0 off, =1 forced, unset automatic)\n",
+           apb_isa_name(apb_isa_active()), apb_bgemm_amx_usable(), apb_bgemm_amx_active(), reps);
     apb_rng rng;
     apb_rng_seed(&rng, 1);
     apb_status st = APB_OK;
@@ -145,9 +149,13 @@ int apb_bench_kernels(int argc, char **argv)
                 if (k == APB_BGEMM_1X1 && tlist[ti] == 1)
                     t11_1 = t;
                 double g = (double)M * N * K / t / 1e9;
-                printf("op=bgemm kind=%s m=%d k=%d n=%d threads=%d gops=%.1f sgemm_gops=%.1f "
-                       "ratio=%.2f\n",
-                       apb_bgemm_kind_name((apb_bgemm_kind)k), M, K, N, tlist[ti], g, sg, g / sg);
+                const char *path = apb_bgemm_amx_chosen((apb_bgemm_kind)k, M, N, K) ? "amx"
+                                   : apb_isa_active() == APB_ISA_AVX512        ? "vpopcnt"
+                                                                               : apb_isa_name(apb_isa_active());
+                printf("op=bgemm kind=%s m=%d k=%d n=%d threads=%d path=%s gops=%.1f "
+                       "sgemm_gops=%.1f ratio=%.2f\n",
+                       apb_bgemm_kind_name((apb_bgemm_kind)k), M, K, N, tlist[ti], path, g, sg,
+                       g / sg);
                 fflush(stdout);
             }
             /* sparse residual at the APB-typical densities */

@@ -1,6 +1,8 @@
 /* bgemm.c - driver of the binary GEMMs: argument checks, cache blocking, B
  * repacking into 8-column micro-panels, OpenMP over macro-tiles, ISA dispatch
- * through one table and the integer / float epilogues.
+ * through one table and the integer / float epilogues. At AVX-512 with AMX
+ * usable and not switched off, run() hands the call to apb_bgemm_amx()
+ * (bgemm_amx_avx512.c) instead.
  *
  * Loop nest per macro-tile (MC rows x NC columns of C, one thread each):
  *   for each K block of KC words:
@@ -31,26 +33,54 @@
 
 static inline int popc(uint64_t x) { return __builtin_popcountll(x); }
 
-static int amx_on = -1; /* -1: not decided yet (environment) */
+/* AMX switch: -1 not decided yet (environment), 0 off, 1 forced on, 2 automatic
+ * (the default: on where usable, per call by amx_pays()) */
+static int amx_on = -1;
+
+static int amx_mode(void)
+{
+    int on = __atomic_load_n(&amx_on, __ATOMIC_ACQUIRE);
+    if (on < 0) {
+        const char *e = getenv("APB_BGEMM_AMX");
+        on = !e || !e[0] ? 2 : e[0] == '0' ? 0 : e[0] == '1' ? 1 : 2;
+        __atomic_store_n(&amx_on, on, __ATOMIC_RELEASE);
+    }
+    return on;
+}
 
 int apb_bgemm_amx_enable(int on)
 {
-    int prev = apb_bgemm_amx_active();
-    __atomic_store_n(&amx_on, on ? 1 : 0, __ATOMIC_RELEASE);
-    return prev;
+    int prev = amx_mode();
+    __atomic_store_n(&amx_on, on < 0 ? 2 : on ? 1 : 0, __ATOMIC_RELEASE);
+    return prev == 2 ? -1 : prev;
 }
 
 int apb_bgemm_amx_active(void)
 {
-    int on = __atomic_load_n(&amx_on, __ATOMIC_ACQUIRE);
-    if (on < 0) {
-        /* opt-in for now: on the shared 2-vCPU test VM it measured slower than the
-         * VPOPCNTQ kernels (docs/KERNELS.md) */
-        const char *e = getenv("APB_BGEMM_AMX");
-        on = e && e[0] == '1';
-        __atomic_store_n(&amx_on, on, __ATOMIC_RELEASE);
-    }
-    return on && apb_isa_active() == APB_ISA_AVX512 && apb_bgemm_amx_usable();
+    return amx_mode() && apb_isa_active() == APB_ISA_AVX512 && apb_bgemm_amx_usable();
+}
+
+/* Automatic choice per call (docs/KERNELS.md, session 3): AMX measured faster
+ * than the VPOPCNTQ kernels on every bench shape and kind. */
+static int amx_pays(apb_bgemm_kind kind, int M, int N, int K)
+{
+    (void)kind, (void)M, (void)N, (void)K;
+    return 1;
+}
+
+/* The AMX path expands the smaller of A and B whole into int8 (64 bytes per
+ * row per 64 k); past this it is not worth the memory and the VPOPCNTQ kernels
+ * run instead, forced or not. */
+#define AMX_WHOLE_MAX ((size_t)256 << 20)
+
+int apb_bgemm_amx_chosen(apb_bgemm_kind kind, int M, int N, int K)
+{
+    if (M <= 0 || N <= 0 || K <= 0 || !apb_bgemm_amx_active())
+        return 0;
+    size_t whole = (size_t)((M < N ? M : N) + 31) * 64 * (size_t)apb_bits_words(K);
+    if (whole > AMX_WHOLE_MAX)
+        return 0;
+    return amx_mode() == 1 || amx_pays(kind, M, N, K);
 }
 
 static const apb_bgemm_kernels *kernels_active(void)
@@ -89,28 +119,6 @@ static apb_status check_args(const char *fn, apb_bgemm_kind kind, int M, int N, 
         return apb_fail(APB_ESHAPE, "%s: padding correction built for M=%d N=%d, GEMM is M=%d N=%d",
                         fn, pad->M, pad->N, M, N);
     return APB_OK;
-}
-
-void apb_bgemm_out_tile(const apb_bgemm_out *o, const int32_t *dot, int ldd, int m0, int mr,
-                        int n0, int nr)
-{
-    for (int r = 0; r < mr; r++) {
-        int m = m0 + r;
-        const int32_t *dr = dot + (size_t)r * ldd;
-        const int32_t *corr = o->pad ? o->pad->corr + m : NULL;
-        const int32_t *pat = o->pad ? o->pad->pattern + n0 : NULL;
-        int pM = o->pad ? o->pad->M : 0;
-        if (o->C) {
-            int32_t *c = o->C + (size_t)m * o->ldc + n0;
-            for (int j = 0; j < nr; j++)
-                c[j] = dr[j] - (corr ? corr[(size_t)pat[j] * pM] : 0);
-        } else {
-            float sc = o->scale ? o->scale[m] : 1.0f, bi = o->bias ? o->bias[m] : 0.0f;
-            float *y = o->Y + (size_t)m * o->ldy + n0;
-            for (int j = 0; j < nr; j++)
-                y[j] = sc * (float)(dr[j] - (corr ? corr[(size_t)pat[j] * pM] : 0)) + bi;
-        }
-    }
 }
 
 /* Grow-only thread-local scratch: steady state allocates nothing. */
@@ -218,7 +226,7 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
 {
     if (M == 0 || N == 0)
         return APB_OK;
-    if (K > 0 && apb_bgemm_amx_active()) {
+    if (apb_bgemm_amx_chosen(kind, M, N, K)) {
         if (apb_bgemm_amx(kind, M, N, K, A, B, pad, C, ldc, Y, ldy, scale, bias))
             return apb_fail(APB_ENOMEM, "apb_bgemm: AMX operand buffers for M=%d N=%d K=%d", M, N, K);
         return APB_OK;

@@ -37,7 +37,8 @@
  * apb_bgemm() is the driver: B is repacked per cache block into 8-column
  * micro-panels, register-blocked micro-kernels chosen by apb_isa_active() from one
  * table (ref / AVX2 nibble-LUT / AVX-512 VPOPCNTQ + VPTERNLOGQ), OpenMP over
- * macro-tiles (apb_threads_get()). Results are exact integers, identical for every
+ * macro-tiles (apb_threads_get()); at AVX-512 with AMX usable the call goes to
+ * the AMX-INT8 path instead (bits expanded to int8 tiles, below). Results are exact integers, identical for every
  * ISA level and thread count. Any M, N, K >= 0 (M or N == 0 is a no-op; K == 0
  * gives 0). No alignment required. apb_bgemm_ref() is the specification.
  */
@@ -110,15 +111,20 @@ extern const apb_bgemm_kernels apb_bgemm_kernels_avx2;
 extern const apb_bgemm_kernels apb_bgemm_kernels_avx512;
 
 /* AMX-INT8 path (bgemm_amx_avx512.c), taken at APB_ISA_AVX512 when the CPU and
- * OS support AMX and it is enabled: opt-in (APB_BGEMM_AMX=1 in the environment or
- * apb_bgemm_amx_enable(1)) until it is measured faster on an idle machine.
- * Same exact results. */
+ * OS support AMX (and AVX512-BITALG). Default: automatic, i.e. used where it
+ * measured faster than the VPOPCNTQ kernels (bgemm.c amx_pays(); today every
+ * call). APB_BGEMM_AMX=0 in the environment or apb_bgemm_amx_enable(0) turns it
+ * off (APB_ISA=avx512 then runs the pure VPOPCNTQ kernels), =1 / enable(1) forces
+ * it for every call, enable(-1) restores the automatic choice. Calls whose
+ * shared int8 expansion would pass 256 MiB always take the VPOPCNTQ kernels.
+ * Same exact results on every path. */
 int apb_bgemm_amx_usable(void);              /* CPU + OS permission, cached */
-int apb_bgemm_amx_enable(int on);            /* returns the previous setting */
-int apb_bgemm_amx_active(void);              /* enabled, usable and ISA is AVX-512 */
-/* internal: writes a tile of exact dots dot[mr, ldd] at (m0, n0): subtracts the
- * padding correction, then stores int32 (C != NULL) or scale*d + bias floats.
- * Compiled without ISA flags so every path rounds the float epilogue alike. */
+int apb_bgemm_amx_enable(int on);            /* returns the previous setting (-1 auto) */
+int apb_bgemm_amx_active(void);              /* not off, usable and ISA is AVX-512 */
+int apb_bgemm_amx_chosen(apb_bgemm_kind kind, int M, int N, int K); /* this call uses AMX */
+/* internal: where the AMX path writes its exact dots: the padding correction is
+ * subtracted, then int32 goes to C (C != NULL) or scale*d + bias (multiply and
+ * add rounded separately, as the driver's epilogue) to Y. */
 typedef struct {
     const apb_bitconv_pad *pad;
     int32_t *C;
@@ -127,8 +133,6 @@ typedef struct {
     int ldy;
     const float *scale, *bias;
 } apb_bgemm_out;
-void apb_bgemm_out_tile(const apb_bgemm_out *o, const int32_t *dot, int ldd, int m0, int mr,
-                        int n0, int nr);
 /* internal: returns 0, or 1 when out of memory */
 int apb_bgemm_amx(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
                   const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc, float *Y,

@@ -302,9 +302,14 @@ APB_TEST(test_bgemm_conv_padding_exact)
             CHECK_OK(apb_bitconv_pad_init(&pad, &g, M, ws, wtwo ? wm : NULL, ld));
             CHECK(g.pad > 0 || pad.n_patterns == 1);
             apb_bitmat A = {ws, wtwo ? wm : NULL, ld}, B = {bs, atwo ? bm : NULL, ld};
-            for (int lvl = APB_ISA_REF; lvl <= (int)best; lvl++) {
-                CHECK_OK(apb_isa_force((apb_isa)lvl));
-                CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, &pad, C, N));
+            /* every level with the default AMX choice, then the top level with
+             * AMX off (the pure VPOPCNTQ kernels at AVX-512) */
+            for (int lvl = APB_ISA_REF; lvl <= (int)best + 1; lvl++) {
+                CHECK_OK(apb_isa_force(lvl <= (int)best ? (apb_isa)lvl : best));
+                int amx_prev = apb_bgemm_amx_enable(lvl <= (int)best ? -1 : 0);
+                apb_status st = apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, &pad, C, N);
+                apb_bgemm_amx_enable(amx_prev);
+                CHECK_OK(st);
                 /* float convolution with zero padding of the quantized values */
                 for (int m = 0; m < M; m++)
                     for (int n = 0; n < N; n++) {
@@ -321,9 +326,10 @@ APB_TEST(test_bgemm_conv_padding_exact)
                             d += (double)wv * act_unit(xv, atwo, s);
                         }
                         CHECK_MSG(C[m * N + n] == (int32_t)d,
-                                  "geom %d kind %s isa %s (m,n)=(%d,%d): %d vs %g", gi,
-                                  apb_bgemm_kind_name(kind), apb_isa_name((apb_isa)lvl), m, n,
-                                  C[m * N + n], d);
+                                  "geom %d kind %s isa %s%s (m,n)=(%d,%d): %d vs %g", gi,
+                                  apb_bgemm_kind_name(kind),
+                                  apb_isa_name(lvl <= (int)best ? (apb_isa)lvl : best),
+                                  lvl > (int)best ? " (AMX off)" : "", m, n, C[m * N + n], d);
                     }
             }
             apb_bitconv_pad_free(&pad);
@@ -332,5 +338,105 @@ APB_TEST(test_bgemm_conv_padding_exact)
         free(colt), free(C);
     }
     CHECK_OK(apb_isa_force(best));
+    return 0;
+}
+
+/* The AMX path's blockings (A or B expanded whole, several K blocks, ragged M
+ * and N, thread units shrunk for 2 threads) and epilogues (padding correction,
+ * float output, misaligned C) against the reference, with AMX off, automatic and
+ * forced, 1 and 2 threads. */
+APB_TEST(test_bgemm_amx_paths_exact)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 15);
+    /* C H W KH KW stride pad, M: N > M (A whole) and N <= M (B whole), K from
+     * 81 (2 words) to 630 (10 words: 2 K blocks) and 1152 (3 K blocks) */
+    struct {
+        apb_conv_geom g;
+        int M;
+    } cs[] = {{{9, 12, 11, 3, 3, 1, 1}, 40},  {{70, 6, 5, 3, 3, 1, 1}, 75},
+              {{64, 8, 8, 3, 3, 1, 1}, 100}, {{128, 9, 7, 3, 3, 2, 1}, 33},
+              {{5, 20, 20, 3, 3, 1, 0}, 17},
+              /* big enough for 2 threads (M*N*words >= 65536) in both layouts */
+              {{16, 24, 24, 3, 3, 1, 1}, 70}, {{200, 6, 6, 3, 3, 1, 1}, 130}};
+    apb_isa best = apb_isa_detected();
+    int saved_thr = apb_threads_get(), amx_saved = apb_bgemm_amx_enable(-1);
+    CHECK_OK(apb_isa_force(best));
+    for (int ci = 0; ci < 7; ci++) {
+        apb_conv_geom g = cs[ci].g;
+        int M = cs[ci].M, K = g.C * g.KH * g.KW, N = apb_conv_geom_oh(&g) * apb_conv_geom_ow(&g);
+        int ld = apb_bits_ld(K), ldc = N + 3;
+        float *x = malloc(sizeof(float) * g.C * g.H * g.W), *wf = malloc(sizeof(float) * M * K);
+        uint64_t *ws = calloc((size_t)M * ld, 8), *wm = calloc((size_t)M * ld, 8);
+        uint64_t *bs = calloc((size_t)N * ld, 8), *bm = calloc((size_t)N * ld, 8);
+        int32_t *want = malloc(sizeof(int32_t) * M * ldc);
+        int32_t *gotb = malloc(sizeof(int32_t) * (M * ldc + 1));
+        float *yb = malloc(sizeof(float) * (M * ldc + 1)), *sc = malloc(sizeof(float) * M);
+        float *bi = malloc(sizeof(float) * M);
+        CHECK(x && wf && ws && wm && bs && bm && want && gotb && yb && sc && bi);
+        for (int i = 0; i < g.C * g.H * g.W; i++)
+            x[i] = 2.0f * apb_rng_normal(&r);
+        for (int i = 0; i < M * K; i++)
+            wf[i] = apb_rng_normal(&r);
+        for (int m = 0; m < M; m++) {
+            sc[m] = 0.125f + 0.03f * m;
+            bi[m] = 0.5f * m - 7.0f;
+        }
+        for (int kind = 0; kind < APB_BGEMM_KINDS; kind++) {
+            int wtwo = kind == APB_BGEMM_2X2, atwo = kind != APB_BGEMM_1X1;
+            if (wtwo)
+                CHECK_OK(apb_bitpack_2bit(M, K, wf, K, 0.8f, ws, wm, ld));
+            else
+                CHECK_OK(apb_bitpack_sign(M, K, wf, K, ws, ld));
+            if (atwo)
+                CHECK_OK(apb_bitpack_conv_2bit(&g, x, 0.7f, bs, bm, ld));
+            else
+                CHECK_OK(apb_bitpack_conv_sign(&g, x, bs, ld));
+            apb_bitconv_pad pad;
+            CHECK_OK(apb_bitconv_pad_init(&pad, &g, M, ws, wtwo ? wm : NULL, ld));
+            apb_bitmat A = {ws, wtwo ? wm : NULL, ld}, B = {bs, atwo ? bm : NULL, ld};
+            for (int usepad = 0; usepad < 2; usepad++) {
+                const apb_bitconv_pad *pp = usepad || g.pad == 0 ? &pad : NULL;
+                CHECK_OK(apb_bgemm_ref((apb_bgemm_kind)kind, M, N, K, &A, &B, pp, want, ldc));
+                for (int mode = 0; mode < 3; mode++) /* AMX off, automatic, forced */
+                    for (int th = 1; th <= 2; th++) {
+                        apb_bgemm_amx_enable(mode == 0 ? 0 : mode == 1 ? -1 : 1);
+                        apb_threads_set(th);
+                        CHECK(mode == 0 || !apb_bgemm_amx_active() ||
+                              apb_bgemm_amx_chosen((apb_bgemm_kind)kind, M, N, K) == 1);
+                        int32_t *got = gotb + 1;
+                        memset(gotb, 0x5a, sizeof(int32_t) * (M * ldc + 1));
+                        CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, pp, got, ldc));
+                        for (int m = 0; m < M; m++)
+                            for (int n = 0; n < N; n++)
+                                CHECK_MSG(got[m * ldc + n] == want[m * ldc + n],
+                                          "case %d kind %s pad %d amx mode %d threads %d "
+                                          "(m,n)=(%d,%d): %d vs %d",
+                                          ci, apb_bgemm_kind_name(kind), usepad, mode, th, m, n,
+                                          got[m * ldc + n], want[m * ldc + n]);
+                        for (int m = 0; m < M; m++) /* padding columns of C untouched */
+                            for (int n = N; n < ldc && m + 1 < M; n++)
+                                CHECK(got[m * ldc + n] == 0x5a5a5a5a);
+                        apb_bgemm_epilogue ep = {sc, bi, pp};
+                        float *y = yb + 1;
+                        CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &ep, y, ldc));
+                        for (int m = 0; m < M; m++)
+                            for (int n = 0; n < N; n++) {
+                                float e = sc[m] * (float)want[m * ldc + n] + bi[m];
+                                CHECK_MSG(y[m * ldc + n] == e,
+                                          "f32 case %d kind %s pad %d amx mode %d threads %d "
+                                          "(m,n)=(%d,%d): %g vs %g",
+                                          ci, apb_bgemm_kind_name(kind), usepad, mode, th, m, n,
+                                          (double)y[m * ldc + n], (double)e);
+                            }
+                    }
+            }
+            apb_bitconv_pad_free(&pad);
+        }
+        free(x), free(wf), free(ws), free(wm), free(bs), free(bm), free(want), free(gotb), free(yb);
+        free(sc), free(bi);
+    }
+    apb_bgemm_amx_enable(amx_saved);
+    apb_threads_set(saved_thr);
     return 0;
 }
