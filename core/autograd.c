@@ -153,15 +153,24 @@ static apb_status run_backward(apb_graph *g)
         apb_var *v = g->tape[t];
         if (!v->grad)
             continue; /* does not reach the loss */
+        int write = (v->op->flags & APB_OP_GRAD_WRITE) != 0;
         for (int i = 0; i < v->nin; i++) {
             apb_var *x = v->in[i];
             if (x->requires_grad && !x->grad) {
-                x->grad = apb_graph_zeros(g, x->numel);
+                x->grad = write ? apb_graph_floats(g, x->numel) : apb_graph_zeros(g, x->numel);
                 if (!x->grad)
                     return APB_ENOMEM;
+                x->grad_fresh = write;
             }
         }
         v->op->backward(g, v);
+        /* An op that wrote nothing into a fresh gradient (no contribution) leaves
+         * it uninitialised: it is zero. */
+        for (int i = 0; write && i < v->nin; i++)
+            if (v->in[i]->grad_fresh) {
+                memset(v->in[i]->grad, 0, sizeof(float) * (size_t)v->in[i]->numel);
+                v->in[i]->grad_fresh = 0;
+            }
     }
     return APB_OK;
 }

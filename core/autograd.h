@@ -9,7 +9,8 @@
  * and (when recording) appends the output to the tape. apb_backward() walks the
  * tape in reverse; each op's backward ACCUMULATES (+=) into the gradients of
  * its inputs. Input gradients are allocated (zeroed) lazily just before the op
- * that needs them runs backward.
+ * that needs them runs backward; for ops flagged APB_OP_GRAD_WRITE they are
+ * allocated uninitialised and the op writes its (first) contribution.
  *
  * Leaves are either graph inputs (apb_graph_input, no gradient) or parameters
  * (apb_var owned by the caller, e.g. a model, with persistent data and grad).
@@ -54,6 +55,7 @@ struct apb_var {
     const void *attr;        /* op attributes, copied into the step arena */
     void *saved;             /* op-private state saved by forward for backward */
     const char *name;        /* parameters: "conv1.weight"; NULL otherwise */
+    int grad_fresh;          /* 1: grad is allocated but uninitialised (see APB_OP_GRAD_WRITE) */
 };
 
 enum {
@@ -62,7 +64,26 @@ enum {
     APB_OP_STE = 1u << 0,
     /* output depends on randomness (dropout): gradcheck must reuse the mask */
     APB_OP_RANDOM = 1u << 1,
+    /* backward honours grad_fresh: an input gradient with grad_fresh set holds
+     * garbage and gets its first contribution stored (=) instead of added (+=),
+     * after which the op clears the flag (apb_grad_take_fresh). The engine then
+     * allocates that gradient without zeroing it, which saves a memset and a read
+     * of every activation gradient. Ops without the flag always see zeroed or
+     * accumulated gradients. Where the first contribution is out->grad itself
+     * (add), the op may instead point the input's grad at out->grad: an output's
+     * gradient is never read again once its op has run backward. */
+    APB_OP_GRAD_WRITE = 1u << 2,
 };
+
+/* For APB_OP_GRAD_WRITE ops: 1 if v's gradient must be written rather than
+ * accumulated, and clears the flag (so a second use of the same var, e.g. a + a,
+ * accumulates). Call once per input gradient, before writing it. */
+static inline int apb_grad_take_fresh(apb_var *v)
+{
+    int f = v->grad_fresh;
+    v->grad_fresh = 0;
+    return f;
+}
 
 struct apb_op {
     const char *name;

@@ -1,6 +1,8 @@
 /* sgemm.c - the sgemm driver: packing, cache blocking, OpenMP over macro-tiles and
  * run-time choice of the register-blocked micro-kernel (BLIS-style loop nest;
  * AVX-512 uses 8-row instead of 12-row panels when that pads M less, M <= 64).
+ * Also the convolution GEMM apb_sgemm_conv (B = shifted rows of a padded image,
+ * same loop nest and kernels, so the same sums) and the dot-product NT products.
  *
  * C is cut into at most apb_threads_get() rectangular macro-tiles, one per thread
  * (the larger of M and N is split, so the operand packed twice is the smaller
@@ -75,33 +77,42 @@ static const apb_sgemm_kinfo *pick_kinfo(int M)
     return &kinfos[isa];
 }
 
-/* Thread-local packing buffer; grows, never shrinks (one per OpenMP worker). A
- * pthread key frees it when its thread exits (OpenMP retires workers when a team
- * shrinks), so the buffer does not outlive the thread. */
-static _Thread_local float *tl_buf;
-static _Thread_local size_t tl_cap;
-static pthread_key_t tl_key;
+/* Thread-local packing buffers; grow, never shrink (one set per OpenMP worker).
+ * Slot 0: the panels of one macro-tile; slot 1: a whole packed A shared by the
+ * images of apb_sgemm_conv_batch. A pthread key frees them when their thread exits
+ * (OpenMP retires workers when a team shrinks), so no buffer outlives its thread. */
+#define NSLOT 2
+static _Thread_local float *tl_buf[NSLOT];
+static _Thread_local size_t tl_cap[NSLOT];
+static pthread_key_t tl_key[NSLOT];
 static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 static int tl_key_ok;
 
 static void tl_release(void *p) { apb_free_aligned(p); }
-static void tl_key_make(void) { tl_key_ok = pthread_key_create(&tl_key, tl_release) == 0; }
-
-static float *scratch(size_t floats)
+static void tl_key_make(void)
 {
-    if (floats > tl_cap) {
+    tl_key_ok = 1;
+    for (int i = 0; i < NSLOT; i++)
+        tl_key_ok &= pthread_key_create(&tl_key[i], tl_release) == 0;
+}
+
+static float *scratch_slot(int slot, size_t floats)
+{
+    if (floats > tl_cap[slot]) {
         float *p = apb_alloc_aligned(floats * sizeof(float));
         if (!p)
             return NULL;
-        apb_free_aligned(tl_buf);
-        tl_buf = p;
-        tl_cap = floats;
+        apb_free_aligned(tl_buf[slot]);
+        tl_buf[slot] = p;
+        tl_cap[slot] = floats;
         pthread_once(&tl_once, tl_key_make);
         if (tl_key_ok)
-            pthread_setspecific(tl_key, p);
+            pthread_setspecific(tl_key[slot], p);
     }
-    return tl_buf;
+    return tl_buf[slot];
 }
+
+static float *scratch(size_t floats) { return scratch_slot(0, floats); }
 
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -297,6 +308,200 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
                           transb ? B + (long)n0 * ldb : B + n0, ldb, beta,
                           C + (long)m0 * ldc + n0, ldc);
     }
+}
+
+/* ---- convolution GEMM with an implicit (indirect) B ------------------------
+ * B[k][j] = B[boff[k] + (j / seg) * segld + j % seg]: the im2col matrix of a
+ * stride-1 convolution read from a zero-padded image. The loop nest, kernels and
+ * K blocking are those of run_tile, so every C element is the same sum in the
+ * same order as apb_sgemm on the explicit matrix. */
+typedef struct {
+    const apb_sgemm_kinfo *ki;
+    apb_sgemm_ikernel_fn ik; /* indirect kernel, or NULL: panels are packed */
+    const float *apack;      /* all of A packed (block pc at pc*mpad), or NULL */
+    long mpad;               /* M rounded up to MR */
+    int K, seg;
+    long segld, lda, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    const long *boff;
+    float *C;
+} conv_args;
+
+static long conv_col(const conv_args *g, int j)
+{
+    return (long)(j / g->seg) * g->segld + j % g->seg;
+}
+
+/* Implicit B[k0:k0+kc, n0:n0+nc] -> pb: ceil(nc/NR) panels of [kc][NR], zero padded.
+ * Each panel is cut once into runs of columns contiguous in the image. */
+static void pack_b_conv(const conv_args *g, int NR, int n0, int nc, int k0, int kc, float *pb)
+{
+    for (int j0 = 0; j0 < nc; j0 += NR) {
+        int nr = imin(NR, nc - j0), nrun = 0, rd[32], rl[32];
+        long rs[32];
+        for (int j = 0; j < nr;) { /* NR <= 32 */
+            int col = (n0 + j0 + j) % g->seg, len = imin(g->seg - col, nr - j);
+            rd[nrun] = j;
+            rs[nrun] = conv_col(g, n0 + j0 + j);
+            rl[nrun++] = len;
+            j += len;
+        }
+        float *d = pb + (long)j0 * kc;
+        /* Full panels of equal runs (8-wide maps: 4 runs of 8): fixed-size copies,
+         * which the compiler turns into vector moves. */
+        int L = rl[0], same = nr == NR && NR % L == 0 && (L == 8 || L == 16);
+        for (int r = 1; same && r < nrun; r++)
+            same = rl[r] == L;
+        if (same) {
+            for (int k = 0; k < kc; k++) {
+                const float *s = g->B + g->boff[k0 + k];
+                float *dk = d + (long)k * NR;
+                if (L == 8)
+                    for (int r = 0; r < nrun; r++)
+                        memcpy(dk + 8 * r, s + rs[r], 8 * sizeof(float));
+                else
+                    for (int r = 0; r < nrun; r++)
+                        memcpy(dk + 16 * r, s + rs[r], 16 * sizeof(float));
+            }
+            continue;
+        }
+        for (int k = 0; k < kc; k++) {
+            const float *s = g->B + g->boff[k0 + k];
+            float *dk = d + (long)k * NR;
+            for (int r = 0; r < nrun; r++)
+                for (int j = 0; j < rl[r]; j++)
+                    dk[rd[r] + j] = s[rs[r] + j];
+            for (int j = nr; j < NR; j++)
+                dk[j] = 0.0f;
+        }
+    }
+}
+
+static int run_tile_conv(const conv_args *g, int m0, int mlen, int n0, int nlen)
+{
+    const apb_sgemm_kinfo *ki = g->ki;
+    const int MR = ki->mr, NR = ki->nr;
+    int kcmax = imin(ki->kc, g->K), ncmax = imin(ki->nc, nlen), mcmax = imin(ki->mc, mlen);
+    size_t nb = g->ik ? 0 : round_up((size_t)ncmax, NR) * kcmax;
+    size_t na = round_up((size_t)mcmax, MR) * kcmax;
+    float *buf = scratch(round_up(nb, 16) + na);
+    if (!buf)
+        return -1;
+    float *pb = buf, *pa = buf + round_up(nb, 16);
+    for (int jc = 0; jc < nlen; jc += ncmax) {
+        int nc = imin(ncmax, nlen - jc);
+        for (int pc = 0; pc < g->K; pc += kcmax) {
+            int kc = imin(kcmax, g->K - pc);
+            float beta = pc == 0 ? g->beta : 1.0f;
+            if (!g->ik)
+                pack_b_conv(g, NR, n0 + jc, nc, pc, kc, pb);
+            for (int ic = 0; ic < mlen; ic += mcmax) {
+                int mc = imin(mcmax, mlen - ic);
+                if (g->apack)
+                    pa = (float *)g->apack + (long)pc * g->mpad + (long)(m0 + ic) * kc;
+                else
+                    pack_a(ki, 0, g->A, g->lda, m0 + ic, mc, pc, kc, pa);
+                float *c0 = g->C + (long)(m0 + ic) * g->ldc + n0 + jc;
+                if (g->ik) { /* B panel outer: its kc rows stay in L1 across the A panels */
+                    for (int jr = 0; jr < nc; jr += NR) {
+                        int nr = imin(NR, nc - jr), j = n0 + jc + jr;
+                        const float *b0 = g->B + conv_col(g, j);
+                        const float *b1 = nr > 16 ? g->B + conv_col(g, j + 16) : b0;
+                        for (int ir = 0; ir < mc; ir += MR)
+                            g->ik(kc, pa + (long)ir * kc, b0, b1, g->boff + pc,
+                                  c0 + (long)ir * g->ldc + jr, g->ldc, g->alpha, beta,
+                                  imin(MR, mc - ir), nr);
+                    }
+                    continue;
+                }
+                for (int ir = 0; ir < mc; ir += MR)
+                    for (int jr = 0; jr < nc; jr += NR)
+                        ki->kernel(kc, pa + (long)ir * kc, pb + (long)jr * kc, NR,
+                                   c0 + (long)ir * g->ldc + jr, g->ldc, g->alpha, beta,
+                                   imin(MR, mc - ir), imin(NR, nc - jr));
+            }
+        }
+    }
+    return 0;
+}
+
+void apb_sgemm_conv_batch(int nb, int M, int N, int K, float alpha, const float *A, int lda,
+                          const float *B, long sb, const long *boff, int seg, long segld,
+                          float beta, float *C, long sc, int ldc)
+{
+    if (M <= 0 || N <= 0 || nb <= 0)
+        return;
+    if (K <= 0 || alpha == 0.0f) {
+        for (int b = 0; b < nb; b++)
+            scale_c(M, N, beta, C + b * sc, ldc);
+        return;
+    }
+    conv_args g = {pick_kinfo(M), NULL, NULL, 0, K, seg, segld, lda, ldc, alpha, beta, A, B,
+                   boff, C};
+    const int MR = g.ki->mr, NR = g.ki->nr;
+    /* The indirect kernel loads 16-float halves, which must not cross a segment. */
+    if (apb_isa_active() == APB_ISA_AVX512 && seg % 16 == 0)
+        g.ik = MR == 8 ? apb_sgemm_ikernel_avx512_8x32 : apb_sgemm_ikernel_avx512_12x32;
+    /* A is the same for every image: pack it once, in the K blocks run_tile_conv
+     * uses (if that buffer cannot be had, each tile packs its own). */
+    g.mpad = (long)round_up((size_t)M, MR);
+    if (nb > 1) {
+        float *pa = scratch_slot(1, (size_t)g.mpad * K);
+        int kcmax = imin(g.ki->kc, K);
+        for (int pc = 0; pa && pc < K; pc += kcmax)
+            pack_a(g.ki, 0, A, lda, 0, M, pc, imin(kcmax, K - pc), pa + (long)pc * g.mpad);
+        g.apack = pa;
+    }
+
+    int nt = 1;
+    if (2.0 * M * N * K * nb >= 4e6) {
+        nt = apb_threads_get();
+#ifdef _OPENMP
+        if (omp_in_parallel())
+            nt = 1;
+#endif
+    }
+    int tm = 1, tn = 1;
+    if (nt > 1) {
+        long mt = (M + MR - 1) / MR, ntl = (N + NR - 1) / NR;
+        if (mt * MR >= ntl * NR)
+            tm = (int)(mt < nt ? mt : nt);
+        else
+            tn = (int)(ntl < nt ? ntl : nt);
+    }
+    int msz = (int)round_up((size_t)((M + tm - 1) / tm), MR);
+    int nsz = (int)round_up((size_t)((N + tn - 1) / tn), NR);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(tm * tn) if (tm * tn > 1) schedule(static)
+#endif
+    for (int t = 0; t < tm * tn; t++) {
+        int m0 = (t / tn) * msz, n0 = (t % tn) * nsz;
+        if (m0 >= M || n0 >= N)
+            continue;
+        int ml = imin(msz, M - m0), nl = imin(nsz, N - n0);
+        for (int b = 0; b < nb; b++) {
+            conv_args gb = g;
+            gb.B = B + b * sb;
+            gb.C = C + b * sc;
+            if (run_tile_conv(&gb, m0, ml, n0, nl) == 0)
+                continue;
+            for (int i = m0; i < m0 + ml; i++) /* no memory to pack: unblocked, in double */
+                for (int j = n0; j < n0 + nl; j++) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++)
+                        acc += (double)A[(long)i * lda + k] * gb.B[boff[k] + conv_col(&gb, j)];
+                    float r = alpha * (float)acc, *c = gb.C + (long)i * ldc + j;
+                    *c = beta == 0.0f ? r : r + beta * *c;
+                }
+        }
+    }
+}
+
+void apb_sgemm_conv(int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                    const long *boff, int seg, long segld, float beta, float *C, int ldc)
+{
+    apb_sgemm_conv_batch(1, M, N, K, alpha, A, lda, B, 0, boff, seg, segld, beta, C, 0, ldc);
 }
 
 /* Tiles of the dot-product NT product (AVX-512 only), optionally threaded over

@@ -28,6 +28,23 @@ void apb_sgemm_nt_batch(int M, int N, int K, int nb, float alpha, const float *A
 void apb_sgemm_nt_rows(int M, int N, int K, int nb, float alpha, const float *A, int lda,
                        long sa, const float *B, const long *boff, long sb, float *C, int ldc);
 
+/* Convolution GEMM: C[M,N] = alpha * A[M,K] * B[K,N] + beta * C[M,N] with B implicit,
+ *   B[k][j] = B[boff[k] + (j / seg) * segld + j % seg]
+ * the im2col matrix of a stride-1 convolution read from a zero-padded image
+ * (boff[k] = c*plane + kh*Wp + kw for row (c,kh,kw), seg = OW, segld = Wp), so no
+ * im2col copy is made. Every C element is computed exactly as apb_sgemm(0, 0, ...)
+ * computes it from the explicit matrix at the same ISA level and M (same kernels
+ * and K blocking, whatever the thread count): bitwise the same result, which
+ * keeps a training forward equal to the runtime's im2col + sgemm.
+ * A row-major, lda >= K; seg >= 1. With AVX-512 and seg % 16 == 0 the kernel reads
+ * the image rows in place; otherwise panels are gathered from them. */
+void apb_sgemm_conv(int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                    const long *boff, int seg, long segld, float beta, float *C, int ldc);
+/* The same for nb images (B + b*sb, C + b*sc) and one A, which is packed once. */
+void apb_sgemm_conv_batch(int nb, int M, int N, int K, float alpha, const float *A, int lda,
+                          const float *B, long sb, const long *boff, int seg, long segld,
+                          float beta, float *C, long sc, int ldc);
+
 /* Naive triple loop, double accumulation: the reference every kernel is tested against. */
 void apb_sgemm_ref(int transa, int transb, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);

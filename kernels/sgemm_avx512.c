@@ -6,18 +6,27 @@
  * ports busy. Edges (mr < 12, nr < 32) are handled with masked loads/stores of C.
  * The 8 x 32 variant (16 accumulators) serves operands with M a multiple of 8 but
  * not of 12 (16, 32, 64 output channels of small CNNs), where 12-row panels would
- * compute up to a third of zero padding. Both are one body specialised by row count.
+ * compute up to a third of zero padding. The "indirect" variants (ikernel) read
+ * B row k as two 16-float halves at b0 + boff[k] and b1 + boff[k] instead of a
+ * packed panel: the shifted rows of a zero-padded image, i.e. a convolution's
+ * im2col matrix without the copy (apb_sgemm_conv). All are one body specialised by
+ * row count and B addressing, so they round exactly alike.
  * Contract: see sgemm_internal.h.
  */
 #include <immintrin.h>
+#include <stddef.h>
 
 #include "sgemm_internal.h"
 
 #define NR 32
 
+/* IND == 0: B row k at pb + k*ldpb (32 consecutive floats). IND == 1: the two
+ * 16-float halves of B row k at pb + boff[k] and pb1 + boff[k] (the indirect
+ * kernel); the arithmetic is the same either way. */
 static inline __attribute__((always_inline)) void
-kernel_body(const int MR, int kc, const float *pa, const float *pb, long ldpb, float *c, long ldc,
-            float alpha, float beta, int mr, int nr)
+kernel_body(const int MR, const int IND, int kc, const float *pa, const float *pb, long ldpb,
+            const float *pb1, const long *boff, float *c, long ldc, float alpha, float beta,
+            int mr, int nr)
 {
     __m512 acc[12][2];
 #pragma GCC unroll 12
@@ -28,7 +37,14 @@ kernel_body(const int MR, int kc, const float *pa, const float *pb, long ldpb, f
     for (int i = 0; i < mr; i++)
         _mm_prefetch((const char *)(c + (long)i * ldc), _MM_HINT_T0);
     for (int k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(pb), b1 = _mm512_loadu_ps(pb + 16);
+        __m512 b0, b1;
+        if (IND) {
+            b0 = _mm512_loadu_ps(pb + boff[k]);
+            b1 = _mm512_loadu_ps(pb1 + boff[k]);
+        } else {
+            b0 = _mm512_loadu_ps(pb);
+            b1 = _mm512_loadu_ps(pb + 16);
+        }
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
             __m512 a = _mm512_set1_ps(pa[i]);
@@ -36,7 +52,8 @@ kernel_body(const int MR, int kc, const float *pa, const float *pb, long ldpb, f
             acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
         }
         pa += MR;
-        pb += ldpb;
+        if (!IND)
+            pb += ldpb;
     }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (mr == MR && nr == NR) {
@@ -78,13 +95,27 @@ kernel_body(const int MR, int kc, const float *pa, const float *pb, long ldpb, f
 void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
                                    long ldc, float alpha, float beta, int mr, int nr)
 {
-    kernel_body(12, kc, pa, pb, ldpb, c, ldc, alpha, beta, mr, nr);
+    kernel_body(12, 0, kc, pa, pb, ldpb, NULL, NULL, c, ldc, alpha, beta, mr, nr);
 }
 
 void apb_sgemm_kernel_avx512_8x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
                                   long ldc, float alpha, float beta, int mr, int nr)
 {
-    kernel_body(8, kc, pa, pb, ldpb, c, ldc, alpha, beta, mr, nr);
+    kernel_body(8, 0, kc, pa, pb, ldpb, NULL, NULL, c, ldc, alpha, beta, mr, nr);
+}
+
+void apb_sgemm_ikernel_avx512_12x32(int kc, const float *pa, const float *b0, const float *b1,
+                                    const long *boff, float *c, long ldc, float alpha, float beta,
+                                    int mr, int nr)
+{
+    kernel_body(12, 1, kc, pa, b0, 0, b1, boff, c, ldc, alpha, beta, mr, nr);
+}
+
+void apb_sgemm_ikernel_avx512_8x32(int kc, const float *pa, const float *b0, const float *b1,
+                                   const long *boff, float *c, long ldc, float alpha, float beta,
+                                   int mr, int nr)
+{
+    kernel_body(8, 1, kc, pa, b0, 0, b1, boff, c, ldc, alpha, beta, mr, nr);
 }
 
 /* Dot-product tile for C += alpha * sum_b A_b * B_b^T (see apb_sgemm_nt_batch in
@@ -95,6 +126,27 @@ void apb_sgemm_kernel_avx512_8x32(int kc, const float *pa, const float *pb, long
  * reduction tail (K % 16) uses masked loads. */
 #define NT_TM 4
 #define NT_TN 6
+/* acc += the masked last (K % 16) step of every image of the tile below. */
+static __attribute__((noinline)) void nt_tail(__m512 acc[NT_TM][NT_TN], const float *const *a,
+                                              const float *const *b, int nb, long sa, long sb,
+                                              int kf, __mmask16 tail)
+{
+    for (int bi = 0; bi < nb; bi++) {
+        long oa = bi * sa, ob = bi * sb;
+        __m512 va[NT_TM];
+#pragma GCC unroll 4
+        for (int i = 0; i < NT_TM; i++)
+            va[i] = _mm512_maskz_loadu_ps(tail, a[i] + oa + kf);
+#pragma GCC unroll 6
+        for (int j = 0; j < NT_TN; j++) {
+            __m512 vb = _mm512_maskz_loadu_ps(tail, b[j] + ob + kf);
+#pragma GCC unroll 4
+            for (int i = 0; i < NT_TM; i++)
+                acc[i][j] = _mm512_fmadd_ps(va[i], vb, acc[i][j]);
+        }
+    }
+}
+
 void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long lda, long sa,
                               int mr, const float *B, const long *boff, long sb, int nr,
                               float *C, long ldc)
@@ -127,20 +179,9 @@ void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long l
                     acc[i][j] = _mm512_fmadd_ps(va[i], vb, acc[i][j]);
             }
         }
-        if (tail) {
-            __m512 va[NT_TM];
-#pragma GCC unroll 4
-            for (int i = 0; i < NT_TM; i++)
-                va[i] = _mm512_maskz_loadu_ps(tail, a[i] + oa + kf);
-#pragma GCC unroll 6
-            for (int j = 0; j < NT_TN; j++) {
-                __m512 vb = _mm512_maskz_loadu_ps(tail, b[j] + ob + kf);
-#pragma GCC unroll 4
-                for (int i = 0; i < NT_TM; i++)
-                    acc[i][j] = _mm512_fmadd_ps(va[i], vb, acc[i][j]);
-            }
-        }
     }
+    if (tail) /* out of line, after all images: inline it made gcc spill in the loop */
+        nt_tail(acc, a, b, nb, sa, sb, kf, tail);
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++)
             C[i * ldc + j] += alpha * _mm512_reduce_add_ps(acc[i][j]);

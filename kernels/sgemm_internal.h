@@ -39,6 +39,18 @@ void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, lon
                                    long ldc, float alpha, float beta, int mr, int nr);
 void apb_sgemm_kernel_avx512_8x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
                                   long ldc, float alpha, float beta, int mr, int nr);
+/* Indirect-B micro-kernels: like the kernel above, with B row k given as two
+ * 16-float halves at b0 + boff[k] and b1 + boff[k] (columns 0..15 and 16..31 of
+ * the tile; b1 may equal b0 when nr <= 16). Same arithmetic, so the same results. */
+typedef void (*apb_sgemm_ikernel_fn)(int kc, const float *pa, const float *b0, const float *b1,
+                                     const long *boff, float *c, long ldc, float alpha,
+                                     float beta, int mr, int nr);
+void apb_sgemm_ikernel_avx512_12x32(int kc, const float *pa, const float *b0, const float *b1,
+                                    const long *boff, float *c, long ldc, float alpha, float beta,
+                                    int mr, int nr);
+void apb_sgemm_ikernel_avx512_8x32(int kc, const float *pa, const float *b0, const float *b1,
+                                   const long *boff, float *c, long ldc, float alpha, float beta,
+                                   int mr, int nr);
 /* One 4 x 6 tile of apb_sgemm_nt_rows (mr <= 4 rows of A, nr <= 6 rows of B, row j
  * of B at B + boff[j]). */
 void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long lda, long sa,

@@ -1,4 +1,6 @@
 /* op_add.c - elementwise y = a + b of equal shapes (residual connections). */
+#include <string.h>
+
 #include "ops.h"
 #include "registry.h"
 #include "elementwise.h"
@@ -44,22 +46,37 @@ static void add_backward(apb_graph *g, apb_var *out)
     int nt = apb_ew_threads(n);
     (void)nt; /* unused without OpenMP */
     const float *dy = out->grad;
+    int handed = 0;
     for (int k = 0; k < 2; k++) { /* a + a: both passes land in the same buffer */
         apb_var *v = out->in[k];
         if (!v->requires_grad)
             continue;
+        int fresh = apb_grad_take_fresh(v);
+        if (fresh && !handed) {
+            /* First contribution is dy itself: hand the buffer over instead of
+             * copying it (out's gradient is dead once its op has run backward;
+             * a + a then accumulates its second pass into that buffer). Only
+             * once: two different inputs must not share one gradient buffer. */
+            v->grad = out->grad;
+            handed = 1;
+            continue;
+        }
         float *dv = v->grad;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t i0 = 0; i0 < n; i0 += APB_EW_BLOCK) {
             int64_t e = n - i0 < APB_EW_BLOCK ? n : i0 + APB_EW_BLOCK;
+            if (fresh)
+                memcpy(dv + i0, dy + i0, sizeof(float) * (size_t)(e - i0));
+            else
 #pragma omp simd
-            for (int64_t i = i0; i < e; i++)
-                dv[i] += dy[i];
+                for (int64_t i = i0; i < e; i++)
+                    dv[i] += dy[i];
         }
     }
 }
 
-const apb_op apb_op_add = {"add", 0, 0, add_shape, add_forward, add_backward};
+const apb_op apb_op_add = {"add", 0, APB_OP_GRAD_WRITE, add_shape, add_forward,
+                            add_backward};
 
 apb_status apb_add(apb_graph *g, apb_var *a, apb_var *b, apb_var **y)
 {

@@ -141,6 +141,9 @@ static void bn_backward(apb_graph *g, apb_var *out)
     const float *xd = x->data, *dy = out->grad;
     int nt = (int64_t)C * m >= BN_PAR_MIN ? apb_threads_get() : 1;
     (void)nt;
+    int fresh = x->requires_grad && apb_grad_take_fresh(x);
+    int gfresh = gamma->requires_grad && apb_grad_take_fresh(gamma);
+    int bfresh = beta->requires_grad && apb_grad_take_fresh(beta);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < C; c++) {
         float mean = sv->mean[c], invstd = sv->invstd[c];
@@ -158,9 +161,9 @@ static void bn_backward(apb_graph *g, apb_var *out)
         }
         sdyx *= invstd; /* sum dy * xhat */
         if (gamma->requires_grad)
-            gamma->grad[c] += (float)sdyx;
+            gamma->grad[c] = (gfresh ? 0.0f : gamma->grad[c]) + (float)sdyx;
         if (beta->requires_grad)
-            beta->grad[c] += (float)sdy;
+            beta->grad[c] = (bfresh ? 0.0f : beta->grad[c]) + (float)sdy;
         if (!x->requires_grad)
             continue;
         float k = gamma->data[c] * invstd;
@@ -170,15 +173,21 @@ static void bn_backward(apb_graph *g, apb_var *out)
         for (int n = 0; n < N; n++) {
             const float *row = xd + ((size_t)n * C + c) * HW, *dr = dy + ((size_t)n * C + c) * HW;
             float *dx = x->grad + ((size_t)n * C + c) * HW;
+            if (fresh) {
 #pragma omp simd
-            for (int p = 0; p < HW; p++)
-                dx[p] += k * (dr[p] - mdy - (row[p] - mean) * mdyx);
+                for (int p = 0; p < HW; p++)
+                    dx[p] = k * (dr[p] - mdy - (row[p] - mean) * mdyx);
+            } else {
+#pragma omp simd
+                for (int p = 0; p < HW; p++)
+                    dx[p] += k * (dr[p] - mdy - (row[p] - mean) * mdyx);
+            }
         }
     }
 }
 
-const apb_op apb_op_batchnorm = {"batchnorm", sizeof(bn_attr), 0, bn_shape, bn_forward,
-                                 bn_backward};
+const apb_op apb_op_batchnorm = {"batchnorm", sizeof(bn_attr), APB_OP_GRAD_WRITE, bn_shape,
+                                 bn_forward, bn_backward};
 
 apb_status apb_batchnorm(apb_graph *g, apb_var *x, apb_var *gamma, apb_var *beta,
                          apb_bn_state *st, apb_var **y)

@@ -13,6 +13,13 @@
  * products with no packing (a packed GEMM would transpose all of col, as much
  * work as the multiply for M = 16), over a group of G images at once so that the
  * dot products of 8x8 / 16x16 feature maps stay long (G*P >= 1024).
+ *
+ * "Same" stride-1 convs (3x3 pad 1: almost every conv of resnet/vgg) skip im2col
+ * altogether: x and dy are copied once into zero-padded planes, whose shifted rows
+ * are the im2col rows, read in place by apb_sgemm_conv (forward, bitwise equal to
+ * im2col + apb_sgemm, and dx) and apb_sgemm_nt_rows (dW); see conv_padded below.
+ * Input gradients are written, not accumulated, when the engine hands them over
+ * fresh (APB_OP_GRAD_WRITE): dx's GEMM then runs with beta = 0.
  */
 #include <string.h>
 #ifdef _OPENMP
@@ -33,61 +40,65 @@ typedef struct {
 typedef struct {
     int nt;       /* threads used over the batch (1: serial over images) */
     int G;        /* images per weight-gradient group */
-    float *col;   /* [nt][G*K*P] im2col buffers (NULL for the 1x1 fast path) */
-    float *dcol;  /* [nt][dcol_size] column gradients / im2col of dy (NULL if not needed) */
-    float *wt;    /* [C][M*KH*KW] flipped, transposed weight for dx (NULL unless dx_by_im2col) */
+    float *col;   /* [nt][G*K*P] im2col buffers (NULL when not needed) */
+    float *dcol;  /* [nt][K*P] column gradients for col2im (NULL if not needed) */
+    float *wt;    /* [C][M*KH*KW] flipped, transposed weight for dx (NULL if unused) */
     float *dwp;   /* [nt][M*K] per-thread dW partial sums (NULL if nt == 1) */
-    /* stride-1 dW from padded planes (see dw_shift) */
-    int shift;    /* 1: dW reads shifted rows of padded x instead of an im2col */
-    long xs, qs;  /* floats per padded x plane / per padded-width dy plane */
-    long *boff;   /* [K] offset of im2col row (c, kh, kw) in one padded image */
-    float *pbuf;  /* [nt][G][C*xs + M*qs] padded x and dy of a group */
+    /* "same" stride-1 convs (KH == KW == 2*pad + 1): padded planes, no im2col */
+    int padded;   /* 1: forward and dx read shifted rows of zero-padded planes */
+    int shift;    /* 1: dW also (dot products over padded planes, see below) */
+    long xs, ys;  /* floats per padded x plane / per padded dy plane */
+    int lead;     /* dy planes start this many floats into their buffer, so that the
+                   * dW dot products (from pad*(Wp+1) into a plane) load aligned */
+    long *boff;   /* [K] offset of im2col row (c, kh, kw) in one padded x image */
+    long *doff;   /* [M*KH*KW] the same for the padded dy image (dx's im2col rows) */
+    float *xpad;  /* [N][C*xs] padded x saved by forward for dW, else [nt][FWD_CHUNK][C*xs] */
+    float *dypad; /* [nt][G*M*ys + 16] padded dy of a group (16: room for lead) */
 } conv_saved;
 
-/* dW of a stride-1 conv without an im2col: with x zero-padded into planes of width
- * Wp = W + 2*pad (xp) and dy written at the same width with zeros in its last
- * Wp - OW columns (dyp, Q = OH*Wp values per channel),
- *   dW[m, (c,kh,kw)] = sum_q dyp[m, q] * xp[c, q + kh*Wp + kw]
- * since im2col row (c,kh,kw) is xp shifted by kh*Wp + kw; the extra columns meet
- * zeros of dyp. The reduction is Q = OH*Wp instead of OH*OW long (6-25% more FMAs
- * at 32..8 wide maps) but the 9x larger im2col copy is gone. Worth it only where
- * the dot-product tiles run (AVX-512). */
-/* Shifted-row dW only below this many output channels: at M = 64 the dot-product
- * tiles lose to the packed GEMM (resnet20 step 690 vs ~665 CPU-ms). */
+/* A "same" stride-1 conv (3x3 pad 1, 5x5 pad 2): input and output planes have one
+ * padded size Hp x Wp (Hp = H + 2*pad), and
+ *  - forward: im2col row (c,kh,kw) of x is the padded plane xp[c] shifted by
+ *    kh*Wp + kw, read in place by apb_sgemm_conv (bitwise equal to the im2col +
+ *    apb_sgemm of the runtime);
+ *  - dx is the full correlation of dy with the flipped kernel:
+ *      dx_n[C, H*W] = wt[C, M*KH*KW] * im2col(dy_n; pad)[M*KH*KW, H*W],
+ *    wt[c, (m,kh,kw)] = w[m, c, KH-1-kh, KW-1-kw], again apb_sgemm_conv over the
+ *    padded dy planes (dyp);
+ *  - dW: dyp shifted by pad*(Wp + 1) is dy written at width Wp with zeros in its
+ *    last Wp - OW columns (right and left padding), so (Q = OH*Wp)
+ *      dW[m, (c,kh,kw)] = sum_q dyp[m, pad*(Wp + 1) + q] * xp[c, q + kh*Wp + kw]
+ *    (the extra columns meet zeros): dot products over the saved padded x, no
+ *    im2col. The reduction is 6-25% longer (32..8 wide maps), and the dot-product
+ *    tiles run only with AVX-512 and do not beat im2col + the packed GEMM from
+ *    M = 48 on (docs/TRAINING_SPEED.md), so only below that. */
 #define SHIFT_MAX_M 48
-static void pad_group(const float *x, const float *dy, int gn, int C, int H, int W, int M,
-                      int OH, int OW, int pad, long xs, long qs, float *xp, float *dyp)
+/* Images per forward GEMM call on padded planes (one packing of w per chunk). */
+#define FWD_CHUNK 8
+
+static int conv_padded(int KH, int KW, int S, int pad)
 {
-    int Wp = W + 2 * pad;
-    memset(xp, 0, sizeof(float) * (size_t)gn * C * xs);
-    for (int j = 0; j < gn; j++)
-        for (int c = 0; c < C; c++) {
-            const float *s = x + ((size_t)j * C + c) * H * W;
-            float *d = xp + ((size_t)j * C + c) * xs + (long)pad * Wp + pad;
-            for (int i = 0; i < H; i++)
-                memcpy(d + (long)i * Wp, s + (long)i * W, sizeof(float) * (size_t)W);
-        }
-    for (int j = 0; j < gn; j++)
-        for (int m = 0; m < M; m++) {
-            const float *s = dy + ((size_t)j * M + m) * OH * OW;
-            float *d = dyp + ((size_t)j * M + m) * qs;
-            for (int i = 0; i < OH; i++) {
-                float *r = d + (long)i * Wp;
-                memcpy(r, s + (long)i * OW, sizeof(float) * (size_t)OW);
-                for (int k = OW; k < Wp; k++)
-                    r[k] = 0.0f;
-            }
-        }
+    return S == 1 && KH == KW && KH == 2 * pad + 1 && pad >= 1;
 }
 
-/* dx of a stride-1 conv is the full correlation of dy with the flipped kernel:
- *   dx_n[C, H*W] += wt[C, M*KH*KW] * im2col(dy_n; pad' = KH-1-pad)[M*KH*KW, H*W]
- * with wt[c, (m, kh, kw)] = w[m, c, KH-1-kh, KW-1-kw]. That is an im2col (a shifted
- * copy) and one well-shaped GEMM accumulating straight into dx, instead of a GEMM
- * with a short reduction (M) and a large output followed by a scatter-add col2im. */
-static int dx_by_im2col(int KH, int KW, int S, int pad)
+/* C planes [H,W] -> zero-padded planes of Hp x Wp at stride ps, each written (with
+ * zeros past the image) up to len >= Hp*Wp floats. */
+static void pad_planes(const float *x, int C, int H, int W, int pad, long ps, long len, float *xp)
 {
-    return S == 1 && KH == KW && pad <= KH - 1 && !(KH == 1 && pad == 0);
+    int Wp = W + 2 * pad;
+    for (int c = 0; c < C; c++) {
+        const float *s = x + (size_t)c * H * W;
+        float *d = xp + (size_t)c * ps;
+        memset(d, 0, sizeof(float) * ((size_t)pad * Wp + pad));
+        for (int i = 0; i < H; i++) {
+            float *r = d + (long)(i + pad) * Wp + pad;
+            memcpy(r, s + (long)i * W, sizeof(float) * (size_t)W);
+            /* right pad of row i and left pad of row i+1 are adjacent */
+            memset(r + W, 0, sizeof(float) * (size_t)(2 * pad));
+        }
+        long used = (long)(H + pad) * Wp + pad;
+        memset(d + used, 0, sizeof(float) * (size_t)(len - used));
+    }
 }
 
 /* Images per dW group: enough that each dot product is about 1024 long. */
@@ -137,6 +148,13 @@ static apb_status conv_shape(apb_var *const *in, int nin, const void *attr, int 
     return APB_OK;
 }
 
+/* dx of other stride-1 square convs (e.g. 3x3 unpadded): an im2col of dy with
+ * pad' = KH-1-pad times the flipped kernel, instead of W^T*dy + col2im. */
+static int dx_by_im2col(int KH, int KW, int S, int pad)
+{
+    return S == 1 && KH == KW && pad <= KH - 1 && !(KH == 1 && pad == 0);
+}
+
 static apb_status conv_forward(apb_graph *g, apb_var *out)
 {
     const conv_attr *a = out->attr;
@@ -148,35 +166,52 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
     int nthreads = apb_threads_get();
     int nt = (nthreads > 1 && N >= nthreads) ? nthreads : 1;
     size_t kp = (size_t)K * P;
+    int Wp = W + 2 * pad, Hp = H + 2 * pad, MKK = M * KH * KW;
 
     conv_saved *sv = apb_graph_alloc(g, sizeof *sv);
     if (!sv)
         return APB_ENOMEM;
     memset(sv, 0, sizeof *sv);
     sv->nt = nt;
-    int want_dw = g->record && out->requires_grad && w->requires_grad;
+    int grad = g->record && out->requires_grad;
+    int want_dw = grad && w->requires_grad, want_dx = grad && !fast && x->requires_grad;
     sv->G = want_dw ? dw_group(N, P) : 1;
-    sv->shift = want_dw && !fast && S == 1 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
-    if (sv->shift) {
-        int Wp = W + 2 * pad, Hp = H + 2 * pad;
+    sv->padded = conv_padded(KH, KW, S, pad);
+    if (sv->padded) {
+        sv->shift = want_dw && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
+        /* slack: dW's dot products run KW - 1 floats past the last padded row */
         sv->xs = ((long)Hp * Wp + KW + 15) / 16 * 16;
-        sv->qs = ((long)out->dim[2] * Wp + 15) / 16 * 16;
+        sv->ys = ((long)Hp * Wp + 15) / 16 * 16;
+        sv->lead = (int)((16 - ((long)pad * Wp + pad) % 16) % 16);
+        int nxp = want_dw ? N : nt * FWD_CHUNK; /* dW reads the padded x again */
         if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
-            !(sv->pbuf = apb_graph_floats(g, (int64_t)nt * sv->G * (C * sv->xs + M * sv->qs))))
+            !(sv->xpad = apb_graph_floats(g, (int64_t)nxp * C * sv->xs)))
             return APB_ENOMEM;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
                 for (int kw = 0; kw < KW; kw++)
                     sv->boff[(c * KH + kh) * KW + kw] = c * sv->xs + (long)kh * Wp + kw;
-    }
-    size_t colsz = (size_t)(sv->shift ? 1 : sv->G) * kp;
-    if (!fast && !(sv->col = apb_graph_floats(g, (int64_t)nt * colsz)))
-        return APB_ENOMEM;
-    if (g->record && out->requires_grad) {
-        if (!fast && x->requires_grad) {
+        if (want_dx || sv->shift)
+            if (!(sv->dypad = apb_graph_floats(g, (int64_t)nt * (sv->G * M * sv->ys + 16))))
+                return APB_ENOMEM;
+        if (want_dx) {
+            if (!(sv->doff = apb_graph_alloc(g, sizeof(long) * (size_t)MKK)) ||
+                !(sv->wt = apb_graph_floats(g, (int64_t)M * K)))
+                return APB_ENOMEM;
+            for (int m = 0; m < M; m++)
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++)
+                        sv->doff[(m * KH + kh) * KW + kw] = m * sv->ys + (long)kh * Wp + kw;
+        }
+        if (want_dw && !sv->shift && !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
+            return APB_ENOMEM;
+    } else {
+        if (!fast && !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
+            return APB_ENOMEM;
+        if (want_dx) {
             size_t dsz = kp;
             if (dx_by_im2col(KH, KW, S, pad)) {
-                size_t alt = (size_t)M * KH * KW * H * W;
+                size_t alt = (size_t)MKK * H * W;
                 dsz = alt > kp ? alt : kp;
                 if (!(sv->wt = apb_graph_floats(g, (int64_t)M * K)))
                     return APB_ENOMEM;
@@ -184,20 +219,43 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             if (!(sv->dcol = apb_graph_floats(g, (int64_t)nt * dsz)))
                 return APB_ENOMEM;
         }
-        if (nt > 1 && w->requires_grad && !(sv->dwp = apb_graph_floats(g, (int64_t)nt * M * K)))
-            return APB_ENOMEM;
     }
+    if (want_dw && nt > 1 && !(sv->dwp = apb_graph_floats(g, (int64_t)nt * M * K)))
+        return APB_ENOMEM;
     out->saved = sv;
 
     const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
-    float *yd = out->data, *colbuf = sv->col;
+    float *yd = out->data;
+    int OW = out->dim[3];
+    if (sv->padded) { /* chunks of images share one packing of w, stay in cache */
+        int nchunk = (N + FWD_CHUNK - 1) / FWD_CHUNK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int cb = 0; cb < nchunk; cb++) {
+            int n0 = cb * FWD_CHUNK, gn = N - n0 < FWD_CHUNK ? N - n0 : FWD_CHUNK;
+            float *xp = sv->xpad + (size_t)(want_dw ? n0 : thread_id() * FWD_CHUNK) * C * sv->xs;
+            for (int j = 0; j < gn; j++)
+                pad_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, pad, sv->xs, sv->xs,
+                           xp + (size_t)j * C * sv->xs);
+            float *yn = yd + (size_t)n0 * M * P;
+            apb_sgemm_conv_batch(gn, M, P, K, 1.0f, wd, K, xp, C * sv->xs, sv->boff, OW, Wp, 0.0f,
+                                 yn, (long)M * P, P);
+            for (int j = 0; bd && j < gn; j++)
+                for (int m = 0; m < M; m++) {
+                    float bm = bd[m], *row = yn + ((size_t)j * M + m) * P;
+#pragma omp simd
+                    for (int p = 0; p < P; p++)
+                        row[p] += bm;
+                }
+        }
+        return APB_OK;
+    }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int n = 0; n < N; n++) {
         const float *xn = xd + (size_t)n * C * H * W;
         float *yn = yd + (size_t)n * M * P;
         const float *B = xn;
         if (!fast) {
-            float *col = colbuf + (size_t)thread_id() * colsz;
+            float *col = sv->col + (size_t)thread_id() * sv->G * kp;
             apb_im2col(xn, C, H, W, KH, KW, S, pad, col);
             B = col;
         }
@@ -220,11 +278,19 @@ static void conv_backward(apb_graph *g, apb_var *out)
     apb_var *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
     int N = x->dim[0], C = x->dim[1], H = x->dim[2], W = x->dim[3];
     int M = w->dim[0], KH = w->dim[2], KW = w->dim[3];
-    int P = out->dim[2] * out->dim[3], K = C * KH * KW, S = a->stride, pad = a->pad;
+    int OH = out->dim[2], OW = out->dim[3];
+    int P = OH * OW, K = C * KH * KW, S = a->stride, pad = a->pad;
     int fast = KH == 1 && KW == 1 && S == 1 && pad == 0;
     int nt = sv->nt, need_dx = x->requires_grad, need_dw = w->requires_grad;
     size_t kp = (size_t)K * P, mk = (size_t)M * K;
     const float *dy = out->grad, *xd = x->data, *wd = w->data;
+    /* dx is written by its GEMM (beta 0) when fresh; w and b are small: zeroed. */
+    int dx_fresh = need_dx && apb_grad_take_fresh(x);
+    if (need_dw && apb_grad_take_fresh(w))
+        memset(w->grad, 0, sizeof(float) * (size_t)w->numel);
+    if (b && b->requires_grad && apb_grad_take_fresh(b))
+        memset(b->grad, 0, sizeof(float) * (size_t)b->numel);
+    float dx_beta = dx_fresh ? 0.0f : 1.0f;
 
     if (b && b->requires_grad)
         for (int n = 0; n < N; n++)
@@ -241,7 +307,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
     if (need_dw && nt > 1)
         memset(sv->dwp, 0, sizeof(float) * nt * mk);
     int flip = need_dx && sv->wt != NULL;
-    int MKK = M * KH * KW, HW = H * W, pad2 = KH - 1 - pad;
+    int MKK = M * KH * KW, HW = H * W, pad2 = KH - 1 - pad, Wp = W + 2 * pad;
     size_t dsz = flip && (size_t)MKK * HW > kp ? (size_t)MKK * HW : kp;
     if (flip)
         for (int m = 0; m < M; m++)
@@ -252,45 +318,50 @@ static void conv_backward(apb_graph *g, apb_var *out)
                             wd[(((size_t)m * C + c) * KH + KH - 1 - kh) * KW + KW - 1 - kw];
 
     int G = sv->G, ngroup = (N + G - 1) / G;
-    size_t colsz = (size_t)(sv->shift ? 1 : G) * kp;
+    int use_dyp = sv->padded && (need_dx || sv->shift);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int gi = 0; gi < ngroup; gi++) {
         int t = thread_id(), n0 = gi * G, gn = N - n0 < G ? N - n0 : G;
+        float *dyp = use_dyp ? sv->dypad + (size_t)t * (G * M * sv->ys + 16) + sv->lead : NULL;
+        if (use_dyp)
+            for (int j = 0; j < gn; j++)
+                pad_planes(dy + (size_t)(n0 + j) * M * P, M, OH, OW, pad, sv->ys,
+                           (long)(OH + 2 * pad) * Wp, dyp + (size_t)j * M * sv->ys);
+        float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
         if (need_dw && sv->shift) {
-            int OH = out->dim[2], OW = out->dim[3];
-            long per = C * sv->xs + M * sv->qs;
-            float *xp = sv->pbuf + (size_t)t * G * per, *dyp = xp + (size_t)gn * C * sv->xs;
-            pad_group(xd + (size_t)n0 * C * H * W, dy + (size_t)n0 * M * P, gn, C, H, W, M, OH,
-                      OW, pad, sv->xs, sv->qs, xp, dyp);
-            float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
-            apb_sgemm_nt_rows(M, K, OH * (W + 2 * pad), gn, 1.0f, dyp, (int)sv->qs, M * sv->qs,
-                              xp, sv->boff, C * sv->xs, dw, K);
+            const float *xp = sv->xpad + (size_t)n0 * C * sv->xs;
+            apb_sgemm_nt_rows(M, K, OH * Wp, gn, 1.0f, dyp + (long)pad * Wp + pad, (int)sv->ys,
+                              M * sv->ys, xp, sv->boff, C * sv->xs, dw, K);
         } else if (need_dw) {
             const float *B = xd + (size_t)n0 * C * H * W;
             long sb = (long)C * H * W;
             if (!fast) {
-                float *col = sv->col + (size_t)t * colsz;
+                float *col = sv->col + (size_t)t * G * kp;
                 for (int j = 0; j < gn; j++)
                     apb_im2col(B + (size_t)j * sb, C, H, W, KH, KW, S, pad, col + (size_t)j * kp);
                 B = col;
                 sb = (long)kp;
             }
-            float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
             apb_sgemm_nt_batch(M, K, P, gn, 1.0f, dy + (size_t)n0 * M * P, P, (long)M * P, B, P,
                                sb, dw, K);
         }
-        for (int n = n0; need_dx && n < n0 + gn; n++) {
+        if (need_dx && sv->padded) /* the whole group, one packing of wt */
+            apb_sgemm_conv_batch(gn, C, HW, MKK, 1.0f, sv->wt, MKK, dyp, M * sv->ys, sv->doff, W,
+                                 Wp, dx_beta, x->grad + (size_t)n0 * C * HW, (long)C * HW, HW);
+        for (int n = n0; need_dx && !sv->padded && n < n0 + gn; n++) {
             const float *dyn = dy + (size_t)n * M * P;
             float *dxn = x->grad + (size_t)n * C * H * W;
             if (fast) {
-                apb_sgemm(1, 0, C, P, M, 1.0f, wd, K, dyn, P, 1.0f, dxn, P);
+                apb_sgemm(1, 0, C, P, M, 1.0f, wd, K, dyn, P, dx_beta, dxn, P);
             } else if (flip) {
                 float *dcol = sv->dcol + (size_t)t * dsz;
-                apb_im2col(dyn, M, out->dim[2], out->dim[3], KH, KW, 1, pad2, dcol);
-                apb_sgemm(0, 0, C, HW, MKK, 1.0f, sv->wt, MKK, dcol, HW, 1.0f, dxn, HW);
+                apb_im2col(dyn, M, OH, OW, KH, KW, 1, pad2, dcol);
+                apb_sgemm(0, 0, C, HW, MKK, 1.0f, sv->wt, MKK, dcol, HW, dx_beta, dxn, HW);
             } else {
                 float *dcol = sv->dcol + (size_t)t * dsz;
                 apb_sgemm(1, 0, K, P, M, 1.0f, wd, K, dyn, P, 0.0f, dcol, P);
+                if (dx_fresh)
+                    memset(dxn, 0, sizeof(float) * (size_t)C * HW);
                 apb_col2im(dcol, C, H, W, KH, KW, S, pad, dxn);
             }
         }
@@ -304,8 +375,8 @@ static void conv_backward(apb_graph *g, apb_var *out)
         }
 }
 
-const apb_op apb_op_conv2d = {"conv2d", sizeof(conv_attr), 0, conv_shape, conv_forward,
-                              conv_backward};
+const apb_op apb_op_conv2d = {"conv2d", sizeof(conv_attr), APB_OP_GRAD_WRITE, conv_shape,
+                              conv_forward, conv_backward};
 
 apb_status apb_conv2d(apb_graph *g, apb_var *x, apb_var *w, apb_var *b, int stride, int pad,
                       apb_var **y)

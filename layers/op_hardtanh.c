@@ -28,18 +28,28 @@ static void ht_backward(apb_graph *g, apb_var *out)
     (void)nt; /* unused without OpenMP */
     const float *x = out->in[0]->data, *dy = out->grad;
     float *dx = out->in[0]->grad;
+    int fresh = apb_grad_take_fresh(out->in[0]);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i0 = 0; i0 < n; i0 += APB_EW_BLOCK) {
         int64_t e = n - i0 < APB_EW_BLOCK ? n : i0 + APB_EW_BLOCK;
+        if (fresh) {
 #pragma omp simd
-        for (int64_t i = i0; i < e; i++) {
-            float d = dy[i], v = x[i]; /* unconditional loads: the select vectorizes */
-            dx[i] += (v > -1.0f) & (v < 1.0f) ? d : 0.0f;
+            for (int64_t i = i0; i < e; i++) {
+                float d = dy[i], v = x[i]; /* unconditional loads: the select vectorizes */
+                dx[i] = (v > -1.0f) & (v < 1.0f) ? d : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t i = i0; i < e; i++) {
+                float d = dy[i], v = x[i];
+                dx[i] += (v > -1.0f) & (v < 1.0f) ? d : 0.0f;
+            }
         }
     }
 }
 
-const apb_op apb_op_hardtanh = {"hardtanh", 0, 0, apb_shape_same, ht_forward, ht_backward};
+const apb_op apb_op_hardtanh = {"hardtanh", 0, APB_OP_GRAD_WRITE, apb_shape_same, ht_forward,
+                                 ht_backward};
 
 apb_status apb_hardtanh(apb_graph *g, apb_var *x, apb_var **y)
 {

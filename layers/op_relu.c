@@ -27,18 +27,28 @@ static void relu_backward(apb_graph *g, apb_var *out)
     (void)nt; /* unused without OpenMP */
     const float *y = out->data, *dy = out->grad;
     float *dx = out->in[0]->grad;
+    int fresh = apb_grad_take_fresh(out->in[0]);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i0 = 0; i0 < n; i0 += APB_EW_BLOCK) {
         int64_t e = n - i0 < APB_EW_BLOCK ? n : i0 + APB_EW_BLOCK;
+        if (fresh) {
 #pragma omp simd
-        for (int64_t i = i0; i < e; i++) {
-            float d = dy[i]; /* unconditional load: the select vectorizes */
-            dx[i] += y[i] > 0.0f ? d : 0.0f;
+            for (int64_t i = i0; i < e; i++) {
+                float d = dy[i]; /* unconditional load: the select vectorizes */
+                dx[i] = y[i] > 0.0f ? d : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t i = i0; i < e; i++) {
+                float d = dy[i];
+                dx[i] += y[i] > 0.0f ? d : 0.0f;
+            }
         }
     }
 }
 
-const apb_op apb_op_relu = {"relu", 0, 0, apb_shape_same, relu_forward, relu_backward};
+const apb_op apb_op_relu = {"relu", 0, APB_OP_GRAD_WRITE, apb_shape_same, relu_forward,
+                             relu_backward};
 
 apb_status apb_relu(apb_graph *g, apb_var *x, apb_var **y)
 {

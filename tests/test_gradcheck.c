@@ -296,3 +296,117 @@ APB_TEST(test_registry_complete)
     CHECK_MSG(missing == 0, "%d declared op(s) missing from layers/registry.c", missing);
     return 0;
 }
+
+/* Runs case c with seed, backward from a fixed dout; input gradients either left to
+ * the engine (fresh: GRAD_WRITE ops store into uninitialised memory, here poisoned
+ * with NaN) or pre-zeroed (every op accumulates). Copies the input gradients into
+ * grads[i] (malloc'd, NULL for inputs without gradient). */
+static int fresh_run(const apb_op_case *c, uint64_t seed, int fresh, float *grads[APB_MAX_IN],
+                     int64_t sizes[APB_MAX_IN])
+{
+    apb_arena step;
+    apb_arena_init(&step, "fresh", 1 << 20);
+    float *poison = apb_arena_alloc(&step, (1 << 20) - 4096);
+    if (!poison)
+        return 1;
+    for (size_t i = 0; i < ((1 << 20) - 4096) / sizeof(float); i++)
+        poison[i] = NAN;
+    apb_arena_reset(&step);
+    apb_rng rng, oprng;
+    apb_rng_seed(&rng, seed);
+    apb_rng_seed(&oprng, apb_hash3(seed, 1, 2));
+    apb_graph g;
+    apb_graph_init(&g, &step, 1, 1, &oprng);
+    apb_var *in[APB_MAX_IN] = {0}, *out = NULL;
+    int nin = 0, bad = 0;
+    if (c->make_case(&g, &rng, in, &nin, &out) != APB_OK || !out)
+        bad = 1;
+    float *dout = bad ? NULL : apb_graph_floats(&g, out->numel);
+    for (int64_t k = 0; !bad && k < out->numel; k++)
+        dout[k] = apb_rng_normal(&rng) + 0.1f;
+    for (int i = 0; !bad && !fresh && i < nin; i++)
+        if (in[i]->requires_grad && !in[i]->grad) {
+            in[i]->grad = apb_graph_floats(&g, in[i]->numel);
+            memset(in[i]->grad, 0, sizeof(float) * (size_t)in[i]->numel);
+        }
+    if (!bad && apb_backward_from(&g, out, dout) != APB_OK)
+        bad = 1;
+    for (int i = 0; i < APB_MAX_IN; i++) {
+        grads[i] = NULL;
+        sizes[i] = 0;
+        if (bad || i >= nin || !in[i]->requires_grad)
+            continue;
+        sizes[i] = in[i]->numel;
+        grads[i] = malloc(sizeof(float) * (size_t)sizes[i]);
+        memcpy(grads[i], in[i]->grad, sizeof(float) * (size_t)sizes[i]);
+    }
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    return bad;
+}
+
+/* APB_OP_GRAD_WRITE: ops that store their first contribution into an uninitialised
+ * gradient must give what accumulating into zeros gives, for every registered case
+ * (including a + a, where the second contribution must accumulate). */
+APB_TEST(test_grad_write_fresh_matches_accumulate)
+{
+    int n = 0, writers = 0;
+    const apb_op_case *reg = apb_op_registry(&n);
+    for (int r = 0; r < n; r++) {
+        float *ga[APB_MAX_IN], *gb[APB_MAX_IN];
+        int64_t sa[APB_MAX_IN], sb[APB_MAX_IN];
+        uint64_t seed = 500 + (uint64_t)r;
+        writers += (reg[r].op->flags & APB_OP_GRAD_WRITE) != 0;
+        const char *name = reg[r].case_name;
+        CHECK_MSG(fresh_run(&reg[r], seed, 1, ga, sa) == 0, "%s: fresh run failed", name);
+        CHECK_MSG(fresh_run(&reg[r], seed, 0, gb, sb) == 0, "%s: zeroed run failed", name);
+        for (int i = 0; i < APB_MAX_IN; i++) {
+            CHECK(sa[i] == sb[i]);
+            if (ga[i] &&
+                apb_test_close_f32(__FILE__, __LINE__, name, ga[i], gb[i], (long)sa[i], 0, 0)) {
+                fprintf(stderr, "  case %s input %d: fresh gradient differs\n", name, i);
+                return 1;
+            }
+            free(ga[i]);
+            free(gb[i]);
+        }
+    }
+    CHECK_MSG(writers >= 4, "only %d registered cases use APB_OP_GRAD_WRITE", writers);
+    return 0;
+}
+
+/* One var feeding several GRAD_WRITE ops: the first (in backward order) writes, the
+ * others accumulate. s = relu(x) + x; t = s + s: dL/dx = 2 dout (relu'(x) + 1). */
+APB_TEST(test_grad_write_shared_input)
+{
+    apb_arena step;
+    apb_arena_init(&step, "shared", 1 << 16);
+    float *poison = apb_arena_alloc(&step, 60000);
+    CHECK(poison);
+    for (int i = 0; i < 15000; i++)
+        poison[i] = NAN;
+    apb_arena_reset(&step);
+    apb_graph g;
+    apb_graph_init(&g, &step, 1, 1, NULL);
+    enum { N = 37 };
+    float xv[N], dout[N];
+    for (int i = 0; i < N; i++) {
+        xv[i] = (float)(i - 18) / 7.0f + 0.05f;
+        dout[i] = (float)((i * 7) % 11) - 5.0f;
+    }
+    apb_var *x = apb_graph_input(&g, xv, 1, (int[]){N}), *r, *s, *t;
+    CHECK(x);
+    x->requires_grad = 1;
+    CHECK_OK(apb_relu(&g, x, &r));
+    CHECK_OK(apb_add(&g, r, x, &s));
+    CHECK_OK(apb_add(&g, s, s, &t));
+    CHECK_OK(apb_backward_from(&g, t, dout));
+    float want[N];
+    for (int i = 0; i < N; i++)
+        want[i] = 2.0f * dout[i] * ((xv[i] > 0.0f ? 1.0f : 0.0f) + 1.0f);
+    CHECK_ARRAY_CLOSE(x->grad, want, N, 0, 0);
+    CHECK(!x->grad_fresh && !s->grad_fresh && !r->grad_fresh);
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    return 0;
+}

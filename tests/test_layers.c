@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "cpu.h"
+#include "im2col.h"
+#include "sgemm.h"
 #include "ops.h"
 #include "test.h"
 #include "threads.h"
@@ -123,6 +126,115 @@ APB_TEST(test_conv2d_thread_count_independent)
         free(res[0][k]);
         free(res[1][k]);
     }
+    CHECK(!bad);
+    return 0;
+}
+
+/* "Same" stride-1 convs run on zero-padded planes (apb_sgemm_conv, no im2col):
+ * the forward must stay bitwise equal to im2col + apb_sgemm + bias (what the
+ * runtime computes), and dx / dW, written into fresh (uninitialised, here NaN)
+ * gradients, must match a double-precision reference; at every ISA level, serial
+ * and batch-parallel. {N, C, H, W, M, KS, pad}: 32/16-wide maps (indirect kernel),
+ * 8 and 7 wide (gathered panels), M = 16 (dW by dot products) and 64 (packed); the
+ * last case (one image) splits the GEMMs themselves over the threads. */
+static int check_conv_same(int threads, const int *cs)
+{
+    int N = cs[0], C = cs[1], H = cs[2], W = cs[3], M = cs[4], KS = cs[5], P = cs[6];
+    int K = C * KS * KS, HW = H * W;
+    apb_threads_set(threads);
+    apb_arena step;
+    apb_arena_init(&step, "t", 4 << 20);
+    float *poison = apb_arena_alloc(&step, (4 << 20) - 4096);
+    CHECK(poison);
+    for (size_t i = 0; i < ((4 << 20) - 4096) / sizeof(float); i++)
+        poison[i] = NAN;
+    apb_arena_reset(&step);
+    apb_rng r;
+    apb_rng_seed(&r, (uint64_t)(C * 100 + W));
+    apb_graph g;
+    apb_graph_init(&g, &step, 1, 1, &r);
+    apb_var *x = apb_graph_new(&g, 4, (int[]){N, C, H, W}, 0);
+    apb_var *w = apb_graph_new(&g, 4, (int[]){M, C, KS, KS}, 0);
+    apb_var *b = apb_graph_new(&g, 1, (int[]){M}, 0);
+    fill_normal(&r, x->data, x->numel, 1.0f);
+    fill_normal(&r, w->data, w->numel, 0.5f);
+    fill_normal(&r, b->data, b->numel, 0.5f);
+    x->requires_grad = w->requires_grad = b->requires_grad = 1;
+    apb_var *y;
+    CHECK_OK(apb_conv2d(&g, x, w, b, 1, P, &y));
+    float *col = malloc(sizeof(float) * (size_t)K * HW), *ref = malloc(sizeof(float) * M * HW);
+    double *dx = calloc((size_t)x->numel, sizeof(double));
+    double *dw = calloc((size_t)K * M, sizeof(double));
+    float *dy = apb_graph_floats(&g, y->numel), *fdx = malloc(sizeof(float) * x->numel);
+    float *fdw = malloc(sizeof(float) * w->numel);
+    CHECK(col && ref && dx && dw && dy && fdx && fdw);
+    int bad = 0;
+    for (int n = 0; n < N && !bad; n++) {
+        apb_im2col(x->data + (size_t)n * C * HW, C, H, W, KS, KS, 1, P, col);
+        apb_sgemm(0, 0, M, HW, K, 1.0f, w->data, K, col, HW, 0.0f, ref, HW);
+        for (int m = 0; m < M; m++)
+            for (int p = 0; p < HW; p++)
+                ref[m * HW + p] += b->data[m];
+        if (memcmp(ref, y->data + (size_t)n * M * HW, sizeof(float) * M * HW)) {
+            fprintf(stderr, "  forward of image %d is not bitwise im2col + sgemm\n", n);
+            bad = 1;
+        }
+    }
+    fill_normal(&r, dy, y->numel, 1.0f);
+    CHECK_OK(apb_backward_from(&g, y, dy));
+    for (int n = 0; n < N; n++) { /* dx += W^T dy scattered, dW += dy col^T */
+        apb_im2col(x->data + (size_t)n * C * HW, C, H, W, KS, KS, 1, P, col);
+        for (int m = 0; m < M; m++)
+            for (int k = 0; k < K; k++) {
+                double s = 0;
+                for (int p = 0; p < HW; p++)
+                    s += (double)dy[((size_t)n * M + m) * HW + p] * col[(size_t)k * HW + p];
+                dw[m * K + k] += s;
+            }
+        for (int c = 0; c < C; c++)
+            for (int h = 0; h < H; h++)
+                for (int v = 0; v < W; v++)
+                    for (int m = 0; m < M; m++)
+                        for (int kh = 0; kh < KS; kh++)
+                            for (int kw = 0; kw < KS; kw++) {
+                                int oh = h + P - kh, ow = v + P - kw;
+                                if (oh >= 0 && oh < H && ow >= 0 && ow < W)
+                                    dx[((size_t)n * C + c) * HW + h * W + v] +=
+                                        (double)dy[((size_t)n * M + m) * HW + oh * W + ow] *
+                                        w->data[((m * C + c) * KS + kh) * KS + kw];
+                            }
+    }
+    for (int64_t i = 0; i < x->numel; i++)
+        fdx[i] = (float)dx[i];
+    for (int64_t i = 0; i < w->numel; i++)
+        fdw[i] = (float)dw[i];
+    bad |= apb_test_close_f32(__FILE__, __LINE__, "conv dx", x->grad, fdx, (long)x->numel, 1e-4,
+                              1e-4);
+    bad |= apb_test_close_f32(__FILE__, __LINE__, "conv dw", w->grad, fdw, (long)w->numel, 1e-4,
+                              1e-3);
+    if (bad)
+        fprintf(stderr, "  threads=%d N=%d C=%d H=%d W=%d M=%d K=%d pad=%d\n", threads, N, C, H, W,
+                M, KS, P);
+    free(col), free(ref), free(dx), free(dw), free(fdx), free(fdw);
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    return bad;
+}
+
+APB_TEST(test_conv2d_same_padded_path)
+{
+    static const int cs[][7] = {{2, 3, 6, 32, 16, 3, 1}, {3, 5, 4, 16, 64, 3, 1},
+                                {2, 4, 8, 8, 16, 3, 1},  {2, 3, 7, 7, 5, 3, 1},
+                                {2, 2, 6, 9, 3, 5, 2},   {1, 16, 32, 32, 16, 3, 1}};
+    int saved = apb_threads_get(), bad = 0;
+    for (int l = APB_ISA_REF; l <= (int)apb_isa_detected() && !bad; l++) {
+        CHECK_OK(apb_isa_force((apb_isa)l));
+        for (int t = 1; t <= 2; t++)
+            for (int i = 0; i < (int)(sizeof cs / sizeof cs[0]); i++)
+                bad |= check_conv_same(t, cs[i]);
+    }
+    apb_threads_set(saved);
+    CHECK_OK(apb_isa_force(apb_isa_detected()));
     CHECK(!bad);
     return 0;
 }

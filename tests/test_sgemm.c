@@ -300,3 +300,83 @@ APB_TEST(vec_helpers)
     CHECK(apb_vec_sum(0, x) == 0.0f && apb_vec_dot(0, x, y) == 0.0f);
     return 0;
 }
+
+/* apb_sgemm_conv must give bitwise the results of apb_sgemm on the explicit im2col
+ * matrix (the training forward relies on it to match the runtime), at every ISA
+ * level, thread count and K blocking, also for a batch sharing one packed A.
+ * {C, H, W, K(side), pad, M}: segments of 32, 16 (indirect kernel), 8, 7, 33
+ * (gathered panels); K = 576 and 630 cross KC. */
+APB_TEST(sgemm_conv_equals_sgemm_on_im2col)
+{
+    static const int cs[][6] = {{16, 32, 32, 3, 1, 16}, {32, 16, 16, 3, 1, 32}, {64, 8, 8, 3, 1, 64},
+                                {3, 9, 7, 3, 1, 13},    {2, 5, 33, 5, 2, 20},  {70, 5, 16, 3, 1, 24},
+                                {4, 6, 6, 1, 0, 5},     {5, 7, 16, 3, 0, 9},
+                                {2, 4, 16, 3, 1, 250}}; /* M > MC: several A blocks */
+    int saved = apb_threads_get();
+    apb_rng rng;
+    apb_rng_seed(&rng, 21);
+    int fails = 0;
+    for (int l = APB_ISA_REF; l <= (int)apb_isa_detected(); l++) {
+        CHECK_OK(apb_isa_force((apb_isa)l));
+        for (int t = 0; t < (int)(sizeof cs / sizeof cs[0]); t++) {
+            int C = cs[t][0], H = cs[t][1], W = cs[t][2], KS = cs[t][3], P = cs[t][4], M = cs[t][5];
+            int Hp = H + 2 * P, Wp = W + 2 * P, OH = Hp - KS + 1, OW = Wp - KS + 1;
+            int K = C * KS * KS, N = OH * OW;
+            long plane = (long)Hp * Wp + 3;
+            float *x = malloc(sizeof(float) * C * H * W), *xp = calloc((size_t)C * plane, 4);
+            float *col = malloc(sizeof(float) * K * N), *A = malloc(sizeof(float) * M * K);
+            float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+            long *boff = malloc(sizeof(long) * K);
+            CHECK(x && xp && col && A && C1 && C2 && boff);
+            fill(&rng, x, (long)C * H * W);
+            fill(&rng, A, (long)M * K);
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < H; i++)
+                    memcpy(xp + c * plane + (long)(i + P) * Wp + P, x + ((long)c * H + i) * W,
+                           sizeof(float) * W);
+            for (int c = 0; c < C; c++)
+                for (int kh = 0; kh < KS; kh++)
+                    for (int kw = 0; kw < KS; kw++)
+                        boff[(c * KS + kh) * KS + kw] = c * plane + (long)kh * Wp + kw;
+            apb_im2col(x, C, H, W, KS, KS, 1, P, col);
+            for (int v = 0; v < 4; v++) {
+                float alpha = v & 1 ? 0.5f : 1.0f, beta = v & 2 ? 1.0f : 0.0f;
+                apb_threads_set(1 + (v & 1));
+                fill(&rng, C1, (long)M * N);
+                memcpy(C2, C1, sizeof(float) * M * N);
+                apb_sgemm(0, 0, M, N, K, alpha, A, K, col, N, beta, C1, N);
+                apb_sgemm_conv(M, N, K, alpha, A, K, xp, boff, OW, Wp, beta, C2, N);
+                if (memcmp(C1, C2, sizeof(float) * M * N)) {
+                    fprintf(stderr, "  isa=%s case %d v=%d: not bitwise equal\n",
+                            apb_isa_name(apb_isa_active()), t, v);
+                    apb_test_close_f32(__FILE__, __LINE__, "C", C2, C1, (long)M * N, 0, 0);
+                    fails++;
+                }
+            }
+            /* a batch of 3 images (one packing of A): copies of xp, each image as above */
+            float *xp3 = malloc(sizeof(float) * 3 * C * plane);
+            float *C3 = malloc(sizeof(float) * 3 * M * N);
+            CHECK(xp3 && C3);
+            for (int b = 0; b < 3; b++)
+                memcpy(xp3 + (size_t)b * C * plane, xp, sizeof(float) * C * plane);
+            for (int th = 1; th <= 2; th++) {
+                apb_threads_set(th);
+                apb_sgemm(0, 0, M, N, K, 1.0f, A, K, col, N, 0.0f, C1, N);
+                apb_sgemm_conv_batch(3, M, N, K, 1.0f, A, K, xp3, C * plane, boff, OW, Wp, 0.0f, C3,
+                                     (long)M * N, N);
+                for (int b = 0; b < 3; b++)
+                    if (memcmp(C1, C3 + (size_t)b * M * N, sizeof(float) * M * N)) {
+                        fprintf(stderr, "  isa=%s case %d image %d threads %d: batch differs\n",
+                                apb_isa_name(apb_isa_active()), t, b, th);
+                        fails++;
+                    }
+            }
+            free(xp3), free(C3);
+            apb_threads_set(saved);
+            free(x), free(xp), free(col), free(A), free(C1), free(C2), free(boff);
+        }
+    }
+    CHECK_OK(apb_isa_force(apb_isa_detected()));
+    CHECK_MSG(fails == 0, "%d apb_sgemm_conv cases differ from apb_sgemm", fails);
+    return 0;
+}
