@@ -226,6 +226,70 @@ static void conv_strips(apbrt_model *m, const apbrt_rt_layer *L, const float *sr
     }
 }
 
+/* Large maps without any im2col copy: the input is written once per image as
+ * zero-padded rows split into their stride phases, planes[c][r][b][t] =
+ * x[c, r - P, (t - off)*S + b] (0 outside), r < Hp = H + 2P; tap (c, kh, kw) of
+ * output pixel (oh, ow) is then planes + boff[k] + oh*S*S*lp + ow, with
+ * boff[k] = ((c*Hp + kh)*S + b)*lp + sh + off for kw - P = sh*S + b, which is the
+ * implicit-B form of apb_sgemm_conv (seg = OW, segld = S*S*lp). That product
+ * computes every output bitwise as apb_sgemm does from the explicit im2col matrix,
+ * so the runtime stays equal to the training graph. Returns 0 when done, 1 when
+ * the layer does not fit the workspace (the caller takes the im2col path). */
+#define IMPLICIT_MIN_OHW 1024
+static int conv_implicit(apbrt_model *m, const apbrt_rt_layer *L, const float *src, int n,
+                         float *out, int nth)
+{
+    const apbrt_rec *r = &L->r;
+    int S = r->stride, P = r->pad, H = L->ih, W = L->iw, C = L->ic, KH = r->kh, KW = r->kw;
+    int OW = L->ow, off = P / S + 1, lp = OW + KW / S + off + 2, Hp = H + 2 * P;
+    long in_sz = (long)C * H * W, ohw = (long)L->oh * OW, K = L->K;
+    long pl = (long)C * Hp * S * lp, segld = (long)S * S * lp;
+    if (pl > m->col_cap || K * (long)sizeof(long) > m->gout_cap * (long)sizeof(float) ||
+        (long)(L->oh - 1) * S + KH > Hp)
+        return 1;
+    float *planes = m->col;
+    long *boff = (long *)m->gout;
+    for (long k = 0; k < K; k++) {
+        int c = (int)(k / (KH * KW)), kh = (int)(k / KW % KH), kw = (int)(k % KW);
+        int dd = kw - P, sh = dd >= 0 ? dd / S : -((-dd + S - 1) / S), b = dd - sh * S;
+        boff[k] = (((long)c * Hp + kh) * S + b) * lp + sh + off;
+    }
+    for (int i = 0; i < n; i++) {
+        const float *x = src + i * in_sz;
+        float *ob = out + (long)i * r->cout * ohw;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && pl > 65536) schedule(static)
+        for (long q = 0; q < (long)C * Hp; q++) {
+            int c = (int)(q / Hp), ih = (int)(q % Hp) - P;
+            float *d = planes + q * S * lp;
+            if (ih < 0 || ih >= H) {
+                memset(d, 0, (size_t)S * lp * sizeof(float));
+                continue;
+            }
+            const float *xr = x + ((long)c * H + ih) * W;
+            for (int b = 0; b < S; b++) {
+                float *o = d + (long)b * lp;
+                int thi = W - 1 - b < 0 ? off : off + (W - 1 - b) / S + 1;
+                thi = thi < lp ? thi : lp;
+                for (int t = 0; t < off; t++)
+                    o[t] = 0.0f;
+                if (S == 1)
+                    memcpy(o + off, xr, (size_t)(thi - off) * sizeof(float));
+                else
+                    for (int t = off; t < thi; t++)
+                        o[t] = xr[(long)(t - off) * S + b];
+                for (int t = thi; t < lp; t++)
+                    o[t] = 0.0f;
+            }
+        }
+        apb_sgemm_conv(r->cout, (int)ohw, (int)K, 1.0f, L->weff, (int)K, planes, boff, OW, segld,
+                       0.0f, ob, (int)ohw);
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+        for (int c = 0; c < r->cout; c++)
+            apbrt_post_rows(L, c, ob + c * ohw, NULL, ob + c * ohw, ohw);
+    }
+    return 0;
+}
+
 static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     const apbrt_rec *r = &L->r;
@@ -245,6 +309,9 @@ static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, i
     }
     int nth = apb_threads_get();
     int direct = r->kh == 1 && r->kw == 1 && r->stride == 1 && r->pad == 0;
+    if (!direct && ohw >= IMPLICIT_MIN_OHW && !getenv("APBRT_NO_IMPLICIT") &&
+        conv_implicit(m, L, src, n, out, nth) == 0)
+        return;
     if (!direct && ohw >= STRIP_MIN_OHW && rows_ok(L)) {
         long per = m->col_cap / (nth > 0 ? nth : 1);
         if (per > STRIP_FLOATS)
