@@ -7,6 +7,7 @@
  * formula (alpha-gradient sign flipped, missing LSQ scale) would be caught.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
 #include "rng.h"
 #include "test.h"
 #include "threads.h"
+#include "trainer.h"
 
 typedef struct {
     apb_arena step;
@@ -637,5 +639,96 @@ APB_TEST(test_quant_thread_count_independent)
     apb_threads_set(saved_threads);
     free(gy);
     free(ref);
+    return 0;
+}
+
+/* ---- budget projection with a fitted alpha (train/trainer.c) ---- */
+
+/* Checks one projected model: the budget is met (within 2% below), and with a fitted
+ * alpha every APB layer's alpha is mean |w| over its binarized weights (recomputed
+ * here in double; the final selection is redone with the fitted alpha and may move
+ * a few weights: within 0.5% per layer, 5% per channel of 256 weights) and every
+ * full-precision weight is a large one.
+ * Returns the number of full-precision weights with |w| < alpha. */
+static int64_t budget_check(apb_model *m, double budget, int fit, int *fails)
+{
+    apb_model_memory mem;
+    apb_model_memory_stats(m, &mem, NULL, NULL);
+    if (!(mem.bits_per_weight <= budget * 1.0001 && mem.bits_per_weight >= budget * 0.98)) {
+        fprintf(stderr, "budget %.3f fit %d: reached %.4f bits/weight\n", budget, fit,
+                mem.bits_per_weight);
+        (*fails)++;
+    }
+    int64_t small = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (!apb_layer_compressed(l) || l->wq != APB_WQ_APB)
+            continue;
+        int na = (int)l->alpha.numel;
+        int64_t per = l->w.numel / na;
+        double pc_tol = na == 1 ? 5e-3 : 5e-2;
+        for (int c = 0; c < na; c++) {
+            float a = l->alpha.data[c], d = l->delta.data[c];
+            double sum = 0;
+            int64_t cnt = 0;
+            for (int64_t j = c * per; j < (c + 1) * per; j++) {
+                float w = l->w.data[j];
+                if (apb_apb_in_band(w, a, d)) {
+                    sum += fabs((double)w);
+                    cnt++;
+                } else if (fabsf(w) < a) {
+                    small++;
+                }
+            }
+            if (fit && cnt && differs(a, sum / (double)cnt, pc_tol, 0)) {
+                fprintf(stderr, "%s alpha[%d] = %g, mean |w| of its %lld binarized weights %g\n",
+                        l->name, c, a, (long long)cnt, sum / (double)cnt);
+                (*fails)++;
+            }
+        }
+    }
+    return small;
+}
+
+APB_TEST(test_quant_budget_fit_alpha)
+{
+    for (int pc = 0; pc < 2; pc++) {
+        apb_model_cfg mc;
+        memset(&mc, 0, sizeof mc);
+        snprintf(mc.arch, sizeof mc.arch, "convnet");
+        mc.wq = APB_WQ_APB;
+        mc.per_channel = pc;
+        mc.in_c = 1;
+        mc.in_h = mc.in_w = 8; /* fc1 64*2*2 x 256: small enough to sort often */
+        mc.num_classes = 10;
+        apb_model *m;
+        CHECK_OK(apb_model_build(&mc, 7, &m));
+        CHECK_OK(apb_model_init_quant(m));
+        /* the failure mode a fitted alpha removes: a learned alpha that drifted to
+         * twice mean |w| (as the published estimator does under binary activations)
+         * makes a 3-bit budget spend its outliers on weights near zero */
+        for (int i = 0; i < m->nlayers; i++)
+            if (apb_layer_compressed(&m->layers[i]) && m->layers[i].wq == APB_WQ_APB) {
+                apb_layer *l = &m->layers[i];
+                apb_binary_scale(l->w.data, l->w.numel, (int)l->alpha.numel, l->alpha.data);
+                for (int c = 0; c < l->alpha.numel; c++)
+                    l->alpha.data[c] *= 2.0f;
+            }
+        int fails = 0;
+        double reached;
+        CHECK_OK(apb_budget_project(m, 3.0, 0, 0, &reached));
+        int64_t small_learn = budget_check(m, 3.0, 0, &fails);
+        CHECK_MSG(small_learn > 0, "per_channel %d: a drifted alpha kept no small outliers", pc);
+        const double budgets[3] = {1.5, 2.0, 3.0};
+        for (int b = 0; b < 3; b++)
+            for (int spread = 0; spread < 2; spread++) {
+                CHECK_OK(apb_budget_project(m, budgets[b], spread, 1, &reached));
+                int64_t small = budget_check(m, budgets[b], 1, &fails);
+                CHECK_MSG(small == 0, "per_channel %d spread %d budget %.1f: %lld outliers below alpha",
+                          pc, spread, budgets[b], (long long)small);
+            }
+        CHECK_MSG(fails == 0, "per_channel %d: %d budget/alpha mismatches (see above)", pc, fails);
+        apb_model_free(m);
+    }
     return 0;
 }

@@ -17,6 +17,8 @@ static void usage(FILE *f)
             "  --epochs N --batch B --lr X --wd X --momentum X --optim sgd|adam|adamw [--nesterov]\n"
             "  --budget-bits B    APB: finished model has at most B bits/weight (compressed layers)\n"
             "  --budget-spread global|layer   how the budget is shared between layers (default global)\n"
+            "  --budget-alpha learn|fit       budget mode: alpha learned, or fit to mean|w| of the\n"
+            "                     binarized weights by the projection (default learn)\n"
             "  --freeze-at F      fraction of epochs after which alpha/delta freeze (default 0.5)\n"
             "  --quant-lr X       Adam learning rate of alpha/delta/steps (default 1e-4)\n"
             "  --per-channel      APB alpha/delta per output channel\n"
@@ -95,6 +97,12 @@ int apb_cmd_train(int argc, char **argv)
                 bad = 1;
             }
             c->budget_spread = !bad && !strcmp(sv, "layer");
+        } else if (apb_opt_str(argc, argv, &i, "--budget-alpha", &sv, &bad)) {
+            if (!bad && strcmp(sv, "learn") && strcmp(sv, "fit")) {
+                fprintf(stderr, "apb train: --budget-alpha must be learn or fit, not '%s'\n", sv);
+                bad = 1;
+            }
+            c->budget_alpha = !bad && !strcmp(sv, "fit");
         } else if (apb_opt_float(argc, argv, &i, "--freeze-at", &fv, &bad))
             c->freeze_at = (float)fv;
         else if (apb_opt_float(argc, argv, &i, "--quant-lr", &fv, &bad))

@@ -34,11 +34,11 @@ void apb_train_cfg_to_text(const apb_train_cfg *c, char *buf, size_t n)
 {
     snprintf(buf, n,
              "data=%s\nepochs=%d\nbatch=%d\nlr=%.9g\nwd=%.9g\nmomentum=%.9g\noptim=%d\nnesterov=%d\n"
-             "quant_lr=%.9g\nfreeze_at=%.9g\nbudget_bits=%.9g\nbudget_spread=%d\nlabel_smoothing=%.9g\n"
+             "quant_lr=%.9g\nfreeze_at=%.9g\nbudget_bits=%.9g\nbudget_spread=%d\nbudget_alpha=%d\nlabel_smoothing=%.9g\n"
              "warmup=%.9g\nimg_size=%d\nlimit_train=%d\nlimit_test=%d\nthreads=%d\nseed=%llu\n"
              "init=%s\n",
              c->data_spec, c->epochs, c->batch, c->lr, c->wd, c->momentum, c->optim, c->nesterov,
-             c->quant_lr, c->freeze_at, c->budget_bits, c->budget_spread, c->label_smoothing,
+             c->quant_lr, c->freeze_at, c->budget_bits, c->budget_spread, c->budget_alpha, c->label_smoothing,
              c->warmup, c->img_size, c->limit_train, c->limit_test, c->threads,
              (unsigned long long)c->seed, c->init_ckpt);
 }
@@ -69,6 +69,9 @@ apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
     GETF("freeze_at", c->freeze_at);
     GETF("budget_bits", c->budget_bits);
     GETI("budget_spread", c->budget_spread);
+    /* checkpoints older than the option trained with a learned alpha */
+    c->budget_alpha = 0;
+    GETI("budget_alpha", c->budget_alpha);
     GETF("label_smoothing", c->label_smoothing);
     GETF("warmup", c->warmup);
     GETI("img_size", c->img_size);
@@ -182,7 +185,69 @@ static void set_band(apb_layer *l, float thr)
         l->delta.data[c] = thr == INFINITY ? 1e30f : thr * l->alpha.data[c];
 }
 
-apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, double *reached)
+static int is_apb(const apb_layer *l) { return apb_layer_compressed(l) && l->wq == APB_WQ_APB; }
+
+/* Scores | |w| - alpha | / alpha of every APB weight into score[total] (layer order),
+ * then the band edge: one over all layers (spread 0) or an equal fraction per layer
+ * (spread 1), into thr[nlayers]. */
+static void budget_thresholds(apb_model *m, float *score, int64_t total, int64_t S, int spread,
+                              float *thr)
+{
+    int64_t o = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (!is_apb(l))
+            continue;
+        int na = (int)l->alpha.numel;
+        int64_t per = l->w.numel / na;
+        for (int64_t j = 0; j < l->w.numel; j++) {
+            float a = l->alpha.data[na == 1 ? 0 : j / per];
+            score[o++] = fabsf(fabsf(l->w.data[j]) - a) / a;
+        }
+    }
+    if (spread == 0) {
+        float t = band_edge(score, total, S);
+        for (int i = 0; i < m->nlayers; i++)
+            thr[i] = t;
+        return;
+    }
+    double frac = (double)S / (double)total;
+    o = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (!is_apb(l))
+            continue;
+        int64_t n = l->w.numel;
+        thr[i] = band_edge(score + o, n, (int64_t)floor(frac * (double)n));
+        o += n;
+    }
+}
+
+/* alpha[c] = mean |w| over the weights of channel c that stay in the band for the
+ * edge thr (relative score < thr): the least-squares scale of the binarized weights,
+ * i.e. plain binary's scale restricted to them. Unchanged if none stays. */
+static void fit_alpha(apb_layer *l, float thr)
+{
+    int na = (int)l->alpha.numel;
+    int64_t per = l->w.numel / na;
+    for (int c = 0; c < na; c++) {
+        float a = l->alpha.data[c];
+        double sum = 0;
+        int64_t cnt = 0;
+        for (int64_t j = (int64_t)c * per; j < (int64_t)(c + 1) * per; j++) {
+            float w = l->w.data[j];
+            if (fabsf(fabsf(w) - a) / a < thr) {
+                sum += fabs((double)w);
+                cnt++;
+            }
+        }
+        if (cnt > 0 && sum > 0)
+            l->alpha.data[c] = (float)(sum / (double)cnt);
+    }
+}
+
+apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int fit,
+                              double *reached)
 {
     int64_t N = 0, nalpha = 0, total = 0;
     for (int i = 0; i < m->nlayers; i++) {
@@ -214,41 +279,34 @@ apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, doub
     if (S > total)
         S = total;
     float *score = malloc(sizeof(float) * (size_t)total);
-    if (!score)
+    float *thr = malloc(sizeof(float) * (size_t)m->nlayers);
+    if (!score || !thr) {
+        free(score);
+        free(thr);
         return apb_fail(APB_ENOMEM, "budget: out of memory");
-    /* score: relative distance of |w| from its alpha; spread=1 ranks inside each layer */
-    int64_t o = 0;
-    for (int i = 0; i < m->nlayers; i++) {
-        apb_layer *l = &m->layers[i];
-        if (!apb_layer_compressed(l) || l->wq != APB_WQ_APB)
-            continue;
-        int na = (int)l->alpha.numel;
-        int64_t per = l->w.numel / na;
-        for (int64_t j = 0; j < l->w.numel; j++) {
-            float a = l->alpha.data[na == 1 ? 0 : j / per];
-            score[o++] = fabsf(fabsf(l->w.data[j]) - a) / a;
-        }
     }
-    if (spread == 0) {
-        /* one threshold over all APB layers */
-        float thr = band_edge(score, total, S);
+    if (fit) {
+        /* alpha owned by the projection: start from mean|W| (plain binary's scale),
+         * then alternate top-S selection and the least-squares alpha of the weights
+         * left in the band; two rounds settle it (the set changes by a few weights) */
         for (int i = 0; i < m->nlayers; i++)
-            if (apb_layer_compressed(&m->layers[i]) && m->layers[i].wq == APB_WQ_APB)
-                set_band(&m->layers[i], thr);
-    } else {
-        /* equal fraction in every layer */
-        double frac = (double)S / (double)total;
-        o = 0;
-        for (int i = 0; i < m->nlayers; i++) {
-            apb_layer *l = &m->layers[i];
-            if (!apb_layer_compressed(l) || l->wq != APB_WQ_APB)
-                continue;
-            int64_t n = l->w.numel;
-            set_band(l, band_edge(score + o, n, (int64_t)floor(frac * (double)n)));
-            o += n;
+            if (is_apb(&m->layers[i]))
+                apb_binary_scale(m->layers[i].w.data, m->layers[i].w.numel,
+                                 (int)m->layers[i].alpha.numel, m->layers[i].alpha.data);
+        for (int round = 0; round < 2; round++) {
+            budget_thresholds(m, score, total, S, spread, thr);
+            for (int i = 0; i < m->nlayers; i++)
+                if (is_apb(&m->layers[i]))
+                    fit_alpha(&m->layers[i], thr[i]);
         }
     }
+    /* the final edges use the final alpha, so exactly <= S weights stay full precision */
+    budget_thresholds(m, score, total, S, spread, thr);
+    for (int i = 0; i < m->nlayers; i++)
+        if (is_apb(&m->layers[i]))
+            set_band(&m->layers[i], thr[i]);
     free(score);
+    free(thr);
     apb_model_memory_stats(m, &mem, NULL, NULL);
     if (reached)
         *reached = mem.bits_per_weight;
@@ -261,7 +319,7 @@ typedef struct {
     apb_train_cfg *cfg;
     apb_model *model;
     apb_optim *opt;
-    int g_weight, g_nodecay, g_quant;
+    int g_weight, g_nodecay, g_quant, g_band; /* g_band: -1 unless the projection owns alpha */
     apb_rng rng;
     int epoch0;
     double best_acc;
@@ -313,6 +371,15 @@ static apb_status log_load(run_state *r, const char *path, int epochs)
     return APB_OK;
 }
 
+/* v is an APB layer's alpha or delta */
+static int is_band_param(const apb_model *m, const apb_var *v)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        if (is_apb(&m->layers[i]) && (v == &m->layers[i].alpha || v == &m->layers[i].delta))
+            return 1;
+    return 0;
+}
+
 static apb_status setup_optim(run_state *r)
 {
     apb_train_cfg *c = r->cfg;
@@ -324,6 +391,12 @@ static apb_status setup_optim(run_state *r)
     apb_param_group q = {.lr_scale = 1, .weight_decay = 0, .kind_override = APB_OPT_ADAM,
                          .lr_override = c->quant_lr, .min_value = 1e-6f};
     r->g_quant = apb_optim_add_group(r->opt, &q);
+    /* budget mode with a fitted alpha: the projection owns APB alpha and delta, so
+     * they sit in a group that never steps (its grads are still zeroed) */
+    int own_band = c->budget_bits > 0 && c->budget_alpha;
+    r->g_band = own_band ? apb_optim_add_group(r->opt, &q) : -1;
+    if (own_band)
+        apb_optim_set_frozen(r->opt, r->g_band, 1);
     apb_param_ref refs[1024];
     int np = apb_model_params(r->model, refs, 1024);
     if (np > 1024)
@@ -331,6 +404,8 @@ static apb_status setup_optim(run_state *r)
     for (int i = 0; i < np && i < 1024; i++) {
         int grp = refs[i].role == APB_P_WEIGHT ? r->g_weight
                   : refs[i].role == APB_P_NODECAY ? r->g_nodecay : r->g_quant;
+        if (own_band && grp == r->g_quant && is_band_param(r->model, refs[i].var))
+            grp = r->g_band;
         APB_TRY(apb_optim_add_param(r->opt, refs[i].var, grp));
     }
     return APB_OK;
@@ -525,7 +600,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
          * so the weights never train with more outliers than they may keep. */
         if (has_quant && cfg->budget_bits > 0) {
             double reached;
-            if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, &reached)))
+            if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, &reached)))
                 goto done;
         }
         if ((s = apb_loader_start_epoch(ltr, epoch)))
@@ -572,7 +647,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
                 goto done;
             apb_optim_step(r.opt);
             if (has_quant && cfg->budget_bits > 0 && b % 50 == 49 &&
-                (s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, NULL)))
+                (s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, NULL)))
                 goto done;
             apb_graph_reset(&g);
             loss_sum += (double)lv * bn;
@@ -591,7 +666,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             fprintf(stderr, "\n");
         if (has_quant && cfg->budget_bits > 0) {
             double reached;
-            if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, &reached)))
+            if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, &reached)))
                 goto done;
         }
         double train_s = apb_now() - t0;

@@ -26,6 +26,8 @@ typedef struct {
     float freeze_at;           /* fraction of epochs after which alpha/delta freeze */
     float budget_bits;         /* 0: off; else bits/weight over compressed layers */
     int budget_spread;         /* 0: relative error |(|w|-a)|/a across layers; 1: per layer equal fraction */
+    int budget_alpha;          /* 0: alpha learned (--quant-lr, frozen at --freeze-at); 1: fit by the
+                                * projection to mean |w| of the binarized weights (see apb_budget_project) */
     float label_smoothing;
     float warmup;              /* epochs of linear warm-up */
     int img_size;              /* folder datasets: network input side (default 224) */
@@ -55,9 +57,13 @@ typedef struct {
 apb_status apb_evaluate(apb_model *m, apb_loader *ld, apb_eval_result *r);
 
 /* Budget mode: set every APB layer's delta so that exactly the budgeted number of
- * weights stays in full precision (global ranking by relative distance from
- * alpha). Returns the bits/weight reached in *reached. */
-apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, double *reached);
+ * weights stays in full precision (ranking by relative distance | |w| - alpha | / alpha,
+ * over all layers for spread 0, an equal fraction per layer for spread 1). With
+ * fit != 0 alpha is set first: alpha = mean |w| over the weights that stay binarized
+ * (alternating with the selection, two rounds), otherwise the learned alpha is kept.
+ * Returns the bits/weight reached in *reached (may be NULL). */
+apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int fit,
+                              double *reached);
 
 /* Opens train/test data for a spec and fills the model geometry from it. */
 apb_status apb_open_data(const char *spec, const char *split, int limit, int img_size, int train,
