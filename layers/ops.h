@@ -24,6 +24,7 @@ extern const apb_op apb_op_conv2d;
 extern const apb_op apb_op_linear;
 extern const apb_op apb_op_batchnorm;
 extern const apb_op apb_op_relu;
+extern const apb_op apb_op_bn_relu;
 extern const apb_op apb_op_hardtanh;
 extern const apb_op apb_op_maxpool2d;
 extern const apb_op apb_op_avgpool2d;
@@ -55,6 +56,15 @@ apb_status apb_batchnorm(apb_graph *g, apb_var *x, apb_var *gamma, apb_var *beta
                          apb_bn_state *st, apb_var **y);
 
 apb_status apb_relu(apb_graph *g, apb_var *x, apb_var **y);
+/* y = relu(batchnorm(x)) as one op (same arguments and modes as apb_batchnorm):
+ * bitwise equal to apb_batchnorm followed by apb_relu, values and gradients, with
+ * fewer passes over memory. Use it where the batchnorm output feeds only the relu. */
+apb_status apb_bn_relu(apb_graph *g, apb_var *x, apb_var *gamma, apb_var *beta,
+                       apb_bn_state *st, apb_var **y);
+/* y = relu(batchnorm(x) + r), r of x's shape (a residual block's output): bitwise
+ * equal to apb_batchnorm, apb_add(bn, r), apb_relu. r must not be x itself. */
+apb_status apb_bn_add_relu(apb_graph *g, apb_var *x, apb_var *gamma, apb_var *beta, apb_var *r,
+                           apb_bn_state *st, apb_var **y);
 /* Clamp to [-1, 1]; gradient 1 strictly inside, 0 outside. */
 apb_status apb_hardtanh(apb_graph *g, apb_var *x, apb_var **y);
 

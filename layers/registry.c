@@ -19,6 +19,9 @@
     X(batchnorm, batchnorm_2d)          \
     X(batchnorm, batchnorm_1d)          \
     X(relu, relu)                       \
+    X(bn_relu, bn_relu_2d)              \
+    X(bn_relu, bn_relu_1d)              \
+    X(bn_relu, bn_add_relu_2d)          \
     X(hardtanh, hardtanh)               \
     X(maxpool2d, maxpool2d_k3_s2_p1)    \
     X(maxpool2d, maxpool2d_k2_s2)       \

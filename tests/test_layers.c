@@ -4,12 +4,14 @@
  * covered by tests/test_gradcheck.c.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "autograd.h"
 #include "cpu.h"
 #include "im2col.h"
+#include "model.h"
 #include "sgemm.h"
 #include "ops.h"
 #include "test.h"
@@ -597,4 +599,233 @@ APB_TEST(test_cnn_overfits_one_batch)
     CHECK_MSG(lossv < 0.05f, "loss %.4f after %d steps", lossv, steps);
     CHECK(correct == B);
     return 0;
+}
+
+/* ---- fused batchnorm + relu (layers/op_bn_relu.c) ---- */
+
+/* One run of relu(batchnorm(x) [+ r]) on fixed data, fused or as separate ops,
+ * forward in `training` mode and backward from a fixed dy. Copies y, the running
+ * statistics after the step and dx, dgamma, dbeta, dr into out (malloc'd block:
+ * y | rmean | rvar | dx | dgamma | dbeta | dr). When `count` is non-NULL it gets
+ * the number of bn_relu ops on the tape. */
+static float *bnr_run(int ndim, const int *dim, int training, int residual, int fused, int *count)
+{
+    apb_arena step;
+    apb_arena_init(&step, "bnr", 8 << 20);
+    /* fresh gradients land in NaN-poisoned memory: an unwritten element shows */
+    float *poison = apb_arena_alloc(&step, (8 << 20) - 4096);
+    for (size_t i = 0; poison && i < ((8 << 20) - 4096) / sizeof(float); i++)
+        poison[i] = NAN;
+    apb_arena_reset(&step);
+    apb_rng r;
+    apb_rng_seed(&r, 77);
+    apb_graph g;
+    apb_graph_init(&g, &step, training, 1, &r);
+    int C = dim[1];
+    apb_var *x = apb_graph_new(&g, ndim, dim, 0), *gm = apb_graph_new(&g, 1, &C, 0);
+    apb_var *bt = apb_graph_new(&g, 1, &C, 0), *res = apb_graph_new(&g, ndim, dim, 0), *y;
+    int64_t n = x->numel;
+    float *rm = malloc(sizeof(float) * (size_t)C), *rv = malloc(sizeof(float) * (size_t)C);
+    int HW = ndim == 4 ? dim[2] * dim[3] : 1;
+    for (int64_t i = 0; i < n; i++) /* per-channel offsets: tests the shifted statistics */
+        x->data[i] = 2.0f * apb_rng_normal(&r) + 3.0f * (float)((i / HW) % C) - 4.0f;
+    fill_normal(&r, res->data, n, 1.0f);
+    for (int c = 0; c < C; c++) {
+        gm->data[c] = 1.0f + 0.5f * apb_rng_normal(&r);
+        bt->data[c] = 0.5f * apb_rng_normal(&r);
+        rm[c] = 2.0f * (float)c - 3.0f;
+        rv[c] = 0.5f + (float)c;
+    }
+    x->requires_grad = gm->requires_grad = bt->requires_grad = res->requires_grad = 1;
+    apb_bn_state st = {rm, rv, 0.1f, 1e-5f};
+    apb_status s;
+    if (fused)
+        s = residual ? apb_bn_add_relu(&g, x, gm, bt, res, &st, &y) : apb_bn_relu(&g, x, gm, bt, &st, &y);
+    else {
+        s = apb_batchnorm(&g, x, gm, bt, &st, &y);
+        if (!s && residual)
+            s = apb_add(&g, y, res, &y);
+        if (!s)
+            s = apb_relu(&g, y, &y);
+    }
+    float *dy = s ? NULL : apb_graph_floats(&g, n);
+    for (int64_t i = 0; dy && i < n; i++)
+        dy[i] = apb_rng_normal(&r);
+    if (!s)
+        s = apb_backward_from(&g, y, dy);
+    float *out = NULL;
+    if (!s) {
+        out = malloc(sizeof(float) * (size_t)(4 * n + 4 * C));
+        float *o = out;
+        memcpy(o, y->data, sizeof(float) * (size_t)n), o += n;
+        memcpy(o, rm, sizeof(float) * (size_t)C), o += C;
+        memcpy(o, rv, sizeof(float) * (size_t)C), o += C;
+        memcpy(o, x->grad, sizeof(float) * (size_t)n), o += n;
+        memcpy(o, gm->grad, sizeof(float) * (size_t)C), o += C;
+        memcpy(o, bt->grad, sizeof(float) * (size_t)C), o += C;
+        if (residual)
+            memcpy(o, res->grad, sizeof(float) * (size_t)n);
+        else
+            memset(o, 0, sizeof(float) * (size_t)n);
+    } else {
+        fprintf(stderr, "  bnr_run: %s\n", apb_errmsg());
+    }
+    if (count) {
+        *count = 0;
+        for (int k = 0; k < g.ntape; k++)
+            *count += g.tape[k]->op == &apb_op_bn_relu;
+    }
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    free(rm);
+    free(rv);
+    return out;
+}
+
+/* Fused forward values, running statistics and gradients are bitwise those of
+ * batchnorm (+ add) + relu: same arithmetic per element, same reduction order,
+ * and the recomputed relu mask is exactly the relu's. Train and
+ * eval, with and without residual, 2-d and 1-d, awkward sizes and one large
+ * enough to run over channels in parallel, at 1 and 2 threads. */
+APB_TEST(test_bn_relu_matches_unfused)
+{
+    static const int shapes[][5] = {{4, 3, 5, 7, 3}, {2, 9, 6, 0, 0}, {4, 16, 17, 17, 20}};
+    int saved = apb_threads_get();
+    for (int th = 1; th <= 2; th++) {
+        apb_threads_set(th);
+        for (int sh = 0; sh < 3; sh++) {
+            int ndim = shapes[sh][0];
+            const int *dim = shapes[sh] + 1;
+            int64_t n = ndim == 4 ? (int64_t)dim[0] * dim[1] * dim[2] * dim[3] : (int64_t)dim[0] * dim[1];
+            int C = dim[1];
+            for (int mode = 0; mode < 4; mode++) {
+                int training = mode & 1, residual = mode >> 1, cnt = -1;
+                float *a = bnr_run(ndim, dim, training, residual, 1, &cnt);
+                float *b = bnr_run(ndim, dim, training, residual, 0, NULL);
+                CHECK(a && b);
+                CHECK_MSG(cnt == 1, "fused run recorded %d bn_relu ops", cnt);
+                int64_t fwd = n + 2 * C; /* y, running mean, running var */
+                if (apb_test_close_f32(__FILE__, __LINE__, "bn_relu forward", a, b, (long)fwd, 0, 0) ||
+                    apb_test_close_f32(__FILE__, __LINE__, "bn_relu gradients", a + fwd, b + fwd,
+                                       (long)(2 * n + 2 * C), 0, 0)) {
+                    fprintf(stderr, "  shape %d, training %d, residual %d, %d threads\n", sh,
+                            training, residual, th);
+                    apb_threads_set(saved);
+                    return 1;
+                }
+                int relu_active = 0;
+                for (int64_t i = 0; i < n; i++)
+                    relu_active += a[i] > 0.0f;
+                CHECK(relu_active > 0 && relu_active < n); /* both sides of the kink */
+                free(a);
+                free(b);
+            }
+        }
+    }
+    apb_threads_set(saved);
+    return 0;
+}
+
+APB_TEST(test_bn_relu_errors)
+{
+    apb_arena step;
+    apb_arena_init(&step, "t", 1 << 16);
+    apb_graph g;
+    apb_graph_init(&g, &step, 1, 1, NULL);
+    apb_var *x = apb_graph_new(&g, 4, (int[]){2, 3, 2, 2}, 1), *gm = apb_graph_new(&g, 1, (int[]){3}, 1);
+    apb_var *r = apb_graph_new(&g, 4, (int[]){2, 3, 2, 1}, 1), *y;
+    CHECK(apb_bn_add_relu(&g, x, gm, gm, r, NULL, &y) == APB_ESHAPE);
+    CHECK(strstr(apb_errmsg(), "bn_relu") && strstr(apb_errmsg(), "[2,3,2,1]"));
+    CHECK(apb_bn_add_relu(&g, x, gm, gm, x, NULL, &y) == APB_EINVAL);
+    apb_var *one = apb_graph_new(&g, 2, (int[]){1, 3}, 1);
+    CHECK(apb_bn_relu(&g, one, gm, gm, NULL, &y) == APB_ESHAPE); /* one value per channel */
+    g.training = 0;
+    CHECK(apb_bn_relu(&g, x, gm, gm, NULL, &y) == APB_EINVAL); /* eval needs running stats */
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    return 0;
+}
+
+/* apb_model_forward fuses BN + ReLU and BN + ADD + ReLU where the BN output has no
+ * other reader; the fused model gives bitwise the same logits, running
+ * statistics and parameter gradients as the same model run op by op (the
+ * backward visits the ops in the same order, so every gradient sum is formed in
+ * the same order), at 1 and 2 threads. */
+static int model_fused_vs_unfused(const char *arch, int in_hw, int batch, int want_fused)
+{
+    apb_model_cfg cfg = {0};
+    snprintf(cfg.arch, sizeof cfg.arch, "%s", arch);
+    cfg.in_c = 3;
+    cfg.in_h = cfg.in_w = in_hw;
+    cfg.num_classes = 10;
+    apb_model *m[2];
+    CHECK_OK(apb_model_build(&cfg, 11, &m[0]));
+    CHECK_OK(apb_model_build(&cfg, 11, &m[1]));
+    m[1]->unfused = 1;
+    int64_t in = (int64_t)batch * 3 * in_hw * in_hw;
+    float *x = malloc(sizeof(float) * (size_t)in);
+    int labels[64];
+    apb_rng r;
+    apb_rng_seed(&r, 3);
+    fill_normal(&r, x, in, 1.0f);
+    for (int i = 0; i < batch; i++)
+        labels[i] = i % 10;
+    float *logits[2] = {0};
+    int nfused[2] = {0}, bad = 0;
+    for (int k = 0; k < 2; k++) {
+        apb_arena step;
+        apb_arena_init(&step, "step", 64 << 20);
+        apb_graph g;
+        apb_graph_init(&g, &step, 1, 1, &r);
+        apb_var *y, *loss;
+        CHECK_OK(apb_model_forward(m[k], &g, x, batch, &y));
+        logits[k] = malloc(sizeof(float) * (size_t)y->numel);
+        memcpy(logits[k], y->data, sizeof(float) * (size_t)y->numel);
+        CHECK_OK(apb_softmax_xent(&g, y, labels, 0.0f, &loss, NULL));
+        CHECK_OK(apb_backward(&g, loss));
+        for (int t = 0; t < g.ntape; t++)
+            nfused[k] += g.tape[t]->op == &apb_op_bn_relu;
+        apb_graph_free(&g);
+        apb_arena_free(&step);
+    }
+    CHECK_MSG(nfused[0] == want_fused && nfused[1] == 0, "%s: %d fused ops (want %d), unfused %d",
+              arch, nfused[0], want_fused, nfused[1]);
+    bad |= apb_test_close_f32(__FILE__, __LINE__, arch, logits[0], logits[1], (long)batch * 10, 0, 0);
+    apb_param_ref p0[256], p1[256];
+    int np = apb_model_params(m[0], p0, 256);
+    CHECK(np == apb_model_params(m[1], p1, 256) && np <= 256);
+    for (int i = 0; i < np && !bad; i++)
+        bad |= apb_test_close_f32(__FILE__, __LINE__, p0[i].var->name, p0[i].var->grad,
+                                  p1[i].var->grad, (long)p0[i].var->numel, 0, 0);
+    for (int i = 0; i < m[0]->nlayers && !bad; i++) {
+        const apb_layer *a = &m[0]->layers[i], *b = &m[1]->layers[i];
+        if (a->kind != APB_L_BN)
+            continue;
+        bad |= apb_test_close_f32(__FILE__, __LINE__, a->name, a->rmean, b->rmean, a->channels, 0, 0);
+        bad |= apb_test_close_f32(__FILE__, __LINE__, a->name, a->rvar, b->rvar, a->channels, 0, 0);
+    }
+    free(logits[0]);
+    free(logits[1]);
+    free(x);
+    apb_model_free(m[0]);
+    apb_model_free(m[1]);
+    return bad;
+}
+
+APB_TEST(test_model_bn_relu_fusion)
+{
+    int saved = apb_threads_get(), bad = 0;
+    for (int th = 1; th <= 2 && !bad; th++) {
+        apb_threads_set(th);
+        /* resnet20: stem + 9 first-conv BNs fuse with their ReLU, 9 block outputs
+         * fuse BN + ADD + ReLU; convnet: two conv BNs and the 1-d BN of the fc;
+         * vgg-small: the BNs followed by a pool first (i odd) stay separate */
+        bad |= model_fused_vs_unfused("resnet20", 8, 4, 19);
+        bad |= model_fused_vs_unfused("convnet", 8, 6, 3);
+        bad |= model_fused_vs_unfused("vgg-small", 8, 2, 3);
+        if (bad)
+            fprintf(stderr, "  at %d threads\n", th);
+    }
+    apb_threads_set(saved);
+    return bad;
 }

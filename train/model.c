@@ -532,6 +532,54 @@ static apb_status quant_input(apb_model *m, apb_graph *g, apb_layer *l, apb_var 
     return apb_fail(APB_EINVAL, "%s: bad activation quantizer", l->name);
 }
 
+/* Number of references to `slot` by layers j0.. (an ADD reading it twice counts 2). */
+static int slot_readers(const apb_model *m, int j0, int slot, int *first)
+{
+    int n = 0;
+    for (int j = m->nlayers - 1; j >= j0; j--) {
+        const apb_layer *o = &m->layers[j];
+        int k = (o->in == slot) + (o->kind == APB_L_ADD && o->in2 == slot);
+        if (k) {
+            n += k;
+            *first = j;
+        }
+    }
+    return n;
+}
+
+/* How apb_model_forward runs BN layer i: FUSE_RELU when its output is read only
+ * by layer i + 1, a ReLU; FUSE_ADD_RELU when it is read only by an ADD (layer
+ * *add_at, the other operand another slot) whose output is read only by the
+ * next layer, a ReLU: the BN is then deferred to the ADD and the three run as
+ * one op. Slots are written by exactly one layer, so counting readers suffices. */
+enum { FUSE_NONE, FUSE_RELU, FUSE_ADD_RELU };
+
+static int bn_fusion(const apb_model *m, int i, int *add_at)
+{
+    const apb_layer *l = &m->layers[i];
+    int j = -1, k = -1;
+    if (m->unfused || l->kind != APB_L_BN || m->out_slot == l->out ||
+        slot_readers(m, i + 1, l->out, &j) != 1)
+        return FUSE_NONE;
+    const apb_layer *o = &m->layers[j];
+    if (o->kind == APB_L_RELU)
+        return j == i + 1 ? FUSE_RELU : FUSE_NONE;
+    if (o->kind != APB_L_ADD || j + 1 >= m->nlayers || m->out_slot == o->out ||
+        slot_readers(m, j + 1, o->out, &k) != 1 || k != j + 1 ||
+        m->layers[k].kind != APB_L_RELU || (o->in == l->out ? o->in2 : o->in) == l->in)
+        return FUSE_NONE; /* (bn(x) + x: the residual must not be the BN's input) */
+    *add_at = j;
+    return FUSE_ADD_RELU;
+}
+
+static void bn_state(apb_layer *l)
+{
+    l->bn.running_mean = l->rmean;
+    l->bn.running_var = l->rvar;
+    l->bn.momentum = 0.1f;
+    l->bn.eps = 1e-5f;
+}
+
 apb_status apb_model_forward(apb_model *m, apb_graph *g, float *x, int n, apb_var **logits)
 {
     apb_var **slot = apb_graph_alloc(g, sizeof(apb_var *) * (size_t)m->nslots);
@@ -539,8 +587,12 @@ apb_status apb_model_forward(apb_model *m, apb_graph *g, float *x, int n, apb_va
         return APB_ENOMEM;
     memset(slot, 0, sizeof(apb_var *) * (size_t)m->nslots);
     slot[0] = apb_graph_input(g, x, 4, (int[]){n, m->cfg.in_c, m->cfg.in_h, m->cfg.in_w});
-    if (!slot[0])
+    /* deferred[j]: the BN layer fused into ADD layer j (-1: none) */
+    int *deferred = apb_graph_alloc(g, sizeof(int) * (size_t)(m->nlayers + 1));
+    if (!slot[0] || !deferred)
         return APB_ENOMEM;
+    for (int i = 0; i < m->nlayers; i++)
+        deferred[i] = -1;
     for (int i = 0; i < m->nlayers; i++) {
         apb_layer *l = &m->layers[i];
         apb_var *in = slot[l->in], *y = NULL, *wq, *xq;
@@ -556,20 +608,45 @@ apb_status apb_model_forward(apb_model *m, apb_graph *g, float *x, int n, apb_va
                         ? apb_conv2d(g, xq, wq, l->has_bias ? &l->b : NULL, l->stride, l->pad, &y)
                         : apb_linear(g, xq, wq, l->has_bias ? &l->b : NULL, &y);
             break;
-        case APB_L_BN:
-            l->bn.running_mean = l->rmean;
-            l->bn.running_var = l->rvar;
-            l->bn.momentum = 0.1f;
-            l->bn.eps = 1e-5f;
-            s = apb_batchnorm(g, in, &l->gamma, &l->beta, &l->bn, &y);
+        case APB_L_BN: {
+            int at = -1, f = bn_fusion(m, i, &at);
+            bn_state(l);
+            if (f == FUSE_ADD_RELU && deferred[at] < 0) {
+                deferred[at] = i; /* runs at the ADD, once its other operand exists */
+                continue;
+            }
+            if (f == FUSE_RELU) {
+                s = apb_bn_relu(g, in, &l->gamma, &l->beta, &l->bn, &y);
+                if (s)
+                    return apb_fail_context(s, "layers %s + %s (fused)", l->name,
+                                            m->layers[i + 1].name);
+                slot[l->out] = y; /* read only by the ReLU (bn_fusion) */
+                l = &m->layers[++i];
+            } else {
+                s = apb_batchnorm(g, in, &l->gamma, &l->beta, &l->bn, &y);
+            }
             break;
+        }
         case APB_L_RELU: s = apb_relu(g, in, &y); break;
         case APB_L_HARDTANH: s = apb_hardtanh(g, in, &y); break;
         case APB_L_MAXPOOL: s = apb_maxpool2d(g, in, l->pk, l->pstride, l->ppad, &y); break;
         case APB_L_AVGPOOL: s = apb_avgpool2d(g, in, l->pk, l->pstride, l->ppad, &y); break;
         case APB_L_GAP: s = apb_global_avgpool(g, in, &y); break;
         case APB_L_FLATTEN: s = apb_flatten(g, in, &y); break;
-        case APB_L_ADD: s = apb_add(g, in, slot[l->in2], &y); break;
+        case APB_L_ADD:
+            if (deferred[i] >= 0) {
+                apb_layer *b = &m->layers[deferred[i]];
+                apb_var *r = slot[l->in == b->out ? l->in2 : l->in];
+                s = apb_bn_add_relu(g, slot[b->in], &b->gamma, &b->beta, r, &b->bn, &y);
+                if (s)
+                    return apb_fail_context(s, "layers %s + %s + %s (fused)", b->name, l->name,
+                                            m->layers[i + 1].name);
+                slot[l->out] = y; /* read only by the ReLU (bn_fusion) */
+                l = &m->layers[++i];
+            } else {
+                s = apb_add(g, in, slot[l->in2], &y);
+            }
+            break;
         case APB_L_DROPOUT: s = apb_dropout(g, in, l->p, &y); break;
         }
         if (s)

@@ -69,13 +69,19 @@ typedef struct {
     int nlayers, cap;
     int nslots;
     int out_slot;
+    /* 0 (default): apb_model_forward runs a BN whose output only feeds the next
+     * layer's ReLU as one bn_relu op (bitwise the same values and gradients, fewer
+     * passes over memory); 1: as two ops. The layer list is the same either way. */
+    int unfused;
 } apb_model;
 
 /* Builds the architecture with freshly initialised parameters (He init from `seed`). */
 apb_status apb_model_build(const apb_model_cfg *cfg, uint64_t seed, apb_model **out);
 void apb_model_free(apb_model *m);
 
-/* Forward pass: x [N, in_c, in_h, in_w] -> logits [N, classes]. */
+/* Forward pass: x [N, in_c, in_h, in_w] -> logits [N, classes]. A BN layer
+ * followed by a ReLU that is the only reader of its output runs as one fused
+ * op unless m->unfused; the BN's own slot then holds the ReLU output. */
 apb_status apb_model_forward(apb_model *m, apb_graph *g, float *x, int n, apb_var **logits);
 
 /* Every learnable tensor in a fixed order, with its role for parameter groups. */
