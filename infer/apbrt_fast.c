@@ -365,9 +365,14 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
             APB_TRY(batch_pad(f, cnt, ohw, &padb));
         apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &padb : NULL};
         apb_status st = APB_OK;
-        /* pack the chunk's images (the packers' scratch is per thread) */
+        /* pack the chunk's images (the packers' scratch is per thread); one image
+         * is packed outside any parallel region, so the packer can split it over
+         * the threads itself */
+        if (cnt == 1)
+            st = bin_pack ? apb_bitpack_conv_sign(&f->g, inc, w->asgn, ld)
+                          : apb_bitpack_conv_2bit(&f->g, inc, r->act_step, w->asgn, w->amag, ld);
 #pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
-        for (long b = 0; b < cnt; b++) {
+        for (long b = 0; b < (cnt > 1 ? cnt : 0); b++) {
             const float *xb = inc + b * in_sz;
             size_t o = (size_t)b * ohw * ld;
             apb_status s = bin_pack ? apb_bitpack_conv_sign(&f->g, xb, w->asgn + o, ld)

@@ -417,7 +417,7 @@ static apb_status conv_pack(const apb_conv_geom *g, const float *x, float s, int
      * region (images packed concurrently) it stays on the calling thread. */
     int nth = apb_threads_get();
 #ifdef _OPENMP
-    if (omp_in_parallel())
+    if (omp_get_level() > 0) /* also inactive (if-false) regions: a nested team would be created anew each call */
         nth = 1;
 #endif
     if ((double)N * K < 1 << 18 || 2 * d.FW > 144)

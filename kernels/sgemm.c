@@ -278,7 +278,7 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
     if (flops >= 4e6) {
         nt = apb_threads_get();
 #ifdef _OPENMP
-        if (omp_in_parallel())
+        if (omp_get_level() > 0) /* also inactive (if-false) regions: a nested team would be created anew each call */
             nt = 1;
 #endif
     }
@@ -458,7 +458,7 @@ void apb_sgemm_conv_batch(int nb, int M, int N, int K, float alpha, const float 
     if (2.0 * M * N * K * nb >= 4e6) {
         nt = apb_threads_get();
 #ifdef _OPENMP
-        if (omp_in_parallel())
+        if (omp_get_level() > 0) /* also inactive (if-false) regions: a nested team would be created anew each call */
             nt = 1;
 #endif
     }
@@ -515,7 +515,7 @@ static void nt_tiles(int M, int N, int K, int nb, float alpha, const float *A, i
     if (2.0 * M * N * K * nb >= 4e6) {
         nt = apb_threads_get();
 #ifdef _OPENMP
-        if (omp_in_parallel())
+        if (omp_get_level() > 0) /* also inactive (if-false) regions: a nested team would be created anew each call */
             nt = 1;
 #endif
         if (nt > nj)
