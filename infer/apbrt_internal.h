@@ -155,6 +155,12 @@ struct apbrt_model {
     void *fast_work;    /* fast-path scratch (apbrt_fast.c) */
 };
 
+/* apbrt_run.c, for tests: the float conv path of every eligible layer. 0: by size
+ * (default); 1: implicit (phase planes read in place by apb_sgemm_conv) wherever
+ * it fits; 2: never implicit, row strips for single images and all images of a
+ * batch grouped into one GEMM otherwise. Every path gives bitwise the same result. */
+void apbrt_fp_paths(int mode);
+
 /* apbrt_load.c: parses and validates a whole buffer; validate_only skips building
  * the execution data (the writer uses it to check what it wrote). */
 apb_status apbrt_load_impl(const void *buf, size_t size, const char *name, int validate_only,

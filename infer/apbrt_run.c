@@ -9,6 +9,7 @@
  * The workspace is sized on the first run for a batch size and reused, so the
  * steady-state run loop allocates nothing.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,26 @@ static void quantize(const float *x, long cnt, int akind, float step, float *q)
     }
 }
 
+/* One input row xr[W] split into its S stride phases, zero-padded:
+ * d[b*lp + t] = xr[(t - off)*S + b] where that column exists, else 0. */
+static void phase_rows(const float *xr, int W, int S, int off, int lp, float *d)
+{
+    for (int b = 0; b < S; b++) {
+        float *o = d + (long)b * lp;
+        int thi = W - 1 - b < 0 ? off : off + (W - 1 - b) / S + 1;
+        thi = thi < lp ? thi : lp;
+        for (int t = 0; t < off; t++)
+            o[t] = 0.0f;
+        if (S == 1)
+            memcpy(o + off, xr, (size_t)(thi - off) * sizeof(float));
+        else
+            for (int t = off; t < thi; t++)
+                o[t] = xr[(long)(t - off) * S + b];
+        for (int t = thi; t < lp; t++)
+            o[t] = 0.0f;
+    }
+}
+
 /* im2col by row phases, same output as apb_im2col: each needed input row is
  * split once into its S phases (zero-padded), then every (kw, output row)
  * segment of col is one contiguous copy instead of a strided gather (the 7x7
@@ -140,18 +161,7 @@ static void im2col_rows(const float *x, int H, int W, int KH, int KW, int S, int
                         memcpy(d0 + kw * ldc, xr + kw, (size_t)OW * sizeof(float));
                     continue;
                 }
-                for (int b = 0; b < S; b++) {
-                    /* ph[b][t] = x[(t - off)*S + b] */
-                    float *d = ph + (long)b * lp;
-                    int thi = W - 1 - b < 0 ? off : off + (W - 1 - b) / S + 1;
-                    thi = thi < lp ? thi : lp;
-                    for (int t = 0; t < off; t++)
-                        d[t] = 0.0f;
-                    for (int t = off; t < thi; t++)
-                        d[t] = xr[(long)(t - off) * S + b];
-                    for (int t = thi; t < lp; t++)
-                        d[t] = 0.0f;
-                }
+                phase_rows(xr, W, S, off, lp, ph);
                 for (int kw = 0; kw < KW; kw++) {
                     int dd = kw - P, sh = dd >= 0 ? dd / S : -((-dd + S - 1) / S), b = dd - sh * S;
                     memcpy(d0 + kw * ldc, ph + (long)b * lp + off + sh, (size_t)OW * sizeof(float));
@@ -162,6 +172,10 @@ static void im2col_rows(const float *x, int H, int W, int KH, int KW, int S, int
 }
 
 #define PH_FLOATS 4096
+
+/* Test knob (apbrt_internal.h): which float conv path every eligible layer takes. */
+static int fp_paths_mode;
+void apbrt_fp_paths(int mode) { fp_paths_mode = mode; }
 
 /* Whether im2col_rows' phase buffer fits this layer. */
 static int rows_ok(const apbrt_rt_layer *L)
@@ -180,6 +194,8 @@ static int conv_group(const apbrt_model *m, const apbrt_rt_layer *L, int n)
     long ohw = (long)L->oh * L->ow;
     long g = (GROUP_COLS + ohw - 1) / ohw;
     if (g > n)
+        g = n;
+    if (fp_paths_mode == 2)
         g = n;
     if (g > 1 && !rows_ok(L))
         g = 1;
@@ -236,6 +252,7 @@ static void conv_strips(apbrt_model *m, const apbrt_rt_layer *L, const float *sr
  * so the runtime stays equal to the training graph. Returns 0 when done, 1 when
  * the layer does not fit the workspace (the caller takes the im2col path). */
 #define IMPLICIT_MIN_OHW 1024
+
 static int conv_implicit(apbrt_model *m, const apbrt_rt_layer *L, const float *src, int n,
                          float *out, int nth)
 {
@@ -266,20 +283,7 @@ static int conv_implicit(apbrt_model *m, const apbrt_rt_layer *L, const float *s
                 continue;
             }
             const float *xr = x + ((long)c * H + ih) * W;
-            for (int b = 0; b < S; b++) {
-                float *o = d + (long)b * lp;
-                int thi = W - 1 - b < 0 ? off : off + (W - 1 - b) / S + 1;
-                thi = thi < lp ? thi : lp;
-                for (int t = 0; t < off; t++)
-                    o[t] = 0.0f;
-                if (S == 1)
-                    memcpy(o + off, xr, (size_t)(thi - off) * sizeof(float));
-                else
-                    for (int t = off; t < thi; t++)
-                        o[t] = xr[(long)(t - off) * S + b];
-                for (int t = thi; t < lp; t++)
-                    o[t] = 0.0f;
-            }
+            phase_rows(xr, W, S, off, lp, d);
         }
         apb_sgemm_conv(r->cout, (int)ohw, (int)K, 1.0f, L->weff, (int)K, planes, boff, OW, segld,
                        0.0f, ob, (int)ohw);
@@ -309,10 +313,10 @@ static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, i
     }
     int nth = apb_threads_get();
     int direct = r->kh == 1 && r->kw == 1 && r->stride == 1 && r->pad == 0;
-    if (!direct && ohw >= IMPLICIT_MIN_OHW && !getenv("APBRT_NO_IMPLICIT") &&
-        conv_implicit(m, L, src, n, out, nth) == 0)
+    int implicit_min = fp_paths_mode == 1 ? 1 : fp_paths_mode == 2 ? INT_MAX : IMPLICIT_MIN_OHW;
+    if (!direct && ohw >= implicit_min && conv_implicit(m, L, src, n, out, nth) == 0)
         return;
-    if (!direct && ohw >= STRIP_MIN_OHW && rows_ok(L)) {
+    if (!direct && ohw >= (fp_paths_mode == 2 && n == 1 ? 1 : STRIP_MIN_OHW) && rows_ok(L)) {
         long per = m->col_cap / (nth > 0 ? nth : 1);
         if (per > STRIP_FLOATS)
             per = STRIP_FLOATS;

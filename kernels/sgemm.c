@@ -259,6 +259,37 @@ static void scale_c(int M, int N, float beta, float *C, int ldc)
     }
 }
 
+/* Threads for a product of 2*M*N*K*nb flops: only when there is enough work to pay
+ * for the fork/join, and never inside an enclosing parallel region, active or not
+ * (a nested team would be created anew on every call). The larger dimension, in
+ * micro-tiles, is split: *tm x *tn tiles of *msz rows x *nsz columns. */
+typedef struct {
+    int tm, tn, msz, nsz;
+} thread_split;
+
+static thread_split split_threads(int M, int N, double flops, int MR, int NR)
+{
+    int nt = 1;
+    if (flops >= 4e6) {
+        nt = apb_threads_get();
+#ifdef _OPENMP
+        if (omp_get_level() > 0)
+            nt = 1;
+#endif
+    }
+    thread_split sp = {1, 1, 0, 0};
+    if (nt > 1) {
+        long mt = (M + MR - 1) / MR, ntl = (N + NR - 1) / NR;
+        if (mt * MR >= ntl * NR)
+            sp.tm = (int)(mt < nt ? mt : nt);
+        else
+            sp.tn = (int)(ntl < nt ? ntl : nt);
+    }
+    sp.msz = (int)round_up((size_t)((M + sp.tm - 1) / sp.tm), MR);
+    sp.nsz = (int)round_up((size_t)((N + sp.tn - 1) / sp.tn), NR);
+    return sp;
+}
+
 void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -272,28 +303,8 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
                    lda, ldb, ldc, C};
     const int MR = g.ki->mr, NR = g.ki->nr;
 
-    /* Threads: only when there is enough work to pay for the fork/join. */
-    int nt = 1;
-    double flops = 2.0 * M * N * K;
-    if (flops >= 4e6) {
-        nt = apb_threads_get();
-#ifdef _OPENMP
-        if (omp_get_level() > 0) /* also inactive (if-false) regions: a nested team would be created anew each call */
-            nt = 1;
-#endif
-    }
-    /* Split the larger dimension (in micro-tiles) among the threads. */
-    int tm = 1, tn = 1;
-    if (nt > 1) {
-        long mt = (M + MR - 1) / MR, ntl = (N + NR - 1) / NR;
-        if (mt * MR >= ntl * NR)
-            tm = (int)(mt < nt ? mt : nt);
-        else
-            tn = (int)(ntl < nt ? ntl : nt);
-        nt = tm * tn;
-    }
-    int msz = (int)round_up((size_t)((M + tm - 1) / tm), MR);
-    int nsz = (int)round_up((size_t)((N + tn - 1) / tn), NR);
+    thread_split sp = split_threads(M, N, 2.0 * M * N * K, MR, NR);
+    int tm = sp.tm, tn = sp.tn, msz = sp.msz, nsz = sp.nsz, nt = tm * tn;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
 #endif
@@ -454,24 +465,8 @@ void apb_sgemm_conv_batch(int nb, int M, int N, int K, float alpha, const float 
         g.apack = pa;
     }
 
-    int nt = 1;
-    if (2.0 * M * N * K * nb >= 4e6) {
-        nt = apb_threads_get();
-#ifdef _OPENMP
-        if (omp_get_level() > 0) /* also inactive (if-false) regions: a nested team would be created anew each call */
-            nt = 1;
-#endif
-    }
-    int tm = 1, tn = 1;
-    if (nt > 1) {
-        long mt = (M + MR - 1) / MR, ntl = (N + NR - 1) / NR;
-        if (mt * MR >= ntl * NR)
-            tm = (int)(mt < nt ? mt : nt);
-        else
-            tn = (int)(ntl < nt ? ntl : nt);
-    }
-    int msz = (int)round_up((size_t)((M + tm - 1) / tm), MR);
-    int nsz = (int)round_up((size_t)((N + tn - 1) / tn), NR);
+    thread_split sp = split_threads(M, N, 2.0 * M * N * K * nb, MR, NR);
+    int tm = sp.tm, tn = sp.tn, msz = sp.msz, nsz = sp.nsz;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(tm * tn) if (tm * tn > 1) schedule(static)
 #endif
@@ -515,7 +510,7 @@ static void nt_tiles(int M, int N, int K, int nb, float alpha, const float *A, i
     if (2.0 * M * N * K * nb >= 4e6) {
         nt = apb_threads_get();
 #ifdef _OPENMP
-        if (omp_get_level() > 0) /* also inactive (if-false) regions: a nested team would be created anew each call */
+        if (omp_get_level() > 0) /* any enclosing region, see split_threads */
             nt = 1;
 #endif
         if (nt > nj)

@@ -9,6 +9,7 @@
  */
 #include <math.h>
 
+#include "bn_stats.h"
 #include "ops.h"
 #include "registry.h"
 #include "threads.h"
@@ -86,36 +87,8 @@ static apb_status bn_forward(apb_graph *g, apb_var *out)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < C; c++) {
         double mean, var;
-        if (training) {
-            float x0 = xd[(size_t)c * HW];
-            double s1 = 0, s2 = 0;
-            for (int n = 0; n < N; n++) {
-                const float *row = xd + ((size_t)n * C + c) * HW;
-                float a1 = 0.0f, a2 = 0.0f;
-#pragma omp simd reduction(+ : a1, a2)
-                for (int p = 0; p < HW; p++) {
-                    float d = row[p] - x0;
-                    a1 += d;
-                    a2 += d * d;
-                }
-                s1 += a1;
-                s2 += a2;
-            }
-            double d1 = s1 / (double)m;
-            mean = x0 + d1;
-            var = s2 / (double)m - d1 * d1;
-            if (var < 0)
-                var = 0;
-            if (a->has_state) {
-                float mo = a->st.momentum;
-                a->st.running_mean[c] = (1.0f - mo) * a->st.running_mean[c] + mo * (float)mean;
-                a->st.running_var[c] = (1.0f - mo) * a->st.running_var[c] +
-                                       mo * (float)(var * (double)m / (double)(m - 1));
-            }
-        } else {
-            mean = a->st.running_mean[c];
-            var = a->st.running_var[c];
-        }
+        apb_bn_channel_stats(xd, N, C, HW, c, training, a->has_state ? &a->st : NULL,
+                             &mean, &var);
         float invstd = (float)(1.0 / sqrt(var + (double)a->st.eps));
         sv->mean[c] = (float)mean;
         sv->invstd[c] = invstd;

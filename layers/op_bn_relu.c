@@ -23,6 +23,7 @@
  */
 #include <math.h>
 
+#include "bn_stats.h"
 #include "ops.h"
 #include "registry.h"
 #include "threads.h"
@@ -49,13 +50,6 @@ typedef struct {
  * each pass prefetches the next image's rows of its streams (for writing, with
  * bnr_prefetchw_row) while it works on the current ones: ~5% of a resnet20 step.
  * A hint only: the arithmetic is unchanged. */
-static inline void bnr_prefetch_row(const float *row, int HW)
-{
-    const char *p = (const char *)row;
-    for (size_t b = 0; b < (size_t)HW * sizeof(float); b += 64)
-        __builtin_prefetch(p + b, 0, 3);
-}
-
 static inline void bnr_prefetchw_row(float *row, int HW)
 {
     char *p = (char *)row;
@@ -137,38 +131,8 @@ static apb_status bnr_forward(apb_graph *g, apb_var *out)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < C; c++) {
         double mean, var;
-        if (training) {
-            float x0 = xd[(size_t)c * HW];
-            double s1 = 0, s2 = 0;
-            for (int n = 0; n < N; n++) {
-                const float *row = xd + ((size_t)n * C + c) * HW;
-                float a1 = 0.0f, a2 = 0.0f;
-                if (n + 1 < N)
-                    bnr_prefetch_row(row + (size_t)C * HW, HW);
-#pragma omp simd reduction(+ : a1, a2)
-                for (int p = 0; p < HW; p++) {
-                    float d = row[p] - x0;
-                    a1 += d;
-                    a2 += d * d;
-                }
-                s1 += a1;
-                s2 += a2;
-            }
-            double d1 = s1 / (double)m;
-            mean = x0 + d1;
-            var = s2 / (double)m - d1 * d1;
-            if (var < 0)
-                var = 0;
-            if (a->has_state) {
-                float mo = a->st.momentum;
-                a->st.running_mean[c] = (1.0f - mo) * a->st.running_mean[c] + mo * (float)mean;
-                a->st.running_var[c] = (1.0f - mo) * a->st.running_var[c] +
-                                       mo * (float)(var * (double)m / (double)(m - 1));
-            }
-        } else {
-            mean = a->st.running_mean[c];
-            var = a->st.running_var[c];
-        }
+        apb_bn_channel_stats(xd, N, C, HW, c, training, a->has_state ? &a->st : NULL,
+                             &mean, &var);
         float invstd = (float)(1.0 / sqrt(var + (double)a->st.eps));
         float scale = gamma->data[c] * invstd, shift = beta->data[c] - (float)mean * scale;
         sv->mean[c] = (float)mean;
@@ -180,10 +144,10 @@ static apb_status bnr_forward(apb_graph *g, apb_var *out)
             const float *row = xd + off;
             float *yr = yd + off;
             if (n + 1 < N) {
-                bnr_prefetch_row(row + (size_t)C * HW, HW);
+                apb_bn_prefetch_row(row + (size_t)C * HW, HW);
                 bnr_prefetchw_row(yr + (size_t)C * HW, HW);
                 if (rd)
-                    bnr_prefetch_row(rd + off + (size_t)C * HW, HW);
+                    apb_bn_prefetch_row(rd + off + (size_t)C * HW, HW);
             }
             if (rd) {
                 const float *rr = rd + off;
@@ -236,10 +200,10 @@ static void bnr_backward(apb_graph *g, apb_var *out)
             const float *row = xd + off, *dr = dy + off, *yr = yd + off;
             float a1 = 0.0f, a2 = 0.0f;
             if (n + 1 < N) {
-                bnr_prefetch_row(row + (size_t)C * HW, HW);
-                bnr_prefetch_row(dr + (size_t)C * HW, HW);
+                apb_bn_prefetch_row(row + (size_t)C * HW, HW);
+                apb_bn_prefetch_row(dr + (size_t)C * HW, HW);
                 if (r)
-                    bnr_prefetch_row(yr + (size_t)C * HW, HW);
+                    apb_bn_prefetch_row(yr + (size_t)C * HW, HW);
             }
             if (!r) {
 #pragma omp simd reduction(+ : a1, a2)
@@ -295,14 +259,14 @@ static void bnr_backward(apb_graph *g, apb_var *out)
             float *dx = x->grad + off;
             if (n + 1 < N) {
                 size_t nx = (size_t)C * HW;
-                bnr_prefetch_row(row + nx, HW);
+                apb_bn_prefetch_row(row + nx, HW);
                 bnr_prefetchw_row(dx + nx, HW);
                 if (rmode == 1) {
-                    bnr_prefetch_row(r->grad + off + nx, HW);
+                    apb_bn_prefetch_row(r->grad + off + nx, HW);
                 } else {
-                    bnr_prefetch_row(dr + nx, HW);
+                    apb_bn_prefetch_row(dr + nx, HW);
                     if (r)
-                        bnr_prefetch_row(yr + nx, HW);
+                        apb_bn_prefetch_row(yr + nx, HW);
                 }
             }
             if (rmode == 1) { /* dr holds dz already: two streams instead of three */

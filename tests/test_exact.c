@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "apbrt.h"
+#include "apbrt_internal.h"
 #include "checkpoint.h"
 #include "cpu.h"
 #include "export.h"
@@ -437,6 +438,26 @@ APB_TEST(test_exact_vgg_resnet18)
         {"resnet18", 3, 112, 112, 10, APB_WQ_APB, APB_AQ_Q2, 0, 0, 1, 0, 0, 0},
     };
     CHECK(run_cases(cs, (int)(sizeof cs / sizeof cs[0]), 300) == 0);
+    return 0;
+}
+
+/* Every float conv path of the runtime (infer/apbrt_run.c: implicit phase planes
+ * read in place by apb_sgemm_conv, row strips, images grouped into one GEMM) forced
+ * on every eligible layer: the fp paths must still reproduce the training logits
+ * bit for bit (stem 7x7/2, padded 3x3, strided 3x3 and 1x1 convs, batches > 1). */
+APB_TEST(test_exact_fp_conv_paths)
+{
+    static const ex_case cs[] = {
+        {"convnet", 1, 28, 28, 10, APB_WQ_FP, APB_AQ_FP, 0, 0, 3, 0, 1, 0},
+        {"resnet20", 3, 32, 32, 10, APB_WQ_APB, APB_AQ_FP, 0, 0, 2, 0, 0, 0},
+        {"resnet18", 3, 112, 112, 10, APB_WQ_BINARY, APB_AQ_FP, 0, 0, 1, 0, 0, 0},
+    };
+    for (int mode = 1; mode <= 2; mode++) {
+        apbrt_fp_paths(mode);
+        int bad = run_cases(cs, (int)(sizeof cs / sizeof cs[0]), 400 + mode);
+        apbrt_fp_paths(0);
+        CHECK_MSG(bad == 0, "float conv path mode %d", mode);
+    }
     return 0;
 }
 

@@ -1,0 +1,71 @@
+/* bn_stats.h - the per-channel statistics step shared by batchnorm
+ * (op_batchnorm.c) and the fused batchnorm + ReLU (op_bn_relu.c).
+ *
+ * Both ops must compute bitwise the same mean, variance and running statistics
+ * (the fused op replaces the pair at graph execution, and the exported runtime is
+ * compared bit for bit with the training graph), so the arithmetic lives here once.
+ * Training mode: values shifted by the channel's first value (less cancellation),
+ * float sums per image row (vectorized), double across images; the biased
+ * variance normalises, the unbiased one enters the running average. */
+#ifndef APB_BN_STATS_H
+#define APB_BN_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+
+/* Prefetch one image's row of a channel: the next image's row is C*HW floats
+ * away, a jump the hardware prefetcher does not follow. A hint only. */
+static inline void apb_bn_prefetch_row(const float *row, int HW)
+{
+    const char *p = (const char *)row;
+    for (size_t b = 0; b < (size_t)HW * sizeof(float); b += 64)
+        __builtin_prefetch(p + b, 0, 3);
+}
+
+/* Statistics of channel c of x[N, C, HW] (m = N*HW values). Training: batch mean
+ * and biased variance, and the running statistics updated when st is non-NULL;
+ * eval: the running statistics. */
+static inline void apb_bn_channel_stats(const float *xd, int N, int C, int HW, int c, int training,
+                                        const apb_bn_state *st, double *mean_out, double *var_out)
+{
+    int64_t m = (int64_t)N * HW;
+    double mean, var;
+    if (training) {
+        float x0 = xd[(size_t)c * HW];
+        double s1 = 0, s2 = 0;
+        for (int n = 0; n < N; n++) {
+            const float *row = xd + ((size_t)n * C + c) * HW;
+            float a1 = 0.0f, a2 = 0.0f;
+            if (n + 1 < N)
+                apb_bn_prefetch_row(row + (size_t)C * HW, HW);
+#pragma omp simd reduction(+ : a1, a2)
+            for (int p = 0; p < HW; p++) {
+                float d = row[p] - x0;
+                a1 += d;
+                a2 += d * d;
+            }
+            s1 += a1;
+            s2 += a2;
+        }
+        double d1 = s1 / (double)m;
+        mean = x0 + d1;
+        var = s2 / (double)m - d1 * d1;
+        if (var < 0)
+            var = 0;
+        if (st) {
+            float mo = st->momentum;
+            st->running_mean[c] = (1.0f - mo) * st->running_mean[c] + mo * (float)mean;
+            st->running_var[c] = (1.0f - mo) * st->running_var[c] +
+                                 mo * (float)(var * (double)m / (double)(m - 1));
+        }
+    } else {
+        mean = st->running_mean[c];
+        var = st->running_var[c];
+    }
+    *mean_out = mean;
+    *var_out = var;
+}
+
+#endif
