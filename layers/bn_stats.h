@@ -15,6 +15,46 @@
 
 #include "ops.h"
 
+/* x [N, C, H, W] or [N, C]: HW = H*W or 1. */
+static inline void apb_bn_dims(const apb_var *x, int *N, int *C, int *HW)
+{
+    *N = x->dim[0];
+    *C = x->dim[1];
+    *HW = x->ndim == 4 ? x->dim[2] * x->dim[3] : 1;
+}
+
+/* Shape rules of x, gamma, beta (in[0..2]) shared by batchnorm and bn_relu;
+ * messages start with the op's name. */
+static inline apb_status apb_bn_check_inputs(const char *op, apb_var *const *in)
+{
+    const apb_var *x = in[0];
+    char sx[64], sg[64], sb[64];
+    if (x->ndim != 4 && x->ndim != 2)
+        return apb_fail(APB_ESHAPE, "%s: input %s is neither [N,C,H,W] nor [N,C]", op,
+                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
+    for (int i = 1; i < 3; i++)
+        if (in[i]->ndim != 1 || in[i]->dim[0] != x->dim[1])
+            return apb_fail(APB_ESHAPE, "%s: gamma %s / beta %s do not match input %s", op,
+                            apb_dims_str(in[1]->ndim, in[1]->dim, sg, sizeof sg),
+                            apb_dims_str(in[2]->ndim, in[2]->dim, sb, sizeof sb),
+                            apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
+    return APB_OK;
+}
+
+/* Forward mode rules: training needs more than one value per channel, eval
+ * needs running statistics. */
+static inline apb_status apb_bn_check_mode(const char *op, int training, int has_state,
+                                           const apb_var *x, int64_t m)
+{
+    char sx[64];
+    if (training && m < 2)
+        return apb_fail(APB_ESHAPE, "%s: training needs more than one value per channel, input %s",
+                        op, apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
+    if (!training && !has_state)
+        return apb_fail(APB_EINVAL, "%s: eval mode needs running statistics (state is NULL)", op);
+    return APB_OK;
+}
+
 /* Prefetch one image's row of a channel: the next image's row is C*HW floats
  * away, a jump the hardware prefetcher does not follow. A hint only. */
 static inline void apb_bn_prefetch_row(const float *row, int HW)

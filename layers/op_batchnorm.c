@@ -28,29 +28,13 @@ typedef struct {
 /* OpenMP over channels only when there is enough work to amortise the team. */
 #define BN_PAR_MIN (1 << 16)
 
-static void bn_dims(const apb_var *x, int *N, int *C, int *HW)
-{
-    *N = x->dim[0];
-    *C = x->dim[1];
-    *HW = x->ndim == 4 ? x->dim[2] * x->dim[3] : 1;
-}
-
 static apb_status bn_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                            int dim[APB_MAX_DIM])
 {
     const apb_var *x = in[0];
-    char sx[64], sg[64], sb[64];
     if (nin != 3)
         return apb_fail(APB_EINVAL, "batchnorm: %d inputs (x, gamma, beta expected)", nin);
-    if (x->ndim != 4 && x->ndim != 2)
-        return apb_fail(APB_ESHAPE, "batchnorm: input %s is neither [N,C,H,W] nor [N,C]",
-                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
-    for (int i = 1; i < 3; i++)
-        if (in[i]->ndim != 1 || in[i]->dim[0] != x->dim[1])
-            return apb_fail(APB_ESHAPE, "batchnorm: gamma %s / beta %s do not match input %s",
-                            apb_dims_str(in[1]->ndim, in[1]->dim, sg, sizeof sg),
-                            apb_dims_str(in[2]->ndim, in[2]->dim, sb, sizeof sb),
-                            apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
+    APB_TRY(apb_bn_check_inputs("batchnorm", in));
     *ndim = x->ndim;
     for (int i = 0; i < x->ndim; i++)
         dim[i] = x->dim[i];
@@ -62,14 +46,9 @@ static apb_status bn_forward(apb_graph *g, apb_var *out)
     const bn_attr *a = out->attr;
     const apb_var *x = out->in[0], *gamma = out->in[1], *beta = out->in[2];
     int N, C, HW;
-    bn_dims(x, &N, &C, &HW);
+    apb_bn_dims(x, &N, &C, &HW);
     int64_t m = (int64_t)N * HW;
-    char sx[64];
-    if (g->training && m < 2)
-        return apb_fail(APB_ESHAPE, "batchnorm: training needs more than one value per channel, input %s",
-                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
-    if (!g->training && !a->has_state)
-        return apb_fail(APB_EINVAL, "batchnorm: eval mode needs running statistics (state is NULL)");
+    APB_TRY(apb_bn_check_mode("batchnorm", g->training, a->has_state, x, m));
     bn_saved *sv = apb_graph_alloc(g, sizeof *sv);
     if (!sv)
         return APB_ENOMEM;
@@ -109,7 +88,7 @@ static void bn_backward(apb_graph *g, apb_var *out)
     const bn_saved *sv = out->saved;
     apb_var *x = out->in[0], *gamma = out->in[1], *beta = out->in[2];
     int N, C, HW;
-    bn_dims(x, &N, &C, &HW);
+    apb_bn_dims(x, &N, &C, &HW);
     int64_t m = (int64_t)N * HW;
     const float *xd = x->data, *dy = out->grad;
     int nt = (int64_t)C * m >= BN_PAR_MIN ? apb_threads_get() : 1;

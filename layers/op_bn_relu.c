@@ -57,29 +57,14 @@ static inline void bnr_prefetchw_row(float *row, int HW)
         __builtin_prefetch(p + b, 1, 3);
 }
 
-static void bnr_dims(const apb_var *x, int *N, int *C, int *HW)
-{
-    *N = x->dim[0];
-    *C = x->dim[1];
-    *HW = x->ndim == 4 ? x->dim[2] * x->dim[3] : 1;
-}
-
 static apb_status bnr_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                             int dim[APB_MAX_DIM])
 {
     const apb_var *x = in[0];
-    char sx[64], sg[64], sb[64];
+    char sx[64], sg[64];
     if (nin != 3 && nin != 4)
         return apb_fail(APB_EINVAL, "bn_relu: %d inputs (x, gamma, beta [, residual] expected)", nin);
-    if (x->ndim != 4 && x->ndim != 2)
-        return apb_fail(APB_ESHAPE, "bn_relu: input %s is neither [N,C,H,W] nor [N,C]",
-                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
-    for (int i = 1; i < 3; i++)
-        if (in[i]->ndim != 1 || in[i]->dim[0] != x->dim[1])
-            return apb_fail(APB_ESHAPE, "bn_relu: gamma %s / beta %s do not match input %s",
-                            apb_dims_str(in[1]->ndim, in[1]->dim, sg, sizeof sg),
-                            apb_dims_str(in[2]->ndim, in[2]->dim, sb, sizeof sb),
-                            apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
+    APB_TRY(apb_bn_check_inputs("bn_relu", in));
     if (nin == 4) {
         const apb_var *r = in[3];
         int same = r->ndim == x->ndim;
@@ -104,14 +89,9 @@ static apb_status bnr_forward(apb_graph *g, apb_var *out)
     const bnr_attr *a = out->attr;
     const apb_var *x = out->in[0], *gamma = out->in[1], *beta = out->in[2];
     int N, C, HW;
-    bnr_dims(x, &N, &C, &HW);
+    apb_bn_dims(x, &N, &C, &HW);
     int64_t m = (int64_t)N * HW;
-    char sx[64];
-    if (g->training && m < 2)
-        return apb_fail(APB_ESHAPE, "bn_relu: training needs more than one value per channel, input %s",
-                        apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
-    if (!g->training && !a->has_state)
-        return apb_fail(APB_EINVAL, "bn_relu: eval mode needs running statistics (state is NULL)");
+    APB_TRY(apb_bn_check_mode("bn_relu", g->training, a->has_state, x, m));
     bnr_saved *sv = apb_graph_alloc(g, sizeof *sv);
     if (!sv)
         return APB_ENOMEM;
@@ -178,7 +158,7 @@ static void bnr_backward(apb_graph *g, apb_var *out)
     const bnr_saved *sv = out->saved;
     apb_var *x = out->in[0], *gamma = out->in[1], *beta = out->in[2];
     int N, C, HW;
-    bnr_dims(x, &N, &C, &HW);
+    apb_bn_dims(x, &N, &C, &HW);
     int64_t m = (int64_t)N * HW;
     const float *xd = x->data, *dy = out->grad;
     int nt = (int64_t)C * m >= BNR_PAR_MIN ? apb_threads_get() : 1;
