@@ -117,76 +117,58 @@ static float *scratch(size_t floats) { return scratch_slot(0, floats); }
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 static int imin(int a, int b) { return a < b ? a : b; }
 
-/* op(A)[m0:m0+mc, k0:k0+kc] -> pa: ceil(mc/MR) panels of [kc][MR], zero padded. */
-static void pack_a(const apb_sgemm_kinfo *ki, int transa, const float *A, long lda, int m0,
-                   int mc, int k0, int kc, float *pa)
+/* Micro-panels of width R: for o in [o0, o0+oc) and k in [k0, k0+kc), the value
+ * X[(k0+k)*ld + o] when o is the contiguous index of X (kmajor), otherwise
+ * X[o*ld + k0+k] (a transpose); p gets ceil(oc/R) panels of [kc][R], zero padded.
+ * op(A) packs with kmajor = transa (R = MR), op(B) with kmajor = !transb (R = NR). */
+static void pack_panels(const apb_sgemm_kinfo *ki, int kmajor, const float *X, long ld, int o0,
+                        int oc, int k0, int kc, int R, float *p)
 {
-    const int MR = ki->mr;
-    for (int i0 = 0; i0 < mc; i0 += MR) {
-        int mr = imin(MR, mc - i0);
-        float *d = pa + (long)i0 * kc;
-        if (transa) { /* A stored [K, M]: each k row gives MR consecutive values */
+    for (int j0 = 0; j0 < oc; j0 += R) {
+        int r = imin(R, oc - j0);
+        float *d = p + (long)j0 * kc;
+        if (kmajor) { /* each k row gives R consecutive values */
             for (int k = 0; k < kc; k++) {
-                const float *s = A + (long)(k0 + k) * lda + m0 + i0;
-                float *dk = d + (long)k * MR;
-                for (int i = 0; i < mr; i++)
-                    dk[i] = s[i];
-                for (int i = mr; i < MR; i++)
-                    dk[i] = 0.0f;
+                const float *s = X + (long)(k0 + k) * ld + o0 + j0;
+                float *dk = d + (long)k * R;
+                if (r == R) {
+                    memcpy(dk, s, sizeof(float) * (size_t)R);
+                } else {
+                    for (int j = 0; j < r; j++)
+                        dk[j] = s[j];
+                    for (int j = r; j < R; j++)
+                        dk[j] = 0.0f;
+                }
             }
         } else if (ki->pack_t) {
-            ki->pack_t(A + (long)(m0 + i0) * lda + k0, lda, mr, kc, MR, d);
+            ki->pack_t(X + (long)(o0 + j0) * ld + k0, ld, r, kc, R, d);
         } else {
-            for (int i = 0; i < MR; i++) {
-                if (i < mr) {
-                    const float *s = A + (long)(m0 + i0 + i) * lda + k0;
+            for (int j = 0; j < R; j++) {
+                if (j < r) {
+                    const float *s = X + (long)(o0 + j0 + j) * ld + k0;
                     for (int k = 0; k < kc; k++)
-                        d[(long)k * MR + i] = s[k];
+                        d[(long)k * R + j] = s[k];
                 } else {
                     for (int k = 0; k < kc; k++)
-                        d[(long)k * MR + i] = 0.0f;
+                        d[(long)k * R + j] = 0.0f;
                 }
             }
         }
     }
 }
 
+/* op(A)[m0:m0+mc, k0:k0+kc] -> pa: ceil(mc/MR) panels of [kc][MR], zero padded. */
+static void pack_a(const apb_sgemm_kinfo *ki, int transa, const float *A, long lda, int m0,
+                   int mc, int k0, int kc, float *pa)
+{
+    pack_panels(ki, transa, A, lda, m0, mc, k0, kc, ki->mr, pa);
+}
+
 /* op(B)[k0:k0+kc, n0:n0+nc] -> pb: ceil(nc/NR) panels of [kc][NR], zero padded. */
 static void pack_b(const apb_sgemm_kinfo *ki, int transb, const float *B, long ldb, int n0,
                    int nc, int k0, int kc, float *pb)
 {
-    const int NR = ki->nr;
-    for (int j0 = 0; j0 < nc; j0 += NR) {
-        int nr = imin(NR, nc - j0);
-        float *d = pb + (long)j0 * kc;
-        if (!transb) { /* B stored [K, N]: each k row gives NR consecutive values */
-            for (int k = 0; k < kc; k++) {
-                const float *s = B + (long)(k0 + k) * ldb + n0 + j0;
-                float *dk = d + (long)k * NR;
-                if (nr == NR) {
-                    memcpy(dk, s, sizeof(float) * (size_t)NR);
-                } else {
-                    for (int j = 0; j < nr; j++)
-                        dk[j] = s[j];
-                    for (int j = nr; j < NR; j++)
-                        dk[j] = 0.0f;
-                }
-            }
-        } else if (ki->pack_t) { /* B stored [N, K]: a transpose, like non-transposed A */
-            ki->pack_t(B + (long)(n0 + j0) * ldb + k0, ldb, nr, kc, NR, d);
-        } else {
-            for (int j = 0; j < NR; j++) {
-                if (j < nr) {
-                    const float *s = B + (long)(n0 + j0 + j) * ldb + k0;
-                    for (int k = 0; k < kc; k++)
-                        d[(long)k * NR + j] = s[k];
-                } else {
-                    for (int k = 0; k < kc; k++)
-                        d[(long)k * NR + j] = 0.0f;
-                }
-            }
-        }
-    }
+    pack_panels(ki, !transb, B, ldb, n0, nc, k0, kc, ki->nr, pb);
 }
 
 typedef struct {
