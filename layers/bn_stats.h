@@ -15,6 +15,12 @@
 
 #include "ops.h"
 
+/* Attributes of both ops: running statistics (owned by the model) when present. */
+typedef struct {
+    apb_bn_state st;
+    int has_state;
+} apb_bn_attr;
+
 /* x [N, C, H, W] or [N, C]: HW = H*W or 1. */
 static inline void apb_bn_dims(const apb_var *x, int *N, int *C, int *HW)
 {
@@ -106,6 +112,35 @@ static inline void apb_bn_channel_stats(const float *xd, int N, int C, int HW, i
     }
     *mean_out = mean;
     *var_out = var;
+}
+
+/* Coefficients of the input gradient of channel c,
+ *   dx = k * (dy - mdy - (x - mean) * mdyx),
+ * training: the batch-statistics formula; eval: dx = k * dy. */
+typedef struct {
+    float k, mdy, mdyx;
+} apb_bn_dx_coef;
+
+/* The per-channel end of a backward, shared by batchnorm and bn_relu once they
+ * have reduced sdy = sum dy and sdyx = sum dy * (x - mean) over channel c (dy is
+ * the gradient reaching the normalisation): writes or adds the gamma and beta
+ * gradients (fresh: the first contribution, written) and returns the dx
+ * coefficients. */
+static inline apb_bn_dx_coef apb_bn_channel_grads(apb_var *gamma, apb_var *beta, int c,
+                                                  int gfresh, int bfresh, int training,
+                                                  float invstd, double sdy, double sdyx,
+                                                  int64_t m)
+{
+    sdyx *= invstd; /* sum dy * xhat */
+    if (gamma->requires_grad)
+        gamma->grad[c] = (gfresh ? 0.0f : gamma->grad[c]) + (float)sdyx;
+    if (beta->requires_grad)
+        beta->grad[c] = (bfresh ? 0.0f : beta->grad[c]) + (float)sdy;
+    apb_bn_dx_coef q;
+    q.k = gamma->data[c] * invstd;
+    q.mdy = training ? (float)(sdy / (double)m) : 0.0f;
+    q.mdyx = training ? (float)(sdyx / (double)m) * invstd : 0.0f;
+    return q;
 }
 
 #endif

@@ -14,10 +14,7 @@
 #include "registry.h"
 #include "threads.h"
 
-typedef struct {
-    apb_bn_state st;
-    int has_state;
-} bn_attr;
+typedef apb_bn_attr bn_attr;
 
 typedef struct {
     int training; /* mode at forward time: decides the backward formula */
@@ -111,17 +108,11 @@ static void bn_backward(apb_graph *g, apb_var *out)
             sdy += a1;
             sdyx += a2;
         }
-        sdyx *= invstd; /* sum dy * xhat */
-        if (gamma->requires_grad)
-            gamma->grad[c] = (gfresh ? 0.0f : gamma->grad[c]) + (float)sdyx;
-        if (beta->requires_grad)
-            beta->grad[c] = (bfresh ? 0.0f : beta->grad[c]) + (float)sdy;
+        apb_bn_dx_coef q = apb_bn_channel_grads(gamma, beta, c, gfresh, bfresh, sv->training,
+                                                invstd, sdy, sdyx, m);
         if (!x->requires_grad)
             continue;
-        float k = gamma->data[c] * invstd;
-        /* training: dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)); eval: dx = k * dy */
-        float mdy = sv->training ? (float)(sdy / (double)m) : 0.0f;
-        float mdyx = sv->training ? (float)(sdyx / (double)m) * invstd : 0.0f;
+        float k = q.k, mdy = q.mdy, mdyx = q.mdyx;
         for (int n = 0; n < N; n++) {
             const float *row = xd + ((size_t)n * C + c) * HW, *dr = dy + ((size_t)n * C + c) * HW;
             float *dx = x->grad + ((size_t)n * C + c) * HW;

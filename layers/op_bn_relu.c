@@ -28,10 +28,7 @@
 #include "registry.h"
 #include "threads.h"
 
-typedef struct {
-    apb_bn_state st;
-    int has_state;
-} bnr_attr;
+typedef apb_bn_attr bnr_attr;
 
 typedef struct {
     int training;  /* mode at forward time: decides the backward formula */
@@ -223,16 +220,11 @@ static void bnr_backward(apb_graph *g, apb_var *out)
             sdy += a1;
             sdyx += a2;
         }
-        sdyx *= invstd; /* sum dz * xhat */
-        if (gamma->requires_grad)
-            gamma->grad[c] = (gfresh ? 0.0f : gamma->grad[c]) + (float)sdyx;
-        if (beta->requires_grad)
-            beta->grad[c] = (bfresh ? 0.0f : beta->grad[c]) + (float)sdy;
+        apb_bn_dx_coef q = apb_bn_channel_grads(gamma, beta, c, gfresh, bfresh, sv->training,
+                                                invstd, sdy, sdyx, m);
         if (!x->requires_grad)
             continue;
-        float k = gamma->data[c] * invstd;
-        float mdy = sv->training ? (float)(sdy / (double)m) : 0.0f;
-        float mdyx = sv->training ? (float)(sdyx / (double)m) * invstd : 0.0f;
+        float k = q.k, mdy = q.mdy, mdyx = q.mdyx;
         for (int n = 0; n < N; n++) {
             size_t off = ((size_t)n * C + c) * HW;
             const float *row = xd + off, *dr = dy + off, *yr = yd + off;
