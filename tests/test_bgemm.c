@@ -232,6 +232,14 @@ static int act_unit(float v, int twobit, float s)
     return 2 * apb_quant2_level(v, s) - 3;
 }
 
+/* Weights [M, K] of a conv packed as the kind needs: 2-bit planes (step 0.8) or signs. */
+static apb_status pack_weights(int wtwo, int M, int K, const float *wf, uint64_t *ws, uint64_t *wm,
+                               int ld)
+{
+    return wtwo ? apb_bitpack_2bit(M, K, wf, K, 0.8f, ws, wm, ld)
+                : apb_bitpack_sign(M, K, wf, K, ws, ld);
+}
+
 APB_TEST(test_bgemm_conv_padding_exact)
 {
     apb_rng r;
@@ -266,10 +274,7 @@ APB_TEST(test_bgemm_conv_padding_exact)
                 colt[(size_t)n * K + k] = col[(size_t)k * N + n];
         for (int kind = 0; kind < APB_BGEMM_KINDS; kind++) {
             int wtwo = kind == APB_BGEMM_2X2, atwo = kind != APB_BGEMM_1X1;
-            if (wtwo)
-                CHECK_OK(apb_bitpack_2bit(M, K, wf, K, 0.8f, ws, wm, ld));
-            else
-                CHECK_OK(apb_bitpack_sign(M, K, wf, K, ws, ld));
+            CHECK_OK(pack_weights(wtwo, M, K, wf, ws, wm, ld));
             if (atwo) {
                 CHECK_OK(apb_bitpack_conv_2bit(&g, x, s, bs, bm, ld));
                 CHECK_OK(apb_bitpack_2bit(N, K, colt, K, s, rs, rm, ld));
@@ -384,10 +389,7 @@ APB_TEST(test_bgemm_amx_paths_exact)
         }
         for (int kind = 0; kind < APB_BGEMM_KINDS; kind++) {
             int wtwo = kind == APB_BGEMM_2X2, atwo = kind != APB_BGEMM_1X1;
-            if (wtwo)
-                CHECK_OK(apb_bitpack_2bit(M, K, wf, K, 0.8f, ws, wm, ld));
-            else
-                CHECK_OK(apb_bitpack_sign(M, K, wf, K, ws, ld));
+            CHECK_OK(pack_weights(wtwo, M, K, wf, ws, wm, ld));
             if (atwo)
                 CHECK_OK(apb_bitpack_conv_2bit(&g, x, 0.7f, bs, bm, ld));
             else
