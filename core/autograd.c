@@ -17,6 +17,16 @@ int64_t apb_dims_numel(int ndim, const int *dim)
     return n;
 }
 
+int apb_dims_equal(const apb_var *a, const apb_var *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->dim[i] != b->dim[i])
+            return 0;
+    return 1;
+}
+
 apb_status apb_shape_same(apb_var *const *in, int nin, const void *attr, int *ndim,
                           int dim[APB_MAX_DIM])
 {

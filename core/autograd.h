@@ -135,6 +135,9 @@ apb_status apb_backward_from(apb_graph *g, apb_var *out, const float *dout);
 apb_status apb_param_init(apb_var *p, const char *name, int ndim, const int *dim);
 void apb_param_free(apb_var *p);
 
+/* Whether a and b have the same shape. */
+int apb_dims_equal(const apb_var *a, const apb_var *b);
+
 /* Shape function for ops whose output has the shape of input 0 (elementwise ops). */
 apb_status apb_shape_same(apb_var *const *in, int nin, const void *attr, int *ndim,
                           int dim[APB_MAX_DIM]);

@@ -10,17 +10,11 @@ static apb_status add_shape(apb_var *const *in, int nin, const void *attr, int *
 {
     const apb_var *a = in[0], *b = in[1];
     char sa[64], sb[64];
-    int same = nin == 2 && a->ndim == b->ndim;
-    for (int i = 0; same && i < a->ndim; i++)
-        same = a->dim[i] == b->dim[i];
-    if (!same)
+    if (nin != 2 || !apb_dims_equal(a, b))
         return apb_fail(APB_ESHAPE, "add: shapes %s and %s differ",
                         apb_dims_str(a->ndim, a->dim, sa, sizeof sa),
                         apb_dims_str(b->ndim, b->dim, sb, sizeof sb));
-    *ndim = a->ndim;
-    for (int i = 0; i < a->ndim; i++)
-        dim[i] = a->dim[i];
-    return APB_OK;
+    return apb_shape_same(in, nin, attr, ndim, dim);
 }
 
 static apb_status add_forward(apb_graph *g, apb_var *out)

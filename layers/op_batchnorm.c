@@ -28,14 +28,10 @@ typedef struct {
 static apb_status bn_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                            int dim[APB_MAX_DIM])
 {
-    const apb_var *x = in[0];
     if (nin != 3)
         return apb_fail(APB_EINVAL, "batchnorm: %d inputs (x, gamma, beta expected)", nin);
     APB_TRY(apb_bn_check_inputs("batchnorm", in));
-    *ndim = x->ndim;
-    for (int i = 0; i < x->ndim; i++)
-        dim[i] = x->dim[i];
-    return APB_OK;
+    return apb_shape_same(in, nin, attr, ndim, dim);
 }
 
 static apb_status bn_forward(apb_graph *g, apb_var *out)

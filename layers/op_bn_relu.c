@@ -64,10 +64,7 @@ static apb_status bnr_shape(apb_var *const *in, int nin, const void *attr, int *
     APB_TRY(apb_bn_check_inputs("bn_relu", in));
     if (nin == 4) {
         const apb_var *r = in[3];
-        int same = r->ndim == x->ndim;
-        for (int i = 0; same && i < x->ndim; i++)
-            same = r->dim[i] == x->dim[i];
-        if (!same)
+        if (!apb_dims_equal(r, x))
             return apb_fail(APB_ESHAPE, "bn_relu: residual %s differs from input %s",
                             apb_dims_str(r->ndim, r->dim, sg, sizeof sg),
                             apb_dims_str(x->ndim, x->dim, sx, sizeof sx));
@@ -75,10 +72,7 @@ static apb_status bnr_shape(apb_var *const *in, int nin, const void *attr, int *
         if (r == x)
             return apb_fail(APB_EINVAL, "bn_relu: the residual is the input itself (use add)");
     }
-    *ndim = x->ndim;
-    for (int i = 0; i < x->ndim; i++)
-        dim[i] = x->dim[i];
-    return APB_OK;
+    return apb_shape_same(in, nin, attr, ndim, dim);
 }
 
 static apb_status bnr_forward(apb_graph *g, apb_var *out)
