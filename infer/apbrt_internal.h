@@ -157,8 +157,8 @@ struct apbrt_model {
 
 /* apbrt_run.c, for tests: the float conv path of every eligible layer. 0: by size
  * (default); 1: implicit (phase planes read in place by apb_sgemm_conv) wherever
- * it fits; 2: never implicit, row strips for single images and all images of a
- * batch grouped into one GEMM otherwise. Every path gives bitwise the same result. */
+ * it fits; 2: never implicit, every image of a batch grouped into one im2col + GEMM
+ * (a single image: its own im2col). Every path gives bitwise the same result. */
 void apbrt_fp_paths(int mode);
 
 /* apbrt_load.c: parses and validates a whole buffer; validate_only skips building

@@ -19,9 +19,6 @@
 #include "im2col.h"
 #include "sgemm.h"
 #include "threads.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 static double now_s(void)
 {
@@ -137,36 +134,30 @@ static void phase_rows(const float *xr, int W, int S, int off, int lp, float *d)
  * segment of col is one contiguous copy instead of a strided gather (the 7x7
  * stride-2 stem: 147 rows of 12544 values). Rows of col are ldc apart, so the
  * columns of several images can sit side by side (one GEMM for the group).
- * Only the (channel, kernel row) pairs q = c*KH + kh in [q0, q1) and the output
- * rows [oh0, oh1) (column (oh - oh0)*OW + ow). ph: [S * (OW + KW/S + P/S + 3)] floats. */
+ * One (channel, kernel row) pair q = c*KH + kh, every output row. ph: [S * (OW + KW/S + P/S + 3)] floats. */
 static void im2col_rows(const float *x, int H, int W, int KH, int KW, int S, int P, float *col,
-                        long ldc, float *ph, int q0, int q1, int oh0, int oh1)
+                        long ldc, float *ph, int q)
 {
-    int OW = (W + 2 * P - KW) / S + 1;
-    int off = P / S + 1, lp = OW + KW / S + off + 2;
-    for (int q = q0; q < q1; q++) {
-        int c = q / KH, kh = q % KH;
-        {
-            for (int oh = oh0; oh < oh1; oh++) {
-                int ih = oh * S - P + kh;
-                float *d0 = col + ((long)(c * KH + kh) * KW) * ldc + (long)(oh - oh0) * OW;
-                if (ih < 0 || ih >= H) {
-                    for (int kw = 0; kw < KW; kw++)
-                        memset(d0 + kw * ldc, 0, (size_t)OW * sizeof(float));
-                    continue;
-                }
-                const float *xr = x + ((long)c * H + ih) * W;
-                if (S == 1 && P == 0) { /* taps are plain shifted reads */
-                    for (int kw = 0; kw < KW; kw++)
-                        memcpy(d0 + kw * ldc, xr + kw, (size_t)OW * sizeof(float));
-                    continue;
-                }
-                phase_rows(xr, W, S, off, lp, ph);
-                for (int kw = 0; kw < KW; kw++) {
-                    int dd = kw - P, sh = dd >= 0 ? dd / S : -((-dd + S - 1) / S), b = dd - sh * S;
-                    memcpy(d0 + kw * ldc, ph + (long)b * lp + off + sh, (size_t)OW * sizeof(float));
-                }
-            }
+    int OH = (H + 2 * P - KH) / S + 1, OW = (W + 2 * P - KW) / S + 1;
+    int off = P / S + 1, lp = OW + KW / S + off + 2, c = q / KH, kh = q % KH;
+    for (int oh = 0; oh < OH; oh++) {
+        int ih = oh * S - P + kh;
+        float *d0 = col + ((long)q * KW) * ldc + (long)oh * OW;
+        if (ih < 0 || ih >= H) {
+            for (int kw = 0; kw < KW; kw++)
+                memset(d0 + kw * ldc, 0, (size_t)OW * sizeof(float));
+            continue;
+        }
+        const float *xr = x + ((long)c * H + ih) * W;
+        if (S == 1 && P == 0) { /* taps are plain shifted reads */
+            for (int kw = 0; kw < KW; kw++)
+                memcpy(d0 + kw * ldc, xr + kw, (size_t)OW * sizeof(float));
+            continue;
+        }
+        phase_rows(xr, W, S, off, lp, ph);
+        for (int kw = 0; kw < KW; kw++) {
+            int dd = kw - P, sh = dd >= 0 ? dd / S : -((-dd + S - 1) / S), b = dd - sh * S;
+            memcpy(d0 + kw * ldc, ph + (long)b * lp + off + sh, (size_t)OW * sizeof(float));
         }
     }
 }
@@ -204,42 +195,6 @@ static int conv_group(const apbrt_model *m, const apbrt_rt_layer *L, int n)
     if (g > m->gout_cap / ((long)L->r.cout * ohw))
         g = m->gout_cap / ((long)L->r.cout * ohw);
     return g < 1 ? 1 : (int)g;
-}
-
-/* Large maps (the stem, 56x56 stages) by strips of output rows: each strip's
- * columns (<= STRIP_FLOATS floats, so they stay in L2) are lowered and
- * multiplied by the thread that owns the strip, and the epilogue runs on the
- * strip while it is hot. Every output is computed exactly as by one whole
- * GEMM (apb_sgemm's K blocking does not depend on N), for any thread count. */
-#define STRIP_MIN_OHW 2048
-#define STRIP_FLOATS (256L * 1024)
-static void conv_strips(apbrt_model *m, const apbrt_rt_layer *L, const float *src, int n,
-                        float *out, int rows, long per, int nth)
-{
-    const apbrt_rec *r = &L->r;
-    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)L->oh * L->ow;
-    int ns = (L->oh + rows - 1) / rows, Q = L->ic * r->kh;
-#pragma omp parallel num_threads(nth) if (nth > 1)
-    {
-        float ph[PH_FLOATS];
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        float *col = m->col + tid * per;
-#pragma omp for schedule(dynamic, 1)
-        for (int t = 0; t < n * ns; t++) {
-            int b = t / ns, oh0 = (t % ns) * rows, oh1 = oh0 + rows < L->oh ? oh0 + rows : L->oh;
-            long cols = (long)(oh1 - oh0) * L->ow;
-            float *ob = out + (long)b * r->cout * ohw + (long)oh0 * L->ow;
-            im2col_rows(src + b * in_sz, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad, col, cols, ph,
-                        0, Q, oh0, oh1);
-            apb_sgemm(0, 0, r->cout, (int)cols, (int)L->K, 1.0f, L->weff, (int)L->K, col, (int)cols,
-                      0.0f, ob, (int)ohw);
-            for (int c = 0; c < r->cout; c++)
-                apbrt_post_rows(L, c, ob + c * ohw, NULL, ob + c * ohw, cols);
-        }
-    }
 }
 
 /* Large maps without any im2col copy: the input is written once per image as
@@ -316,16 +271,6 @@ static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, i
     int implicit_min = fp_paths_mode == 1 ? 1 : fp_paths_mode == 2 ? INT_MAX : IMPLICIT_MIN_OHW;
     if (!direct && ohw >= implicit_min && conv_implicit(m, L, src, n, out, nth) == 0)
         return;
-    if (!direct && ohw >= (fp_paths_mode == 2 && n == 1 ? 1 : STRIP_MIN_OHW) && rows_ok(L)) {
-        long per = m->col_cap / (nth > 0 ? nth : 1);
-        if (per > STRIP_FLOATS)
-            per = STRIP_FLOATS;
-        int rows = (int)(per / (L->K * L->ow));
-        if (rows >= 1) {
-            conv_strips(m, L, src, n, out, rows, per, nth);
-            return;
-        }
-    }
     int G = direct ? 1 : conv_group(m, L, n), C = L->ic;
     for (int b0 = 0; b0 < n; b0 += G) {
         int g = n - b0 < G ? n - b0 : G;
@@ -339,7 +284,7 @@ static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, i
                 float ph[PH_FLOATS];
                 int bi = t / Q, q = t % Q;
                 im2col_rows(src + (b0 + bi) * in_sz, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad,
-                            m->col + bi * ohw, ld, ph, q, q + 1, 0, L->oh);
+                            m->col + bi * ohw, ld, ph, q);
             }
             B = m->col;
         } else if (!direct) {

@@ -442,7 +442,7 @@ APB_TEST(test_exact_vgg_resnet18)
 }
 
 /* Every float conv path of the runtime (infer/apbrt_run.c: implicit phase planes
- * read in place by apb_sgemm_conv, row strips, images grouped into one GEMM) forced
+ * read in place by apb_sgemm_conv; im2col of images grouped into one GEMM) forced
  * on every eligible layer: the fp paths must still reproduce the training logits
  * bit for bit (stem 7x7/2, padded 3x3, strided 3x3 and 1x1 convs, batches > 1). */
 APB_TEST(test_exact_fp_conv_paths)
