@@ -65,14 +65,15 @@ static const char TRAIN_ARGS[] =
 
 /* Kill a run mid-epoch (hard exit at a step, in a separate process), resume it,
  * and compare with an uninterrupted run: every tensor must be bit-identical. */
-APB_TEST(test_train_resume_is_bit_identical)
+static int resume_matches(const char *extra)
 {
     const char *dir = apb_test_tmpdir();
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s --out %s/full", apb_test_cli(), TRAIN_ARGS, dir);
+    snprintf(cmd, sizeof cmd, "%s %s %s --out %s/full", apb_test_cli(), TRAIN_ARGS, extra, dir);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     /* 16 batches per epoch: step 21 is in the middle of epoch 2 */
-    snprintf(cmd, sizeof cmd, "APB_DEBUG_KILL_AT_STEP=21 %s %s --out %s/killed", apb_test_cli(), TRAIN_ARGS, dir);
+    snprintf(cmd, sizeof cmd, "APB_DEBUG_KILL_AT_STEP=21 %s %s %s --out %s/killed", apb_test_cli(),
+             TRAIN_ARGS, extra, dir);
     int st = system(cmd);
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 137, "killed run exited with status %d", st);
     char p1[1200], p2[1200];
@@ -111,6 +112,15 @@ APB_TEST(test_train_resume_is_bit_identical)
     free(l1);
     free(l2);
     return 0;
+}
+
+APB_TEST(test_train_resume_is_bit_identical) { return resume_matches(""); }
+
+/* Budget mode with alpha fitted by the projection (--budget-alpha fit): the
+ * projection's state lives in the checkpointed tensors and config only. */
+APB_TEST(test_train_resume_budget_fit_is_bit_identical)
+{
+    return resume_matches("--budget-bits 1.5 --budget-alpha fit");
 }
 
 APB_TEST(test_train_budget_mode_meets_budget)
