@@ -79,9 +79,9 @@ static const apb_sgemm_kinfo *pick_kinfo(int M)
 
 /* Thread-local packing buffers; grow, never shrink (one set per OpenMP worker).
  * Slot 0: the panels of one macro-tile; slot 1: a whole packed A shared by the
- * images of apb_sgemm_conv_batch. A pthread key frees them when their thread exits
+ * images of apb_sgemm_conv_batch; slot 2: the transposed gradient of apb_sgemm_dw3. A pthread key frees them when their thread exits
  * (OpenMP retires workers when a team shrinks), so no buffer outlives its thread. */
-#define NSLOT 2
+#define NSLOT 3
 static _Thread_local float *tl_buf[NSLOT];
 static _Thread_local size_t tl_cap[NSLOT];
 static pthread_key_t tl_key[NSLOT];
@@ -550,5 +550,57 @@ void apb_sgemm_nt_batch(int M, int N, int K, int nb, float alpha, const float *A
         for (int j = 0; j < n; j++)
             off[j] = (long)j * ldb;
         nt_tiles(M, n, K, nb, alpha, A, lda, sa, B + (long)j0 * ldb, off, sb, C + j0, ldc);
+    }
+}
+
+/* ---- 3-wide convolution weight gradient (see sgemm.h) ---------------------- */
+int apb_sgemm_dw3_fast(int M)
+{
+    return apb_isa_active() == APB_ISA_AVX512 && M % 16 == 0 && M >= 16 && M <= 64;
+}
+
+void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const float *dy, long sdy,
+                   const float *X, const long *roff, long sx, long Wp, float *C, int ldc)
+{
+    if (M <= 0 || R <= 0 || nb <= 0 || OH <= 0 || OW <= 0)
+        return;
+    long P = (long)OH * OW;
+    float *dyT = apb_sgemm_dw3_fast(M) ? scratch_slot(2, (size_t)nb * P * M) : NULL;
+    if (!dyT) { /* portable (or no memory for the transpose): plain loops */
+        for (int m = 0; m < M; m++)
+            for (int r = 0; r < R; r++)
+                for (int kw = 0; kw < 3; kw++) {
+                    float acc = 0.0f;
+                    for (int b = 0; b < nb; b++)
+                        for (int oh = 0; oh < OH; oh++) {
+                            const float *d = dy + b * sdy + (long)m * P + (long)oh * OW;
+                            const float *x = X + b * sx + roff[r] + (long)oh * Wp + kw;
+                            for (int ow = 0; ow < OW; ow++)
+                                acc += d[ow] * x[ow];
+                        }
+                    C[(long)m * ldc + 3 * r + kw] += alpha * acc;
+                }
+        return;
+    }
+    for (int b = 0; b < nb; b++)
+        apb_transpose16_avx512(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
+    int RT = M == 16 ? 8 : M == 32 ? 4 : 2, ntile = (R + RT - 1) / RT, nt = 1;
+    if (2.0 * M * 3 * R * P * nb >= 4e6) {
+        nt = apb_threads_get();
+#ifdef _OPENMP
+        if (omp_get_level() > 0) /* any enclosing region, see split_threads */
+            nt = 1;
+#endif
+        if (nt > ntile)
+            nt = ntile;
+    }
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#endif
+    for (int t = 0; t < ntile; t++) {
+        int r0 = t * RT;
+        apb_sgemm_dw3_tile_avx512(M, imin(RT, R - r0), nb, OH, OW, dyT, P * M, X, roff + r0, sx,
+                                  Wp, alpha, C + 3 * r0, ldc);
     }
 }

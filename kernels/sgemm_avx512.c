@@ -186,3 +186,132 @@ void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long l
         for (int j = 0; j < nr; j++)
             C[i * ldc + j] += alpha * _mm512_reduce_add_ps(acc[i][j]);
 }
+
+/* ---- 3-wide convolution weight gradient, outer products over the pixels ------
+ * dW[m][(r, kw)] += alpha * sum_b sum_{oh, ow} dyT_b[(oh*OW + ow)*M + m]
+ *                                          * X_b[roff[r] + oh*Wp + ow + kw]
+ * with dyT the transposed output gradient (pixel-major, M a multiple of 16, so one
+ * pixel's M values are MV = M/16 vectors) and X the zero-padded input planes (row
+ * r = (c, kh) of the 3x3 kernel at X + roff[r]). The vector runs over m: per pixel,
+ * MV loads of dyT and 3*RT broadcasts of x feed 3*RT*MV FMAs into register-resident
+ * accumulators, which stay in registers over every pixel of every image of the
+ * group. Each accumulator lane sums its products in the order b, oh, ow. */
+static inline __attribute__((always_inline)) void
+dw3_body(const int MV, const int RT, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
+         const float *X, const long *roff, long sx, long Wp, float alpha, float *C, long ldc)
+{
+    __m512 acc[4][24];
+#pragma GCC unroll 24
+    for (int j = 0; j < 3 * RT; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; v++)
+            acc[v][j] = _mm512_setzero_ps();
+    long ro[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < RT; r++)
+        ro[r] = roff[r < nr ? r : nr - 1]; /* rows past nr repeat the last: discarded */
+    for (int b = 0; b < nb; b++) {
+        const float *d = dyT + b * sdy;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *xr = X + b * sx + oh * Wp, *pr[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < RT; r++)
+                pr[r] = xr + ro[r];
+            for (int ow = 0; ow < OW; ow++) {
+                __m512 dv[4];
+#pragma GCC unroll 4
+                for (int v = 0; v < MV; v++)
+                    dv[v] = _mm512_loadu_ps(d + 16 * v);
+                d += 16 * MV;
+#pragma GCC unroll 8
+                for (int r = 0; r < RT; r++) {
+                    /* one opaque pointer per row and pixel: otherwise gcc carries x
+                     * values from pixel to pixel (x at ow + kw is x at ow + 1 + kw - 1)
+                     * or keeps 3*RT offsets, and spills either */
+                    __asm__("" : "+r"(pr[r]));
+#pragma GCC unroll 3
+                    for (int kw = 0; kw < 3; kw++) {
+                        __m512 xb = _mm512_set1_ps(pr[r][kw]);
+#pragma GCC unroll 4
+                        for (int v = 0; v < MV; v++)
+                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[v], xb, acc[v][3 * r + kw]);
+                    }
+                    pr[r]++;
+                }
+            }
+        }
+    }
+    float lane[16];
+    for (int j = 0; j < 3 * nr; j++)
+        for (int v = 0; v < MV; v++) {
+            _mm512_storeu_ps(lane, acc[v][j]);
+            for (int i = 0; i < 16; i++)
+                C[(long)(16 * v + i) * ldc + j] += alpha * lane[i];
+        }
+}
+
+void apb_sgemm_dw3_tile_avx512(int M, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
+                               const float *X, const long *roff, long sx, long Wp, float alpha,
+                               float *C, long ldc)
+{
+    switch (M) {
+    case 16:
+        dw3_body(1, 8, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, alpha, C, ldc);
+        break;
+    case 32:
+        dw3_body(2, 4, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, alpha, C, ldc);
+        break;
+    case 48:
+        dw3_body(3, 2, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, alpha, C, ldc);
+        break;
+    default: /* 64 */
+        dw3_body(4, 2, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, alpha, C, ldc);
+        break;
+    }
+}
+
+/* dst[p][m] = src[m][p] for m < M (a multiple of 16) and p < P, src row stride
+ * lds: 16 x 16 blocks through registers, a scalar tail for P % 16. */
+void apb_transpose16_avx512(int M, int P, const float *src, long lds, float *dst)
+{
+    int pf = P & ~15;
+    for (int m0 = 0; m0 < M; m0 += 16) {
+        for (int p0 = 0; p0 < pf; p0 += 16) {
+            __m512 r[16], t[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = _mm512_loadu_ps(src + (long)(m0 + i) * lds + p0);
+            /* round 1: 128-bit lane L of t[2h], t[2h+1] = rows 2h, 2h+1 at columns
+             * 4L, 4L+1 and 4L+2, 4L+3 */
+            for (int i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
+            /* round 2: lane L of r[4g + s] = rows 4g..4g+3 at column 4L + s */
+            for (int g = 0; g < 4; g++)
+                for (int j = 0; j < 2; j++) {
+                    __m512d a = _mm512_castps_pd(t[4 * g + j]), b = _mm512_castps_pd(t[4 * g + j + 2]);
+                    r[4 * g + 2 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+                    r[4 * g + 2 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+                }
+            /* round 3: pair row groups (0,1) and (2,3): lanes 0,1 or 2,3 of each */
+            for (int h = 0; h < 2; h++)
+                for (int s4 = 0; s4 < 4; s4++) {
+                    __m512 a = r[8 * h + s4], b = r[8 * h + 4 + s4];
+                    t[8 * h + s4] = _mm512_shuffle_f32x4(a, b, 0x44);
+                    t[8 * h + 4 + s4] = _mm512_shuffle_f32x4(a, b, 0xEE);
+                }
+            /* round 4: one column, rows 0..15, per vector */
+            for (int s4 = 0; s4 < 4; s4++) {
+                __m512 lo0 = t[s4], hi0 = t[4 + s4], lo1 = t[8 + s4], hi1 = t[12 + s4];
+                float *d = dst + (long)(p0 + s4) * M + m0;
+                _mm512_storeu_ps(d, _mm512_shuffle_f32x4(lo0, lo1, 0x88));
+                _mm512_storeu_ps(d + 4L * M, _mm512_shuffle_f32x4(lo0, lo1, 0xDD));
+                _mm512_storeu_ps(d + 8L * M, _mm512_shuffle_f32x4(hi0, hi1, 0x88));
+                _mm512_storeu_ps(d + 12L * M, _mm512_shuffle_f32x4(hi0, hi1, 0xDD));
+            }
+        }
+        for (int p = pf; p < P; p++)
+            for (int i = 0; i < 16; i++)
+                dst[(long)p * M + m0 + i] = src[(long)(m0 + i) * lds + p];
+    }
+}

@@ -47,6 +47,8 @@ typedef struct {
     /* "same" stride-1 convs (KH == KW == 2*pad + 1): padded planes, no im2col */
     int padded;   /* 1: forward and dx read shifted rows of zero-padded planes */
     int shift;    /* 1: dW also (dot products over padded planes, see below) */
+    int dw3;      /* 1: dW as outer products over the padded x (3x3, apb_sgemm_dw3) */
+    long *roff;   /* [C*KH] offset of kernel row (c, kh) in one padded x image (dw3) */
     long xs, ys;  /* floats per padded x plane / per padded dy plane */
     int lead;     /* dy planes start this many floats into their buffer, so that the
                    * dW dot products (from pad*(Wp+1) into a plane) load aligned */
@@ -71,7 +73,10 @@ typedef struct {
  *    (the extra columns meet zeros): dot products over the saved padded x, no
  *    im2col. The reduction is 6-25% longer (32..8 wide maps), and the dot-product
  *    tiles run only with AVX-512 and do not beat im2col + the packed GEMM from
- *    M = 48 on (docs/TRAINING_SPEED.md), so only below that. */
+ *    M = 48 on (docs/TRAINING_SPEED.md), so only below that.
+ *    3x3 kernels with M a multiple of 16 (up to 64) take apb_sgemm_dw3 instead:
+ *    outer products of the transposed dy with the saved padded x, vectorised over
+ *    m with the accumulators in registers (1.4-2x the dot products). */
 #define SHIFT_MAX_M 48
 /* Images per forward GEMM call on padded planes (one packing of w per chunk). */
 #define FWD_CHUNK 8
@@ -178,7 +183,8 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
     sv->G = want_dw ? dw_group(N, P) : 1;
     sv->padded = conv_padded(KH, KW, S, pad);
     if (sv->padded) {
-        sv->shift = want_dw && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
+        sv->dw3 = want_dw && KW == 3 && apb_sgemm_dw3_fast(M);
+        sv->shift = want_dw && !sv->dw3 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
         /* slack: dW's dot products run KW - 1 floats past the last padded row */
         sv->xs = ((long)Hp * Wp + KW + 15) / 16 * 16;
         sv->ys = ((long)Hp * Wp + 15) / 16 * 16;
@@ -203,7 +209,14 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
                     for (int kw = 0; kw < KW; kw++)
                         sv->doff[(m * KH + kh) * KW + kw] = m * sv->ys + (long)kh * Wp + kw;
         }
-        if (want_dw && !sv->shift && !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
+        if (sv->dw3) {
+            if (!(sv->roff = apb_graph_alloc(g, sizeof(long) * (size_t)C * KH)))
+                return APB_ENOMEM;
+            for (int r = 0; r < C * KH; r++)
+                sv->roff[r] = sv->boff[r * KW];
+        }
+        if (want_dw && !sv->shift && !sv->dw3 &&
+            !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
             return APB_ENOMEM;
     } else {
         if (!fast && !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
@@ -328,7 +341,10 @@ static void conv_backward(apb_graph *g, apb_var *out)
                 pad_planes(dy + (size_t)(n0 + j) * M * P, M, OH, OW, pad, sv->ys,
                            (long)(OH + 2 * pad) * Wp, dyp + (size_t)j * M * sv->ys);
         float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
-        if (need_dw && sv->shift) {
+        if (need_dw && sv->dw3) {
+            apb_sgemm_dw3(M, C * KH, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P,
+                          sv->xpad + (size_t)n0 * C * sv->xs, sv->roff, C * sv->xs, Wp, dw, K);
+        } else if (need_dw && sv->shift) {
             const float *xp = sv->xpad + (size_t)n0 * C * sv->xs;
             apb_sgemm_nt_rows(M, K, OH * Wp, gn, 1.0f, dyp + (long)pad * Wp + pad, (int)sv->ys,
                               M * sv->ys, xp, sv->boff, C * sv->xs, dw, K);

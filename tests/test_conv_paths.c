@@ -6,9 +6,11 @@
  * small cases; this test drives each path (serial and batch-parallel) on shapes
  * that hit the im2col "same" and general row code, and compares dx and dW, which
  * backward accumulates onto earlier values, with a direct double-precision sum.
- * dW runs through apb_sgemm_nt_batch (im2col) or apb_sgemm_nt_rows (stride 1,
- * shifted rows of padded planes, AVX-512, M < 48): both are covered by the cases
- * below on this machine's ISA, and the two products on every ISA by the last test.
+ * dW runs through apb_sgemm_nt_batch (im2col), apb_sgemm_dw3 (3x3 "same", M a
+ * multiple of 16 up to 64, AVX-512) or apb_sgemm_nt_rows (other stride-1 "same"
+ * convs, shifted rows of padded planes, AVX-512, M < 48): all are covered by the
+ * cases below on this machine's ISA, and the products on every ISA by the last
+ * tests.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +118,11 @@ APB_TEST(conv2d_backward_every_path_matches_naive)
         {3, 3, 6, 5, 4, 3, 2, 1, 1},  /* rectangular: col2im path */
         {3, 4, 9, 8, 6, 3, 3, 2, 1},  /* strided: col2im path */
         {3, 5, 4, 4, 3, 1, 1, 1, 0},  /* 1x1 fast path */
-        {2, 17, 8, 8, 16, 3, 3, 1, 1}, /* M = 16: 8-row AVX-512 GEMM panels */
+        {2, 17, 8, 8, 16, 3, 3, 1, 1}, /* M = 16: 8-row AVX-512 GEMM panels, dW by dw3 */
+        {5, 6, 6, 7, 32, 3, 3, 1, 1},  /* dw3, M = 32: groups of 5 images, ragged rows */
+        {3, 3, 5, 4, 64, 3, 3, 1, 1},  /* dw3, M = 64 */
+        {2, 2, 9, 3, 48, 3, 3, 1, 1},  /* dw3, M = 48 */
+        {2, 3, 6, 6, 16, 5, 5, 1, 2},  /* 5x5 "same", M = 16: dot products, not dw3 */
         {4, 3, 20, 20, 5, 3, 3, 1, 1}, /* dW groups of 3 images + a ragged group of 1 */
         {5, 2, 20, 20, 3, 3, 3, 2, 1}, /* strided dW groups (im2col + nt_batch) */
     };
@@ -190,6 +196,94 @@ APB_TEST(sgemm_nt_batch_matches_reference)
         }
     }
     CHECK_OK(apb_isa_force(saved));
+    CHECK(!bad);
+    return 0;
+}
+
+/* apb_sgemm_dw3 (the 3x3 weight gradient) against a double-precision sum on every
+ * ISA level: M on the fast path (16..64) and off it (8, 20), row counts that leave
+ * a ragged last tile, pixel counts with and without a 16-column tail for the
+ * transpose, several images; it accumulates. Also: 2 threads give bitwise the
+ * result of 1. */
+static double dw3_ref(int m, int j, int M, int nb, int OH, int OW, const float *dy, long sdy,
+                      const float *X, const long *roff, long sx, long Wp)
+{
+    double s = 0;
+    for (int b = 0; b < nb; b++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                s += (double)dy[b * sdy + ((long)m * OH + oh) * OW + ow] *
+                     X[b * sx + roff[j / 3] + (long)oh * Wp + ow + j % 3];
+    return s;
+}
+
+static int dw3_case(int M, int R, int nb, int OH, int OW, uint64_t seed, float *out_first)
+{
+    long Wp = OW + 2, plane = (long)(OH + 2) * Wp + 2, sx = (R + 2) * plane + 3;
+    long P = (long)OH * OW, sdy = M * P + 1, J = 3L * R, ldc = J + 2;
+    float *X = malloc(sizeof(float) * (size_t)(nb * sx));
+    float *dy = malloc(sizeof(float) * (size_t)(nb * sdy));
+    float *C = malloc(sizeof(float) * (size_t)(M * ldc));
+    long *roff = malloc(sizeof(long) * (size_t)R);
+    apb_rng r;
+    apb_rng_seed(&r, seed);
+    for (long i = 0; i < nb * sx; i++)
+        X[i] = apb_rng_normal(&r);
+    for (long i = 0; i < nb * sdy; i++)
+        dy[i] = apb_rng_normal(&r);
+    for (long i = 0; i < M * ldc; i++)
+        C[i] = 0.125f * (float)(i % 7);
+    for (int q = 0; q < R; q++) /* rows in a scrambled order, as offsets allow */
+        roff[q] = ((q * 5) % (R + 2)) * plane + (q % 3) * Wp;
+    apb_sgemm_dw3(M, R, nb, OH, OW, 0.5f, dy, sdy, X, roff, sx, Wp, C, (int)ldc);
+    int bad = 0;
+    for (int m = 0; m < M && !bad; m++)
+        for (long j = 0; j < ldc; j++) {
+            double want = 0.125 * (double)((m * ldc + j) % 7);
+            if (j < J)
+                want += 0.5 * dw3_ref(m, (int)j, M, nb, OH, OW, dy, sdy, X, roff, sx, Wp);
+            double got = C[m * ldc + j], tol = 1e-4 + 1e-4 * (want < 0 ? -want : want);
+            if (!(got - want <= tol && want - got <= tol)) {
+                fprintf(stderr, "  dw3 isa=%s M=%d R=%d nb=%d OH=%d OW=%d: C[%d,%ld] = %.7g, want %.7g\n",
+                        apb_isa_name(apb_isa_active()), M, R, nb, OH, OW, m, j, got, want);
+                bad = 1;
+                break;
+            }
+        }
+    if (out_first)
+        memcpy(out_first, C, sizeof(float) * (size_t)(M * ldc));
+    free(X), free(dy), free(C), free(roff);
+    return bad;
+}
+
+APB_TEST(sgemm_dw3_matches_reference)
+{
+    /* {M, R, nb, OH, OW} */
+    static const int cases[][5] = {{16, 9, 1, 5, 17}, {16, 1, 2, 1, 1},  {32, 5, 3, 3, 7},
+                                   {48, 3, 2, 2, 16}, {64, 7, 2, 4, 4},  {64, 2, 1, 16, 1},
+                                   {8, 4, 2, 3, 5},   {20, 3, 1, 2, 9},  {16, 17, 1, 4, 20}};
+    apb_isa saved = apb_isa_active();
+    int bad = 0;
+    for (int isa = APB_ISA_REF; isa <= (int)apb_isa_detected(); isa++) {
+        CHECK_OK(apb_isa_force((apb_isa)isa));
+        for (int ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++) {
+            const int *c = cases[ci];
+            bad |= dw3_case(c[0], c[1], c[2], c[3], c[4], (uint64_t)(ci + 100 * isa), NULL);
+        }
+    }
+    CHECK_OK(apb_isa_force(saved));
+    /* above the threading threshold: 1 and 2 threads agree bit for bit */
+    int st = apb_threads_get(), M = 32, R = 48;
+    size_t n = (size_t)M * (3 * R + 2);
+    float *c1 = malloc(sizeof(float) * n), *c2 = malloc(sizeof(float) * n);
+    apb_threads_set(1);
+    bad |= dw3_case(M, R, 2, 16, 16, 7, c1);
+    apb_threads_set(2);
+    bad |= dw3_case(M, R, 2, 16, 16, 7, c2);
+    apb_threads_set(st);
+    int same = memcmp(c1, c2, sizeof(float) * n) == 0;
+    free(c1), free(c2);
+    CHECK(same);
     CHECK(!bad);
     return 0;
 }
