@@ -560,12 +560,14 @@ int apb_sgemm_dw3_fast(int M)
 }
 
 void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const float *dy, long sdy,
-                   const float *X, const long *roff, long sx, long Wp, float *C, int ldc)
+                   const float *X, const long *roff, long sx, long Wp, long t1, long t2,
+                   float *C, int ldc)
 {
     if (M <= 0 || R <= 0 || nb <= 0 || OH <= 0 || OW <= 0)
         return;
     long P = (long)OH * OW;
     float *dyT = apb_sgemm_dw3_fast(M) ? scratch_slot(2, (size_t)nb * P * M) : NULL;
+    const long tap[3] = {0, t1, t2};
     if (!dyT) { /* portable (or no memory for the transpose): plain loops */
         for (int m = 0; m < M; m++)
             for (int r = 0; r < R; r++)
@@ -574,7 +576,7 @@ void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const floa
                     for (int b = 0; b < nb; b++)
                         for (int oh = 0; oh < OH; oh++) {
                             const float *d = dy + b * sdy + (long)m * P + (long)oh * OW;
-                            const float *x = X + b * sx + roff[r] + (long)oh * Wp + kw;
+                            const float *x = X + b * sx + roff[r] + (long)oh * Wp + tap[kw];
                             for (int ow = 0; ow < OW; ow++)
                                 acc += d[ow] * x[ow];
                         }
@@ -601,6 +603,6 @@ void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const floa
     for (int t = 0; t < ntile; t++) {
         int r0 = t * RT;
         apb_sgemm_dw3_tile_avx512(M, imin(RT, R - r0), nb, OH, OW, dyT, P * M, X, roff + r0, sx,
-                                  Wp, alpha, C + 3 * r0, ldc);
+                                  Wp, t1, t2, alpha, C + 3 * r0, ldc);
     }
 }

@@ -28,18 +28,21 @@ void apb_sgemm_nt_batch(int M, int N, int K, int nb, float alpha, const float *A
 void apb_sgemm_nt_rows(int M, int N, int K, int nb, float alpha, const float *A, int lda,
                        long sa, const float *B, const long *boff, long sb, float *C, int ldc);
 
-/* Weight gradient of a stride-1 convolution with 3-wide kernels, from padded planes:
+/* Weight gradient of a convolution with 3-wide kernels, from padded planes:
  *   C[m][3r + kw] += alpha * sum_{b<nb} sum_{oh<OH, ow<OW}
- *                    dy_b[m][oh*OW + ow] * X_b[roff[r] + oh*Wp + ow + kw]
- * dy_b = dy + b*sdy ([M][OH*OW]), X_b = X + b*sx; row r = (c, kh) of the kernel at
- * roff[r] = c*plane + kh*Wp, so X_b[roff[r] + oh*Wp + ow + kw] is the zero-padded
- * input under output pixel (oh, ow); C has 3R columns, row stride ldc. With AVX-512
+ *                    dy_b[m][oh*OW + ow] * X_b[roff[r] + oh*Wp + ow + tap[kw]]
+ * tap = {0, t1, t2}, dy_b = dy + b*sdy ([M][OH*OW]), X_b = X + b*sx. Stride 1:
+ * row r = (c, kh) of the kernel at roff[r] = c*plane + kh*Wp of the zero-padded
+ * input and tap = {0, 1, 2}, so X_b[...] is the input under output pixel (oh, ow).
+ * Stride 2: the same on the four stride-phase planes of the padded input (see
+ * op_conv2d.c), tap = {0, plane, 1}. C has 3R columns, row stride ldc. With AVX-512
  * and M a multiple of 16 up to 64 the gradient is transposed once and the sums run
  * as outer products with the accumulators in registers (apb_sgemm_dw3_fast says
  * whether that path is taken); otherwise plain loops. Each C element is summed in
  * the order b, oh, ow within a call, whatever the thread count. */
 void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const float *dy, long sdy,
-                   const float *X, const long *roff, long sx, long Wp, float *C, int ldc);
+                   const float *X, const long *roff, long sx, long Wp, long t1, long t2,
+                   float *C, int ldc);
 int apb_sgemm_dw3_fast(int M);
 
 /* Convolution GEMM: C[M,N] = alpha * A[M,K] * B[K,N] + beta * C[M,N] with B implicit,

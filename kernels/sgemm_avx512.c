@@ -189,16 +189,19 @@ void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long l
 
 /* ---- 3-wide convolution weight gradient, outer products over the pixels ------
  * dW[m][(r, kw)] += alpha * sum_b sum_{oh, ow} dyT_b[(oh*OW + ow)*M + m]
- *                                          * X_b[roff[r] + oh*Wp + ow + kw]
+ *                                          * X_b[roff[r] + oh*Wp + ow + tap[kw]]
  * with dyT the transposed output gradient (pixel-major, M a multiple of 16, so one
- * pixel's M values are MV = M/16 vectors) and X the zero-padded input planes (row
- * r = (c, kh) of the 3x3 kernel at X + roff[r]). The vector runs over m: per pixel,
+ * pixel's M values are MV = M/16 vectors), X the zero-padded input planes (row
+ * r = (c, kh) of the 3x3 kernel at X + roff[r]) and tap = {0, t1, t2} the offsets of
+ * the three kernel columns ({0, 1, 2} for stride 1; for stride 2 on stride-phase
+ * planes {0, plane, 1}). The vector runs over m: per pixel,
  * MV loads of dyT and 3*RT broadcasts of x feed 3*RT*MV FMAs into register-resident
  * accumulators, which stay in registers over every pixel of every image of the
  * group. Each accumulator lane sums its products in the order b, oh, ow. */
 static inline __attribute__((always_inline)) void
-dw3_body(const int MV, const int RT, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
-         const float *X, const long *roff, long sx, long Wp, float alpha, float *C, long ldc)
+dw3_body(const int MV, const int RT, const int UNIT, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
+         const float *X, const long *roff, long sx, long Wp, long t1, long t2, float alpha,
+         float *C, long ldc)
 {
     __m512 acc[4][24];
 #pragma GCC unroll 24
@@ -231,7 +234,11 @@ dw3_body(const int MV, const int RT, int nr, int nb, int OH, int OW, const float
                     __asm__("" : "+r"(pr[r]));
 #pragma GCC unroll 3
                     for (int kw = 0; kw < 3; kw++) {
-                        __m512 xb = _mm512_set1_ps(pr[r][kw]);
+                        /* UNIT: the stride-1 taps {0, 1, 2} as constants, so the
+                         * address is a displacement, which stays fused with the
+                         * FMA (an indexed one would not) */
+                        long tap = kw == 0 ? 0 : UNIT ? kw : kw == 1 ? t1 : t2;
+                        __m512 xb = _mm512_set1_ps(pr[r][tap]);
 #pragma GCC unroll 4
                         for (int v = 0; v < MV; v++)
                             acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[v], xb, acc[v][3 * r + kw]);
@@ -251,23 +258,30 @@ dw3_body(const int MV, const int RT, int nr, int nb, int OH, int OW, const float
 }
 
 void apb_sgemm_dw3_tile_avx512(int M, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
-                               const float *X, const long *roff, long sx, long Wp, float alpha,
-                               float *C, long ldc)
+                               const float *X, const long *roff, long sx, long Wp, long t1,
+                               long t2, float alpha, float *C, long ldc)
 {
-    switch (M) {
-    case 16:
-        dw3_body(1, 8, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, alpha, C, ldc);
-        break;
-    case 32:
-        dw3_body(2, 4, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, alpha, C, ldc);
-        break;
-    case 48:
-        dw3_body(3, 2, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, alpha, C, ldc);
-        break;
-    default: /* 64 */
-        dw3_body(4, 2, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, alpha, C, ldc);
-        break;
+#define DW3_ALL(U)                                                                                 \
+    switch (M) {                                                                                   \
+    case 16:                                                                                       \
+        dw3_body(1, 8, U, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, t1, t2, alpha, C, ldc);      \
+        break;                                                                                     \
+    case 32:                                                                                       \
+        dw3_body(2, 4, U, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, t1, t2, alpha, C, ldc);      \
+        break;                                                                                     \
+    case 48:                                                                                       \
+        dw3_body(3, 2, U, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, t1, t2, alpha, C, ldc);      \
+        break;                                                                                     \
+    default: /* 64 */                                                                              \
+        dw3_body(4, 2, U, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, t1, t2, alpha, C, ldc);      \
+        break;                                                                                     \
     }
+    if (t1 == 1 && t2 == 2) {
+        DW3_ALL(1)
+    } else {
+        DW3_ALL(0)
+    }
+#undef DW3_ALL
 }
 
 /* dst[p][m] = src[m][p] for m < M (a multiple of 16) and p < P, src row stride

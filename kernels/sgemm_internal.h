@@ -59,8 +59,8 @@ void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long l
 /* One tile of apb_sgemm_dw3: rows [0, nr) (nr <= 8, 4, 2, 2 for M = 16, 32, 48, 64)
  * of roff, all M, from the transposed gradient dyT_b[P][M] (M a multiple of 16). */
 void apb_sgemm_dw3_tile_avx512(int M, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
-                               const float *X, const long *roff, long sx, long Wp, float alpha,
-                               float *C, long ldc);
+                               const float *X, const long *roff, long sx, long Wp, long t1,
+                               long t2, float alpha, float *C, long ldc);
 /* dst[p][m] = src[m][p] (M a multiple of 16, src row stride lds, dst row stride M). */
 void apb_transpose16_avx512(int M, int P, const float *src, long lds, float *dst);
 

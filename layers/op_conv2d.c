@@ -48,6 +48,9 @@ typedef struct {
     int padded;   /* 1: forward and dx read shifted rows of zero-padded planes */
     int shift;    /* 1: dW also (dot products over padded planes, see below) */
     int dw3;      /* 1: dW as outer products over the padded x (3x3, apb_sgemm_dw3) */
+    int phase;    /* 1: 3x3 stride 2 pad 1: forward and dW on stride-phase planes */
+    long qs;      /* floats per phase plane (phase: a channel is 4 planes, xs = 4*qs) */
+    int Wq;       /* phase plane width */
     long *roff;   /* [C*KH] offset of kernel row (c, kh) in one padded x image (dw3) */
     long xs, ys;  /* floats per padded x plane / per padded dy plane */
     int lead;     /* dy planes start this many floats into their buffer, so that the
@@ -84,6 +87,45 @@ typedef struct {
 static int conv_padded(int KH, int KW, int S, int pad)
 {
     return S == 1 && KH == KW && KH == 2 * pad + 1 && pad >= 1;
+}
+
+/* A 3x3 stride-2 pad-1 conv (ResNet downsampling) on the four stride-phase planes
+ * of its zero-padded input, q[c][a][b][i][j] = xpad[c][2i + a][2j + b]: output
+ * pixel (oh, ow) under kernel tap (kh, kw) reads xpad[c][2oh + kh][2ow + kw] =
+ * q[c][kh%2][kw%2][oh + kh/2][ow + kw/2], so every im2col row is a phase plane
+ * shifted by (kh/2)*Wq + kw/2 with OW consecutive columns per output row: the
+ * forward runs apb_sgemm_conv (bitwise equal to im2col + apb_sgemm) and dW
+ * apb_sgemm_dw3 with taps {0, plane, 1} on the saved planes, no im2col. */
+static int conv_phase(int KH, int KW, int S, int pad)
+{
+    return S == 2 && KH == 3 && KW == 3 && pad == 1;
+}
+
+/* x[C][H][W] -> the phase planes of its 1-padded image, q[c][a][b] at
+ * q + (c*4 + a*2 + b)*qs, each Hq x Wq (Hq = (H + 3)/2, Wq = (W + 3)/2). */
+static void phase_planes(const float *x, int C, int H, int W, long qs, float *q)
+{
+    int Hq = (H + 3) / 2, Wq = (W + 3) / 2;
+    for (int c = 0; c < C; c++) {
+        const float *xc = x + (size_t)c * H * W;
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++) {
+                float *d = q + ((size_t)c * 4 + a * 2 + b) * qs;
+                for (int i = 0; i < Hq; i++) {
+                    int ih = 2 * i + a - 1;
+                    float *dr = d + (long)i * Wq;
+                    if (ih < 0 || ih >= H) {
+                        memset(dr, 0, sizeof(float) * (size_t)Wq);
+                        continue;
+                    }
+                    const float *sr = xc + (long)ih * W;
+                    for (int j = 0; j < Wq; j++) {
+                        int iw = 2 * j + b - 1;
+                        dr[j] = iw >= 0 && iw < W ? sr[iw] : 0.0f;
+                    }
+                }
+            }
+    }
 }
 
 /* C planes [H,W] -> zero-padded planes of Hp x Wp at stride ps, each written (with
@@ -182,6 +224,25 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
     int want_dw = grad && w->requires_grad, want_dx = grad && !fast && x->requires_grad;
     sv->G = want_dw ? dw_group(N, P) : 1;
     sv->padded = conv_padded(KH, KW, S, pad);
+    sv->phase = conv_phase(KH, KW, S, pad);
+    if (sv->phase) {
+        sv->dw3 = want_dw && apb_sgemm_dw3_fast(M);
+        sv->Wq = (W + 3) / 2;
+        sv->qs = ((long)((H + 3) / 2) * sv->Wq + 15) / 16 * 16;
+        sv->xs = 4 * sv->qs;
+        int nxp = sv->dw3 ? N : nt * FWD_CHUNK; /* dW reads the planes again */
+        if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
+            !(sv->roff = apb_graph_alloc(g, sizeof(long) * (size_t)C * 3)) ||
+            !(sv->xpad = apb_graph_floats(g, (int64_t)nxp * C * sv->xs)))
+            return APB_ENOMEM;
+        for (int c = 0; c < C; c++)
+            for (int kh = 0; kh < 3; kh++) {
+                sv->roff[c * 3 + kh] = c * sv->xs + (kh & 1) * 2 * sv->qs + (long)(kh >> 1) * sv->Wq;
+                for (int kw = 0; kw < 3; kw++)
+                    sv->boff[(c * 3 + kh) * 3 + kw] =
+                        sv->roff[c * 3 + kh] + (kw & 1) * sv->qs + (kw >> 1);
+            }
+    }
     if (sv->padded) {
         sv->dw3 = want_dw && KW == 3 && apb_sgemm_dw3_fast(M);
         sv->shift = want_dw && !sv->dw3 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
@@ -219,7 +280,9 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
             return APB_ENOMEM;
     } else {
-        if (!fast && !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
+        /* im2col buffers: the forward's, and dW's unless the phase planes serve */
+        int need_col = !fast && (!sv->phase || (want_dw && !sv->dw3));
+        if (need_col && !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
             return APB_ENOMEM;
         if (want_dx) {
             size_t dsz = kp;
@@ -240,6 +303,28 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
     const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
     float *yd = out->data;
     int OW = out->dim[3];
+    if (sv->phase) { /* as below, on the phase planes */
+        int nchunk = (N + FWD_CHUNK - 1) / FWD_CHUNK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int cb = 0; cb < nchunk; cb++) {
+            int n0 = cb * FWD_CHUNK, gn = N - n0 < FWD_CHUNK ? N - n0 : FWD_CHUNK;
+            float *xq = sv->xpad + (size_t)(sv->dw3 ? n0 : thread_id() * FWD_CHUNK) * C * sv->xs;
+            for (int j = 0; j < gn; j++)
+                phase_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, sv->qs,
+                             xq + (size_t)j * C * sv->xs);
+            float *yn = yd + (size_t)n0 * M * P;
+            apb_sgemm_conv_batch(gn, M, P, K, 1.0f, wd, K, xq, C * sv->xs, sv->boff, OW, sv->Wq,
+                                 0.0f, yn, (long)M * P, P);
+            for (int j = 0; bd && j < gn; j++)
+                for (int m = 0; m < M; m++) {
+                    float bm = bd[m], *row = yn + ((size_t)j * M + m) * P;
+#pragma omp simd
+                    for (int p = 0; p < P; p++)
+                        row[p] += bm;
+                }
+        }
+        return APB_OK;
+    }
     if (sv->padded) { /* chunks of images share one packing of w, stay in cache */
         int nchunk = (N + FWD_CHUNK - 1) / FWD_CHUNK;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -341,9 +426,13 @@ static void conv_backward(apb_graph *g, apb_var *out)
                 pad_planes(dy + (size_t)(n0 + j) * M * P, M, OH, OW, pad, sv->ys,
                            (long)(OH + 2 * pad) * Wp, dyp + (size_t)j * M * sv->ys);
         float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
-        if (need_dw && sv->dw3) {
+        if (need_dw && sv->dw3 && sv->phase) {
+            apb_sgemm_dw3(M, C * 3, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P,
+                          sv->xpad + (size_t)n0 * C * sv->xs, sv->roff, C * sv->xs, sv->Wq,
+                          sv->qs, 1, dw, K);
+        } else if (need_dw && sv->dw3) {
             apb_sgemm_dw3(M, C * KH, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P,
-                          sv->xpad + (size_t)n0 * C * sv->xs, sv->roff, C * sv->xs, Wp, dw, K);
+                          sv->xpad + (size_t)n0 * C * sv->xs, sv->roff, C * sv->xs, Wp, 1, 2, dw, K);
         } else if (need_dw && sv->shift) {
             const float *xp = sv->xpad + (size_t)n0 * C * sv->xs;
             apb_sgemm_nt_rows(M, K, OH * Wp, gn, 1.0f, dyp + (long)pad * Wp + pad, (int)sv->ys,

@@ -12,6 +12,7 @@
  * cases below on this machine's ISA, and the products on every ISA by the last
  * tests.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,29 @@ static int check_backward(int threads, int N, int C, int H, int W, int M, int KH
     x->requires_grad = w->requires_grad = 1;
     apb_var *y;
     CHECK_OK(apb_conv2d(&g, x, w, NULL, S, P, &y));
+    /* the forward too: every lowering (im2col, padded planes, phase planes) */
+    int OH = (H + 2 * P - KH) / S + 1, OW = (W + 2 * P - KW) / S + 1, bad = 0;
+    for (int n = 0; n < N && !bad; n++)
+        for (int m = 0; m < M && !bad; m++)
+            for (int oh = 0; oh < OH && !bad; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    double want = 0;
+                    for (int c = 0; c < C; c++)
+                        for (int kh = 0; kh < KH; kh++)
+                            for (int kw = 0; kw < KW; kw++) {
+                                int ih = oh * S - P + kh, iw = ow * S - P + kw;
+                                if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                    want += (double)w->data[((m * C + c) * KH + kh) * KW + kw] *
+                                            x->data[((n * C + c) * H + ih) * W + iw];
+                            }
+                    double got = y->data[((n * M + m) * OH + oh) * OW + ow];
+                    if (!(fabs(got - want) <= 1e-4 + 1e-4 * fabs(want))) {
+                        fprintf(stderr, "  conv y[%d,%d,%d,%d] = %.7g, want %.7g\n", n, m, oh,
+                                ow, got, want);
+                        bad = 1;
+                        break;
+                    }
+                }
     float *dy = apb_graph_floats(&g, y->numel);
     for (int64_t i = 0; i < y->numel; i++)
         dy[i] = apb_rng_normal(&r);
@@ -92,8 +116,8 @@ static int check_backward(int threads, int N, int C, int H, int W, int M, int KH
         rdx[i] += 1.0f;
     for (int64_t i = 0; i < w->numel; i++)
         rdw[i] -= 2.0f;
-    int bad = apb_test_close_f32(__FILE__, __LINE__, "conv dx", x->grad, rdx, (long)x->numel,
-                                 1e-4, 1e-4);
+    bad |= apb_test_close_f32(__FILE__, __LINE__, "conv dx", x->grad, rdx, (long)x->numel,
+                              1e-4, 1e-4);
     bad |= apb_test_close_f32(__FILE__, __LINE__, "conv dw", w->grad, rdw, (long)w->numel, 1e-4,
                               1e-4);
     if (bad)
@@ -125,6 +149,8 @@ APB_TEST(conv2d_backward_every_path_matches_naive)
         {2, 3, 6, 6, 16, 5, 5, 1, 2},  /* 5x5 "same", M = 16: dot products, not dw3 */
         {4, 3, 20, 20, 5, 3, 3, 1, 1}, /* dW groups of 3 images + a ragged group of 1 */
         {5, 2, 20, 20, 3, 3, 3, 2, 1}, /* strided dW groups (im2col + nt_batch) */
+        {3, 5, 9, 8, 16, 3, 3, 2, 1},  /* 3x3/2: phase planes, dW by dw3, odd height */
+        {4, 3, 10, 11, 32, 3, 3, 2, 1}, /* 3x3/2: phase planes, groups of 4, odd width */
     };
     int saved = apb_threads_get(), bad = 0;
     for (int t = 1; t <= 2; t++)
@@ -203,23 +229,26 @@ APB_TEST(sgemm_nt_batch_matches_reference)
 /* apb_sgemm_dw3 (the 3x3 weight gradient) against a double-precision sum on every
  * ISA level: M on the fast path (16..64) and off it (8, 20), row counts that leave
  * a ragged last tile, pixel counts with and without a 16-column tail for the
- * transpose, several images; it accumulates. Also: 2 threads give bitwise the
- * result of 1. */
+ * transpose, several images, stride-1 and stride-2 (phase plane) taps; it
+ * accumulates. Also: 2 threads give bitwise the result of 1. */
 static double dw3_ref(int m, int j, int M, int nb, int OH, int OW, const float *dy, long sdy,
-                      const float *X, const long *roff, long sx, long Wp)
+                      const float *X, const long *roff, long sx, long Wp, const long *tap)
 {
     double s = 0;
     for (int b = 0; b < nb; b++)
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++)
                 s += (double)dy[b * sdy + ((long)m * OH + oh) * OW + ow] *
-                     X[b * sx + roff[j / 3] + (long)oh * Wp + ow + j % 3];
+                     X[b * sx + roff[j / 3] + (long)oh * Wp + ow + tap[j % 3]];
     return s;
 }
 
-static int dw3_case(int M, int R, int nb, int OH, int OW, uint64_t seed, float *out_first)
+static int dw3_case(int M, int R, int nb, int OH, int OW, int phase, uint64_t seed,
+                    float *out_first)
 {
-    long Wp = OW + 2, plane = (long)(OH + 2) * Wp + 2, sx = (R + 2) * plane + 3;
+    long Wp = OW + 2, plane = (long)(OH + 2) * Wp + 2, sx = (R + 3) * plane + 3;
+    /* stride-1 taps, or the stride-2 phase-plane taps {0, plane, 1} */
+    long t1 = phase ? plane : 1, t2 = phase ? 1 : 2, tap[3] = {0, t1, t2};
     long P = (long)OH * OW, sdy = M * P + 1, J = 3L * R, ldc = J + 2;
     float *X = malloc(sizeof(float) * (size_t)(nb * sx));
     float *dy = malloc(sizeof(float) * (size_t)(nb * sdy));
@@ -235,17 +264,17 @@ static int dw3_case(int M, int R, int nb, int OH, int OW, uint64_t seed, float *
         C[i] = 0.125f * (float)(i % 7);
     for (int q = 0; q < R; q++) /* rows in a scrambled order, as offsets allow */
         roff[q] = ((q * 5) % (R + 2)) * plane + (q % 3) * Wp;
-    apb_sgemm_dw3(M, R, nb, OH, OW, 0.5f, dy, sdy, X, roff, sx, Wp, C, (int)ldc);
+    apb_sgemm_dw3(M, R, nb, OH, OW, 0.5f, dy, sdy, X, roff, sx, Wp, t1, t2, C, (int)ldc);
     int bad = 0;
     for (int m = 0; m < M && !bad; m++)
         for (long j = 0; j < ldc; j++) {
             double want = 0.125 * (double)((m * ldc + j) % 7);
             if (j < J)
-                want += 0.5 * dw3_ref(m, (int)j, M, nb, OH, OW, dy, sdy, X, roff, sx, Wp);
+                want += 0.5 * dw3_ref(m, (int)j, M, nb, OH, OW, dy, sdy, X, roff, sx, Wp, tap);
             double got = C[m * ldc + j], tol = 1e-4 + 1e-4 * (want < 0 ? -want : want);
             if (!(got - want <= tol && want - got <= tol)) {
-                fprintf(stderr, "  dw3 isa=%s M=%d R=%d nb=%d OH=%d OW=%d: C[%d,%ld] = %.7g, want %.7g\n",
-                        apb_isa_name(apb_isa_active()), M, R, nb, OH, OW, m, j, got, want);
+                fprintf(stderr, "  dw3 isa=%s M=%d R=%d nb=%d OH=%d OW=%d phase=%d: C[%d,%ld] = %.7g, want %.7g\n",
+                        apb_isa_name(apb_isa_active()), M, R, nb, OH, OW, phase, m, j, got, want);
                 bad = 1;
                 break;
             }
@@ -268,7 +297,8 @@ APB_TEST(sgemm_dw3_matches_reference)
         CHECK_OK(apb_isa_force((apb_isa)isa));
         for (int ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++) {
             const int *c = cases[ci];
-            bad |= dw3_case(c[0], c[1], c[2], c[3], c[4], (uint64_t)(ci + 100 * isa), NULL);
+            for (int ph = 0; ph < 2; ph++)
+                bad |= dw3_case(c[0], c[1], c[2], c[3], c[4], ph, (uint64_t)(ci + 100 * isa), NULL);
         }
     }
     CHECK_OK(apb_isa_force(saved));
@@ -277,9 +307,9 @@ APB_TEST(sgemm_dw3_matches_reference)
     size_t n = (size_t)M * (3 * R + 2);
     float *c1 = malloc(sizeof(float) * n), *c2 = malloc(sizeof(float) * n);
     apb_threads_set(1);
-    bad |= dw3_case(M, R, 2, 16, 16, 7, c1);
+    bad |= dw3_case(M, R, 2, 16, 16, 0, 7, c1);
     apb_threads_set(2);
-    bad |= dw3_case(M, R, 2, 16, 16, 7, c2);
+    bad |= dw3_case(M, R, 2, 16, 16, 0, 7, c2);
     apb_threads_set(st);
     int same = memcmp(c1, c2, sizeof(float) * n) == 0;
     free(c1), free(c2);
