@@ -21,7 +21,9 @@
  * the mask the backward recomputes (z > 0 exactly where the relu output is
  * > 0), which makes the gradients bitwise equal to theirs as well.
  */
+#include <emmintrin.h>
 #include <math.h>
+#include <stdint.h>
 
 #include "bn_stats.h"
 #include "ops.h"
@@ -52,6 +54,14 @@ static inline void bnr_prefetchw_row(float *row, int HW)
     char *p = (char *)row;
     for (size_t b = 0; b < (size_t)HW * sizeof(float); b += 64)
         __builtin_prefetch(p + b, 1, 3);
+}
+
+/* Rows written with streaming stores: y and dx are 2-8 MB per op in a training
+ * step and are read next by another op, from memory either way; a streaming store
+ * skips reading each line before overwriting it. Needs 16-byte aligned rows. */
+static int bnr_stream_ok(const float *base, int HW)
+{
+    return HW % 4 == 0 && ((uintptr_t)base & 15) == 0;
 }
 
 static apb_status bnr_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
@@ -99,6 +109,7 @@ static apb_status bnr_forward(apb_graph *g, apb_var *out)
     float *yd = out->data;
     int training = g->training, nt = (int64_t)C * m >= BNR_PAR_MIN ? apb_threads_get() : 1;
     (void)nt; /* unused without OpenMP */
+    int nts = bnr_stream_ok(yd, HW) && (!rd || bnr_stream_ok(rd, HW)) && bnr_stream_ok(xd, HW);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < C; c++) {
         double mean, var;
@@ -116,11 +127,27 @@ static apb_status bnr_forward(apb_graph *g, apb_var *out)
             float *yr = yd + off;
             if (n + 1 < N) {
                 apb_bn_prefetch_row(row + (size_t)C * HW, HW);
-                bnr_prefetchw_row(yr + (size_t)C * HW, HW);
+                if (!nts)
+                    bnr_prefetchw_row(yr + (size_t)C * HW, HW);
                 if (rd)
                     apb_bn_prefetch_row(rd + off + (size_t)C * HW, HW);
             }
-            if (rd) {
+            if (nts) { /* the same operations, four floats at a time */
+                __m128 vs = _mm_set1_ps(scale), vh = _mm_set1_ps(shift), v0 = _mm_setzero_ps();
+                if (rd) {
+                    const float *rr = rd + off;
+                    for (int p = 0; p < HW; p += 4) {
+                        __m128 z = _mm_add_ps(_mm_mul_ps(_mm_load_ps(row + p), vs), vh);
+                        __m128 a = _mm_add_ps(z, _mm_load_ps(rr + p));
+                        _mm_stream_ps(yr + p, _mm_max_ps(a, v0)); /* NaN, -0 -> +0 */
+                    }
+                } else {
+                    for (int p = 0; p < HW; p += 4) {
+                        __m128 z = _mm_add_ps(_mm_mul_ps(_mm_load_ps(row + p), vs), vh);
+                        _mm_stream_ps(yr + p, _mm_max_ps(z, v0));
+                    }
+                }
+            } else if (rd) {
                 const float *rr = rd + off;
 #pragma omp simd
                 for (int p = 0; p < HW; p++) {
@@ -137,6 +164,8 @@ static apb_status bnr_forward(apb_graph *g, apb_var *out)
             }
         }
     }
+    if (nts)
+        _mm_sfence();
     return APB_OK;
 }
 
@@ -161,6 +190,10 @@ static void bnr_backward(apb_graph *g, apb_var *out)
     /* residual gradient: 0 none, 1 write (fresh), 2 accumulate */
     int rmode = r && r->requires_grad ? (apb_grad_take_fresh(r) ? 1 : 2) : 0;
     const float *yd = out->data;
+    /* streaming stores for a fresh dx (see bnr_stream_ok) */
+    int nts = fresh && bnr_stream_ok(x->grad, HW) && bnr_stream_ok(xd, HW) &&
+              bnr_stream_ok(dy, HW) && bnr_stream_ok(yd, HW) &&
+              (rmode != 1 || bnr_stream_ok(r->grad, HW));
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < C; c++) {
         float mean = sv->mean[c], invstd = sv->invstd[c];
@@ -226,7 +259,8 @@ static void bnr_backward(apb_graph *g, apb_var *out)
             if (n + 1 < N) {
                 size_t nx = (size_t)C * HW;
                 apb_bn_prefetch_row(row + nx, HW);
-                bnr_prefetchw_row(dx + nx, HW);
+                if (!nts)
+                    bnr_prefetchw_row(dx + nx, HW);
                 if (rmode == 1) {
                     apb_bn_prefetch_row(r->grad + off + nx, HW);
                 } else {
@@ -235,7 +269,24 @@ static void bnr_backward(apb_graph *g, apb_var *out)
                         apb_bn_prefetch_row(yr + nx, HW);
                 }
             }
-            if (rmode == 1) { /* dr holds dz already: two streams instead of three */
+            if (nts) { /* the same operations as below, four floats at a time */
+                __m128 vk = _mm_set1_ps(k), vm = _mm_set1_ps(mdy), vx = _mm_set1_ps(mdyx);
+                __m128 vmean = _mm_set1_ps(mean), v0 = _mm_setzero_ps();
+                __m128 vs = _mm_set1_ps(scale), vh = _mm_set1_ps(shift);
+                const float *dzr = rmode == 1 ? r->grad + off : NULL;
+                for (int p = 0; p < HW; p += 4) {
+                    __m128 dz;
+                    if (dzr) {
+                        dz = _mm_load_ps(dzr + p);
+                    } else { /* dz = (z or y) > 0 ? dy : 0 */
+                        __m128 z = r ? _mm_load_ps(yr + p)
+                                     : _mm_add_ps(_mm_mul_ps(_mm_load_ps(row + p), vs), vh);
+                        dz = _mm_and_ps(_mm_cmpgt_ps(z, v0), _mm_load_ps(dr + p));
+                    }
+                    __m128 t = _mm_mul_ps(_mm_sub_ps(_mm_load_ps(row + p), vmean), vx);
+                    _mm_stream_ps(dx + p, _mm_mul_ps(vk, _mm_sub_ps(_mm_sub_ps(dz, vm), t)));
+                }
+            } else if (rmode == 1) { /* dr holds dz already: two streams instead of three */
                 const float *dz = r->grad + off;
                 if (fresh) {
 #pragma omp simd
@@ -277,6 +328,8 @@ static void bnr_backward(apb_graph *g, apb_var *out)
             }
         }
     }
+    if (nts)
+        _mm_sfence();
 }
 
 const apb_op apb_op_bn_relu = {"bn_relu", sizeof(bnr_attr), APB_OP_GRAD_WRITE, bnr_shape,
