@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <string.h>
+#include <xmmintrin.h>
 
 #include "arena.h"
 #include "cpu.h"
@@ -419,9 +420,9 @@ static int run_tile_conv(const conv_args *g, int m0, int mlen, int n0, int nlen)
     return 0;
 }
 
-void apb_sgemm_conv_batch(int nb, int M, int N, int K, float alpha, const float *A, int lda,
-                          const float *B, long sb, const long *boff, int seg, long segld,
-                          float beta, float *C, long sc, int ldc)
+static void conv_batch(int nb, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, long sb, const long *boff, int seg, long segld, float beta,
+                       float *C, long sc, int ldc, int stream)
 {
     if (M <= 0 || N <= 0 || nb <= 0)
         return;
@@ -434,8 +435,13 @@ void apb_sgemm_conv_batch(int nb, int M, int N, int K, float alpha, const float 
                    boff, C};
     const int MR = g.ki->mr, NR = g.ki->nr;
     /* The indirect kernel loads 16-float halves, which must not cross a segment. */
-    if (apb_isa_active() == APB_ISA_AVX512 && seg % 16 == 0)
-        g.ik = MR == 8 ? apb_sgemm_ikernel_avx512_8x32 : apb_sgemm_ikernel_avx512_12x32;
+    if (apb_isa_active() == APB_ISA_AVX512 && seg % 16 == 0) {
+        if (stream)
+            g.ik = MR == 8 ? apb_sgemm_ikernel_avx512_8x32_stream
+                           : apb_sgemm_ikernel_avx512_12x32_stream;
+        else
+            g.ik = MR == 8 ? apb_sgemm_ikernel_avx512_8x32 : apb_sgemm_ikernel_avx512_12x32;
+    }
     /* A is the same for every image: pack it once, in the K blocks run_tile_conv
      * uses (if that buffer cannot be had, each tile packs its own). */
     g.mpad = (long)round_up((size_t)M, MR);
@@ -472,7 +478,23 @@ void apb_sgemm_conv_batch(int nb, int M, int N, int K, float alpha, const float 
                     *c = beta == 0.0f ? r : r + beta * *c;
                 }
         }
+        if (g.ik && stream) /* order the streaming stores before the team ends */
+            _mm_sfence();
     }
+}
+
+void apb_sgemm_conv_batch(int nb, int M, int N, int K, float alpha, const float *A, int lda,
+                          const float *B, long sb, const long *boff, int seg, long segld,
+                          float beta, float *C, long sc, int ldc)
+{
+    conv_batch(nb, M, N, K, alpha, A, lda, B, sb, boff, seg, segld, beta, C, sc, ldc, 0);
+}
+
+void apb_sgemm_conv_batch_stream(int nb, int M, int N, int K, float alpha, const float *A,
+                                 int lda, const float *B, long sb, const long *boff, int seg,
+                                 long segld, float beta, float *C, long sc, int ldc)
+{
+    conv_batch(nb, M, N, K, alpha, A, lda, B, sb, boff, seg, segld, beta, C, sc, ldc, 1);
 }
 
 void apb_sgemm_conv(int M, int N, int K, float alpha, const float *A, int lda, const float *B,

@@ -61,6 +61,13 @@ void apb_sgemm_conv(int M, int N, int K, float alpha, const float *A, int lda, c
 void apb_sgemm_conv_batch(int nb, int M, int N, int K, float alpha, const float *A, int lda,
                           const float *B, long sb, const long *boff, int seg, long segld,
                           float beta, float *C, long sc, int ldc);
+/* The same values, with C written by streaming stores where the kernel can (AVX-512
+ * in-place path, beta == 0, 64-byte aligned tiles): for a large C that is read
+ * back only later, by another pass (a training step's activations), it saves the
+ * read of every line before it is overwritten. */
+void apb_sgemm_conv_batch_stream(int nb, int M, int N, int K, float alpha, const float *A,
+                                 int lda, const float *B, long sb, const long *boff, int seg,
+                                 long segld, float beta, float *C, long sc, int ldc);
 
 /* Naive triple loop, double accumulation: the reference every kernel is tested against. */
 void apb_sgemm_ref(int transa, int transb, int M, int N, int K, float alpha, const float *A,

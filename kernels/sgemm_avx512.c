@@ -15,6 +15,7 @@
  */
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sgemm_internal.h"
 
@@ -24,7 +25,7 @@
  * 16-float halves of B row k at pb + boff[k] and pb1 + boff[k] (the indirect
  * kernel); the arithmetic is the same either way. */
 static inline __attribute__((always_inline)) void
-kernel_body(const int MR, const int IND, int kc, const float *pa, const float *pb, long ldpb,
+kernel_body(const int MR, const int IND, const int STREAM, int kc, const float *pa, const float *pb, long ldpb,
             const float *pb1, const long *boff, float *c, long ldc, float alpha, float beta,
             int mr, int nr)
 {
@@ -34,8 +35,9 @@ kernel_body(const int MR, const int IND, int kc, const float *pa, const float *p
         acc[i][0] = _mm512_setzero_ps();
         acc[i][1] = _mm512_setzero_ps();
     }
-    for (int i = 0; i < mr; i++)
-        _mm_prefetch((const char *)(c + (long)i * ldc), _MM_HINT_T0);
+    if (!STREAM)
+        for (int i = 0; i < mr; i++)
+            _mm_prefetch((const char *)(c + (long)i * ldc), _MM_HINT_T0);
     for (int k = 0; k < kc; k++) {
         __m512 b0, b1;
         if (IND) {
@@ -56,6 +58,17 @@ kernel_body(const int MR, const int IND, int kc, const float *pa, const float *p
             pb += ldpb;
     }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    /* STREAM: a full tile with beta == 0 at 64-byte aligned rows is written with
+     * streaming stores (a large output read back only later, by another op) */
+    if (STREAM && mr == MR && nr == NR && beta == 0.0f && ((uintptr_t)c & 63) == 0 &&
+        (ldc & 15) == 0) {
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            _mm512_stream_ps(c + i * ldc, _mm512_mul_ps(va, acc[i][0]));
+            _mm512_stream_ps(c + i * ldc + 16, _mm512_mul_ps(va, acc[i][1]));
+        }
+        return;
+    }
     if (mr == MR && nr == NR) {
         if (beta == 0.0f) {
 #pragma GCC unroll 12
@@ -95,27 +108,41 @@ kernel_body(const int MR, const int IND, int kc, const float *pa, const float *p
 void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
                                    long ldc, float alpha, float beta, int mr, int nr)
 {
-    kernel_body(12, 0, kc, pa, pb, ldpb, NULL, NULL, c, ldc, alpha, beta, mr, nr);
+    kernel_body(12, 0, 0, kc, pa, pb, ldpb, NULL, NULL, c, ldc, alpha, beta, mr, nr);
 }
 
 void apb_sgemm_kernel_avx512_8x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
                                   long ldc, float alpha, float beta, int mr, int nr)
 {
-    kernel_body(8, 0, kc, pa, pb, ldpb, NULL, NULL, c, ldc, alpha, beta, mr, nr);
+    kernel_body(8, 0, 0, kc, pa, pb, ldpb, NULL, NULL, c, ldc, alpha, beta, mr, nr);
 }
 
 void apb_sgemm_ikernel_avx512_12x32(int kc, const float *pa, const float *b0, const float *b1,
                                     const long *boff, float *c, long ldc, float alpha, float beta,
                                     int mr, int nr)
 {
-    kernel_body(12, 1, kc, pa, b0, 0, b1, boff, c, ldc, alpha, beta, mr, nr);
+    kernel_body(12, 1, 0, kc, pa, b0, 0, b1, boff, c, ldc, alpha, beta, mr, nr);
+}
+
+void apb_sgemm_ikernel_avx512_12x32_stream(int kc, const float *pa, const float *b0,
+                                           const float *b1, const long *boff, float *c, long ldc,
+                                           float alpha, float beta, int mr, int nr)
+{
+    kernel_body(12, 1, 1, kc, pa, b0, 0, b1, boff, c, ldc, alpha, beta, mr, nr);
 }
 
 void apb_sgemm_ikernel_avx512_8x32(int kc, const float *pa, const float *b0, const float *b1,
                                    const long *boff, float *c, long ldc, float alpha, float beta,
                                    int mr, int nr)
 {
-    kernel_body(8, 1, kc, pa, b0, 0, b1, boff, c, ldc, alpha, beta, mr, nr);
+    kernel_body(8, 1, 0, kc, pa, b0, 0, b1, boff, c, ldc, alpha, beta, mr, nr);
+}
+
+void apb_sgemm_ikernel_avx512_8x32_stream(int kc, const float *pa, const float *b0,
+                                          const float *b1, const long *boff, float *c, long ldc,
+                                          float alpha, float beta, int mr, int nr)
+{
+    kernel_body(8, 1, 1, kc, pa, b0, 0, b1, boff, c, ldc, alpha, beta, mr, nr);
 }
 
 /* Dot-product tile for C += alpha * sum_b A_b * B_b^T (see apb_sgemm_nt_batch in

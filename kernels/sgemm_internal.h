@@ -51,6 +51,14 @@ void apb_sgemm_ikernel_avx512_12x32(int kc, const float *pa, const float *b0, co
 void apb_sgemm_ikernel_avx512_8x32(int kc, const float *pa, const float *b0, const float *b1,
                                    const long *boff, float *c, long ldc, float alpha, float beta,
                                    int mr, int nr);
+/* The same, writing full beta == 0 tiles with streaming stores when C is 64-byte
+ * aligned (apb_sgemm_conv_batch_stream); the values are the same. */
+void apb_sgemm_ikernel_avx512_12x32_stream(int kc, const float *pa, const float *b0,
+                                           const float *b1, const long *boff, float *c, long ldc,
+                                           float alpha, float beta, int mr, int nr);
+void apb_sgemm_ikernel_avx512_8x32_stream(int kc, const float *pa, const float *b0,
+                                          const float *b1, const long *boff, float *c, long ldc,
+                                          float alpha, float beta, int mr, int nr);
 /* One 4 x 6 tile of apb_sgemm_nt_rows (mr <= 4 rows of A, nr <= 6 rows of B, row j
  * of B at B + boff[j]). */
 void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long lda, long sa,

@@ -313,7 +313,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
                 phase_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, sv->qs,
                              xq + (size_t)j * C * sv->xs);
             float *yn = yd + (size_t)n0 * M * P;
-            apb_sgemm_conv_batch(gn, M, P, K, 1.0f, wd, K, xq, C * sv->xs, sv->boff, OW, sv->Wq,
+            apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xq, C * sv->xs, sv->boff, OW, sv->Wq,
                                  0.0f, yn, (long)M * P, P);
             for (int j = 0; bd && j < gn; j++)
                 for (int m = 0; m < M; m++) {
@@ -335,7 +335,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
                 pad_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, pad, sv->xs, sv->xs,
                            xp + (size_t)j * C * sv->xs);
             float *yn = yd + (size_t)n0 * M * P;
-            apb_sgemm_conv_batch(gn, M, P, K, 1.0f, wd, K, xp, C * sv->xs, sv->boff, OW, Wp, 0.0f,
+            apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xp, C * sv->xs, sv->boff, OW, Wp, 0.0f,
                                  yn, (long)M * P, P);
             for (int j = 0; bd && j < gn; j++)
                 for (int m = 0; m < M; m++) {
@@ -451,7 +451,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
                                sb, dw, K);
         }
         if (need_dx && sv->padded) /* the whole group, one packing of wt */
-            apb_sgemm_conv_batch(gn, C, HW, MKK, 1.0f, sv->wt, MKK, dyp, M * sv->ys, sv->doff, W,
+            apb_sgemm_conv_batch_stream(gn, C, HW, MKK, 1.0f, sv->wt, MKK, dyp, M * sv->ys, sv->doff, W,
                                  Wp, dx_beta, x->grad + (size_t)n0 * C * HW, (long)C * HW, HW);
         for (int n = n0; need_dx && !sv->padded && n < n0 + gn; n++) {
             const float *dyn = dy + (size_t)n * M * P;

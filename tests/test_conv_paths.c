@@ -151,6 +151,8 @@ APB_TEST(conv2d_backward_every_path_matches_naive)
         {5, 2, 20, 20, 3, 3, 3, 2, 1}, /* strided dW groups (im2col + nt_batch) */
         {3, 5, 9, 8, 16, 3, 3, 2, 1},  /* 3x3/2: phase planes, dW by dw3, odd height */
         {4, 3, 10, 11, 32, 3, 3, 2, 1}, /* 3x3/2: phase planes, groups of 4, odd width */
+        {2, 3, 16, 16, 16, 3, 3, 1, 1}, /* 16-wide rows: in-place kernel, streamed y, dx */
+        {2, 4, 32, 32, 16, 3, 3, 2, 1}, /* 3x3/2 to 16-wide rows: in place, streamed */
     };
     int saved = apb_threads_get(), bad = 0;
     for (int t = 1; t <= 2; t++)
