@@ -247,7 +247,34 @@ dw3_body(const int MV, const int RT, const int UNIT, int nr, int nb, int OH, int
 #pragma GCC unroll 8
             for (int r = 0; r < RT; r++)
                 pr[r] = xr + ro[r];
-            for (int ow = 0; ow < OW; ow++) {
+            int ow = 0;
+            /* pixel pairs while the registers allow (MV <= 2): half the pointer
+             * updates; each accumulator still takes pixel ow, then ow + 1 */
+            for (; MV <= 2 && ow + 2 <= OW; ow += 2) {
+                __m512 dv[2][2];
+#pragma GCC unroll 2
+                for (int v = 0; v < MV; v++) {
+                    dv[0][v] = _mm512_loadu_ps(d + 16 * v);
+                    dv[1][v] = _mm512_loadu_ps(d + 16 * (MV + v));
+                }
+                d += 32 * MV;
+#pragma GCC unroll 8
+                for (int r = 0; r < RT; r++) {
+                    __asm__("" : "+r"(pr[r])); /* see below */
+#pragma GCC unroll 3
+                    for (int kw = 0; kw < 3; kw++) {
+                        long tap = kw == 0 ? 0 : UNIT ? kw : kw == 1 ? t1 : t2;
+                        __m512 x0 = _mm512_set1_ps(pr[r][tap]), x1 = _mm512_set1_ps(pr[r][tap + 1]);
+#pragma GCC unroll 2
+                        for (int v = 0; v < MV; v++) {
+                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[0][v], x0, acc[v][3 * r + kw]);
+                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[1][v], x1, acc[v][3 * r + kw]);
+                        }
+                    }
+                    pr[r] += 2;
+                }
+            }
+            for (; ow < OW; ow++) {
                 __m512 dv[4];
 #pragma GCC unroll 4
                 for (int v = 0; v < MV; v++)
