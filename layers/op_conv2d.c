@@ -118,11 +118,17 @@ static void phase_planes(const float *x, int C, int H, int W, long qs, float *q)
                         memset(dr, 0, sizeof(float) * (size_t)Wq);
                         continue;
                     }
-                    const float *sr = xc + (long)ih * W;
-                    for (int j = 0; j < Wq; j++) {
-                        int iw = 2 * j + b - 1;
-                        dr[j] = iw >= 0 && iw < W ? sr[iw] : 0.0f;
-                    }
+                    /* column j holds x column 2j + b - 1: b = 1 copies the even
+                     * columns from 0, b = 0 the odd ones after a leading zero */
+                    const float *sr = xc + (long)ih * W + (b ? 0 : 1);
+                    int j = 0;
+                    if (!b)
+                        dr[j++] = 0.0f;
+                    int n = b ? (W + 1) / 2 : W / 2; /* columns inside the image */
+                    for (int t = 0; t < n; t++)
+                        dr[j + t] = sr[2 * t];
+                    for (j += n; j < Wq; j++)
+                        dr[j] = 0.0f;
                 }
             }
     }
