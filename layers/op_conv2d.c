@@ -57,7 +57,10 @@ typedef struct {
                    * dW dot products (from pad*(Wp+1) into a plane) load aligned */
     long *boff;   /* [K] offset of im2col row (c, kh, kw) in one padded x image */
     long *doff;   /* [M*KH*KW] the same for the padded dy image (dx's im2col rows) */
-    float *xpad;  /* [N][C*xs] padded x saved by forward for dW, else [nt][FWD_CHUNK][C*xs] */
+    float *xpad;  /* [nt][xchunk][C*xs] padded (or phase) planes of a chunk of images: the
+                   * forward's, then dW's, which pads its group again rather than keep
+                   * the whole batch padded (that copy costs more memory traffic) */
+    int xchunk;   /* images per thread in xpad: max(FWD_CHUNK, G) when dW reads it */
     float *dypad; /* [nt][G*M*ys + 16] padded dy of a group (16: room for lead) */
 } conv_saved;
 
@@ -236,10 +239,10 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->Wq = (W + 3) / 2;
         sv->qs = ((long)((H + 3) / 2) * sv->Wq + 15) / 16 * 16;
         sv->xs = 4 * sv->qs;
-        int nxp = sv->dw3 ? N : nt * FWD_CHUNK; /* dW reads the planes again */
+        sv->xchunk = sv->dw3 && sv->G > FWD_CHUNK ? sv->G : FWD_CHUNK;
         if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
             !(sv->roff = apb_graph_alloc(g, sizeof(long) * (size_t)C * 3)) ||
-            !(sv->xpad = apb_graph_floats(g, (int64_t)nxp * C * sv->xs)))
+            !(sv->xpad = apb_graph_floats(g, (int64_t)nt * sv->xchunk * C * sv->xs)))
             return APB_ENOMEM;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < 3; kh++) {
@@ -256,9 +259,9 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->xs = ((long)Hp * Wp + KW + 15) / 16 * 16;
         sv->ys = ((long)Hp * Wp + 15) / 16 * 16;
         sv->lead = (int)((16 - ((long)pad * Wp + pad) % 16) % 16);
-        int nxp = want_dw ? N : nt * FWD_CHUNK; /* dW reads the padded x again */
+        sv->xchunk = (sv->dw3 || sv->shift) && sv->G > FWD_CHUNK ? sv->G : FWD_CHUNK;
         if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
-            !(sv->xpad = apb_graph_floats(g, (int64_t)nxp * C * sv->xs)))
+            !(sv->xpad = apb_graph_floats(g, (int64_t)nt * sv->xchunk * C * sv->xs)))
             return APB_ENOMEM;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
@@ -314,7 +317,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int cb = 0; cb < nchunk; cb++) {
             int n0 = cb * FWD_CHUNK, gn = N - n0 < FWD_CHUNK ? N - n0 : FWD_CHUNK;
-            float *xq = sv->xpad + (size_t)(sv->dw3 ? n0 : thread_id() * FWD_CHUNK) * C * sv->xs;
+            float *xq = sv->xpad + (size_t)thread_id() * sv->xchunk * C * sv->xs;
             for (int j = 0; j < gn; j++)
                 phase_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, sv->qs,
                              xq + (size_t)j * C * sv->xs);
@@ -336,7 +339,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int cb = 0; cb < nchunk; cb++) {
             int n0 = cb * FWD_CHUNK, gn = N - n0 < FWD_CHUNK ? N - n0 : FWD_CHUNK;
-            float *xp = sv->xpad + (size_t)(want_dw ? n0 : thread_id() * FWD_CHUNK) * C * sv->xs;
+            float *xp = sv->xpad + (size_t)thread_id() * sv->xchunk * C * sv->xs;
             for (int j = 0; j < gn; j++)
                 pad_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, pad, sv->xs, sv->xs,
                            xp + (size_t)j * C * sv->xs);
@@ -432,15 +435,24 @@ static void conv_backward(apb_graph *g, apb_var *out)
                 pad_planes(dy + (size_t)(n0 + j) * M * P, M, OH, OW, pad, sv->ys,
                            (long)(OH + 2 * pad) * Wp, dyp + (size_t)j * M * sv->ys);
         float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
+        float *xp = NULL; /* the group's x planes again, for dw3 and the dot products */
+        if (need_dw && (sv->dw3 || sv->shift)) {
+            xp = sv->xpad + (size_t)t * sv->xchunk * C * sv->xs;
+            for (int j = 0; j < gn; j++) {
+                const float *xn = xd + (size_t)(n0 + j) * C * H * W;
+                if (sv->phase)
+                    phase_planes(xn, C, H, W, sv->qs, xp + (size_t)j * C * sv->xs);
+                else
+                    pad_planes(xn, C, H, W, pad, sv->xs, sv->xs, xp + (size_t)j * C * sv->xs);
+            }
+        }
         if (need_dw && sv->dw3 && sv->phase) {
-            apb_sgemm_dw3(M, C * 3, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P,
-                          sv->xpad + (size_t)n0 * C * sv->xs, sv->roff, C * sv->xs, sv->Wq,
-                          sv->qs, 1, dw, K);
+            apb_sgemm_dw3(M, C * 3, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P, xp,
+                          sv->roff, C * sv->xs, sv->Wq, sv->qs, 1, dw, K);
         } else if (need_dw && sv->dw3) {
-            apb_sgemm_dw3(M, C * KH, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P,
-                          sv->xpad + (size_t)n0 * C * sv->xs, sv->roff, C * sv->xs, Wp, 1, 2, dw, K);
+            apb_sgemm_dw3(M, C * KH, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P, xp,
+                          sv->roff, C * sv->xs, Wp, 1, 2, dw, K);
         } else if (need_dw && sv->shift) {
-            const float *xp = sv->xpad + (size_t)n0 * C * sv->xs;
             apb_sgemm_nt_rows(M, K, OH * Wp, gn, 1.0f, dyp + (long)pad * Wp + pad, (int)sv->ys,
                               M * sv->ys, xp, sv->boff, C * sv->xs, dw, K);
         } else if (need_dw) {
