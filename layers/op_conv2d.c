@@ -105,7 +105,9 @@ static int conv_phase(int KH, int KW, int S, int pad)
 }
 
 /* x[C][H][W] -> the phase planes of its 1-padded image, q[c][a][b] at
- * q + (c*4 + a*2 + b)*qs, each Hq x Wq (Hq = (H + 3)/2, Wq = (W + 3)/2). */
+ * q + (c*4 + a*2 + b)*qs, each Hq x Wq (Hq = (H + 3)/2, Wq = (W + 3)/2). Only the
+ * entries that hold an image value are written: the buffer was zeroed once and the
+ * padding entries sit at the same places for every image (see zero_once). */
 static void phase_planes(const float *x, int C, int H, int W, long qs, float *q)
 {
     int Hq = (H + 3) / 2, Wq = (W + 3) / 2;
@@ -114,47 +116,50 @@ static void phase_planes(const float *x, int C, int H, int W, long qs, float *q)
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
                 float *d = q + ((size_t)c * 4 + a * 2 + b) * qs;
+                /* column j holds x column 2j + b - 1: b = 1 the even columns from
+                 * j = 0, b = 0 the odd ones from j = 1 */
+                int j0 = b ? 0 : 1, n = b ? (W + 1) / 2 : W / 2;
                 for (int i = 0; i < Hq; i++) {
                     int ih = 2 * i + a - 1;
-                    float *dr = d + (long)i * Wq;
-                    if (ih < 0 || ih >= H) {
-                        memset(dr, 0, sizeof(float) * (size_t)Wq);
+                    if (ih < 0 || ih >= H)
                         continue;
-                    }
-                    /* column j holds x column 2j + b - 1: b = 1 copies the even
-                     * columns from 0, b = 0 the odd ones after a leading zero */
                     const float *sr = xc + (long)ih * W + (b ? 0 : 1);
-                    int j = 0;
-                    if (!b)
-                        dr[j++] = 0.0f;
-                    int n = b ? (W + 1) / 2 : W / 2; /* columns inside the image */
+                    float *dr = d + (long)i * Wq + j0;
                     for (int t = 0; t < n; t++)
-                        dr[j + t] = sr[2 * t];
-                    for (j += n; j < Wq; j++)
-                        dr[j] = 0.0f;
+                        dr[t] = sr[2 * t];
                 }
             }
     }
 }
 
-/* C planes [H,W] -> zero-padded planes of Hp x Wp at stride ps, each written (with
- * zeros past the image) up to len >= Hp*Wp floats. */
-static void pad_planes(const float *x, int C, int H, int W, int pad, long ps, long len, float *xp)
+/* C planes [H,W] -> the interiors of zero-padded planes of Hp x Wp at stride ps:
+ * only the image rows are copied, the padding around them stays as zero_once left
+ * it (it is the same for every image), so a copy is a row of W floats, no calls. */
+static void pad_planes(const float *x, int C, int H, int W, int pad, long ps, float *xp)
 {
     int Wp = W + 2 * pad;
     for (int c = 0; c < C; c++) {
         const float *s = x + (size_t)c * H * W;
-        float *d = xp + (size_t)c * ps;
-        memset(d, 0, sizeof(float) * ((size_t)pad * Wp + pad));
+        float *d = xp + (size_t)c * ps + (long)pad * Wp + pad;
         for (int i = 0; i < H; i++) {
-            float *r = d + (long)(i + pad) * Wp + pad;
-            memcpy(r, s + (long)i * W, sizeof(float) * (size_t)W);
-            /* right pad of row i and left pad of row i+1 are adjacent */
-            memset(r + W, 0, sizeof(float) * (size_t)(2 * pad));
+            const float *sr = s + (long)i * W;
+            float *r = d + (long)i * Wp;
+#pragma omp simd
+            for (int j = 0; j < W; j++)
+                r[j] = sr[j];
         }
-        long used = (long)(H + pad) * Wp + pad;
-        memset(d + used, 0, sizeof(float) * (size_t)(len - used));
     }
+}
+
+/* A scratch buffer of padded planes, zeroed when the op allocates it: the pad
+ * copies above write only image values, so the borders stay zero for every image
+ * that passes through it. */
+static float *zero_once(apb_graph *g, int64_t n)
+{
+    float *p = apb_graph_floats(g, n);
+    if (p)
+        memset(p, 0, sizeof(float) * (size_t)n);
+    return p;
 }
 
 /* Images per dW group: enough that each dot product is about 1024 long. */
@@ -242,7 +247,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->xchunk = sv->dw3 && sv->G > FWD_CHUNK ? sv->G : FWD_CHUNK;
         if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
             !(sv->roff = apb_graph_alloc(g, sizeof(long) * (size_t)C * 3)) ||
-            !(sv->xpad = apb_graph_floats(g, (int64_t)nt * sv->xchunk * C * sv->xs)))
+            !(sv->xpad = zero_once(g, (int64_t)nt * sv->xchunk * C * sv->xs)))
             return APB_ENOMEM;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < 3; kh++) {
@@ -261,14 +266,14 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->lead = (int)((16 - ((long)pad * Wp + pad) % 16) % 16);
         sv->xchunk = (sv->dw3 || sv->shift) && sv->G > FWD_CHUNK ? sv->G : FWD_CHUNK;
         if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
-            !(sv->xpad = apb_graph_floats(g, (int64_t)nt * sv->xchunk * C * sv->xs)))
+            !(sv->xpad = zero_once(g, (int64_t)nt * sv->xchunk * C * sv->xs)))
             return APB_ENOMEM;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
                 for (int kw = 0; kw < KW; kw++)
                     sv->boff[(c * KH + kh) * KW + kw] = c * sv->xs + (long)kh * Wp + kw;
         if (want_dx || sv->shift)
-            if (!(sv->dypad = apb_graph_floats(g, (int64_t)nt * (sv->G * M * sv->ys + 16))))
+            if (!(sv->dypad = zero_once(g, (int64_t)nt * (sv->G * M * sv->ys + 16))))
                 return APB_ENOMEM;
         if (want_dx) {
             if (!(sv->doff = apb_graph_alloc(g, sizeof(long) * (size_t)MKK)) ||
@@ -341,7 +346,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             int n0 = cb * FWD_CHUNK, gn = N - n0 < FWD_CHUNK ? N - n0 : FWD_CHUNK;
             float *xp = sv->xpad + (size_t)thread_id() * sv->xchunk * C * sv->xs;
             for (int j = 0; j < gn; j++)
-                pad_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, pad, sv->xs, sv->xs,
+                pad_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, pad, sv->xs,
                            xp + (size_t)j * C * sv->xs);
             float *yn = yd + (size_t)n0 * M * P;
             apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xp, C * sv->xs, sv->boff, OW, Wp, 0.0f,
@@ -433,7 +438,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
         if (use_dyp)
             for (int j = 0; j < gn; j++)
                 pad_planes(dy + (size_t)(n0 + j) * M * P, M, OH, OW, pad, sv->ys,
-                           (long)(OH + 2 * pad) * Wp, dyp + (size_t)j * M * sv->ys);
+                           dyp + (size_t)j * M * sv->ys);
         float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
         float *xp = NULL; /* the group's x planes again, for dw3 and the dot products */
         if (need_dw && (sv->dw3 || sv->shift)) {
@@ -443,7 +448,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
                 if (sv->phase)
                     phase_planes(xn, C, H, W, sv->qs, xp + (size_t)j * C * sv->xs);
                 else
-                    pad_planes(xn, C, H, W, pad, sv->xs, sv->xs, xp + (size_t)j * C * sv->xs);
+                    pad_planes(xn, C, H, W, pad, sv->xs, xp + (size_t)j * C * sv->xs);
             }
         }
         if (need_dw && sv->dw3 && sv->phase) {
