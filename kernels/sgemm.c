@@ -628,3 +628,64 @@ void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const floa
                                   Wp, t1, t2, alpha, C + 3 * r0, ldc);
     }
 }
+
+void apb_sgemm_dw3_same(int M, int C, int nb, int H, int W, float alpha, const float *dy,
+                        long sdy, const float *x, long sx, float *Cw, int ldc)
+{
+    if (M <= 0 || C <= 0 || nb <= 0 || H <= 0 || W <= 0)
+        return;
+    long P = (long)H * W;
+    int R = 3 * C;
+    float *dyT = apb_sgemm_dw3_fast(M) ? scratch_slot(2, (size_t)nb * P * M + (size_t)W) : NULL;
+    if (!dyT) { /* portable (or no memory for the transpose): plain loops */
+        for (int m = 0; m < M; m++)
+            for (int c = 0; c < C; c++)
+                for (int kh = 0; kh < 3; kh++)
+                    for (int kw = 0; kw < 3; kw++) {
+                        float acc = 0.0f;
+                        for (int b = 0; b < nb; b++)
+                            for (int oh = 0; oh < H; oh++) {
+                                int ih = oh + kh - 1;
+                                if (ih < 0 || ih >= H)
+                                    continue;
+                                const float *d = dy + b * sdy + (long)m * P + (long)oh * W;
+                                const float *xr = x + b * sx + (long)c * P + (long)ih * W;
+                                for (int ow = 0; ow < W; ow++) {
+                                    int iw = ow + kw - 1;
+                                    if (iw >= 0 && iw < W)
+                                        acc += d[ow] * xr[iw];
+                                }
+                            }
+                        Cw[(long)m * ldc + (c * 3 + kh) * 3 + kw] += alpha * acc;
+                    }
+        return;
+    }
+    float *zrow = dyT + (size_t)nb * P * M;
+    memset(zrow, 0, sizeof(float) * (size_t)W);
+    for (int b = 0; b < nb; b++)
+        apb_transpose16_avx512(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
+    int RT = M == 16 ? 8 : M == 32 ? 4 : 2, ntile = (R + RT - 1) / RT, nt = 1;
+    if (2.0 * M * 3 * R * P * nb >= 4e6) {
+        nt = apb_threads_get();
+#ifdef _OPENMP
+        if (omp_get_level() > 0) /* any enclosing region, see split_threads */
+            nt = 1;
+#endif
+        if (nt > ntile)
+            nt = ntile;
+    }
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#endif
+    for (int t = 0; t < ntile; t++) {
+        int r0 = t * RT, nr = imin(RT, R - r0), rkh[8];
+        long coff[8];
+        for (int i = 0; i < nr; i++) {
+            coff[i] = (long)((r0 + i) / 3) * P;
+            rkh[i] = (r0 + i) % 3;
+        }
+        apb_sgemm_dw3e_tile_avx512(M, nr, nb, H, W, dyT, P * M, x, coff, rkh, sx, zrow, alpha,
+                                   Cw + 3 * r0, ldc);
+    }
+}

@@ -44,6 +44,13 @@ void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const floa
                    const float *X, const long *roff, long sx, long Wp, long t1, long t2,
                    float *C, int ldc);
 int apb_sgemm_dw3_fast(int M);
+/* The weight gradient of a 3x3 stride-1 pad-1 convolution straight from its
+ * unpadded input x_b = x + b*sx ([C][H][W]), no padded copy:
+ *   Cw[m][(c*3 + kh)*3 + kw] += alpha * sum_b sum_{oh, ow} dy_b[m][oh*W + ow]
+ *                               * x_b[c][oh + kh - 1][ow + kw - 1]   (0 outside)
+ * Same paths (apb_sgemm_dw3_fast) and summation order per element as apb_sgemm_dw3. */
+void apb_sgemm_dw3_same(int M, int C, int nb, int H, int W, float alpha, const float *dy,
+                        long sdy, const float *x, long sx, float *Cw, int ldc);
 
 /* Convolution GEMM: C[M,N] = alpha * A[M,K] * B[K,N] + beta * C[M,N] with B implicit,
  *   B[k][j] = B[boff[k] + (j / seg) * segld + j % seg]

@@ -338,6 +338,145 @@ void apb_sgemm_dw3_tile_avx512(int M, int nr, int nb, int OH, int OW, const floa
 #undef DW3_ALL
 }
 
+/* ---- the same for a 3x3 stride-1 pad-1 conv on the unpadded input -----------
+ * dW[m][(r, kw)] += alpha * sum_b sum_{oh, ow} dyT_b[(oh*W + ow)*M + m] * x(r, oh, ow, kw)
+ * with row r = (c, kh) of the kernel, x(...) = X_b[coff[r] + ih*W + ow + kw - 1],
+ * ih = oh + rkh[r] - 1, and zero where ih or the column falls outside the H x W
+ * image. Rows outside read a zero row instead; the first and last pixel of each
+ * output row run with the taps that stay inside; the pixels between read all
+ * three at displacements -1, 0, +1. Same summation order per lane as dw3_body. */
+static inline __attribute__((always_inline)) void
+dw3e_pixel(const int MV, const int RT, const int K0, const int K1, __m512 acc[4][24],
+           const float *const pr[8], const float *d)
+{
+    __m512 dv[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; v++)
+        dv[v] = _mm512_loadu_ps(d + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < RT; r++)
+#pragma GCC unroll 3
+        for (int kw = K0; kw <= K1; kw++) {
+            __m512 xb = _mm512_set1_ps(pr[r][kw - 1]);
+#pragma GCC unroll 4
+            for (int v = 0; v < MV; v++)
+                acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[v], xb, acc[v][3 * r + kw]);
+        }
+}
+
+static inline __attribute__((always_inline)) void
+dw3e_body(const int MV, const int RT, int nr, int nb, int H, int W, const float *dyT, long sdy,
+          const float *X, const long *coff, const int *rkh, long sx, const float *zrow,
+          float alpha, float *C, long ldc)
+{
+    __m512 acc[4][24];
+#pragma GCC unroll 24
+    for (int j = 0; j < 3 * RT; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; v++)
+            acc[v][j] = _mm512_setzero_ps();
+    long co[8];
+    int kh[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < RT; r++) { /* rows past nr repeat the last: discarded */
+        co[r] = coff[r < nr ? r : nr - 1];
+        kh[r] = rkh[r < nr ? r : nr - 1];
+    }
+    for (int b = 0; b < nb; b++) {
+        const float *d = dyT + b * sdy;
+        for (int oh = 0; oh < H; oh++) {
+            const float *pr[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < RT; r++) {
+                int ih = oh + kh[r] - 1;
+                pr[r] = ih >= 0 && ih < H ? X + b * sx + co[r] + (long)ih * W : zrow;
+            }
+            if (W == 1) {
+                dw3e_pixel(MV, RT, 1, 1, acc, pr, d);
+                d += 16 * MV;
+                continue;
+            }
+            dw3e_pixel(MV, RT, 1, 2, acc, pr, d); /* ow = 0: no column -1 */
+            d += 16 * MV;
+#pragma GCC unroll 8
+            for (int r = 0; r < RT; r++)
+                pr[r]++;
+            int ow = 1;
+            for (; MV <= 2 && ow + 2 < W; ow += 2) { /* pairs, as in dw3_body */
+                __m512 dv[2][2];
+#pragma GCC unroll 2
+                for (int v = 0; v < MV; v++) {
+                    dv[0][v] = _mm512_loadu_ps(d + 16 * v);
+                    dv[1][v] = _mm512_loadu_ps(d + 16 * (MV + v));
+                }
+                d += 32 * MV;
+#pragma GCC unroll 8
+                for (int r = 0; r < RT; r++) {
+                    __asm__("" : "+r"(pr[r])); /* see dw3_body */
+#pragma GCC unroll 3
+                    for (int kw = 0; kw < 3; kw++) {
+                        __m512 x0 = _mm512_set1_ps(pr[r][kw - 1]), x1 = _mm512_set1_ps(pr[r][kw]);
+#pragma GCC unroll 2
+                        for (int v = 0; v < MV; v++) {
+                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[0][v], x0, acc[v][3 * r + kw]);
+                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[1][v], x1, acc[v][3 * r + kw]);
+                        }
+                    }
+                    pr[r] += 2;
+                }
+            }
+            for (; ow + 1 < W; ow++) {
+                __m512 dv[4];
+#pragma GCC unroll 4
+                for (int v = 0; v < MV; v++)
+                    dv[v] = _mm512_loadu_ps(d + 16 * v);
+                d += 16 * MV;
+#pragma GCC unroll 8
+                for (int r = 0; r < RT; r++) {
+                    __asm__("" : "+r"(pr[r]));
+#pragma GCC unroll 3
+                    for (int kw = 0; kw < 3; kw++) {
+                        __m512 xb = _mm512_set1_ps(pr[r][kw - 1]);
+#pragma GCC unroll 4
+                        for (int v = 0; v < MV; v++)
+                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[v], xb, acc[v][3 * r + kw]);
+                    }
+                    pr[r]++;
+                }
+            }
+            dw3e_pixel(MV, RT, 0, 1, acc, pr, d); /* ow = W - 1: no column W */
+            d += 16 * MV;
+        }
+    }
+    float lane[16];
+    for (int j = 0; j < 3 * nr; j++)
+        for (int v = 0; v < MV; v++) {
+            _mm512_storeu_ps(lane, acc[v][j]);
+            for (int i = 0; i < 16; i++)
+                C[(long)(16 * v + i) * ldc + j] += alpha * lane[i];
+        }
+}
+
+void apb_sgemm_dw3e_tile_avx512(int M, int nr, int nb, int H, int W, const float *dyT, long sdy,
+                                const float *X, const long *coff, const int *rkh, long sx,
+                                const float *zrow, float alpha, float *C, long ldc)
+{
+    switch (M) {
+    case 16:
+        dw3e_body(1, 8, nr, nb, H, W, dyT, sdy, X, coff, rkh, sx, zrow, alpha, C, ldc);
+        break;
+    case 32:
+        dw3e_body(2, 4, nr, nb, H, W, dyT, sdy, X, coff, rkh, sx, zrow, alpha, C, ldc);
+        break;
+    case 48:
+        dw3e_body(3, 2, nr, nb, H, W, dyT, sdy, X, coff, rkh, sx, zrow, alpha, C, ldc);
+        break;
+    default: /* 64 */
+        dw3e_body(4, 2, nr, nb, H, W, dyT, sdy, X, coff, rkh, sx, zrow, alpha, C, ldc);
+        break;
+    }
+}
+
 /* dst[p][m] = src[m][p] for m < M (a multiple of 16) and p < P, src row stride
  * lds: 16 x 16 blocks through registers, a scalar tail for P % 16. */
 void apb_transpose16_avx512(int M, int P, const float *src, long lds, float *dst)

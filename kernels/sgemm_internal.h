@@ -69,6 +69,11 @@ void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long l
 void apb_sgemm_dw3_tile_avx512(int M, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
                                const float *X, const long *roff, long sx, long Wp, long t1,
                                long t2, float alpha, float *C, long ldc);
+/* The same for a 3x3 stride-1 pad-1 conv read from the unpadded input (rows r of
+ * the tile: channel offset coff[r], kernel row rkh[r]; zrow: >= W zeros). */
+void apb_sgemm_dw3e_tile_avx512(int M, int nr, int nb, int H, int W, const float *dyT, long sdy,
+                                const float *X, const long *coff, const int *rkh, long sx,
+                                const float *zrow, float alpha, float *C, long ldc);
 /* dst[p][m] = src[m][p] (M a multiple of 16, src row stride lds, dst row stride M). */
 void apb_transpose16_avx512(int M, int P, const float *src, long lds, float *dst);
 

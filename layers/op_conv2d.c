@@ -47,19 +47,20 @@ typedef struct {
     /* "same" stride-1 convs (KH == KW == 2*pad + 1): padded planes, no im2col */
     int padded;   /* 1: forward and dx read shifted rows of zero-padded planes */
     int shift;    /* 1: dW also (dot products over padded planes, see below) */
-    int dw3;      /* 1: dW as outer products over the padded x (3x3, apb_sgemm_dw3) */
+    int dw3;      /* 1: dW as register-blocked outer products (3x3: apb_sgemm_dw3_same
+                   * from x itself; stride 2: apb_sgemm_dw3 on the phase planes) */
     int phase;    /* 1: 3x3 stride 2 pad 1: forward and dW on stride-phase planes */
     long qs;      /* floats per phase plane (phase: a channel is 4 planes, xs = 4*qs) */
     int Wq;       /* phase plane width */
-    long *roff;   /* [C*KH] offset of kernel row (c, kh) in one padded x image (dw3) */
+    long *roff;   /* [C*3] offset of kernel row (c, kh) in one image's phase planes */
     long xs, ys;  /* floats per padded x plane / per padded dy plane */
     int lead;     /* dy planes start this many floats into their buffer, so that the
                    * dW dot products (from pad*(Wp+1) into a plane) load aligned */
     long *boff;   /* [K] offset of im2col row (c, kh, kw) in one padded x image */
     long *doff;   /* [M*KH*KW] the same for the padded dy image (dx's im2col rows) */
     float *xpad;  /* [nt][xchunk][C*xs] padded (or phase) planes of a chunk of images: the
-                   * forward's, then dW's, which pads its group again rather than keep
-                   * the whole batch padded (that copy costs more memory traffic) */
+                   * forward's, then (phase planes, dot products) dW's, which pads its
+                   * group again rather than keep the whole batch padded */
     int xchunk;   /* images per thread in xpad: max(FWD_CHUNK, G) when dW reads it */
     float *dypad; /* [nt][G*M*ys + 16] padded dy of a group (16: room for lead) */
 } conv_saved;
@@ -80,9 +81,10 @@ typedef struct {
  *    im2col. The reduction is 6-25% longer (32..8 wide maps), and the dot-product
  *    tiles run only with AVX-512 and do not beat im2col + the packed GEMM from
  *    M = 48 on (docs/TRAINING_SPEED.md), so only below that.
- *    3x3 kernels with M a multiple of 16 (up to 64) take apb_sgemm_dw3 instead:
- *    outer products of the transposed dy with the saved padded x, vectorised over
- *    m with the accumulators in registers (1.4-2x the dot products). */
+ *    3x3 kernels with M a multiple of 16 (up to 64) take apb_sgemm_dw3_same
+ *    instead: outer products of the transposed dy with x itself (edges handled in
+ *    the kernel, no padded copy), vectorised over m with the accumulators in
+ *    registers (1.4-2x the dot products). */
 #define SHIFT_MAX_M 48
 /* Images per forward GEMM call on padded planes (one packing of w per chunk). */
 #define FWD_CHUNK 8
@@ -264,7 +266,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->xs = ((long)Hp * Wp + KW + 15) / 16 * 16;
         sv->ys = ((long)Hp * Wp + 15) / 16 * 16;
         sv->lead = (int)((16 - ((long)pad * Wp + pad) % 16) % 16);
-        sv->xchunk = (sv->dw3 || sv->shift) && sv->G > FWD_CHUNK ? sv->G : FWD_CHUNK;
+        sv->xchunk = sv->shift && sv->G > FWD_CHUNK ? sv->G : FWD_CHUNK;
         if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
             !(sv->xpad = zero_once(g, (int64_t)nt * sv->xchunk * C * sv->xs)))
             return APB_ENOMEM;
@@ -283,12 +285,6 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
                 for (int kh = 0; kh < KH; kh++)
                     for (int kw = 0; kw < KW; kw++)
                         sv->doff[(m * KH + kh) * KW + kw] = m * sv->ys + (long)kh * Wp + kw;
-        }
-        if (sv->dw3) {
-            if (!(sv->roff = apb_graph_alloc(g, sizeof(long) * (size_t)C * KH)))
-                return APB_ENOMEM;
-            for (int r = 0; r < C * KH; r++)
-                sv->roff[r] = sv->boff[r * KW];
         }
         if (want_dw && !sv->shift && !sv->dw3 &&
             !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
@@ -441,7 +437,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
                            dyp + (size_t)j * M * sv->ys);
         float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
         float *xp = NULL; /* the group's x planes again, for dw3 and the dot products */
-        if (need_dw && (sv->dw3 || sv->shift)) {
+        if (need_dw && (sv->phase ? sv->dw3 : sv->shift)) {
             xp = sv->xpad + (size_t)t * sv->xchunk * C * sv->xs;
             for (int j = 0; j < gn; j++) {
                 const float *xn = xd + (size_t)(n0 + j) * C * H * W;
@@ -454,9 +450,9 @@ static void conv_backward(apb_graph *g, apb_var *out)
         if (need_dw && sv->dw3 && sv->phase) {
             apb_sgemm_dw3(M, C * 3, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P, xp,
                           sv->roff, C * sv->xs, sv->Wq, sv->qs, 1, dw, K);
-        } else if (need_dw && sv->dw3) {
-            apb_sgemm_dw3(M, C * KH, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P, xp,
-                          sv->roff, C * sv->xs, Wp, 1, 2, dw, K);
+        } else if (need_dw && sv->dw3) { /* 3x3 pad 1: straight from x */
+            apb_sgemm_dw3_same(M, C, gn, H, W, 1.0f, dy + (size_t)n0 * M * P, (long)M * P,
+                               xd + (size_t)n0 * C * H * W, (long)C * H * W, dw, K);
         } else if (need_dw && sv->shift) {
             apb_sgemm_nt_rows(M, K, OH * Wp, gn, 1.0f, dyp + (long)pad * Wp + pad, (int)sv->ys,
                               M * sv->ys, xp, sv->boff, C * sv->xs, dw, K);

@@ -319,3 +319,68 @@ APB_TEST(sgemm_dw3_matches_reference)
     CHECK(!bad);
     return 0;
 }
+
+/* apb_sgemm_dw3_same (3x3 pad 1 from the unpadded input) against a double sum on
+ * every ISA level: maps of width and height 1, 2, 3 and odd sizes (the edge
+ * pixels run separately), all fast-path M and two portable ones, several images;
+ * it accumulates. */
+APB_TEST(sgemm_dw3_same_matches_reference)
+{
+    /* {M, C, nb, H, W} */
+    static const int cases[][5] = {{16, 3, 1, 5, 7},  {16, 1, 2, 1, 1}, {32, 2, 3, 2, 2},
+                                   {48, 1, 2, 3, 3},  {64, 2, 2, 4, 9}, {64, 1, 1, 1, 5},
+                                   {16, 6, 1, 8, 32}, {8, 2, 2, 3, 4},  {20, 1, 1, 6, 1},
+                                   {32, 3, 2, 7, 6}};
+    apb_isa saved = apb_isa_active();
+    int bad = 0;
+    for (int isa = APB_ISA_REF; isa <= (int)apb_isa_detected(); isa++) {
+        CHECK_OK(apb_isa_force((apb_isa)isa));
+        for (int ci = 0; ci < (int)(sizeof cases / sizeof cases[0]) && !bad; ci++) {
+            int M = cases[ci][0], C = cases[ci][1], nb = cases[ci][2], H = cases[ci][3],
+                W = cases[ci][4];
+            long P = (long)H * W, sx = C * P + 3, sdy = M * P + 1, ldc = 27L * C / 3 + 1;
+            float *x = malloc(sizeof(float) * (size_t)(nb * sx));
+            float *dy = malloc(sizeof(float) * (size_t)(nb * sdy));
+            float *Cw = malloc(sizeof(float) * (size_t)(M * ldc));
+            apb_rng r;
+            apb_rng_seed(&r, (uint64_t)(ci + 31 * isa));
+            for (long i = 0; i < nb * sx; i++)
+                x[i] = apb_rng_normal(&r);
+            for (long i = 0; i < nb * sdy; i++)
+                dy[i] = apb_rng_normal(&r);
+            for (long i = 0; i < M * ldc; i++)
+                Cw[i] = 0.25f * (float)(i % 3);
+            apb_sgemm_dw3_same(M, C, nb, H, W, 0.5f, dy, sdy, x, sx, Cw, (int)ldc);
+            for (int m = 0; m < M && !bad; m++)
+                for (int j = 0; j < ldc; j++) {
+                    double want = 0.25 * (double)((m * ldc + j) % 3);
+                    if (j < 9 * C) {
+                        int c = j / 9, kh = j / 3 % 3, kw = j % 3;
+                        double sum = 0;
+                        for (int b = 0; b < nb; b++)
+                            for (int oh = 0; oh < H; oh++)
+                                for (int ow = 0; ow < W; ow++) {
+                                    int ih = oh + kh - 1, iw = ow + kw - 1;
+                                    if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                        sum += (double)dy[b * sdy + m * P + oh * W + ow] *
+                                               x[b * sx + c * P + ih * W + iw];
+                                }
+                        want += 0.5 * sum;
+                    }
+                    double got = Cw[m * ldc + j];
+                    if (!(fabs(got - want) <= 1e-4 + 1e-4 * fabs(want))) {
+                        fprintf(stderr,
+                                "  dw3_same isa=%s M=%d C=%d nb=%d H=%d W=%d: C[%d,%d] = %.7g, "
+                                "want %.7g\n",
+                                apb_isa_name(apb_isa_active()), M, C, nb, H, W, m, j, got, want);
+                        bad = 1;
+                        break;
+                    }
+                }
+            free(x), free(dy), free(Cw);
+        }
+    }
+    CHECK_OK(apb_isa_force(saved));
+    CHECK(!bad);
+    return 0;
+}
