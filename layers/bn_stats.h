@@ -70,48 +70,60 @@ static inline void apb_bn_prefetch_row(const float *row, int HW)
         __builtin_prefetch(p + b, 0, 3);
 }
 
+/* One row of the training statistics: s1 += sum (x - x0), s2 += sum (x - x0)^2,
+ * summed in float over the row (vectorized), added in double. */
+static inline void apb_bn_row_sums(const float *row, int HW, float x0, double *s1, double *s2)
+{
+    float a1 = 0.0f, a2 = 0.0f;
+#pragma omp simd reduction(+ : a1, a2)
+    for (int p = 0; p < HW; p++) {
+        float d = row[p] - x0;
+        a1 += d;
+        a2 += d * d;
+    }
+    *s1 += a1;
+    *s2 += a2;
+}
+
+/* Batch mean and biased variance of channel c from its row sums over m values
+ * (shifted by x0), and the running statistics updated when st is non-NULL. */
+static inline void apb_bn_finish_stats(double s1, double s2, int64_t m, float x0, int c,
+                                       const apb_bn_state *st, double *mean_out, double *var_out)
+{
+    double d1 = s1 / (double)m;
+    double mean = x0 + d1, var = s2 / (double)m - d1 * d1;
+    if (var < 0)
+        var = 0;
+    if (st) {
+        float mo = st->momentum;
+        st->running_mean[c] = (1.0f - mo) * st->running_mean[c] + mo * (float)mean;
+        st->running_var[c] = (1.0f - mo) * st->running_var[c] +
+                             mo * (float)(var * (double)m / (double)(m - 1));
+    }
+    *mean_out = mean;
+    *var_out = var;
+}
+
 /* Statistics of channel c of x[N, C, HW] (m = N*HW values). Training: batch mean
  * and biased variance, and the running statistics updated when st is non-NULL;
  * eval: the running statistics. */
 static inline void apb_bn_channel_stats(const float *xd, int N, int C, int HW, int c, int training,
                                         const apb_bn_state *st, double *mean_out, double *var_out)
 {
-    int64_t m = (int64_t)N * HW;
-    double mean, var;
-    if (training) {
-        float x0 = xd[(size_t)c * HW];
-        double s1 = 0, s2 = 0;
-        for (int n = 0; n < N; n++) {
-            const float *row = xd + ((size_t)n * C + c) * HW;
-            float a1 = 0.0f, a2 = 0.0f;
-            if (n + 1 < N)
-                apb_bn_prefetch_row(row + (size_t)C * HW, HW);
-#pragma omp simd reduction(+ : a1, a2)
-            for (int p = 0; p < HW; p++) {
-                float d = row[p] - x0;
-                a1 += d;
-                a2 += d * d;
-            }
-            s1 += a1;
-            s2 += a2;
-        }
-        double d1 = s1 / (double)m;
-        mean = x0 + d1;
-        var = s2 / (double)m - d1 * d1;
-        if (var < 0)
-            var = 0;
-        if (st) {
-            float mo = st->momentum;
-            st->running_mean[c] = (1.0f - mo) * st->running_mean[c] + mo * (float)mean;
-            st->running_var[c] = (1.0f - mo) * st->running_var[c] +
-                                 mo * (float)(var * (double)m / (double)(m - 1));
-        }
-    } else {
-        mean = st->running_mean[c];
-        var = st->running_var[c];
+    if (!training) {
+        *mean_out = st->running_mean[c];
+        *var_out = st->running_var[c];
+        return;
     }
-    *mean_out = mean;
-    *var_out = var;
+    float x0 = xd[(size_t)c * HW];
+    double s1 = 0, s2 = 0;
+    for (int n = 0; n < N; n++) {
+        const float *row = xd + ((size_t)n * C + c) * HW;
+        if (n + 1 < N)
+            apb_bn_prefetch_row(row + (size_t)C * HW, HW);
+        apb_bn_row_sums(row, HW, x0, &s1, &s2);
+    }
+    apb_bn_finish_stats(s1, s2, (int64_t)N * HW, x0, c, st, mean_out, var_out);
 }
 
 /* Coefficients of the input gradient of channel c,
