@@ -503,6 +503,23 @@ void apb_sgemm_conv(int M, int N, int K, float alpha, const float *A, int lda, c
     apb_sgemm_conv_batch(1, M, N, K, alpha, A, lda, B, 0, boff, seg, segld, beta, C, 0, ldc);
 }
 
+/* Threads for a product of the given flops split into `units` independent parts:
+ * as split_threads, never inside an enclosing parallel region. */
+static int team_size(double flops, int units)
+{
+    int nt = 1;
+    if (flops >= 4e6) {
+        nt = apb_threads_get();
+#ifdef _OPENMP
+        if (omp_get_level() > 0) /* any enclosing region, see split_threads */
+            nt = 1;
+#endif
+        if (nt > units)
+            nt = units;
+    }
+    return nt;
+}
+
 /* Tiles of the dot-product NT product (AVX-512 only), optionally threaded over
  * 6-row blocks of B. */
 static void nt_tiles(int M, int N, int K, int nb, float alpha, const float *A, int lda, long sa,
@@ -510,16 +527,7 @@ static void nt_tiles(int M, int N, int K, int nb, float alpha, const float *A, i
 {
     /* B rows outer, A rows inner: a 6-row block of B stays in L1 while all of A
      * (typically dy, the smaller operand) streams past it. */
-    int nj = (N + 5) / 6, nt = 1;
-    if (2.0 * M * N * K * nb >= 4e6) {
-        nt = apb_threads_get();
-#ifdef _OPENMP
-        if (omp_get_level() > 0) /* any enclosing region, see split_threads */
-            nt = 1;
-#endif
-        if (nt > nj)
-            nt = nj;
-    }
+    int nj = (N + 5) / 6, nt = team_size(2.0 * M * N * K * nb, nj);
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
@@ -608,16 +616,8 @@ void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const floa
     }
     for (int b = 0; b < nb; b++)
         apb_transpose16_avx512(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
-    int RT = M == 16 ? 8 : M == 32 ? 4 : 2, ntile = (R + RT - 1) / RT, nt = 1;
-    if (2.0 * M * 3 * R * P * nb >= 4e6) {
-        nt = apb_threads_get();
-#ifdef _OPENMP
-        if (omp_get_level() > 0) /* any enclosing region, see split_threads */
-            nt = 1;
-#endif
-        if (nt > ntile)
-            nt = ntile;
-    }
+    int RT = M == 16 ? 8 : M == 32 ? 4 : 2, ntile = (R + RT - 1) / RT;
+    int nt = team_size(2.0 * M * 3 * R * P * nb, ntile);
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
@@ -664,16 +664,8 @@ void apb_sgemm_dw3_same(int M, int C, int nb, int H, int W, float alpha, const f
     memset(zrow, 0, sizeof(float) * (size_t)W);
     for (int b = 0; b < nb; b++)
         apb_transpose16_avx512(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
-    int RT = M == 16 ? 8 : M == 32 ? 4 : 2, ntile = (R + RT - 1) / RT, nt = 1;
-    if (2.0 * M * 3 * R * P * nb >= 4e6) {
-        nt = apb_threads_get();
-#ifdef _OPENMP
-        if (omp_get_level() > 0) /* any enclosing region, see split_threads */
-            nt = 1;
-#endif
-        if (nt > ntile)
-            nt = ntile;
-    }
+    int RT = M == 16 ? 8 : M == 32 ? 4 : 2, ntile = (R + RT - 1) / RT;
+    int nt = team_size(2.0 * M * 3 * R * P * nb, ntile);
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)

@@ -215,93 +215,34 @@ void apb_sgemm_nt_tile_avx512(int K, int nb, float alpha, const float *A, long l
 }
 
 /* ---- 3-wide convolution weight gradient, outer products over the pixels ------
- * dW[m][(r, kw)] += alpha * sum_b sum_{oh, ow} dyT_b[(oh*OW + ow)*M + m]
- *                                          * X_b[roff[r] + oh*Wp + ow + tap[kw]]
+ * dW[m][(r, kw)] += alpha * sum_b sum_{oh, ow} dyT_b[(oh*OW + ow)*M + m] * x_b(r, oh, ow, kw)
  * with dyT the transposed output gradient (pixel-major, M a multiple of 16, so one
- * pixel's M values are MV = M/16 vectors), X the zero-padded input planes (row
- * r = (c, kh) of the 3x3 kernel at X + roff[r]) and tap = {0, t1, t2} the offsets of
- * the three kernel columns ({0, 1, 2} for stride 1; for stride 2 on stride-phase
- * planes {0, plane, 1}). The vector runs over m: per pixel,
- * MV loads of dyT and 3*RT broadcasts of x feed 3*RT*MV FMAs into register-resident
- * accumulators, which stay in registers over every pixel of every image of the
- * group. Each accumulator lane sums its products in the order b, oh, ow. */
-static inline __attribute__((always_inline)) void
-dw3_body(const int MV, const int RT, const int UNIT, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
-         const float *X, const long *roff, long sx, long Wp, long t1, long t2, float alpha,
-         float *C, long ldc)
+ * pixel's M values are MV = M/16 vectors) and x the input under kernel row r =
+ * (c, kh), column kw. The vector runs over m: per pixel, MV loads of dyT and 3*RT
+ * broadcasts of x feed 3*RT*MV FMAs into register-resident accumulators, which
+ * stay in registers over every pixel of every image of the group. Each
+ * accumulator lane sums its products in the order b, oh, ow. Two layouts:
+ *  - dw3_body: padded planes, x = X_b[roff[r] + oh*Wp + ow + tap[kw]], tap =
+ *    {0, t1, t2} ({0, 1, 2} for stride 1; {0, plane, 1} on the stride-phase
+ *    planes of a stride-2 conv);
+ *  - dw3e_body: a 3x3 pad-1 conv on the unpadded input, x = X_b[coff[r] + ih*W +
+ *    ow + kw - 1], ih = oh + rkh[r] - 1, zero outside the image: rows outside read
+ *    a zero row, the first and last pixel of an output row take only the taps
+ *    inside, the pixels between read all three at displacements -1, 0, +1. */
+#define AI inline __attribute__((always_inline))
+
+static AI void dw3_zero(const int MV, const int RT, __m512 acc[4][24])
 {
-    __m512 acc[4][24];
 #pragma GCC unroll 24
     for (int j = 0; j < 3 * RT; j++)
 #pragma GCC unroll 4
         for (int v = 0; v < MV; v++)
             acc[v][j] = _mm512_setzero_ps();
-    long ro[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < RT; r++)
-        ro[r] = roff[r < nr ? r : nr - 1]; /* rows past nr repeat the last: discarded */
-    for (int b = 0; b < nb; b++) {
-        const float *d = dyT + b * sdy;
-        for (int oh = 0; oh < OH; oh++) {
-            const float *xr = X + b * sx + oh * Wp, *pr[8];
-#pragma GCC unroll 8
-            for (int r = 0; r < RT; r++)
-                pr[r] = xr + ro[r];
-            int ow = 0;
-            /* pixel pairs while the registers allow (MV <= 2): half the pointer
-             * updates; each accumulator still takes pixel ow, then ow + 1 */
-            for (; MV <= 2 && ow + 2 <= OW; ow += 2) {
-                __m512 dv[2][2];
-#pragma GCC unroll 2
-                for (int v = 0; v < MV; v++) {
-                    dv[0][v] = _mm512_loadu_ps(d + 16 * v);
-                    dv[1][v] = _mm512_loadu_ps(d + 16 * (MV + v));
-                }
-                d += 32 * MV;
-#pragma GCC unroll 8
-                for (int r = 0; r < RT; r++) {
-                    __asm__("" : "+r"(pr[r])); /* see below */
-#pragma GCC unroll 3
-                    for (int kw = 0; kw < 3; kw++) {
-                        long tap = kw == 0 ? 0 : UNIT ? kw : kw == 1 ? t1 : t2;
-                        __m512 x0 = _mm512_set1_ps(pr[r][tap]), x1 = _mm512_set1_ps(pr[r][tap + 1]);
-#pragma GCC unroll 2
-                        for (int v = 0; v < MV; v++) {
-                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[0][v], x0, acc[v][3 * r + kw]);
-                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[1][v], x1, acc[v][3 * r + kw]);
-                        }
-                    }
-                    pr[r] += 2;
-                }
-            }
-            for (; ow < OW; ow++) {
-                __m512 dv[4];
-#pragma GCC unroll 4
-                for (int v = 0; v < MV; v++)
-                    dv[v] = _mm512_loadu_ps(d + 16 * v);
-                d += 16 * MV;
-#pragma GCC unroll 8
-                for (int r = 0; r < RT; r++) {
-                    /* one opaque pointer per row and pixel: otherwise gcc carries x
-                     * values from pixel to pixel (x at ow + kw is x at ow + 1 + kw - 1)
-                     * or keeps 3*RT offsets, and spills either */
-                    __asm__("" : "+r"(pr[r]));
-#pragma GCC unroll 3
-                    for (int kw = 0; kw < 3; kw++) {
-                        /* UNIT: the stride-1 taps {0, 1, 2} as constants, so the
-                         * address is a displacement, which stays fused with the
-                         * FMA (an indexed one would not) */
-                        long tap = kw == 0 ? 0 : UNIT ? kw : kw == 1 ? t1 : t2;
-                        __m512 xb = _mm512_set1_ps(pr[r][tap]);
-#pragma GCC unroll 4
-                        for (int v = 0; v < MV; v++)
-                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[v], xb, acc[v][3 * r + kw]);
-                    }
-                    pr[r]++;
-                }
-            }
-        }
-    }
+}
+
+/* C[16v + i][j] += alpha * lane i of acc[v][j], for the nr valid rows' columns. */
+static AI void dw3_store(const int MV, int nr, __m512 acc[4][24], float alpha, float *C, long ldc)
+{
     float lane[16];
     for (int j = 0; j < 3 * nr; j++)
         for (int v = 0; v < MV; v++) {
@@ -311,70 +252,96 @@ dw3_body(const int MV, const int RT, const int UNIT, int nr, int nb, int OH, int
         }
 }
 
-void apb_sgemm_dw3_tile_avx512(int M, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
-                               const float *X, const long *roff, long sx, long Wp, long t1,
-                               long t2, float alpha, float *C, long ldc)
-{
-#define DW3_ALL(U)                                                                                 \
-    switch (M) {                                                                                   \
-    case 16:                                                                                       \
-        dw3_body(1, 8, U, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, t1, t2, alpha, C, ldc);      \
-        break;                                                                                     \
-    case 32:                                                                                       \
-        dw3_body(2, 4, U, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, t1, t2, alpha, C, ldc);      \
-        break;                                                                                     \
-    case 48:                                                                                       \
-        dw3_body(3, 2, U, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, t1, t2, alpha, C, ldc);      \
-        break;                                                                                     \
-    default: /* 64 */                                                                              \
-        dw3_body(4, 2, U, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, t1, t2, alpha, C, ldc);      \
-        break;                                                                                     \
-    }
-    if (t1 == 1 && t2 == 2) {
-        DW3_ALL(1)
-    } else {
-        DW3_ALL(0)
-    }
-#undef DW3_ALL
-}
-
-/* ---- the same for a 3x3 stride-1 pad-1 conv on the unpadded input -----------
- * dW[m][(r, kw)] += alpha * sum_b sum_{oh, ow} dyT_b[(oh*W + ow)*M + m] * x(r, oh, ow, kw)
- * with row r = (c, kh) of the kernel, x(...) = X_b[coff[r] + ih*W + ow + kw - 1],
- * ih = oh + rkh[r] - 1, and zero where ih or the column falls outside the H x W
- * image. Rows outside read a zero row instead; the first and last pixel of each
- * output row run with the taps that stay inside; the pixels between read all
- * three at displacements -1, 0, +1. Same summation order per lane as dw3_body. */
-static inline __attribute__((always_inline)) void
-dw3e_pixel(const int MV, const int RT, const int K0, const int K1, __m512 acc[4][24],
-           const float *const pr[8], const float *d)
+/* One pixel: every row's taps K0..K1 at pr[r][tap[kw]], then each pr[r] moves on by
+ * one. The pointer is made opaque per row and pixel (the empty asm): otherwise gcc
+ * carries x values from pixel to pixel (x at ow + kw is x at ow + 1 + kw - 1) or
+ * keeps 3*RT offsets, and spills either. Constant taps become displacements, which
+ * stay fused with the FMA (an indexed address would not). */
+static AI void dw3_pixel(const int MV, const int RT, const int K0, const int K1,
+                         __m512 acc[4][24], const float *pr[8], const long tap[3],
+                         const float *d)
 {
     __m512 dv[4];
 #pragma GCC unroll 4
     for (int v = 0; v < MV; v++)
         dv[v] = _mm512_loadu_ps(d + 16 * v);
 #pragma GCC unroll 8
-    for (int r = 0; r < RT; r++)
+    for (int r = 0; r < RT; r++) {
+        __asm__("" : "+r"(pr[r]));
 #pragma GCC unroll 3
         for (int kw = K0; kw <= K1; kw++) {
-            __m512 xb = _mm512_set1_ps(pr[r][kw - 1]);
+            __m512 xb = _mm512_set1_ps(pr[r][tap[kw]]);
 #pragma GCC unroll 4
             for (int v = 0; v < MV; v++)
                 acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[v], xb, acc[v][3 * r + kw]);
         }
+        pr[r]++;
+    }
 }
 
-static inline __attribute__((always_inline)) void
-dw3e_body(const int MV, const int RT, int nr, int nb, int H, int W, const float *dyT, long sdy,
-          const float *X, const long *coff, const int *rkh, long sx, const float *zrow,
-          float alpha, float *C, long ldc)
+/* Two pixels with every tap (MV <= 2, for the registers): half the pointer
+ * updates; each accumulator still takes the first pixel, then the second. */
+static AI void dw3_pair(const int MV, const int RT, __m512 acc[4][24], const float *pr[8],
+                        const long tap[3], const float *d)
+{
+    __m512 dv[2][2];
+#pragma GCC unroll 2
+    for (int v = 0; v < MV; v++) {
+        dv[0][v] = _mm512_loadu_ps(d + 16 * v);
+        dv[1][v] = _mm512_loadu_ps(d + 16 * (MV + v));
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < RT; r++) {
+        __asm__("" : "+r"(pr[r]));
+#pragma GCC unroll 3
+        for (int kw = 0; kw < 3; kw++) {
+            __m512 x0 = _mm512_set1_ps(pr[r][tap[kw]]), x1 = _mm512_set1_ps(pr[r][tap[kw] + 1]);
+#pragma GCC unroll 2
+            for (int v = 0; v < MV; v++) {
+                acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[0][v], x0, acc[v][3 * r + kw]);
+                acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[1][v], x1, acc[v][3 * r + kw]);
+            }
+        }
+        pr[r] += 2;
+    }
+}
+
+static AI void dw3_body(const int MV, const int RT, int nr, int nb, int OH, int OW,
+                        const float *dyT, long sdy, const float *X, const long *roff, long sx,
+                        long Wp, long t1, long t2, float alpha, float *C, long ldc)
 {
     __m512 acc[4][24];
-#pragma GCC unroll 24
-    for (int j = 0; j < 3 * RT; j++)
-#pragma GCC unroll 4
-        for (int v = 0; v < MV; v++)
-            acc[v][j] = _mm512_setzero_ps();
+    dw3_zero(MV, RT, acc);
+    const long tap[3] = {0, t1, t2};
+    long ro[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < RT; r++)
+        ro[r] = roff[r < nr ? r : nr - 1]; /* rows past nr repeat the last: discarded */
+    for (int b = 0; b < nb; b++) {
+        const float *d = dyT + b * sdy;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *pr[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < RT; r++)
+                pr[r] = X + b * sx + oh * Wp + ro[r];
+            int ow = 0;
+            for (; MV <= 2 && ow + 2 <= OW; ow += 2, d += 32 * MV)
+                dw3_pair(MV, RT, acc, pr, tap, d);
+            for (; ow < OW; ow++, d += 16 * MV)
+                dw3_pixel(MV, RT, 0, 2, acc, pr, tap, d);
+        }
+    }
+    dw3_store(MV, nr, acc, alpha, C, ldc);
+}
+
+static AI void dw3e_body(const int MV, const int RT, int nr, int nb, int H, int W,
+                         const float *dyT, long sdy, const float *X, const long *coff,
+                         const int *rkh, long sx, const float *zrow, float alpha, float *C,
+                         long ldc)
+{
+    __m512 acc[4][24];
+    dw3_zero(MV, RT, acc);
+    const long tap[3] = {-1, 0, 1};
     long co[8];
     int kh[8];
 #pragma GCC unroll 8
@@ -392,90 +359,56 @@ dw3e_body(const int MV, const int RT, int nr, int nb, int H, int W, const float 
                 pr[r] = ih >= 0 && ih < H ? X + b * sx + co[r] + (long)ih * W : zrow;
             }
             if (W == 1) {
-                dw3e_pixel(MV, RT, 1, 1, acc, pr, d);
+                dw3_pixel(MV, RT, 1, 1, acc, pr, tap, d);
                 d += 16 * MV;
                 continue;
             }
-            dw3e_pixel(MV, RT, 1, 2, acc, pr, d); /* ow = 0: no column -1 */
+            dw3_pixel(MV, RT, 1, 2, acc, pr, tap, d); /* ow = 0: no column -1 */
             d += 16 * MV;
-#pragma GCC unroll 8
-            for (int r = 0; r < RT; r++)
-                pr[r]++;
             int ow = 1;
-            for (; MV <= 2 && ow + 2 < W; ow += 2) { /* pairs, as in dw3_body */
-                __m512 dv[2][2];
-#pragma GCC unroll 2
-                for (int v = 0; v < MV; v++) {
-                    dv[0][v] = _mm512_loadu_ps(d + 16 * v);
-                    dv[1][v] = _mm512_loadu_ps(d + 16 * (MV + v));
-                }
-                d += 32 * MV;
-#pragma GCC unroll 8
-                for (int r = 0; r < RT; r++) {
-                    __asm__("" : "+r"(pr[r])); /* see dw3_body */
-#pragma GCC unroll 3
-                    for (int kw = 0; kw < 3; kw++) {
-                        __m512 x0 = _mm512_set1_ps(pr[r][kw - 1]), x1 = _mm512_set1_ps(pr[r][kw]);
-#pragma GCC unroll 2
-                        for (int v = 0; v < MV; v++) {
-                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[0][v], x0, acc[v][3 * r + kw]);
-                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[1][v], x1, acc[v][3 * r + kw]);
-                        }
-                    }
-                    pr[r] += 2;
-                }
-            }
-            for (; ow + 1 < W; ow++) {
-                __m512 dv[4];
-#pragma GCC unroll 4
-                for (int v = 0; v < MV; v++)
-                    dv[v] = _mm512_loadu_ps(d + 16 * v);
-                d += 16 * MV;
-#pragma GCC unroll 8
-                for (int r = 0; r < RT; r++) {
-                    __asm__("" : "+r"(pr[r]));
-#pragma GCC unroll 3
-                    for (int kw = 0; kw < 3; kw++) {
-                        __m512 xb = _mm512_set1_ps(pr[r][kw - 1]);
-#pragma GCC unroll 4
-                        for (int v = 0; v < MV; v++)
-                            acc[v][3 * r + kw] = _mm512_fmadd_ps(dv[v], xb, acc[v][3 * r + kw]);
-                    }
-                    pr[r]++;
-                }
-            }
-            dw3e_pixel(MV, RT, 0, 1, acc, pr, d); /* ow = W - 1: no column W */
+            for (; MV <= 2 && ow + 2 < W; ow += 2, d += 32 * MV)
+                dw3_pair(MV, RT, acc, pr, tap, d);
+            for (; ow + 1 < W; ow++, d += 16 * MV)
+                dw3_pixel(MV, RT, 0, 2, acc, pr, tap, d);
+            dw3_pixel(MV, RT, 0, 1, acc, pr, tap, d); /* ow = W - 1: no column W */
             d += 16 * MV;
         }
     }
-    float lane[16];
-    for (int j = 0; j < 3 * nr; j++)
-        for (int v = 0; v < MV; v++) {
-            _mm512_storeu_ps(lane, acc[v][j]);
-            for (int i = 0; i < 16; i++)
-                C[(long)(16 * v + i) * ldc + j] += alpha * lane[i];
-        }
+    dw3_store(MV, nr, acc, alpha, C, ldc);
+}
+
+/* Register tiles: RT kernel rows (3*RT columns of dW) by all M. */
+#define DW3_TILES(body, ...)                                                                       \
+    switch (M) {                                                                                   \
+    case 16:                                                                                       \
+        body(1, 8, __VA_ARGS__);                                                                   \
+        break;                                                                                     \
+    case 32:                                                                                       \
+        body(2, 4, __VA_ARGS__);                                                                   \
+        break;                                                                                     \
+    case 48:                                                                                       \
+        body(3, 2, __VA_ARGS__);                                                                   \
+        break;                                                                                     \
+    default: /* 64 */                                                                              \
+        body(4, 2, __VA_ARGS__);                                                                   \
+        break;                                                                                     \
+    }
+
+void apb_sgemm_dw3_tile_avx512(int M, int nr, int nb, int OH, int OW, const float *dyT, long sdy,
+                               const float *X, const long *roff, long sx, long Wp, long t1,
+                               long t2, float alpha, float *C, long ldc)
+{
+    DW3_TILES(dw3_body, nr, nb, OH, OW, dyT, sdy, X, roff, sx, Wp, t1, t2, alpha, C, ldc)
 }
 
 void apb_sgemm_dw3e_tile_avx512(int M, int nr, int nb, int H, int W, const float *dyT, long sdy,
                                 const float *X, const long *coff, const int *rkh, long sx,
                                 const float *zrow, float alpha, float *C, long ldc)
 {
-    switch (M) {
-    case 16:
-        dw3e_body(1, 8, nr, nb, H, W, dyT, sdy, X, coff, rkh, sx, zrow, alpha, C, ldc);
-        break;
-    case 32:
-        dw3e_body(2, 4, nr, nb, H, W, dyT, sdy, X, coff, rkh, sx, zrow, alpha, C, ldc);
-        break;
-    case 48:
-        dw3e_body(3, 2, nr, nb, H, W, dyT, sdy, X, coff, rkh, sx, zrow, alpha, C, ldc);
-        break;
-    default: /* 64 */
-        dw3e_body(4, 2, nr, nb, H, W, dyT, sdy, X, coff, rkh, sx, zrow, alpha, C, ldc);
-        break;
-    }
+    DW3_TILES(dw3e_body, nr, nb, H, W, dyT, sdy, X, coff, rkh, sx, zrow, alpha, C, ldc)
 }
+#undef DW3_TILES
+#undef AI
 
 /* dst[p][m] = src[m][p] for m < M (a multiple of 16) and p < P, src row stride
  * lds: 16 x 16 blocks through registers, a scalar tail for P % 16. */

@@ -164,6 +164,18 @@ static float *zero_once(apb_graph *g, int64_t n)
     return p;
 }
 
+/* y[n][m][p] += b[m] for n < nimg. */
+static void add_bias(float *y, int nimg, int M, int P, const float *b)
+{
+    for (int j = 0; j < nimg; j++)
+        for (int m = 0; m < M; m++) {
+            float bm = b[m], *row = y + ((size_t)j * M + m) * P;
+#pragma omp simd
+            for (int p = 0; p < P; p++)
+                row[p] += bm;
+        }
+}
+
 /* Images per dW group: enough that each dot product is about 1024 long. */
 static int dw_group(int N, int P)
 {
@@ -325,13 +337,8 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             float *yn = yd + (size_t)n0 * M * P;
             apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xq, C * sv->xs, sv->boff, OW, sv->Wq,
                                  0.0f, yn, (long)M * P, P);
-            for (int j = 0; bd && j < gn; j++)
-                for (int m = 0; m < M; m++) {
-                    float bm = bd[m], *row = yn + ((size_t)j * M + m) * P;
-#pragma omp simd
-                    for (int p = 0; p < P; p++)
-                        row[p] += bm;
-                }
+            if (bd)
+                add_bias(yn, gn, M, P, bd);
         }
         return APB_OK;
     }
@@ -347,13 +354,8 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             float *yn = yd + (size_t)n0 * M * P;
             apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xp, C * sv->xs, sv->boff, OW, Wp, 0.0f,
                                  yn, (long)M * P, P);
-            for (int j = 0; bd && j < gn; j++)
-                for (int m = 0; m < M; m++) {
-                    float bm = bd[m], *row = yn + ((size_t)j * M + m) * P;
-#pragma omp simd
-                    for (int p = 0; p < P; p++)
-                        row[p] += bm;
-                }
+            if (bd)
+                add_bias(yn, gn, M, P, bd);
         }
         return APB_OK;
     }
@@ -369,12 +371,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         }
         apb_sgemm(0, 0, M, P, K, 1.0f, wd, K, B, P, 0.0f, yn, P);
         if (bd)
-            for (int m = 0; m < M; m++) {
-                float bm = bd[m], *row = yn + (size_t)m * P;
-#pragma omp simd
-                for (int p = 0; p < P; p++)
-                    row[p] += bm;
-            }
+            add_bias(yn, 1, M, P, bd);
     }
     return APB_OK;
 }
