@@ -589,6 +589,19 @@ int apb_sgemm_dw3_fast(int M)
     return apb_isa_active() == APB_ISA_AVX512 && M % 16 == 0 && M >= 16 && M <= 64;
 }
 
+/* The fast path's prologue: transposes the nb gradients dy_b[M][P] into
+ * dyT_b[P][M] and picks the register tiles (RT kernel rows each, *ntile of them over
+ * R rows); returns the team size. */
+static int dw3_setup(int M, int R, int nb, long P, const float *dy, long sdy, float *dyT,
+                     int *RT, int *ntile)
+{
+    for (int b = 0; b < nb; b++)
+        apb_transpose16_avx512(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
+    *RT = M == 16 ? 8 : M == 32 ? 4 : 2;
+    *ntile = (R + *RT - 1) / *RT;
+    return team_size(2.0 * M * 3 * R * P * nb, *ntile);
+}
+
 void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const float *dy, long sdy,
                    const float *X, const long *roff, long sx, long Wp, long t1, long t2,
                    float *C, int ldc)
@@ -614,10 +627,7 @@ void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const floa
                 }
         return;
     }
-    for (int b = 0; b < nb; b++)
-        apb_transpose16_avx512(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
-    int RT = M == 16 ? 8 : M == 32 ? 4 : 2, ntile = (R + RT - 1) / RT;
-    int nt = team_size(2.0 * M * 3 * R * P * nb, ntile);
+    int RT, ntile, nt = dw3_setup(M, R, nb, P, dy, sdy, dyT, &RT, &ntile);
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
@@ -662,10 +672,7 @@ void apb_sgemm_dw3_same(int M, int C, int nb, int H, int W, float alpha, const f
     }
     float *zrow = dyT + (size_t)nb * P * M;
     memset(zrow, 0, sizeof(float) * (size_t)W);
-    for (int b = 0; b < nb; b++)
-        apb_transpose16_avx512(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
-    int RT = M == 16 ? 8 : M == 32 ? 4 : 2, ntile = (R + RT - 1) / RT;
-    int nt = team_size(2.0 * M * 3 * R * P * nb, ntile);
+    int RT, ntile, nt = dw3_setup(M, R, nb, P, dy, sdy, dyT, &RT, &ntile);
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
