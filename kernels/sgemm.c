@@ -80,8 +80,9 @@ static const apb_sgemm_kinfo *pick_kinfo(int M)
 
 /* Thread-local packing buffers; grow, never shrink (one set per OpenMP worker).
  * Slot 0: the panels of one macro-tile; slot 1: a whole packed A shared by the
- * images of apb_sgemm_conv_batch; slot 2: the transposed gradient of apb_sgemm_dw3. A pthread key frees them when their thread exits
- * (OpenMP retires workers when a team shrinks), so no buffer outlives its thread. */
+ * images of apb_sgemm_conv_batch; slot 2: the transposed gradient of apb_sgemm_dw3.
+ * A pthread key frees them when their thread exits (OpenMP retires workers when a
+ * team shrinks), so no buffer outlives its thread. */
 #define NSLOT 3
 static _Thread_local float *tl_buf[NSLOT];
 static _Thread_local size_t tl_cap[NSLOT];

@@ -25,9 +25,9 @@
  * 16-float halves of B row k at pb + boff[k] and pb1 + boff[k] (the indirect
  * kernel); the arithmetic is the same either way. */
 static inline __attribute__((always_inline)) void
-kernel_body(const int MR, const int IND, const int STREAM, int kc, const float *pa, const float *pb, long ldpb,
-            const float *pb1, const long *boff, float *c, long ldc, float alpha, float beta,
-            int mr, int nr)
+kernel_body(const int MR, const int IND, const int STREAM, int kc, const float *pa,
+            const float *pb, long ldpb, const float *pb1, const long *boff, float *c, long ldc,
+            float alpha, float beta, int mr, int nr)
 {
     __m512 acc[12][2];
 #pragma GCC unroll 12
@@ -429,7 +429,8 @@ void apb_transpose16_avx512(int M, int P, const float *src, long lds, float *dst
             /* round 2: lane L of r[4g + s] = rows 4g..4g+3 at column 4L + s */
             for (int g = 0; g < 4; g++)
                 for (int j = 0; j < 2; j++) {
-                    __m512d a = _mm512_castps_pd(t[4 * g + j]), b = _mm512_castps_pd(t[4 * g + j + 2]);
+                    __m512d a = _mm512_castps_pd(t[4 * g + j]);
+                    __m512d b = _mm512_castps_pd(t[4 * g + j + 2]);
                     r[4 * g + 2 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
                     r[4 * g + 2 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
                 }

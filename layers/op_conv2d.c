@@ -265,7 +265,8 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             return APB_ENOMEM;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < 3; kh++) {
-                sv->roff[c * 3 + kh] = c * sv->xs + (kh & 1) * 2 * sv->qs + (long)(kh >> 1) * sv->Wq;
+                sv->roff[c * 3 + kh] =
+                    c * sv->xs + (kh & 1) * 2 * sv->qs + (long)(kh >> 1) * sv->Wq;
                 for (int kw = 0; kw < 3; kw++)
                     sv->boff[(c * 3 + kh) * 3 + kw] =
                         sv->roff[c * 3 + kh] + (kw & 1) * sv->qs + (kw >> 1);
@@ -273,7 +274,8 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
     }
     if (sv->padded) {
         sv->dw3 = want_dw && KW == 3 && apb_sgemm_dw3_fast(M);
-        sv->shift = want_dw && !sv->dw3 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
+        sv->shift =
+            want_dw && !sv->dw3 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
         /* slack: dW's dot products run KW - 1 floats past the last padded row */
         sv->xs = ((long)Hp * Wp + KW + 15) / 16 * 16;
         sv->ys = ((long)Hp * Wp + 15) / 16 * 16;
@@ -325,35 +327,23 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
     const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
     float *yd = out->data;
     int OW = out->dim[3];
-    if (sv->phase) { /* as below, on the phase planes */
+    if (sv->padded || sv->phase) { /* chunks of images share one packing of w, stay in cache */
         int nchunk = (N + FWD_CHUNK - 1) / FWD_CHUNK;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-        for (int cb = 0; cb < nchunk; cb++) {
-            int n0 = cb * FWD_CHUNK, gn = N - n0 < FWD_CHUNK ? N - n0 : FWD_CHUNK;
-            float *xq = sv->xpad + (size_t)thread_id() * sv->xchunk * C * sv->xs;
-            for (int j = 0; j < gn; j++)
-                phase_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, sv->qs,
-                             xq + (size_t)j * C * sv->xs);
-            float *yn = yd + (size_t)n0 * M * P;
-            apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xq, C * sv->xs, sv->boff, OW, sv->Wq,
-                                 0.0f, yn, (long)M * P, P);
-            if (bd)
-                add_bias(yn, gn, M, P, bd);
-        }
-        return APB_OK;
-    }
-    if (sv->padded) { /* chunks of images share one packing of w, stay in cache */
-        int nchunk = (N + FWD_CHUNK - 1) / FWD_CHUNK;
+        long segld = sv->phase ? sv->Wq : Wp; /* plane row to plane row */
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int cb = 0; cb < nchunk; cb++) {
             int n0 = cb * FWD_CHUNK, gn = N - n0 < FWD_CHUNK ? N - n0 : FWD_CHUNK;
             float *xp = sv->xpad + (size_t)thread_id() * sv->xchunk * C * sv->xs;
-            for (int j = 0; j < gn; j++)
-                pad_planes(xd + (size_t)(n0 + j) * C * H * W, C, H, W, pad, sv->xs,
-                           xp + (size_t)j * C * sv->xs);
+            for (int j = 0; j < gn; j++) {
+                const float *xn = xd + (size_t)(n0 + j) * C * H * W;
+                if (sv->phase)
+                    phase_planes(xn, C, H, W, sv->qs, xp + (size_t)j * C * sv->xs);
+                else
+                    pad_planes(xn, C, H, W, pad, sv->xs, xp + (size_t)j * C * sv->xs);
+            }
             float *yn = yd + (size_t)n0 * M * P;
-            apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xp, C * sv->xs, sv->boff, OW, Wp, 0.0f,
-                                 yn, (long)M * P, P);
+            apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xp, C * sv->xs, sv->boff, OW,
+                                        segld, 0.0f, yn, (long)M * P, P);
             if (bd)
                 add_bias(yn, gn, M, P, bd);
         }
@@ -467,8 +457,9 @@ static void conv_backward(apb_graph *g, apb_var *out)
                                sb, dw, K);
         }
         if (need_dx && sv->padded) /* the whole group, one packing of wt */
-            apb_sgemm_conv_batch_stream(gn, C, HW, MKK, 1.0f, sv->wt, MKK, dyp, M * sv->ys, sv->doff, W,
-                                 Wp, dx_beta, x->grad + (size_t)n0 * C * HW, (long)C * HW, HW);
+            apb_sgemm_conv_batch_stream(gn, C, HW, MKK, 1.0f, sv->wt, MKK, dyp, M * sv->ys,
+                                        sv->doff, W, Wp, dx_beta, x->grad + (size_t)n0 * C * HW,
+                                        (long)C * HW, HW);
         for (int n = n0; need_dx && !sv->padded && n < n0 + gn; n++) {
             const float *dyn = dy + (size_t)n * M * P;
             float *dxn = x->grad + (size_t)n * C * H * W;

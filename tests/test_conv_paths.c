@@ -275,7 +275,9 @@ static int dw3_case(int M, int R, int nb, int OH, int OW, int phase, uint64_t se
                 want += 0.5 * dw3_ref(m, (int)j, M, nb, OH, OW, dy, sdy, X, roff, sx, Wp, tap);
             double got = C[m * ldc + j], tol = 1e-4 + 1e-4 * (want < 0 ? -want : want);
             if (!(got - want <= tol && want - got <= tol)) {
-                fprintf(stderr, "  dw3 isa=%s M=%d R=%d nb=%d OH=%d OW=%d phase=%d: C[%d,%ld] = %.7g, want %.7g\n",
+                fprintf(stderr,
+                        "  dw3 isa=%s M=%d R=%d nb=%d OH=%d OW=%d phase=%d: C[%d,%ld] = %.7g, "
+                        "want %.7g\n",
                         apb_isa_name(apb_isa_active()), M, R, nb, OH, OW, phase, m, j, got, want);
                 bad = 1;
                 break;
