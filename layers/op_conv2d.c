@@ -176,6 +176,22 @@ static void add_bias(float *y, int nimg, int M, int P, const float *b)
         }
 }
 
+/* Images [n0, n0 + gn) of x[N][C][H][W] as padded (or stride-phase) planes in
+ * thread t's slot of sv->xpad; returns the slot. */
+static float *x_planes(const conv_saved *sv, const float *x, int n0, int gn, int C, int H, int W,
+                       int pad, int t)
+{
+    float *xp = sv->xpad + (size_t)t * sv->xchunk * C * sv->xs;
+    for (int j = 0; j < gn; j++) {
+        const float *xn = x + (size_t)(n0 + j) * C * H * W;
+        if (sv->phase)
+            phase_planes(xn, C, H, W, sv->qs, xp + (size_t)j * C * sv->xs);
+        else
+            pad_planes(xn, C, H, W, pad, sv->xs, xp + (size_t)j * C * sv->xs);
+    }
+    return xp;
+}
+
 /* Images per dW group: enough that each dot product is about 1024 long. */
 static int dw_group(int N, int P)
 {
@@ -333,14 +349,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int cb = 0; cb < nchunk; cb++) {
             int n0 = cb * FWD_CHUNK, gn = N - n0 < FWD_CHUNK ? N - n0 : FWD_CHUNK;
-            float *xp = sv->xpad + (size_t)thread_id() * sv->xchunk * C * sv->xs;
-            for (int j = 0; j < gn; j++) {
-                const float *xn = xd + (size_t)(n0 + j) * C * H * W;
-                if (sv->phase)
-                    phase_planes(xn, C, H, W, sv->qs, xp + (size_t)j * C * sv->xs);
-                else
-                    pad_planes(xn, C, H, W, pad, sv->xs, xp + (size_t)j * C * sv->xs);
-            }
+            float *xp = x_planes(sv, xd, n0, gn, C, H, W, pad, thread_id());
             float *yn = yd + (size_t)n0 * M * P;
             apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xp, C * sv->xs, sv->boff, OW,
                                         segld, 0.0f, yn, (long)M * P, P);
@@ -425,14 +434,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
         float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
         float *xp = NULL; /* the group's x planes again, for dw3 and the dot products */
         if (need_dw && (sv->phase ? sv->dw3 : sv->shift)) {
-            xp = sv->xpad + (size_t)t * sv->xchunk * C * sv->xs;
-            for (int j = 0; j < gn; j++) {
-                const float *xn = xd + (size_t)(n0 + j) * C * H * W;
-                if (sv->phase)
-                    phase_planes(xn, C, H, W, sv->qs, xp + (size_t)j * C * sv->xs);
-                else
-                    pad_planes(xn, C, H, W, pad, sv->xs, xp + (size_t)j * C * sv->xs);
-            }
+            xp = x_planes(sv, xd, n0, gn, C, H, W, pad, t);
         }
         if (need_dw && sv->dw3 && sv->phase) {
             apb_sgemm_dw3(M, C * 3, gn, OH, OW, 1.0f, dy + (size_t)n0 * M * P, (long)M * P, xp,
