@@ -31,7 +31,7 @@ BUILD_TAG := $(if $(filter 1,$(SAN)),san)$(if $(filter 0,$(OMP)),$(if $(filter 1
 BUILD   := build$(if $(BUILD_TAG),/$(BUILD_TAG))
 
 CFLAGS_BASE := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-format-truncation \
-               -ffp-contract=off -fPIC -I. -Icore -Ikernels -Ilayers -Ioptim -Idata -Itrain -Iinfer -Ibench -Itests
+               -ffp-contract=off -fPIC -I. -Icore -Ikernels -Ilayers -Imodels -Ioptim -Idata -Itrain -Ireport -Iinfer -Ibench -Icli -Itests
 LDLIBS_BASE := -lm
 ifeq ($(OMP),1)
   CFLAGS_BASE += -fopenmp
@@ -54,7 +54,10 @@ CORE_RT   := core/status.c core/arena.c core/rng.c core/cpu.c core/threads.c cor
 CORE_ALL  := $(wildcard core/*.c)
 KERNELS   := $(wildcard kernels/*.c)
 INFER     := $(wildcard infer/*.c)
-TRAINLIBS := $(wildcard layers/*.c optim/*.c data/*.c bench/*.c) $(filter-out train/apb_main.c,$(wildcard train/*.c))
+# Everything above the runtime: layers, models, optimizers, data, training,
+# report, benchmarks and the command files (cli/main.c alone makes `apb`).
+TRAINLIBS := $(wildcard layers/*.c models/*.c optim/*.c data/*.c train/*.c report/*.c bench/*.c) \
+             $(filter-out cli/main.c,$(wildcard cli/*.c))
 TESTS     := $(wildcard tests/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -62,7 +65,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 RT_OBJS   := $(call obj,$(CORE_RT) $(KERNELS) $(INFER))
 LIB_OBJS  := $(call obj,$(CORE_ALL) $(KERNELS) $(INFER) $(TRAINLIBS))
 TEST_OBJS := $(call obj,$(TESTS))
-MAIN_OBJ  := $(call obj,train/apb_main.c)
+MAIN_OBJ  := $(call obj,cli/main.c)
 
 .PHONY: all test demo bench install clean deps fuzz check-deps
 all: $(BUILD)/apb $(BUILD)/libapbrt.a $(BUILD)/libapbrt.so $(BUILD)/run_tests
@@ -110,7 +113,7 @@ test: all
 	./$(BUILD)/run_tests $(T)
 
 demo: all
-	sh train/demo.sh $(BUILD)/apb
+	sh cli/demo.sh $(BUILD)/apb
 
 bench: all
 	./$(BUILD)/apb bench sgemm

@@ -17,7 +17,7 @@
 #include <stb/stb_image_write.h>
 
 #include "bench.h"
-#include "cli.h"
+#include "options.h"
 #include "dataset.h"
 #include "fileio.h"
 #include "loader.h"

@@ -20,7 +20,7 @@
 #include "bench.h"
 #include "bgemm.h"
 #include "bitpack.h"
-#include "cli.h"
+#include "options.h"
 #include "cpu.h"
 #include "rng.h"
 #include "sgemm.h"

@@ -2,7 +2,7 @@
  * end-to-end inference latency and throughput of a .apb model through libapbrt,
  * with a per-layer time table.
  *
- * --model builds a random model in memory (train/randmodel.h: the architecture's
+ * --model builds a random model in memory (bench/randmodel.h: the architecture's
  * real layer sizes, APB layers with the requested fraction of full-precision
  * weights) so every configuration of the issue can be timed without training.
  * Each setting runs warm-up passes (the first sizes the workspace), then R timed
@@ -25,7 +25,7 @@
 
 #include "apbrt.h"
 #include "bench.h"
-#include "cli.h"
+#include "options.h"
 #include "cpu.h"
 #include "model.h"
 #include "randmodel.h"

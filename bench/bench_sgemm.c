@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "bench.h"
-#include "cli.h"
+#include "options.h"
 #include "rng.h"
 #include "sgemm.h"
 #include "threads.h"

@@ -20,7 +20,7 @@
 #include <time.h>
 
 #include "bench.h"
-#include "cli.h"
+#include "options.h"
 #include "cpu.h"
 #include "model.h"
 #include "optim.h"

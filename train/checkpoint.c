@@ -63,7 +63,8 @@ static void header_text(const apb_ckpt_meta *meta, char *h, size_t n)
              "arch=%s\nwq=%s\naq=%s\nquant_first=%d\nquant_last=%d\nfp_shortcut=%d\nper_channel=%d\n"
              "direct_alpha_grad=%d\napprox_sign=%d\nin_c=%d\nin_h=%d\nin_w=%d\nnum_classes=%d\n"
              "prune_sparsity=%.9g\nepoch=%d\nbest_acc=%.17g\nrng=%s\n"
-             "mean=%.9g,%.9g,%.9g\nstd=%.9g,%.9g,%.9g\nresize_short=%d\nclasses=%s\ncmdline=%s\n%s",
+             "mean=%.9g,%.9g,%.9g\nstd=%.9g,%.9g,%.9g\nresize_short=%d\nnames=structural\nclasses=%s\n"
+             "cmdline=%s\n%s",
              c->arch, apb_wquant_name(c->wq), apb_aquant_name(c->aq), c->quant_first, c->quant_last,
              c->fp_shortcut, c->per_channel, c->direct_alpha_grad, c->approx_sign, c->in_c, c->in_h,
              c->in_w, c->num_classes, c->prune_sparsity, meta->epoch, meta->best_acc, rng,
@@ -220,6 +221,7 @@ apb_status apb_ckpt_load(const char *path, apb_ckpt *ck)
         sscanf(b, "%f,%f,%f", &me->std[0], &me->std[1], &me->std[2]);
     if (apb_kv_get(h, "resize_short", b, sizeof b))
         me->resize_short = atoi(b);
+    me->structural_names = apb_kv_get(h, "names", b, sizeof b) && !strcmp(b, "structural");
     /* everything after cmdline is the training options */
     const char *opts = strstr(h, "\ncmdline=");
     if (opts && (opts = strchr(opts + 1, '\n')))
@@ -287,53 +289,95 @@ const apb_ckpt_blob *apb_ckpt_find(const apb_ckpt *ck, const char *name)
     return NULL;
 }
 
-static apb_status fill(const apb_ckpt *ck, const char *name, float *dst, int64_t count, int required)
+/* The record name of tensor `what` of layer l in this checkpoint. */
+static const char *rec_name(const apb_ckpt *ck, const apb_layer *l, const char *what, char *buf,
+                            size_t n)
 {
+    snprintf(buf, n, "%s.%s", ck->meta.structural_names ? l->name : l->legacy, what);
+    return buf;
+}
+
+/* Tensor `what` of layer l into dst [count]. Missing: an error when `required`,
+ * else *missing is set and dst keeps its values. A size mismatch is always an
+ * error naming the layer and both element counts. */
+static apb_status fill(const apb_ckpt *ck, const apb_layer *l, const char *what, float *dst,
+                       int64_t count, int required, int *missing)
+{
+    char name[128];
+    rec_name(ck, l, what, name, sizeof name);
     const apb_ckpt_blob *b = apb_ckpt_find(ck, name);
-    if (!b)
-        return required ? apb_fail(APB_EFORMAT, "%s: checkpoint has no tensor '%s'", ck->path, name)
-                        : APB_OK;
-    if (b->bytes != sizeof(float) * (size_t)count)
-        return apb_fail(APB_EFORMAT, "%s: tensor '%s' has %zu bytes, the model needs %lld floats",
-                        ck->path, name, b->bytes, (long long)count);
+    if (!b) {
+        if (required)
+            return apb_fail(APB_EFORMAT, "%s: checkpoint has no tensor '%s' (layer %s)", ck->path,
+                            name, l->name);
+        *missing = 1;
+        return APB_OK;
+    }
+    if (b->bytes != sizeof(float) * (size_t)count) {
+        if (b->bytes % sizeof(float))
+            return apb_fail(APB_EFORMAT, "%s: tensor '%s' has %zu bytes, not a whole number of floats",
+                            ck->path, name, b->bytes);
+        char shape[96] = "";
+        if (l->kind == APB_L_CONV && !strcmp(what, "weight"))
+            snprintf(shape, sizeof shape, " (%d output x %d input channels x %dx%d)", l->cout, l->cin,
+                     l->k, l->k);
+        else if (l->kind == APB_L_LINEAR && !strcmp(what, "weight"))
+            snprintf(shape, sizeof shape, " (%d outputs x %d inputs)", l->cout, l->cin);
+        return apb_fail(APB_EFORMAT, "%s: layer %s: tensor '%s' has %zu elements in the checkpoint, "
+                        "the model needs %lld%s", ck->path, l->name, name, b->bytes / sizeof(float),
+                        (long long)count, shape);
+    }
     memcpy(dst, b->data, b->bytes);
     return APB_OK;
 }
 
-apb_status apb_ckpt_fill_model(const apb_ckpt *ck, apb_model *m, int strict)
+apb_status apb_ckpt_fill_model(const apb_ckpt *ck, apb_model *m, int strict, char *fresh,
+                               size_t fresh_n)
 {
     apb_param_ref refs[1024];
     int np = apb_model_params(m, refs, 1024);
     if (np > 1024)
         return apb_fail(APB_EINVAL, "model has too many parameters (%d)", np);
-    int missing_quant = 0;
+    if (fresh && fresh_n)
+        fresh[0] = 0;
+    int missing_quant = 0, loaded = 0;
+    const apb_layer *last_listed = NULL;
     for (int i = 0; i < np; i++) {
-        int req = strict || refs[i].role != APB_P_QUANT;
-        if (!req && !apb_ckpt_find(ck, refs[i].var->name))
+        const apb_layer *l = refs[i].layer;
+        const char *what = refs[i].var->name + strlen(l->name) + 1;
+        int miss = 0;
+        APB_TRY(fill(ck, l, what, refs[i].var->data, refs[i].var->numel, strict, &miss));
+        loaded += !miss;
+        if (!miss)
+            continue;
+        if (refs[i].role == APB_P_QUANT) {
             missing_quant = 1;
-        APB_TRY(fill(ck, refs[i].var->name, refs[i].var->data, refs[i].var->numel, req));
+        } else if (fresh && l != last_listed) {
+            size_t len = strlen(fresh);
+            snprintf(fresh + len, fresh_n - len, "%s%s", len ? ", " : "", l->name);
+            last_listed = l;
+        }
     }
     for (int i = 0; i < m->nlayers; i++) {
         apb_layer *l = &m->layers[i];
-        char nm[96];
+        int miss = 0;
         if (l->kind == APB_L_BN) {
-            snprintf(nm, sizeof nm, "%s.running_mean", l->name);
-            APB_TRY(fill(ck, nm, l->rmean, l->channels, 1));
-            snprintf(nm, sizeof nm, "%s.running_var", l->name);
-            APB_TRY(fill(ck, nm, l->rvar, l->channels, 1));
+            APB_TRY(fill(ck, l, "running_mean", l->rmean, l->channels, strict, &miss));
+            APB_TRY(fill(ck, l, "running_var", l->rvar, l->channels, strict, &miss));
         }
-        if (l->mask) {
-            snprintf(nm, sizeof nm, "%s.mask", l->name);
-            APB_TRY(fill(ck, nm, l->mask, l->w.numel, strict));
-        }
+        if (l->mask)
+            APB_TRY(fill(ck, l, "mask", l->mask, l->w.numel, strict, &miss));
     }
+    if (!loaded && np)
+        return apb_fail(APB_EFORMAT, "%s: holds none of the model's %d tensors (first: '%s')", ck->path,
+                        np, refs[0].var->name);
     return missing_quant ? apb_model_init_quant(m) : APB_OK;
 }
 
 apb_status apb_ckpt_model(const apb_ckpt *ck, apb_model **out)
 {
     APB_TRY(apb_model_build(&ck->meta.model, 0, out));
-    apb_status s = apb_ckpt_fill_model(ck, *out, 1);
+    apb_status s = apb_ckpt_fill_model(ck, *out, 1, NULL, 0);
     if (s) {
         apb_model_free(*out);
         *out = NULL;

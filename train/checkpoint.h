@@ -30,6 +30,9 @@ typedef struct {
     char classes[65536];            /* class names separated by '|' */
     float mean[3], std[3];
     int resize_short;
+    /* 1: tensors are named after the layers' structural names (builder.h);
+     * 0: a checkpoint from before them, named after the counter names */
+    int structural_names;
 } apb_ckpt_meta;
 
 /* Splits meta->classes into names[] (pointers into buf, a copy); returns the count. */
@@ -62,10 +65,15 @@ const apb_ckpt_blob *apb_ckpt_find(const apb_ckpt *ck, const char *name);
 
 /* Builds the checkpoint's model and fills every tensor from it. */
 apb_status apb_ckpt_model(const apb_ckpt *ck, apb_model **out);
-/* Copies tensors into an existing model by name. `strict`: every model tensor must
- * be present (resume); otherwise only weights/BN are required and quantizer
- * parameters missing from the file are initialised from the weights (--init). */
-apb_status apb_ckpt_fill_model(const apb_ckpt *ck, apb_model *m, int strict);
+/* Copies tensors into an existing model by name (structural names, or the
+ * counter names of older checkpoints). `strict`: every model tensor must be
+ * present (resume). Otherwise (--init) a tensor missing from the file keeps its
+ * fresh value: quantizer parameters are then initialised from the weights, and
+ * the names of layers whose weights or BN parameters stayed fresh are listed,
+ * comma-separated, in `fresh` (may be NULL). A tensor of another size is an
+ * error naming the layer and both element counts. */
+apb_status apb_ckpt_fill_model(const apb_ckpt *ck, apb_model *m, int strict, char *fresh,
+                               size_t fresh_n);
 
 /* Header text helpers (also used for the training options). */
 const char *apb_kv_get(const char *text, const char *key, char *buf, size_t n);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The eps apb_model_forward gives every batch norm (train/model.c). */
+/* The eps apb_model_forward gives every batch norm (models/model.c). */
 static const float bn_eps = 1e-5f;
 
 static float *own(apb_export *ex, size_t n)

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "clock.h"
 #include "checkpoint.h"
 #include "cpu.h"
 #include "fileio.h"
@@ -537,14 +537,27 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         apb_ckpt ic;
         if ((s = apb_ckpt_load(cfg->init_ckpt, &ic)))
             goto done;
-        if (strcmp(ic.meta.model.arch, cfg->model.arch))
-            s = apb_fail(APB_EINVAL, "--init %s holds a %s model, not %s", cfg->init_ckpt,
-                         ic.meta.model.arch, cfg->model.arch);
+        const apb_model_cfg *im = &ic.meta.model;
+        char fresh[4096];
+        if (strcmp(im->arch, cfg->model.arch))
+            s = apb_fail(APB_EINVAL, "--init %s holds a %s model, not %s", cfg->init_ckpt, im->arch,
+                         cfg->model.arch);
+        else if (im->in_c != cfg->model.in_c)
+            s = apb_fail(APB_EINVAL, "--init %s: input channels %d vs %d (the checkpoint's model "
+                         "takes %dx%dx%d images, this data gives %dx%dx%d)", cfg->init_ckpt,
+                         im->in_c, cfg->model.in_c, im->in_c, im->in_h, im->in_w, cfg->model.in_c,
+                         cfg->model.in_h, cfg->model.in_w);
+        else if (im->num_classes != cfg->model.num_classes)
+            s = apb_fail(APB_EINVAL, "--init %s: classes %d vs %d (checkpoint vs this data)",
+                         cfg->init_ckpt, im->num_classes, cfg->model.num_classes);
         if (!s)
-            s = apb_ckpt_fill_model(&ic, r.model, 0);
+            s = apb_ckpt_fill_model(&ic, r.model, 0, fresh, sizeof fresh);
         apb_ckpt_free(&ic);
         if (s)
             goto done;
+        if (fresh[0] && !cfg->quiet)
+            fprintf(stderr, "apb train: --init %s: not in the checkpoint, freshly initialised: %s\n",
+                    cfg->init_ckpt, fresh);
         /* alpha = mean|W|, delta = 3 std(W) from the loaded weights */
         if ((s = apb_model_init_quant(r.model)))
             goto done;
@@ -553,7 +566,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     if ((s = setup_optim(&r)))
         goto done;
     if (have_ck) {
-        if ((s = apb_ckpt_fill_model(&ck, r.model, 1)))
+        if ((s = apb_ckpt_fill_model(&ck, r.model, 1, NULL, 0)))
             goto done;
         const apb_ckpt_blob *ob = apb_ckpt_find(&ck, "optim.state");
         if (!ob) {

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "apbrt.h"
-#include "bench.h"
+#include "clock.h"
 #include "checkpoint.h"
 #include "export.h"
 #include "fileio.h"

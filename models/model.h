@@ -30,7 +30,8 @@ typedef enum {
 typedef struct {
     apb_layer_kind kind;
     int in, in2, out;
-    char name[32];
+    char name[32];            /* structural or counter name (builder.h) */
+    char legacy[32];          /* counter name, as checkpoints before structural names */
     /* CONV / LINEAR */
     int cin, cout, k, stride, pad;
     apb_wquant wq;            /* APB_WQ_FP for layers kept full precision */
@@ -75,7 +76,9 @@ typedef struct {
     int unfused;
 } apb_model;
 
-/* Builds the architecture with freshly initialised parameters (He init from `seed`). */
+/* Builds a built-in architecture (zoo.c; cfg->arch names it) with freshly
+ * initialised parameters (He init from `seed`). Other descriptions go through
+ * builder.h directly. */
 apb_status apb_model_build(const apb_model_cfg *cfg, uint64_t seed, apb_model **out);
 void apb_model_free(apb_model *m);
 

@@ -1,5 +1,6 @@
-/* cli.c - option parsing helpers shared by the subcommands. */
-#include "cli.h"
+/* options.c - command-line option parsing shared by every command: `apb`'s
+ * subcommands (cli/) and the benchmarks behind `apb bench` (bench/). */
+#include "options.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
-/* bench_util.c - clock and order statistics shared by the benchmarks. */
-#include "bench.h"
+/* clock.c - monotonic wall clock and order statistics (medians, percentiles)
+ * for everything that times itself: benchmarks, training, reports. */
+#include "clock.h"
 
 #include <stdlib.h>
 #include <string.h>

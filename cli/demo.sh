@@ -9,7 +9,7 @@
 # plot. Then it classifies a few test images with the exported APB model through
 # the deployable runtime (`apb infer`).
 #
-# Usage: sh train/demo.sh [path/to/apb]   (the Makefile passes build/apb)
+# Usage: sh cli/demo.sh [path/to/apb]   (the Makefile passes build/apb)
 # Environment: APB_DEMO_OUT (default runs/demo), APB_DEMO_EPOCHS (fp epochs,
 # default 3), APB_DEMO_FT_EPOCHS (compressed epochs, default 2), APB_DEMO_METHODS
 # (default fp,binary,apb,apb-actbin; drop apb-actbin to save a quarter), APB_DEMO_ARGS

@@ -1,4 +1,4 @@
-/* apb_main.c - the `apb` command: dispatches to one subcommand per file. */
+/* main.c - the `apb` command: dispatches to one subcommand per file. */
 #include <stdio.h>
 #include <string.h>
 
