@@ -12,6 +12,7 @@
  *   apb_quant_mask    unstructured pruning, q = w * mask (mask caller-owned)
  *   apb_act_sign      binary activations sgn(x)
  *   apb_act_q2        2-bit symmetric activations with a learnable step s
+ *   apb_act_int8      8-bit activations (unsigned after a ReLU, else signed), learnable step s
  *
  * Exactness contract (the inference runtime reproduces these bit for bit, so
  * they are written as float expressions, in the order given):
@@ -21,6 +22,10 @@
  *   2-bit code  = l = clamp(floorf(x / s) + 2, 0, 3)  (true division, floor not
  *                 round; NaN maps to 0), value = s * ((float)l - 1.5f)
  *   binary a    = (float)(sum |w| in double, in index order / n)  (apb_binary_scale)
+ *   8-bit code  = r = 1.0f / s; t = x * r; code = lo if !(t > lo) (NaN: 0), hi if
+ *                 t >= hi, else t rounded to nearest, ties to even (default FP
+ *                 rounding mode); [lo, hi] = [0, 255] unsigned, [-128, 127]
+ *                 signed; value = (float)code * s
  * The inline helpers below are those expressions; layers and tests share them.
  *
  * Weight tensors are [M, ...] with M = dim[0] the output channels; "per channel"
@@ -40,6 +45,7 @@ extern const apb_op apb_op_quant_q2w;
 extern const apb_op apb_op_quant_mask;
 extern const apb_op apb_op_act_sign;
 extern const apb_op apb_op_act_q2;
+extern const apb_op apb_op_act_int8;
 
 /* ---- exact element rules (see the contract above) ---- */
 
@@ -69,6 +75,26 @@ static inline int apb_q2_level(float x, float s)
 static inline float apb_q2_value(float x, float s)
 {
     return s * ((float)apb_q2_level(x, s) - 1.5f);
+}
+
+/* 8-bit activation code of x for the reciprocal step r = 1.0f / s (the runtime,
+ * infer/apbrt_fast.c and kernels/i8gemm.h, computes the same integer). The
+ * rounding adds and subtracts 1.5 * 2^23, which rounds to the nearest integer,
+ * ties to even, for |t| < 2^22 (here |t| < 256), without a libm call; the build
+ * never contracts or reassociates float expressions (-ffp-contract=off, no
+ * fast-math), so the two operations stay as written. */
+static inline int apb_i8_code(float x, float r, int is_signed)
+{
+    float lo = is_signed ? -128.0f : 0.0f, hi = is_signed ? 127.0f : 255.0f;
+    float t = x * r;
+    t = t > lo ? t : (t <= lo ? lo : 0.0f);
+    t = t < hi ? t : hi;
+    return (int)((t + 12582912.0f) - 12582912.0f); /* 1.5 * 2^23 */
+}
+
+static inline float apb_i8_value(float x, float s, float r, int is_signed)
+{
+    return (float)apb_i8_code(x, r, is_signed) * s;
 }
 
 /* ---- APB weights ---- */
@@ -154,5 +180,21 @@ apb_status apb_act_sign(apb_graph *g, apb_var *x, int approx, apb_var **y);
  * apb_quant_q2w: dL/dx += g inside [-2s, 2s), 0 outside; dL/ds += sum(g*dq/ds) /
  * sqrt(numel(x) * APB_Q2_QP) with numel over the whole tensor (batch included). */
 apb_status apb_act_q2(apb_graph *g, apb_var *x, apb_var *s, apb_var **y);
+
+/* 8-bit activation with a learnable step s [1]: y = apb_i8_value(x, s, 1.0f/s,
+ * is_signed), codes 0..255 (unsigned, for inputs that cannot be negative) or
+ * -128..127 (signed). Backward (LSQ, rounding treated as the identity), with
+ * t = x * (1/s) and [lo, hi] the code range:
+ *   lo <= t <= hi:  dL/dx += g,  dq/ds = code - t
+ *   outside:        dL/dx += 0,  dq/ds = code (lo or hi)
+ *   dL/ds += sum(g * dq/ds) / sqrt(numel(x) * hi), numel over the whole tensor.
+ * Calibration: a step of exactly 0 means "not set yet"; forward then first sets
+ * s = apb_i8_init_step(x) (the first batch the layer sees) and uses it. Forward
+ * fails (APB_EINVAL) when s is negative or not finite. */
+apb_status apb_act_int8(apb_graph *g, apb_var *x, apb_var *s, int is_signed, apb_var **y);
+/* The step minimising sum (x - q(x))^2 over 64 candidates between max|x|/hi
+ * (no clipping) and 1/16 of it, on at most 65536 evenly strided elements of
+ * x [n]. Returns 1 when x is all zero or not finite (no scale information). */
+float apb_i8_init_step(const float *x, int64_t n, int is_signed);
 
 #endif

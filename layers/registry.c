@@ -38,7 +38,9 @@
     X(quant_q2w, quant_q2w)             \
     X(quant_mask, quant_mask)           \
     X(act_sign, act_sign)               \
-    X(act_q2, act_q2)
+    X(act_q2, act_q2)                   \
+    X(act_int8, act_int8_unsigned)      \
+    X(act_int8, act_int8_signed)
 
 #define APB_DECLARE_CASE(op, c)                                                        \
     apb_status apb_case_##c(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs, \
@@ -154,4 +156,24 @@ apb_status apb_case_act_q2(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ni
     inputs[1] = case_scalar(g, 0.5f);
     *ninputs = 2;
     return inputs[0] && inputs[1] ? apb_act_q2(g, inputs[0], inputs[1], out) : APB_ENOMEM;
+}
+
+/* Steps of 1/32 and 1/64 put the inputs over most of the code range, with a few
+ * clamped at either end. */
+apb_status apb_case_act_int8_unsigned(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                                      apb_var **out)
+{
+    inputs[0] = apb_case_normal(g, rng, 4, (int[]){2, 3, 4, 4}, 3.0f, 1);
+    inputs[1] = case_scalar(g, 1.0f / 32.0f);
+    *ninputs = 2;
+    return inputs[0] && inputs[1] ? apb_act_int8(g, inputs[0], inputs[1], 0, out) : APB_ENOMEM;
+}
+
+apb_status apb_case_act_int8_signed(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
+                                    apb_var **out)
+{
+    inputs[0] = apb_case_normal(g, rng, 2, (int[]){5, 7}, 1.0f, 1);
+    inputs[1] = case_scalar(g, 1.0f / 64.0f);
+    *ninputs = 2;
+    return inputs[0] && inputs[1] ? apb_act_int8(g, inputs[0], inputs[1], 1, out) : APB_ENOMEM;
 }

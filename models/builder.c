@@ -241,7 +241,8 @@ int apb_build_act(apb_builder *b, const char *name, int in, int next_quantizes)
 {
     if (b->err)
         return 0;
-    if (next_quantizes && b->m->cfg.aq != APB_AQ_FP)
+    apb_aquant aq = b->m->cfg.aq;
+    if (next_quantizes && aq != APB_AQ_FP && aq != APB_AQ_INT8)
         return apb_build_simple(b, name, APB_L_HARDTANH, in);
     return apb_build_simple(b, name, APB_L_RELU, in);
 }

@@ -58,7 +58,8 @@ int apb_build_pool(apb_builder *b, const char *name, apb_layer_kind kind, int in
                    int pad);
 int apb_build_add(apb_builder *b, const char *name, int x, int y);
 /* The non-linearity in front of a layer: hardtanh when that layer quantizes its
- * input (sgn of a ReLU output would be constant), ReLU otherwise. */
+ * input to 1 or 2 bits (sgn of a ReLU output would be constant), ReLU otherwise
+ * (8-bit codes keep a ReLU output's range: they are unsigned there). */
 int apb_build_act(apb_builder *b, const char *name, int in, int next_quantizes);
 
 #endif

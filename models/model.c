@@ -28,6 +28,7 @@ const char *apb_aquant_name(apb_aquant q)
     case APB_AQ_FP: return "fp";
     case APB_AQ_BINARY: return "binary";
     case APB_AQ_Q2: return "q2";
+    case APB_AQ_INT8: return "int8";
     }
     return "?";
 }
@@ -65,8 +66,10 @@ apb_status apb_aquant_parse(const char *s, apb_aquant *q)
         *q = APB_AQ_BINARY;
     else if (!strcmp(s, "q2"))
         *q = APB_AQ_Q2;
+    else if (!strcmp(s, "int8"))
+        *q = APB_AQ_INT8;
     else
-        return apb_fail(APB_EINVAL, "unknown activation quantization '%s' (fp, binary, q2)", s);
+        return apb_fail(APB_EINVAL, "unknown activation quantization '%s' (fp, binary, q2, int8)", s);
     return APB_OK;
 }
 
@@ -120,6 +123,27 @@ static apb_status quant_param(apb_layer *l, apb_var *v, const char *what, int n)
     return s;
 }
 
+int apb_model_slot_nonneg(const apb_model *m, int slot)
+{
+    /* slots are written by exactly one layer, before their readers */
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        const apb_layer *l = &m->layers[i];
+        if (l->out != slot)
+            continue;
+        switch (l->kind) {
+        case APB_L_RELU: return 1;
+        case APB_L_MAXPOOL:
+        case APB_L_AVGPOOL:
+        case APB_L_FLATTEN:
+        case APB_L_GAP:
+        case APB_L_DROPOUT: return apb_model_slot_nonneg(m, l->in);
+        case APB_L_ADD: return apb_model_slot_nonneg(m, l->in) && apb_model_slot_nonneg(m, l->in2);
+        default: return 0;
+        }
+    }
+    return 0; /* the input batch */
+}
+
 /* Quantizer parameters are (re)initialised from the weights; allocated on first use. */
 apb_status apb_model_init_quant(apb_model *m)
 {
@@ -147,6 +171,10 @@ apb_status apb_model_init_quant(apb_model *m)
             /* Inputs of quantized layers come through hardtanh (|x| <= 1):
              * a step of 0.5 puts the four levels at +-0.25, +-0.75. */
             l->astep.data[0] = 0.5f;
+        } else if (l->aq == APB_AQ_INT8) {
+            APB_TRY(quant_param(l, &l->astep, "astep", 1));
+            l->astep.data[0] = 0.0f; /* calibrated by the first batch (apb_act_int8) */
+            l->asigned = !apb_model_slot_nonneg(m, l->in);
         }
     }
     return APB_OK;
@@ -199,6 +227,7 @@ static apb_status quant_input(apb_model *m, apb_graph *g, apb_layer *l, apb_var 
     case APB_AQ_FP: *y = x; return APB_OK;
     case APB_AQ_BINARY: return apb_act_sign(g, x, m->cfg.approx_sign, y);
     case APB_AQ_Q2: return apb_act_q2(g, x, &l->astep, y);
+    case APB_AQ_INT8: return apb_act_int8(g, x, &l->astep, l->asigned, y);
     }
     return apb_fail(APB_EINVAL, "%s: bad activation quantizer", l->name);
 }
@@ -384,13 +413,14 @@ void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *l
             }
             if (l->has_bias)
                 bits += 32.0 * l->cout;
-            if (l->aq == APB_AQ_Q2)
+            int astep = l->aq == APB_AQ_Q2 || l->aq == APB_AQ_INT8; /* one f32 step */
+            if (astep)
                 bits += 32;
             if (apb_layer_compressed(l)) {
                 mem->cweights += n;
                 mem->fp_count += fp;
                 /* weights only: the bias and the activation step are not compressed */
-                mem->cbits += bits - (l->has_bias ? 32.0 * l->cout : 0) - (l->aq == APB_AQ_Q2 ? 32 : 0);
+                mem->cbits += bits - (l->has_bias ? 32.0 * l->cout : 0) - (astep ? 32 : 0);
             }
         } else if (l->kind == APB_L_BN) {
             bits = 32.0 * 2 * l->channels; /* folded into a scale and a shift for inference */

@@ -7,7 +7,7 @@
  *
  * Quantization lives on CONV/LINEAR layers: `wq` says how the weight is stored
  * (fp, APB, binary, 2-bit, pruned) and `aq` how the layer's INPUT is quantized
- * (fp, binary sign, 2-bit). First conv and last linear stay fp unless asked.
+ * (fp, binary sign, 2-bit, 8-bit). First conv and last linear stay fp unless asked.
  */
 #ifndef APB_MODEL_H
 #define APB_MODEL_H
@@ -20,7 +20,7 @@
 #include "rng.h"
 
 typedef enum { APB_WQ_FP = 0, APB_WQ_APB, APB_WQ_BINARY, APB_WQ_Q2, APB_WQ_PRUNE } apb_wquant;
-typedef enum { APB_AQ_FP = 0, APB_AQ_BINARY, APB_AQ_Q2 } apb_aquant;
+typedef enum { APB_AQ_FP = 0, APB_AQ_BINARY, APB_AQ_Q2, APB_AQ_INT8 } apb_aquant;
 
 typedef enum {
     APB_L_CONV = 1, APB_L_LINEAR, APB_L_BN, APB_L_RELU, APB_L_HARDTANH, APB_L_MAXPOOL,
@@ -39,7 +39,9 @@ typedef struct {
     apb_var w, b;             /* w [cout, cin, k, k] or [cout, cin]; b [cout] (numel 0 = none) */
     apb_var alpha, delta;     /* APB: [1] or [cout] */
     apb_var wstep;            /* Q2 weights: [1] */
-    apb_var astep;            /* Q2 activations: [1] */
+    apb_var astep;            /* Q2 / INT8 activations: [1] */
+    int asigned;              /* INT8: signed codes (the input can be negative); set by
+                                 apb_model_init_quant from the graph */
     float *mask;              /* PRUNE: [numel(w)] 0/1 */
     int has_bias;
     /* BN */
@@ -97,8 +99,14 @@ typedef struct {
 int apb_model_params(apb_model *m, apb_param_ref *out, int max);
 
 /* Initialise quantizer parameters from the current weights (alpha/delta, steps,
- * prune masks): called after building or after loading an fp checkpoint. */
+ * prune masks): called after building or after loading an fp checkpoint. An
+ * 8-bit activation step is set to 0, which its op calibrates on the first batch
+ * (quant.h apb_act_int8), and its signedness follows apb_model_slot_nonneg. */
 apb_status apb_model_init_quant(apb_model *m);
+
+/* 1 when every value of `slot` is >= 0 by construction: written by a ReLU, or
+ * by a pool, flatten, GAP or dropout of such a slot, or an ADD of two. */
+int apb_model_slot_nonneg(const apb_model *m, int slot);
 
 /* Compressed = CONV/LINEAR whose weight is not stored in full precision. */
 int apb_layer_compressed(const apb_layer *l);

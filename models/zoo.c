@@ -2,10 +2,14 @@
  * builder (builder.h): convnet (28x28 inputs), vgg-small, resnet20 (CIFAR) and
  * resnet18 (ImageNet stem at 112 and above, CIFAR stem below).
  *
- * Activation placement: a layer whose input is quantized (binary or 2-bit) is
+ * Activation placement: a layer whose input is quantized to 1 or 2 bits is
  * preceded by hardtanh instead of ReLU (sgn of a ReLU output would be constant),
- * and ResNets with quantized activations use a shortcut around every conv
- * (Bi-Real style): unit(x) = BN(conv(q(x))) + shortcut(x).
+ * and ResNets with such activations use a shortcut around every conv (Bi-Real
+ * style): unit(x) = BN(conv(q(x))) + shortcut(x). 8-bit activations keep the
+ * full-precision network as it is, ReLUs and standard blocks (their codes are
+ * unsigned after a ReLU, so nothing is lost to the sign, and 8 bits carry
+ * enough through a conv that no extra shortcut is needed); the same layer list
+ * also lets an fp checkpoint initialise it tensor for tensor.
  *
  * Names: convnet and vgg-small layers are counter-named (conv1, bn1, fc1, ...).
  * ResNet layers are named as torchvision names them (conv1, bn1,
@@ -57,7 +61,13 @@ static int build_vgg_small(apb_builder *b)
     return apb_build_linear(b, NULL, x, 512 * h * w, c->num_classes, c->quant_last, 1);
 }
 
-/* Standard basic block (fp activations). */
+/* Whether quantized activations use the Bi-Real topology (1- and 2-bit). */
+static int bireal(const apb_model_cfg *c)
+{
+    return c->aq == APB_AQ_BINARY || c->aq == APB_AQ_Q2;
+}
+
+/* Standard basic block (fp and 8-bit activations). */
 static int basic_block(apb_builder *b, int x, int cin, int cout, int stride)
 {
     const apb_model_cfg *c = &b->m->cfg;
@@ -107,7 +117,7 @@ static int res_block(apb_builder *b, int stage, int block, int x, int cin, int c
     apb_builder_scope(b, "layer%d.%d.", stage, block);
     *hh = (ih - 1) / stride + 1; /* 3x3, pad 1 */
     *ww = (iw - 1) / stride + 1;
-    if (b->m->cfg.aq == APB_AQ_FP)
+    if (!bireal(&b->m->cfg))
         return basic_block(b, x, cin, cout, stride);
     x = bireal_unit(b, 1, x, cin, cout, stride, ih, iw);
     return bireal_unit(b, 2, x, cout, cout, 1, *hh, *ww);
@@ -140,7 +150,7 @@ static int build_resnet(apb_builder *b, int depth18)
             x = res_block(b, s + 1, k, x, cin, ch[s], stride, &hh, &ww);
             cin = ch[s];
         }
-    if (c->aq != APB_AQ_FP)
+    if (bireal(c))
         x = apb_build_act(b, NULL, x, 0);
     x = apb_build_simple(b, NULL, APB_L_GAP, x);
     apb_builder_scope(b, "%s", "");
