@@ -23,9 +23,9 @@
  *                 round; NaN maps to 0), value = s * ((float)l - 1.5f)
  *   binary a    = (float)(sum |w| in double, in index order / n)  (apb_binary_scale)
  *   8-bit code  = r = 1.0f / s; t = x * r; code = lo if !(t > lo) (NaN: 0), hi if
- *                 t >= hi, else t rounded to nearest, ties to even (default FP
- *                 rounding mode); [lo, hi] = [0, 255] unsigned, [-128, 127]
- *                 signed; value = (float)code * s
+ *                 t >= hi, else t rounded to nearest, ties to even; [lo, hi] =
+ *                 [0, 255] unsigned, [-128, 127] signed; value = (float)code * s
+ *                 (apb_i8_code in kernels/i8gemm.h)
  * The inline helpers below are those expressions; layers and tests share them.
  *
  * Weight tensors are [M, ...] with M = dim[0] the output channels; "per channel"
@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "autograd.h"
+#include "i8gemm.h"
 
 extern const apb_op apb_op_quant_apb;
 extern const apb_op apb_op_quant_binary;
@@ -77,21 +78,8 @@ static inline float apb_q2_value(float x, float s)
     return s * ((float)apb_q2_level(x, s) - 1.5f);
 }
 
-/* 8-bit activation code of x for the reciprocal step r = 1.0f / s (the runtime,
- * infer/apbrt_fast.c and kernels/i8gemm.h, computes the same integer). The
- * rounding adds and subtracts 1.5 * 2^23, which rounds to the nearest integer,
- * ties to even, for |t| < 2^22 (here |t| < 256), without a libm call; the build
- * never contracts or reassociates float expressions (-ffp-contract=off, no
- * fast-math), so the two operations stay as written. */
-static inline int apb_i8_code(float x, float r, int is_signed)
-{
-    float lo = is_signed ? -128.0f : 0.0f, hi = is_signed ? 127.0f : 255.0f;
-    float t = x * r;
-    t = t > lo ? t : (t <= lo ? lo : 0.0f);
-    t = t < hi ? t : hi;
-    return (int)((t + 12582912.0f) - 12582912.0f); /* 1.5 * 2^23 */
-}
-
+/* 8-bit activation value of x: apb_i8_code (kernels/i8gemm.h, the one
+ * definition the runtime uses too) times the step; r = 1.0f / s. */
 static inline float apb_i8_value(float x, float s, float r, int is_signed)
 {
     return (float)apb_i8_code(x, r, is_signed) * s;
