@@ -78,7 +78,7 @@ int apbrt_uses_reference(const apbrt_model *m);    /* 1 when running the float r
 typedef struct {
     const char *kind;        /* "conv", "linear", "bn", "relu", ... */
     const char *weights;     /* "fp32", "apb", "q2" or "" for layers without weights */
-    const char *act;         /* input quantizer: "fp", "bin", "q2" */
+    const char *act;         /* input quantizer: "fp", "bin", "q2", "u8", "s8" (8-bit codes) */
     int in_c, in_h, in_w;    /* input shape of one sample */
     int out_c, out_h, out_w; /* output shape of one sample */
     int kh, kw, stride, pad;
@@ -90,7 +90,8 @@ typedef struct {
     int compressed;          /* 1 for APB, binary, 2-bit and pruned layers */
     size_t bytes;            /* bytes of this layer in the file (record + section) */
     int fused;               /* 1 when this layer runs fused into the previous one */
-    const char *kernel;      /* conv/linear: "sgemm" or the bit GEMM "1x1", "1x2", "2x2"; else "" */
+    const char *kernel;      /* conv/linear: "sgemm", the bit GEMM "1x1", "1x2", "2x2", or "1x8"
+                                (binary weights x 8-bit activations, integer); else "" */
     double seconds;          /* accumulated run time while profiling (0 if fused) */
 } apbrt_layer_info;
 

@@ -7,6 +7,18 @@
  *   2-bit weights x 2-bit activations  2x2 GEMM, scale s_w/2 * s/2
  *   2-bit weights x binary activations 2x2 GEMM with the activation as a 2-bit
  *                                      operand of step 2 (levels +-1, mag plane 0)
+ *   APB weights x 8-bit activations    "1x8": the sign plane as +-1 bytes (made
+ *                                      once at load) times the 8-bit codes, an
+ *                                      exact int8 GEMM (kernels/i8gemm.h), scale
+ *                                      alpha * s; signed codes are stored + 128
+ *                                      and the zero point removed per row
+ *
+ * 8-bit convolutions quantize their input once per image into byte phase planes
+ * (the layout of the residual's float planes below, padding = the zero point),
+ * so every tap of a row of output pixels is a contiguous run of bytes and the
+ * GEMM's columns are packed by plain copies (apb_i8_pack_taps); the GEMM runs
+ * over the "wide" pixels oh * Wq + ow and the epilogue drops the Wq - OW extra
+ * columns per row, as the residual does.
  *
  * Convolutions pack im2col + quantization in one pass (bitpack.h), several
  * images of the batch into one packed matrix, so one GEMM has N = images *
@@ -38,6 +50,7 @@
 #include "apbrt_internal.h"
 #include "bgemm.h"
 #include "bitpack.h"
+#include "i8gemm.h"
 #include "spmm.h"
 #include "threads.h"
 
@@ -63,6 +76,14 @@ struct apbrt_fast {
     int Hq, Wq;           /* phase plane size */
     long plane;           /* floats per phase plane (Hq*Wq) */
     long xp_sz;           /* floats of one image's planes, slack included */
+    /* binary weights x 8-bit activations (i8 != 0) */
+    int i8;
+    int K4;               /* ceil(K/4) */
+    int8_t *w8;           /* [M, 4*K4] the sign plane as +-1 bytes, 0 past K */
+    int32_t *corr;        /* [M] 128 * row sum (signed codes), or NULL */
+    long *koff;           /* conv: [K] byte offset of tap k into the phase planes */
+    long nwide;           /* conv: wide output pixels per image, OH*Wq rounded up to a panel */
+    long x8_sz;           /* conv: bytes of one image's byte planes, slack included */
 };
 
 typedef struct {
@@ -71,6 +92,8 @@ typedef struct {
     float *xq, *y, *racc;         /* phase planes (conv) or quantized rows (linear) /
                                      GEMM result [M, n*pixels] / residual [n, M, OH*Wq] */
     size_t cap_xq, cap_y, cap_racc;
+    uint8_t *x8, *b8;             /* 8-bit: byte phase planes [n, x8_sz] / packed GEMM columns */
+    size_t cap_x8, cap_b8;
 } fast_work;
 
 static void fast_one_free(apbrt_fast *f)
@@ -85,6 +108,9 @@ static void fast_one_free(apbrt_fast *f)
         apb_bitconv_pad_free(&f->pad);
     if (f->has_res)
         apb_csr_free(&f->R);
+    apb_free_aligned(f->w8);
+    free(f->corr);
+    free(f->koff);
     free(f);
 }
 
@@ -103,23 +129,42 @@ void apbrt_fast_free(apbrt_model *m)
         apb_free_aligned(w->xq);
         apb_free_aligned(w->y);
         apb_free_aligned(w->racc);
+        apb_free_aligned(w->x8);
+        apb_free_aligned(w->b8);
         free(w);
         m->fast_work = NULL;
     }
+}
+
+/* Geometry of the stride-phase planes of a conv's input (see the file comment). */
+static apb_status plane_geometry(apbrt_rt_layer *L, apbrt_fast *f, int idx)
+{
+    const apbrt_rec *r = &L->r;
+    int S = r->stride, P = r->pad, KW = r->kw;
+    f->Hq = (L->ih + 2 * P + S - 1) / S;
+    f->Wq = (L->iw + 2 * P + S - 1) / S;
+    f->plane = (long)f->Hq * f->Wq;
+    /* a tap's vector may run (KW-1)/S floats past its plane: zero slack; the
+     * 8-bit packer reads whole panels of wide pixels, up to 15 more */
+    f->xp_sz = (long)L->ic * S * S * f->plane + KW + 16;
+    f->x8_sz = (f->xp_sz + 32 + 63) / 64 * 64;
+    if (f->xp_sz > (1L << 31))
+        return apb_fail(APB_ENOMEM, "apbrt: layer %d: input planes of %ld values", idx, f->xp_sz);
+    return APB_OK;
+}
+
+/* Element offset of tap k = (c, kh, kw) of output pixel 0 into the phase planes. */
+static long tap_offset(const apbrt_rt_layer *L, const apbrt_fast *f, long k)
+{
+    int S = L->r.stride, KH = L->r.kh, KW = L->r.kw;
+    long c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
+    return ((c * S + kh % S) * S + kw % S) * f->plane + (kh / S) * f->Wq + kw / S;
 }
 
 /* Offsets of the outliers' taps into the phase planes (see the file comment). */
 static apb_status prepare_residual(apbrt_rt_layer *L, apbrt_fast *f, int idx)
 {
     const apbrt_rec *r = &L->r;
-    int S = r->stride, P = r->pad, KH = r->kh, KW = r->kw;
-    f->Hq = (L->ih + 2 * P + S - 1) / S;
-    f->Wq = (L->iw + 2 * P + S - 1) / S;
-    f->plane = (long)f->Hq * f->Wq;
-    /* a tap's vector may run (KW-1)/S floats past its plane: zero slack */
-    f->xp_sz = (long)L->ic * S * S * f->plane + KW + 16;
-    if (f->xp_sz > (1L << 31))
-        return apb_fail(APB_ENOMEM, "apbrt: layer %d: residual planes of %ld floats", idx, f->xp_sz);
     apb_status st = apb_csr_alloc(&f->R, r->cout, (int)f->xp_sz, r->nnz);
     if (st != APB_OK)
         return apb_fail_context(st, "apbrt: layer %d: ", idx);
@@ -127,9 +172,7 @@ static apb_status prepare_residual(apbrt_rt_layer *L, apbrt_fast *f, int idx)
     for (int mm = 0; mm <= r->cout; mm++)
         f->R.row_ptr[mm] = L->rowptr[mm];
     for (long e = 0; e < r->nnz; e++) {
-        int k = (int)L->colidx[e];
-        int c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
-        long off = ((long)(c * S + kh % S) * S + kw % S) * f->plane + (long)(kh / S) * f->Wq + kw / S;
+        long off = tap_offset(L, f, (long)L->colidx[e]);
         if (f->R.col16)
             f->R.col16[e] = (uint16_t)off;
         else
@@ -139,10 +182,66 @@ static apb_status prepare_residual(apbrt_rt_layer *L, apbrt_fast *f, int idx)
     return APB_OK;
 }
 
+/* APB weights x 8-bit activations: +-1 bytes from the sign plane, the zero-point
+ * correction, the taps' byte offsets (conv) and the residual. */
+static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
+{
+    const apbrt_rec *r = &L->r;
+    int M = r->cout, K = (int)L->K, words = (K + 63) / 64;
+    apbrt_fast *f = calloc(1, sizeof *f);
+    if (!f)
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
+    f->i8 = 1;
+    f->K4 = (K + 3) / 4;
+    long ldw = 4L * f->K4;
+    f->w8 = apb_alloc_aligned((size_t)(M * ldw));
+    f->scale = malloc((size_t)M * sizeof(float));
+    f->corr = r->akind == APBRT_A_S8 ? malloc((size_t)M * sizeof(int32_t)) : NULL;
+    f->koff = r->kind == APBRT_CONV ? malloc((size_t)K * sizeof(long)) : NULL;
+    apb_status st = APB_OK;
+    if (!f->w8 || !f->scale || (r->akind == APBRT_A_S8 && !f->corr) ||
+        (r->kind == APBRT_CONV && !f->koff)) {
+        st = apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
+        goto fail;
+    }
+    for (int mm = 0; mm < M; mm++) {
+        const uint64_t *sg = L->signs + (size_t)mm * words;
+        int8_t *wr = f->w8 + mm * ldw;
+        int32_t sum = 0;
+        for (int k = 0; k < K; k++) {
+            wr[k] = (sg[k >> 6] >> (k & 63) & 1) ? -1 : 1;
+            sum += wr[k];
+        }
+        memset(wr + K, 0, (size_t)(ldw - K));
+        if (f->corr)
+            f->corr[mm] = 128 * sum;
+        f->scale[mm] = L->alpha[mm] * r->act_step;
+    }
+    if (r->kind == APBRT_CONV) {
+        f->g = (apb_conv_geom){L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad};
+        f->OH = apb_conv_geom_oh(&f->g);
+        f->OW = apb_conv_geom_ow(&f->g);
+        if ((st = plane_geometry(L, f, idx)) != APB_OK)
+            goto fail;
+        for (long k = 0; k < K; k++)
+            f->koff[k] = tap_offset(L, f, k);
+        f->nwide = ((long)f->OH * f->Wq + APB_I8_PANEL - 1) / APB_I8_PANEL * APB_I8_PANEL;
+        if (r->nnz && (st = prepare_residual(L, f, idx)) != APB_OK)
+            goto fail;
+    }
+    L->fast = f;
+    return APB_OK;
+fail:
+    fast_one_free(f);
+    return st;
+}
+
 static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
 {
     const apbrt_rec *r = &L->r;
     int w = r->wkind, a = r->akind;
+    if (w == APBRT_W_APB && apbrt_akind_int8(a) && L->K <= (1L << 22)) /* int32 dots */
+        return prepare_layer_i8(L, idx);
     if (!((w == APBRT_W_APB || w == APBRT_W_Q2) && (a == APBRT_A_BIN || a == APBRT_A_Q2)))
         return APB_OK;
     if (L->K > (1L << 30))
@@ -198,7 +297,9 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
             f->has_pad = 1;
         }
         if (r->nnz) {
-            apb_status st = prepare_residual(L, f, idx);
+            apb_status st = plane_geometry(L, f, idx);
+            if (st == APB_OK)
+                st = prepare_residual(L, f, idx);
             if (st != APB_OK) {
                 fast_one_free(f);
                 return st;
@@ -211,7 +312,7 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
 
 const char *apbrt_fast_kernel(const apbrt_rt_layer *L)
 {
-    return L->fast ? apb_bgemm_kind_name(L->fast->kind) : NULL;
+    return !L->fast ? NULL : L->fast->i8 ? "1x8" : apb_bgemm_kind_name(L->fast->kind);
 }
 
 apb_status apbrt_fast_prepare(apbrt_model *m)
@@ -250,7 +351,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t el, int zero)
 static void quantize_row(const float *restrict x, long cnt, long stride, int akind, float s,
                          float *restrict q)
 {
-    if (akind == APBRT_A_BIN) {
+    if (apbrt_akind_int8(akind)) {
+        float r = 1.0f / s;
+        int sg = akind == APBRT_A_S8;
+#pragma omp simd
+        for (long i = 0; i < cnt; i++)
+            q[i] = (float)apb_i8_code(x[i * stride], r, sg) * s;
+    } else if (akind == APBRT_A_BIN) {
         if (stride == 1) {
 #pragma omp simd
             for (long i = 0; i < cnt; i++)
@@ -299,6 +406,44 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
                 memset(d, 0, (size_t)jlo * sizeof *d);
                 quantize_row(src, jhi - jlo, S, r->akind, r->act_step, d + jlo);
                 memset(d + jhi, 0, (size_t)(Wq - jhi) * sizeof *d);
+            }
+        }
+}
+
+/* build_planes for 8-bit codes: channel c of x[C, H, W] -> its S*S zero-padded
+ * byte phase planes (codes, + 128 when signed, padding = the zero point). */
+static void build_planes_u8(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c,
+                            uint8_t *xp)
+{
+    const apbrt_rec *r = &L->r;
+    int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq, sg = r->akind == APBRT_A_S8;
+    uint8_t zp = sg ? 128 : 0;
+    float rs = 1.0f / r->act_step;
+    for (int a = 0; a < S; a++)
+        for (int b = 0; b < S; b++) {
+            uint8_t *pl = xp + ((long)(c * S + a) * S + b) * f->plane;
+            int jlo = P - b > 0 ? (P - b + S - 1) / S : 0;
+            int jhi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
+            jhi = jhi < Wq ? jhi : Wq;
+            jlo = jlo < jhi ? jlo : jhi;
+            for (int i = 0; i < f->Hq; i++) {
+                uint8_t *d = pl + (long)i * Wq;
+                int row = i * S + a - P;
+                if (row < 0 || row >= H) {
+                    memset(d, zp, (size_t)Wq);
+                    continue;
+                }
+                const float *src = x + ((long)c * H + row) * W + (long)jlo * S + b - P;
+                memset(d, zp, (size_t)jlo);
+                if (S == 1) {
+#pragma omp simd
+                    for (int j = 0; j < jhi - jlo; j++)
+                        d[jlo + j] = (uint8_t)(apb_i8_code(src[j], rs, sg) + zp);
+                } else {
+                    for (int j = 0; j < jhi - jlo; j++)
+                        d[jlo + j] = (uint8_t)(apb_i8_code(src[(long)j * S], rs, sg) + zp);
+                }
+                memset(d + jhi, zp, (size_t)(Wq - jhi));
             }
         }
 }
@@ -426,10 +571,95 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
     return APB_OK;
 }
 
+/* 8-bit conv: per chunk of images, byte phase planes -> packed wide columns ->
+ * one integer GEMM -> residual + epilogue on the OW valid columns of each row. */
+static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
+{
+    apbrt_fast *f = L->fast;
+    fast_work *w = m->fast_work;
+    const apbrt_rec *r = &L->r;
+    int M = r->cout, K = (int)L->K, nth = apb_threads_get();
+    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
+    long nq = (long)f->OH * f->Wq, nw = f->nwide, pimg = apb_i8_packed_bytes((int)nw, f->K4);
+    int nb = nw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / nw);
+    nb = nb < n ? nb : n;
+    long N = nb * nw;
+    if (N > (1L << 30))
+        return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
+    if (!grow((void **)&w->x8, &w->cap_x8, (size_t)nb * f->x8_sz, 1, 1) ||
+        !grow((void **)&w->b8, &w->cap_b8, (size_t)nb * pimg, 1, 0) ||
+        !grow((void **)&w->y, &w->cap_y, (size_t)M * N, 4, 0) ||
+        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)nb * f->xp_sz, 4, 1)) ||
+        (f->has_res && !grow((void **)&w->racc, &w->cap_racc, (size_t)nb * M * nq, 4, 0)))
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
+    for (int b0 = 0; b0 < n; b0 += nb) {
+        int cnt = n - b0 < nb ? n - b0 : nb;
+        long Nc = cnt * nw;
+        const float *inc = in + (long)b0 * in_sz;
+        float *outc = out + (long)b0 * M * ohw;
+        long tasks = (long)cnt * L->ic;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 32768) schedule(static)
+        for (long t = 0; t < tasks; t++) {
+            long b = t / L->ic;
+            int c = (int)(t % L->ic);
+            build_planes_u8(L, f, inc + b * in_sz, c, w->x8 + b * f->x8_sz);
+            if (f->has_res)
+                build_planes(L, f, inc + b * in_sz, c, w->xq + b * f->xp_sz);
+        }
+        /* one image packs its panels over the threads itself (apb_i8_pack_taps) */
+        if (cnt == 1)
+            apb_i8_pack_taps((int)nw, K, w->x8, f->koff, w->b8);
+#pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
+        for (long b = 0; b < (cnt > 1 ? cnt : 0); b++)
+            apb_i8_pack_taps((int)nw, K, w->x8 + b * f->x8_sz, f->koff, w->b8 + b * pimg);
+        float *Y = w->y;
+        APB_TRY(apb_i8gemm_f32(M, (int)Nc, f->K4, f->w8, 4L * f->K4, w->b8, f->scale, f->corr, Y, Nc));
+        int mb = (M + RES_MB - 1) / RES_MB;
+        tasks = (long)cnt * mb;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * Nc > 16384) schedule(dynamic, 1)
+        for (long t = 0; t < tasks; t++) {
+            long b = t / mb;
+            int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
+            float *ra = NULL;
+            if (f->has_res) {
+                float *rb = w->racc + (size_t)b * M * nq; /* [M, nq] of image b */
+                ra = rb + (size_t)m0 * nq;
+                memset(ra, 0, (size_t)(m1 - m0) * nq * sizeof *ra);
+                apb_spmm_offset_rows(&f->R, m0, m1, (int)nq, w->xq + b * f->xp_sz, rb, (int)nq);
+            }
+            for (int c = m0; c < m1; c++) {
+                const float *yc = Y + (size_t)c * Nc + b * nw;
+                const float *rc = ra ? ra + (size_t)(c - m0) * nq : NULL;
+                float *oc = outc + ((size_t)b * M + c) * ohw;
+                for (int oh = 0; oh < f->OH; oh++)
+                    apbrt_post_rows(L, c, yc + (long)oh * f->Wq, rc ? rc + (long)oh * f->Wq : NULL,
+                                    oc + (long)oh * f->OW, f->OW);
+            }
+        }
+    }
+    return APB_OK;
+}
+
+/* 8-bit linear: one packed column per sample. */
+static apb_status run_linear_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
+{
+    apbrt_fast *f = L->fast;
+    fast_work *w = m->fast_work;
+    const apbrt_rec *r = &L->r;
+    int M = r->cout, K = (int)L->K;
+    if (!grow((void **)&w->b8, &w->cap_b8, (size_t)apb_i8_packed_bytes(n, f->K4), 1, 0) ||
+        (r->nnz && !grow((void **)&w->xq, &w->cap_xq, (size_t)n * K, 4, 0)) ||
+        !grow((void **)&w->y, &w->cap_y, (size_t)M * n, 4, 0))
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
+    apb_i8_pack_rows(n, K, in, K, r->act_step, r->akind == APBRT_A_S8, w->b8);
+    APB_TRY(apb_i8gemm_f32(M, n, f->K4, f->w8, 4L * f->K4, w->b8, f->scale, f->corr, w->y, n));
+    return APB_OK;
+}
+
 apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     if (L->r.kind == APBRT_CONV)
-        return run_conv(m, L, in, n, out);
+        return L->fast->i8 ? run_conv_i8(m, L, in, n, out) : run_conv(m, L, in, n, out);
     apbrt_fast *f = L->fast;
     fast_work *w = m->fast_work;
     const apbrt_rec *r = &L->r;
@@ -446,11 +676,14 @@ apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, in
     apb_bitmat B = {w->asgn, packs_mag ? w->amag : f->bin_as_2bit ? w->zero : NULL, ld};
     apb_bgemm_epilogue ep = {f->scale, NULL, NULL};
     /* Linear: one packed row per sample; the GEMM gives y[M, n]. */
-    if (r->akind == APBRT_A_BIN)
+    if (f->i8)
+        APB_TRY(run_linear_i8(m, L, in, n, out));
+    else if (r->akind == APBRT_A_BIN)
         APB_TRY(apb_bitpack_sign(n, K, in, K, w->asgn, ld));
     else
         APB_TRY(apb_bitpack_2bit(n, K, in, K, r->act_step, w->asgn, w->amag, ld));
-    APB_TRY(apb_bgemm_f32(f->kind, M, n, K, &A, &B, &ep, w->y, n));
+    if (!f->i8)
+        APB_TRY(apb_bgemm_f32(f->kind, M, n, K, &A, &B, &ep, w->y, n));
     if (r->nnz) {
         quantize_row(in, (long)n * K, 1, r->akind, r->act_step, w->xq);
         for (int mm = 0; mm < M; mm++)

@@ -110,6 +110,12 @@ static inline void apbrt_wrf(unsigned char *p, float f)
 }
 
 const char *apbrt_kind_name(int kind);
+/* Input quantizers that carry a step in record word 12. */
+static inline int apbrt_akind_has_step(int akind)
+{
+    return akind == APBRT_A_Q2 || akind == APBRT_A_U8 || akind == APBRT_A_S8;
+}
+static inline int apbrt_akind_int8(int akind) { return akind == APBRT_A_U8 || akind == APBRT_A_S8; }
 /* NULL when the accounting words of conv/linear record r (K = cin*kh*kw) are
  * consistent with its storage kind, else what is wrong (writer and loader). */
 const char *apbrt_accounting_problem(const apbrt_rec *r, long K);
@@ -167,6 +173,10 @@ struct apbrt_model {
  * it fits; 2: never implicit, every image of a batch grouped into one im2col + GEMM
  * (a single image: its own im2col). Every path gives bitwise the same result. */
 void apbrt_fp_paths(int mode);
+/* apbrt_run.c, for tests: 1 runs only the last layer that has a fast path on it
+ * and every other layer on the float reference path (which computes what the
+ * training graph computes), so a comparison sees that one layer's rounding. */
+void apbrt_fast_last_only(int on);
 
 /* apbrt_load.c: parses and validates a whole buffer; validate_only skips building
  * the execution data (the writer uses it to check what it wrote). */

@@ -160,9 +160,12 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
             r->pad > APBRT_MAX_KSIZE)
             return BAD("bad geometry cin=%d cout=%d k=%dx%d stride=%d pad=%d", name, i, kn, r->cin,
                        r->cout, r->kh, r->kw, r->stride, r->pad);
-        if (r->wkind > APBRT_W_Q2 || r->akind > APBRT_A_Q2 || r->has_bias > 1)
+        if (r->wkind > APBRT_W_Q2 || r->akind > APBRT_A_S8 || r->has_bias > 1)
             return BAD("weight kind %d / activation kind %d / bias flag %d out of range", name, i,
                        kn, r->wkind, r->akind, r->has_bias);
+        if (apbrt_akind_int8(r->akind) && version < 2)
+            return BAD("8-bit activation kind %d needs format version 2, file is version %u", name,
+                       i, kn, r->akind, version);
         L->K = (long)r->cin * r->kh * r->kw;
         if (L->K * r->cout > APBRT_MAX_PARAMS)
             return BAD("%ld weights is too many", name, i, kn, L->K * r->cout);
@@ -184,7 +187,9 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
             oh = (L->ih + 2L * r->pad - r->kh) / r->stride + 1;
             ow = (L->iw + 2L * r->pad - r->kw) / r->stride + 1;
         }
-        if (r->akind == APBRT_A_Q2 ? !(r->act_step > 0.0f && isfinite(r->act_step)) : w[12] != 0)
+        if (apbrt_akind_has_step(r->akind)
+                ? !(r->act_step > 0.0f && isfinite(r->act_step) && isfinite(1.0f / r->act_step))
+                : w[12] != 0)
             return BAD("activation step %g invalid for activation kind %d", name, i, kn,
                        r->act_step, r->akind);
         if (r->wkind == APBRT_W_Q2 ? !(r->wstep > 0.0f && isfinite(r->wstep)) : w[13] != 0)

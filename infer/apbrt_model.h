@@ -12,7 +12,9 @@
  *  - CONV is cross-correlation with zero padding of the QUANTIZED input: padded
  *    positions contribute exactly 0 whatever the activation kind;
  *  - input quantizers: BIN sgn(x) (sgn(0) = +1) -> +-1; Q2 code
- *    l = clamp(floor(x / s) + 2, 0, 3), value (l - 3/2) * s;
+ *    l = clamp(floor(x / s) + 2, 0, 3), value (l - 3/2) * s; U8 / S8 code
+ *    apb_i8_code(x, 1.0f / s) (kernels/i8gemm.h: x * (1/s) rounded to nearest,
+ *    ties to even, clamped to 0..255 / -128..127), value code * s;
  *  - CONV / LINEAR output = sum(Q * act(x)) + bias; LINEAR flattens its input;
  *  - BN y = scale[c] * x + shift[c]; MAXPOOL pads with -inf; AVGPOOL counts the
  *    padding (divides by k*k); GAP averages over H*W; ADD is elementwise.
@@ -37,7 +39,9 @@ enum {
     APBRT_ADD
 };
 enum { APBRT_W_FP32 = 0, APBRT_W_APB, APBRT_W_Q2 }; /* weight storage */
-enum { APBRT_A_FP = 0, APBRT_A_BIN, APBRT_A_Q2 };   /* how the layer's INPUT is quantized */
+/* how the layer's INPUT is quantized; U8 / S8: 8-bit codes, unsigned (the input
+ * cannot be negative) or signed (format version 2 only) */
+enum { APBRT_A_FP = 0, APBRT_A_BIN, APBRT_A_Q2, APBRT_A_U8, APBRT_A_S8 };
 /* How training compressed a layer's weights, for the memory accounting only
  * (docs/FORMAT.md "Size accounting"): binary weights are stored as APB without
  * outliers and pruned ones as FP32 with zeros, so the storage kind alone cannot
@@ -50,7 +54,8 @@ typedef struct {
     /* CONV / LINEAR (LINEAR: input [N,cin] (flattened), kh=kw=1, stride 1, pad 0) */
     int cin, cout, kh, kw, stride, pad;
     int wkind, akind;
-    float act_step;      /* APBRT_A_Q2: step s, levels {-3/2,-1/2,1/2,3/2}*s, l = clamp(floor(x/s)+2,0,3) */
+    float act_step;      /* APBRT_A_Q2: step s, levels {-3/2,-1/2,1/2,3/2}*s, l = clamp(floor(x/s)+2,0,3);
+                            APBRT_A_U8 / S8: step s, values code * s */
     const float *weight; /* [cout, cin*kh*kw] the EFFECTIVE weight Q(W) the training graph multiplies with */
     const float *alpha;  /* APBRT_W_APB: [cout] binarization scale per output row; the file stores
                             B = sgn(Q) (sgn(0)=+1) and the sparse residual R = Q - alpha*B */

@@ -1,7 +1,8 @@
 /* apbrt_run.c - executes a loaded .apb model; getters, layer info, profiling.
  *
  * The float reference path lives here: activations are quantized in float
- * (binary: sgn with sgn(0) = +1; 2-bit: clamp(floor(x/s)+2, 0, 3) -> (l - 3/2) s),
+ * (binary: sgn with sgn(0) = +1; 2-bit: clamp(floor(x/s)+2, 0, 3) -> (l - 3/2) s;
+ * 8-bit: apb_i8_code(x, 1/s) * s),
  * the quantized map is lowered with im2col (so padded positions contribute exactly
  * 0, as in the training graph) and multiplied with the dense effective weights by
  * apb_sgemm. It is exact for every weight/activation kind and is what the bit
@@ -16,6 +17,7 @@
 #include <time.h>
 
 #include "apbrt_internal.h"
+#include "i8gemm.h"
 #include "im2col.h"
 #include "sgemm.h"
 #include "threads.h"
@@ -97,7 +99,12 @@ void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const flo
 
 static void quantize(const float *x, long cnt, int akind, float step, float *q)
 {
-    if (akind == APBRT_A_BIN) {
+    if (apbrt_akind_int8(akind)) {
+        float r = 1.0f / step;
+        int sg = akind == APBRT_A_S8;
+        for (long i = 0; i < cnt; i++)
+            q[i] = (float)apb_i8_code(x[i], r, sg) * step;
+    } else if (akind == APBRT_A_BIN) {
         for (long i = 0; i < cnt; i++)
             q[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
     } else {
@@ -167,6 +174,8 @@ static void im2col_rows(const float *x, int H, int W, int KH, int KW, int S, int
 /* Test knob (apbrt_internal.h): which float conv path every eligible layer takes. */
 static int fp_paths_mode;
 void apbrt_fp_paths(int mode) { fp_paths_mode = mode; }
+static int fast_last_only;
+void apbrt_fast_last_only(int on) { fast_last_only = on; }
 
 /* Whether im2col_rows' phase buffer fits this layer. */
 static int rows_ok(const apbrt_rt_layer *L)
@@ -502,7 +511,11 @@ int apbrt_run(apbrt_model *m, const float *x, int n, float *logits)
         memcpy(m->slots[0], x, (size_t)n * in0 * sizeof(float));
     else
         cur[0] = x;
-    int nth = apb_threads_get();
+    int nth = apb_threads_get(), last_fast = m->nlayers;
+    if (fast_last_only)
+        for (int i = 0; i < m->nlayers; i++)
+            if (m->layers[i].fast)
+                last_fast = i;
     for (int i = 0; i < m->nlayers; i++) {
         apbrt_rt_layer *L = &m->layers[i];
         if (L->fused)
@@ -515,7 +528,7 @@ int apbrt_run(apbrt_model *m, const float *x, int n, float *logits)
                       kind != APBRT_ADD && kind != APBRT_FLATTEN;
         float *out = via_tmp ? m->tmp : dst;
         if (kind == APBRT_CONV || kind == APBRT_LINEAR) {
-            if (L->fast && !m->reference) {
+            if (L->fast && !m->reference && (!fast_last_only || i == last_fast)) {
                 if ((st = apbrt_fast_run(m, L, in, n, out)) != APB_OK)
                     return (int)st;
             } else {
@@ -606,7 +619,7 @@ int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
         return (int)apb_fail(APB_EINVAL, "apbrt_layer_info_get: layer %d out of range", i);
     const apbrt_rt_layer *L = &m->layers[i];
     const apbrt_rec *r = &L->r;
-    static const char *wk[] = {"fp32", "apb", "q2"}, *ak[] = {"fp", "bin", "q2"};
+    static const char *wk[] = {"fp32", "apb", "q2"}, *ak[] = {"fp", "bin", "q2", "u8", "s8"};
     memset(info, 0, sizeof *info);
     int conv_like = r->kind == APBRT_CONV || r->kind == APBRT_LINEAR;
     info->kind = apbrt_kind_name(r->kind);
@@ -650,7 +663,7 @@ int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
             info->fp_params = nw;
             info->weight_bits = 32.0 * nw;
         }
-        info->bits = info->weight_bits + 32.0 * info->bias + (r->akind == APBRT_A_Q2 ? 32.0 : 0.0);
+        info->bits = info->weight_bits + 32.0 * info->bias + (apbrt_akind_has_step(r->akind) ? 32.0 : 0.0);
     } else if (r->kind == APBRT_BN) {
         info->params = info->fp_params = 2L * r->channels;
         info->bits = info->weight_bits = 64.0 * r->channels;

@@ -126,15 +126,15 @@ static apb_status check_layer(const apbrt_layer_desc *L, int i, apbrt_rec *r)
         if ((long)r->cout * r->cin * r->kh * r->kw > APBRT_MAX_PARAMS)
             return apb_fail(APB_EINVAL, "layer %d (%s): too many weights", i, kn);
         if (r->wkind < APBRT_W_FP32 || r->wkind > APBRT_W_Q2 || r->akind < APBRT_A_FP ||
-            r->akind > APBRT_A_Q2)
+            r->akind > APBRT_A_S8)
             return apb_fail(APB_EINVAL, "layer %d (%s): bad weight kind %d or activation kind %d",
                             i, kn, r->wkind, r->akind);
         if (!L->weight)
             return apb_fail(APB_EINVAL, "layer %d (%s): weight is NULL", i, kn);
-        if (r->akind == APBRT_A_Q2) {
-            if (!(L->act_step > 0.0f) || !isfinite(L->act_step))
-                return apb_fail(APB_EINVAL, "layer %d (%s): 2-bit activation step %g must be positive",
-                                i, kn, L->act_step);
+        if (apbrt_akind_has_step(r->akind)) {
+            if (!(L->act_step > 0.0f) || !isfinite(L->act_step) || !isfinite(1.0f / L->act_step))
+                return apb_fail(APB_EINVAL, "layer %d (%s): %s activation step %g must be positive (and its reciprocal finite)",
+                                i, kn, r->akind == APBRT_A_Q2 ? "2-bit" : "8-bit", L->act_step);
             r->act_step = L->act_step;
         }
         if (r->wkind == APBRT_W_APB && !L->alpha)

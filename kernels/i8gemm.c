@@ -14,6 +14,10 @@
 #include "cpu.h"
 #include "threads.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define I8_MB 64 /* rows per tile (a multiple of every table's mr) */
 #define I8_NB 8  /* panels per tile (a multiple of every table's np) */
 #define I8_PAR_MIN (1L << 18) /* multiply-adds below which one thread runs the call */
@@ -46,6 +50,16 @@ void apb_i8_pack_taps(int N, int K, const uint8_t *src, const long *koff, uint8_
     int K4 = (K + 3) / 4, np = (N + APB_I8_PANEL - 1) / APB_I8_PANEL;
     long pstride = (long)K4 * 4 * APB_I8_PANEL;
     static const uint8_t zero[APB_I8_PANEL];
+    /* split over the threads when large and not already inside a parallel
+     * region (images packed concurrently); panels are disjoint */
+    int nth = apb_threads_get();
+#ifdef _OPENMP
+    if (omp_get_level() > 0)
+        nth = 1;
+#endif
+    if ((long)np * K4 < 4096)
+        nth = 1;
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
     for (int p = 0; p < np; p++) {
         uint8_t *bp = B + p * pstride;
         const uint8_t *base = src + (long)p * APB_I8_PANEL;

@@ -232,8 +232,33 @@ static cmp_res compare(const float *got, const float *want, int n, long k)
 /* Quantization level of an activation as layer l sees it. */
 static int level(const apb_layer *l, float v)
 {
+    if (l->aq == APB_AQ_INT8)
+        return apb_i8_code(v, 1.0f / l->astep.data[0], l->asigned);
     return l->aq == APB_AQ_BINARY ? v >= 0.0f : apb_q2_level(v, l->astep.data[0]);
 }
+
+/* 8-bit codes (issue 14). The reference path computes what training computes
+ * and must give every code. The integer GEMM of the fast path sums the same
+ * products exactly and rounds once, where training's float sgemm rounds each
+ * step, so where a training value sits at a rounding boundary of the code rule
+ * the last ulp decides: there one code may differ by one step. Through a deep
+ * network such a step moves many values downstream by a fraction of a step and
+ * codes drift apart (0.5% of them by ResNet-18's layer2), so codes are checked
+ * layer by layer with only the layer that produces them on its fast path
+ * (apbrt_fast_last_only): every code must match except one step off at a
+ * boundary (within 1e-5 of the code, relative). A wrong rule, step or zero
+ * point changes codes away from boundaries. The whole fast network is checked
+ * by its logits: within 1e-2 (one step at the classifier's input moves a logit
+ * by about alpha*s, ~1e-3 of the largest) with the same top-1. */
+static int i8_tie(const apb_layer *l, float rt, float tr)
+{
+    float t = tr * (1.0f / l->astep.data[0]);
+    if (abs(level(l, rt) - level(l, tr)) != 1)
+        return 0;
+    return fabsf(t - (floorf(t) + 0.5f)) <= 1e-5f * fmaxf(1.0f, fabsf(t));
+}
+
+static double logit_tol(const ex_case *c) { return c->aq == APB_AQ_INT8 ? 1e-2 : 1e-4; }
 
 static int has_residual(const ex_case *c) { return c->wq == APB_WQ_APB; }
 
@@ -277,7 +302,7 @@ static int check_case(const ex_case *c, uint64_t seed)
     apb_isa best = apb_isa_detected(), prev = apb_isa_active();
     double relmax[2] = {0, 0};
     int allsame[2] = {1, 1};
-    long nlevels = 0;
+    long nlevels = 0, nties = 0;
     int want_bit = 0; /* compressed layers with quantized inputs run on a bit GEMM */
     for (int i = 0; i < m->nlayers; i++)
         want_bit += apb_layer_compressed(&m->layers[i]) && m->layers[i].wq != APB_WQ_PRUNE &&
@@ -308,7 +333,7 @@ static int check_case(const ex_case *c, uint64_t seed)
             cmp_res cr = compare(got, want, c->n, per);
             relmax[ref] = fmax(relmax[ref], cr.rel);
             allsame[ref] &= cr.bitsame;
-            if (!(cr.rel <= 1e-4) || cr.top1_bad) {
+            if (!(cr.rel <= logit_tol(c)) || cr.top1_bad) {
                 fprintf(stderr, "  %s isa=%s %s path: max rel logit error %.3g, %d top-1 differences\n",
                         what, isa_names[isa], ref ? "reference" : "fast", cr.rel, cr.top1_bad);
                 fail = 1;
@@ -347,20 +372,27 @@ static int check_case(const ex_case *c, uint64_t seed)
             break;
         }
         for (int ref = 0; ref < 2 && !fail; ref++) {
+            apbrt_fast_last_only(c->aq == APB_AQ_INT8 && !ref);
             float *rv = rt_eval(b2, s2, ref, x, c->n, pp, NULL);
+            apbrt_fast_last_only(0);
             if (!rv) {
                 fail = 1;
                 break;
             }
-            long bad = 0, first = -1;
+            long bad = 0, first = -1, ties = 0;
             for (long i = 0; i < c->n * pp; i++) {
                 if (level(l, rv[i]) != level(l, tv[i])) {
+                    if (l->aq == APB_AQ_INT8 && i8_tie(l, rv[i], tv[i])) {
+                        ties++;
+                        continue;
+                    }
                     if (first < 0)
                         first = i;
                     bad++;
                 }
             }
             nlevels += c->n * pp;
+            nties += ties;
             if (bad) {
                 fprintf(stderr, "  %s: input of %s (%s path): %ld of %ld quantization levels differ, first [%ld] runtime %.9g training %.9g\n",
                         what, l->name, ref ? "reference" : "fast", bad, c->n * pp, first,
@@ -373,8 +405,9 @@ static int check_case(const ex_case *c, uint64_t seed)
         free(tv);
     }
     if (!fail)
-        printf("  %-40s max rel logit error: fast %.1e, reference %.1e%s; %ld quantized inputs identical\n",
-               what, relmax[0], relmax[1], allsame[1] ? " (bit-exact)" : "", nlevels);
+        printf("  %-40s max rel logit error: fast %.1e, reference %.1e%s; %ld quantized inputs identical%s\n",
+               what, relmax[0], relmax[1], allsame[1] ? " (bit-exact)" : "", nlevels - nties,
+               nties ? " (the others one step off at a rounding tie)" : "");
     free(want);
     free(buf);
     free(x);
@@ -406,13 +439,17 @@ APB_TEST(test_exact_convnet_every_quantizer)
          * quantized classifier; 2-bit weights on binary activations */
         {"convnet", 1, 28, 28, 10, APB_WQ_APB, APB_AQ_BINARY, 0, 0, 3, 1, 0, EX_QFIRST | EX_QLAST},
         {"convnet", 1, 28, 28, 10, APB_WQ_Q2, APB_AQ_BINARY, 0, 0, 3, 1, 0, EX_QFIRST},
+        /* 8-bit activations: unsigned after ReLU; signed on the raw input */
+        {"convnet", 1, 28, 28, 10, APB_WQ_APB, APB_AQ_INT8, 0, 0, 3, 1, 1, 0},
+        {"convnet", 1, 28, 28, 10, APB_WQ_BINARY, APB_AQ_INT8, 1, 0, 3, 1, 1, EX_QFIRST | EX_QLAST},
     };
     CHECK(run_cases(cs, (int)(sizeof cs / sizeof cs[0]), 100) == 0);
     return 0;
 }
 
 /* Padded 3x3 and strided convs, residual blocks with 1x1 strided shortcuts, and
- * with quantized activations the Bi-Real units with avgpool shortcuts. */
+ * with 1- and 2-bit activations the Bi-Real units with avgpool shortcuts (8-bit
+ * activations keep the standard blocks). */
 APB_TEST(test_exact_resnet20)
 {
     static const ex_case cs[] = {
@@ -423,6 +460,8 @@ APB_TEST(test_exact_resnet20)
         {"resnet20", 3, 32, 32, 10, APB_WQ_Q2, APB_AQ_Q2, 0, 0, 2, 0, 0, 0},
         {"resnet20", 3, 32, 32, 10, APB_WQ_PRUNE, APB_AQ_FP, 0, 0.7f, 2, 0, 0, 0},
         {"resnet20", 3, 32, 32, 10, APB_WQ_APB, APB_AQ_BINARY, 0, 0, 2, 0, 0, EX_FPSC | EX_QLAST},
+        {"resnet20", 3, 32, 32, 10, APB_WQ_APB, APB_AQ_INT8, 0, 0, 2, 2, 1, 0},
+        {"resnet20", 3, 32, 32, 10, APB_WQ_BINARY, APB_AQ_INT8, 1, 0, 2, 0, 0, EX_QFIRST},
     };
     CHECK(run_cases(cs, (int)(sizeof cs / sizeof cs[0]), 200) == 0);
     return 0;
@@ -436,6 +475,8 @@ APB_TEST(test_exact_vgg_resnet18)
         {"vgg-small", 3, 16, 16, 10, APB_WQ_APB, APB_AQ_BINARY, 0, 0, 2, 2, 0, 0},
         {"resnet18", 3, 32, 32, 10, APB_WQ_APB, APB_AQ_BINARY, 0, 0, 2, 0, 0, 0},
         {"resnet18", 3, 112, 112, 10, APB_WQ_APB, APB_AQ_Q2, 0, 0, 1, 0, 0, 0},
+        {"vgg-small", 3, 16, 16, 10, APB_WQ_APB, APB_AQ_INT8, 1, 0, 2, 2, 0, EX_QLAST},
+        {"resnet18", 3, 112, 112, 10, APB_WQ_APB, APB_AQ_INT8, 0, 0, 2, 3, 0, 0},
     };
     CHECK(run_cases(cs, (int)(sizeof cs / sizeof cs[0]), 300) == 0);
     return 0;

@@ -106,9 +106,15 @@ apb_status apb_export_build(apb_model *m, const char *const *class_names, int nc
             d->kh = d->kw = l->kind == APB_L_CONV ? l->k : 1;
             d->stride = l->kind == APB_L_CONV ? l->stride : 1;
             d->pad = l->kind == APB_L_CONV ? l->pad : 0;
-            d->akind = l->aq == APB_AQ_BINARY ? APBRT_A_BIN : l->aq == APB_AQ_Q2 ? APBRT_A_Q2 : APBRT_A_FP;
-            if (l->aq == APB_AQ_Q2)
+            d->akind = l->aq == APB_AQ_BINARY ? APBRT_A_BIN : l->aq == APB_AQ_Q2 ? APBRT_A_Q2
+                     : l->aq == APB_AQ_INT8 ? (l->asigned ? APBRT_A_S8 : APBRT_A_U8) : APBRT_A_FP;
+            if (l->aq == APB_AQ_Q2 || l->aq == APB_AQ_INT8)
                 d->act_step = l->astep.data[0];
+            if (l->aq == APB_AQ_INT8 && d->act_step == 0.0f) {
+                s = apb_fail(APB_EINVAL, "export: %s: the 8-bit activation step was never "
+                             "calibrated (train or evaluate the model on data first)", l->name);
+                break;
+            }
             float *w = own(ex, (size_t)l->w.numel);
             if (!w) {
                 s = apb_fail(APB_ENOMEM, "export: out of memory");
