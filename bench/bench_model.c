@@ -44,7 +44,7 @@ typedef struct {
 static void model_summary(apbrt_model *m, bench_info *bi, const char **wkind, const char **akind)
 {
     double cbits = 0, cw = 0, all = 0;
-    long nw[3] = {0, 0, 0}, na[3] = {0, 0, 0};
+    long nw[3] = {0, 0, 0}, na[4] = {0, 0, 0, 0};
     for (int i = 0; i < apbrt_num_layers(m); i++) {
         apbrt_layer_info li;
         if (apbrt_layer_info_get(m, i, &li) || !li.kernel[0])
@@ -54,13 +54,18 @@ static void model_summary(apbrt_model *m, bench_info *bi, const char **wkind, co
             cbits += li.weight_bits;
             cw += (double)li.params;
             nw[!strcmp(li.weights, "apb") ? 1 : 2] += li.params;
-            na[!strcmp(li.act, "fp") ? 0 : !strcmp(li.act, "bin") ? 1 : 2] += li.params;
+            na[!strcmp(li.act, "fp") ? 0 : !strcmp(li.act, "bin") ? 1 : !strcmp(li.act, "q2") ? 2 : 3] +=
+                li.params;
         }
     }
     bi->bits_per_weight = cw > 0 ? cbits / cw : 32.0;
     bi->file_bits_per_weight = all > 0 ? 8.0 * (double)bi->file_bytes / all : 0;
     *wkind = cw == 0 ? "fp" : nw[1] >= nw[2] ? "apb" : "q2";
-    *akind = cw == 0 ? "fp" : na[0] >= na[1] && na[0] >= na[2] ? "fp" : na[1] >= na[2] ? "binary" : "q2";
+    int top = 0;
+    for (int k = 1; k < 4; k++)
+        top = na[k] > na[top] ? k : top;
+    static const char *an[4] = {"fp", "binary", "q2", "int8"};
+    *akind = cw == 0 ? "fp" : an[top];
 }
 
 /* CPU seconds used by the whole process (all threads). With one thread this is

@@ -94,7 +94,13 @@ apb_status apb_random_model_cfg(const apb_model_cfg *cfg, double fp_fraction, ui
                 l->gamma.data[k] = 0.5f + apb_rng_uniform(&r);
                 l->beta.data[k] = 0.1f * apb_rng_normal(&r);
             }
-        } else if ((l->kind == APB_L_CONV || l->kind == APB_L_LINEAR) && l->wq == APB_WQ_APB) {
+        } else if ((l->kind == APB_L_CONV || l->kind == APB_L_LINEAR) && l->aq == APB_AQ_INT8 &&
+                   l->astep.data[0] == 0.0f) {
+            /* no data to calibrate on: the range of a batch-normed ReLU output
+             * (about 4), which is all a speed benchmark needs */
+            l->astep.data[0] = l->asigned ? 4.0f / 127.0f : 4.0f / 255.0f;
+        }
+        if ((l->kind == APB_L_CONV || l->kind == APB_L_LINEAR) && l->wq == APB_WQ_APB) {
             int64_t groups = l->alpha.numel, per = l->w.numel / groups;
             float *scratch = malloc(sizeof(float) * (size_t)per);
             if (!scratch) {

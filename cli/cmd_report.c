@@ -22,11 +22,12 @@ static void usage(FILE *f)
             "  --out DIR            one subdirectory per point: fp, binary, q2, prune0.5, apb1.3, ...\n"
             "  --epochs N           full-precision epochs from scratch (default 1)\n"
             "  --ft-epochs N        epochs of every compressed point (default: --epochs)\n"
-            "  --methods LIST       fp,binary,q2,prune,apb,apb-actbin or all (default all;\n"
+            "  --methods LIST       fp,binary,q2,prune,apb,apb-actbin,apb-int8 or all (default all;\n"
             "                       fp is trained whenever anything else is asked: it is their start)\n"
             "  --budgets B1,B2,..   APB budgets in bits/weight (default 1.1,1.3,1.6)\n"
             "  --sparsities S1,..   pruning sparsities (default 0.5,0.9)\n"
             "  --actbin-budget B    budget of APB with binary activations (default 1.3)\n"
+            "  --int8-budget B      budget of APB with 8-bit activations (default 1.5)\n"
             "  --lr X               fp learning rate (default: apb train's)\n"
             "  --ft-lr X            learning rate of compressed points (default: --lr)\n"
             "  --batch B --limit-train N --limit-test N --threads T --seed S\n"
@@ -78,6 +79,8 @@ int apb_cmd_report(int argc, char **argv)
             if (!bad && (s = apb_report_list_parse(sv, c.sparsities, APB_REPORT_MAX_LIST, &c.nsparsities)))
                 bad = apb_cli_error("report", apb_fail_context(s, "--sparsities"));
         } else if (apb_opt_float(argc, argv, &i, "--actbin-budget", &c.actbin_budget, &bad))
+            ;
+        else if (apb_opt_float(argc, argv, &i, "--int8-budget", &c.int8_budget, &bad))
             ;
         else if (apb_opt_float(argc, argv, &i, "--lr", &fv, &bad))
             c.lr = (float)fv;

@@ -13,7 +13,7 @@ static void usage(FILE *f)
             "  --data SPEC        fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | imagenet:DIR\n"
             "  --model NAME       convnet | vgg-small | resnet20 | resnet18\n"
             "  --quant Q          fp | apb | binary | q2 | prune:S   (weights; default fp)\n"
-            "  --act A            fp | binary | q2                   (activations; default fp)\n"
+            "  --act A            fp | binary | q2 | int8            (activations; default fp)\n"
             "  --epochs N --batch B --lr X --wd X --momentum X --optim sgd|adam|adamw [--nesterov]\n"
             "  --budget-bits B    APB: finished model has at most B bits/weight (compressed layers)\n"
             "  --budget-spread global|layer   how the budget is shared between layers (default global)\n"

@@ -39,6 +39,7 @@ void apb_report_cfg_default(apb_report_cfg *c)
     c->sparsities[0] = 0.5;
     c->sparsities[1] = 0.9;
     c->actbin_budget = 1.3;
+    c->int8_budget = 1.5;
     c->latency_runs = 50;
     c->latency_threads = 1;
 }
@@ -57,6 +58,7 @@ static const struct {
     {"prune", "magnitude pruning", APB_REPORT_PRUNE, APB_MARKER_PLUS, 0x2ca02c},
     {"apb", "APB", APB_REPORT_APB, APB_MARKER_CIRCLE, 0x1f77b4},
     {"apb-actbin", "APB + binary act.", APB_REPORT_APB_ACTBIN, APB_MARKER_CROSS, 0x9467bd},
+    {"apb-int8", "APB + 8-bit act.", APB_REPORT_APB_INT8, APB_MARKER_SQUARE, 0x17becf},
 };
 #define NMETHODS ((int)(sizeof METHODS / sizeof METHODS[0]))
 
@@ -85,7 +87,7 @@ apb_status apb_report_methods_parse(const char *s, unsigned *methods)
             m |= APB_REPORT_ALL;
         else if (i == NMETHODS)
             return apb_fail(APB_EINVAL,
-                            "--methods: unknown method '%s' (fp, binary, q2, prune, apb, apb-actbin, all)",
+                            "--methods: unknown method '%s' (fp, binary, q2, prune, apb, apb-actbin, apb-int8, all)",
                             tok);
         else
             m |= METHODS[i].flag;
@@ -189,6 +191,15 @@ static int plan_points(const apb_report_cfg *c, point_plan *p, int max)
             p[n - 1].wq = APB_WQ_APB;
             p[n - 1].aq = APB_AQ_BINARY;
             p[n - 1].budget_bits = (float)c->actbin_budget;
+        }
+    }
+    if (c->methods & APB_REPORT_APB_INT8) {
+        snprintf(pt, sizeof pt, "apb%g-int8", c->int8_budget);
+        ADD("apb-int8", pt, "apb", "int8", c->int8_budget);
+        if (n <= max) {
+            p[n - 1].wq = APB_WQ_APB;
+            p[n - 1].aq = APB_AQ_INT8;
+            p[n - 1].budget_bits = (float)c->int8_budget;
         }
     }
 #undef ADD
@@ -633,7 +644,10 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
         return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
                         c->actbin_budget);
     APB_TRY(apb_mkdirs(c->out_dir));
-    int max = 4 + c->nsparsities + c->nbudgets;
+    if ((c->methods & APB_REPORT_APB_INT8) && !(c->int8_budget >= 1 && c->int8_budget < 32))
+        return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
+                        c->int8_budget);
+    int max = 5 + c->nsparsities + c->nbudgets; /* fp, binary, q2, actbin, int8 + lists */
     point_plan *plan = calloc((size_t)max, sizeof *plan);
     out->points = calloc((size_t)max, sizeof *out->points);
     if (!plan || !out->points) {

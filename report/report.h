@@ -42,7 +42,8 @@ enum {
     APB_REPORT_PRUNE = 1 << 3,
     APB_REPORT_APB = 1 << 4,
     APB_REPORT_APB_ACTBIN = 1 << 5,
-    APB_REPORT_ALL = (1 << 6) - 1
+    APB_REPORT_APB_INT8 = 1 << 6,
+    APB_REPORT_ALL = (1 << 7) - 1
 };
 
 #define APB_REPORT_MAX_LIST 16
@@ -65,6 +66,7 @@ typedef struct {
     int nsparsities;
     double sparsities[APB_REPORT_MAX_LIST];    /* pruning, fraction of weights removed */
     double actbin_budget;                      /* APB + binary activations */
+    double int8_budget;                        /* APB + 8-bit activations */
     int latency_runs;    /* timed batch-1 runs per point (after warm-up); 0: skip latency */
     int latency_threads; /* threads while timing (default 1: a batch of one image is too small
                             to share, and a shared machine makes OpenMP waits noisy); 0: `threads` */
@@ -75,16 +77,16 @@ typedef struct {
 } apb_report_cfg;
 
 /* Defaults: fashion-mnist, convnet, 1 epoch, every method, budgets 1.1,1.3,1.6,
- * sparsities 0.5,0.9, actbin budget 1.3, 50 latency runs on 1 thread, seed 1. */
+ * sparsities 0.5,0.9, actbin budget 1.3, int8 budget 1.5, 50 latency runs on 1 thread, seed 1. */
 void apb_report_cfg_default(apb_report_cfg *c);
 
-/* Parses "fp,binary,q2,prune,apb,apb-actbin" (or "all") into APB_REPORT_* flags. */
+/* Parses "fp,binary,q2,prune,apb,apb-actbin,apb-int8" (or "all") into APB_REPORT_* flags. */
 apb_status apb_report_methods_parse(const char *s, unsigned *methods);
 /* Parses "1.1,1.3,1.6" into v (at most max values, each > 0). */
 apb_status apb_report_list_parse(const char *s, double *v, int max, int *n);
 
 typedef struct {
-    char method[16];     /* fp, binary, q2, prune, apb, apb-actbin */
+    char method[16];     /* fp, binary, q2, prune, apb, apb-actbin, apb-int8 */
     char point[32];      /* directory name: fp, binary, q2, prune0.5, apb1.3, apb1.3-actbin */
     char quant[16];      /* weight quantizer: fp, binary, q2, prune:0.5, apb */
     char act[8];         /* activation quantizer: fp, binary */

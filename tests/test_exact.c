@@ -502,18 +502,18 @@ APB_TEST(test_exact_fp_conv_paths)
     return 0;
 }
 
-/* apb train (APB weights, binary activations) -> apb export -> apb eval; the
- * runtime, run over the same test batches, predicts every image as the
- * training graph does and reaches exactly the accuracy apb eval prints. */
-APB_TEST(test_exact_cli_train_export_eval)
+/* apb train (APB weights, binary or 8-bit activations) -> apb export -> apb
+ * eval; the runtime, run over the same test batches, predicts every image as
+ * the training graph does and reaches exactly the accuracy apb eval prints. */
+static int cli_train_export_eval(const char *act, double tol)
 {
     const char *dir = apb_test_tmpdir();
     enum { NTEST = 400, BATCH = 100 };
     char cmd[4096], path[1200], apbf[1200], evalf[1200];
     snprintf(cmd, sizeof cmd,
-             "%s train --data fashion-mnist --model convnet --quant apb --act binary "
+             "%s train --data fashion-mnist --model convnet --quant apb --act %s "
              "--limit-train 512 --limit-test %d --epochs 1 --batch 64 --threads 2 --seed 7 --quiet --out %s/run",
-             apb_test_cli(), NTEST, dir);
+             apb_test_cli(), act, NTEST, dir);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     snprintf(path, sizeof path, "%s/run/last.ckpt", dir);
     snprintf(apbf, sizeof apbf, "%s/m.apb", dir);
@@ -567,7 +567,7 @@ APB_TEST(test_exact_cli_train_export_eval)
         CHECK(want != NULL && per == K);
         cmp_res cr = compare(logits, want, bn, K);
         free(want);
-        CHECK_MSG(cr.rel <= 1e-4, "batch at image %d: max relative logit error %.3g", total, cr.rel);
+        CHECK_MSG(cr.rel <= tol, "batch at image %d: max relative logit error %.3g", total, cr.rel);
         differ += cr.top1_bad;
         for (int i = 0; i < bn; i++)
             correct += argmax(logits + (long)i * K, K) == y[i];
@@ -582,5 +582,17 @@ APB_TEST(test_exact_cli_train_export_eval)
     CHECK_MSG(differ == 0, "%d of %d test images predicted differently", differ, total);
     double acc = 100.0 * correct / total;
     CHECK_MSG(fabs(acc - top1) < 0.006, "runtime accuracy %.2f%%, apb eval %.2f%%", acc, top1);
+    return 0;
+}
+
+APB_TEST(test_exact_cli_train_export_eval)
+{
+    CHECK(cli_train_export_eval("binary", 1e-4) == 0);
+    return 0;
+}
+
+APB_TEST(test_exact_cli_train_export_eval_int8)
+{
+    CHECK(cli_train_export_eval("int8", 1e-2) == 0);
     return 0;
 }

@@ -52,8 +52,8 @@ static int differs(double got, double want, double rtol, double atol)
 APB_TEST(test_quant_ops_are_ste)
 {
     const apb_op *ops[] = {&apb_op_quant_apb, &apb_op_quant_binary, &apb_op_quant_q2w,
-                           &apb_op_quant_mask, &apb_op_act_sign, &apb_op_act_q2};
-    for (int i = 0; i < 6; i++)
+                           &apb_op_quant_mask, &apb_op_act_sign, &apb_op_act_q2, &apb_op_act_int8};
+    for (int i = 0; i < 7; i++)
         CHECK_MSG(ops[i]->flags & APB_OP_STE, "%s lacks APB_OP_STE", ops[i]->name);
     return 0;
 }
@@ -730,5 +730,104 @@ APB_TEST(test_quant_budget_fit_alpha)
         CHECK_MSG(fails == 0, "per_channel %d: %d budget/alpha mismatches (see above)", pc, fails);
         apb_model_free(m);
     }
+    return 0;
+}
+
+/* ---------------- 8-bit activations ---------------- */
+
+/* Values, both estimators and the LSQ scale, against loops written from the
+ * formulas in quant.h (double sums), unsigned and signed; the first batch
+ * calibrates a step of 0; bad steps are refused. */
+APB_TEST(test_quant_act_int8)
+{
+    qt_env e;
+    qt_env_init(&e, 21);
+    enum { N = 4, C = 6, H = 9 };
+    const int64_t n = N * C * H;
+    float gy[N * C * H], want_dx[N * C * H];
+    for (int sg = 0; sg < 2; sg++) {
+        float lo = sg ? -128.0f : 0.0f, hi = sg ? 127.0f : 255.0f;
+        apb_var x, s;
+        CHECK_OK(apb_param_init(&x, "x", 3, (int[]){N, C, H}));
+        CHECK_OK(apb_param_init(&s, "s", 1, (int[]){1}));
+        fill_normal(&e.rng, x.data, n, 2.0f);
+        for (int64_t i = 0; !sg && i < n; i++) /* mostly ReLU-like, a few negative */
+            x.data[i] = i % 10 ? fabsf(x.data[i]) : -fabsf(x.data[i]);
+        s.data[0] = sg ? 0.03f : 0.02f;
+        x.data[0] = 255.0f * 0.02f * 2.0f; /* clamped high */
+        x.data[1] = -7.0f;                 /* clamped low (both kinds) */
+        fill_normal(&e.rng, gy, n, 1.0f);
+        for (int64_t i = 0; i < n; i++)
+            x.grad[i] = -0.5f;
+        s.grad[0] = 0.25f;
+        apb_var *y;
+        CHECK_OK(apb_act_int8(&e.g, &x, &s, sg, &y));
+        float r = 1.0f / s.data[0];
+        double raw = 0;
+        int inside = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float t = x.data[i] * r;
+            float c = rintf(t < lo ? lo : t > hi ? hi : t);
+            CHECK_MSG(y->data[i] == c * s.data[0], "signed=%d [%lld] %g vs %g", sg, (long long)i,
+                      y->data[i], c * s.data[0]);
+            int in = t >= lo && t <= hi;
+            inside += in;
+            want_dx[i] = -0.5f + (in ? gy[i] : 0.0f);
+            raw += (double)gy[i] * (in ? (double)c - (double)t : (double)c);
+        }
+        CHECK(inside > n / 2 && inside < n);
+        CHECK_OK(apb_backward_from(&e.g, y, gy));
+        CHECK_ARRAY_CLOSE(x.grad, want_dx, n, 0, 0);
+        double want_ds = 0.25 + raw / sqrt((double)n * hi);
+        CHECK_MSG(!differs(s.grad[0], want_ds, 1e-5, 1e-7), "signed=%d ds %.9g want %.9g", sg,
+                  s.grad[0], want_ds);
+        CHECK(differs(s.grad[0], 0.25 + raw, 1e-5, 1e-7)); /* missing scale is caught */
+        apb_graph_reset(&e.g);
+        /* a zero step is calibrated from the batch (the same as apb_i8_init_step) */
+        s.data[0] = 0.0f;
+        CHECK_OK(apb_act_int8(&e.g, &x, &s, sg, &y));
+        CHECK(s.data[0] > 0 && s.data[0] == apb_i8_init_step(x.data, n, sg));
+        apb_graph_reset(&e.g);
+        s.data[0] = -0.1f;
+        CHECK(apb_act_int8(&e.g, &x, &s, sg, &y) == APB_EINVAL && strstr(apb_errmsg(), "step"));
+        s.data[0] = NAN;
+        CHECK(apb_act_int8(&e.g, &x, &s, sg, &y) == APB_EINVAL);
+        apb_param_free(&x);
+        apb_param_free(&s);
+        apb_graph_reset(&e.g);
+    }
+    qt_env_free(&e);
+    return 0;
+}
+
+/* The calibrated step beats the no-clipping step max/hi on a long-tailed (ReLU
+ * of a normal) batch, never clips a uniform one by much, and handles zeros. */
+APB_TEST(test_quant_i8_init_step)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 5);
+    enum { N = 20000 };
+    float *x = malloc(sizeof(float) * N);
+    double mx = 0;
+    for (int i = 0; i < N; i++) {
+        float v = apb_rng_normal(&r);
+        x[i] = v > 0 ? v : 0.0f;
+        mx = fmax(mx, x[i]);
+    }
+    float s = apb_i8_init_step(x, N, 0), s0 = (float)(mx / 255.0);
+    double e = 0, e0 = 0;
+    for (int i = 0; i < N; i++) {
+        double d = x[i] - apb_i8_value(x[i], s, 1.0f / s, 0), d0 = x[i] - apb_i8_value(x[i], s0, 1.0f / s0, 0);
+        e += d * d;
+        e0 += d0 * d0;
+    }
+    CHECK_MSG(s <= s0 && e <= e0, "step %g (error %g) vs max/255 %g (error %g)", s, e, s0, e0);
+    for (int i = 0; i < N; i++)
+        x[i] = 2.0f * apb_rng_uniform(&r) - 1.0f;
+    s = apb_i8_init_step(x, N, 1);
+    CHECK_MSG(s > 0.8f / 127.0f && s < 1.01f / 127.0f, "uniform [-1,1): step %g", s);
+    memset(x, 0, sizeof(float) * N);
+    CHECK(apb_i8_init_step(x, N, 0) == 1.0f);
+    free(x);
     return 0;
 }
