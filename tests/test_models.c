@@ -77,7 +77,7 @@ static int same_named_tensors(const apb_model *from, const apb_model *to, int *m
 APB_TEST(test_models_resnet_fp_checkpoint_initialises_bireal_variants)
 {
     static const char *arch[] = {"resnet20", "resnet18"};
-    static const apb_aquant acts[] = {APB_AQ_BINARY, APB_AQ_Q2, APB_AQ_FP};
+    static const apb_aquant acts[] = {APB_AQ_BINARY, APB_AQ_Q2, APB_AQ_FP, APB_AQ_INT8};
     char path[600];
     snprintf(path, sizeof path, "%s/fp.ckpt", apb_test_tmpdir());
     for (int a = 0; a < 2; a++) {
@@ -92,7 +92,7 @@ APB_TEST(test_models_resnet_fp_checkpoint_initialises_bireal_variants)
         apb_ckpt ck;
         CHECK_OK(apb_ckpt_load(path, &ck));
         CHECK(ck.meta.structural_names == 1);
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             apb_model_cfg qc = resnet_cfg(arch[a], APB_WQ_APB, acts[k]);
             apb_model *q;
             CHECK_OK(apb_model_build(&qc, 12, &q));
@@ -332,7 +332,8 @@ APB_TEST(test_models_memory_accounting_one_rule)
         {APB_WQ_APB, APB_AQ_BINARY, 0, "resnet20"}, {APB_WQ_APB, APB_AQ_FP, 1, "convnet"},
         {APB_WQ_BINARY, APB_AQ_FP, 1, "convnet"},   {APB_WQ_BINARY, APB_AQ_BINARY, 0, "resnet20"},
         {APB_WQ_Q2, APB_AQ_Q2, 0, "convnet"},       {APB_WQ_PRUNE, APB_AQ_FP, 0, "convnet"},
-        {APB_WQ_FP, APB_AQ_FP, 0, "resnet20"},
+        {APB_WQ_FP, APB_AQ_FP, 0, "resnet20"},      {APB_WQ_APB, APB_AQ_INT8, 0, "resnet20"},
+        {APB_WQ_BINARY, APB_AQ_INT8, 1, "convnet"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         apb_model_cfg c = resnet_cfg(cases[k].arch, cases[k].wq, cases[k].aq);
@@ -350,6 +351,42 @@ APB_TEST(test_models_memory_accounting_one_rule)
                  apb_aquant_name(c.aq), c.per_channel ? " per-channel" : "");
         CHECK(accounting_agrees(m, what) == 0);
         apb_model_free(m);
+    }
+    return 0;
+}
+
+/* --act int8 keeps the full-precision layer list (ReLUs, standard blocks), and
+ * its codes are unsigned exactly where the input comes from a ReLU: everywhere
+ * but on the raw input (--quant-first). */
+APB_TEST(test_models_int8_placement)
+{
+    static const char *arch[] = {"convnet", "vgg-small", "resnet20", "resnet18"};
+    for (int a = 0; a < 4; a++) {
+        apb_model_cfg fc = resnet_cfg(arch[a], APB_WQ_FP, APB_AQ_FP);
+        if (a == 0)
+            fc.in_c = 1, fc.in_h = fc.in_w = 28;
+        apb_model_cfg qc = fc;
+        qc.wq = APB_WQ_APB;
+        qc.aq = APB_AQ_INT8;
+        qc.quant_first = qc.quant_last = 1;
+        apb_model *fp, *q;
+        CHECK_OK(apb_model_build(&fc, 3, &fp));
+        CHECK_OK(apb_model_build(&qc, 3, &q));
+        CHECK_MSG(fp->nlayers == q->nlayers, "%s: %d vs %d layers", arch[a], fp->nlayers, q->nlayers);
+        int nq = 0;
+        for (int i = 0; i < q->nlayers; i++) {
+            const apb_layer *l = &q->layers[i];
+            CHECK(l->kind == fp->layers[i].kind && !strcmp(l->name, fp->layers[i].name));
+            CHECK(l->kind != APB_L_HARDTANH);
+            if (l->aq != APB_AQ_INT8)
+                continue;
+            nq++;
+            CHECK_MSG(l->asigned == (l->in == 0), "%s %s: signed=%d", arch[a], l->name, l->asigned);
+            CHECK(l->astep.data && l->astep.data[0] == 0.0f); /* calibrated by the first batch */
+        }
+        CHECK_MSG(nq >= 3, "%s: %d layers with 8-bit inputs", arch[a], nq);
+        apb_model_free(fp);
+        apb_model_free(q);
     }
     return 0;
 }
