@@ -39,9 +39,29 @@ static apb_isa detect(void)
         return APB_ISA_AVX512;
     return APB_ISA_AVX2;
 }
+
+static int detect_vnni(void)
+{
+    unsigned a, b, c, d;
+    if (detect() != APB_ISA_AVX512 || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    return (c >> 11) & 1;
+}
 #else
 static apb_isa detect(void) { return APB_ISA_REF; }
+static int detect_vnni(void) { return 0; }
 #endif
+
+int apb_cpu_has_avx512vnni(void)
+{
+    static int vnni = -1;
+    int v = __atomic_load_n(&vnni, __ATOMIC_ACQUIRE);
+    if (v < 0) {
+        v = detect_vnni();
+        __atomic_store_n(&vnni, v, __ATOMIC_RELEASE);
+    }
+    return v;
+}
 
 static int detected = -1;
 static int active = -1;

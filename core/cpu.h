@@ -24,5 +24,9 @@ apb_status apb_isa_force(apb_isa level);
 /* Parse "ref" / "avx2" / "avx512". */
 apb_status apb_isa_parse(const char *s, apb_isa *out);
 const char *apb_isa_name(apb_isa level);
+/* 1 when the CPU and OS support AVX512-VNNI (VPDPBUSD on zmm) besides the
+ * AVX512 level above (cpuid leaf 7 ECX bit 11), cached; kernels that use it
+ * also check apb_isa_active() == APB_ISA_AVX512, so APB_ISA still caps them. */
+int apb_cpu_has_avx512vnni(void);
 
 #endif

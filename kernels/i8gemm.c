@@ -9,6 +9,7 @@
  */
 #include "i8gemm.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -18,13 +19,29 @@
 #include <omp.h>
 #endif
 
-#define I8_MB 64 /* rows per tile (a multiple of every table's mr) */
+#define I8_MB 96 /* rows per tile (a multiple of every table's mr: 4, 6) */
 #define I8_NB 8  /* panels per tile (a multiple of every table's np) */
 #define I8_PAR_MIN (1L << 18) /* multiply-adds below which one thread runs the call */
 
+/* VNNI kernel allowed (APB_I8_VNNI unset or not "0"), read once */
+static int vnni_allowed(void)
+{
+    static int on = -1;
+    int v = __atomic_load_n(&on, __ATOMIC_ACQUIRE);
+    if (v < 0) {
+        const char *e = getenv("APB_I8_VNNI");
+        v = !(e && e[0] == '0');
+        __atomic_store_n(&on, v, __ATOMIC_RELEASE);
+    }
+    return v;
+}
+
 static const apb_i8_kernels *table(void)
 {
-    return apb_isa_active() >= APB_ISA_AVX2 ? &apb_i8_kernels_avx2 : &apb_i8_kernels_ref;
+    apb_isa isa = apb_isa_active();
+    if (isa == APB_ISA_AVX512 && apb_cpu_has_avx512vnni() && vnni_allowed())
+        return &apb_i8_kernels_avx512vnni;
+    return isa >= APB_ISA_AVX2 ? &apb_i8_kernels_avx2 : &apb_i8_kernels_ref;
 }
 
 const char *apb_i8gemm_kernel_name(void) { return table()->name; }
@@ -96,7 +113,7 @@ apb_status apb_i8gemm_f32(int M, int N, int K4, const int8_t *W, long ldw, const
     int par = nth > 1 && tiles > 1 && (long)M * N * K4 * 4 >= I8_PAR_MIN;
 #pragma omp parallel for num_threads(nth) if (par) schedule(dynamic, 1)
     for (long t = 0; t < tiles; t++) {
-        int32_t acc[8 * 4 * APB_I8_PANEL]; /* mr x np*16 with mr <= 8, np <= 4 */
+        int32_t acc[8 * 4 * APB_I8_PANEL]; /* mr x np*16 with mr <= 8, np <= 4 (tables: 4x2, 6x4) */
         int m0 = (int)(t / tn) * I8_MB, p0 = (int)(t % tn) * I8_NB;
         int m1 = m0 + I8_MB < M ? m0 + I8_MB : M, p1 = p0 + I8_NB < npan ? p0 + I8_NB : npan;
         for (int m = m0; m < m1; m += kt->mr) {

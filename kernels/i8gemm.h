@@ -27,9 +27,9 @@
  *
  * Micro-kernels: ref (portable C, the specification), AVX2 (VPMADDUBSW with
  * 16-bit partial sums, exact because |s*q| <= 255 and 64 pairs of them fit
- * int16), and at APB_ISA_AVX512 the AVX2 kernel (no VNNI kernel yet, see
- * docs/KERNELS.md). Chosen by apb_isa_active(); results are identical on every
- * path and thread count.
+ * int16), AVX512-VNNI (VPDPBUSD) at APB_ISA_AVX512 where the CPU has it (else
+ * the AVX2 kernel at that level; APB_I8_VNNI=0 also selects AVX2 there). Chosen
+ * by apb_isa_active(); results are identical on every path and thread count.
  */
 #ifndef APB_I8GEMM_H
 #define APB_I8GEMM_H
@@ -94,7 +94,8 @@ typedef struct {
 
 extern const apb_i8_kernels apb_i8_kernels_ref;
 extern const apb_i8_kernels apb_i8_kernels_avx2;
-/* Name of the kernel apb_i8gemm_f32 uses now ("ref", "avx2"). */
+extern const apb_i8_kernels apb_i8_kernels_avx512vnni;
+/* Name of the kernel apb_i8gemm_f32 uses now ("ref", "avx2", "avx512-vnni"). */
 const char *apb_i8gemm_kernel_name(void);
 
 #endif
