@@ -242,3 +242,53 @@ APB_TEST(test_infer_robust_version1_and_accounting_words)
     free(buf);
     return 0;
 }
+
+/* 8-bit input quantizers (word 11 = 3 U8 / 4 S8, step in word 12): load and run
+ * in version 2; a step that is 0, negative or whose reciprocal overflows, an
+ * unknown kind, or a version-1 file naming them are refused with the reason. */
+APB_TEST(test_infer_robust_int8_kinds)
+{
+    unsigned char *buf;
+    size_t size;
+    CHECK(make_model(&buf, &size) == 0);
+    uint64_t goff, gsz;
+    CHECK(graph_section(buf, &goff, &gsz));
+    uint64_t rec = 0;
+    for (uint64_t r = goff; r < goff + gsz && !rec; r += APBRT_REC_SIZE)
+        if (apbrt_rd32(buf + r + 40) == APBRT_W_APB)
+            rec = r;
+    CHECK_MSG(rec, "the test model has no APB layer");
+    unsigned char *c = malloc(size);
+    CHECK(c != NULL);
+    int bad = 0;
+    for (int kind = APBRT_A_U8; kind <= APBRT_A_S8; kind++) {
+        memcpy(c, buf, size);
+        apbrt_wr32(c + rec + 44, (uint32_t)kind);
+        apbrt_wrf(c + rec + 48, 0.05f);
+        fix_crcs(c, size);
+        CHECK_MSG(try_load(c, size, &bad) == 1 && !bad, "kind %d refused: %s", kind, apbrt_errmsg());
+        static const float bad_steps[] = {0.0f, -0.05f, 1e-39f};
+        for (int k = 0; k < 3; k++) {
+            apbrt_wrf(c + rec + 48, bad_steps[k]);
+            fix_crcs(c, size);
+            CHECK_MSG(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "step"),
+                      "step %g: %s", bad_steps[k], apbrt_errmsg());
+        }
+    }
+    memcpy(c, buf, size);
+    apbrt_wr32(c + rec + 44, APBRT_A_S8 + 1);
+    fix_crcs(c, size);
+    CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "activation kind"));
+    memcpy(c, buf, size);
+    for (uint64_t r = goff; r < goff + gsz; r += APBRT_REC_SIZE)
+        for (int k = 21; k < 24; k++)
+            apbrt_wr32(c + r + 4 * k, 0);
+    apbrt_wr32(c + rec + 44, APBRT_A_U8);
+    apbrt_wrf(c + rec + 48, 0.05f);
+    apbrt_wr32(c + 8, 1);
+    fix_crcs(c, size);
+    CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "version 2"));
+    free(c);
+    free(buf);
+    return 0;
+}
