@@ -50,7 +50,7 @@ AVX512_FLAGS := -mavx2 -mfma -mpopcnt -mavx512f -mavx512bw -mavx512dq -mavx512vl
 # Third-party libraries from Debian packages (never vendored).
 DEPS_LIBS := -lpng -lz -lstb
 
-CORE_RT   := core/status.c core/arena.c core/rng.c core/cpu.c core/threads.c core/crc32.c core/fileio.c
+CORE_RT   := core/status.c core/arena.c core/rng.c core/cpu.c core/threads.c core/crc32.c core/fileio.c core/bits.c
 CORE_ALL  := $(wildcard core/*.c)
 KERNELS   := $(wildcard kernels/*.c)
 INFER     := $(wildcard infer/*.c)

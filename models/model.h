@@ -19,7 +19,10 @@
 #include "quant.h"
 #include "rng.h"
 
-typedef enum { APB_WQ_FP = 0, APB_WQ_APB, APB_WQ_BINARY, APB_WQ_Q2, APB_WQ_PRUNE } apb_wquant;
+typedef enum {
+    APB_WQ_FP = 0, APB_WQ_APB, APB_WQ_BINARY, APB_WQ_Q2, APB_WQ_PRUNE,
+    APB_WQ_PRUNE_BINARY       /* pruning + binarization: kept weights +-a, the rest 0 */
+} apb_wquant;
 typedef enum { APB_AQ_FP = 0, APB_AQ_BINARY, APB_AQ_Q2 } apb_aquant;
 
 typedef enum {
@@ -40,7 +43,7 @@ typedef struct {
     apb_var alpha, delta;     /* APB: [1] or [cout] */
     apb_var wstep;            /* Q2 weights: [1] */
     apb_var astep;            /* Q2 activations: [1] */
-    float *mask;              /* PRUNE: [numel(w)] 0/1 */
+    float *mask;              /* PRUNE, PRUNE_BINARY: [numel(w)] 0/1 */
     int has_bias;
     /* BN */
     apb_var gamma, beta;
@@ -61,7 +64,7 @@ typedef struct {
     int direct_alpha_grad;    /* APB: direct instead of published alpha estimator */
     int approx_sign;          /* binary activations: ApproxSign backward */
     int in_c, in_h, in_w, num_classes;
-    float prune_sparsity;     /* target for APB_WQ_PRUNE */
+    float prune_sparsity;     /* target for APB_WQ_PRUNE and APB_WQ_PRUNE_BINARY */
 } apb_model_cfg;
 
 typedef struct {

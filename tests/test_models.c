@@ -332,22 +332,27 @@ APB_TEST(test_models_memory_accounting_one_rule)
         {APB_WQ_APB, APB_AQ_BINARY, 0, "resnet20"}, {APB_WQ_APB, APB_AQ_FP, 1, "convnet"},
         {APB_WQ_BINARY, APB_AQ_FP, 1, "convnet"},   {APB_WQ_BINARY, APB_AQ_BINARY, 0, "resnet20"},
         {APB_WQ_Q2, APB_AQ_Q2, 0, "convnet"},       {APB_WQ_PRUNE, APB_AQ_FP, 0, "convnet"},
-        {APB_WQ_FP, APB_AQ_FP, 0, "resnet20"},
+        {APB_WQ_FP, APB_AQ_FP, 0, "resnet20"},      {APB_WQ_PRUNE_BINARY, APB_AQ_FP, 1, "convnet"},
+        {APB_WQ_PRUNE_BINARY, APB_AQ_BINARY, 0, "resnet20"},
     };
-    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        apb_model_cfg c = resnet_cfg(cases[k].arch, cases[k].wq, cases[k].aq);
-        if (!strcmp(cases[k].arch, "convnet"))
+    for (size_t k = 0; k < 2 * sizeof cases / sizeof cases[0]; k++) {
+        /* every case twice: 30% kept (pruned + binarized stores a bitmap), then
+         * 2% kept (it stores indices) */
+        int dense = k < sizeof cases / sizeof cases[0];
+        size_t ci = k % (sizeof cases / sizeof cases[0]);
+        apb_model_cfg c = resnet_cfg(cases[ci].arch, cases[ci].wq, cases[ci].aq);
+        if (!strcmp(cases[ci].arch, "convnet"))
             c.in_c = 1, c.in_h = c.in_w = 28;
-        c.per_channel = cases[k].per_channel;
+        c.per_channel = cases[ci].per_channel;
         apb_model *m;
         CHECK_OK(apb_random_model_cfg(&c, 0.03, 9, &m));
         for (int i = 0; i < m->nlayers; i++) /* prune 70% of each pruned layer */
             if (m->layers[i].mask)
                 for (int64_t j = 0; j < m->layers[i].w.numel; j++)
-                    m->layers[i].mask[j] = j % 10 < 3;
+                    m->layers[i].mask[j] = dense ? j % 10 < 3 : j % 50 == 0;
         char what[96];
-        snprintf(what, sizeof what, "%s %s/%s%s", cases[k].arch, apb_wquant_name(c.wq),
-                 apb_aquant_name(c.aq), c.per_channel ? " per-channel" : "");
+        snprintf(what, sizeof what, "%s %s/%s%s%s", cases[ci].arch, apb_wquant_name(c.wq),
+                 apb_aquant_name(c.aq), c.per_channel ? " per-channel" : "", dense ? "" : " sparse");
         CHECK(accounting_agrees(m, what) == 0);
         apb_model_free(m);
     }
