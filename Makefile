@@ -71,12 +71,18 @@ MAIN_OBJ  := $(call obj,cli/main.c)
 all: $(BUILD)/apb $(BUILD)/libapbrt.a $(BUILD)/libapbrt.so $(BUILD)/run_tests
 
 # Set-up: install missing Debian packages as root, or print the exact command.
-# Every object waits for it (order-only), so `make -j` cannot compile first.
+# Every object waits for it (order-only), so `make -j` cannot compile first;
+# `make deps` runs the check now, whatever the stamp says.
 check-deps: $(BUILD)/.deps-ok
 $(BUILD)/.deps-ok: .ci/deps.sh
 	@mkdir -p $(BUILD)
 	@sh .ci/deps.sh
 	@touch $@
+
+deps:
+	@mkdir -p $(BUILD)
+	@sh .ci/deps.sh
+	@touch $(BUILD)/.deps-ok
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)

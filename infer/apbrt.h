@@ -95,7 +95,7 @@ typedef struct {
     long params;             /* weights (conv/linear) or values (BN); biases not included */
     long fp_params;          /* of those, stored in full precision (APB: outliers) */
     long bias;               /* bias values */
-    double bits;             /* paper formula (apb-method.md section 4), bias included */
+    double bits;             /* paper formula (docs/METHOD.md, memory accounting), bias included */
     double weight_bits;      /* the same without the bias (compressed-weight accounting) */
     int compressed;          /* 1 for APB / Q2 layers */
     size_t bytes;            /* bytes of this layer in the file (record + section) */

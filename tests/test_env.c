@@ -381,3 +381,61 @@ APB_TEST(test_env_bench_model_defaults_and_baseline)
     free(err);
     return 0;
 }
+
+/* ---- the repository's own pointers ---- */
+
+/* Every relative link in README.md names a file inside the repository. */
+APB_TEST(test_env_readme_links_stay_in_the_repository)
+{
+    unsigned char *buf;
+    size_t n;
+    CHECK_OK(apb_file_read("README.md", &buf, &n));
+    char *s = (char *)realloc(buf, n + 1);
+    CHECK(s);
+    s[n] = 0;
+    int links = 0;
+    for (const char *p = strstr(s, "]("); p; p = strstr(p + 2, "](")) {
+        const char *e = strchr(p + 2, ')');
+        CHECK(e && e - p < 300);
+        char target[300];
+        snprintf(target, sizeof target, "%.*s", (int)(e - p - 2), p + 2);
+        if (strstr(target, "://"))
+            continue;
+        struct stat st;
+        CHECK_MSG(strncmp(target, "../", 3) && target[0] != '/',
+                  "README.md links %s, outside the repository", target);
+        CHECK_MSG(stat(target, &st) == 0, "README.md links %s, which does not exist", target);
+        links++;
+    }
+    /* and names no file outside the repository in plain text either */
+    CHECK_MSG(!strstr(s, "../shared"), "README.md mentions ../shared");
+    CHECK(links >= 5);
+    free(s);
+    return 0;
+}
+
+/* The CI time is quoted once, in README.md; `make deps` really checks the packages. */
+APB_TEST(test_env_ci_and_make_deps)
+{
+    unsigned char *buf;
+    size_t n;
+    CHECK_OK(apb_file_read(".ci/run", &buf, &n));
+    char *s = (char *)realloc(buf, n + 1);
+    CHECK(s);
+    s[n] = 0;
+    for (const char *p = s; *p; p++) {
+        int a, b;
+        char u;
+        CHECK_MSG(!(sscanf(p, "%d%c%d", &a, &u, &b) == 3 && (u == 'm' || u == ':')) &&
+                      !(sscanf(p, "%d min%c", &a, &u) == 2),
+                  ".ci/run quotes a duration (README.md has the CI time): '%.30s'", p);
+    }
+    free(s);
+    char out[4096];
+    FILE *f = popen("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -n deps 2>&1", "r");
+    CHECK(f);
+    size_t got = fread(out, 1, sizeof out - 1, f);
+    out[got] = 0;
+    CHECK_MSG(pclose(f) == 0 && strstr(out, ".ci/deps.sh"), "make -n deps: '%s'", out);
+    return 0;
+}

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "apbrt.h"
+#include "fileio.h"
 #include "test.h"
 #include "test_infer_util.h"
 
@@ -76,6 +77,33 @@ APB_TEST(test_infer_embed_example_runs)
     snprintf(cmd, sizeof cmd, "%s %s/nothing.apb 2>&1", exe, apb_test_tmpdir());
     rc = run_cmd(cmd, out, sizeof out);
     CHECK_MSG(rc != 0 && strstr(out, "nothing.apb"), "missing model: '%s'", out);
+    return 0;
+}
+
+/* README section 4 shows the whole of docs/embed_example.c (which the tests
+ * compile and run), not an excerpt that drifts from it. */
+APB_TEST(test_infer_embed_readme_shows_the_example)
+{
+    unsigned char *readme, *example;
+    size_t rn, en;
+    CHECK_OK(apb_file_read("README.md", &readme, &rn));
+    CHECK_OK(apb_file_read("docs/embed_example.c", &example, &en));
+    char *r = (char *)realloc(readme, rn + 1);
+    CHECK(r);
+    r[rn] = 0;
+    const char *block = strstr(r, "```c\n");
+    CHECK_MSG(block, "README.md has no ```c block");
+    block += 5;
+    const char *end = strstr(block, "```");
+    CHECK(end);
+    size_t bn = (size_t)(end - block);
+    size_t same = 0;
+    while (same < bn && same < en && block[same] == (char)example[same])
+        same++;
+    CHECK_MSG(bn == en && same == en, "README's C block differs from docs/embed_example.c at "
+              "byte %zu (block %zu bytes, file %zu): '%.60s'", same, bn, en, block + same);
+    free(r);
+    free(example);
     return 0;
 }
 
