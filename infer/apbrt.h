@@ -93,11 +93,11 @@ typedef struct {
     int out_c, out_h, out_w; /* output shape of one sample */
     int kh, kw, stride, pad;
     long params;             /* weights (conv/linear) or values (BN); biases not included */
-    long fp_params;          /* of those, stored in full precision (APB: outliers) */
+    long fp_params;          /* of those, kept in full precision (APB: outliers; pruned: kept) */
     long bias;               /* bias values */
-    double bits;             /* paper formula (docs/METHOD.md, memory accounting), bias included */
+    double bits;             /* paper formula (docs/METHOD.md "Memory accounting"), bias included */
     double weight_bits;      /* the same without the bias (compressed-weight accounting) */
-    int compressed;          /* 1 for APB / Q2 layers */
+    int compressed;          /* 1 for APB, binary, 2-bit and pruned layers */
     size_t bytes;            /* bytes of this layer in the file (record + section) */
     int fused;               /* 1 when this layer runs fused into the previous one */
     const char *kernel;      /* conv/linear: "sgemm" or the bit GEMM "1x1", "1x2", "2x2"; else "" */

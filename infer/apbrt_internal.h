@@ -17,7 +17,8 @@
 #include "status.h"
 
 #define APBRT_MAGIC "APBMODEL"
-#define APBRT_VERSION 1u
+#define APBRT_VERSION 2u        /* written; version 1 files (no accounting words) still load */
+#define APBRT_VERSION_MIN 1u
 #define APBRT_HEADER_SIZE 64u
 #define APBRT_SECENTRY_SIZE 32u
 #define APBRT_REC_SIZE 96u
@@ -44,6 +45,9 @@ typedef struct {
     int channels, k, pstride, ppad, has_bias;
     long nnz;        /* APB: outliers stored in the residual */
     int index_width; /* APB: bytes per CSR column index (2 or 4); 0 otherwise */
+    int compression; /* APBRT_C_*: how training compressed the weights (accounting only) */
+    long kept;       /* APBRT_C_PRUNED: weights kept */
+    int scales;      /* APBRT_C_APB / BINARY: learned scales, 1 or cout */
 } apbrt_rec;
 
 enum {
@@ -106,6 +110,9 @@ static inline void apbrt_wrf(unsigned char *p, float f)
 }
 
 const char *apbrt_kind_name(int kind);
+/* NULL when the accounting words of conv/linear record r (K = cin*kh*kw) are
+ * consistent with its storage kind, else what is wrong (writer and loader). */
+const char *apbrt_accounting_problem(const apbrt_rec *r, long K);
 
 /* ---- the loaded model ---- */
 

@@ -79,8 +79,32 @@ static int is_elementwise(int kind)
 }
 
 /* Parses and checks one 96-byte record; propagates shapes through the slots. */
+const char *apbrt_accounting_problem(const apbrt_rec *r, long K)
+{
+    switch (r->compression) {
+    case APBRT_C_STORED:
+        return r->kept || r->scales ? "accounting counts set without a compression kind" : NULL;
+    case APBRT_C_APB:
+    case APBRT_C_BINARY:
+        if (r->wkind != APBRT_W_APB)
+            return "APB/binary compression needs APB storage";
+        if (r->kept || (r->scales != 1 && r->scales != r->cout))
+            return "APB/binary compression needs 1 or cout scales and no kept count";
+        return NULL;
+    case APBRT_C_Q2:
+        return r->wkind != APBRT_W_Q2 || r->kept || r->scales ? "2-bit compression needs Q2 storage"
+                                                               : NULL;
+    case APBRT_C_PRUNED:
+        if (r->wkind != APBRT_W_FP32 || r->scales)
+            return "pruning needs FP32 storage and no scales";
+        return r->kept < 0 || r->kept > K * r->cout ? "more kept weights than weights" : NULL;
+    default:
+        return "unknown compression kind";
+    }
+}
+
 static apb_status read_record(const char *name, const unsigned char *p, int i, apbrt_model *m,
-                              int *sdef, int (*sshape)[3])
+                              int *sdef, int (*sshape)[3], uint32_t version)
 {
     apbrt_rt_layer *L = &m->layers[i];
     apbrt_rec *r = &L->r;
@@ -92,16 +116,16 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
         return apb_fail(APB_EFORMAT, "%s: %s: layer %d: unknown kind %u", name, ctx, i, w[0]);
     const char *kn = apbrt_kind_name((int)w[0]);
 #define BAD(...) apb_fail(APB_EFORMAT, "%s: GRAPH: layer %d (%s): " __VA_ARGS__)
-    for (int k = 21; k < 24; k++)
+    for (int k = version < 2 ? 21 : 24; k < 24; k++)
         if (w[k])
-            return BAD("reserved word %d is %u, not 0", name, i, kn, k, w[k]);
+            return BAD("reserved word %d is %u, not 0 (version %u)", name, i, kn, k, w[k], version);
     if (w[1] >= (uint32_t)m->nslots || w[3] >= (uint32_t)m->nslots ||
         (w[0] == APBRT_ADD && w[2] >= (uint32_t)m->nslots))
         return BAD("slot out of range (in=%u in2=%u out=%u, %d slots)", name, i, kn, w[1], w[2],
                    w[3], m->nslots);
     /* Small bounded fields first: everything below fits an int. */
-    for (int k = 4; k < 21; k++)
-        if (k != 12 && k != 13 && k != 19 && w[k] > APBRT_MAX_DIM)
+    for (int k = 4; k < 24; k++)
+        if (k != 12 && k != 13 && k != 19 && k != 22 && w[k] > APBRT_MAX_DIM)
             return BAD("field %d = %u out of range", name, i, kn, k, w[k]);
     r->kind = (int)w[0], r->in = (int)w[1], r->in2 = (int)w[2], r->out = (int)w[3];
     r->cin = (int)w[4], r->cout = (int)w[5], r->kh = (int)w[6], r->kw = (int)w[7];
@@ -110,6 +134,7 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
     r->act_step = as.f, r->wstep = ws.f;
     r->channels = (int)w[14], r->k = (int)w[15], r->pstride = (int)w[16], r->ppad = (int)w[17];
     r->has_bias = (int)w[18], r->nnz = (long)w[19], r->index_width = (int)w[20];
+    r->compression = (int)w[21], r->kept = (long)w[22], r->scales = (int)w[23];
     if (!sdef[r->in])
         return BAD("reads slot %d before any layer writes it", name, i, kn, r->in);
     if (r->kind == APBRT_ADD && !sdef[r->in2])
@@ -118,7 +143,8 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
     long oc = L->ic, oh = L->ih, ow = L->iw;
     int conv_like = r->kind == APBRT_CONV || r->kind == APBRT_LINEAR;
     if (!conv_like && (r->cin || r->cout || r->kh || r->kw || r->stride || r->pad || r->wkind ||
-                       r->akind || w[12] || w[13] || r->has_bias || r->nnz || r->index_width))
+                       r->akind || w[12] || w[13] || r->has_bias || r->nnz || r->index_width ||
+                       r->compression || r->kept || r->scales))
         return BAD("has convolution fields set", name, i, kn);
     if (r->kind != APBRT_BN && r->channels)
         return BAD("has channels set", name, i, kn);
@@ -173,6 +199,10 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
                            L->K * r->cout);
         } else if (r->nnz || r->index_width) {
             return BAD("residual fields set on a non-APB layer", name, i, kn);
+        }
+        const char *acct = apbrt_accounting_problem(r, L->K);
+        if (acct) {
+            return BAD("%s", name, i, kn, acct);
         }
         break;
     }
@@ -430,9 +460,9 @@ apb_status apbrt_load_impl(const void *buf, size_t size, const char *name, int v
     if (memcmp(b, APBRT_MAGIC, 8))
         return apb_fail(APB_EFORMAT, "%s: not a .apb model (bad magic)", name);
     uint32_t version = apbrt_rd32(b + 8);
-    if (version != APBRT_VERSION)
-        return apb_fail(APB_EFORMAT, "%s: format version %u, this runtime reads version %u", name,
-                        version, APBRT_VERSION);
+    if (version < APBRT_VERSION_MIN || version > APBRT_VERSION)
+        return apb_fail(APB_EFORMAT, "%s: format version %u, this runtime reads versions %u to %u",
+                        name, version, APBRT_VERSION_MIN, APBRT_VERSION);
     if (apb_crc32(0, b, 36) != apbrt_rd32(b + 36))
         return apb_fail(APB_EFORMAT, "%s: header CRC mismatch (corrupted header)", name);
     uint64_t fsize = apbrt_rd64(b + 16);
@@ -612,7 +642,8 @@ apb_status apbrt_load_impl(const void *buf, size_t size, const char *name, int v
     sshape[0][0] = m->in_c, sshape[0][1] = m->in_h, sshape[0][2] = m->in_w;
     for (int i = 0; i < m->nlayers; i++) {
         layer_sec[i] = -1;
-        if ((st = read_record(name, b + secs[graph].off + (size_t)i * APBRT_REC_SIZE, i, m, sdef, sshape)))
+        if ((st = read_record(name, b + secs[graph].off + (size_t)i * APBRT_REC_SIZE, i, m, sdef,
+                              sshape, version)))
             goto done;
         m->layers[i].file_bytes = APBRT_REC_SIZE;
     }

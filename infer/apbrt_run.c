@@ -573,6 +573,33 @@ void apbrt_profile_reset(apbrt_model *m)
         m->layers[i].seconds = 0.0;
 }
 
+/* The compression a layer's accounting follows: its record's, or for version-1
+ * files (no accounting words) what the storage kind says. */
+static int layer_compression(const apbrt_rec *r)
+{
+    if (r->compression != APBRT_C_STORED)
+        return r->compression;
+    return r->wkind == APBRT_W_APB ? APBRT_C_APB : r->wkind == APBRT_W_Q2 ? APBRT_C_Q2 : APBRT_C_STORED;
+}
+
+/* Bits of a position index: floor(log2(weights of the largest compressed
+ * layer)) + 1, one width for the whole model (the rule training uses too,
+ * models/model.c apb_model_memory_stats). */
+static int model_index_bits(const apbrt_model *m)
+{
+    long largest = 1;
+    for (int i = 0; i < m->nlayers; i++) {
+        const apbrt_rec *r = &m->layers[i].r;
+        if ((r->kind == APBRT_CONV || r->kind == APBRT_LINEAR) && layer_compression(r) != APBRT_C_STORED &&
+            (long)r->cout * m->layers[i].K > largest)
+            largest = (long)r->cout * m->layers[i].K;
+    }
+    int ib = 0;
+    while ((1L << ib) <= largest)
+        ib++;
+    return ib;
+}
+
 int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
 {
     if (!m || i < 0 || i >= m->nlayers)
@@ -601,19 +628,29 @@ int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
         long nw = (long)r->cout * L->K;
         info->params = nw;
         info->bias = r->has_bias ? r->cout : 0;
-        if (r->wkind == APBRT_W_FP32) {
+        int ib = model_index_bits(m), scales = r->scales ? r->scales : 1;
+        info->compressed = 1;
+        switch (layer_compression(r)) {
+        case APBRT_C_APB:
+            info->fp_params = r->nnz;
+            info->weight_bits = (double)nw + (double)r->nnz * (32 + ib) + 64.0 * scales;
+            break;
+        case APBRT_C_BINARY:
+            info->weight_bits = (double)nw + 32.0 * scales;
+            break;
+        case APBRT_C_Q2:
+            info->weight_bits = 2.0 * nw + 32.0;
+            break;
+        case APBRT_C_PRUNED:
+            info->fp_params = r->kept;
+            info->weight_bits = (double)r->kept * (32 + ib);
+            break;
+        default:
+            info->compressed = 0;
             info->fp_params = nw;
             info->weight_bits = 32.0 * nw;
-        } else if (r->wkind == APBRT_W_APB) {
-            int idx_bits = (int)floor(log2((double)nw)) + 1;
-            info->fp_params = r->nnz;
-            info->weight_bits = (double)nw + (double)r->nnz * (32 + idx_bits) + 64.0;
-            info->compressed = 1;
-        } else {
-            info->weight_bits = 2.0 * nw + 32.0;
-            info->compressed = 1;
         }
-        info->bits = info->weight_bits + 32.0 * info->bias;
+        info->bits = info->weight_bits + 32.0 * info->bias + (r->akind == APBRT_A_Q2 ? 32.0 : 0.0);
     } else if (r->kind == APBRT_BN) {
         info->params = info->fp_params = 2L * r->channels;
         info->bits = info->weight_bits = 64.0 * r->channels;

@@ -145,6 +145,12 @@ static apb_status check_layer(const apbrt_layer_desc *L, int i, apbrt_rec *r)
                                 kn, L->wstep);
             r->wstep = L->wstep;
         }
+        r->compression = L->compression;
+        r->kept = L->kept;
+        r->scales = L->scales;
+        const char *bad = apbrt_accounting_problem(r, (long)r->cin * r->kh * r->kw);
+        if (bad)
+            return apb_fail(APB_EINVAL, "layer %d (%s): %s", i, kn, bad);
         break;
     }
     case APBRT_BN:
@@ -365,6 +371,9 @@ apb_status apbrt_serialize(const apbrt_model_desc *d, unsigned char **buf, size_
         w[18] = (uint32_t)r->has_bias;
         w[19] = (uint32_t)r->nnz;
         w[20] = (uint32_t)r->index_width;
+        w[21] = (uint32_t)r->compression;
+        w[22] = (uint32_t)r->kept;
+        w[23] = (uint32_t)r->scales;
         for (int k = 0; k < 24; k++)
             apbrt_wr32(q + 4 * k, w[k]);
     }

@@ -373,7 +373,7 @@ void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *l
                 fp = apb_apb_count_fp(l->w.data, n, (int)l->alpha.numel, l->alpha.data, l->delta.data);
                 bits = (double)n + (double)fp * (32 + ib) + 64.0 * (double)l->alpha.numel;
                 break;
-            case APB_WQ_BINARY: bits = (double)n + 32.0; break;
+            case APB_WQ_BINARY: bits = (double)n + 32.0 * (m->cfg.per_channel ? l->cout : 1); break;
             case APB_WQ_Q2: bits = 2.0 * n + 32.0; break;
             case APB_WQ_PRUNE: {
                 for (int64_t j = 0; j < n; j++)
@@ -389,10 +389,11 @@ void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *l
             if (apb_layer_compressed(l)) {
                 mem->cweights += n;
                 mem->fp_count += fp;
-                mem->cbits += bits - (l->has_bias ? 32.0 * l->cout : 0);
+                /* weights only: the bias and the activation step are not compressed */
+                mem->cbits += bits - (l->has_bias ? 32.0 * l->cout : 0) - (l->aq == APB_AQ_Q2 ? 32 : 0);
             }
         } else if (l->kind == APB_L_BN) {
-            bits = 32.0 * 4 * l->channels; /* gamma, beta, running mean and variance */
+            bits = 32.0 * 2 * l->channels; /* folded into a scale and a shift for inference */
         }
         mem->bits += bits;
         if (layer_bits)

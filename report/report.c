@@ -557,6 +557,10 @@ static apb_status write_plot(const apb_report_cfg *c, const apb_report *r)
     if (!x)
         return apb_fail(APB_ENOMEM, "report: out of memory");
     int ns = 0, k = 0;
+    double xmax = 40; /* room above fp's 32; wider when a point lies beyond (never drop one) */
+    for (int i = 0; i < r->n; i++)
+        if (r->points[i].bits_per_weight * 1.25 > xmax)
+            xmax = r->points[i].bits_per_weight * 1.25;
     for (int mi = 0; mi < NMETHODS; mi++) {
         int first = k;
         for (int i = 0; i < r->n; i++)
@@ -581,7 +585,7 @@ static apb_status write_plot(const apb_report_cfg *c, const apb_report *r)
                        .height = 600,
                        .log_x = 1,
                        .xmin = 0.8,
-                       .xmax = 40};
+                       .xmax = xmax};
     apb_status st = apb_plot_png(r->png_path, &o, s, ns);
     free(x);
     return st;

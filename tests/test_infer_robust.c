@@ -101,10 +101,12 @@ APB_TEST(test_infer_robust_header_and_truncation)
     memcpy(c, buf, size);
     c[0] ^= 0x20;
     CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "magic"));
-    memcpy(c, buf, size);
-    apbrt_wr32(c + 8, 2);
-    fix_crcs(c, size);
-    CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "version"));
+    for (uint32_t v = 0; v <= APBRT_VERSION + 1; v += APBRT_VERSION + 1) { /* 0 and one too new */
+        memcpy(c, buf, size);
+        apbrt_wr32(c + 8, v);
+        fix_crcs(c, size);
+        CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "version"));
+    }
     /* a missing file names the path */
     apbrt_model *m;
     CHECK(apbrt_load("build/test-tmp/does-not-exist.apb", &m) != 0 && m == NULL);
@@ -179,6 +181,63 @@ APB_TEST(test_infer_robust_mutations_behind_crc)
     /* Most mutations must be rejected, and the loader must still accept some
      * (a mutated weight value is a valid model): both sides are exercised. */
     CHECK_MSG(loaded > 0 && loaded < n / 2, "%d of %d mutated files loaded", loaded, n);
+    free(c);
+    free(buf);
+    return 0;
+}
+
+/* The graph section's offset and size, from the section table. */
+static int graph_section(const unsigned char *b, uint64_t *off, uint64_t *sz)
+{
+    uint32_t nsec = apbrt_rd32(b + 24);
+    for (uint32_t k = 0; k < nsec; k++) {
+        const unsigned char *e = b + 64 + k * 32;
+        if (apbrt_rd32(e) == APBRT_SEC_GRAPH) {
+            *off = apbrt_rd64(e + 8);
+            *sz = apbrt_rd64(e + 16);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Version 1 files (no accounting words 21-23) still load and run; in them the
+ * words must be zero, and in version 2 they must agree with the storage kind. */
+APB_TEST(test_infer_robust_version1_and_accounting_words)
+{
+    unsigned char *buf;
+    size_t size;
+    CHECK(make_model(&buf, &size) == 0);
+    CHECK(apbrt_rd32(buf + 8) == APBRT_VERSION);
+    uint64_t goff, gsz;
+    CHECK(graph_section(buf, &goff, &gsz) && gsz % APBRT_REC_SIZE == 0);
+    unsigned char *c = malloc(size);
+    CHECK(c != NULL);
+    memcpy(c, buf, size);
+    int apb_layers = 0;
+    for (uint64_t r = goff; r < goff + gsz; r += APBRT_REC_SIZE) {
+        apb_layers += apbrt_rd32(c + r + 84) == APBRT_C_APB;
+        for (int k = 21; k < 24; k++)
+            apbrt_wr32(c + r + 4 * k, 0);
+    }
+    CHECK_MSG(apb_layers > 0, "the test model has no APB layer marked in word 21");
+    apbrt_wr32(c + 8, 1);
+    fix_crcs(c, size);
+    int bad = 0;
+    CHECK_MSG(try_load(c, size, &bad) == 1 && !bad, "version 1 file refused: %s", apbrt_errmsg());
+    /* version 1 with an accounting word set: refused */
+    apbrt_wr32(c + goff + 84, APBRT_C_APB);
+    fix_crcs(c, size);
+    CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "reserved"));
+    /* version 2: pruned accounting on APB storage is inconsistent */
+    memcpy(c, buf, size);
+    for (uint64_t r = goff; r < goff + gsz; r += APBRT_REC_SIZE)
+        if (apbrt_rd32(c + r + 84) == APBRT_C_APB) {
+            apbrt_wr32(c + r + 84, APBRT_C_PRUNED);
+            break;
+        }
+    fix_crcs(c, size);
+    CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "pruning"));
     free(c);
     free(buf);
     return 0;

@@ -95,7 +95,9 @@ static inline apbrt_layer_desc *ti_conv(ti_model *t, apb_rng *r, int kind, int i
             }
         }
         L->alpha = al;
+        L->compression = APBRT_C_APB, L->scales = 1;
     } else {
+        L->compression = APBRT_C_Q2;
         L->wstep = 0.5f * sc;
         for (long i = 0; i < cout * K; i++)
             w[i] = ((float)(apb_rng_next(r) % 4) - 1.5f) * L->wstep;

@@ -137,11 +137,20 @@ apb_status apb_export_build(apb_model *m, const char *const *class_names, int nc
                 }
                 d->wkind = APBRT_W_APB;
                 d->alpha = a;
+                d->compression = l->wq == APB_WQ_APB ? APBRT_C_APB : APBRT_C_BINARY;
+                d->scales = l->wq == APB_WQ_APB ? (int)l->alpha.numel : m->cfg.per_channel ? l->cout : 1;
             } else if (l->wq == APB_WQ_Q2) {
                 d->wkind = APBRT_W_Q2;
                 d->wstep = l->wstep.data[0];
-            } else
+                d->compression = APBRT_C_Q2;
+            } else {
                 d->wkind = APBRT_W_FP32;
+                if (l->wq == APB_WQ_PRUNE) {
+                    d->compression = APBRT_C_PRUNED;
+                    for (int64_t j = 0; j < l->w.numel; j++)
+                        d->kept += l->mask[j] != 0;
+                }
+            }
             d->bias = l->has_bias ? l->b.data : NULL;
             break;
         }

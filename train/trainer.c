@@ -411,10 +411,26 @@ static apb_status setup_optim(run_state *r)
     return APB_OK;
 }
 
-static void prune_update(apb_model *m, double progress)
+/* Gradual magnitude pruning (Zhu & Gupta): the sparsity follows a cubic ramp
+ * s(p) = target * (1 - (1 - p)^3) over the first `ramp` steps of the run (the
+ * steps before --freeze-at, or all of them), and the masks are recomputed every
+ * `prune_every` steps: at least 16 times over the ramp whatever its length
+ * (every 50 steps at most, as before for long runs), and at the ramp's last step,
+ * where s reaches the target. A run of any length therefore ends at the target
+ * sparsity, and no single update jumps by more than ~1/5 of it. */
+static long prune_every(long ramp)
 {
-    /* gradual magnitude pruning (cubic ramp to the target by `progress` = 1) */
-    double p = progress > 1 ? 1 : progress;
+    long e = ramp / 16;
+    return e < 1 ? 1 : e > 50 ? 50 : e;
+}
+
+static void prune_update(apb_model *m, long gstep, long ramp)
+{
+    long every = prune_every(ramp);
+    if ((gstep + 1) % every != 0 && gstep + 1 != ramp)
+        return;
+    double p = (double)(gstep + 1) / (double)ramp;
+    p = p > 1 ? 1 : p;
     float s = (float)(m->cfg.prune_sparsity * (1.0 - pow(1.0 - p, 3)));
     for (int i = 0; i < m->nlayers; i++) {
         apb_layer *l = &m->layers[i];
@@ -588,6 +604,9 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
 
     int nb = apb_loader_batches_per_epoch(ltr);
     int freeze_epoch = (int)ceil(cfg->freeze_at * cfg->epochs);
+    long prune_ramp = (long)ceil((cfg->freeze_at > 0 ? cfg->freeze_at : 1) * cfg->epochs * nb);
+    if (prune_ramp < 1)
+        prune_ramp = 1;
     int has_quant = 0, has_prune = 0;
     for (int i = 0; i < r.model->nlayers; i++) {
         has_quant |= r.model->layers[i].alpha.data != NULL;
@@ -635,8 +654,8 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             double t = (double)gstep / nb;
             lr = apb_sched_lr(APB_SCHED_COSINE, cfg->lr, t, cfg->epochs, cfg->warmup, 0, 0);
             apb_optim_set_lr(r.opt, lr);
-            if (has_prune && (b % 50 == 0))
-                prune_update(r.model, t / (cfg->epochs * (cfg->freeze_at > 0 ? cfg->freeze_at : 1)));
+            if (has_prune)
+                prune_update(r.model, gstep, prune_ramp);
             apb_var *logits, *loss;
             int corr = 0;
             if ((s = apb_model_forward(r.model, &g, (float *)x, bn, &logits)))
