@@ -249,6 +249,13 @@ APB_TEST(test_env_bad_variables_warn_once)
     CHECK_MSG(rc == 0 && !strstr(err, "warning"), "good values: exit %d, stderr '%s'", rc, err);
     free(out);
     free(err);
+    /* and `apb --help` says what the good values are */
+    rc = cli(NULL, "--help", &out, &err);
+    CHECK_MSG(rc == 0 && strstr(out, "APB_THREADS=N") && strstr(out, "N >= 1") &&
+                  strstr(out, "APB_ISA=ref|avx2|avx512"),
+              "apb --help:\n%s", out);
+    free(out);
+    free(err);
     return 0;
 }
 
