@@ -110,6 +110,28 @@ apb_status apb_dataset_read_names(apb_dataset *ds, const char *path, int want)
     return s;
 }
 
+/* A `~` after `cifar10:` is not at the start of a shell word, so the shell hands
+ * it over literally (the README's own `cifar10:~/data/...`); expand a leading
+ * `~` or `~/` from $HOME here, for every kind. `~user` is left alone. */
+static apb_status expand_home(const char *spec, const char *dir, char *buf, size_t cap,
+                              const char **out)
+{
+    *out = dir;
+    if (!dir || dir[0] != '~' || (dir[1] != 0 && dir[1] != '/'))
+        return APB_OK;
+    const char *home = getenv("HOME");
+    if (!home || !*home)
+        return apb_fail(APB_EINVAL, "dataset %s: cannot expand '~': HOME is not set", spec);
+    size_t hn = strlen(home);
+    while (hn > 1 && home[hn - 1] == '/')
+        hn--;
+    if ((size_t)snprintf(buf, cap, "%.*s%s", (int)hn, home, dir + 1) >= cap)
+        return apb_fail(APB_EINVAL, "dataset %s: path longer than %zu bytes after expanding '~'",
+                        spec, cap - 1);
+    *out = buf;
+    return APB_OK;
+}
+
 apb_status apb_dataset_open(const char *spec, const char *split, apb_dataset **out)
 {
     *out = NULL;
@@ -136,6 +158,8 @@ apb_status apb_dataset_open(const char *spec, const char *split, apb_dataset **o
     const char *dir = colon ? colon + 1 : NULL;
     if (dir && !*dir)
         dir = NULL;
+    char home_dir[4096];
+    APB_TRY(expand_home(spec, dir, home_dir, sizeof home_dir, &dir));
 
     int which;
     if (strcmp(kind, "fashion-mnist") == 0 || strcmp(kind, "fashion_mnist") == 0) {
