@@ -356,6 +356,51 @@ apb_status apb_layer_effective_weight(apb_layer *l, const apb_model_cfg *cfg, fl
 
 /* ---- memory accounting (apb-method.md section 4) ----------------------- */
 
+/* Compressed bits of the model's compressed layers, all pruned + binarized to
+ * sparsity s (kept = round((1 - s) n), as apb_prune_mask_update keeps). */
+static double prune_binary_cbits(const apb_model *m, double s, int ib, int64_t *cw)
+{
+    double bits = 0;
+    *cw = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const apb_layer *l = &m->layers[i];
+        if (!apb_layer_compressed(l))
+            continue;
+        int64_t n = l->w.numel, kept = (int64_t)llround((1.0 - s) * (double)n);
+        bits += apb_bits_prune_binary(n, kept, ib, m->cfg.per_channel ? l->cout : 1);
+        *cw += n;
+    }
+    return bits;
+}
+
+apb_status apb_prune_binary_sparsity(const apb_model *m, double budget, float *sparsity)
+{
+    int64_t largest = 1, cw;
+    for (int i = 0; i < m->nlayers; i++)
+        if (apb_layer_compressed(&m->layers[i]) && m->layers[i].w.numel > largest)
+            largest = m->layers[i].w.numel;
+    int ib = apb_index_bits(largest);
+    double lo = 1e-4, hi = 1 - 1e-4; /* cbits falls as s grows */
+    if (prune_binary_cbits(m, lo, ib, &cw) <= budget * (double)cw)
+        return apb_fail(APB_EINVAL, "pruning + binarization: %g bits/weight is reached without "
+                        "pruning (that is plain binary)", budget);
+    if (!cw || prune_binary_cbits(m, hi, ib, &cw) > budget * (double)cw)
+        return apb_fail(APB_EINVAL, "pruning + binarization: %g bits/weight is below what "
+                        "pruning 99.99%% of the weights costs", budget);
+    for (int it = 0; it < 60; it++) {
+        double mid = 0.5 * (lo + hi);
+        if (prune_binary_cbits(m, mid, ib, &cw) <= budget * (double)cw)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    *sparsity = (float)hi;
+    /* the float may round below hi: step up until the budget holds */
+    while (prune_binary_cbits(m, *sparsity, ib, &cw) > budget * (double)cw)
+        *sparsity = nextafterf(*sparsity, 1.0f);
+    return APB_OK;
+}
+
 void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *layer_bits,
                             int64_t *layer_fp)
 {

@@ -121,6 +121,13 @@ typedef struct {
 void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *layer_bits,
                             int64_t *layer_fp);
 
+/* The sparsity at which pruning + binarization (every compressed layer at the
+ * same sparsity, as the trainer prunes) costs at most `budget` bits per
+ * compressed weight, keeping as many weights as the budget allows. The
+ * model's compressed layers are taken as APB_WQ_PRUNE_BINARY whatever their
+ * quantizer. APB_EINVAL when no sparsity in (0, 1) is needed or enough. */
+apb_status apb_prune_binary_sparsity(const apb_model *m, double budget, float *sparsity);
+
 /* Effective weight Q(W) of a conv/linear layer as the training graph uses it
  * (eval mode), written to out [numel(w)]. */
 apb_status apb_layer_effective_weight(apb_layer *l, const apb_model_cfg *cfg, float *out);

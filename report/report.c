@@ -57,6 +57,7 @@ static const struct {
     {"prune", "magnitude pruning", APB_REPORT_PRUNE, APB_MARKER_PLUS, 0x2ca02c},
     {"apb", "APB", APB_REPORT_APB, APB_MARKER_CIRCLE, 0x1f77b4},
     {"apb-actbin", "APB + binary act.", APB_REPORT_APB_ACTBIN, APB_MARKER_CROSS, 0x9467bd},
+    {"prune-binary", "pruning + binary", APB_REPORT_PRUNE_BINARY, APB_MARKER_DIAMOND, 0x8c564b},
 };
 #define NMETHODS ((int)(sizeof METHODS / sizeof METHODS[0]))
 
@@ -85,7 +86,8 @@ apb_status apb_report_methods_parse(const char *s, unsigned *methods)
             m |= APB_REPORT_ALL;
         else if (i == NMETHODS)
             return apb_fail(APB_EINVAL,
-                            "--methods: unknown method '%s' (fp, binary, q2, prune, apb, apb-actbin, all)",
+                            "--methods: unknown method '%s' (fp, binary, q2, prune, apb, apb-actbin, "
+                            "prune-binary, all)",
                             tok);
         else
             m |= METHODS[i].flag;
@@ -150,7 +152,7 @@ static int plan_points(const apb_report_cfg *c, point_plan *p, int max)
         }                                                                          \
         n++;                                                                       \
     } while (0)
-    char pt[32], q[16];
+    char pt[32], q[24];
     const char *act = apb_aquant_name((apb_aquant)c->act);
     ADD("fp", "fp", "fp", "fp", 0.0);
     p[0].wq = APB_WQ_FP;
@@ -182,6 +184,17 @@ static int plan_points(const apb_report_cfg *c, point_plan *p, int max)
             ADD("apb", pt, "apb", act, c->budgets[i]);
             if (n <= max) {
                 p[n - 1].wq = APB_WQ_APB;
+                p[n - 1].budget_bits = (float)c->budgets[i];
+            }
+        }
+    /* the sparsity of these is derived from the budget once the fp start exists
+     * (plan_prune_binary) */
+    if (c->methods & APB_REPORT_PRUNE_BINARY)
+        for (int i = 0; i < c->nbudgets; i++) {
+            snprintf(pt, sizeof pt, "prune-binary%g", c->budgets[i]);
+            ADD("prune-binary", pt, "prune-binary", act, c->budgets[i]);
+            if (n <= max) {
+                p[n - 1].wq = APB_WQ_PRUNE_BINARY;
                 p[n - 1].budget_bits = (float)c->budgets[i];
             }
         }
@@ -222,7 +235,7 @@ static void point_train_cfg(const apb_report_cfg *c, const point_plan *p, const 
     t->model.wq = p->wq;
     t->model.aq = p->aq;
     t->model.prune_sparsity = p->sparsity;
-    t->budget_bits = p->budget_bits;
+    t->budget_bits = p->wq == APB_WQ_APB ? p->budget_bits : 0;
     t->epochs = p->epochs;
     if (c->batch > 0)
         t->batch = c->batch;
@@ -371,6 +384,40 @@ static apb_status measure_latency(const char *path, int runs, int threads, doubl
     free(t);
     apbrt_free(m);
     apbrt_set_threads(saved);
+    return s;
+}
+
+/* Pruning + binarization at the same memory as APB at budget B: every
+ * compressed layer pruned to the one sparsity at which the model costs B bits
+ * per compressed weight (apb_prune_binary_sparsity), computed on the model the
+ * fp start's geometry gives. APB_EINVAL when B needs no pruning or cannot be
+ * met: the caller skips the point. */
+static apb_status plan_prune_binary(const apb_report_cfg *c, point_plan *p)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/fp/last.ckpt", c->out_dir);
+    apb_ckpt *ck = malloc(sizeof *ck);
+    if (!ck)
+        return apb_fail(APB_ENOMEM, "out of memory");
+    apb_status s = apb_ckpt_load(path, ck);
+    if (s) {
+        free(ck);
+        return s;
+    }
+    apb_model_cfg mc = ck->meta.model;
+    apb_ckpt_free(ck);
+    free(ck);
+    mc.wq = APB_WQ_PRUNE_BINARY;
+    mc.aq = p->aq;
+    apb_model *m;
+    APB_TRY(apb_model_build(&mc, 1, &m));
+    float sp = 0;
+    s = apb_prune_binary_sparsity(m, p->budget_bits, &sp);
+    apb_model_free(m);
+    if (!s) {
+        p->sparsity = sp;
+        snprintf(p->r.quant, sizeof p->r.quant, "prune-binary:%.4f", sp);
+    }
     return s;
 }
 
@@ -664,7 +711,7 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
         return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
                         c->actbin_budget);
     APB_TRY(apb_mkdirs(c->out_dir));
-    int max = 4 + c->nsparsities + c->nbudgets;
+    int max = 4 + c->nsparsities + 2 * c->nbudgets;
     point_plan *plan = calloc((size_t)max, sizeof *plan);
     out->points = calloc((size_t)max, sizeof *out->points);
     if (!plan || !out->points) {
@@ -699,6 +746,14 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
         /* the fp point is the common start of every other one: trained once */
         int runs = plan[i].from_fp ? nseeds : 1;
         apb_report_point first = {0};
+        if (plan[i].wq == APB_WQ_PRUNE_BINARY && (s = plan_prune_binary(c, &plan[i]))) {
+            if (s != APB_EINVAL)
+                break;
+            progress(c, "[%d/%d] %s: skipped: %s", i + 1, n, plan[i].r.point, apb_errmsg());
+            apb_clear_error();
+            s = APB_OK;
+            continue;
+        }
         for (int k = 0; k < runs && !s; k++) {
             s = run_point(c, &plan[i], k, i, n);
             acc[k] = plan[i].r.test_acc;

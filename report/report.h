@@ -44,7 +44,8 @@ enum {
     APB_REPORT_PRUNE = 1 << 3,
     APB_REPORT_APB = 1 << 4,
     APB_REPORT_APB_ACTBIN = 1 << 5,
-    APB_REPORT_ALL = (1 << 6) - 1
+    APB_REPORT_PRUNE_BINARY = 1 << 6, /* pruning + binarization at each APB budget */
+    APB_REPORT_ALL = (1 << 7) - 1
 };
 
 #define APB_REPORT_MAX_LIST 16
@@ -90,11 +91,13 @@ apb_status apb_report_methods_parse(const char *s, unsigned *methods);
 apb_status apb_report_list_parse(const char *s, double *v, int max, int *n);
 
 typedef struct {
-    char method[16];     /* fp, binary, q2, prune, apb, apb-actbin */
-    char point[32];      /* directory name: fp, binary, q2, prune0.5, apb1.3, apb1.3-actbin */
-    char quant[16];      /* weight quantizer: fp, binary, q2, prune:0.5, apb */
+    char method[16];     /* fp, binary, q2, prune, apb, apb-actbin, prune-binary */
+    char point[32];      /* directory name: fp, binary, q2, prune0.5, apb1.3, apb1.3-actbin,
+                            prune-binary1.3 */
+    char quant[24];      /* weight quantizer: fp, binary, q2, prune:0.5, apb, prune-binary:S */
     char act[8];         /* activation quantizer: fp, binary */
-    double budget;       /* APB budget (bits/weight), sparsity for pruning, 0 otherwise */
+    double budget;       /* APB and prune-binary budget (bits/weight), sparsity for pruning,
+                            0 otherwise */
     double test_acc;     /* top-1 %, final model; the mean over seeds */
     double test_acc_std; /* sample standard deviation over seeds (0 with one) */
     int nseeds;          /* runs behind test_acc */

@@ -358,3 +358,51 @@ APB_TEST(test_models_memory_accounting_one_rule)
     }
     return 0;
 }
+
+/* Pruning + binarization at the memory of an APB budget: the sparsity found
+ * meets the budget once the masks are applied, one step less pruning would
+ * not, and budgets that need no pruning or cannot be met are refused. */
+APB_TEST(test_models_prune_binary_sparsity_meets_budget)
+{
+    static const double budgets[] = {1.1, 1.3, 1.6, 0.5};
+    for (int k = 0; k < 4; k++) {
+        apb_model_cfg c = resnet_cfg("resnet20", APB_WQ_PRUNE_BINARY, APB_AQ_BINARY);
+        apb_model *m;
+        CHECK_OK(apb_model_build(&c, 4, &m));
+        float sp = 0;
+        apb_status s = apb_prune_binary_sparsity(m, budgets[k], &sp);
+        if (budgets[k] < 1) {
+            /* bits of 99.99% pruned resnet20: still above half a bit? no: refuse only
+             * what cannot be met; 0.5 bits is met by heavy pruning */
+            CHECK_MSG(s == APB_OK && sp > 0.9f, "0.5 bits: status %d sparsity %g", s, sp);
+        } else {
+            CHECK_OK(s);
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            float use = pass ? nextafterf(sp, 0.0f) * 0.999f : sp;
+            for (int i = 0; i < m->nlayers; i++)
+                if (m->layers[i].mask)
+                    apb_prune_mask_update(m->layers[i].w.data, m->layers[i].w.numel, use,
+                                          m->layers[i].mask);
+            apb_model_memory mem;
+            apb_model_memory_stats(m, &mem, NULL, NULL);
+            if (pass == 0)
+                CHECK_MSG(mem.bits_per_weight <= budgets[k] &&
+                              mem.bits_per_weight > budgets[k] * 0.98,
+                          "budget %g: sparsity %g gives %.5f bits/weight", budgets[k], sp,
+                          mem.bits_per_weight);
+            else
+                CHECK_MSG(mem.bits_per_weight > budgets[k], "budget %g: less pruning (%g) still "
+                          "fits (%.5f bits/weight)", budgets[k], use, mem.bits_per_weight);
+        }
+        apb_model_free(m);
+    }
+    apb_model_cfg c = resnet_cfg("resnet20", APB_WQ_PRUNE_BINARY, APB_AQ_FP);
+    apb_model *m;
+    CHECK_OK(apb_model_build(&c, 4, &m));
+    float sp;
+    CHECK(apb_prune_binary_sparsity(m, 3.0, &sp) == APB_EINVAL);   /* no pruning needed */
+    CHECK(apb_prune_binary_sparsity(m, 0.001, &sp) == APB_EINVAL); /* cannot be met */
+    apb_model_free(m);
+    return 0;
+}
