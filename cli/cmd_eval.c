@@ -26,6 +26,14 @@ void apb_print_memory_table(FILE *f, const apb_model *m)
                 apb_aquant_name(l->aq), (long long)l->w.numel, (long long)lfp[i], lb[i],
                 lb[i] / (double)l->w.numel);
     }
+    /* nothing compressed: say full precision, not "0 bits/weight" */
+    if (mem.cweights == 0) {
+        fprintf(f, "total: %lld conv/linear weights, none compressed (100%% full precision)\n",
+                (long long)mem.weights);
+        fprintf(f, "model: %.0f bits = %.0f bytes (paper formula, BN and biases at 32 bits); weights: 32 bits/weight (fp)\n",
+                mem.bits, mem.bits / 8);
+        return;
+    }
     fprintf(f, "total: %lld conv/linear weights, %lld compressed (%lld full precision = %.3f%%), index bits %d\n",
             (long long)mem.weights, (long long)mem.cweights, (long long)mem.fp_count,
             100 * mem.fp_fraction, mem.index_bits);

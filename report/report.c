@@ -703,13 +703,12 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
     for (int i = 0; i < c->nsparsities; i++)
         if (!(c->sparsities[i] > 0 && c->sparsities[i] < 1))
             return apb_fail(APB_EINVAL, "report: sparsity %g is not in (0, 1)", c->sparsities[i]);
+    /* the same rule as `apb train --budget-bits` */
     for (int i = 0; i < c->nbudgets; i++)
-        if (!(c->budgets[i] >= 1 && c->budgets[i] < 32))
-            return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
-                            c->budgets[i]);
-    if ((c->methods & APB_REPORT_APB_ACTBIN) && !(c->actbin_budget >= 1 && c->actbin_budget < 32))
-        return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
-                        c->actbin_budget);
+        if (apb_budget_bits_check(c->budgets[i]))
+            return apb_fail_context(APB_EINVAL, "report");
+    if ((c->methods & APB_REPORT_APB_ACTBIN) && apb_budget_bits_check(c->actbin_budget))
+        return apb_fail_context(APB_EINVAL, "report");
     APB_TRY(apb_mkdirs(c->out_dir));
     int max = 4 + c->nsparsities + 2 * c->nbudgets;
     point_plan *plan = calloc((size_t)max, sizeof *plan);

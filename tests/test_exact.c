@@ -472,7 +472,7 @@ APB_TEST(test_exact_cli_train_export_eval)
     char cmd[4096], path[1200], apbf[1200], evalf[1200];
     snprintf(cmd, sizeof cmd,
              "%s train --data fashion-mnist --model convnet --quant apb --act binary "
-             "--limit-train 512 --limit-test %d --epochs 1 --batch 64 --threads 2 --seed 7 --quiet --out %s/run",
+             "--limit-train 512 --limit-test %d --epochs 1 --batch 64 --threads 2 --seed 7 --quiet --force --out %s/run",
              apb_test_cli(), NTEST, dir);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     snprintf(path, sizeof path, "%s/run/last.ckpt", dir);
