@@ -49,6 +49,9 @@ static void usage(FILE *f)
             "  --label-smoothing X (default %g)  --warmup EPOCHS (default %g)\n"
             "  --img-size S       folder datasets: input side (default 224)\n"
             "  --limit-train N --limit-test N   use only the first N images (default 0 = all)\n"
+            "  --val N            hold N training images out as a validation set (chosen by the\n"
+            "                     data and N only); best.ckpt then follows validation accuracy,\n"
+            "                     log.csv gains val_loss,val_acc (default 0: none)\n"
             "  --init CKPT        start from a (full-precision) checkpoint; never overwritten\n"
             "  --out DIR          run folder: log.csv, last.ckpt (every epoch), best.ckpt.\n"
             "                     A folder that already holds a run is refused\n"
@@ -108,6 +111,7 @@ static const char *opt_text(const apb_train_cfg *c, const char *opt, int prec, c
         {"--img-size", 'i', .i = c->img_size},
         {"--limit-train", 'i', .i = c->limit_train},
         {"--limit-test", 'i', .i = c->limit_test},
+        {"--val", 'i', .i = c->val},
         {"--seed", 'i', .i = (long long)c->seed},
         {"--init", 's', .s = c->init_ckpt},
     };
@@ -370,6 +374,8 @@ int apb_cmd_train(int argc, char **argv)
         else if (apb_opt_int(argc, argv, &i, "--img-size", &c->img_size, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--limit-train", &c->limit_train, &bad))
+            ;
+        else if (apb_opt_int(argc, argv, &i, "--val", &c->val, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--limit-test", &c->limit_test, &bad))
             ;

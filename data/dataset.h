@@ -57,6 +57,11 @@ int apb_dataset_label(const apb_dataset *ds, int i);
 /* Keep only the first n samples (in file order; folder datasets are ordered by
  * class, then file name). n <= 0 or n >= size leaves the dataset unchanged. */
 void apb_dataset_limit(apb_dataset *ds, int n);
+/* Splits the visible samples (after apb_dataset_limit) into a validation set of
+ * nval samples, chosen by `seed` (the same for the same seed, size and data),
+ * and the rest: keep_val = 1 keeps the validation set visible, 0 the rest. Both
+ * keep file order. Open the training split twice to get both sides. */
+apb_status apb_dataset_holdout(apb_dataset *ds, int nval, uint64_t seed, int keep_val);
 /* The file behind sample i of a folder dataset; NULL for in-memory datasets. */
 const char *apb_dataset_path(const apb_dataset *ds, int i);
 /* Raw planar uint8 sample [c, h, w] of an in-memory dataset; NULL for folders. */

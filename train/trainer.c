@@ -37,11 +37,11 @@ void apb_train_cfg_to_text(const apb_train_cfg *c, char *buf, size_t n)
              "data=%s\nepochs=%d\nbatch=%d\nlr=%.9g\nwd=%.9g\nmomentum=%.9g\noptim=%d\nnesterov=%d\n"
              "quant_lr=%.9g\nfreeze_at=%.9g\nbudget_bits=%.9g\nbudget_spread=%d\nbudget_alpha=%d\nlabel_smoothing=%.9g\n"
              "warmup=%.9g\nimg_size=%d\nlimit_train=%d\nlimit_test=%d\nthreads=%d\nseed=%llu\n"
-             "init=%s\n",
+             "init=%s\nval=%d\n",
              c->data_spec, c->epochs, c->batch, c->lr, c->wd, c->momentum, c->optim, c->nesterov,
              c->quant_lr, c->freeze_at, c->budget_bits, c->budget_spread, c->budget_alpha, c->label_smoothing,
              c->warmup, c->img_size, c->limit_train, c->limit_test, c->threads,
-             (unsigned long long)c->seed, c->init_ckpt);
+             (unsigned long long)c->seed, c->init_ckpt, c->val);
 }
 
 apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
@@ -78,6 +78,7 @@ apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
     GETI("img_size", c->img_size);
     GETI("limit_train", c->limit_train);
     GETI("limit_test", c->limit_test);
+    GETI("val", c->val);
     GETI("threads", c->threads);
     if (apb_kv_get(t, "seed", b, sizeof b))
         c->seed = strtoull(b, NULL, 10);
@@ -94,10 +95,25 @@ apb_status apb_open_data(const char *spec, const char *split, int limit, int img
 {
     *ds = NULL;
     *ld = NULL;
+    return apb_open_data_split(spec, split, limit, 0, 0, img_size, train, batch, seed, threads, ds,
+                               ld, t);
+}
+
+/* The validation split depends on the data and its size only. */
+#define APB_VAL_SEED 0x7A11DA7Eu
+
+apb_status apb_open_data_split(const char *spec, const char *split, int limit, int nval,
+                               int keep_val, int img_size, int train, int batch, uint64_t seed,
+                               int threads, apb_dataset **ds, apb_loader **ld, apb_transform *t)
+{
+    *ds = NULL;
+    *ld = NULL;
     APB_TRY(apb_dataset_open(spec, split, ds));
     if (limit > 0)
         apb_dataset_limit(*ds, limit);
-    apb_status s = apb_transform_default(*ds, train, img_size, t);
+    apb_status s = nval > 0 ? apb_dataset_holdout(*ds, nval, APB_VAL_SEED, keep_val) : APB_OK;
+    if (!s)
+        s = apb_transform_default(*ds, train, img_size, t);
     /* training drops the last partial batch (steady batch statistics), except
      * when the whole set is smaller than one batch: it then trains one batch of
      * all images instead of none */
@@ -392,11 +408,15 @@ static apb_status log_append(run_state *r, const char *line)
 
 static const char LOG_HEADER[] =
     "epoch,lr,train_loss,train_acc,test_loss,test_acc,fp_fraction,bits_per_weight,seconds\n";
+/* with --val: the same columns, then the validation ones */
+static const char LOG_HEADER_VAL[] =
+    "epoch,lr,train_loss,train_acc,test_loss,test_acc,fp_fraction,bits_per_weight,seconds,"
+    "val_loss,val_acc\n";
 
 /* Keeps the rows of an existing log.csv up to `epochs` (resume). */
 static apb_status log_load(run_state *r, const char *path, int epochs)
 {
-    APB_TRY(log_append(r, LOG_HEADER));
+    APB_TRY(log_append(r, r->cfg->val > 0 ? LOG_HEADER_VAL : LOG_HEADER));
     unsigned char *d;
     size_t n;
     if (apb_file_read(path, &d, &n) != APB_OK) {
@@ -615,9 +635,9 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
 {
     apb_status s = APB_OK;
     run_state r = {.cfg = cfg};
-    apb_dataset *dtr = NULL, *dte = NULL;
-    apb_loader *ltr = NULL, *lte = NULL;
-    apb_transform ttr, tte;
+    apb_dataset *dtr = NULL, *dte = NULL, *dva = NULL;
+    apb_loader *ltr = NULL, *lte = NULL, *lva = NULL;
+    apb_transform ttr, tte, tva;
     apb_ckpt ck = {0};
     int have_ck = 0;
     apb_arena step;
@@ -659,8 +679,17 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         s = apb_fail(APB_EINVAL, "--epochs and --batch must be >= 1");
         goto done;
     }
-    if ((s = apb_open_data(cfg->data_spec, "train", cfg->limit_train, cfg->img_size, 1, cfg->batch,
-                           cfg->seed, threads, &dtr, &ltr, &ttr)))
+    if (cfg->val < 0) {
+        s = apb_fail(APB_EINVAL, "--val %d: the validation split is a number of images >= 0", cfg->val);
+        goto done;
+    }
+    if ((s = apb_open_data_split(cfg->data_spec, "train", cfg->limit_train, cfg->val, 0,
+                                 cfg->img_size, 1, cfg->batch, cfg->seed, threads, &dtr, &ltr, &ttr)))
+        goto done;
+    if (cfg->val > 0 &&
+        (s = apb_open_data_split(cfg->data_spec, "train", cfg->limit_train, cfg->val, 1,
+                                 cfg->img_size, 0, cfg->batch < 256 ? cfg->batch : 256, cfg->seed,
+                                 threads, &dva, &lva, &tva)))
         goto done;
     if ((s = apb_open_data(cfg->data_spec, "test", cfg->limit_test, cfg->img_size, 0,
                            cfg->batch < 256 ? cfg->batch : 256,
@@ -734,7 +763,8 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         goto done;
     char logpath[1200];
     snprintf(logpath, sizeof logpath, "%s/log.csv", cfg->out_dir);
-    if ((s = have_ck ? log_load(&r, logpath, r.epoch0) : log_append(&r, LOG_HEADER)))
+    if ((s = have_ck ? log_load(&r, logpath, r.epoch0)
+                     : log_append(&r, cfg->val > 0 ? LOG_HEADER_VAL : LOG_HEADER)))
         goto done;
 
     int nb = apb_loader_batches_per_epoch(ltr);
@@ -843,23 +873,32 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             goto done;
         }
         double train_s = apb_now() - t0;
-        apb_eval_result ev;
+        apb_eval_result ev, va = {0};
         if ((s = apb_evaluate(r.model, lte, &ev)))
+            goto done;
+        if (lva && (s = apb_evaluate(r.model, lva, &va)))
             goto done;
         double secs = apb_now() - t0;
         apb_model_memory mem;
         apb_model_memory_stats(r.model, &mem, NULL, NULL);
         acc = ev.top1;
-        int best = ev.top1 > r.best_acc;
+        /* with a validation split, the choice of best.ckpt never looks at the test set */
+        double sel = lva ? va.top1 : ev.top1;
+        int best = sel > r.best_acc;
         if (best)
-            r.best_acc = ev.top1;
+            r.best_acc = sel;
         /* a model with no compressed layer is all full precision: 32 bits, not 0 */
         int all_fp = mem.cweights == 0;
         double fp_frac = all_fp ? 1.0 : mem.fp_fraction;
         double bpw = all_fp ? 32.0 : mem.bits_per_weight;
         char line[512];
-        snprintf(line, sizeof line, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.6f,%.6f,%.2f\n", epoch + 1, lr,
-                 loss_sum / seen, 100.0 * correct / seen, ev.loss, ev.top1, fp_frac, bpw, secs);
+        int ll = snprintf(line, sizeof line, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.6f,%.6f,%.2f", epoch + 1,
+                          lr, loss_sum / seen, 100.0 * correct / seen, ev.loss, ev.top1, fp_frac,
+                          bpw, secs);
+        if (lva)
+            snprintf(line + ll, sizeof line - (size_t)ll, ",%.6f,%.4f\n", va.loss, va.top1);
+        else
+            snprintf(line + ll, sizeof line - (size_t)ll, "\n");
         if ((s = log_append(&r, line)))
             goto done;
         char size[64];
@@ -867,10 +906,13 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             snprintf(size, sizeof size, "fp weights 100%% | 32 bits/weight (fp)");
         else
             snprintf(size, sizeof size, "fp weights %.3f%% | %.3f bits/weight", 100 * fp_frac, bpw);
+        char vtxt[64] = "";
+        if (lva)
+            snprintf(vtxt, sizeof vtxt, " | val loss %.4f acc %.2f%%", va.loss, va.top1);
         if (!cfg->quiet)
-            printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s | %.1f img/s | %.1fs\n",
-                   epoch + 1, cfg->epochs, loss_sum / seen, 100.0 * correct / seen, ev.loss, ev.top1,
-                   size, seen / train_s, secs);
+            printf("epoch %d/%d: train loss %.4f acc %.2f%%%s | test loss %.4f acc %.2f%% | %s | %.1f img/s | %.1fs\n",
+                   epoch + 1, cfg->epochs, loss_sum / seen, 100.0 * correct / seen, vtxt, ev.loss,
+                   ev.top1, size, seen / train_s, secs);
         fflush(stdout);
         /* last.ckpt is the commit point: what it records (best_acc) is on disk first */
         if (best && (s = save_ckpt(&r, "best.ckpt", epoch + 1, r.best_acc)))
@@ -901,8 +943,10 @@ done:
     apb_model_free(r.model);
     apb_loader_free(ltr);
     apb_loader_free(lte);
+    apb_loader_free(lva);
     apb_dataset_free(dtr);
     apb_dataset_free(dte);
+    apb_dataset_free(dva);
     free(r.log);
     return s;
 }

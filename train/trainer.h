@@ -32,6 +32,8 @@ typedef struct {
     float warmup;              /* epochs of linear warm-up */
     int img_size;              /* folder datasets: network input side (default 224) */
     int limit_train, limit_test;
+    int val;                 /* training images held out for validation (0: none); best.ckpt
+                                then follows validation accuracy instead of test accuracy */
     int threads;
     uint64_t seed;
     char init_ckpt[1024];
@@ -88,7 +90,14 @@ apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int 
 
 /* Opens train/test data for a spec and fills the model geometry from it. With
  * train set, batches are shuffled and the last partial batch is dropped, unless
- * the set is smaller than one batch: then each epoch is one batch of all of it. */
+ * the set is smaller than one batch: then each epoch is one batch of all of it.
+ * nval > 0 splits the (limited) training split: nval images chosen by the data
+ * and nval alone (apb_dataset_holdout with a fixed seed, so every seed and
+ * method of a study validates on the same images) are the validation set,
+ * visible when keep_val, the rest otherwise. */
+apb_status apb_open_data_split(const char *spec, const char *split, int limit, int nval,
+                               int keep_val, int img_size, int train, int batch, uint64_t seed,
+                               int threads, apb_dataset **ds, apb_loader **ld, apb_transform *t);
 apb_status apb_open_data(const char *spec, const char *split, int limit, int img_size, int train,
                          int batch, uint64_t seed, int threads, apb_dataset **ds, apb_loader **ld,
                          apb_transform *t);
