@@ -515,7 +515,7 @@ static apb_status csv_text(const apb_report *r, char **text)
     }
     if (b.err) {
         free(b.s);
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     }
     *text = b.s;
     return APB_OK;
@@ -544,7 +544,7 @@ apb_status apb_report_markdown(const apb_report *r, char **text)
     }
     if (b.err) {
         free(b.s);
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     }
     *text = b.s;
     return APB_OK;
@@ -555,7 +555,7 @@ static apb_status write_plot(const apb_report_cfg *c, const apb_report *r)
     apb_plot_series s[NMETHODS];
     double *x = malloc(sizeof(double) * (size_t)r->n * 2), *y = x + r->n;
     if (!x)
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     int ns = 0, k = 0;
     for (int mi = 0; mi < NMETHODS; mi++) {
         int first = k;
@@ -608,25 +608,25 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
 {
     memset(out, 0, sizeof *out);
     if (!c->out_dir[0])
-        return apb_fail(APB_EINVAL, "report: --out DIR is required");
+        return apb_fail(APB_EINVAL, "--out DIR is required");
     if (c->epochs < 1 || c->ft_epochs < 0)
-        return apb_fail(APB_EINVAL, "report: --epochs must be >= 1 (got %d, ft %d)", c->epochs,
+        return apb_fail(APB_EINVAL, "--epochs must be >= 1 (got %d, ft %d)", c->epochs,
                         c->ft_epochs);
     if (c->latency_runs < 0)
-        return apb_fail(APB_EINVAL, "report: latency runs must be >= 0");
+        return apb_fail(APB_EINVAL, "--latency-runs must be >= 0 (got %d)", c->latency_runs);
     if ((c->methods & APB_REPORT_APB) && c->nbudgets < 1)
-        return apb_fail(APB_EINVAL, "report: APB needs at least one budget");
+        return apb_fail(APB_EINVAL, "APB needs at least one budget");
     if ((c->methods & APB_REPORT_PRUNE) && c->nsparsities < 1)
-        return apb_fail(APB_EINVAL, "report: pruning needs at least one sparsity");
+        return apb_fail(APB_EINVAL, "pruning needs at least one sparsity");
     for (int i = 0; i < c->nsparsities; i++)
         if (!(c->sparsities[i] > 0 && c->sparsities[i] < 1))
-            return apb_fail(APB_EINVAL, "report: sparsity %g is not in (0, 1)", c->sparsities[i]);
+            return apb_fail(APB_EINVAL, "sparsity %g is not in (0, 1)", c->sparsities[i]);
     for (int i = 0; i < c->nbudgets; i++)
         if (!(c->budgets[i] >= 1 && c->budgets[i] < 32))
-            return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
+            return apb_fail(APB_EINVAL, "budget %g bits/weight is not in [1, 32)",
                             c->budgets[i]);
     if ((c->methods & APB_REPORT_APB_ACTBIN) && !(c->actbin_budget >= 1 && c->actbin_budget < 32))
-        return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
+        return apb_fail(APB_EINVAL, "budget %g bits/weight is not in [1, 32)",
                         c->actbin_budget);
     APB_TRY(apb_mkdirs(c->out_dir));
     int max = 4 + c->nsparsities + c->nbudgets;
@@ -636,14 +636,14 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
         free(plan);
         free(out->points);
         out->points = NULL;
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     }
     int n = plan_points(c, plan, max);
     /* two points may not share a directory (e.g. --budgets 1.3,1.30) */
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++)
             if (!strcmp(plan[i].r.point, plan[j].r.point)) {
-                apb_status s = apb_fail(APB_EINVAL, "report: point '%s' is listed twice",
+                apb_status s = apb_fail(APB_EINVAL, "point '%s' is listed twice",
                                         plan[i].r.point);
                 free(plan);
                 apb_report_free(out);

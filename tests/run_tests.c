@@ -1,7 +1,8 @@
 /* run_tests.c - runs every APB_TEST registered in the linked test files.
  *
  * Usage: build/run_tests [substring]   (only tests whose name contains it)
- * Last line: "N passed, N failed"; exit status 1 when anything failed.
+ * Last line: "N passed, N failed"; exit status 1 when anything failed, or when
+ * the substring matches no test (a typo in `make test T=...` must not pass).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,17 @@ int main(int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : NULL;
     qsort(tests, (size_t)ntests, sizeof *tests, cmp);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, matched = 0;
+    for (int i = 0; i < ntests; i++)
+        matched += !filter || strstr(tests[i].name, filter) != NULL;
+    if (matched == 0) {
+        if (filter)
+            fprintf(stderr, "run_tests: no test matches '%s'\n", filter);
+        else
+            fprintf(stderr, "run_tests: no tests are linked in\n");
+        printf("0 passed, 0 failed\n");
+        return 1;
+    }
     mkdir("build", 0777);
     mkdir("build/test-tmp", 0777);
     for (int i = 0; i < ntests; i++) {
