@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "test.h"
 
 typedef struct {
@@ -45,6 +47,39 @@ const char *apb_test_cli(void)
     char *slash = strrchr(path, '/');
     strcpy(slash ? slash + 1 : path, "apb");
     return path;
+}
+
+int apb_test_run(const char *program, const char *args, char **out, char **err)
+{
+    const char *dir = apb_test_tmpdir();
+    char cmd[8192], po[1200], pe[1200];
+    snprintf(po, sizeof po, "%s/out.txt", dir);
+    snprintf(pe, sizeof pe, "%s/err.txt", dir);
+    snprintf(cmd, sizeof cmd, "%s %s > %s 2> %s", program, args, po, pe);
+    fflush(stdout);
+    int st = system(cmd);
+    const char *paths[2] = {po, pe};
+    char **dst[2] = {out, err};
+    for (int k = 0; k < 2; k++) {
+        unsigned char *b = NULL;
+        size_t n = 0;
+        if (apb_file_read(paths[k], &b, &n) != APB_OK)
+            n = 0;
+        char *s = malloc(n + 1);
+        if (!s)
+            abort();
+        if (n)
+            memcpy(s, b, n);
+        s[n] = 0;
+        free(b);
+        *dst[k] = s;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int apb_test_cli_run(const char *args, char **out, char **err)
+{
+    return apb_test_run(apb_test_cli(), args, out, err);
 }
 
 int apb_test_close_f32(const char *file, int line, const char *what, const float *got,
