@@ -266,8 +266,8 @@ APB_TEST(test_cli_batch_zero_refused_alike)
     snprintf(model, sizeof model, "%s/m.apb", dir);
     CHECK_OK(write_ckpt(ckpt, 1, 28, 28));
     CHECK_OK(write_model(model, APB_WQ_APB, APB_AQ_BINARY, 1, 28, 28));
-    const char *cmds[3][2] = {{"eval", "--data fashion-mnist --ckpt"},
-                              {"infer", "--data fashion-mnist"},
+    const char *cmds[3][2] = {{"eval", "--data fashion-mnist --limit-test 8 --ckpt"},
+                              {"infer", "--data fashion-mnist --limit-test 8"},
                               {"infer", ""}};
     for (int b = 0; b > -2; b--)
         for (int c = 0; c < 3; c++) {
