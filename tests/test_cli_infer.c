@@ -133,7 +133,7 @@ APB_TEST(test_cli_infer_images_match_runtime)
     CHECK_OK(write_model(model, APB_WQ_APB, APB_AQ_BINARY));
     static unsigned char rgb[60 * 50 * 3], gray[28 * 28];
     /* a 28x28 gray PNG (the model's size), a 60x50 RGB PNG (cropped, converted
-     * to gray) and a 37x45 JPEG (stretched) */
+     * to gray) and a 37x45 JPEG (center-cropped) */
     pattern(rgb, 28, 28, 1);
     for (int i = 0; i < 28 * 28; i++)
         gray[i] = rgb[3 * i];
