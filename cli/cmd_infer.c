@@ -228,7 +228,7 @@ static int infer_data(apbrt_model *m, const char *model_path, const char *spec, 
     double loss = 0;
     long c1 = 0, c5 = 0, ck = 0, n = 0;
     if (top > K)
-        top = K;
+        top = K; /* top == 0: no --top given, no extra line */
     if ((s = apb_loader_start_epoch(ld, 0)))
         goto out;
     for (;;) {
@@ -270,7 +270,7 @@ static int infer_data(apbrt_model *m, const char *model_path, const char *spec, 
                apbrt_model_name(m), path, n, spec);
         printf("top1=%.2f%% top5=%.2f%% loss=%.4f\n", n ? 100.0 * c1 / n : 0.0,
                n ? 100.0 * c5 / n : 0.0, n ? loss / n : 0.0);
-        if (top != 1 && top != 5)
+        if (top > 0 && top != 1 && top != 5)
             printf("top%d=%.2f%%\n", top, n ? 100.0 * ck / n : 0.0);
     }
 out:
@@ -286,7 +286,7 @@ out:
 int apb_cmd_infer(int argc, char **argv)
 {
     const char *model = NULL, *spec = NULL;
-    int bad = 0, threads = 0, top = 5, limit = 0, batch = 0, batch_set = 0, nimg = 0;
+    int bad = 0, threads = 0, top = 5, top_set = 0, limit = 0, batch = 0, batch_set = 0, nimg = 0;
     char **images = malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
     if (!images) {
         fprintf(stderr, "apb infer: out of memory\n");
@@ -316,7 +316,7 @@ int apb_cmd_infer(int argc, char **argv)
         else if (apb_opt_int(argc, argv, &i, "--threads", &threads, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--top", &top, &bad))
-            ;
+            top_set = 1;
         else if (apb_opt_int(argc, argv, &i, "--limit-test", &limit, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--batch", &batch, &bad))
@@ -360,7 +360,7 @@ int apb_cmd_infer(int argc, char **argv)
         free(images);
         return infer_fail(model);
     }
-    int rc = spec ? infer_data(m, model, spec, limit, batch_set ? batch : 256, top)
+    int rc = spec ? infer_data(m, model, spec, limit, batch_set ? batch : 256, top_set ? top : 0)
                   : infer_images(m, model, images, nimg, top, batch_set ? batch : 16);
     apbrt_free(m);
     free(images);
