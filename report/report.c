@@ -572,7 +572,7 @@ static apb_status csv_text(const apb_report *r, char **text)
     }
     if (b.err) {
         free(b.s);
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     }
     *text = b.s;
     return APB_OK;
@@ -605,7 +605,7 @@ apb_status apb_report_markdown(const apb_report *r, char **text)
     }
     if (b.err) {
         free(b.s);
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     }
     *text = b.s;
     return APB_OK;
@@ -616,7 +616,7 @@ static apb_status write_plot(const apb_report_cfg *c, const apb_report *r)
     apb_plot_series s[NMETHODS];
     double *x = malloc(sizeof(double) * (size_t)r->n * 3), *y = x + r->n, *e = y + r->n;
     if (!x)
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     int ns = 0, k = 0, any_err = 0;
     double xmax = 40; /* room above fp's 32; wider when a point lies beyond (never drop one) */
     for (int i = 0; i < r->n; i++)
@@ -686,29 +686,30 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
 {
     memset(out, 0, sizeof *out);
     if (!c->out_dir[0])
-        return apb_fail(APB_EINVAL, "report: --out DIR is required");
+        return apb_fail(APB_EINVAL, "--out DIR is required");
     if (c->epochs < 1 || c->ft_epochs < 0)
-        return apb_fail(APB_EINVAL, "report: --epochs must be >= 1 (got %d, ft %d)", c->epochs,
+        return apb_fail(APB_EINVAL, "--epochs must be >= 1 (got %d, ft %d)", c->epochs,
                         c->ft_epochs);
     if (c->latency_runs < 0)
-        return apb_fail(APB_EINVAL, "report: latency runs must be >= 0");
+        return apb_fail(APB_EINVAL, "--latency-runs must be >= 0 (got %d)", c->latency_runs);
     if (c->seeds < 0 || c->seeds > 100)
-        return apb_fail(APB_EINVAL, "report: --seeds %d is not in 1..100", c->seeds);
+        return apb_fail(APB_EINVAL, "--seeds %d is not in 1..100", c->seeds);
     if (c->act != APB_AQ_FP && c->act != APB_AQ_BINARY && c->act != APB_AQ_Q2)
-        return apb_fail(APB_EINVAL, "report: activation kind %d is not fp, binary or q2", c->act);
+        return apb_fail(APB_EINVAL, "activation kind %d is not fp, binary or q2", c->act);
     if ((c->methods & APB_REPORT_APB) && c->nbudgets < 1)
-        return apb_fail(APB_EINVAL, "report: APB needs at least one budget");
+        return apb_fail(APB_EINVAL, "APB needs at least one budget");
     if ((c->methods & APB_REPORT_PRUNE) && c->nsparsities < 1)
-        return apb_fail(APB_EINVAL, "report: pruning needs at least one sparsity");
+        return apb_fail(APB_EINVAL, "pruning needs at least one sparsity");
     for (int i = 0; i < c->nsparsities; i++)
         if (!(c->sparsities[i] > 0 && c->sparsities[i] < 1))
-            return apb_fail(APB_EINVAL, "report: sparsity %g is not in (0, 1)", c->sparsities[i]);
+            return apb_fail(APB_EINVAL, "sparsity %g is not in (0, 1)", c->sparsities[i]);
     /* the same rule as `apb train --budget-bits` */
+    apb_status bs;
     for (int i = 0; i < c->nbudgets; i++)
-        if (apb_budget_bits_check(c->budgets[i]))
-            return apb_fail_context(APB_EINVAL, "report");
-    if ((c->methods & APB_REPORT_APB_ACTBIN) && apb_budget_bits_check(c->actbin_budget))
-        return apb_fail_context(APB_EINVAL, "report");
+        if ((bs = apb_budget_bits_check(c->budgets[i])))
+            return bs;
+    if ((c->methods & APB_REPORT_APB_ACTBIN) && (bs = apb_budget_bits_check(c->actbin_budget)))
+        return bs;
     APB_TRY(apb_mkdirs(c->out_dir));
     int max = 4 + c->nsparsities + 2 * c->nbudgets;
     point_plan *plan = calloc((size_t)max, sizeof *plan);
@@ -717,14 +718,14 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
         free(plan);
         free(out->points);
         out->points = NULL;
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     }
     int n = plan_points(c, plan, max);
     /* two points may not share a directory (e.g. --budgets 1.3,1.30) */
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++)
             if (!strcmp(plan[i].r.point, plan[j].r.point)) {
-                apb_status s = apb_fail(APB_EINVAL, "report: point '%s' is listed twice",
+                apb_status s = apb_fail(APB_EINVAL, "point '%s' is listed twice",
                                         plan[i].r.point);
                 free(plan);
                 apb_report_free(out);
@@ -740,7 +741,7 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
     int nseeds = c->seeds > 1 ? c->seeds : 1;
     double *acc = malloc(sizeof(double) * (size_t)nseeds);
     if (!acc)
-        s = apb_fail(APB_ENOMEM, "report: out of memory");
+        s = apb_fail(APB_ENOMEM, "out of memory for the report");
     for (int i = 0; i < n && !s; i++) {
         /* the fp point is the common start of every other one: trained once */
         int runs = plan[i].from_fp ? nseeds : 1;
