@@ -25,27 +25,9 @@
  * it did not exit normally) and the outputs (NUL-terminated, malloc'd). */
 static int cli(const char *env, const char *args, char **out, char **err)
 {
-    const char *dir = apb_test_tmpdir();
-    char cmd[8192], po[1200], pe[1200];
-    snprintf(po, sizeof po, "%s/out.txt", dir);
-    snprintf(pe, sizeof pe, "%s/err.txt", dir);
-    snprintf(cmd, sizeof cmd, "%s %s %s > %s 2> %s", env ? env : "", apb_test_cli(), args, po,
-             pe);
-    int st = system(cmd);
-    const char *paths[2] = {po, pe};
-    char **dst[2] = {out, err};
-    for (int k = 0; k < 2; k++) {
-        unsigned char *b = NULL;
-        size_t n = 0;
-        if (apb_file_read(paths[k], &b, &n) != APB_OK)
-            n = 0;
-        *dst[k] = malloc(n + 1);
-        if (n)
-            memcpy(*dst[k], b, n);
-        (*dst[k])[n] = 0;
-        free(b);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char prog[2048];
+    snprintf(prog, sizeof prog, "%s %s", env ? env : "", apb_test_cli());
+    return apb_test_run(prog, args, out, err);
 }
 
 static int count(const char *hay, const char *needle)

@@ -28,27 +28,7 @@
  * it did not exit normally) and the captured outputs (NUL-terminated, malloc'd). */
 static int cli_run(const char *args, char **out, char **err)
 {
-    const char *dir = apb_test_tmpdir();
-    char cmd[8192], po[1200], pe[1200];
-    snprintf(po, sizeof po, "%s/out.txt", dir);
-    snprintf(pe, sizeof pe, "%s/err.txt", dir);
-    snprintf(cmd, sizeof cmd, "%s %s > %s 2> %s", apb_test_cli(), args, po, pe);
-    int st = system(cmd);
-    const char *paths[2] = {po, pe};
-    char **dst[2] = {out, err};
-    for (int k = 0; k < 2; k++) {
-        unsigned char *b = NULL;
-        size_t n = 0;
-        if (apb_file_read(paths[k], &b, &n) != APB_OK)
-            n = 0;
-        char *s = malloc(n + 1);
-        if (n)
-            memcpy(s, b, n);
-        s[n] = 0;
-        free(b);
-        *dst[k] = s;
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return apb_test_cli_run(args, out, err);
 }
 
 /* The scratch folder persists between suite runs: start each run folder empty. */
