@@ -50,7 +50,7 @@ AVX512_FLAGS := -mavx2 -mfma -mpopcnt -mavx512f -mavx512bw -mavx512dq -mavx512vl
 # Third-party libraries from Debian packages (never vendored).
 DEPS_LIBS := -lpng -lz -lstb
 
-CORE_RT   := core/status.c core/arena.c core/rng.c core/cpu.c core/threads.c core/crc32.c core/fileio.c
+CORE_RT   := core/status.c core/arena.c core/rng.c core/cpu.c core/threads.c core/crc32.c core/fileio.c core/bits.c
 CORE_ALL  := $(wildcard core/*.c)
 KERNELS   := $(wildcard kernels/*.c)
 INFER     := $(wildcard infer/*.c)
@@ -71,12 +71,18 @@ MAIN_OBJ  := $(call obj,cli/main.c)
 all: $(BUILD)/apb $(BUILD)/libapbrt.a $(BUILD)/libapbrt.so $(BUILD)/run_tests
 
 # Set-up: install missing Debian packages as root, or print the exact command.
-# Every object waits for it (order-only), so `make -j` cannot compile first.
+# Every object waits for it (order-only), so `make -j` cannot compile first;
+# `make deps` runs the check now, whatever the stamp says.
 check-deps: $(BUILD)/.deps-ok
 $(BUILD)/.deps-ok: .ci/deps.sh
 	@mkdir -p $(BUILD)
 	@sh .ci/deps.sh
 	@touch $@
+
+deps:
+	@mkdir -p $(BUILD)
+	@sh .ci/deps.sh
+	@touch $(BUILD)/.deps-ok
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
@@ -98,8 +104,20 @@ $(BUILD)/libapbrt.a: $(RT_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libapbrt.so: $(RT_OBJS)
-	$(CC) -shared -o $@ $^ $(LDLIBS_BASE)
+# The runtime's objects export nothing by default: libapbrt.so's dynamic symbols
+# are exactly the API that apbrt.h marks APBRT_API (the apb_* internals stay
+# inside). Static links (libapb.a, libapbrt.a) are unaffected. The objects
+# depend on this file so that a change of these flags rebuilds them.
+$(RT_OBJS): override CFLAGS += -fvisibility=hidden
+$(RT_OBJS): Makefile
+
+# SONAME libapbrt.so.1: programs record it, so an incompatible libapbrt.so.2
+# can sit beside it; libapbrt.so is the link-time name.
+$(BUILD)/libapbrt.so.1: $(RT_OBJS)
+	$(CC) -shared -Wl,-soname,libapbrt.so.1 -o $@ $^ $(LDLIBS_BASE)
+
+$(BUILD)/libapbrt.so: $(BUILD)/libapbrt.so.1
+	ln -sf libapbrt.so.1 $@
 
 $(BUILD)/apb: $(MAIN_OBJ) $(BUILD)/libapb.a
 	$(CC) -o $@ $(MAIN_OBJ) $(BUILD)/libapb.a $(DEPS_LIBS) $(LDLIBS_BASE)
@@ -121,12 +139,20 @@ bench: all
 	./$(BUILD)/apb bench data
 	./$(BUILD)/apb bench train
 
+# Programs built with `pkg-config --libs apbrt` get an rpath to PREFIX/lib, so
+# they start without LD_LIBRARY_PATH or ldconfig; /usr/lib needs none.
+comma    := ,
+PC_RPATH := $(if $(filter /usr /usr/,$(PREFIX)),,-Wl$(comma)-rpath$(comma)$${libdir})
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include/apb $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 infer/apbrt.h $(DESTDIR)$(PREFIX)/include/apb/
-	install -m 644 $(BUILD)/libapbrt.a $(BUILD)/libapbrt.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libapbrt.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libapbrt.so.1 $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libapbrt.so.1 $(DESTDIR)$(PREFIX)/lib/libapbrt.so
 	install -m 755 $(BUILD)/apb $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' infer/apbrt.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/apbrt.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@RPATH@|$(PC_RPATH)|g' infer/apbrt.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/apbrt.pc
 
 # libFuzzer run of the .apb loader (clang); FUZZ_SECONDS sets the length.
 FUZZ_SECONDS ?= 60

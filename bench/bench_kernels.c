@@ -11,7 +11,7 @@
  *     packing time as a fraction of the 1x1 GEMM it feeds
  *   op=spmm  m k n density threads gops_dense_equiv ratio_vs_sgemm
  * Options: --threads N (default: 1 and 2), --reps R (default 5),
- *          --kind 1x1|1x2|2x2 (default all).
+ *          --kind 1x1|1x2|2x2 (default all); apb_bench_kernels_usage lists them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,24 +73,39 @@ static void fill_normal(apb_rng *r, float *x, size_t n)
         x[i] = apb_rng_normal(r);
 }
 
+void apb_bench_kernels_usage(FILE *f)
+{
+    fprintf(f, "usage: apb bench kernels [--threads T] [--reps R] [--kind 1x1|1x2|2x2]\n"
+               "  bit GEMMs, bit packing and sparse residual products against our fp32 sgemm\n"
+               "  (baseline) on the same shapes\n"
+               "  --threads T  thread count (default: 1 and 2, both measured)\n"
+               "  --reps R     timed calls per case, 1..64 (default 5)\n"
+               "  --kind K     one bit GEMM kind (default: all three)\n"
+               "  environment: APB_BGEMM_AMX=0 turns the AMX path off, =1 forces it\n");
+}
+
 int apb_bench_kernels(int argc, char **argv)
 {
     int threads = 0, reps = 5, bad = 0;
     const char *kind_s = NULL;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            apb_bench_kernels_usage(stdout);
+            return 0;
+        }
         if (apb_opt_int(argc, argv, &i, "--threads", &threads, &bad) ||
             apb_opt_int(argc, argv, &i, "--reps", &reps, &bad) ||
             apb_opt_str(argc, argv, &i, "--kind", &kind_s, &bad)) {
             if (bad)
-                break;
+                return 1;
             continue;
         }
-        fprintf(stderr, "apb bench kernels: unknown option '%s' (--threads N, --reps R, --kind K)\n",
-                argv[i]);
+        fprintf(stderr, "apb bench kernels: unknown option '%s'\n", argv[i]);
+        apb_bench_kernels_usage(stderr);
         return 1;
     }
-    if (bad || reps < 1 || reps > 64 || threads < 0) {
-        fprintf(stderr, "apb bench kernels: bad option value (--reps 1..64, --threads >= 1)\n");
+    if (reps < 1 || reps > 64) {
+        fprintf(stderr, "apb bench kernels: --reps must be 1..64, got %d\n", reps);
         return 1;
     }
     int kinds[3] = {1, 1, 1};

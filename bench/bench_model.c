@@ -11,6 +11,16 @@
  * that add up (nearly) to the end-to-end median. Without --threads, 1 and 2
  * threads are both measured.
  *
+ * The baseline, measured in the same run on the same input and thread count:
+ * the same model loaded on the runtime's float reference path (APBRT_REFERENCE:
+ * every conv/linear runs sgemm on its dense fp32 effective weights), i.e. what
+ * the network costs as an uncompressed fp32 model of the same geometry;
+ * dense_ms_median and speedup_vs_dense on the line (--no-baseline skips it).
+ *
+ * --model defaults follow the architecture: convnet 1x28x28 with 10 classes,
+ * resnet20 and vgg-small 3x32x32 with 10, resnet18 3x224x224 with 1000;
+ * weights apb, activations fp.
+ *
  * Besides the wall-clock median / p90 / min, the line reports cpu_ms_median,
  * the process CPU time per pass: on a loaded machine a 1-thread wall time
  * includes the time the core was given to others, the CPU time does not (with
@@ -25,8 +35,9 @@
 
 #include "apbrt.h"
 #include "bench.h"
-#include "options.h"
 #include "cpu.h"
+#include "fileio.h"
+#include "options.h"
 #include "model.h"
 #include "randmodel.h"
 #include "rng.h"
@@ -78,16 +89,67 @@ static double cpu_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static int bench_one(apbrt_model *m, const bench_info *bi, int batch, int threads, int reps,
-                     int table)
+/* Two untimed passes (the first sizes the workspace); *warm is the second's time. */
+static int warm_up(apbrt_model *m, const float *x, int batch, float *logits, double *warm)
+{
+    for (int w = 0; w < 2; w++) {
+        double t0 = apb_now();
+        if (apbrt_run(m, x, batch, logits)) {
+            fprintf(stderr, "apb bench: %s\n", apbrt_errmsg());
+            return 1;
+        }
+        *warm = apb_now() - t0;
+    }
+    return 0;
+}
+
+/* Passes for about 3 s of work (5..10000) when the user gave no --reps. */
+static int auto_reps(int reps, double warm)
+{
+    if (reps > 0)
+        return reps;
+    reps = (int)ceil(3.0 / (warm > 1e-6 ? warm : 1e-6));
+    return reps < 5 ? 5 : reps > 10000 ? 10000 : reps;
+}
+
+/* reps timed passes: wall seconds t[reps], process CPU seconds ct[reps] and,
+ * when lt is given, per-layer seconds lt[L][reps] from the profiling counters. */
+static int timed_passes(apbrt_model *m, const float *x, int batch, float *logits, int reps,
+                        double *t, double *ct, double *lt)
+{
+    int L = apbrt_num_layers(m);
+    apbrt_set_profile(m, lt != NULL);
+    for (int k = 0; k < reps; k++) {
+        apbrt_profile_reset(m);
+        double c0 = cpu_now(), t0 = apb_now();
+        if (apbrt_run(m, x, batch, logits)) {
+            fprintf(stderr, "apb bench: %s\n", apbrt_errmsg());
+            apbrt_set_profile(m, 0);
+            return 1;
+        }
+        t[k] = apb_now() - t0;
+        ct[k] = cpu_now() - c0;
+        for (int i = 0; lt && i < L; i++) {
+            apbrt_layer_info li;
+            apbrt_layer_info_get(m, i, &li);
+            lt[(long)i * reps + k] = li.seconds;
+        }
+    }
+    apbrt_set_profile(m, 0);
+    return 0;
+}
+
+/* dense: the baseline model (the same file on the dense fp32 path), or NULL. */
+static int bench_one(apbrt_model *m, apbrt_model *dense, const bench_info *bi, int batch,
+                     int threads, int reps, int table)
 {
     int C, H, W, L = apbrt_num_layers(m), K = apbrt_num_classes(m);
     apbrt_input_shape(m, &C, &H, &W);
     long in_sz = (long)C * H * W;
     float *x = malloc(sizeof(float) * (size_t)(in_sz * batch));
     float *logits = malloc(sizeof(float) * (size_t)K * batch);
-    double *t = NULL, *ct = NULL, *lt = NULL, *tmp = NULL;
-    int rc = 1;
+    double *t = NULL, *ct = NULL, *lt = NULL, *tmp = NULL, *td = NULL, *ctd = NULL;
+    int rc = 1, dreps = 0;
     if (!x || !logits) {
         fprintf(stderr, "apb bench: out of memory for a batch of %d\n", batch);
         goto out;
@@ -97,21 +159,11 @@ static int bench_one(apbrt_model *m, const bench_info *bi, int batch, int thread
     for (long i = 0; i < in_sz * batch; i++)
         x[i] = apb_rng_normal(&r);
     apbrt_set_threads(threads);
-    apbrt_set_profile(m, 0);
-    /* warm-up: the first pass sizes the workspace, the second measures */
-    double t0 = apb_now(), warm = 0;
-    for (int w = 0; w < 2; w++) {
-        t0 = apb_now();
-        if (apbrt_run(m, x, batch, logits)) {
-            fprintf(stderr, "apb bench: %s\n", apbrt_errmsg());
-            goto out;
-        }
-        warm = apb_now() - t0;
-    }
-    if (reps <= 0) {
-        reps = (int)ceil(3.0 / (warm > 1e-6 ? warm : 1e-6));
-        reps = reps < 5 ? 5 : reps > 10000 ? 10000 : reps;
-    }
+    double warm = 0;
+    if (warm_up(m, x, batch, logits, &warm))
+        goto out;
+    int asked = reps;
+    reps = auto_reps(asked, warm);
     t = malloc(sizeof(double) * (size_t)reps);
     ct = malloc(sizeof(double) * (size_t)reps);
     lt = malloc(sizeof(double) * (size_t)reps * L);   /* [L][reps] per-layer seconds */
@@ -120,36 +172,41 @@ static int bench_one(apbrt_model *m, const bench_info *bi, int batch, int thread
         fprintf(stderr, "apb bench: out of memory for %d repetitions\n", reps);
         goto out;
     }
-    apbrt_set_profile(m, 1);
-    for (int k = 0; k < reps; k++) {
-        apbrt_profile_reset(m);
-        double c0 = cpu_now();
-        t0 = apb_now();
-        if (apbrt_run(m, x, batch, logits)) {
-            fprintf(stderr, "apb bench: %s\n", apbrt_errmsg());
-            goto out;
-        }
-        t[k] = apb_now() - t0;
-        ct[k] = cpu_now() - c0;
-        for (int i = 0; i < L; i++) {
-            apbrt_layer_info li;
-            apbrt_layer_info_get(m, i, &li);
-            lt[(long)i * reps + k] = li.seconds;
-        }
-    }
-    apbrt_set_profile(m, 0);
+    if (timed_passes(m, x, batch, logits, reps, t, ct, lt))
+        goto out;
     for (long i = 0; i < (long)batch * K; i++)
         if (!isfinite(logits[i])) {
             fprintf(stderr, "apb bench: warning: non-finite logits (random weights overflow)\n");
             break;
         }
+    if (dense) {
+        /* without --reps its own pass count: it is the slower model */
+        if (warm_up(dense, x, batch, logits, &warm))
+            goto out;
+        dreps = auto_reps(asked, warm);
+        td = malloc(sizeof(double) * (size_t)dreps);
+        ctd = malloc(sizeof(double) * (size_t)dreps);
+        if (!td || !ctd) {
+            fprintf(stderr, "apb bench: out of memory for %d repetitions\n", dreps);
+            goto out;
+        }
+        if (timed_passes(dense, x, batch, logits, dreps, td, ctd, NULL))
+            goto out;
+    }
     double med = apb_median(t, reps), p90 = apb_percentile(t, reps, 90);
     printf("op=infer model=%s quant=%s act=%s input=%dx%dx%d batch=%d threads=%d isa=%s reps=%d "
            "latency_ms_median=%.3f latency_ms_p90=%.3f images_per_s=%.1f file_bytes=%zu "
-           "bits_per_weight=%.4f file_bits_per_weight=%.4f latency_ms_min=%.3f cpu_ms_median=%.3f\n",
+           "bits_per_weight=%.4f file_bits_per_weight=%.4f latency_ms_min=%.3f cpu_ms_median=%.3f",
            bi->name, bi->quant, bi->act, C, H, W, batch, threads, apb_isa_name(apb_isa_active()),
            reps, 1e3 * med, 1e3 * p90, batch / med, bi->file_bytes, bi->bits_per_weight,
            bi->file_bits_per_weight, 1e3 * apb_percentile(t, reps, 0), 1e3 * apb_median(ct, reps));
+    if (dense) {
+        double dmed = apb_median(td, dreps);
+        printf(" dense_reps=%d dense_ms_median=%.3f speedup_vs_dense=%.2f\n", dreps, 1e3 * dmed,
+               dmed / med);
+    } else {
+        printf(" dense_ms_median=na speedup_vs_dense=na\n");
+    }
     if (table) {
         /* per-kind totals: conv/linear split by kernel, the rest by layer kind */
         const char *gname[32];
@@ -203,6 +260,8 @@ out:
     free(ct);
     free(lt);
     free(tmp);
+    free(td);
+    free(ctd);
     return rc;
 }
 
@@ -212,24 +271,74 @@ static int parse_input(const char *s, int *c, int *h, int *w)
     return sscanf(s, "%dx%dx%d%c", c, h, w, &tail) == 3 && *c > 0 && *h > 0 && *w > 0;
 }
 
+/* --model defaults: the input each architecture is built for. */
+static const struct {
+    const char *arch;
+    const char *input;
+    int classes;
+} arch_defaults[] = {
+    {"convnet", "1x28x28", 10},
+    {"resnet20", "3x32x32", 10},
+    {"vgg-small", "3x32x32", 10},
+    {"resnet18", "3x224x224", 1000},
+};
+
+void apb_bench_model_usage(FILE *f)
+{
+    fprintf(f, "usage: apb bench MODEL.apb [--batch B] [--threads T] [--reps R] [--no-table]\n"
+               "                 [--no-baseline]\n"
+               "       apb bench --model NAME [--quant Q] [--act A] [--input CxHxW] [--classes K]\n"
+               "                 [--fp-fraction F] [--quant-first] [--quant-last] [--batch B]\n"
+               "                 [--threads T] [--reps R] [--no-table] [--no-baseline]\n"
+               "  inference latency through libapbrt, with a per-layer time table; baseline: the\n"
+               "  same model on the dense fp32 path (sgemm on its effective weights), same run\n"
+               "  MODEL.apb        a model file\n"
+               "  --model NAME     a random model: convnet, resnet20, vgg-small, resnet18\n"
+               "  --quant Q        weights apb|binary|q2|fp|prune:S (default apb)\n"
+               "  --act A          activations fp|binary|q2 (default fp)\n"
+               "  --input CxHxW    input (default: convnet 1x28x28, resnet20 and vgg-small\n"
+               "                   3x32x32, resnet18 3x224x224)\n"
+               "  --classes K      outputs (default: 1000 for resnet18, 10 for the others)\n"
+               "  --fp-fraction F  full-precision fraction of APB layers, in [0,1] (default 0.03)\n"
+               "  --quant-first    compress the first conv too (full precision by default)\n"
+               "  --quant-last     compress the last linear too (full precision by default)\n"
+               "  --batch B        images per pass (default 1)\n"
+               "  --threads T      thread count (default: 1 and 2, both measured)\n"
+               "  --reps R         timed passes (default: about 3 s of passes, at least 5)\n"
+               "  --no-table       only the key=value line, no per-layer table\n"
+               "  --no-baseline    skip the dense fp32 baseline\n");
+}
+
+/* The baseline: the same bytes loaded with APBRT_REFERENCE=1, which the runtime
+ * reads at load time only, so the variable is set for this one load. */
+static int load_dense(const unsigned char *buf, size_t size, const char *name, apbrt_model **out)
+{
+    const char *was = getenv("APBRT_REFERENCE");
+    char *saved = was ? strdup(was) : NULL;
+    setenv("APBRT_REFERENCE", "1", 1);
+    int e = apbrt_load_memory_named(buf, size, name, out);
+    if (saved)
+        setenv("APBRT_REFERENCE", saved, 1);
+    else
+        unsetenv("APBRT_REFERENCE");
+    free(saved);
+    return e;
+}
+
 int apb_bench_model(int argc, char **argv)
 {
-    const char *path = NULL, *arch = NULL, *quant = "apb", *act = "binary", *input = "3x224x224";
-    int bad = 0, classes = 1000, batch = 1, threads = 0, reps = 0, table = 1;
+    const char *path = NULL, *arch = NULL, *quant = "apb", *act = "fp", *input = NULL;
+    int bad = 0, classes = 0, batch = 1, threads = 0, reps = 0, table = 1, baseline = 1;
     int quant_first = 0, quant_last = 0;
     double fp_fraction = 0.03;
     for (int i = 1; i < argc && !bad; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            printf("usage: apb bench MODEL.apb [--batch B] [--threads T] [--reps R] [--no-table]\n"
-                   "       apb bench --model NAME --quant Q --act A [--input CxHxW (3x224x224)]\n"
-                   "                 [--classes K (1000)] [--fp-fraction F (0.03)] [--batch B]\n"
-                   "                 [--threads T] [--reps R] [--no-table] [--quant-first] [--quant-last]\n"
-                   "Without --threads, 1 and 2 threads are measured; without --reps, enough\n"
-                   "passes for about 3 s (at least 5). --quant-first/--quant-last compress the\n"
-                   "first conv / last linear layer too (kept full precision by default).\n");
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            apb_bench_model_usage(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--no-table"))
             table = 0;
+        else if (!strcmp(argv[i], "--no-baseline"))
+            baseline = 0;
         else if (!strcmp(argv[i], "--quant-first"))
             quant_first = 1;
         else if (!strcmp(argv[i], "--quant-last"))
@@ -255,7 +364,7 @@ int apb_bench_model(int argc, char **argv)
         else if (argv[i][0] != '-' && !path)
             path = argv[i];
         else {
-            fprintf(stderr, "apb bench: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "apb bench: unknown option '%s' (apb bench --help)\n", argv[i]);
             bad = 1;
         }
     }
@@ -264,21 +373,35 @@ int apb_bench_model(int argc, char **argv)
         fprintf(stderr, "apb bench: give either MODEL.apb or --model NAME\n");
         bad = 1;
     }
-    if (!bad && arch && !parse_input(input, &c, &h, &w)) {
-        fprintf(stderr, "apb bench: --input '%s' is not CxHxW (e.g. 3x224x224)\n", input);
-        bad = 1;
+    if (!bad && arch) {
+        /* an unknown name keeps the ImageNet geometry; the builder names the error */
+        size_t k = 0, nd = sizeof arch_defaults / sizeof arch_defaults[0];
+        while (k < nd && strcmp(arch_defaults[k].arch, arch))
+            k++;
+        if (!input)
+            input = k < nd ? arch_defaults[k].input : "3x224x224";
+        if (!classes)
+            classes = k < nd ? arch_defaults[k].classes : 1000;
+        if (!parse_input(input, &c, &h, &w)) {
+            fprintf(stderr, "apb bench: --input '%s' is not CxHxW (e.g. 3x224x224)\n", input);
+            bad = 1;
+        }
     }
-    if (!bad && (batch < 1 || threads < 0 || reps < 0 || classes < 2 || !(fp_fraction >= 0 && fp_fraction <= 1))) {
-        fprintf(stderr, "apb bench: need --batch >= 1, --threads >= 0, --reps >= 0, --classes >= 2, "
+    if (!bad && (batch < 1 || reps < 0 || (arch && classes < 2) ||
+                 !(fp_fraction >= 0 && fp_fraction <= 1))) {
+        fprintf(stderr, "apb bench: need --batch >= 1, --reps >= 0, --classes >= 2, "
                         "--fp-fraction in [0,1]\n");
         bad = 1;
     }
     if (bad)
         return 2;
-    apbrt_model *m = NULL;
+    apbrt_model *m = NULL, *dense = NULL;
     bench_info bi = {0};
     const char *wk = NULL, *ak = NULL;
     char name[64];
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    apb_status s;
     if (arch) {
         apb_model_cfg cfg;
         memset(&cfg, 0, sizeof cfg);
@@ -286,13 +409,11 @@ int apb_bench_model(int argc, char **argv)
         cfg.in_c = c, cfg.in_h = h, cfg.in_w = w, cfg.num_classes = classes;
         cfg.quant_first = quant_first, cfg.quant_last = quant_last;
         cfg.prune_sparsity = 0.9f;
-        apb_status s = apb_wquant_parse(quant, &cfg.wq, &cfg.prune_sparsity);
+        s = apb_wquant_parse(quant, &cfg.wq, &cfg.prune_sparsity);
         if (!s)
             s = apb_aquant_parse(act, &cfg.aq);
         if (s)
             return apb_cli_error("bench", s);
-        unsigned char *buf;
-        size_t size;
         double t0 = apb_now();
         apb_model *rm;
         if ((s = apb_random_model_cfg(&cfg, fp_fraction, 1, &rm)))
@@ -303,19 +424,17 @@ int apb_bench_model(int argc, char **argv)
             return apb_cli_error("bench", s);
         fprintf(stderr, "apb bench: random %s built and exported in %.1f s\n", arch, apb_now() - t0);
         snprintf(name, sizeof name, "%s", arch);
-        int e = apbrt_load_memory_named(buf, size, name, &m);
-        free(buf);
-        if (e) {
-            fprintf(stderr, "apb bench: %s\n", apbrt_errmsg());
-            return 1;
-        }
         bi.name = name;
     } else {
-        if (apbrt_load(path, &m)) {
-            fprintf(stderr, "apb bench: %s\n", apbrt_errmsg());
-            return 1;
-        }
+        if ((s = apb_file_read(path, &buf, &size)))
+            return apb_cli_error("bench", s);
         bi.name = path;
+    }
+    int rc = 1;
+    if (apbrt_load_memory_named(buf, size, bi.name, &m) ||
+        (baseline && load_dense(buf, size, bi.name, &dense))) {
+        fprintf(stderr, "apb bench: %s\n", apbrt_errmsg());
+        goto out;
     }
     bi.file_bytes = apbrt_file_size(m);
     model_summary(m, &bi, &wk, &ak);
@@ -323,12 +442,15 @@ int apb_bench_model(int argc, char **argv)
     bi.act = arch ? act : ak;
     if (apbrt_uses_reference(m))
         fprintf(stderr, "apb bench: note: APBRT_REFERENCE is set, timing the float reference path\n");
-    int rc = 0;
+    rc = 0;
     if (threads > 0)
-        rc = bench_one(m, &bi, batch, threads, reps, table);
+        rc = bench_one(m, dense, &bi, batch, threads, reps, table);
     else
         for (int t = 1; t <= 2 && !rc; t++)
-            rc = bench_one(m, &bi, batch, t, reps, table);
+            rc = bench_one(m, dense, &bi, batch, t, reps, table);
+out:
     apbrt_free(m);
+    apbrt_free(dense);
+    free(buf);
     return rc;
 }

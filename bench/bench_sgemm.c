@@ -5,7 +5,7 @@
  * links it; without it the line says openblas_gflops=na ratio=na. Both libraries
  * get the same operands, a warm-up call and the same number of timed repeats;
  * GFLOP/s = 2*M*N*K / median time.
- *   apb bench sgemm [--threads T] [--reps R] [--shape MxNxK]
+ *   apb bench sgemm [--threads T] [--reps R] [--shape MxNxK]   (options: --help)
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -99,11 +99,24 @@ static int bench_shape(const openblas *ob, int M, int N, int K, int threads, int
     return 0;
 }
 
+void apb_bench_sgemm_usage(FILE *f)
+{
+    fprintf(f, "usage: apb bench sgemm [--threads T] [--reps R] [--shape MxNxK]\n"
+               "  our fp32 GEMM against OpenBLAS (baseline, if installed) on the conv-layer shapes\n"
+               "  --threads T    thread count (default: 1 and 2, both measured)\n"
+               "  --reps R       timed calls per case, 1..64 (default: about 0.3 s, 3..50)\n"
+               "  --shape MxNxK  one shape instead of the built-in list\n");
+}
+
 int apb_bench_sgemm(int argc, char **argv)
 {
     int threads = 0, reps = 0, bad = 0, sm = 0, sn = 0, sk = 0;
     const char *shape = NULL;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            apb_bench_sgemm_usage(stdout);
+            return 0;
+        }
         if (apb_opt_int(argc, argv, &i, "--threads", &threads, &bad) ||
             apb_opt_int(argc, argv, &i, "--reps", &reps, &bad) ||
             apb_opt_str(argc, argv, &i, "--shape", &shape, &bad)) {
@@ -111,11 +124,12 @@ int apb_bench_sgemm(int argc, char **argv)
                 return 1;
             continue;
         }
-        fprintf(stderr, "usage: apb bench sgemm [--threads T] [--reps R] [--shape MxNxK]\n");
+        fprintf(stderr, "apb bench sgemm: unknown option '%s'\n", argv[i]);
+        apb_bench_sgemm_usage(stderr);
         return 1;
     }
-    if (threads < 0 || reps < 0 || reps > 64) {
-        fprintf(stderr, "apb bench sgemm: --threads must be >= 1 and --reps in 1..64\n");
+    if (reps < 0 || reps > 64) {
+        fprintf(stderr, "apb bench sgemm: --reps must be in 1..64, got %d\n", reps);
         return 1;
     }
     if (shape && (sscanf(shape, "%dx%dx%d", &sm, &sn, &sk) != 3 || sm < 1 || sn < 1 || sk < 1)) {

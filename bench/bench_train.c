@@ -147,11 +147,19 @@ done:
     return s;
 }
 
-static int usage(void)
+void apb_bench_train_usage(FILE *f)
 {
-    fprintf(stderr, "usage: apb bench train [--model convnet|resnet20|vgg-small] [--threads T]\n"
-                    "                       [--batch B] [--steps S] [--warmup W] [--quant Q] [--act A]\n");
-    return 1;
+    fprintf(f, "usage: apb bench train [--model convnet|resnet20|vgg-small] [--threads T] [--batch B]\n"
+               "                       [--steps S] [--warmup W] [--quant Q] [--act A]\n"
+               "  training images/s (forward, loss, backward, optimizer step) on random data\n"
+               "  --model NAME  one model (default: convnet 1x28x28, resnet20 and vgg-small 3x32x32)\n"
+               "  --threads T   thread count (default: 1 and 2, both measured)\n"
+               "  --batch B     batch size (default 128)\n"
+               "  --steps S     timed steps, median reported (default: 10 convnet, 5 resnet20,\n"
+               "                3 vgg-small)\n"
+               "  --warmup W    untimed steps first (default 2)\n"
+               "  --quant Q     weights fp|apb|binary|q2|prune:S (default fp)\n"
+               "  --act A       activations fp|binary|q2 (default fp)\n");
 }
 
 int apb_bench_train(int argc, char **argv)
@@ -159,6 +167,10 @@ int apb_bench_train(int argc, char **argv)
     int threads = 0, batch = 128, steps = 0, warmup = 2, bad = 0;
     const char *model = NULL, *quant = "fp", *act = "fp";
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            apb_bench_train_usage(stdout);
+            return 0;
+        }
         if (apb_opt_str(argc, argv, &i, "--model", &model, &bad) ||
             apb_opt_int(argc, argv, &i, "--threads", &threads, &bad) ||
             apb_opt_int(argc, argv, &i, "--batch", &batch, &bad) ||
@@ -167,13 +179,15 @@ int apb_bench_train(int argc, char **argv)
             apb_opt_str(argc, argv, &i, "--quant", &quant, &bad) ||
             apb_opt_str(argc, argv, &i, "--act", &act, &bad)) {
             if (bad)
-                return usage();
+                return 1;
             continue;
         }
-        return usage();
+        fprintf(stderr, "apb bench train: unknown option '%s'\n", argv[i]);
+        apb_bench_train_usage(stderr);
+        return 1;
     }
-    if (threads < 0 || batch < 1 || steps < 0 || warmup < 0) {
-        fprintf(stderr, "apb bench train: --threads, --batch, --steps must be >= 1, --warmup >= 0\n");
+    if (batch < 1 || steps < 0 || warmup < 0) {
+        fprintf(stderr, "apb bench train: --batch and --steps must be >= 1, --warmup >= 0\n");
         return 1;
     }
     apb_wquant wq;

@@ -7,6 +7,7 @@
 #ifndef APB_CLI_H
 #define APB_CLI_H
 
+#include "dataset.h"
 #include "options.h" /* apb_cli_error, apb_opt_*: shared with bench/ */
 
 int apb_cmd_train(int argc, char **argv);
@@ -17,5 +18,15 @@ int apb_cmd_info(int argc, char **argv);
 int apb_cmd_infer(int argc, char **argv);
 int apb_cmd_bench(int argc, char **argv);
 int apb_cmd_report(int argc, char **argv);
+
+/* `apb eval` and `apb infer --data` refuse a batch below 1 with the same words
+ * (printf format taking the value given). */
+#define APB_CLI_BATCH_MSG "--batch must be at least 1 (got %d)"
+
+/* Checks that the eval transform t of dataset ds (opened from `spec`) gives the
+ * c x h x w inputs that `model` (a file name, for the message) expects; the
+ * error names the data's own geometry and what differs. In cmd_eval.c. */
+apb_status apb_cli_check_input(const char *model, int c, int h, int w, const char *spec,
+                               const apb_dataset *ds, const apb_transform *t);
 
 #endif

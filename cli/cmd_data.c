@@ -3,7 +3,9 @@
  *
  * Prints, per split, the sample count, class count, the label histogram and any
  * unreadable files (folder datasets are decoded once in full on the loader's
- * threads for this; --no-check skips it). --dump N DIR writes the first N
+ * threads for this; --no-check skips it). The count and the histogram are of
+ * the samples training can use: undecodable files are counted apart
+ * (undecodable=N) and listed, never in samples=. --dump N DIR writes the first N
  * samples after the split's default transform as DIR/000000_<class>.png, so a
  * user can see exactly what the network is fed.
  */
@@ -24,33 +26,38 @@ static void usage(void)
            "  SPEC: fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | imagenet:DIR\n"
            "  Prints samples, classes and the label histogram per split, and lists files\n"
            "  that cannot be decoded (folder datasets; --no-check skips the full decode).\n"
+           "  samples= and the histogram count decodable files only; undecodable=N the rest.\n"
            "  --dump N DIR writes the first N samples after augmentation as PNG files.\n");
 }
 
-/* Decodes every file of a folder dataset; prints the ones that fail. */
-static int check_files(apb_dataset *ds, int threads, int *nbad)
+/* Decodes every file of a folder dataset once; *out holds the loader, whose bad
+ * files are the undecodable ones (also when the pass itself fails). */
+static apb_status decode_all(apb_dataset *ds, int threads, apb_loader **out)
 {
     apb_transform t;
+    *out = NULL;
     apb_status s = apb_transform_default(ds, 0, 16, &t);
-    apb_loader *ld = NULL;
     if (s == APB_OK)
-        s = apb_loader_create(ds, &t, 64, 0, 0, 0, threads, &ld);
+        s = apb_loader_create(ds, &t, 64, 0, 0, 0, threads, out);
     if (s == APB_OK)
-        s = apb_loader_start_epoch(ld, 0);
+        s = apb_loader_start_epoch(*out, 0);
     const float *x;
     const int *y;
     int n = 1;
     while (s == APB_OK && n > 0)
-        s = apb_loader_next(ld, &x, &y, &n);
-    *nbad = ld ? apb_loader_bad_count(ld) : 0;
-    printf("  unreadable files: %d\n", *nbad);
-    for (int i = 0; i < *nbad; i++) {
+        s = apb_loader_next(*out, &x, &y, &n);
+    return s;
+}
+
+static void print_bad_files(const apb_loader *ld)
+{
+    int nbad = apb_loader_bad_count(ld);
+    printf("  unreadable files: %d\n", nbad);
+    for (int i = 0; i < nbad; i++) {
         const char *p, *why;
         apb_loader_bad_file(ld, i, &p, &why);
         printf("    %s: %s\n", p, why);
     }
-    apb_loader_free(ld);
-    return s == APB_OK ? 0 : apb_cli_error("data", s);
 }
 
 static int dump_samples(apb_dataset *ds, int train, int count, const char *dir, uint64_t seed)
@@ -147,29 +154,52 @@ int apb_cmd_data(int argc, char **argv)
             return apb_cli_error("data", s);
         int c, h, w, k = apb_dataset_num_classes(ds), n = apb_dataset_size(ds);
         apb_dataset_geometry(ds, &c, &h, &w);
-        printf("dataset=%s split=%s samples=%d classes=%d", apb_dataset_name(ds), splits[si], n, k);
+        /* Folder datasets are decoded before anything is counted, so samples=
+         * and the histogram hold only what a training run can read. */
+        int folder = apb_dataset_path(ds, 0) != NULL, nbad = 0;
+        apb_loader *ld = NULL;
+        if (folder && !no_check) {
+            s = decode_all(ds, threads, &ld);
+            if (s != APB_OK) {
+                if (ld)
+                    print_bad_files(ld);
+                apb_loader_free(ld);
+                apb_dataset_free(ds);
+                return apb_cli_error("data", s);
+            }
+            nbad = apb_loader_bad_count(ld);
+        }
+        printf("dataset=%s split=%s samples=%d", apb_dataset_name(ds), splits[si], n - nbad);
+        if (folder && no_check)
+            printf(" undecodable=unchecked");
+        else if (folder)
+            printf(" undecodable=%d", nbad);
+        printf(" classes=%d", k);
         if (h > 0)
             printf(" geometry=%dx%dx%d\n", c, h, w);
         else
             printf(" geometry=variable (decoded as RGB)\n");
         int *hist = calloc((size_t)k, sizeof(int));
         if (!hist) {
+            apb_loader_free(ld);
             apb_dataset_free(ds);
             return apb_cli_error("data", apb_fail(APB_ENOMEM, "out of memory"));
         }
         for (int i = 0; i < n; i++)
-            hist[apb_dataset_label(ds, i)]++;
+            if (!ld || !apb_loader_is_bad(ld, i))
+                hist[apb_dataset_label(ds, i)]++;
         for (int i = 0; i < k; i++)
             printf("  %4d %-24s %d\n", i, apb_dataset_class_name(ds, i), hist[i]);
         free(hist);
-        int rc = 0, nbad = 0;
-        if (!apb_dataset_path(ds, 0))
+        if (!folder)
             printf("  unreadable files: 0 (all records validated when loading)\n");
         else if (no_check)
             printf("  unreadable files: not checked (--no-check)\n");
         else
-            rc = check_files(ds, threads, &nbad);
-        if (rc == 0 && dump_dir && si == 0)
+            print_bad_files(ld);
+        apb_loader_free(ld);
+        int rc = 0;
+        if (dump_dir && si == 0)
             rc = dump_samples(ds, strcmp(splits[si], "train") == 0, dump_n, dump_dir,
                               (uint64_t)seed);
         apb_dataset_free(ds);

@@ -1,9 +1,14 @@
-/* cmd_eval.c - `apb eval --ckpt PATH --data SPEC`: accuracy and per-layer memory. */
+/* cmd_eval.c - `apb eval --ckpt PATH --data SPEC`: accuracy and per-layer memory.
+ *
+ * Also holds apb_cli_check_input (cli.h), the model-vs-data geometry check that
+ * `apb infer --data` shares, so both commands word a mismatch the same way.
+ */
 #include <stdio.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "dataset.h"
 #include "threads.h"
 #include "trainer.h"
 
@@ -26,11 +31,41 @@ void apb_print_memory_table(FILE *f, const apb_model *m)
                 apb_aquant_name(l->aq), (long long)l->w.numel, (long long)lfp[i], lb[i],
                 lb[i] / (double)l->w.numel);
     }
+    /* nothing compressed: say full precision, not "0 bits/weight" */
+    if (mem.cweights == 0) {
+        fprintf(f, "total: %lld conv/linear weights, none compressed (100%% full precision)\n",
+                (long long)mem.weights);
+        fprintf(f, "model: %.0f bits = %.0f bytes (paper formula, BN and biases at 32 bits); weights: 32 bits/weight (fp)\n",
+                mem.bits, mem.bits / 8);
+        return;
+    }
     fprintf(f, "total: %lld conv/linear weights, %lld compressed (%lld full precision = %.3f%%), index bits %d\n",
             (long long)mem.weights, (long long)mem.cweights, (long long)mem.fp_count,
             100 * mem.fp_fraction, mem.index_bits);
     fprintf(f, "model: %.0f bits = %.0f bytes (paper formula, BN and biases at 32 bits); compressed layers: %.4f bits/weight\n",
             mem.bits, mem.bits / 8, mem.bits_per_weight);
+}
+
+apb_status apb_cli_check_input(const char *model, int c, int h, int w, const char *spec,
+                               const apb_dataset *ds, const apb_transform *t)
+{
+    if (t->out_c == c && t->out_h == h && t->out_w == w)
+        return APB_OK;
+    /* Name the data's own geometry, not the transform's output: the transform
+     * already resized to the model's size, so "gives 1x32x32" would hide that
+     * the images are 1x28x28 and that the channels are what differs. */
+    int dc, dh, dw;
+    char geom[64];
+    apb_dataset_geometry(ds, &dc, &dh, &dw);
+    if (dh > 0)
+        snprintf(geom, sizeof geom, "%dx%dx%d images", dc, dh, dw);
+    else
+        snprintf(geom, sizeof geom, "images of any size decoded as %d channels", dc);
+    if (t->out_c != c)
+        return apb_fail(APB_ESHAPE, "%s expects %dx%dx%d inputs, data %s has %s: input channels %d vs %d",
+                        model, c, h, w, spec, geom, c, t->out_c);
+    return apb_fail(APB_ESHAPE, "%s expects %dx%dx%d inputs, data %s has %s, which its eval transform makes %dx%dx%d",
+                    model, c, h, w, spec, geom, t->out_c, t->out_h, t->out_w);
 }
 
 int apb_cmd_eval(int argc, char **argv)
@@ -39,7 +74,7 @@ int apb_cmd_eval(int argc, char **argv)
     int bad = 0, threads = 0, limit = 0, batch = 256;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help")) {
-            printf("usage: apb eval --ckpt PATH --data SPEC [--limit-test N] [--threads T] [--batch B]\n");
+            printf("usage: apb eval --ckpt PATH --data SPEC [--limit-test N] [--threads T] [--batch B (256)]\n");
             return 0;
         } else if (apb_opt_str(argc, argv, &i, "--ckpt", &ckpt, &bad))
             ;
@@ -60,6 +95,10 @@ int apb_cmd_eval(int argc, char **argv)
         fprintf(stderr, "apb eval: --ckpt and --data are required\n");
         bad = 1;
     }
+    if (!bad && batch < 1) {
+        fprintf(stderr, "apb eval: " APB_CLI_BATCH_MSG "\n", batch);
+        bad = 1;
+    }
     if (bad)
         return 2;
     if (threads > 0)
@@ -77,9 +116,8 @@ int apb_cmd_eval(int argc, char **argv)
     apb_loader *ld = NULL;
     apb_transform t;
     s = apb_open_data(spec, "test", limit, m->cfg.in_h, 0, batch, 1, apb_threads_get(), &ds, &ld, &t);
-    if (!s && (t.out_c != m->cfg.in_c || t.out_h != m->cfg.in_h || t.out_w != m->cfg.in_w))
-        s = apb_fail(APB_EINVAL, "%s expects %dx%dx%d inputs, data %s gives %dx%dx%d", ckpt,
-                     m->cfg.in_c, m->cfg.in_h, m->cfg.in_w, spec, t.out_c, t.out_h, t.out_w);
+    if (!s)
+        s = apb_cli_check_input(ckpt, m->cfg.in_c, m->cfg.in_h, m->cfg.in_w, spec, ds, &t);
     apb_eval_result r;
     if (!s)
         s = apb_evaluate(m, ld, &r);

@@ -41,9 +41,14 @@ int apb_cmd_export(int argc, char **argv)
     if (!s) {
         apb_model_memory mem;
         apb_model_memory_stats(m, &mem, NULL, NULL);
-        printf("wrote %s: %zu bytes (%.3f bits per conv/linear weight in the file); compressed layers: %.4f bits/weight by the paper formula, %.3f%% full precision\n",
-               out, bytes, 8.0 * (double)bytes / (double)mem.weights, mem.bits_per_weight,
-               100 * mem.fp_fraction);
+        printf("wrote %s: %zu bytes (%.3f bits per conv/linear weight in the file); ", out, bytes,
+               8.0 * (double)bytes / (double)mem.weights);
+        /* nothing compressed: say full precision, not "0 bits/weight" */
+        if (mem.cweights == 0)
+            printf("no compressed layers: 32 bits/weight (fp), 100%% full precision\n");
+        else
+            printf("compressed layers: %.4f bits/weight by the paper formula, %.3f%% full precision\n",
+                   mem.bits_per_weight, 100 * mem.fp_fraction);
     }
     apb_model_free(m);
     apb_ckpt_free(&ck);

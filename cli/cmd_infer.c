@@ -8,15 +8,20 @@
  * transform, read from the file: shorter side resized to apbrt_resize_short()
  * when non-zero, center crop to the input size (with no resize, a larger image
  * is center-cropped and a smaller one stretched), RGB -> gray for 1-channel
- * models, then the stored mean/std. Per image the top-K classes are printed with
- * softmax probabilities.
+ * models, then the stored mean/std. Every image that is not fed as it is gets a
+ * "note:" line on stderr saying what was converted, so a stretched thumbnail or
+ * a colour photo on a gray model is never classified silently. Per image the
+ * top-K classes are printed with softmax probabilities.
  *
  * --data evaluates the test split through the runtime with the dataset's eval
  * transform (normalization and resize taken from the model, which match the
  * dataset's defaults for models exported from `apb train`) and prints
  * "top1=..% top5=..% loss=.." exactly as `apb eval` does for the checkpoint,
- * with the same tie rules (top-1: first maximal logit; top-5: fewer than 5
+ * with the same tie rules (top-1: first maximal logit; top-K: fewer than K
  * logits strictly above the label's), so the two can be compared line for line.
+ * A --top K other than 1 and 5 adds a "topK=..%" line. The header line names the
+ * path the runtime really takes: the float reference, or how many conv/linear
+ * layers run on bit kernels (an fp-activation APB layer runs sgemm).
  */
 #include <math.h>
 #include <stdio.h>
@@ -73,6 +78,26 @@ static void top_k(const double *p, int K, int top, int *idx)
     }
 }
 
+/* The conversion note for one image (empty when it is fed as it is): the
+ * channel change from the file's own layout (1 gray, 2 gray + alpha, 3 RGB,
+ * 4 RGBA) to the model's C, then the geometry change of transform t. */
+static void conversion_note(int src_channels, int C, const apb_transform *t, int w, int h,
+                            char *buf, size_t n)
+{
+    static const char *const layout[5] = {"", "gray", "gray+alpha", "RGB", "RGBA"};
+    const char *chan = "";
+    char cbuf[96], geom[128];
+    int sc = src_channels >= 1 && src_channels <= 4 ? src_channels : 3;
+    int alpha = sc == 2 || sc == 4, color = sc >= 3;
+    if (color != (C == 3) || alpha) {
+        snprintf(cbuf, sizeof cbuf, "%s converted to %s%s", layout[sc], C == 3 ? "RGB" : "gray",
+                 alpha ? " (transparent pixels composited onto white)" : "");
+        chan = cbuf;
+    }
+    apb_transform_describe(t, w, h, geom, sizeof geom);
+    snprintf(buf, n, "%s%s%s", chan, *chan && *geom ? "; " : "", geom);
+}
+
 static int infer_images(apbrt_model *m, const char *model_path, char **images, int nimg, int top,
                         int batch)
 {
@@ -103,8 +128,8 @@ static int infer_images(apbrt_model *m, const char *model_path, char **images, i
         int bn = 0;
         for (; i0 < nimg && bn < batch; i0++) {
             unsigned char *rgb = NULL;
-            int w, h;
-            apb_status s = apb_image_load(images[i0], &rgb, &w, &h);
+            int w, h, channels;
+            apb_status s = apb_image_load_channels(images[i0], &rgb, &w, &h, &channels);
             if (!s)
                 s = apb_image_preprocess(rgb, w, h, &t, x + bn * in_sz);
             free(rgb);
@@ -112,6 +137,10 @@ static int infer_images(apbrt_model *m, const char *model_path, char **images, i
                 rc = infer_fail(images[i0]);
                 continue;
             }
+            char note[256];
+            conversion_note(channels, C, &t, w, h, note, sizeof note);
+            if (note[0])
+                fprintf(stderr, "note: %s: %s\n", images[i0], note);
             which[bn++] = i0;
         }
         if (bn == 0)
@@ -133,7 +162,32 @@ static int infer_images(apbrt_model *m, const char *model_path, char **images, i
     return rc;
 }
 
-static int infer_data(apbrt_model *m, const char *model_path, const char *spec, int limit, int batch)
+/* The path apbrt_run takes, in words, for the --data header line. */
+static void run_path(const apbrt_model *m, char *buf, size_t n)
+{
+    if (apbrt_uses_reference(m)) {
+        snprintf(buf, n, "float reference path");
+        return;
+    }
+    int layers = 0, bits = 0;
+    for (int i = 0; i < apbrt_num_layers(m); i++) {
+        apbrt_layer_info li;
+        if (apbrt_layer_info_get(m, i, &li) != 0 || !li.kernel[0])
+            continue;
+        layers++;
+        bits += strcmp(li.kernel, "sgemm") != 0;
+    }
+    if (bits == 0)
+        snprintf(buf, n, "sgemm path: none of %d conv/linear layers on bit kernels", layers);
+    else if (bits == layers)
+        snprintf(buf, n, "bit-kernel path: all %d conv/linear layers", layers);
+    else
+        snprintf(buf, n, "bit kernels for %d of %d conv/linear layers, sgemm for the rest", bits,
+                 layers);
+}
+
+static int infer_data(apbrt_model *m, const char *model_path, const char *spec, int limit,
+                      int batch, int top)
 {
     int C, H, W, K = apbrt_num_classes(m);
     apbrt_input_shape(m, &C, &H, &W);
@@ -150,11 +204,8 @@ static int infer_data(apbrt_model *m, const char *model_path, const char *spec, 
         apb_dataset_limit(ds, limit);
     if ((s = apb_transform_default(ds, 0, H, &t)))
         goto out;
-    if (t.out_c != C || t.out_h != H || t.out_w != W) {
-        s = apb_fail(APB_EINVAL, "%s expects %dx%dx%d inputs, data %s gives %dx%dx%d", model_path, C,
-                     H, W, spec, t.out_c, t.out_h, t.out_w);
+    if ((s = apb_cli_check_input(model_path, C, H, W, spec, ds, &t)))
         goto out;
-    }
     if (apb_dataset_num_classes(ds) != K) {
         s = apb_fail(APB_EINVAL, "%s has %d classes, data %s has %d", model_path, K, spec,
                      apb_dataset_num_classes(ds));
@@ -175,7 +226,9 @@ static int infer_data(apbrt_model *m, const char *model_path, const char *spec, 
         goto out;
     }
     double loss = 0;
-    long c1 = 0, c5 = 0, n = 0;
+    long c1 = 0, c5 = 0, ck = 0, n = 0;
+    if (top > K)
+        top = K; /* top == 0: no --top given, no extra line */
     if ((s = apb_loader_start_epoch(ld, 0)))
         goto out;
     for (;;) {
@@ -199,6 +252,7 @@ static int infer_data(apbrt_model *m, const char *model_path, const char *spec, 
                 above += z[k] > z[y[i]];
             c1 += best == y[i];
             c5 += above < 5;
+            ck += above < top;
             loss += softmax(z, K, p) - z[y[i]];
         }
         n += bn;
@@ -210,11 +264,14 @@ static int infer_data(apbrt_model *m, const char *model_path, const char *spec, 
             apb_loader_bad_file(ld, i, &path, &why);
             fprintf(stderr, "apb infer: skipped undecodable %s: %s\n", path, why);
         }
-        printf("model %s (%s) through libapbrt (%s path), %ld test images of %s\n", model_path,
-               apbrt_model_name(m), apbrt_uses_reference(m) ? "float reference" : "bit-kernel", n,
-               spec);
+        char path[128];
+        run_path(m, path, sizeof path);
+        printf("model %s (%s) through libapbrt (%s), %ld test images of %s\n", model_path,
+               apbrt_model_name(m), path, n, spec);
         printf("top1=%.2f%% top5=%.2f%% loss=%.4f\n", n ? 100.0 * c1 / n : 0.0,
                n ? 100.0 * c5 / n : 0.0, n ? loss / n : 0.0);
+        if (top > 0 && top != 1 && top != 5)
+            printf("top%d=%.2f%%\n", top, n ? 100.0 * ck / n : 0.0);
     }
 out:
     free(logits);
@@ -229,7 +286,7 @@ out:
 int apb_cmd_infer(int argc, char **argv)
 {
     const char *model = NULL, *spec = NULL;
-    int bad = 0, threads = 0, top = 5, limit = 0, batch = 0, nimg = 0;
+    int bad = 0, threads = 0, top = 5, top_set = 0, limit = 0, batch = 0, batch_set = 0, nimg = 0;
     char **images = malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
     if (!images) {
         fprintf(stderr, "apb infer: out of memory\n");
@@ -237,10 +294,21 @@ int apb_cmd_infer(int argc, char **argv)
     }
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: apb infer MODEL.apb IMAGE... [--top K] [--threads T] [--batch B]\n"
-                   "       apb infer MODEL.apb --data SPEC [--limit-test N] [--threads T] [--batch B]\n"
+            printf("usage: apb infer MODEL.apb IMAGE... [--top K (5)] [--threads T] [--batch B (16)]\n"
+                   "       apb infer MODEL.apb --data SPEC [--limit-test N] [--top K] [--threads T]\n"
+                   "                 [--batch B (256)]\n"
                    "Runs a .apb model through libapbrt: the top-K classes (softmax probabilities)\n"
-                   "of each PNG/JPEG image, or top-1/top-5 accuracy on the test split of SPEC.\n");
+                   "of each PNG/JPEG image, or top-1/top-5 accuracy on the test split of SPEC\n"
+                   "(with --top K, top-K accuracy on one more line).\n"
+                   "Images are fed as the model was trained (apb info shows its input):\n"
+                   "  - channels: RGB (or RGBA) becomes gray for a 1-channel model (0.299 R +\n"
+                   "    0.587 G + 0.114 B), gray is copied to R, G, B for a 3-channel one, and\n"
+                   "    transparent pixels are composited onto white;\n"
+                   "  - size: with the model's resize_short (ImageNet-style models) the shorter\n"
+                   "    side is resized to it, then the center cropped to the input size;\n"
+                   "    without it, an image at least as large as the input is center-cropped,\n"
+                   "    any other is stretched to the input size (aspect ratio not kept).\n"
+                   "Each converted image gets a line \"note: IMAGE: ...\" on stderr.\n");
             free(images);
             return 0;
         } else if (apb_opt_str(argc, argv, &i, "--data", &spec, &bad))
@@ -248,11 +316,11 @@ int apb_cmd_infer(int argc, char **argv)
         else if (apb_opt_int(argc, argv, &i, "--threads", &threads, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--top", &top, &bad))
-            ;
+            top_set = 1;
         else if (apb_opt_int(argc, argv, &i, "--limit-test", &limit, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--batch", &batch, &bad))
-            ;
+            batch_set = 1;
         else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "apb infer: unknown option '%s'\n", argv[i]);
             bad = 1;
@@ -273,8 +341,12 @@ int apb_cmd_infer(int argc, char **argv)
         fprintf(stderr, "apb infer: give either images or --data, not both\n");
         bad = 1;
     }
-    if (!bad && (top < 1 || batch < 0 || threads < 0 || limit < 0)) {
-        fprintf(stderr, "apb infer: --top must be >= 1; --batch, --threads, --limit-test >= 0\n");
+    if (!bad && batch_set && batch < 1) {
+        fprintf(stderr, "apb infer: " APB_CLI_BATCH_MSG "\n", batch);
+        bad = 1;
+    }
+    if (!bad && (top < 1 || threads < 0 || limit < 0)) {
+        fprintf(stderr, "apb infer: --top must be >= 1; --threads, --limit-test >= 0\n");
         bad = 1;
     }
     if (bad) {
@@ -288,8 +360,8 @@ int apb_cmd_infer(int argc, char **argv)
         free(images);
         return infer_fail(model);
     }
-    int rc = spec ? infer_data(m, model, spec, limit, batch > 0 ? batch : 256)
-                  : infer_images(m, model, images, nimg, top, batch > 0 ? batch : 16);
+    int rc = spec ? infer_data(m, model, spec, limit, batch_set ? batch : 256, top_set ? top : 0)
+                  : infer_images(m, model, images, nimg, top, batch_set ? batch : 16);
     apbrt_free(m);
     free(images);
     return rc;

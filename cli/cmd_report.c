@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model.h"
 #include "report.h"
 
 static void usage(FILE *f)
@@ -28,6 +29,12 @@ static void usage(FILE *f)
             "  --sparsities S1,..   pruning sparsities (default 0.5,0.9)\n"
             "  --actbin-budget B    budget of APB with binary activations (default 1.3)\n"
             "  --int8-budget B      budget of APB with 8-bit activations (default 1.5)\n"
+            "  --act fp|binary|q2|int8  activations of every compressed point (default fp; the\n"
+            "                       fp point keeps fp activations; ResNets get Bi-Real shortcuts\n"
+            "                       with binary and q2)\n"
+            "  --seeds N            train every compressed point N times (seeds S..S+N-1, extra\n"
+            "                       runs in DIR/<point>-seed<S>); tables give mean +- std and the\n"
+            "                       plot error bars; the fp start is trained once (default 1)\n"
             "  --lr X               fp learning rate (default: apb train's)\n"
             "  --ft-lr X            learning rate of compressed points (default: --lr)\n"
             "  --batch B --limit-train N --limit-test N --threads T --seed S\n"
@@ -81,6 +88,13 @@ int apb_cmd_report(int argc, char **argv)
         } else if (apb_opt_float(argc, argv, &i, "--actbin-budget", &c.actbin_budget, &bad))
             ;
         else if (apb_opt_float(argc, argv, &i, "--int8-budget", &c.int8_budget, &bad))
+            ;
+        else if (apb_opt_str(argc, argv, &i, "--act", &sv, &bad)) {
+            apb_aquant aq = APB_AQ_FP;
+            if (!bad && (s = apb_aquant_parse(sv, &aq)))
+                bad = apb_cli_error("report", apb_fail_context(s, "--act"));
+            c.act = (int)aq;
+        } else if (apb_opt_int(argc, argv, &i, "--seeds", &c.seeds, &bad))
             ;
         else if (apb_opt_float(argc, argv, &i, "--lr", &fv, &bad))
             c.lr = (float)fv;

@@ -1,42 +1,287 @@
-/* cmd_train.c - `apb train`: parse options into apb_train_cfg and run. */
+/* cmd_train.c - `apb train`: parse options into apb_train_cfg and run.
+ *
+ * What the command adds to apb_train_run: it refuses an --out that already
+ * holds a run (unless --force), merges --resume DIR with the options given
+ * beside it (equal ones are fine, a conflicting one is named with both values,
+ * a larger --epochs extends the run), says when a resumed run is already
+ * complete, and on Ctrl-C says how to continue.
+ */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "trainer.h"
 
+static const char *const OPTIM_NAMES[3] = {"sgd", "adam", "adamw"};
+
 static void usage(FILE *f)
 {
+    apb_train_cfg *d = calloc(1, sizeof *d);
+    if (!d)
+        return;
+    apb_train_cfg_default(d);
     fprintf(f,
-            "usage: apb train --data SPEC --model NAME --out DIR [options]\n"
+            "usage: apb train [--data SPEC] [--model NAME] --out DIR [options]\n"
+            "       apb train --resume DIR [--epochs N] [--threads T] [--quiet]\n"
             "  --data SPEC        fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | imagenet:DIR\n"
-            "  --model NAME       convnet | vgg-small | resnet20 | resnet18\n"
+            "                     (default %s)\n"
+            "  --model NAME       convnet | vgg-small | resnet20 | resnet18   (default %s)\n"
             "  --quant Q          fp | apb | binary | q2 | prune:S   (weights; default fp)\n"
             "  --act A            fp | binary | q2 | int8            (activations; default fp)\n"
-            "  --epochs N --batch B --lr X --wd X --momentum X --optim sgd|adam|adamw [--nesterov]\n"
-            "  --budget-bits B    APB: finished model has at most B bits/weight (compressed layers)\n"
+            "  --epochs N (default %d)  --batch B (default %d)  --lr X (default %g, cosine schedule)\n"
+            "  --wd X (default %g)  --momentum X (default %g)  --optim sgd|adam|adamw (default %s)\n"
+            "  --nesterov\n"
+            "  --budget-bits B    APB: finished model has at most B bits/weight (compressed layers),\n"
+            "                     B in [1, 32) and at least the model's sign and alpha/delta bits\n"
             "  --budget-spread global|layer   how the budget is shared between layers (default global)\n"
             "  --budget-alpha learn|fit       budget mode: alpha learned, or fit to mean|w| of the\n"
             "                     binarized weights by the projection (default learn)\n"
-            "  --freeze-at F      fraction of epochs after which alpha/delta freeze (default 0.5)\n"
-            "  --quant-lr X       Adam learning rate of alpha/delta/steps (default 1e-4)\n"
+            "  --freeze-at F      fraction of epochs after which alpha/delta freeze (default %g)\n"
+            "  --quant-lr X       Adam learning rate of alpha/delta/steps (default %g)\n"
             "  --per-channel      APB alpha/delta per output channel\n"
             "  --direct-alpha     direct alpha gradient instead of the published estimator\n"
             "  --approx-sign      ApproxSign backward for binary activations\n"
             "  --quant-first --quant-last --fp-shortcut\n"
-            "  --label-smoothing X --warmup EPOCHS --img-size S\n"
-            "  --limit-train N --limit-test N   use only the first N images\n"
-            "  --init CKPT        start from a (full-precision) checkpoint\n"
-            "  --resume DIR       continue DIR/last.ckpt bit-identically\n"
-            "  --threads T --seed S --quiet\n");
+            "  --label-smoothing X (default %g)  --warmup EPOCHS (default %g)\n"
+            "  --img-size S       folder datasets: input side (default 224)\n"
+            "  --limit-train N --limit-test N   use only the first N images (default 0 = all)\n"
+            "  --val N            hold N training images out as a validation set (chosen by the\n"
+            "                     data and N only); best.ckpt then follows validation accuracy,\n"
+            "                     log.csv gains val_loss,val_acc (default 0: none)\n"
+            "  --init CKPT        start from a (full-precision) checkpoint; never overwritten\n"
+            "  --out DIR          run folder: log.csv, last.ckpt (every epoch), best.ckpt.\n"
+            "                     A folder that already holds a run is refused\n"
+            "  --force            train a new run over the one in --out (its files are replaced)\n"
+            "  --resume DIR       continue DIR/last.ckpt bit-identically with its stored options;\n"
+            "                     options given beside it must equal them (--threads, --quiet and\n"
+            "                     --force may differ); a finished run says so and exits 0\n"
+            "  --resume DIR --epochs N   extend a run (finished or not) to N epochs in total,\n"
+            "                     N >= its epochs: the cosine learning rate, --freeze-at and the\n"
+            "                     pruning ramp are recomputed for N epochs and continue at the\n"
+            "                     next epoch, so a finished run's learning rate rises again\n"
+            "  --threads T --seed S (default %llu) --quiet\n"
+            "Ctrl-C stops a run; its last finished epoch stays in DIR/last.ckpt (exit 130).\n",
+            d->data_spec, d->model.arch, d->epochs, d->batch, d->lr, d->wd, d->momentum,
+            OPTIM_NAMES[d->optim], d->freeze_at, d->quant_lr, d->label_smoothing, d->warmup,
+            (unsigned long long)d->seed);
+    free(d);
+}
+
+/* The value of a stored option `opt` in c as text: prec 9 compares exactly (the
+ * floats are stored as %.9g), prec 6 is for showing; *flag tells an option that
+ * takes no value. NULL for an option that is not stored with a run. */
+static const char *opt_text(const apb_train_cfg *c, const char *opt, int prec, char *b, size_t n,
+                            int *flag)
+{
+    const apb_model_cfg *m = &c->model;
+    struct {
+        const char *opt;
+        char kind; /* s string, i integer, f float, b flag */
+        const char *s;
+        long long i;
+        double f;
+    } t[] = {
+        {"--data", 's', .s = c->data_spec},
+        {"--model", 's', .s = m->arch},
+        {"--quant", 's', .s = apb_wquant_name(m->wq)},
+        {"--act", 's', .s = apb_aquant_name(m->aq)},
+        {"--batch", 'i', .i = c->batch},
+        {"--lr", 'f', .f = c->lr},
+        {"--wd", 'f', .f = c->wd},
+        {"--momentum", 'f', .f = c->momentum},
+        {"--optim", 's', .s = OPTIM_NAMES[c->optim >= 0 && c->optim < 3 ? c->optim : 0]},
+        {"--nesterov", 'b', .i = c->nesterov},
+        {"--budget-bits", 'f', .f = c->budget_bits},
+        {"--budget-spread", 's', .s = c->budget_spread ? "layer" : "global"},
+        {"--budget-alpha", 's', .s = c->budget_alpha ? "fit" : "learn"},
+        {"--freeze-at", 'f', .f = c->freeze_at},
+        {"--quant-lr", 'f', .f = c->quant_lr},
+        {"--per-channel", 'b', .i = m->per_channel},
+        {"--direct-alpha", 'b', .i = m->direct_alpha_grad},
+        {"--approx-sign", 'b', .i = m->approx_sign},
+        {"--quant-first", 'b', .i = m->quant_first},
+        {"--quant-last", 'b', .i = m->quant_last},
+        {"--fp-shortcut", 'b', .i = m->fp_shortcut},
+        {"--label-smoothing", 'f', .f = c->label_smoothing},
+        {"--warmup", 'f', .f = c->warmup},
+        {"--img-size", 'i', .i = c->img_size},
+        {"--limit-train", 'i', .i = c->limit_train},
+        {"--limit-test", 'i', .i = c->limit_test},
+        {"--val", 'i', .i = c->val},
+        {"--seed", 'i', .i = (long long)c->seed},
+        {"--init", 's', .s = c->init_ckpt},
+    };
+    for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
+        if (strcmp(t[k].opt, opt))
+            continue;
+        *flag = t[k].kind == 'b';
+        if (!strcmp(opt, "--quant") && m->wq == APB_WQ_PRUNE)
+            snprintf(b, n, "prune:%.*g", prec, (double)m->prune_sparsity);
+        else if (t[k].kind == 's')
+            snprintf(b, n, "%s", t[k].s);
+        else if (t[k].kind == 'i')
+            snprintf(b, n, "%lld", t[k].i);
+        else if (t[k].kind == 'f')
+            snprintf(b, n, "%.*g", prec, t[k].f);
+        else
+            snprintf(b, n, "%s", t[k].i ? "on" : "off");
+        return b;
+    }
+    return NULL;
+}
+
+/* The options given on the command line, by name ("--lr"), for --resume. */
+typedef struct {
+    char name[64][32];
+    int n;
+} given_opts;
+
+static void given_add(given_opts *g, const char *arg)
+{
+    if (g->n >= 64)
+        return;
+    size_t len = strcspn(arg, "=");
+    snprintf(g->name[g->n++], sizeof g->name[0], "%.*s", (int)len, arg);
+}
+
+/* Two paths naming one existing directory. */
+static int same_dir(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!strcmp(a, b))
+        return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Ctrl-C: say how to continue. last.ckpt (replaced atomically when an epoch
+ * ends) is this run's to resume when the run is a resumed one, or when it is
+ * not the file that was there before the run started (--force). */
+static struct {
+    char ckpt[1100];
+    int resuming, existed;
+    dev_t dev;
+    ino_t ino;
+    char resume_msg[2600], fresh_msg[160];
+    size_t resume_len, fresh_len;
+} hint;
+
+static void on_sigint(int sig)
+{
+    struct stat st;
+    int ours = stat(hint.ckpt, &st) == 0 &&
+               (hint.resuming || !hint.existed || st.st_dev != hint.dev || st.st_ino != hint.ino);
+    ssize_t w = ours ? write(2, hint.resume_msg, hint.resume_len) : write(2, hint.fresh_msg, hint.fresh_len);
+    (void)w;
+    (void)sig;
+    _exit(130);
+}
+
+static void hint_install(const char *dir, int resuming)
+{
+    struct stat st;
+    snprintf(hint.ckpt, sizeof hint.ckpt, "%s/last.ckpt", dir);
+    hint.resuming = resuming;
+    hint.existed = stat(hint.ckpt, &st) == 0;
+    hint.dev = hint.existed ? st.st_dev : 0;
+    hint.ino = hint.existed ? st.st_ino : 0;
+    snprintf(hint.resume_msg, sizeof hint.resume_msg,
+             "\napb train: interrupted; %s holds the last finished epoch\ncontinue with: apb train --resume %s\n",
+             hint.ckpt, dir);
+    snprintf(hint.fresh_msg, sizeof hint.fresh_msg,
+             "\napb train: interrupted before the first epoch finished: nothing to resume yet\n");
+    hint.resume_len = strlen(hint.resume_msg);
+    hint.fresh_len = strlen(hint.fresh_msg);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static int run(apb_train_cfg *c, int resuming)
+{
+    hint_install(resuming ? c->resume_dir : c->out_dir, resuming);
+    apb_status s = apb_train_run(c, NULL);
+    return s ? apb_cli_error("train", s) : 0;
+}
+
+/* --resume DIR with the options given beside it: those equal to the run's are
+ * fine, a conflicting one is refused by name, --epochs may extend the run. */
+static int resume(apb_train_cfg *c, const given_opts *g)
+{
+    apb_train_cfg *st = calloc(1, sizeof *st);
+    if (!st)
+        return apb_cli_error("train", apb_fail(APB_ENOMEM, "out of memory"));
+    int done = 0;
+    double best = 0;
+    apb_status s = apb_train_load_run(c->resume_dir, st, &done, &best);
+    if (s) {
+        free(st);
+        return apb_cli_error("train", s);
+    }
+    int bad = 0;
+    for (int i = 0; i < g->n && !bad; i++) {
+        const char *o = g->name[i];
+        char mine[1100], theirs[1100];
+        int flag = 0;
+        if (!strcmp(o, "--resume") || !strcmp(o, "--threads") || !strcmp(o, "--quiet") ||
+            !strcmp(o, "--force"))
+            continue;
+        if (!strcmp(o, "--epochs")) {
+            if (c->epochs < st->epochs) {
+                fprintf(stderr, "apb train: --epochs %d conflicts with the run's epochs=%d: a run can be "
+                                "extended, not shortened\n", c->epochs, st->epochs);
+                bad = 1;
+            }
+            c->resume_epochs = c->epochs;
+        } else if (!strcmp(o, "--out")) {
+            if (!same_dir(c->out_dir, c->resume_dir)) {
+                fprintf(stderr, "apb train: --out %s conflicts with --resume %s: a resumed run writes "
+                                "into its own folder\n", c->out_dir, c->resume_dir);
+                bad = 1;
+            }
+        } else if (opt_text(c, o, 9, mine, sizeof mine, &flag) &&
+                   opt_text(st, o, 9, theirs, sizeof theirs, &flag) && strcmp(mine, theirs)) {
+            /* 6 digits unless only more tell the two apart */
+            char m6[1100], t6[1100];
+            opt_text(c, o, 6, m6, sizeof m6, &flag);
+            opt_text(st, o, 6, t6, sizeof t6, &flag);
+            int six = strcmp(m6, t6) != 0;
+            fprintf(stderr, "apb train: %s%s%s conflicts with the run's %s=%s (%s/last.ckpt); a resumed "
+                            "run keeps its options: drop %s, or train a new run with another --out\n",
+                    o, flag ? "" : " ", flag ? "" : six ? m6 : mine, o + 2, six ? t6 : theirs,
+                    c->resume_dir, o);
+            bad = 1;
+        }
+    }
+    int total = c->resume_epochs > st->epochs ? c->resume_epochs : st->epochs;
+    if (!bad && done >= total) {
+        printf("apb train: the run in %s is complete: %d of %d epochs done, best test accuracy %.2f%%.\n"
+               "To train it further: apb train --resume %s --epochs N with N > %d (the cosine learning "
+               "rate schedule is then recomputed for N epochs)\n",
+               c->resume_dir, done, total, best, c->resume_dir, total);
+        free(st);
+        return 0;
+    }
+    free(st);
+    if (bad)
+        return 2;
+    return run(c, 1);
 }
 
 int apb_cmd_train(int argc, char **argv)
 {
     apb_train_cfg *c = calloc(1, sizeof *c);
-    if (!c)
+    given_opts *g = calloc(1, sizeof *g);
+    if (!c || !g) {
+        free(c);
+        free(g);
         return 1;
+    }
     apb_train_cfg_default(c);
     size_t o = 0;
     for (int i = 0; i < argc && o < sizeof c->cmdline - 2; i++)
@@ -44,7 +289,7 @@ int apb_cmd_train(int argc, char **argv)
     for (char *p = c->cmdline; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' '; /* the checkpoint header is one key=value per line */
-    int bad = 0;
+    int bad = 0, force = 0;
     const char *sv;
     double fv;
     int iv;
@@ -53,6 +298,7 @@ int apb_cmd_train(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             free(c);
+            free(g);
             return 0;
         } else if (apb_opt_str(argc, argv, &i, "--data", &sv, &bad))
             snprintf(c->data_spec, sizeof c->data_spec, "%s", sv);
@@ -89,9 +335,11 @@ int apb_cmd_train(int argc, char **argv)
             }
         } else if (!strcmp(a, "--nesterov"))
             c->nesterov = 1;
-        else if (apb_opt_float(argc, argv, &i, "--budget-bits", &fv, &bad))
+        else if (apb_opt_float(argc, argv, &i, "--budget-bits", &fv, &bad)) {
             c->budget_bits = (float)fv;
-        else if (apb_opt_str(argc, argv, &i, "--budget-spread", &sv, &bad)) {
+            if (!bad && apb_budget_bits_check(fv))
+                bad = apb_cli_error("train", apb_fail_context(APB_EINVAL, "--budget-bits"));
+        } else if (apb_opt_str(argc, argv, &i, "--budget-spread", &sv, &bad)) {
             if (!bad && strcmp(sv, "global") && strcmp(sv, "layer")) {
                 fprintf(stderr, "apb train: --budget-spread must be global or layer\n");
                 bad = 1;
@@ -127,6 +375,8 @@ int apb_cmd_train(int argc, char **argv)
             ;
         else if (apb_opt_int(argc, argv, &i, "--limit-train", &c->limit_train, &bad))
             ;
+        else if (apb_opt_int(argc, argv, &i, "--val", &c->val, &bad))
+            ;
         else if (apb_opt_int(argc, argv, &i, "--limit-test", &c->limit_test, &bad))
             ;
         else if (apb_opt_str(argc, argv, &i, "--init", &sv, &bad))
@@ -135,6 +385,8 @@ int apb_cmd_train(int argc, char **argv)
             snprintf(c->resume_dir, sizeof c->resume_dir, "%s", sv);
         else if (apb_opt_str(argc, argv, &i, "--out", &sv, &bad))
             snprintf(c->out_dir, sizeof c->out_dir, "%s", sv);
+        else if (!strcmp(a, "--force"))
+            force = 1;
         else if (apb_opt_int(argc, argv, &i, "--threads", &c->threads, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--seed", &iv, &bad))
@@ -145,28 +397,24 @@ int apb_cmd_train(int argc, char **argv)
             fprintf(stderr, "apb train: unknown option '%s' (apb train --help)\n", a);
             bad = 1;
         }
+        given_add(g, a);
     }
-    /* a resumed run continues with the options stored in its checkpoint */
-    for (int i = 1; i < argc && !bad && c->resume_dir[0]; i++)
-        if (!strncmp(argv[i], "--", 2) && strncmp(argv[i], "--resume", 8) &&
-            strncmp(argv[i], "--threads", 9) && strcmp(argv[i], "--quiet")) {
-            fprintf(stderr, "apb train: --resume takes only --threads and --quiet; %s would be ignored "
-                            "(the run continues with the options stored in its checkpoint)\n", argv[i]);
-            bad = 1;
-        }
-    if (!bad && !c->out_dir[0] && !c->resume_dir[0]) {
+    int rc;
+    if (bad)
+        rc = 2;
+    else if (c->resume_dir[0])
+        rc = resume(c, g);
+    else if (!c->out_dir[0]) {
         fprintf(stderr, "apb train: --out DIR is required\n");
-        bad = 1;
-    }
-    if (!bad && c->budget_bits > 0 && c->model.wq != APB_WQ_APB) {
+        rc = 2;
+    } else if (c->budget_bits != 0 && c->model.wq != APB_WQ_APB) {
         fprintf(stderr, "apb train: --budget-bits needs --quant apb\n");
-        bad = 1;
-    }
-    if (bad) {
-        free(c);
-        return 2;
-    }
-    apb_status s = apb_train_run(c, NULL);
+        rc = 2;
+    } else if (!force && apb_train_out_check(c->out_dir))
+        rc = apb_cli_error("train", APB_EINVAL);
+    else
+        rc = run(c, 0);
     free(c);
-    return s ? apb_cli_error("train", s) : 0;
+    free(g);
+    return rc;
 }

@@ -25,7 +25,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: apb COMMAND [options]   (apb COMMAND --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].help);
-    fprintf(f, "\nenvironment: APB_THREADS=N (thread count), APB_ISA=ref|avx2|avx512 (force a kernel level; this CPU: %s)\n",
+    fprintf(f, "\nenvironment (other values are ignored with a warning):\n"
+               "  APB_THREADS=N            thread count, N >= 1 (--threads N overrides it)\n"
+               "  APB_ISA=ref|avx2|avx512  force a kernel level, at most this CPU's (%s)\n",
             apb_isa_name(apb_isa_detected()));
 }
 

@@ -1,6 +1,7 @@
 /* cpu.c - cpuid/XGETBV feature detection and the APB_ISA override. */
 #include "cpu.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,26 +74,41 @@ apb_isa apb_isa_detected(void)
     return (apb_isa)detected;
 }
 
-apb_status apb_isa_parse(const char *s, apb_isa *out)
+/* -1 when s names no level; no error message, so reading the environment never
+ * overwrites the message of a failure being reported. */
+static int level_of(const char *s)
 {
     if (!strcmp(s, "ref") || !strcmp(s, "scalar"))
-        *out = APB_ISA_REF;
-    else if (!strcmp(s, "avx2"))
-        *out = APB_ISA_AVX2;
-    else if (!strcmp(s, "avx512"))
-        *out = APB_ISA_AVX512;
-    else
+        return APB_ISA_REF;
+    if (!strcmp(s, "avx2"))
+        return APB_ISA_AVX2;
+    if (!strcmp(s, "avx512"))
+        return APB_ISA_AVX512;
+    return -1;
+}
+
+apb_status apb_isa_parse(const char *s, apb_isa *out)
+{
+    int l = level_of(s);
+    if (l < 0)
         return apb_fail(APB_EINVAL, "unknown ISA level '%s' (expected ref, avx2 or avx512)", s);
+    *out = (apb_isa)l;
     return APB_OK;
 }
 
 apb_isa apb_isa_active(void)
 {
     if (active < 0) {
-        apb_isa lvl = apb_isa_detected();
+        int lvl = apb_isa_detected();
         const char *env = getenv("APB_ISA");
-        apb_isa want;
-        if (env && *env && apb_isa_parse(env, &want) == APB_OK && want < lvl)
+        int want = env && *env ? level_of(env) : lvl;
+        /* Read lazily by the first kernel dispatch, where no status can travel
+         * back: a typo would silently run the best level, so say it (once: active
+         * is set below). */
+        if (want < 0)
+            fprintf(stderr, "apb: warning: ignoring APB_ISA='%s' (expected ref, avx2 or avx512); "
+                            "using %s\n", env, apb_isa_name((apb_isa)lvl));
+        else if (want < lvl)
             lvl = want;
         active = lvl;
     }

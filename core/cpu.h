@@ -5,7 +5,8 @@
  *   APB_ISA_AVX2   AVX2 + FMA (+ POPCNT)
  *   APB_ISA_AVX512 AVX-512 F, BW, DQ, VL and VPOPCNTDQ
  * The environment variable APB_ISA=ref|avx2|avx512 forces a level (never above
- * what the CPU and OS support); tests call apb_isa_force() to run every level.
+ * what the CPU and OS support); any other value is ignored with one warning on
+ * stderr. Tests call apb_isa_force() to run every level.
  */
 #ifndef APB_CPU_H
 #define APB_CPU_H

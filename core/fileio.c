@@ -9,29 +9,42 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Why `path` cannot be read as a file, or NULL when it is a regular file. */
+static const char *not_a_file(const struct stat *st)
+{
+    if (S_ISDIR(st->st_mode))
+        return "is a directory, not a file";
+    if (!S_ISREG(st->st_mode))
+        return "is not a regular file (a device, pipe or socket)";
+    return NULL;
+}
+
 apb_status apb_file_read(const char *path, unsigned char **data, size_t *size)
 {
     *data = NULL;
     *size = 0;
+    /* Checked before opening: fopen would block on a FIFO, and succeeds on a
+     * directory, whose size then reads as LONG_MAX (an absurd allocation failure). */
+    struct stat st;
+    const char *why;
+    if (stat(path, &st) == 0 && (why = not_a_file(&st)))
+        return apb_fail(APB_EIO, "%s: %s", path, why);
     FILE *f = fopen(path, "rb");
     if (!f)
         return apb_fail(APB_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
+    if (fstat(fileno(f), &st) != 0 || (why = not_a_file(&st))) {
+        apb_status s = why ? apb_fail(APB_EIO, "%s: %s", path, why)
+                           : apb_fail(APB_EIO, "%s: cannot stat: %s", path, strerror(errno));
         fclose(f);
-        return apb_fail(APB_EIO, "%s: cannot seek: %s", path, strerror(errno));
+        return s;
     }
-    long n = ftell(f);
-    if (n < 0) {
-        fclose(f);
-        return apb_fail(APB_EIO, "%s: cannot tell size: %s", path, strerror(errno));
-    }
-    rewind(f);
-    unsigned char *buf = malloc((size_t)n + 1);
+    size_t n = (size_t)st.st_size;
+    unsigned char *buf = malloc(n + 1);
     if (!buf) {
         fclose(f);
-        return apb_fail(APB_ENOMEM, "%s: out of memory reading %ld bytes", path, n);
+        return apb_fail(APB_ENOMEM, "%s: out of memory reading %zu bytes", path, n);
     }
-    if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    if (n > 0 && fread(buf, 1, n, f) != n) {
         free(buf);
         fclose(f);
         return apb_fail(APB_EIO, "%s: short read", path);
@@ -39,7 +52,7 @@ apb_status apb_file_read(const char *path, unsigned char **data, size_t *size)
     fclose(f);
     buf[n] = 0;
     *data = buf;
-    *size = (size_t)n;
+    *size = n;
     return APB_OK;
 }
 
@@ -142,4 +155,10 @@ int apb_file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+int apb_is_directory(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }

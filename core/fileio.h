@@ -11,7 +11,8 @@
 
 #include "status.h"
 
-/* Reads the whole file into a malloc'd buffer (caller frees). Errors name the path. */
+/* Reads the whole file into a malloc'd buffer (caller frees). Errors name the
+ * path; a directory or a device is refused as such ("DIR: is a directory, not a file"). */
 apb_status apb_file_read(const char *path, unsigned char **data, size_t *size);
 
 /* Atomic writer: open a temp file beside `path`, write, then commit (fsync+rename)
@@ -34,5 +35,7 @@ apb_status apb_file_write_atomic(const char *path, const void *data, size_t size
 /* mkdir -p (one level is enough for our DIR arguments, but parents are made too). */
 apb_status apb_mkdirs(const char *path);
 int apb_file_exists(const char *path);
+/* 1 when `path` names a directory (following symbolic links). */
+int apb_is_directory(const char *path);
 
 #endif

@@ -50,6 +50,14 @@ int apb_opt_int(int argc, char **argv, int *i, const char *name, int *val, int *
         *bad = 1;
         return 1;
     }
+    /* Every command's --threads comes through here, so the rule lives in one
+     * place: 0 and -1 used to mean "all cores" without a word. */
+    if (!strcmp(name, "--threads") && v < 1) {
+        fprintf(stderr, "apb: option --threads: '%s' is not a thread count (give a number >= 1, "
+                        "or leave --threads out for APB_THREADS or all cores)\n", s);
+        *bad = 1;
+        return 1;
+    }
     *val = (int)v;
     return 1;
 }

@@ -1,6 +1,8 @@
 /* threads.c - thread-count setting shared by all OpenMP drivers. */
 #include "threads.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -16,12 +18,32 @@ void apb_threads_set(int n)
 #endif
 }
 
+int apb_threads_env(const char *s)
+{
+    if (!s || !*s)
+        return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > 1 << 16)
+        return -1;
+    return (int)v;
+}
+
 int apb_threads_get(void)
 {
 #ifdef _OPENMP
     if (nthreads == 0) {
         const char *e = getenv("APB_THREADS");
-        int n = e ? atoi(e) : 0;
+        int n = apb_threads_env(e);
+        /* Read lazily deep inside a kernel driver, where no status can travel
+         * back; a typo that silently meant "all cores" is the surprise to avoid,
+         * so say it once (nthreads is set below, so this runs once). */
+        if (n < 0) {
+            n = 0;
+            fprintf(stderr, "apb: warning: ignoring APB_THREADS='%s' (expected a whole number "
+                            ">= 1); using %d threads\n", e, omp_get_max_threads());
+        }
         apb_threads_set(n > 0 ? n : omp_get_max_threads());
     }
     return nthreads;

@@ -55,7 +55,14 @@ void apb_dataset_free(apb_dataset *ds)
     free(ds->labels);
     free(ds->pool);
     free(ds->path_off);
+    free(ds->index);
     free(ds);
+}
+
+/* The stored sample behind visible sample i. */
+static int stored(const apb_dataset *ds, int i)
+{
+    return ds->index ? ds->index[i] : i;
 }
 
 apb_status apb_dataset_numeric_names(apb_dataset *ds, int num_classes)
@@ -110,6 +117,28 @@ apb_status apb_dataset_read_names(apb_dataset *ds, const char *path, int want)
     return s;
 }
 
+/* A `~` after `cifar10:` is not at the start of a shell word, so the shell hands
+ * it over literally (the README's own `cifar10:~/data/...`); expand a leading
+ * `~` or `~/` from $HOME here, for every kind. `~user` is left alone. */
+static apb_status expand_home(const char *spec, const char *dir, char *buf, size_t cap,
+                              const char **out)
+{
+    *out = dir;
+    if (!dir || dir[0] != '~' || (dir[1] != 0 && dir[1] != '/'))
+        return APB_OK;
+    const char *home = getenv("HOME");
+    if (!home || !*home)
+        return apb_fail(APB_EINVAL, "dataset %s: cannot expand '~': HOME is not set", spec);
+    size_t hn = strlen(home);
+    while (hn > 1 && home[hn - 1] == '/')
+        hn--;
+    if ((size_t)snprintf(buf, cap, "%.*s%s", (int)hn, home, dir + 1) >= cap)
+        return apb_fail(APB_EINVAL, "dataset %s: path longer than %zu bytes after expanding '~'",
+                        spec, cap - 1);
+    *out = buf;
+    return APB_OK;
+}
+
 apb_status apb_dataset_open(const char *spec, const char *split, apb_dataset **out)
 {
     *out = NULL;
@@ -136,6 +165,8 @@ apb_status apb_dataset_open(const char *spec, const char *split, apb_dataset **o
     const char *dir = colon ? colon + 1 : NULL;
     if (dir && !*dir)
         dir = NULL;
+    char home_dir[4096];
+    APB_TRY(expand_home(spec, dir, home_dir, sizeof home_dir, &dir));
 
     int which;
     if (strcmp(kind, "fashion-mnist") == 0 || strcmp(kind, "fashion_mnist") == 0) {
@@ -231,29 +262,76 @@ void apb_dataset_geometry(const apb_dataset *ds, int *c, int *h, int *w)
 
 int apb_dataset_label(const apb_dataset *ds, int i)
 {
-    return i >= 0 && i < ds->n ? ds->labels[i] : -1;
+    return i >= 0 && i < ds->n ? ds->labels[stored(ds, i)] : -1;
 }
 
 void apb_dataset_limit(apb_dataset *ds, int n)
 {
+    free(ds->index);
+    ds->index = NULL;
     if (n > 0 && n < ds->n_total)
         ds->n = n;
     else
         ds->n = ds->n_total;
 }
 
+apb_status apb_dataset_holdout(apb_dataset *ds, int nval, uint64_t seed, int keep_val)
+{
+    int n = ds->n;
+    if (nval < 1 || nval >= n)
+        return apb_fail(APB_EINVAL, "%s: a validation split of %d images out of %d training "
+                        "images leaves nothing to %s", ds->name, nval, n,
+                        nval < 1 ? "validate on" : "train on");
+    /* a seeded partial Fisher-Yates shuffle picks the held-out set; both sides
+     * then keep file order, so a run sees the same samples whatever the split */
+    int *perm = malloc(sizeof(int) * (size_t)n);
+    int *idx = malloc(sizeof(int) * (size_t)(keep_val ? nval : n - nval));
+    unsigned char *mark = calloc((size_t)ds->n_total, 1);
+    if (!perm || !idx || !mark) {
+        free(perm);
+        free(idx);
+        free(mark);
+        return apb_fail(APB_ENOMEM, "%s: out of memory for a validation split", ds->name);
+    }
+    for (int i = 0; i < n; i++)
+        perm[i] = stored(ds, i);
+    apb_rng r;
+    apb_rng_seed(&r, apb_hash3(seed, 0x7A1, (uint64_t)nval));
+    for (int i = 0; i < nval; i++) {
+        int j = i + (int)apb_rng_below(&r, (uint32_t)(n - i));
+        int t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    /* mark the chosen stored samples, then list one side in visible order */
+    for (int i = 0; i < nval; i++)
+        mark[perm[i]] = 1;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        int s = stored(ds, i);
+        if (mark[s] == (unsigned char)(keep_val != 0))
+            idx[k++] = s;
+    }
+    free(mark);
+    free(perm);
+    free(ds->index);
+    ds->index = idx;
+    ds->n = k;
+    return APB_OK;
+}
+
 const char *apb_dataset_path(const apb_dataset *ds, int i)
 {
     if (!ds->pool || i < 0 || i >= ds->n)
         return NULL;
-    return ds->pool + ds->path_off[i];
+    return ds->pool + ds->path_off[stored(ds, i)];
 }
 
 const unsigned char *apb_dataset_pixels(const apb_dataset *ds, int i)
 {
     if (!ds->pixels || i < 0 || i >= ds->n)
         return NULL;
-    return ds->pixels + (size_t)i * ds->c * ds->h * ds->w;
+    return ds->pixels + (size_t)stored(ds, i) * ds->c * ds->h * ds->w;
 }
 
 apb_status apb_transform_default(const apb_dataset *ds, int train, int img_size, apb_transform *t)
@@ -293,6 +371,7 @@ apb_status apb_dataset_sample(apb_dataset *ds, const apb_transform *t, int src, 
     if (src < 0 || src >= ds->n)
         return apb_fail(APB_EINVAL, "%s: sample index %d out of range 0..%d", ds->name, src,
                         ds->n - 1);
+    src = stored(ds, src);
     if (label)
         *label = ds->labels[src];
     if (ds->pixels) {

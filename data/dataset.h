@@ -28,6 +28,7 @@
 #ifndef APB_DATASET_H
 #define APB_DATASET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "status.h"
@@ -57,6 +58,11 @@ int apb_dataset_label(const apb_dataset *ds, int i);
 /* Keep only the first n samples (in file order; folder datasets are ordered by
  * class, then file name). n <= 0 or n >= size leaves the dataset unchanged. */
 void apb_dataset_limit(apb_dataset *ds, int n);
+/* Splits the visible samples (after apb_dataset_limit) into a validation set of
+ * nval samples, chosen by `seed` (the same for the same seed, size and data),
+ * and the rest: keep_val = 1 keeps the validation set visible, 0 the rest. Both
+ * keep file order. Open the training split twice to get both sides. */
+apb_status apb_dataset_holdout(apb_dataset *ds, int nval, uint64_t seed, int keep_val);
 /* The file behind sample i of a folder dataset; NULL for in-memory datasets. */
 const char *apb_dataset_path(const apb_dataset *ds, int i);
 /* Raw planar uint8 sample [c, h, w] of an in-memory dataset; NULL for folders. */
@@ -91,7 +97,11 @@ apb_status apb_dataset_get(apb_dataset *ds, const apb_transform *t, int index, i
 /* Decode a PNG (libpng) or JPEG (stb_image), chosen by magic bytes, to RGB uint8
  * rgb [h, w, 3] (malloc'd, caller frees). Errors name the file and the reason. */
 apb_status apb_image_load(const char *path, unsigned char **rgb, int *w, int *h);
-/* Same, from bytes in memory; `what` names the source in error messages. */
+/* As apb_image_load; *channels is the file's own layout: 1 gray, 2 gray + alpha,
+ * 3 RGB, 4 RGBA (alpha is composited onto white, as viewers show it). */
+apb_status apb_image_load_channels(const char *path, unsigned char **rgb, int *w, int *h,
+                                   int *channels);
+/* Same as apb_image_load, from bytes in memory; `what` names the source in error messages. */
 apb_status apb_image_decode(const unsigned char *data, size_t size, const char *what,
                             unsigned char **rgb, int *w, int *h);
 /* Preprocess a decoded image rgb [h, w, 3] with an eval transform (no random
@@ -99,6 +109,11 @@ apb_status apb_image_decode(const unsigned char *data, size_t size, const char *
  * out [t->out_c, t->out_h, t->out_w]; out_c = 1 converts to grayscale. */
 apb_status apb_image_preprocess(const unsigned char *rgb, int w, int h, const apb_transform *t,
                                 float *out);
+/* What an eval transform t does to the geometry of a sw x sh image, in words, into
+ * buf [n]: "" when the image passes at its own size, otherwise e.g. "300x200
+ * resized to 42x28 and center-cropped to 28x28" or "5x5 stretched to 28x28".
+ * Follows the rules of apb_transform_apply (beside which it lives). */
+void apb_transform_describe(const apb_transform *t, int sw, int sh, char *buf, size_t n);
 /* Write interleaved uint8 rgb [h, w, channels] (channels 1 = gray, 3 = RGB) as a
  * PNG through libpng (atomically: temp file + rename). */
 apb_status apb_png_write_rgb(const char *path, const unsigned char *rgb, int w, int h,

@@ -13,7 +13,8 @@
 
 struct apb_dataset {
     char name[32];
-    int n;                /* samples visible (after apb_dataset_limit) */
+    int n;                /* samples visible (after apb_dataset_limit / _holdout) */
+    int *index;           /* NULL, or [n]: visible sample i is stored sample index[i] */
     int n_total;          /* samples read */
     int c, h, w;          /* native geometry; h = w = 0 for folder datasets */
     int num_classes;

@@ -28,7 +28,7 @@ static apb_status check_dims(const char *what, long w, long h)
 }
 
 static apb_status decode_png(const unsigned char *data, size_t size, const char *what,
-                             unsigned char **rgb, int *w, int *h)
+                             unsigned char **rgb, int *w, int *h, int *channels)
 {
     png_image img;
     memset(&img, 0, sizeof img);
@@ -43,6 +43,8 @@ static apb_status decode_png(const unsigned char *data, size_t size, const char 
         png_image_free(&img);
         return s;
     }
+    /* the file's own layout (palette images count as RGB, with alpha if they have tRNS) */
+    *channels = (int)PNG_IMAGE_SAMPLE_CHANNELS(img.format);
     img.format = PNG_FORMAT_RGB;
     size_t n = PNG_IMAGE_SIZE(img);
     unsigned char *buf = malloc(n);
@@ -66,7 +68,7 @@ static apb_status decode_png(const unsigned char *data, size_t size, const char 
 }
 
 static apb_status decode_jpeg(const unsigned char *data, size_t size, const char *what,
-                              unsigned char **rgb, int *w, int *h)
+                              unsigned char **rgb, int *w, int *h, int *channels)
 {
     if (size > 0x7fffffff)
         return apb_fail(APB_EFORMAT, "%s: JPEG file too large (%zu bytes)", what, size);
@@ -92,18 +94,19 @@ static apb_status decode_jpeg(const unsigned char *data, size_t size, const char
     *rgb = out;
     *w = iw;
     *h = ih;
+    *channels = comp;
     return APB_OK;
 }
 
-apb_status apb_image_decode(const unsigned char *data, size_t size, const char *what,
-                            unsigned char **rgb, int *w, int *h)
+static apb_status decode(const unsigned char *data, size_t size, const char *what,
+                         unsigned char **rgb, int *w, int *h, int *channels)
 {
     static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     *rgb = NULL;
     if (size >= 8 && memcmp(data, png_magic, 8) == 0)
-        return decode_png(data, size, what, rgb, w, h);
+        return decode_png(data, size, what, rgb, w, h, channels);
     if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
-        return decode_jpeg(data, size, what, rgb, w, h);
+        return decode_jpeg(data, size, what, rgb, w, h, channels);
     if (size == 0)
         return apb_fail(APB_EFORMAT, "%s: empty file", what);
     return apb_fail(APB_EFORMAT, "%s: not a PNG or JPEG file (starts with bytes %02x %02x %02x %02x)",
@@ -111,15 +114,29 @@ apb_status apb_image_decode(const unsigned char *data, size_t size, const char *
                     size > 3 ? data[3] : 0);
 }
 
-apb_status apb_image_load(const char *path, unsigned char **rgb, int *w, int *h)
+apb_status apb_image_decode(const unsigned char *data, size_t size, const char *what,
+                            unsigned char **rgb, int *w, int *h)
+{
+    int channels;
+    return decode(data, size, what, rgb, w, h, &channels);
+}
+
+apb_status apb_image_load_channels(const char *path, unsigned char **rgb, int *w, int *h,
+                                   int *channels)
 {
     unsigned char *data;
     size_t size;
     *rgb = NULL;
     APB_TRY(apb_file_read(path, &data, &size));
-    apb_status s = apb_image_decode(data, size, path, rgb, w, h);
+    apb_status s = decode(data, size, path, rgb, w, h, channels);
     free(data);
     return s;
+}
+
+apb_status apb_image_load(const char *path, unsigned char **rgb, int *w, int *h)
+{
+    int channels;
+    return apb_image_load_channels(path, rgb, w, h, &channels);
 }
 
 apb_status apb_png_write_rgb(const char *path, const unsigned char *rgb, int w, int h,

@@ -320,6 +320,11 @@ void apb_loader_bad_file(const apb_loader *ld, int i, const char **path, const c
     *reason = i >= 0 && i < ld->nbad && ld->badv[i].reason ? ld->badv[i].reason : "?";
 }
 
+int apb_loader_is_bad(const apb_loader *ld, int index)
+{
+    return index >= 0 && index < ld->n && __atomic_load_n(&ld->bad[index], __ATOMIC_ACQUIRE);
+}
+
 void apb_loader_free(apb_loader *ld)
 {
     if (!ld)

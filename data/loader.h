@@ -36,6 +36,8 @@ int apb_loader_skipped(const apb_loader *ld);
  * discovery; *path and *reason stay valid until apb_loader_free. */
 int apb_loader_bad_count(const apb_loader *ld);
 void apb_loader_bad_file(const apb_loader *ld, int i, const char **path, const char **reason);
+/* 1 when the file of dataset sample `index` was found undecodable (so far). */
+int apb_loader_is_bad(const apb_loader *ld, int index);
 void apb_loader_free(apb_loader *ld);
 
 #endif

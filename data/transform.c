@@ -10,6 +10,7 @@
  * offset, flip), so a sample depends on (seed, epoch, index) only.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "dataset.h"
@@ -52,6 +53,14 @@ static void rrc_region(apb_rng *r, const apb_transform *t, int sw, int sh, int *
     *y = (sh - ch) / 2;
     *w = cw;
     *h = ch;
+}
+
+/* torchvision Resize(int): the short side becomes t->resize_short, the long
+ * side is scaled with it and truncated. */
+static void resized_size(const apb_transform *t, int sw, int sh, int *W2, int *H2)
+{
+    *W2 = sw <= sh ? t->resize_short : (int)((long)t->resize_short * sw / sh);
+    *H2 = sh <= sw ? t->resize_short : (int)((long)t->resize_short * sh / sw);
 }
 
 apb_status apb_transform_check(const apb_transform *t)
@@ -128,9 +137,8 @@ apb_status apb_transform_apply(const apb_transform *t, const unsigned char *src,
         rx = x, ry = y, rw = w, rh = h;
     } else if (t->resize_short > 0) {
         if (t->center_crop) {
-            /* torchvision Resize(int): short side = size, long side truncated. */
-            int W2 = sw <= sh ? t->resize_short : (int)((long)t->resize_short * sw / sh);
-            int H2 = sh <= sw ? t->resize_short : (int)((long)t->resize_short * sh / sw);
+            int W2, H2;
+            resized_size(t, sw, sh, &W2, &H2);
             double fx = (double)sw / W2, fy = (double)sh / H2;
             int left = (int)lround((W2 - OW) / 2.0), top = (int)lround((H2 - OH) / 2.0);
             rx = left * fx, rw = OW * fx;
@@ -266,4 +274,32 @@ apb_status apb_image_preprocess(const unsigned char *rgb, int w, int h, const ap
     if (!rgb)
         return apb_fail(APB_EINVAL, "apb_image_preprocess: no image");
     return apb_transform_apply(t, rgb, 3, h, w, 1, 3L * w, 3, 0, out);
+}
+
+void apb_transform_describe(const apb_transform *t, int sw, int sh, char *buf, size_t n)
+{
+    const int OH = t->out_h, OW = t->out_w;
+    /* the same branches as the source rectangle of apb_transform_apply */
+    if (t->rrc) {
+        snprintf(buf, n, "%dx%d randomly cropped and resized to %dx%d", sw, sh, OW, OH);
+    } else if (t->resize_short > 0 && t->center_crop) {
+        int W2, H2;
+        resized_size(t, sw, sh, &W2, &H2);
+        int resized = W2 != sw || H2 != sh, cropped = W2 != OW || H2 != OH;
+        if (resized && cropped)
+            snprintf(buf, n, "%dx%d resized to %dx%d and center-cropped to %dx%d", sw, sh, W2, H2,
+                     OW, OH);
+        else if (resized)
+            snprintf(buf, n, "%dx%d resized to %dx%d", sw, sh, W2, H2);
+        else if (cropped)
+            snprintf(buf, n, "%dx%d center-cropped to %dx%d", sw, sh, OW, OH);
+        else
+            snprintf(buf, n, "%s", "");
+    } else if (sw == OW && sh == OH) {
+        snprintf(buf, n, "%s", "");
+    } else if (t->resize_short == 0 && t->center_crop && sw >= OW && sh >= OH) {
+        snprintf(buf, n, "%dx%d center-cropped to %dx%d", sw, sh, OW, OH);
+    } else {
+        snprintf(buf, n, "%dx%d stretched to %dx%d", sw, sh, OW, OH);
+    }
 }

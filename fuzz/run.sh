@@ -9,7 +9,7 @@ SECS=${1:-60}
 OUT=build/fuzz
 mkdir -p "$OUT/corpus"
 CC=${CC:-clang}
-RT="core/status.c core/arena.c core/rng.c core/cpu.c core/threads.c core/crc32.c core/fileio.c $(ls kernels/*.c | grep -v -e '_avx2.c$' -e '_avx512.c$') infer/*.c"
+RT="core/status.c core/arena.c core/rng.c core/cpu.c core/threads.c core/crc32.c core/fileio.c core/bits.c $(ls kernels/*.c | grep -v -e '_avx2.c$' -e '_avx512.c$') infer/*.c"
 FLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -fopenmp -Icore -Ikernels -Iinfer -Itests"
 # ISA files need their own flags: compile them separately.
 ISA_OBJS=""

@@ -9,7 +9,7 @@
  *
  * Usage:
  *
- *     #include <apb/apbrt.h>          // cc app.c $(pkg-config --cflags --libs apbrt)
+ *     #include <apbrt.h>              // cc app.c $(pkg-config --cflags --libs apbrt)
  *
  *     apbrt_model *m;
  *     if (apbrt_load("model.apb", &m) != 0) {
@@ -45,34 +45,44 @@
 extern "C" {
 #endif
 
+/* libapbrt.so exports exactly the functions marked APBRT_API: the runtime is
+ * compiled with -fvisibility=hidden, so its internals (apb_* kernels, arenas,
+ * ...) can never clash with a program's own symbols. */
+#if defined(__GNUC__)
+#define APBRT_API __attribute__((visibility("default")))
+#else
+#define APBRT_API
+#endif
+
 typedef struct apbrt_model apbrt_model;
 
 /* Reads and validates a model file. On failure *out is NULL. */
-int apbrt_load(const char *path, apbrt_model **out);
+APBRT_API int apbrt_load(const char *path, apbrt_model **out);
 /* Same from memory (the buffer is not retained). */
-int apbrt_load_memory(const void *buf, size_t size, apbrt_model **out);
+APBRT_API int apbrt_load_memory(const void *buf, size_t size, apbrt_model **out);
 /* As apbrt_load_memory; error messages name `name` (e.g. the file it came from). */
-int apbrt_load_memory_named(const void *buf, size_t size, const char *name, apbrt_model **out);
-void apbrt_free(apbrt_model *m);
+APBRT_API int apbrt_load_memory_named(const void *buf, size_t size, const char *name,
+                                      apbrt_model **out);
+APBRT_API void apbrt_free(apbrt_model *m);
 
 /* x: [n, C, H, W] normalized input; logits: [n, K]. The first run with a batch of
  * n sizes the workspace; later runs with n' <= n allocate nothing. */
-int apbrt_run(apbrt_model *m, const float *x, int n, float *logits);
+APBRT_API int apbrt_run(apbrt_model *m, const float *x, int n, float *logits);
 
 /* Message of the last failure on this thread ("" when none). */
-const char *apbrt_errmsg(void);
-void apbrt_set_threads(int n);
-int apbrt_get_threads(void);
+APBRT_API const char *apbrt_errmsg(void);
+APBRT_API void apbrt_set_threads(int n);
+APBRT_API int apbrt_get_threads(void);
 
 /* Getters. */
-void apbrt_input_shape(const apbrt_model *m, int *c, int *h, int *w);
-int apbrt_num_classes(const apbrt_model *m);
-const char *apbrt_class_name(const apbrt_model *m, int i); /* NULL when out of range */
-void apbrt_normalization(const apbrt_model *m, float mean[3], float std[3]);
-int apbrt_resize_short(const apbrt_model *m);
-const char *apbrt_model_name(const apbrt_model *m);
-size_t apbrt_file_size(const apbrt_model *m);      /* bytes of the loaded file */
-int apbrt_uses_reference(const apbrt_model *m);    /* 1 when running the float reference path */
+APBRT_API void apbrt_input_shape(const apbrt_model *m, int *c, int *h, int *w);
+APBRT_API int apbrt_num_classes(const apbrt_model *m);
+APBRT_API const char *apbrt_class_name(const apbrt_model *m, int i); /* NULL when out of range */
+APBRT_API void apbrt_normalization(const apbrt_model *m, float mean[3], float std[3]);
+APBRT_API int apbrt_resize_short(const apbrt_model *m);
+APBRT_API const char *apbrt_model_name(const apbrt_model *m);
+APBRT_API size_t apbrt_file_size(const apbrt_model *m);      /* bytes of the loaded file */
+APBRT_API int apbrt_uses_reference(const apbrt_model *m);    /* 1 when running the float reference path */
 
 /* Per-layer information for `apb info` / `apb bench`. */
 typedef struct {
@@ -95,14 +105,14 @@ typedef struct {
     double seconds;          /* accumulated run time while profiling (0 if fused) */
 } apbrt_layer_info;
 
-int apbrt_num_layers(const apbrt_model *m);
+APBRT_API int apbrt_num_layers(const apbrt_model *m);
 /* Fills *info for layer i (0 <= i < apbrt_num_layers); non-zero when out of range. */
-int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info);
+APBRT_API int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info);
 
 /* Profiling: while on, apbrt_run accumulates wall seconds per layer (reported in
  * apbrt_layer_info.seconds). apbrt_profile_reset() zeroes the counters. */
-void apbrt_set_profile(apbrt_model *m, int on);
-void apbrt_profile_reset(apbrt_model *m);
+APBRT_API void apbrt_set_profile(apbrt_model *m, int on);
+APBRT_API void apbrt_profile_reset(apbrt_model *m);
 
 #ifdef __cplusplus
 }

@@ -523,8 +523,10 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
             apb_status s = bin_pack ? apb_bitpack_conv_sign(&f->g, xb, w->asgn + o, ld)
                                     : apb_bitpack_conv_2bit(&f->g, xb, r->act_step, w->asgn + o,
                                                             w->amag + o, ld);
+            /* an atomic store rather than a named critical, whose lock is a
+             * global symbol that libapbrt.so would have to export */
             if (s != APB_OK) {
-#pragma omp critical(apbrt_fast_err)
+#pragma omp atomic write
                 st = s;
             }
         }

@@ -98,6 +98,10 @@ const char *apbrt_accounting_problem(const apbrt_rec *r, long K)
         if (r->wkind != APBRT_W_FP32 || r->scales)
             return "pruning needs FP32 storage and no scales";
         return r->kept < 0 || r->kept > K * r->cout ? "more kept weights than weights" : NULL;
+    case APBRT_C_PRUNE_BINARY:
+        if (r->wkind != APBRT_W_FP32 || (r->scales != 1 && r->scales != r->cout))
+            return "pruning + binarization needs FP32 storage and 1 or cout scales";
+        return r->kept < 0 || r->kept > K * r->cout ? "more kept weights than weights" : NULL;
     default:
         return "unknown compression kind";
     }

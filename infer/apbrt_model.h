@@ -44,9 +44,13 @@ enum { APBRT_W_FP32 = 0, APBRT_W_APB, APBRT_W_Q2 }; /* weight storage */
 enum { APBRT_A_FP = 0, APBRT_A_BIN, APBRT_A_Q2, APBRT_A_U8, APBRT_A_S8 };
 /* How training compressed a layer's weights, for the memory accounting only
  * (docs/FORMAT.md "Size accounting"): binary weights are stored as APB without
- * outliers and pruned ones as FP32 with zeros, so the storage kind alone cannot
- * tell. APBRT_C_STORED (0): as the storage kind says (files of version 1). */
-enum { APBRT_C_STORED = 0, APBRT_C_APB, APBRT_C_BINARY, APBRT_C_Q2, APBRT_C_PRUNED };
+ * outliers, pruned (and pruned + binarized) ones as FP32 with zeros, so the
+ * storage kind alone cannot tell. APBRT_C_STORED (0): as the storage kind says
+ * (files of version 1). */
+enum {
+    APBRT_C_STORED = 0, APBRT_C_APB, APBRT_C_BINARY, APBRT_C_Q2, APBRT_C_PRUNED,
+    APBRT_C_PRUNE_BINARY
+};
 
 typedef struct {
     int kind;
@@ -67,7 +71,8 @@ typedef struct {
     /* MAXPOOL / AVGPOOL (avg: count_include_pad) */
     int k, pstride, ppad;
     /* CONV / LINEAR, accounting only: APBRT_C_*, the weights a pruned layer keeps,
-     * and the number of scales (alpha, with delta for APB) training learned: 1 or cout */
+     * and the number of scales (alpha, with delta for APB) training learned: 1 or
+     * cout (APB, binary, pruned + binarized) */
     int compression;
     long kept;
     int scales;

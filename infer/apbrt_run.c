@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "apbrt_internal.h"
+#include "bits.h"
 #include "i8gemm.h"
 #include "im2col.h"
 #include "sgemm.h"
@@ -607,10 +608,7 @@ static int model_index_bits(const apbrt_model *m)
             (long)r->cout * m->layers[i].K > largest)
             largest = (long)r->cout * m->layers[i].K;
     }
-    int ib = 0;
-    while ((1L << ib) <= largest)
-        ib++;
-    return ib;
+    return apb_index_bits(largest);
 }
 
 int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
@@ -646,17 +644,20 @@ int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
         switch (layer_compression(r)) {
         case APBRT_C_APB:
             info->fp_params = r->nnz;
-            info->weight_bits = (double)nw + (double)r->nnz * (32 + ib) + 64.0 * scales;
+            info->weight_bits = apb_bits_apb(nw, r->nnz, ib, scales);
             break;
         case APBRT_C_BINARY:
-            info->weight_bits = (double)nw + 32.0 * scales;
+            info->weight_bits = apb_bits_binary(nw, scales);
             break;
         case APBRT_C_Q2:
-            info->weight_bits = 2.0 * nw + 32.0;
+            info->weight_bits = apb_bits_q2(nw);
             break;
         case APBRT_C_PRUNED:
             info->fp_params = r->kept;
-            info->weight_bits = (double)r->kept * (32 + ib);
+            info->weight_bits = apb_bits_pruned(r->kept, ib);
+            break;
+        case APBRT_C_PRUNE_BINARY:
+            info->weight_bits = apb_bits_prune_binary(nw, r->kept, ib, scales);
             break;
         default:
             info->compressed = 0;

@@ -10,6 +10,7 @@
  *   apb_quant_binary  plain binary weights a*sgn(w), a = mean|w| (APB with no outliers)
  *   apb_quant_q2w     uniform 2-bit weights with a learnable LSQ step s
  *   apb_quant_mask    unstructured pruning, q = w * mask (mask caller-owned)
+ *   apb_quant_prune_binary  pruning + binarization, q = mask * a * sgn(w)
  *   apb_act_sign      binary activations sgn(x)
  *   apb_act_q2        2-bit symmetric activations with a learnable step s
  *   apb_act_int8      8-bit activations (unsigned after a ReLU, else signed), learnable step s
@@ -44,6 +45,7 @@ extern const apb_op apb_op_quant_apb;
 extern const apb_op apb_op_quant_binary;
 extern const apb_op apb_op_quant_q2w;
 extern const apb_op apb_op_quant_mask;
+extern const apb_op apb_op_quant_prune_binary;
 extern const apb_op apb_op_act_sign;
 extern const apb_op apb_op_act_q2;
 extern const apb_op apb_op_act_int8;
@@ -156,6 +158,17 @@ apb_status apb_quant_mask(apb_graph *g, apb_var *w, const float *mask, apb_var *
  * are broken by lower index first. sparsity is clamped to [0, 1]. No allocation
  * (radix select on the float bit patterns, 4 passes + 1). w, mask [n]. */
 void apb_prune_mask_update(const float *w, int64_t n, float sparsity, float *mask);
+
+/* ---- pruning + binarization ---- */
+
+/* q = mask ? a[c] * sgn(w) : 0 with a[c] = mean |w| over the kept weights of
+ * channel c (per_channel) or of the tensor, 0 when none is kept; mask as for
+ * apb_quant_mask. Backward dL/dw += g * mask (identity STE on kept weights). */
+apb_status apb_quant_prune_binary(apb_graph *g, apb_var *w, const float *mask, int per_channel,
+                                  apb_var **q);
+/* The scale apb_quant_prune_binary uses: a[c] = (float)(sum of |w| over kept
+ * weights in double, index order / kept count). w, mask [n]; a [m]. */
+void apb_prune_binary_scale(const float *w, const float *mask, int64_t n, int m, float *a);
 
 /* ---- activations ---- */
 

@@ -37,6 +37,7 @@
     X(quant_binary, quant_binary)       \
     X(quant_q2w, quant_q2w)             \
     X(quant_mask, quant_mask)           \
+    X(quant_prune_binary, quant_prune_binary) \
     X(act_sign, act_sign)               \
     X(act_q2, act_q2)                   \
     X(act_int8, act_int8_unsigned)      \
@@ -139,6 +140,19 @@ apb_status apb_case_quant_mask(apb_graph *g, apb_rng *rng, apb_var **inputs, int
     for (int i = 0; i < 24; i++)
         mask[i] = (float)(i % 3 != 0);
     return apb_quant_mask(g, inputs[0], mask, out);
+}
+
+apb_status apb_case_quant_prune_binary(apb_graph *g, apb_rng *rng, apb_var **inputs,
+                                       int *ninputs, apb_var **out)
+{
+    inputs[0] = apb_case_normal(g, rng, 2, (int[]){4, 6}, 0.5f, 1);
+    float *mask = apb_graph_floats(g, 24); /* [24] lives in the step arena until reset */
+    *ninputs = 1;
+    if (!inputs[0] || !mask)
+        return APB_ENOMEM;
+    for (int i = 0; i < 24; i++)
+        mask[i] = (float)(i % 4 != 1);
+    return apb_quant_prune_binary(g, inputs[0], mask, 1, out);
 }
 
 apb_status apb_case_act_sign(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bits.h"
+
 const char *apb_wquant_name(apb_wquant q)
 {
     switch (q) {
@@ -18,6 +20,7 @@ const char *apb_wquant_name(apb_wquant q)
     case APB_WQ_BINARY: return "binary";
     case APB_WQ_Q2: return "q2";
     case APB_WQ_PRUNE: return "prune";
+    case APB_WQ_PRUNE_BINARY: return "prune-binary";
     }
     return "?";
 }
@@ -45,16 +48,21 @@ apb_status apb_wquant_parse(const char *s, apb_wquant *q, float *sparsity)
         *q = APB_WQ_Q2;
     else if (!strcmp(s, "prune")) /* as stored in checkpoints; the sparsity is a separate key */
         *q = APB_WQ_PRUNE;
-    else if (!strncmp(s, "prune:", 6)) {
+    else if (!strcmp(s, "prune-binary"))
+        *q = APB_WQ_PRUNE_BINARY;
+    else if (!strncmp(s, "prune:", 6) || !strncmp(s, "prune-binary:", 13)) {
+        size_t at = s[5] == ':' ? 6 : 13;
         char *end;
-        double v = strtod(s + 6, &end);
-        if (*end || end == s + 6 || !(v > 0 && v < 1))
-            return apb_fail(APB_EINVAL, "--quant %s: sparsity must be a number in (0,1), e.g. prune:0.9", s);
-        *q = APB_WQ_PRUNE;
+        double v = strtod(s + at, &end);
+        if (*end || end == s + at || !(v > 0 && v < 1))
+            return apb_fail(APB_EINVAL, "--quant %s: sparsity must be a number in (0,1), e.g. %.*s0.9",
+                            s, (int)at, s);
+        *q = at == 6 ? APB_WQ_PRUNE : APB_WQ_PRUNE_BINARY;
         if (sparsity)
             *sparsity = (float)v;
     } else
-        return apb_fail(APB_EINVAL, "unknown weight quantization '%s' (fp, apb, binary, q2, prune:S)", s);
+        return apb_fail(APB_EINVAL, "unknown weight quantization '%s' (fp, apb, binary, q2, prune:S, "
+                        "prune-binary:S)", s);
     return APB_OK;
 }
 
@@ -159,7 +167,7 @@ apb_status apb_model_init_quant(apb_model *m)
         } else if (l->wq == APB_WQ_Q2) {
             APB_TRY(quant_param(l, &l->wstep, "wstep", 1));
             l->wstep.data[0] = apb_q2_init_step(l->w.data, l->w.numel);
-        } else if (l->wq == APB_WQ_PRUNE) {
+        } else if (l->wq == APB_WQ_PRUNE || l->wq == APB_WQ_PRUNE_BINARY) {
             if (!l->mask && !(l->mask = malloc((size_t)l->w.numel * sizeof(float))))
                 return apb_fail(APB_ENOMEM, "%s.mask: out of memory (%lld floats)", l->name,
                                 (long long)l->w.numel);
@@ -217,6 +225,8 @@ static apb_status quant_weight(apb_model *m, apb_graph *g, apb_layer *l, apb_var
     case APB_WQ_BINARY: return apb_quant_binary(g, &l->w, m->cfg.per_channel, wq);
     case APB_WQ_Q2: return apb_quant_q2w(g, &l->w, &l->wstep, wq);
     case APB_WQ_PRUNE: return apb_quant_mask(g, &l->w, l->mask, wq);
+    case APB_WQ_PRUNE_BINARY:
+        return apb_quant_prune_binary(g, &l->w, l->mask, m->cfg.per_channel, wq);
     }
     return apb_fail(APB_EINVAL, "%s: bad weight quantizer", l->name);
 }
@@ -375,6 +385,51 @@ apb_status apb_layer_effective_weight(apb_layer *l, const apb_model_cfg *cfg, fl
 
 /* ---- memory accounting (apb-method.md section 4) ----------------------- */
 
+/* Compressed bits of the model's compressed layers, all pruned + binarized to
+ * sparsity s (kept = round((1 - s) n), as apb_prune_mask_update keeps). */
+static double prune_binary_cbits(const apb_model *m, double s, int ib, int64_t *cw)
+{
+    double bits = 0;
+    *cw = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const apb_layer *l = &m->layers[i];
+        if (!apb_layer_compressed(l))
+            continue;
+        int64_t n = l->w.numel, kept = (int64_t)llround((1.0 - s) * (double)n);
+        bits += apb_bits_prune_binary(n, kept, ib, m->cfg.per_channel ? l->cout : 1);
+        *cw += n;
+    }
+    return bits;
+}
+
+apb_status apb_prune_binary_sparsity(const apb_model *m, double budget, float *sparsity)
+{
+    int64_t largest = 1, cw;
+    for (int i = 0; i < m->nlayers; i++)
+        if (apb_layer_compressed(&m->layers[i]) && m->layers[i].w.numel > largest)
+            largest = m->layers[i].w.numel;
+    int ib = apb_index_bits(largest);
+    double lo = 1e-4, hi = 1 - 1e-4; /* cbits falls as s grows */
+    if (prune_binary_cbits(m, lo, ib, &cw) <= budget * (double)cw)
+        return apb_fail(APB_EINVAL, "pruning + binarization: %g bits/weight is reached without "
+                        "pruning (that is plain binary)", budget);
+    if (!cw || prune_binary_cbits(m, hi, ib, &cw) > budget * (double)cw)
+        return apb_fail(APB_EINVAL, "pruning + binarization: %g bits/weight is below what "
+                        "pruning 99.99%% of the weights costs", budget);
+    for (int it = 0; it < 60; it++) {
+        double mid = 0.5 * (lo + hi);
+        if (prune_binary_cbits(m, mid, ib, &cw) <= budget * (double)cw)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    *sparsity = (float)hi;
+    /* the float may round below hi: step up until the budget holds */
+    while (prune_binary_cbits(m, *sparsity, ib, &cw) > budget * (double)cw)
+        *sparsity = nextafterf(*sparsity, 1.0f);
+    return APB_OK;
+}
+
 void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *layer_bits,
                             int64_t *layer_fp)
 {
@@ -385,9 +440,7 @@ void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *l
         if (apb_layer_compressed(l) && l->w.numel > largest)
             largest = l->w.numel;
     }
-    int ib = 0;
-    while (((int64_t)1 << ib) <= largest)
-        ib++; /* floor(log2(largest)) + 1 */
+    int ib = apb_index_bits(largest);
     mem->index_bits = ib;
     for (int i = 0; i < m->nlayers; i++) {
         const apb_layer *l = &m->layers[i];
@@ -400,14 +453,21 @@ void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *l
             case APB_WQ_FP: bits = 32.0 * n; break;
             case APB_WQ_APB:
                 fp = apb_apb_count_fp(l->w.data, n, (int)l->alpha.numel, l->alpha.data, l->delta.data);
-                bits = (double)n + (double)fp * (32 + ib) + 64.0 * (double)l->alpha.numel;
+                bits = apb_bits_apb(n, fp, ib, (int)l->alpha.numel);
                 break;
-            case APB_WQ_BINARY: bits = (double)n + 32.0 * (m->cfg.per_channel ? l->cout : 1); break;
-            case APB_WQ_Q2: bits = 2.0 * n + 32.0; break;
+            case APB_WQ_BINARY: bits = apb_bits_binary(n, m->cfg.per_channel ? l->cout : 1); break;
+            case APB_WQ_Q2: bits = apb_bits_q2(n); break;
             case APB_WQ_PRUNE: {
                 for (int64_t j = 0; j < n; j++)
                     fp += l->mask[j] != 0;
-                bits = (double)fp * (32 + ib);
+                bits = apb_bits_pruned(fp, ib);
+                break;
+            }
+            case APB_WQ_PRUNE_BINARY: {
+                int64_t kept = 0;
+                for (int64_t j = 0; j < n; j++)
+                    kept += l->mask[j] != 0;
+                bits = apb_bits_prune_binary(n, kept, ib, m->cfg.per_channel ? l->cout : 1);
                 break;
             }
             }

@@ -19,7 +19,10 @@
 #include "quant.h"
 #include "rng.h"
 
-typedef enum { APB_WQ_FP = 0, APB_WQ_APB, APB_WQ_BINARY, APB_WQ_Q2, APB_WQ_PRUNE } apb_wquant;
+typedef enum {
+    APB_WQ_FP = 0, APB_WQ_APB, APB_WQ_BINARY, APB_WQ_Q2, APB_WQ_PRUNE,
+    APB_WQ_PRUNE_BINARY       /* pruning + binarization: kept weights +-a, the rest 0 */
+} apb_wquant;
 typedef enum { APB_AQ_FP = 0, APB_AQ_BINARY, APB_AQ_Q2, APB_AQ_INT8 } apb_aquant;
 
 typedef enum {
@@ -42,7 +45,7 @@ typedef struct {
     apb_var astep;            /* Q2 / INT8 activations: [1] */
     int asigned;              /* INT8: signed codes (the input can be negative); set by
                                  apb_model_init_quant from the graph */
-    float *mask;              /* PRUNE: [numel(w)] 0/1 */
+    float *mask;              /* PRUNE, PRUNE_BINARY: [numel(w)] 0/1 */
     int has_bias;
     /* BN */
     apb_var gamma, beta;
@@ -63,7 +66,7 @@ typedef struct {
     int direct_alpha_grad;    /* APB: direct instead of published alpha estimator */
     int approx_sign;          /* binary activations: ApproxSign backward */
     int in_c, in_h, in_w, num_classes;
-    float prune_sparsity;     /* target for APB_WQ_PRUNE */
+    float prune_sparsity;     /* target for APB_WQ_PRUNE and APB_WQ_PRUNE_BINARY */
 } apb_model_cfg;
 
 typedef struct {
@@ -125,6 +128,13 @@ typedef struct {
 /* Per layer when `layer_bits` (nlayers entries) is non-NULL. */
 void apb_model_memory_stats(const apb_model *m, apb_model_memory *mem, double *layer_bits,
                             int64_t *layer_fp);
+
+/* The sparsity at which pruning + binarization (every compressed layer at the
+ * same sparsity, as the trainer prunes) costs at most `budget` bits per
+ * compressed weight, keeping as many weights as the budget allows. The
+ * model's compressed layers are taken as APB_WQ_PRUNE_BINARY whatever their
+ * quantizer. APB_EINVAL when no sparsity in (0, 1) is needed or enough. */
+apb_status apb_prune_binary_sparsity(const apb_model *m, double budget, float *sparsity);
 
 /* Effective weight Q(W) of a conv/linear layer as the training graph uses it
  * (eval mode), written to out [numel(w)]. */

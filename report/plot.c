@@ -137,6 +137,9 @@ static apb_status check_inputs(const apb_plot_opts *o, const apb_plot_series *s,
             if (!isfinite(s[i].x[k]) || !isfinite(s[i].y[k]))
                 return apb_fail(APB_ENUMERIC, "plot: series %d '%s' point %d is (%g, %g), not finite",
                                 i, name, k, s[i].x[k], s[i].y[k]);
+            if (s[i].yerr && !(isfinite(s[i].yerr[k]) && s[i].yerr[k] >= 0))
+                return apb_fail(APB_ENUMERIC, "plot: series %d '%s' point %d: error bar %g is not "
+                                "a finite value >= 0", i, name, k, s[i].yerr[k]);
             if (o->log_x && !(s[i].x[k] > 0))
                 return apb_fail(APB_EINVAL,
                                 "plot: series %d '%s' point %d: x = %g must be > 0 on a log x axis",
@@ -319,8 +322,9 @@ apb_status apb_plot_layout(const apb_plot_opts *o, const apb_plot_series *s, int
         for (int k = 0; k < s[i].n; k++) {
             dx0 = fmin(dx0, s[i].x[k]);
             dx1 = fmax(dx1, s[i].x[k]);
-            dy0 = fmin(dy0, s[i].y[k]);
-            dy1 = fmax(dy1, s[i].y[k]);
+            double e = s[i].yerr ? s[i].yerr[k] : 0;
+            dy0 = fmin(dy0, s[i].y[k] - e);
+            dy1 = fmax(dy1, s[i].y[k] + e);
             have = 1;
         }
     if (o->xmin < o->xmax) {
@@ -546,6 +550,25 @@ static void draw_legend(apb_canvas *c, const apb_plot_frame *f, const apb_plot_s
     }
 }
 
+/* A vertical bar from y - e to y + e, 2 pixels wide, with 9-pixel caps. */
+static void draw_error_bar(apb_canvas *c, const apb_plot_frame *f, double x, double y, double e,
+                           unsigned color)
+{
+    if (!(e > 0))
+        return;
+    double px, lo, hi, unused;
+    apb_plot_map(f, x, y - e, &px, &lo);
+    apb_plot_map(f, x, y + e, &unused, &hi);
+    int cx = (int)lround(px), y0 = (int)lround(hi), y1 = (int)lround(lo);
+    for (int yy = y0; yy <= y1; yy++)
+        for (int dx = 0; dx < 2; dx++)
+            apb_canvas_blend(c, cx + dx, yy, color, 1);
+    for (int dx = -4; dx <= 5; dx++) {
+        apb_canvas_blend(c, cx + dx, y0, color, 1);
+        apb_canvas_blend(c, cx + dx, y1, color, 1);
+    }
+}
+
 apb_status apb_plot_render(const apb_plot_opts *o, const apb_plot_series *s, int ns,
                            unsigned char *rgb)
 {
@@ -587,6 +610,9 @@ apb_status apb_plot_render(const apb_plot_opts *o, const apb_plot_series *s, int
             }
         }
     free(mask);
+    for (int i = 0; i < ns; i++)
+        for (int k = 0; k < s[i].n && s[i].yerr; k++)
+            draw_error_bar(&c, &f, s[i].x[k], s[i].y[k], s[i].yerr[k], apb_plot_series_color(s, i));
     for (int i = 0; i < ns; i++)
         for (int k = 0; k < s[i].n; k++) {
             double px, py;

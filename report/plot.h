@@ -40,6 +40,7 @@ typedef struct {
     int marker;             /* APB_MARKER_* : 0 circle, 1 square, 2 triangle, 3 diamond, 4 cross, 5 plus */
     unsigned color;         /* 0xRRGGBB; 0 = built-in palette colour for the series index */
     int connect;            /* draw a line through the points, sorted by x */
+    const double *yerr;     /* [n] or NULL: error bars y - yerr .. y + yerr (>= 0, finite) */
 } apb_plot_series;
 
 typedef struct {

@@ -58,6 +58,7 @@ static const struct {
     {"prune", "magnitude pruning", APB_REPORT_PRUNE, APB_MARKER_PLUS, 0x2ca02c},
     {"apb", "APB", APB_REPORT_APB, APB_MARKER_CIRCLE, 0x1f77b4},
     {"apb-actbin", "APB + binary act.", APB_REPORT_APB_ACTBIN, APB_MARKER_CROSS, 0x9467bd},
+    {"prune-binary", "pruning + binary", APB_REPORT_PRUNE_BINARY, APB_MARKER_DIAMOND, 0x8c564b},
     {"apb-int8", "APB + 8-bit act.", APB_REPORT_APB_INT8, APB_MARKER_SQUARE, 0x17becf},
 };
 #define NMETHODS ((int)(sizeof METHODS / sizeof METHODS[0]))
@@ -87,7 +88,8 @@ apb_status apb_report_methods_parse(const char *s, unsigned *methods)
             m |= APB_REPORT_ALL;
         else if (i == NMETHODS)
             return apb_fail(APB_EINVAL,
-                            "--methods: unknown method '%s' (fp, binary, q2, prune, apb, apb-actbin, apb-int8, all)",
+                            "--methods: unknown method '%s' (fp, binary, q2, prune, apb, apb-actbin, "
+                            "prune-binary, apb-int8, all)",
                             tok);
         else
             m |= METHODS[i].flag;
@@ -140,6 +142,7 @@ static int plan_points(const apb_report_cfg *c, point_plan *p, int max)
     do {                                                                           \
         if (n < max) {                                                             \
             memset(&p[n], 0, sizeof p[n]);                                         \
+            p[n].aq = (apb_aquant)c->act;                                          \
             snprintf(p[n].r.method, sizeof p[n].r.method, "%s", meth);             \
             snprintf(p[n].r.point, sizeof p[n].r.point, "%s", pt);                 \
             snprintf(p[n].r.quant, sizeof p[n].r.quant, "%s", q);                  \
@@ -151,25 +154,27 @@ static int plan_points(const apb_report_cfg *c, point_plan *p, int max)
         }                                                                          \
         n++;                                                                       \
     } while (0)
-    char pt[32], q[16];
+    char pt[32], q[24];
+    const char *act = apb_aquant_name((apb_aquant)c->act);
     ADD("fp", "fp", "fp", "fp", 0.0);
     p[0].wq = APB_WQ_FP;
+    p[0].aq = APB_AQ_FP;
     p[0].epochs = c->epochs;
     p[0].lr = c->lr;
     p[0].from_fp = 0;
     if (c->methods & APB_REPORT_BINARY) {
-        ADD("binary", "binary", "binary", "fp", 0.0);
+        ADD("binary", "binary", "binary", act, 0.0);
         p[n - 1].wq = APB_WQ_BINARY;
     }
     if (c->methods & APB_REPORT_Q2) {
-        ADD("q2", "q2", "q2", "fp", 0.0);
+        ADD("q2", "q2", "q2", act, 0.0);
         p[n - 1].wq = APB_WQ_Q2;
     }
     if (c->methods & APB_REPORT_PRUNE)
         for (int i = 0; i < c->nsparsities; i++) {
             snprintf(pt, sizeof pt, "prune%g", c->sparsities[i]);
             snprintf(q, sizeof q, "prune:%g", c->sparsities[i]);
-            ADD("prune", pt, q, "fp", c->sparsities[i]);
+            ADD("prune", pt, q, act, c->sparsities[i]);
             if (n <= max) {
                 p[n - 1].wq = APB_WQ_PRUNE;
                 p[n - 1].sparsity = (float)c->sparsities[i];
@@ -178,9 +183,20 @@ static int plan_points(const apb_report_cfg *c, point_plan *p, int max)
     if (c->methods & APB_REPORT_APB)
         for (int i = 0; i < c->nbudgets; i++) {
             snprintf(pt, sizeof pt, "apb%g", c->budgets[i]);
-            ADD("apb", pt, "apb", "fp", c->budgets[i]);
+            ADD("apb", pt, "apb", act, c->budgets[i]);
             if (n <= max) {
                 p[n - 1].wq = APB_WQ_APB;
+                p[n - 1].budget_bits = (float)c->budgets[i];
+            }
+        }
+    /* the sparsity of these is derived from the budget once the fp start exists
+     * (plan_prune_binary) */
+    if (c->methods & APB_REPORT_PRUNE_BINARY)
+        for (int i = 0; i < c->nbudgets; i++) {
+            snprintf(pt, sizeof pt, "prune-binary%g", c->budgets[i]);
+            ADD("prune-binary", pt, "prune-binary", act, c->budgets[i]);
+            if (n <= max) {
+                p[n - 1].wq = APB_WQ_PRUNE_BINARY;
                 p[n - 1].budget_bits = (float)c->budgets[i];
             }
         }
@@ -222,7 +238,7 @@ static void progress(const apb_report_cfg *c, const char *fmt, ...)
 
 /* The training options of one point, as a fresh run would get them. */
 static void point_train_cfg(const apb_report_cfg *c, const point_plan *p, const char *dir,
-                            apb_train_cfg *t)
+                            int seed_k, apb_train_cfg *t)
 {
     apb_train_cfg_default(t);
     snprintf(t->data_spec, sizeof t->data_spec, "%s", c->data_spec);
@@ -230,7 +246,7 @@ static void point_train_cfg(const apb_report_cfg *c, const point_plan *p, const 
     t->model.wq = p->wq;
     t->model.aq = p->aq;
     t->model.prune_sparsity = p->sparsity;
-    t->budget_bits = p->budget_bits;
+    t->budget_bits = p->wq == APB_WQ_APB ? p->budget_bits : 0;
     t->epochs = p->epochs;
     if (c->batch > 0)
         t->batch = c->batch;
@@ -239,7 +255,7 @@ static void point_train_cfg(const apb_report_cfg *c, const point_plan *p, const 
     t->limit_train = c->limit_train;
     t->limit_test = c->limit_test;
     t->threads = c->threads;
-    t->seed = c->seed;
+    t->seed = c->seed + (uint64_t)seed_k;
     t->quiet = c->quiet;
     snprintf(t->out_dir, sizeof t->out_dir, "%s", dir);
     if (p->from_fp)
@@ -382,11 +398,51 @@ static apb_status measure_latency(const char *path, int runs, int threads, doubl
     return s;
 }
 
-/* Trains (or reuses / resumes) one point, then measures it. */
-static apb_status run_point(const apb_report_cfg *c, point_plan *p, int idx, int npoints)
+/* Pruning + binarization at the same memory as APB at budget B: every
+ * compressed layer pruned to the one sparsity at which the model costs B bits
+ * per compressed weight (apb_prune_binary_sparsity), computed on the model the
+ * fp start's geometry gives. APB_EINVAL when B needs no pruning or cannot be
+ * met: the caller skips the point. */
+static apb_status plan_prune_binary(const apb_report_cfg *c, point_plan *p)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/fp/last.ckpt", c->out_dir);
+    apb_ckpt *ck = malloc(sizeof *ck);
+    if (!ck)
+        return apb_fail(APB_ENOMEM, "out of memory");
+    apb_status s = apb_ckpt_load(path, ck);
+    if (s) {
+        free(ck);
+        return s;
+    }
+    apb_model_cfg mc = ck->meta.model;
+    apb_ckpt_free(ck);
+    free(ck);
+    mc.wq = APB_WQ_PRUNE_BINARY;
+    mc.aq = p->aq;
+    apb_model *m;
+    APB_TRY(apb_model_build(&mc, 1, &m));
+    float sp = 0;
+    s = apb_prune_binary_sparsity(m, p->budget_bits, &sp);
+    apb_model_free(m);
+    if (!s) {
+        p->sparsity = sp;
+        snprintf(p->r.quant, sizeof p->r.quant, "prune-binary:%.4f", sp);
+    }
+    return s;
+}
+
+/* Trains (or reuses / resumes) one run of a point (its seed_k-th seed), then
+ * measures it into p->r. */
+static apb_status run_point(const apb_report_cfg *c, point_plan *p, int seed_k, int idx,
+                            int npoints)
 {
     char dir[1100], ckpath[1200], apbpath[1200];
-    snprintf(dir, sizeof dir, "%s/%s", c->out_dir, p->r.point);
+    if (seed_k == 0)
+        snprintf(dir, sizeof dir, "%s/%s", c->out_dir, p->r.point);
+    else
+        snprintf(dir, sizeof dir, "%s/%s-seed%llu", c->out_dir, p->r.point,
+                 (unsigned long long)(c->seed + (uint64_t)seed_k));
     snprintf(ckpath, sizeof ckpath, "%s/last.ckpt", dir);
     snprintf(apbpath, sizeof apbpath, "%s/model.apb", dir);
     apb_train_cfg *t = malloc(sizeof *t);
@@ -398,7 +454,7 @@ static apb_status run_point(const apb_report_cfg *c, point_plan *p, int idx, int
         s = apb_fail(APB_ENOMEM, "out of memory");
         goto out;
     }
-    point_train_cfg(c, p, dir, t);
+    point_train_cfg(c, p, dir, seed_k, t);
     p->r.epochs = p->epochs;
     if (apb_file_exists(ckpath)) {
         if ((s = apb_ckpt_load(ckpath, ck)))
@@ -517,16 +573,17 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
 static apb_status csv_text(const apb_report *r, char **text)
 {
     sbuf b = {0};
-    sb_printf(&b, "method,point,quant,act,budget,test_acc,bits_per_weight,model_bits,file_bytes,latency_ms_b1\n");
+    sb_printf(&b, "method,point,quant,act,budget,test_acc,bits_per_weight,model_bits,file_bytes,"
+                  "test_acc_std,seeds,latency_ms_b1\n");
     for (int i = 0; i < r->n; i++) {
         const apb_report_point *p = &r->points[i];
-        sb_printf(&b, "%s,%s,%s,%s,%g,%.2f,%.4f,%.0f,%zu,%.4f\n", p->method, p->point, p->quant,
-                  p->act, p->budget, p->test_acc, p->bits_per_weight, p->model_bits, p->file_bytes,
-                  p->latency_ms);
+        sb_printf(&b, "%s,%s,%s,%s,%g,%.2f,%.4f,%.0f,%zu,%.2f,%d,%.4f\n", p->method, p->point,
+                  p->quant, p->act, p->budget, p->test_acc, p->bits_per_weight, p->model_bits,
+                  p->file_bytes, p->test_acc_std, p->nseeds, p->latency_ms);
     }
     if (b.err) {
         free(b.s);
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     }
     *text = b.s;
     return APB_OK;
@@ -544,18 +601,22 @@ apb_status apb_report_markdown(const apb_report *r, char **text)
     sb_printf(&b, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < r->n; i++) {
         const apb_report_point *p = &r->points[i];
-        char budget[32] = "-", ratio[32] = "-";
+        char budget[32] = "-", ratio[32] = "-", acc[48];
+        if (p->nseeds > 1)
+            snprintf(acc, sizeof acc, "%.2f ± %.2f (%d)", p->test_acc, p->test_acc_std, p->nseeds);
+        else
+            snprintf(acc, sizeof acc, "%.2f", p->test_acc);
         if (p->budget > 0)
             snprintf(budget, sizeof budget, "%g", p->budget);
         if (fp_bytes && p->file_bytes)
             snprintf(ratio, sizeof ratio, "%.1fx", (double)fp_bytes / (double)p->file_bytes);
-        sb_printf(&b, "| %s | %s | %s | %s | %s | %.2f | %.4f | %.1f | %zu | %s | %.3f |\n",
-                  p->method, p->point, p->quant, p->act, budget, p->test_acc, p->bits_per_weight,
+        sb_printf(&b, "| %s | %s | %s | %s | %s | %s | %.4f | %.1f | %zu | %s | %.3f |\n",
+                  p->method, p->point, p->quant, p->act, budget, acc, p->bits_per_weight,
                   p->model_bits / 8192.0, p->file_bytes, ratio, p->latency_ms);
     }
     if (b.err) {
         free(b.s);
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     }
     *text = b.s;
     return APB_OK;
@@ -564,10 +625,10 @@ apb_status apb_report_markdown(const apb_report *r, char **text)
 static apb_status write_plot(const apb_report_cfg *c, const apb_report *r)
 {
     apb_plot_series s[NMETHODS];
-    double *x = malloc(sizeof(double) * (size_t)r->n * 2), *y = x + r->n;
+    double *x = malloc(sizeof(double) * (size_t)r->n * 3), *y = x + r->n, *e = y + r->n;
     if (!x)
-        return apb_fail(APB_ENOMEM, "report: out of memory");
-    int ns = 0, k = 0;
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
+    int ns = 0, k = 0, any_err = 0;
     double xmax = 40; /* room above fp's 32; wider when a point lies beyond (never drop one) */
     for (int i = 0; i < r->n; i++)
         if (r->points[i].bits_per_weight * 1.25 > xmax)
@@ -578,20 +639,33 @@ static apb_status write_plot(const apb_report_cfg *c, const apb_report *r)
             if (method_index(r->points[i].method) == mi) {
                 x[k] = r->points[i].bits_per_weight;
                 y[k] = r->points[i].test_acc;
+                e[k] = r->points[i].test_acc_std;
+                any_err |= e[k] > 0;
                 k++;
             }
         if (k == first)
             continue;
         s[ns] = (apb_plot_series){.label = METHODS[mi].label, .n = k - first, .x = x + first,
                                   .y = y + first, .marker = METHODS[mi].marker,
-                                  .color = METHODS[mi].color, .connect = k - first > 1};
+                                  .color = METHODS[mi].color, .connect = k - first > 1,
+                                  .yerr = e + first};
         ns++;
     }
+    for (int i = 0; i < ns && !any_err; i++)
+        s[i].yerr = NULL;
     char title[700];
-    snprintf(title, sizeof title, "%s on %s: accuracy vs memory", c->arch, c->data_spec);
+    int nseeds = c->seeds > 1 ? c->seeds : 1;
+    char ylabel[96];
+    if (any_err)
+        snprintf(ylabel, sizeof ylabel, "test top-1 (%%), mean +-1 std of %d seeds", nseeds);
+    else
+        snprintf(ylabel, sizeof ylabel, "test top-1 accuracy (%%)");
+    snprintf(title, sizeof title, "%s on %s%s%s: accuracy vs memory", c->arch, c->data_spec,
+             c->act != APB_AQ_FP ? ", act. " : "",
+             c->act != APB_AQ_FP ? apb_aquant_name((apb_aquant)c->act) : "");
     apb_plot_opts o = {.title = title,
                        .xlabel = "bits per weight (compressed layers, paper formula; fp = 32)",
-                       .ylabel = "test top-1 accuracy (%)",
+                       .ylabel = ylabel,
                        .width = 900,
                        .height = 600,
                        .log_x = 1,
@@ -623,45 +697,48 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
 {
     memset(out, 0, sizeof *out);
     if (!c->out_dir[0])
-        return apb_fail(APB_EINVAL, "report: --out DIR is required");
+        return apb_fail(APB_EINVAL, "--out DIR is required");
     if (c->epochs < 1 || c->ft_epochs < 0)
-        return apb_fail(APB_EINVAL, "report: --epochs must be >= 1 (got %d, ft %d)", c->epochs,
+        return apb_fail(APB_EINVAL, "--epochs must be >= 1 (got %d, ft %d)", c->epochs,
                         c->ft_epochs);
     if (c->latency_runs < 0)
-        return apb_fail(APB_EINVAL, "report: latency runs must be >= 0");
+        return apb_fail(APB_EINVAL, "--latency-runs must be >= 0 (got %d)", c->latency_runs);
+    if (c->seeds < 0 || c->seeds > 100)
+        return apb_fail(APB_EINVAL, "--seeds %d is not in 1..100", c->seeds);
+    if (c->act != APB_AQ_FP && c->act != APB_AQ_BINARY && c->act != APB_AQ_Q2 && c->act != APB_AQ_INT8)
+        return apb_fail(APB_EINVAL, "activation kind %d is not fp, binary, q2 or int8", c->act);
     if ((c->methods & APB_REPORT_APB) && c->nbudgets < 1)
-        return apb_fail(APB_EINVAL, "report: APB needs at least one budget");
+        return apb_fail(APB_EINVAL, "APB needs at least one budget");
     if ((c->methods & APB_REPORT_PRUNE) && c->nsparsities < 1)
-        return apb_fail(APB_EINVAL, "report: pruning needs at least one sparsity");
+        return apb_fail(APB_EINVAL, "pruning needs at least one sparsity");
     for (int i = 0; i < c->nsparsities; i++)
         if (!(c->sparsities[i] > 0 && c->sparsities[i] < 1))
-            return apb_fail(APB_EINVAL, "report: sparsity %g is not in (0, 1)", c->sparsities[i]);
+            return apb_fail(APB_EINVAL, "sparsity %g is not in (0, 1)", c->sparsities[i]);
+    /* the same rule as `apb train --budget-bits` */
+    apb_status bs;
     for (int i = 0; i < c->nbudgets; i++)
-        if (!(c->budgets[i] >= 1 && c->budgets[i] < 32))
-            return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
-                            c->budgets[i]);
-    if ((c->methods & APB_REPORT_APB_ACTBIN) && !(c->actbin_budget >= 1 && c->actbin_budget < 32))
-        return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
-                        c->actbin_budget);
+        if ((bs = apb_budget_bits_check(c->budgets[i])))
+            return bs;
+    if ((c->methods & APB_REPORT_APB_ACTBIN) && (bs = apb_budget_bits_check(c->actbin_budget)))
+        return bs;
+    if ((c->methods & APB_REPORT_APB_INT8) && (bs = apb_budget_bits_check(c->int8_budget)))
+        return bs;
     APB_TRY(apb_mkdirs(c->out_dir));
-    if ((c->methods & APB_REPORT_APB_INT8) && !(c->int8_budget >= 1 && c->int8_budget < 32))
-        return apb_fail(APB_EINVAL, "report: budget %g bits/weight is not in [1, 32)",
-                        c->int8_budget);
-    int max = 5 + c->nsparsities + c->nbudgets; /* fp, binary, q2, actbin, int8 + lists */
+    int max = 5 + c->nsparsities + 2 * c->nbudgets; /* fp, binary, q2, actbin, int8 + lists */
     point_plan *plan = calloc((size_t)max, sizeof *plan);
     out->points = calloc((size_t)max, sizeof *out->points);
     if (!plan || !out->points) {
         free(plan);
         free(out->points);
         out->points = NULL;
-        return apb_fail(APB_ENOMEM, "report: out of memory");
+        return apb_fail(APB_ENOMEM, "out of memory for the report");
     }
     int n = plan_points(c, plan, max);
     /* two points may not share a directory (e.g. --budgets 1.3,1.30) */
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++)
             if (!strcmp(plan[i].r.point, plan[j].r.point)) {
-                apb_status s = apb_fail(APB_EINVAL, "report: point '%s' is listed twice",
+                apb_status s = apb_fail(APB_EINVAL, "point '%s' is listed twice",
                                         plan[i].r.point);
                 free(plan);
                 apb_report_free(out);
@@ -674,11 +751,48 @@ apb_status apb_report_run(const apb_report_cfg *c, apb_report *out)
     snprintf(out->md_path, sizeof out->md_path, "%s/tradeoff.md", c->out_dir);
     snprintf(out->png_path, sizeof out->png_path, "%s/tradeoff.png", c->out_dir);
     apb_status s = APB_OK;
+    int nseeds = c->seeds > 1 ? c->seeds : 1;
+    double *acc = malloc(sizeof(double) * (size_t)nseeds);
+    if (!acc)
+        s = apb_fail(APB_ENOMEM, "out of memory for the report");
     for (int i = 0; i < n && !s; i++) {
-        s = run_point(c, &plan[i], i, n);
-        if (!s && (i > 0 || (c->methods & APB_REPORT_FP)))
+        /* the fp point is the common start of every other one: trained once */
+        int runs = plan[i].from_fp ? nseeds : 1;
+        apb_report_point first = {0};
+        if (plan[i].wq == APB_WQ_PRUNE_BINARY && (s = plan_prune_binary(c, &plan[i]))) {
+            if (s != APB_EINVAL)
+                break;
+            progress(c, "[%d/%d] %s: skipped: %s", i + 1, n, plan[i].r.point, apb_errmsg());
+            apb_clear_error();
+            s = APB_OK;
+            continue;
+        }
+        for (int k = 0; k < runs && !s; k++) {
+            s = run_point(c, &plan[i], k, i, n);
+            acc[k] = plan[i].r.test_acc;
+            if (k == 0)
+                first = plan[i].r;
+        }
+        if (s)
+            break;
+        /* sizes and latency are those of the first seed (budget mode and pruning
+         * hit their targets exactly); the accuracy is the mean over seeds */
+        plan[i].r = first;
+        plan[i].r.nseeds = runs;
+        double mean = 0, var = 0;
+        for (int k = 0; k < runs; k++)
+            mean += acc[k] / runs;
+        for (int k = 0; k < runs; k++)
+            var += (acc[k] - mean) * (acc[k] - mean);
+        plan[i].r.test_acc = mean;
+        plan[i].r.test_acc_std = runs > 1 ? sqrt(var / (runs - 1)) : 0;
+        if (runs > 1)
+            progress(c, "%s: test acc %.2f +- %.2f %% over %d seeds", plan[i].r.point, mean,
+                     plan[i].r.test_acc_std, runs);
+        if (i > 0 || (c->methods & APB_REPORT_FP))
             out->points[out->n++] = plan[i].r;
     }
+    free(acc);
     free(plan);
     if (!s) {
         qsort(out->points, (size_t)out->n, sizeof *out->points, cmp_points);

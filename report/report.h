@@ -5,11 +5,13 @@
  * checkpoint (train FP, then compress, as APB is meant to be used): plain binary,
  * 2-bit weights, magnitude pruning at several sparsities, APB at several budgets
  * (bits/weight over the compressed layers) and APB with binary activations.
- * Every point trains into its own directory OUT/<point>/ through apb_train_run,
+ * Every point trains into its own directory OUT/<point>/ (further seeds of it:
+ * OUT/<point>-seed<S>/) through apb_train_run,
  * so an interrupted report continues where it stopped: a point whose last.ckpt
  * has all epochs is reused as is, one with fewer epochs is resumed.
  *
- * For every point the report measures test accuracy, bits per weight by the
+ * For every point the report measures test accuracy (mean and standard deviation
+ * over seeds with --seeds N), bits per weight by the
  * paper formula (apb-method.md section 4), whole-model bits, the size of the
  * exported .apb file (OUT/<point>/model.apb) and the runtime's batch-1 latency,
  * and writes OUT/tradeoff.csv, OUT/tradeoff.md and OUT/tradeoff.png.
@@ -42,8 +44,9 @@ enum {
     APB_REPORT_PRUNE = 1 << 3,
     APB_REPORT_APB = 1 << 4,
     APB_REPORT_APB_ACTBIN = 1 << 5,
-    APB_REPORT_APB_INT8 = 1 << 6,
-    APB_REPORT_ALL = (1 << 7) - 1
+    APB_REPORT_PRUNE_BINARY = 1 << 6, /* pruning + binarization at each APB budget */
+    APB_REPORT_APB_INT8 = 1 << 7,
+    APB_REPORT_ALL = (1 << 8) - 1
 };
 
 #define APB_REPORT_MAX_LIST 16
@@ -60,6 +63,10 @@ typedef struct {
     int limit_train, limit_test;
     int threads;         /* 0: apb_threads_get() */
     uint64_t seed;
+    int seeds;           /* runs of every compressed point, seeds seed .. seed+seeds-1 (0 or 1:
+                            one); the fp point is trained once (seed) and starts all of them */
+    int act;             /* apb_aquant of every compressed point: fp, binary (Bi-Real ResNets)
+                            or 2-bit; the fp point keeps fp activations */
     unsigned methods;    /* APB_REPORT_* */
     int nbudgets;
     double budgets[APB_REPORT_MAX_LIST];       /* APB bits/weight */
@@ -86,12 +93,16 @@ apb_status apb_report_methods_parse(const char *s, unsigned *methods);
 apb_status apb_report_list_parse(const char *s, double *v, int max, int *n);
 
 typedef struct {
-    char method[16];     /* fp, binary, q2, prune, apb, apb-actbin, apb-int8 */
-    char point[32];      /* directory name: fp, binary, q2, prune0.5, apb1.3, apb1.3-actbin */
-    char quant[16];      /* weight quantizer: fp, binary, q2, prune:0.5, apb */
-    char act[8];         /* activation quantizer: fp, binary */
-    double budget;       /* APB budget (bits/weight), sparsity for pruning, 0 otherwise */
-    double test_acc;     /* top-1 %, final model */
+    char method[16];     /* fp, binary, q2, prune, apb, apb-actbin, prune-binary, apb-int8 */
+    char point[32];      /* directory name: fp, binary, q2, prune0.5, apb1.3, apb1.3-actbin,
+                            prune-binary1.3, apb1.5-int8 */
+    char quant[24];      /* weight quantizer: fp, binary, q2, prune:0.5, apb, prune-binary:S */
+    char act[8];         /* activation quantizer: fp, binary, q2, int8 */
+    double budget;       /* APB and prune-binary budget (bits/weight), sparsity for pruning,
+                            0 otherwise */
+    double test_acc;     /* top-1 %, final model; the mean over seeds */
+    double test_acc_std; /* sample standard deviation over seeds (0 with one) */
+    int nseeds;          /* runs behind test_acc */
     double bits_per_weight; /* compressed layers, paper formula; 32 for fp */
     double model_bits;   /* whole model, paper formula */
     size_t file_bytes;   /* exported .apb file */

@@ -1,15 +1,18 @@
 /* run_tests.c - runs every APB_TEST registered in the linked test files.
  *
  * Usage: build/run_tests [substring]   (only tests whose name contains it)
- * Last line: "N passed, N failed"; exit status 1 when anything failed.
+ * Last line: "N passed, N failed"; exit status 1 when anything failed, or when
+ * the substring matches no test (a typo in `make test T=...` must not pass).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "test.h"
 
 typedef struct {
@@ -46,6 +49,39 @@ const char *apb_test_cli(void)
     return path;
 }
 
+int apb_test_run(const char *program, const char *args, char **out, char **err)
+{
+    const char *dir = apb_test_tmpdir();
+    char cmd[8192], po[1200], pe[1200];
+    snprintf(po, sizeof po, "%s/out.txt", dir);
+    snprintf(pe, sizeof pe, "%s/err.txt", dir);
+    snprintf(cmd, sizeof cmd, "%s %s > %s 2> %s", program, args, po, pe);
+    fflush(stdout);
+    int st = system(cmd);
+    const char *paths[2] = {po, pe};
+    char **dst[2] = {out, err};
+    for (int k = 0; k < 2; k++) {
+        unsigned char *b = NULL;
+        size_t n = 0;
+        if (apb_file_read(paths[k], &b, &n) != APB_OK)
+            n = 0;
+        char *s = malloc(n + 1);
+        if (!s)
+            abort();
+        if (n)
+            memcpy(s, b, n);
+        s[n] = 0;
+        free(b);
+        *dst[k] = s;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int apb_test_cli_run(const char *args, char **out, char **err)
+{
+    return apb_test_run(apb_test_cli(), args, out, err);
+}
+
 int apb_test_close_f32(const char *file, int line, const char *what, const float *got,
                        const float *want, long n, double rtol, double atol)
 {
@@ -80,7 +116,17 @@ int main(int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : NULL;
     qsort(tests, (size_t)ntests, sizeof *tests, cmp);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, matched = 0;
+    for (int i = 0; i < ntests; i++)
+        matched += !filter || strstr(tests[i].name, filter) != NULL;
+    if (matched == 0) {
+        if (filter)
+            fprintf(stderr, "run_tests: no test matches '%s'\n", filter);
+        else
+            fprintf(stderr, "run_tests: no tests are linked in\n");
+        printf("0 passed, 0 failed\n");
+        return 1;
+    }
     mkdir("build", 0777);
     mkdir("build/test-tmp", 0777);
     for (int i = 0; i < ntests; i++) {

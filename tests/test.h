@@ -78,4 +78,11 @@ const char *apb_test_cli(void);
 /* A per-run scratch directory ("build/test-tmp/<test>") for generated files. */
 const char *apb_test_tmpdir(void);
 
+/* Runs `PROGRAM ARGS` (a shell command line) with stdout and stderr captured in
+ * files of the test's tmpdir; returns the exit status (-1 if it did not exit
+ * normally) and the outputs, NUL-terminated and malloc'd (caller frees). */
+int apb_test_run(const char *program, const char *args, char **out, char **err);
+/* The same for the apb CLI (apb_test_cli()). */
+int apb_test_cli_run(const char *args, char **out, char **err);
+
 #endif

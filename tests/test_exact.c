@@ -93,7 +93,7 @@ static void perturb(apb_model *m, uint64_t seed)
                     l->delta.data[a] = delta_for(l->w.data + a * per, per, l->alpha.data[a], 0.04f, tmp);
                 }
                 free(tmp);
-            } else if (l->wq == APB_WQ_PRUNE) {
+            } else if (l->wq == APB_WQ_PRUNE || l->wq == APB_WQ_PRUNE_BINARY) {
                 apb_prune_mask_update(l->w.data, l->w.numel, m->cfg.prune_sparsity, l->mask);
             } else if (l->wq == APB_WQ_Q2) {
                 l->wstep.data[0] *= 0.9f + 0.2f * apb_rng_uniform(&r);
@@ -306,7 +306,7 @@ static int check_case(const ex_case *c, uint64_t seed)
     int want_bit = 0; /* compressed layers with quantized inputs run on a bit GEMM */
     for (int i = 0; i < m->nlayers; i++)
         want_bit += apb_layer_compressed(&m->layers[i]) && m->layers[i].wq != APB_WQ_PRUNE &&
-                    m->layers[i].aq != APB_AQ_FP;
+                    m->layers[i].wq != APB_WQ_PRUNE_BINARY && m->layers[i].aq != APB_AQ_FP;
     for (int isa = c->all_isa ? 0 : (int)best; isa <= (int)best && !fail; isa++) {
         if (apb_isa_force((apb_isa)isa) != APB_OK) {
             fail = 1;
@@ -435,6 +435,7 @@ APB_TEST(test_exact_convnet_every_quantizer)
         {"convnet", 1, 28, 28, 10, APB_WQ_BINARY, APB_AQ_BINARY, 0, 0, 3, 1, 1, 0},
         {"convnet", 1, 28, 28, 10, APB_WQ_Q2, APB_AQ_Q2, 0, 0, 3, 1, 1, 0},
         {"convnet", 1, 28, 28, 10, APB_WQ_PRUNE, APB_AQ_FP, 0, 0.8f, 3, 0, 1, 0},
+        {"convnet", 1, 28, 28, 10, APB_WQ_PRUNE_BINARY, APB_AQ_BINARY, 1, 0.7f, 3, 1, 0, 0},
         /* first conv on the binarized raw input (zero padding of a sign plane),
          * quantized classifier; 2-bit weights on binary activations */
         {"convnet", 1, 28, 28, 10, APB_WQ_APB, APB_AQ_BINARY, 0, 0, 3, 1, 0, EX_QFIRST | EX_QLAST},
@@ -512,7 +513,7 @@ static int cli_train_export_eval(const char *act, double tol)
     char cmd[4096], path[1200], apbf[1200], evalf[1200];
     snprintf(cmd, sizeof cmd,
              "%s train --data fashion-mnist --model convnet --quant apb --act %s "
-             "--limit-train 512 --limit-test %d --epochs 1 --batch 64 --threads 2 --seed 7 --quiet --out %s/run",
+             "--limit-train 512 --limit-test %d --epochs 1 --batch 64 --threads 2 --seed 7 --quiet --force --out %s/run",
              apb_test_cli(), act, NTEST, dir);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     snprintf(path, sizeof path, "%s/run/last.ckpt", dir);

@@ -332,23 +332,28 @@ APB_TEST(test_models_memory_accounting_one_rule)
         {APB_WQ_APB, APB_AQ_BINARY, 0, "resnet20"}, {APB_WQ_APB, APB_AQ_FP, 1, "convnet"},
         {APB_WQ_BINARY, APB_AQ_FP, 1, "convnet"},   {APB_WQ_BINARY, APB_AQ_BINARY, 0, "resnet20"},
         {APB_WQ_Q2, APB_AQ_Q2, 0, "convnet"},       {APB_WQ_PRUNE, APB_AQ_FP, 0, "convnet"},
-        {APB_WQ_FP, APB_AQ_FP, 0, "resnet20"},      {APB_WQ_APB, APB_AQ_INT8, 0, "resnet20"},
+        {APB_WQ_FP, APB_AQ_FP, 0, "resnet20"},      {APB_WQ_PRUNE_BINARY, APB_AQ_FP, 1, "convnet"},
+        {APB_WQ_PRUNE_BINARY, APB_AQ_BINARY, 0, "resnet20"}, {APB_WQ_APB, APB_AQ_INT8, 0, "resnet20"},
         {APB_WQ_BINARY, APB_AQ_INT8, 1, "convnet"},
     };
-    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        apb_model_cfg c = resnet_cfg(cases[k].arch, cases[k].wq, cases[k].aq);
-        if (!strcmp(cases[k].arch, "convnet"))
+    for (size_t k = 0; k < 2 * sizeof cases / sizeof cases[0]; k++) {
+        /* every case twice: 30% kept (pruned + binarized stores a bitmap), then
+         * 2% kept (it stores indices) */
+        int dense = k < sizeof cases / sizeof cases[0];
+        size_t ci = k % (sizeof cases / sizeof cases[0]);
+        apb_model_cfg c = resnet_cfg(cases[ci].arch, cases[ci].wq, cases[ci].aq);
+        if (!strcmp(cases[ci].arch, "convnet"))
             c.in_c = 1, c.in_h = c.in_w = 28;
-        c.per_channel = cases[k].per_channel;
+        c.per_channel = cases[ci].per_channel;
         apb_model *m;
         CHECK_OK(apb_random_model_cfg(&c, 0.03, 9, &m));
         for (int i = 0; i < m->nlayers; i++) /* prune 70% of each pruned layer */
             if (m->layers[i].mask)
                 for (int64_t j = 0; j < m->layers[i].w.numel; j++)
-                    m->layers[i].mask[j] = j % 10 < 3;
+                    m->layers[i].mask[j] = dense ? j % 10 < 3 : j % 50 == 0;
         char what[96];
-        snprintf(what, sizeof what, "%s %s/%s%s", cases[k].arch, apb_wquant_name(c.wq),
-                 apb_aquant_name(c.aq), c.per_channel ? " per-channel" : "");
+        snprintf(what, sizeof what, "%s %s/%s%s%s", cases[ci].arch, apb_wquant_name(c.wq),
+                 apb_aquant_name(c.aq), c.per_channel ? " per-channel" : "", dense ? "" : " sparse");
         CHECK(accounting_agrees(m, what) == 0);
         apb_model_free(m);
     }
@@ -388,5 +393,53 @@ APB_TEST(test_models_int8_placement)
         apb_model_free(fp);
         apb_model_free(q);
     }
+    return 0;
+}
+
+/* Pruning + binarization at the memory of an APB budget: the sparsity found
+ * meets the budget once the masks are applied, one step less pruning would
+ * not, and budgets that need no pruning or cannot be met are refused. */
+APB_TEST(test_models_prune_binary_sparsity_meets_budget)
+{
+    static const double budgets[] = {1.1, 1.3, 1.6, 0.5};
+    for (int k = 0; k < 4; k++) {
+        apb_model_cfg c = resnet_cfg("resnet20", APB_WQ_PRUNE_BINARY, APB_AQ_BINARY);
+        apb_model *m;
+        CHECK_OK(apb_model_build(&c, 4, &m));
+        float sp = 0;
+        apb_status s = apb_prune_binary_sparsity(m, budgets[k], &sp);
+        if (budgets[k] < 1) {
+            /* bits of 99.99% pruned resnet20: still above half a bit? no: refuse only
+             * what cannot be met; 0.5 bits is met by heavy pruning */
+            CHECK_MSG(s == APB_OK && sp > 0.9f, "0.5 bits: status %d sparsity %g", s, sp);
+        } else {
+            CHECK_OK(s);
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            float use = pass ? nextafterf(sp, 0.0f) * 0.999f : sp;
+            for (int i = 0; i < m->nlayers; i++)
+                if (m->layers[i].mask)
+                    apb_prune_mask_update(m->layers[i].w.data, m->layers[i].w.numel, use,
+                                          m->layers[i].mask);
+            apb_model_memory mem;
+            apb_model_memory_stats(m, &mem, NULL, NULL);
+            if (pass == 0)
+                CHECK_MSG(mem.bits_per_weight <= budgets[k] &&
+                              mem.bits_per_weight > budgets[k] * 0.98,
+                          "budget %g: sparsity %g gives %.5f bits/weight", budgets[k], sp,
+                          mem.bits_per_weight);
+            else
+                CHECK_MSG(mem.bits_per_weight > budgets[k], "budget %g: less pruning (%g) still "
+                          "fits (%.5f bits/weight)", budgets[k], use, mem.bits_per_weight);
+        }
+        apb_model_free(m);
+    }
+    apb_model_cfg c = resnet_cfg("resnet20", APB_WQ_PRUNE_BINARY, APB_AQ_FP);
+    apb_model *m;
+    CHECK_OK(apb_model_build(&c, 4, &m));
+    float sp;
+    CHECK(apb_prune_binary_sparsity(m, 3.0, &sp) == APB_EINVAL);   /* no pruning needed */
+    CHECK(apb_prune_binary_sparsity(m, 0.001, &sp) == APB_EINVAL); /* cannot be met */
+    apb_model_free(m);
     return 0;
 }

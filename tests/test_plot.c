@@ -404,3 +404,38 @@ APB_TEST(test_plot_markers_distinct)
     }
     return 0;
 }
+
+/* Error bars: drawn in the series colour from y - e to y + e, inside the y
+ * range the layout makes room for; a negative or NaN bar is an error. */
+APB_TEST(test_plot_error_bars)
+{
+    static const double x[] = {1.0, 2.0}, y[] = {0.5, 0.6}, e[] = {0.2, 0.0};
+    apb_plot_series s = {.label = "APB", .n = 2, .x = x, .y = y, .color = 0x1060C0, .yerr = e};
+    apb_plot_opts o = {.title = "bars", .width = 400, .height = 300};
+    char path[600];
+    snprintf(path, sizeof path, "%s/bars.png", apb_test_tmpdir());
+    CHECK_OK(apb_plot_png(path, &o, &s, 1));
+    apb_plot_frame f;
+    CHECK_OK(apb_plot_layout(&o, &s, 1, &f));
+    CHECK_MSG(f.ymin <= 0.3 && f.ymax >= 0.7, "y range %g..%g leaves the bar out", f.ymin, f.ymax);
+    int w, h;
+    unsigned char *img = read_png(path, &w, &h);
+    CHECK(img != NULL);
+    double px, top, bot, unused, mid;
+    apb_plot_map(&f, 1.0, 0.7, &px, &top);
+    apb_plot_map(&f, 1.0, 0.3, &unused, &bot);
+    apb_plot_map(&f, 1.0, 0.6, &unused, &mid); /* on the bar, away from the marker */
+    int ok = color_near(img, w, h, px, top, 1, 0x1060C0) && color_near(img, w, h, px, bot, 1, 0x1060C0) &&
+             color_near(img, w, h, px, mid, 1, 0x1060C0);
+    /* no bar above the second point (e = 0) */
+    double qx, qy;
+    apb_plot_map(&f, 2.0, 0.68, &qx, &qy);
+    int clear = !color_near(img, w, h, qx, qy, 1, 0x1060C0);
+    free(img);
+    CHECK_MSG(ok, "error bar of point 0 not drawn from %.1f to %.1f at x %.1f", top, bot, px);
+    CHECK(clear);
+    static const double bad[] = {-0.1, 0.0};
+    s.yerr = bad;
+    CHECK(apb_plot_png(path, &o, &s, 1) == APB_ENUMERIC);
+    return 0;
+}

@@ -3,6 +3,7 @@
  * without retraining, resumption of an interrupted point, and option checks. */
 #define _GNU_SOURCE /* nftw */
 #include <ftw.h>
+#include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,7 +114,8 @@ APB_TEST(test_report_tiny_sweep_and_reuse)
     /* tradeoff.csv: header + one row per point, values as in the result */
     char *csv = csv_without_latency(r.csv_path);
     CHECK_MSG(csv != NULL, "%s unreadable", r.csv_path);
-    const char *hdr = "method,point,quant,act,budget,test_acc,bits_per_weight,model_bits,file_bytes\n";
+    const char *hdr = "method,point,quant,act,budget,test_acc,bits_per_weight,model_bits,file_bytes,"
+                      "test_acc_std,seeds\n";
     CHECK_MSG(!strncmp(csv, hdr, strlen(hdr)),
               "header: %.100s", csv);
     int rows = 0;
@@ -121,7 +123,7 @@ APB_TEST(test_report_tiny_sweep_and_reuse)
         rows += *p == '\n';
     CHECK_MSG(rows == 4, "%d CSV lines", rows);
     char want[256];
-    snprintf(want, sizeof want, "apb,apb1.3,apb,fp,1.3,%.2f,%.4f,%.0f,%zu\n", apb->test_acc,
+    snprintf(want, sizeof want, "apb,apb1.3,apb,fp,1.3,%.2f,%.4f,%.0f,%zu,0.00,1\n", apb->test_acc,
              apb->bits_per_weight, apb->model_bits, apb->file_bytes);
     CHECK_MSG(strstr(csv, want) != NULL, "no row '%s' in\n%s", want, csv);
     snprintf(want, sizeof want, "fp,fp,fp,fp,0,%.2f,32.0000,", fp->test_acc);
@@ -268,5 +270,71 @@ APB_TEST(test_report_option_lists)
     c.methods = APB_REPORT_PRUNE;
     c.sparsities[0] = 1.0;
     CHECK(apb_report_run(&c, &r) == APB_EINVAL && strstr(apb_errmsg(), "sparsity"));
+    return 0;
+}
+
+/* Test accuracy of the last line of DIR/log.csv (column 6). */
+static double last_log_acc(const char *dir)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/log.csv", dir);
+    unsigned char *d;
+    size_t n;
+    if (apb_file_read(path, &d, &n))
+        return -1;
+    d = realloc(d, n + 1);
+    d[n] = 0;
+    char *last = NULL, *save = NULL;
+    for (char *l = strtok_r((char *)d, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        last = l;
+    double acc = -1;
+    char *f = last;
+    for (int k = 0; k < 5 && f; k++)
+        if ((f = strchr(f, ',')))
+            f++;
+    if (f)
+        acc = strtod(f, NULL);
+    free(d);
+    return acc;
+}
+
+/* --seeds 2 --act binary: every compressed point runs twice (seed dirs), the
+ * tables give the mean and sample std over the runs, the fp start is trained
+ * once with fp activations, and the compressed points use binary activations. */
+APB_TEST(test_report_seeds_and_activations)
+{
+    apb_report_cfg c;
+    cfg_tiny(&c, "seeds");
+    c.limit_train = 256;
+    c.limit_test = 128;
+    c.methods = APB_REPORT_FP | APB_REPORT_BINARY;
+    c.seeds = 2;
+    c.act = 1; /* binary */
+    c.latency_runs = 1;
+    apb_report r;
+    CHECK_OK(apb_report_run(&c, &r));
+    CHECK(r.n == 2);
+    const apb_report_point *fp = find_point(&r, "fp"), *bin = find_point(&r, "binary");
+    CHECK(fp && bin);
+    CHECK_MSG(fp->nseeds == 1 && !strcmp(fp->act, "fp"), "fp: %d seeds, act %s", fp->nseeds, fp->act);
+    CHECK_MSG(bin->nseeds == 2 && !strcmp(bin->act, "binary"), "binary: %d seeds, act %s",
+              bin->nseeds, bin->act);
+    char d1[1300], d2[1300];
+    snprintf(d1, sizeof d1, "%s/binary", c.out_dir);
+    snprintf(d2, sizeof d2, "%s/binary-seed2", c.out_dir);
+    double a1 = last_log_acc(d1), a2 = last_log_acc(d2);
+    CHECK_MSG(a1 >= 0 && a2 >= 0, "runs missing: %g %g", a1, a2);
+    CHECK_CLOSE(bin->test_acc, (a1 + a2) / 2, 0, 1e-9);
+    CHECK_CLOSE(bin->test_acc_std, fabs(a1 - a2) / sqrt(2.0), 0, 1e-9);
+    unsigned char *md;
+    size_t mdn;
+    CHECK_OK(apb_file_read(r.md_path, &md, &mdn));
+    md = realloc(md, mdn + 1);
+    md[mdn] = 0;
+    char want[128];
+    snprintf(want, sizeof want, "%.2f ± %.2f (2)", bin->test_acc, bin->test_acc_std);
+    CHECK_MSG(strstr((char *)md, want), "no '%s' in\n%s", want, (char *)md);
+    free(md);
+    apb_report_free(&r);
     return 0;
 }

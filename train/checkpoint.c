@@ -148,10 +148,31 @@ static apb_status parse_int(const char *path, const char *h, const char *key, in
     return APB_OK;
 }
 
+/* A run directory given where a checkpoint is expected (`--ckpt runs/apb`,
+ * `--init runs/fp`) is the commonest slip: point at the checkpoint it holds, so
+ * every command that loads one gives the same hint. */
+static apb_status ckpt_dir_error(const char *path)
+{
+    static const char *const names[] = {"best.ckpt", "last.ckpt"};
+    size_t n = strlen(path);
+    const char *sep = n && path[n - 1] == '/' ? "" : "/";
+    for (int i = 0; i < 2; i++) {
+        char cand[1100];
+        snprintf(cand, sizeof cand, "%s%s%s", path, sep, names[i]);
+        if (apb_file_exists(cand) && !apb_is_directory(cand))
+            return apb_fail(APB_EIO, "%s: is a directory, not a checkpoint; did you mean %s?",
+                            path, cand);
+    }
+    return apb_fail(APB_EIO, "%s: is a directory, not a checkpoint (it holds no best.ckpt or last.ckpt)",
+                    path);
+}
+
 apb_status apb_ckpt_load(const char *path, apb_ckpt *ck)
 {
     memset(ck, 0, sizeof *ck);
     snprintf(ck->path, sizeof ck->path, "%s", path);
+    if (apb_is_directory(path))
+        return ckpt_dir_error(path);
     APB_TRY(apb_file_read(path, &ck->file, &ck->size));
     const unsigned char *f = ck->file;
     size_t n = ck->size;

@@ -151,10 +151,12 @@ apb_status apb_export_build(apb_model *m, const char *const *class_names, int nc
                 d->compression = APBRT_C_Q2;
             } else {
                 d->wkind = APBRT_W_FP32;
-                if (l->wq == APB_WQ_PRUNE) {
-                    d->compression = APBRT_C_PRUNED;
+                if (l->wq == APB_WQ_PRUNE || l->wq == APB_WQ_PRUNE_BINARY) {
+                    d->compression = l->wq == APB_WQ_PRUNE ? APBRT_C_PRUNED : APBRT_C_PRUNE_BINARY;
                     for (int64_t j = 0; j < l->w.numel; j++)
                         d->kept += l->mask[j] != 0;
+                    if (l->wq == APB_WQ_PRUNE_BINARY)
+                        d->scales = m->cfg.per_channel ? l->cout : 1;
                 }
             }
             d->bias = l->has_bias ? l->b.data : NULL;

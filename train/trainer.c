@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -36,11 +37,11 @@ void apb_train_cfg_to_text(const apb_train_cfg *c, char *buf, size_t n)
              "data=%s\nepochs=%d\nbatch=%d\nlr=%.9g\nwd=%.9g\nmomentum=%.9g\noptim=%d\nnesterov=%d\n"
              "quant_lr=%.9g\nfreeze_at=%.9g\nbudget_bits=%.9g\nbudget_spread=%d\nbudget_alpha=%d\nlabel_smoothing=%.9g\n"
              "warmup=%.9g\nimg_size=%d\nlimit_train=%d\nlimit_test=%d\nthreads=%d\nseed=%llu\n"
-             "init=%s\n",
+             "init=%s\nval=%d\n",
              c->data_spec, c->epochs, c->batch, c->lr, c->wd, c->momentum, c->optim, c->nesterov,
              c->quant_lr, c->freeze_at, c->budget_bits, c->budget_spread, c->budget_alpha, c->label_smoothing,
              c->warmup, c->img_size, c->limit_train, c->limit_test, c->threads,
-             (unsigned long long)c->seed, c->init_ckpt);
+             (unsigned long long)c->seed, c->init_ckpt, c->val);
 }
 
 apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
@@ -77,6 +78,7 @@ apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
     GETI("img_size", c->img_size);
     GETI("limit_train", c->limit_train);
     GETI("limit_test", c->limit_test);
+    GETI("val", c->val);
     GETI("threads", c->threads);
     if (apb_kv_get(t, "seed", b, sizeof b))
         c->seed = strtoull(b, NULL, 10);
@@ -93,12 +95,31 @@ apb_status apb_open_data(const char *spec, const char *split, int limit, int img
 {
     *ds = NULL;
     *ld = NULL;
+    return apb_open_data_split(spec, split, limit, 0, 0, img_size, train, batch, seed, threads, ds,
+                               ld, t);
+}
+
+/* The validation split depends on the data and its size only. */
+#define APB_VAL_SEED 0x7A11DA7Eu
+
+apb_status apb_open_data_split(const char *spec, const char *split, int limit, int nval,
+                               int keep_val, int img_size, int train, int batch, uint64_t seed,
+                               int threads, apb_dataset **ds, apb_loader **ld, apb_transform *t)
+{
+    *ds = NULL;
+    *ld = NULL;
     APB_TRY(apb_dataset_open(spec, split, ds));
     if (limit > 0)
         apb_dataset_limit(*ds, limit);
-    apb_status s = apb_transform_default(*ds, train, img_size, t);
+    apb_status s = nval > 0 ? apb_dataset_holdout(*ds, nval, APB_VAL_SEED, keep_val) : APB_OK;
     if (!s)
-        s = apb_loader_create(*ds, t, batch, train, train, seed, threads, ld);
+        s = apb_transform_default(*ds, train, img_size, t);
+    /* training drops the last partial batch (steady batch statistics), except
+     * when the whole set is smaller than one batch: it then trains one batch of
+     * all images instead of none */
+    int drop_last = train && apb_dataset_size(*ds) >= batch;
+    if (!s)
+        s = apb_loader_create(*ds, t, batch, train, drop_last, seed, threads, ld);
     if (s) {
         apb_dataset_free(*ds);
         *ds = NULL;
@@ -246,36 +267,76 @@ static void fit_alpha(apb_layer *l, float thr)
     }
 }
 
+apb_status apb_budget_bits_check(double budget_bits)
+{
+    if (!(budget_bits >= 1 && budget_bits < 32))
+        return apb_fail(APB_EINVAL,
+                        "budget %g bits/weight is outside [1, 32): every compressed weight keeps "
+                        "at least its sign bit, and 32 bits/weight is the full-precision model",
+                        budget_bits);
+    return APB_OK;
+}
+
+/* The cheapest a budget-mode model can be: every APB weight binarized (its sign
+ * bit) plus alpha and delta (64 bits) per APB scale, and the other compressed
+ * layers as they are. */
+typedef struct {
+    int64_t n;      /* weights of compressed layers: the budget is per one of them */
+    int64_t napb;   /* weights of APB layers */
+    int64_t nalpha; /* APB scales (one per layer, or per output channel) */
+    double other;   /* bits of compressed non-APB layers */
+} budget_floor;
+
+static void budget_floor_of(const apb_model *m, budget_floor *f)
+{
+    memset(f, 0, sizeof *f);
+    for (int i = 0; i < m->nlayers; i++) {
+        const apb_layer *l = &m->layers[i];
+        if (!apb_layer_compressed(l))
+            continue;
+        f->n += l->w.numel;
+        if (l->wq == APB_WQ_APB) {
+            f->nalpha += l->alpha.numel;
+            f->napb += l->w.numel;
+        } else {
+            f->other += l->wq == APB_WQ_BINARY ? (double)l->w.numel + 32 : 2.0 * l->w.numel + 32;
+        }
+    }
+}
+
+/* Bits left for full-precision weights under the budget; a budget that misses
+ * the floor by float rounding only (the shown minimum typed back) is exact. */
+static apb_status budget_avail(const apb_model *m, double budget_bits, double *avail)
+{
+    budget_floor f;
+    budget_floor_of(m, &f);
+    if (f.napb == 0)
+        return apb_fail(APB_EINVAL, "--budget-bits needs APB layers (--quant apb)");
+    double floor_bits = (double)f.napb + 64.0 * (double)f.nalpha + f.other;
+    double min = floor_bits / (double)f.n;
+    if (budget_bits < min * (1 - 1e-6))
+        return apb_fail(APB_EINVAL,
+                        "--budget-bits %g is below this model's minimum %.4f bits/weight: with every "
+                        "weight binarized it still needs 1 sign bit per weight plus 64 bits (alpha "
+                        "and delta) for each of its %lld APB scales%s, over %lld compressed weights",
+                        budget_bits, ceil(min * 1e4) / 1e4, (long long)f.nalpha,
+                        f.other > 0 ? " and the bits of its binary/q2 layers" : "", (long long)f.n);
+    *avail = budget_bits * (double)f.n - floor_bits;
+    return APB_OK;
+}
+
 apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int fit,
                               double *reached)
 {
-    int64_t N = 0, nalpha = 0, total = 0;
-    for (int i = 0; i < m->nlayers; i++) {
-        apb_layer *l = &m->layers[i];
-        if (apb_layer_compressed(l)) {
-            N += l->w.numel;
-            if (l->wq == APB_WQ_APB) {
-                nalpha += l->alpha.numel;
-                total += l->w.numel;
-            }
-        }
-    }
-    if (total == 0)
-        return apb_fail(APB_EINVAL, "--budget-bits needs APB layers (--quant apb)");
+    int64_t total = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        if (is_apb(&m->layers[i]))
+            total += m->layers[i].w.numel;
+    double avail;
+    APB_TRY(budget_avail(m, budget_bits, &avail));
     apb_model_memory mem;
     apb_model_memory_stats(m, &mem, NULL, NULL);
-    /* bits of compressed non-APB layers stay what they are */
-    double other = 0;
-    for (int i = 0; i < m->nlayers; i++) {
-        apb_layer *l = &m->layers[i];
-        if (apb_layer_compressed(l) && l->wq != APB_WQ_APB)
-            other += l->wq == APB_WQ_BINARY ? (double)l->w.numel + 32 : 2.0 * l->w.numel + 32;
-    }
-    double avail = budget_bits * (double)N - (double)total - 64.0 * (double)nalpha - other;
-    if (avail < 0)
-        return apb_fail(APB_EINVAL, "--budget-bits %.3f is below the minimum %.3f bits/weight (all weights binarized)",
-                        budget_bits, ((double)total + 64.0 * nalpha + other) / (double)N);
-    int64_t S = (int64_t)floor(avail / (32.0 + mem.index_bits));
+    int64_t S = avail > 0 ? (int64_t)floor(avail / (32.0 + mem.index_bits)) : 0;
     if (S > total)
         S = total;
     float *score = malloc(sizeof(float) * (size_t)total);
@@ -347,11 +408,15 @@ static apb_status log_append(run_state *r, const char *line)
 
 static const char LOG_HEADER[] =
     "epoch,lr,train_loss,train_acc,test_loss,test_acc,fp_fraction,bits_per_weight,seconds\n";
+/* with --val: the same columns, then the validation ones */
+static const char LOG_HEADER_VAL[] =
+    "epoch,lr,train_loss,train_acc,test_loss,test_acc,fp_fraction,bits_per_weight,seconds,"
+    "val_loss,val_acc\n";
 
 /* Keeps the rows of an existing log.csv up to `epochs` (resume). */
 static apb_status log_load(run_state *r, const char *path, int epochs)
 {
-    APB_TRY(log_append(r, LOG_HEADER));
+    APB_TRY(log_append(r, r->cfg->val > 0 ? LOG_HEADER_VAL : LOG_HEADER));
     unsigned char *d;
     size_t n;
     if (apb_file_read(path, &d, &n) != APB_OK) {
@@ -487,13 +552,92 @@ static int env_int(const char *name)
     return e ? atoi(e) : 0;
 }
 
+/* DIR/last.ckpt, or an error that says why there is nothing to resume. */
+static apb_status load_run_ckpt(const char *dir, apb_ckpt *ck)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/last.ckpt", dir);
+    if (!apb_file_exists(path))
+        return apb_fail(APB_EINVAL, "%s holds no run to resume: %s does not exist (it is written "
+                        "when the first epoch finishes)", dir, path);
+    return apb_ckpt_load(path, ck);
+}
+
+/* The options a resumed run continues with: those stored in its checkpoint. */
+static apb_status cfg_from_ckpt(const apb_ckpt *ck, const char *dir, apb_train_cfg *c)
+{
+    apb_train_cfg_default(c);
+    c->model = ck->meta.model;
+    apb_status s = apb_train_cfg_from_text(ck->meta.train_opts, c);
+    if (s)
+        return apb_fail_context(s, "%s", ck->path);
+    snprintf(c->resume_dir, sizeof c->resume_dir, "%s", dir);
+    snprintf(c->out_dir, sizeof c->out_dir, "%s", dir);
+    snprintf(c->cmdline, sizeof c->cmdline, "%s", ck->meta.cmdline);
+    return APB_OK;
+}
+
+apb_status apb_train_load_run(const char *dir, apb_train_cfg *c, int *epochs_done,
+                              double *best_acc)
+{
+    apb_ckpt ck;
+    APB_TRY(load_run_ckpt(dir, &ck));
+    apb_status s = cfg_from_ckpt(&ck, dir, c);
+    *epochs_done = ck.meta.epoch;
+    *best_acc = ck.meta.best_acc;
+    apb_ckpt_free(&ck);
+    return s;
+}
+
+/* What a run writes into its folder. */
+static const char *const RUN_FILES[] = {"last.ckpt", "best.ckpt", "log.csv"};
+#define NRUN_FILES (int)(sizeof RUN_FILES / sizeof RUN_FILES[0])
+
+apb_status apb_train_out_check(const char *dir)
+{
+    char found[64] = "";
+    for (int i = 0; i < NRUN_FILES; i++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, RUN_FILES[i]);
+        if (apb_file_exists(path))
+            snprintf(found + strlen(found), sizeof found - strlen(found), "%s%s", found[0] ? ", " : "",
+                     RUN_FILES[i]);
+    }
+    if (!found[0])
+        return APB_OK;
+    return apb_fail(APB_EINVAL,
+                    "--out %s already holds a run (%s): continue it with `apb train --resume %s`, "
+                    "choose another --out, or add --force to train a new run over it",
+                    dir, found, dir);
+}
+
+/* A fresh run must not replace the checkpoint it starts from, whatever path
+ * names it (./, symbolic or hard links): compared by device and inode. */
+static apb_status check_init_not_output(const apb_train_cfg *c)
+{
+    struct stat si;
+    if (!c->init_ckpt[0] || stat(c->init_ckpt, &si) != 0)
+        return APB_OK; /* loading it reports a missing file */
+    for (int i = 0; i < NRUN_FILES; i++) {
+        char path[1200];
+        struct stat so;
+        snprintf(path, sizeof path, "%s/%s", c->out_dir, RUN_FILES[i]);
+        if (stat(path, &so) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
+            return apb_fail(APB_EINVAL,
+                            "--init %s is the %s this run would write into --out %s: choose another "
+                            "--out (or copy the checkpoint elsewhere and --init the copy)",
+                            c->init_ckpt, RUN_FILES[i], c->out_dir);
+    }
+    return APB_OK;
+}
+
 apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
 {
     apb_status s = APB_OK;
     run_state r = {.cfg = cfg};
-    apb_dataset *dtr = NULL, *dte = NULL;
-    apb_loader *ltr = NULL, *lte = NULL;
-    apb_transform ttr, tte;
+    apb_dataset *dtr = NULL, *dte = NULL, *dva = NULL;
+    apb_loader *ltr = NULL, *lte = NULL, *lva = NULL;
+    apb_transform ttr, tte, tva;
     apb_ckpt ck = {0};
     int have_ck = 0;
     apb_arena step;
@@ -502,24 +646,31 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     apb_graph_init(&g, &step, 1, 1, &r.rng);
 
     if (cfg->resume_dir[0]) {
-        char path[1200];
-        snprintf(path, sizeof path, "%s/last.ckpt", cfg->resume_dir);
-        APB_TRY(apb_ckpt_load(path, &ck));
-        have_ck = 1;
-        char out[1024], cmd[2048];
-        snprintf(out, sizeof out, "%s", cfg->resume_dir);
-        snprintf(cmd, sizeof cmd, "%s", cfg->cmdline);
-        int threads = cfg->threads, quiet = cfg->quiet;
-        apb_train_cfg_default(cfg);
-        cfg->model = ck.meta.model;
-        if ((s = apb_train_cfg_from_text(ck.meta.train_opts, cfg)))
+        int threads = cfg->threads, quiet = cfg->quiet, epochs = cfg->resume_epochs;
+        if ((s = load_run_ckpt(cfg->resume_dir, &ck)))
             goto done;
-        snprintf(cfg->out_dir, sizeof cfg->out_dir, "%s", out);
-        snprintf(cfg->cmdline, sizeof cfg->cmdline, "%s", ck.meta.cmdline);
+        have_ck = 1;
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s", cfg->resume_dir);
+        if ((s = cfg_from_ckpt(&ck, dir, cfg)))
+            goto done;
         if (threads > 0)
             cfg->threads = threads;
         cfg->quiet = quiet;
-        (void)cmd;
+        if (epochs > 0 && epochs < cfg->epochs) {
+            s = apb_fail(APB_EINVAL, "--epochs %d: the run in %s has %d epochs; a run can be extended, not shortened",
+                         epochs, dir, cfg->epochs);
+            goto done;
+        }
+        /* the total is part of the stored options, so later resumes keep it */
+        if (epochs > 0)
+            cfg->epochs = epochs;
+    } else if ((s = check_init_not_output(cfg))) {
+        goto done;
+    }
+    if (cfg->budget_bits != 0 && (s = apb_budget_bits_check(cfg->budget_bits))) {
+        s = apb_fail_context(s, "--budget-bits");
+        goto done;
     }
     if (cfg->threads > 0)
         apb_threads_set(cfg->threads);
@@ -528,8 +679,17 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         s = apb_fail(APB_EINVAL, "--epochs and --batch must be >= 1");
         goto done;
     }
-    if ((s = apb_open_data(cfg->data_spec, "train", cfg->limit_train, cfg->img_size, 1, cfg->batch,
-                           cfg->seed, threads, &dtr, &ltr, &ttr)))
+    if (cfg->val < 0) {
+        s = apb_fail(APB_EINVAL, "--val %d: the validation split is a number of images >= 0", cfg->val);
+        goto done;
+    }
+    if ((s = apb_open_data_split(cfg->data_spec, "train", cfg->limit_train, cfg->val, 0,
+                                 cfg->img_size, 1, cfg->batch, cfg->seed, threads, &dtr, &ltr, &ttr)))
+        goto done;
+    if (cfg->val > 0 &&
+        (s = apb_open_data_split(cfg->data_spec, "train", cfg->limit_train, cfg->val, 1,
+                                 cfg->img_size, 0, cfg->batch < 256 ? cfg->batch : 256, cfg->seed,
+                                 threads, &dva, &lva, &tva)))
         goto done;
     if ((s = apb_open_data(cfg->data_spec, "test", cfg->limit_test, cfg->img_size, 0,
                            cfg->batch < 256 ? cfg->batch : 256,
@@ -595,11 +755,16 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         r.epoch0 = ck.meta.epoch;
         r.best_acc = ck.meta.best_acc;
     }
+    /* the model's own budget floor, before the folder exists: a refused run leaves none */
+    double avail;
+    if (cfg->budget_bits != 0 && (s = budget_avail(r.model, cfg->budget_bits, &avail)))
+        goto done;
     if ((s = apb_mkdirs(cfg->out_dir)))
         goto done;
     char logpath[1200];
     snprintf(logpath, sizeof logpath, "%s/log.csv", cfg->out_dir);
-    if ((s = have_ck ? log_load(&r, logpath, r.epoch0) : log_append(&r, LOG_HEADER)))
+    if ((s = have_ck ? log_load(&r, logpath, r.epoch0)
+                     : log_append(&r, cfg->val > 0 ? LOG_HEADER_VAL : LOG_HEADER)))
         goto done;
 
     int nb = apb_loader_batches_per_epoch(ltr);
@@ -701,27 +866,53 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, &reached)))
                 goto done;
         }
+        if (seen == 0) {
+            /* no result rather than a NaN one in the log and the checkpoint */
+            s = apb_fail(APB_EINVAL, "epoch %d trained no batch (%d training images, --batch %d)",
+                         epoch + 1, apb_dataset_size(dtr), cfg->batch);
+            goto done;
+        }
         double train_s = apb_now() - t0;
-        apb_eval_result ev;
+        apb_eval_result ev, va = {0};
         if ((s = apb_evaluate(r.model, lte, &ev)))
+            goto done;
+        if (lva && (s = apb_evaluate(r.model, lva, &va)))
             goto done;
         double secs = apb_now() - t0;
         apb_model_memory mem;
         apb_model_memory_stats(r.model, &mem, NULL, NULL);
         acc = ev.top1;
-        int best = ev.top1 > r.best_acc;
+        /* with a validation split, the choice of best.ckpt never looks at the test set */
+        double sel = lva ? va.top1 : ev.top1;
+        int best = sel > r.best_acc;
         if (best)
-            r.best_acc = ev.top1;
+            r.best_acc = sel;
+        /* a model with no compressed layer is all full precision: 32 bits, not 0 */
+        int all_fp = mem.cweights == 0;
+        double fp_frac = all_fp ? 1.0 : mem.fp_fraction;
+        double bpw = all_fp ? 32.0 : mem.bits_per_weight;
         char line[512];
-        snprintf(line, sizeof line, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.6f,%.6f,%.2f\n", epoch + 1, lr,
-                 loss_sum / seen, 100.0 * correct / seen, ev.loss, ev.top1, mem.fp_fraction,
-                 mem.bits_per_weight, secs);
+        int ll = snprintf(line, sizeof line, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.6f,%.6f,%.2f", epoch + 1,
+                          lr, loss_sum / seen, 100.0 * correct / seen, ev.loss, ev.top1, fp_frac,
+                          bpw, secs);
+        if (lva)
+            snprintf(line + ll, sizeof line - (size_t)ll, ",%.6f,%.4f\n", va.loss, va.top1);
+        else
+            snprintf(line + ll, sizeof line - (size_t)ll, "\n");
         if ((s = log_append(&r, line)))
             goto done;
+        char size[64];
+        if (all_fp)
+            snprintf(size, sizeof size, "fp weights 100%% | 32 bits/weight (fp)");
+        else
+            snprintf(size, sizeof size, "fp weights %.3f%% | %.3f bits/weight", 100 * fp_frac, bpw);
+        char vtxt[64] = "";
+        if (lva)
+            snprintf(vtxt, sizeof vtxt, " | val loss %.4f acc %.2f%%", va.loss, va.top1);
         if (!cfg->quiet)
-            printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | fp weights %.3f%% | %.3f bits/weight | %.1f img/s | %.1fs\n",
-                   epoch + 1, cfg->epochs, loss_sum / seen, 100.0 * correct / seen, ev.loss, ev.top1,
-                   100 * mem.fp_fraction, mem.bits_per_weight, seen / train_s, secs);
+            printf("epoch %d/%d: train loss %.4f acc %.2f%%%s | test loss %.4f acc %.2f%% | %s | %.1f img/s | %.1fs\n",
+                   epoch + 1, cfg->epochs, loss_sum / seen, 100.0 * correct / seen, vtxt, ev.loss,
+                   ev.top1, size, seen / train_s, secs);
         fflush(stdout);
         /* last.ckpt is the commit point: what it records (best_acc) is on disk first */
         if (best && (s = save_ckpt(&r, "best.ckpt", epoch + 1, r.best_acc)))
@@ -752,8 +943,10 @@ done:
     apb_model_free(r.model);
     apb_loader_free(ltr);
     apb_loader_free(lte);
+    apb_loader_free(lva);
     apb_dataset_free(dtr);
     apb_dataset_free(dte);
+    apb_dataset_free(dva);
     free(r.log);
     return s;
 }

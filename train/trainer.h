@@ -32,10 +32,13 @@ typedef struct {
     float warmup;              /* epochs of linear warm-up */
     int img_size;              /* folder datasets: network input side (default 224) */
     int limit_train, limit_test;
+    int val;                 /* training images held out for validation (0: none); best.ckpt
+                                then follows validation accuracy instead of test accuracy */
     int threads;
     uint64_t seed;
     char init_ckpt[1024];
     char resume_dir[1024];
+    int resume_epochs;         /* --resume: new total epochs, >= the run's (0 keeps the run's) */
     char out_dir[1024];
     int quiet;
     char cmdline[2048];
@@ -46,8 +49,28 @@ void apb_train_cfg_default(apb_train_cfg *c);
 void apb_train_cfg_to_text(const apb_train_cfg *c, char *buf, size_t n);
 apb_status apb_train_cfg_from_text(const char *text, apb_train_cfg *c);
 
-/* Runs the whole training; final figures in *final_acc (test top-1, %) if non-NULL. */
+/* Runs the whole training; final figures in *final_acc (test top-1, %) if non-NULL.
+ * Every option is checked before out_dir is created, so a refused run leaves
+ * nothing behind. A fresh run writes over whatever run out_dir holds (callers
+ * that must not, like `apb train` without --force, ask apb_train_out_check
+ * first), but never over its --init file. With resume_dir set, the options come
+ * from DIR/last.ckpt (threads, quiet and a larger resume_epochs excepted). */
 apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc);
+
+/* APB_EINVAL naming `dir` and pointing to --resume / --force when it already
+ * holds a run (last.ckpt, best.ckpt or log.csv). */
+apb_status apb_train_out_check(const char *dir);
+
+/* The options and progress of the run in dir (from dir/last.ckpt): *c as
+ * apb_train_run would resume it, *epochs_done the finished epochs and *best_acc
+ * the best test top-1 (%) so far. */
+apb_status apb_train_load_run(const char *dir, apb_train_cfg *c, int *epochs_done,
+                              double *best_acc);
+
+/* The one range rule for a --budget-bits value, shared by `apb train` and
+ * `apb report`: [1, 32) bits/weight. A model may need a little more than 1 (its
+ * alpha and delta); apb_train_run checks that against the model it builds. */
+apb_status apb_budget_bits_check(double budget_bits);
 
 typedef struct {
     double loss, top1, top5; /* percentages for top1/top5 */
@@ -65,7 +88,16 @@ apb_status apb_evaluate(apb_model *m, apb_loader *ld, apb_eval_result *r);
 apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int fit,
                               double *reached);
 
-/* Opens train/test data for a spec and fills the model geometry from it. */
+/* Opens train/test data for a spec and fills the model geometry from it. With
+ * train set, batches are shuffled and the last partial batch is dropped, unless
+ * the set is smaller than one batch: then each epoch is one batch of all of it.
+ * nval > 0 splits the (limited) training split: nval images chosen by the data
+ * and nval alone (apb_dataset_holdout with a fixed seed, so every seed and
+ * method of a study validates on the same images) are the validation set,
+ * visible when keep_val, the rest otherwise. */
+apb_status apb_open_data_split(const char *spec, const char *split, int limit, int nval,
+                               int keep_val, int img_size, int train, int batch, uint64_t seed,
+                               int threads, apb_dataset **ds, apb_loader **ld, apb_transform *t);
 apb_status apb_open_data(const char *spec, const char *split, int limit, int img_size, int train,
                          int batch, uint64_t seed, int threads, apb_dataset **ds, apb_loader **ld,
                          apb_transform *t);
