@@ -12,8 +12,9 @@
  * the runtime as in the training graph (checked by exporting the model cut at
  * that layer's producer). Where every weight is exactly representable (no APB
  * residual), the reference path must reproduce the training logits bit for bit.
- * A last test goes through the CLI: apb train, apb export, apb eval vs the
- * runtime's accuracy on the same test batches.
+ * 8-bit activations (issue 14) have their own rule for the fast path, at
+ * i8_tie below. A last test goes through the CLI: apb train, apb export, apb
+ * eval vs the runtime's accuracy on the same test batches (binary and 8-bit).
  */
 #include <math.h>
 #include <stdio.h>
