@@ -247,6 +247,8 @@ APB_TEST(test_report_option_lists)
     CHECK(m == APB_REPORT_ALL);
     CHECK_OK(apb_report_methods_parse("apb-actbin,q2,prune", &m));
     CHECK(m == (APB_REPORT_APB_ACTBIN | APB_REPORT_Q2 | APB_REPORT_PRUNE));
+    CHECK_OK(apb_report_methods_parse("apb-int8,fp", &m));
+    CHECK(m == (APB_REPORT_APB_INT8 | APB_REPORT_FP));
     CHECK(apb_report_methods_parse("fp,int8", &m) == APB_EINVAL && strstr(apb_errmsg(), "int8"));
     CHECK(apb_report_methods_parse("fp,,apb", &m) == APB_EINVAL);
     double v[4];
