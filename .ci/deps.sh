@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh - make sure the Debian packages apb builds and tests with are present.
 # As root it installs what is missing; otherwise it prints the exact command and fails.
-PKGS="libpng-dev libstb-dev zlib1g-dev dataset-fashion-mnist"
+PKGS="libpng-dev libstb-dev zlib1g-dev dataset-fashion-mnist libprotobuf-c-dev protobuf-c-compiler libonnx-dev"
 # Not a Debian system: nothing to check here; the compiler will say what is missing.
 command -v dpkg-query >/dev/null 2>&1 || exit 0
 missing=""

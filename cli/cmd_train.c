@@ -11,7 +11,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: apb train --data SPEC --model NAME --out DIR [options]\n"
             "  --data SPEC        fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | imagenet:DIR\n"
-            "  --model NAME       convnet | vgg-small | resnet20 | resnet18\n"
+            "  --model NAME       convnet | vgg-small | resnet20 | resnet18 (default: the --init\n"
+            "                     checkpoint's model, e.g. an imported graph; else convnet)\n"
             "  --quant Q          fp | apb | binary | q2 | prune:S   (weights; default fp)\n"
             "  --act A            fp | binary | q2                   (activations; default fp)\n"
             "  --epochs N --batch B --lr X --wd X --momentum X --optim sgd|adam|adamw [--nesterov]\n"
@@ -44,7 +45,7 @@ int apb_cmd_train(int argc, char **argv)
     for (char *p = c->cmdline; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' '; /* the checkpoint header is one key=value per line */
-    int bad = 0;
+    int bad = 0, model_given = 0;
     const char *sv;
     double fv;
     int iv;
@@ -56,8 +57,10 @@ int apb_cmd_train(int argc, char **argv)
             return 0;
         } else if (apb_opt_str(argc, argv, &i, "--data", &sv, &bad))
             snprintf(c->data_spec, sizeof c->data_spec, "%s", sv);
-        else if (apb_opt_str(argc, argv, &i, "--model", &sv, &bad))
+        else if (apb_opt_str(argc, argv, &i, "--model", &sv, &bad)) {
             snprintf(c->model.arch, sizeof c->model.arch, "%s", sv);
+            model_given = 1;
+        }
         else if (apb_opt_str(argc, argv, &i, "--quant", &sv, &bad)) {
             if (!bad && apb_wquant_parse(sv, &c->model.wq, &c->model.prune_sparsity))
                 bad = apb_cli_error("train", APB_EINVAL);
@@ -154,6 +157,8 @@ int apb_cmd_train(int argc, char **argv)
                             "(the run continues with the options stored in its checkpoint)\n", argv[i]);
             bad = 1;
         }
+    if (!model_given && c->init_ckpt[0])
+        c->model.arch[0] = 0; /* the --init checkpoint's model */
     if (!bad && !c->out_dir[0] && !c->resume_dir[0]) {
         fprintf(stderr, "apb train: --out DIR is required\n");
         bad = 1;

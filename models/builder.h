@@ -57,6 +57,8 @@ int apb_build_simple(apb_builder *b, const char *name, apb_layer_kind kind, int 
 int apb_build_pool(apb_builder *b, const char *name, apb_layer_kind kind, int in, int k, int stride,
                    int pad);
 int apb_build_add(apb_builder *b, const char *name, int x, int y);
+/* Dropout with drop probability p in [0, 1) (the identity in eval mode). */
+int apb_build_dropout(apb_builder *b, const char *name, int in, float p);
 /* The non-linearity in front of a layer: hardtanh when that layer quantizes its
  * input (sgn of a ReLU output would be constant), ReLU otherwise. */
 int apb_build_act(apb_builder *b, const char *name, int in, int next_quantizes);

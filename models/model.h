@@ -36,6 +36,8 @@ typedef struct {
     int cin, cout, k, stride, pad;
     apb_wquant wq;            /* APB_WQ_FP for layers kept full precision */
     apb_aquant aq;            /* quantizer applied to this layer's input */
+    int quantizable;          /* as asked of the builder: wq/aq are the model's when set, */
+    int quant_input;          /* so a graph record (graph.h) rebuilds it for other cfgs */
     apb_var w, b;             /* w [cout, cin, k, k] or [cout, cin]; b [cout] (numel 0 = none) */
     apb_var alpha, delta;     /* APB: [1] or [cout] */
     apb_var wstep;            /* Q2 weights: [1] */
@@ -53,7 +55,7 @@ typedef struct {
 } apb_layer;
 
 typedef struct {
-    char arch[32];            /* convnet, vgg-small, resnet20, resnet18 */
+    char arch[32];            /* convnet, vgg-small, resnet20, resnet18, or "graph" (graph.h) */
     apb_wquant wq;
     apb_aquant aq;
     int quant_first, quant_last, fp_shortcut;
