@@ -1043,6 +1043,67 @@ static apb_status walk(ctx *c, apb_onnx_info *info)
     return APB_OK;
 }
 
+/* protobuf-c unpacks nested messages recursively with no depth limit: a small
+ * file of messages nested 60,000 deep overflows the stack. This guard walks
+ * only the wire framing (tags and lengths), asks protobuf-c's generated
+ * descriptors which fields are messages, and rejects nesting deeper than any
+ * ONNX classifier needs; it decodes no values. 0: fine; else the byte offset
+ * where it stopped, or -1 for too deep. */
+enum { MAX_DEPTH = 32 };
+
+/* A base-128 varint at p[*i..n) into *v; 0 when it runs past n or 10 bytes. */
+static int varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
+{
+    *v = 0;
+    for (int sh = 0; sh < 70; sh += 7) {
+        if (*i >= n)
+            return 0;
+        uint8_t c = p[(*i)++];
+        *v |= (uint64_t)(c & 0x7f) << (sh < 64 ? sh : 63);
+        if (!(c & 0x80))
+            return 1;
+    }
+    return 0;
+}
+
+static long wire_check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t n, size_t base,
+                       int depth)
+{
+    if (depth > MAX_DEPTH)
+        return -1;
+    size_t i = 0;
+    while (i < n) {
+        uint64_t tag, len;
+        if (!varint(p, n, &i, &tag))
+            return (long)(base + i) + 1;
+        switch (tag & 7) {
+        case 0:
+            if (!varint(p, n, &i, &len))
+                return (long)(base + i) + 1;
+            continue;
+        case 1:
+        case 5:
+            if (n - i < ((tag & 7) == 1 ? 8u : 4u))
+                return (long)(base + i) + 1;
+            i += (tag & 7) == 1 ? 8 : 4;
+            continue;
+        case 2: break;
+        default: return (long)(base + i) + 1; /* groups (3, 4) and unknown wire types */
+        }
+        if (!varint(p, n, &i, &len) || len > n - i)
+            return (long)(base + i) + 1;
+        const ProtobufCFieldDescriptor *f =
+            tag >> 3 <= 0xffffffffu ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3)) : NULL;
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+            long r = wire_check(f->descriptor, p + i, (size_t)len, base + i, depth + 1);
+            if (r)
+                return r;
+        }
+        i += (size_t)len;
+    }
+    return 0;
+}
+
 apb_status apb_onnx_import(const void *data, size_t size, const char *what, apb_model **out,
                            apb_onnx_info *info)
 {
@@ -1050,7 +1111,11 @@ apb_status apb_onnx_import(const void *data, size_t size, const char *what, apb_
     apb_onnx_info dummy;
     info = info ? info : &dummy;
     memset(info, 0, sizeof *info);
-    Onnx__ModelProto *mp = size ? onnx__model_proto__unpack(NULL, size, data) : NULL;
+    long bad = wire_check(&onnx__model_proto__descriptor, data, size, 0, 0);
+    if (bad < 0)
+        return apb_fail(APB_EFORMAT, "%s: messages nested more than %d deep: not an ONNX classifier "
+                        "(corrupt file?)", what, MAX_DEPTH);
+    Onnx__ModelProto *mp = size && !bad ? onnx__model_proto__unpack(NULL, size, data) : NULL;
     if (!mp)
         return apb_fail(APB_EFORMAT, "%s: not an ONNX model (protobuf-c cannot decode its %zu bytes: "
                         "truncated or corrupt?)", what, size);
@@ -1077,6 +1142,7 @@ apb_status apb_onnx_import(const void *data, size_t size, const char *what, apb_
     /* num_classes is known at the end of the walk: 2 until then */
     apb_model_cfg cfg = {.arch = "graph", .in_c = 1, .in_h = 1, .in_w = 1, .num_classes = 2};
     s = apb_builder_begin(&c.b, &cfg, 0);
+    c.b.no_init = 1;
     if (!s)
         s = walk(&c, info);
     if (s && !c.b.err)

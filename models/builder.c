@@ -133,7 +133,7 @@ int apb_build_conv(apb_builder *b, const char *name, int in, int cin, int cout, 
     if (!param(b, &l->w, l->name, "weight", 4, (int[]){cout, cin, k, k}))
         return 0;
     float sd = sqrtf(2.0f / (float)(cin * k * k));
-    for (int64_t i = 0; i < l->w.numel; i++)
+    for (int64_t i = 0; i < l->w.numel && !b->no_init; i++)
         l->w.data[i] = sd * apb_rng_normal(&b->rng);
     if (bias && !param(b, &l->b, l->name, "bias", 1, (int[]){cout}))
         return 0;
@@ -158,7 +158,7 @@ int apb_build_linear(apb_builder *b, const char *name, int in, int cin, int cout
     if (!param(b, &l->w, l->name, "weight", 2, (int[]){cout, cin}))
         return 0;
     float sd = sqrtf(2.0f / (float)cin);
-    for (int64_t i = 0; i < l->w.numel; i++)
+    for (int64_t i = 0; i < l->w.numel && !b->no_init; i++)
         l->w.data[i] = sd * apb_rng_normal(&b->rng);
     if (bias && !param(b, &l->b, l->name, "bias", 1, (int[]){cout}))
         return 0;
