@@ -245,10 +245,11 @@ static apb_status parse_line(const char *what, int line, char *s, int index, nod
     return APB_OK;
 }
 
-/* Where slot s's value goes unchanged in kind for quantization purposes. */
+/* Layers after which a ReLU's output is still non-negative (its sign constant). */
 static int passes_through(apb_layer_kind k)
 {
-    return k == APB_L_MAXPOOL || k == APB_L_AVGPOOL || k == APB_L_FLATTEN || k == APB_L_DROPOUT;
+    return k == APB_L_MAXPOOL || k == APB_L_AVGPOOL || k == APB_L_GAP || k == APB_L_FLATTEN ||
+           k == APB_L_DROPOUT;
 }
 
 /* The placement rules of graph.h: resolves q / qi per layer and turns ReLUs in

@@ -27,8 +27,9 @@
  *    shortcut) stays full precision with cfg.fp_shortcut;
  *  - every other conv / linear as its q / qi say;
  *  - with quantized activations, a relu whose output reaches a layer with a
- *    quantized input through pools, flatten and dropout only becomes a
- *    hardtanh (the sign of a ReLU output would be constant).
+ *    quantized input through pools (max, average, global average), flatten
+ *    and dropout only becomes a hardtanh (the sign of a ReLU output would be
+ *    constant).
  */
 #ifndef APB_GRAPH_H
 #define APB_GRAPH_H
