@@ -6,7 +6,7 @@
  * input [N, C, H, W], op i writes value i + 1. tnet_onnx() writes it as an ONNX
  * model the way PyTorch exports it (one node per op, weights as initializers
  * named "<layer>.weight" ...); tnet_ref() computes its output from the same
- * description. Header-only (static functions): included by test_import.c and
+ * description. Header-only (static inline functions): included by test_import.c and
  * test_exact.c.
  */
 #ifndef APB_TEST_ONNX_UTIL_H
@@ -45,7 +45,7 @@ typedef struct {
 
 /* ---- building a network ---- */
 
-static float *tnet_rand(apb_rng *r, long n, float scale)
+static inline float *tnet_rand(apb_rng *r, long n, float scale)
 {
     float *p = malloc(sizeof(float) * (size_t)(n ? n : 1));
     for (long i = 0; i < n; i++)
@@ -53,7 +53,7 @@ static float *tnet_rand(apb_rng *r, long n, float scale)
     return p;
 }
 
-static int tnet_add(tnet *t, int op, int in, const char *name)
+static inline int tnet_add(tnet *t, int op, int in, const char *name)
 {
     top *o = &t->ops[t->nops];
     memset(o, 0, sizeof *o);
@@ -64,7 +64,7 @@ static int tnet_add(tnet *t, int op, int in, const char *name)
     return ++t->nops;
 }
 
-static int tnet_conv(tnet *t, apb_rng *r, const char *name, int in, int cin, int cout, int k, int stride,
+static inline int tnet_conv(tnet *t, apb_rng *r, const char *name, int in, int cin, int cout, int k, int stride,
                      int pad, int bias)
 {
     int v = tnet_add(t, T_CONV, in, name);
@@ -75,7 +75,7 @@ static int tnet_conv(tnet *t, apb_rng *r, const char *name, int in, int cin, int
     return v;
 }
 
-static int tnet_bn(tnet *t, apb_rng *r, const char *name, int in, int c)
+static inline int tnet_bn(tnet *t, apb_rng *r, const char *name, int in, int c)
 {
     int v = tnet_add(t, T_BN, in, name);
     top *o = &t->ops[v - 1];
@@ -92,7 +92,7 @@ static int tnet_bn(tnet *t, apb_rng *r, const char *name, int in, int c)
     return v;
 }
 
-static int tnet_pool(tnet *t, int op, int in, int k, int stride, int pad)
+static inline int tnet_pool(tnet *t, int op, int in, int k, int stride, int pad)
 {
     int v = tnet_add(t, op, in, NULL);
     top *o = &t->ops[v - 1];
@@ -100,7 +100,7 @@ static int tnet_pool(tnet *t, int op, int in, int k, int stride, int pad)
     return v;
 }
 
-static int tnet_gemm(tnet *t, apb_rng *r, int op, const char *name, int in, int cin, int cout)
+static inline int tnet_gemm(tnet *t, apb_rng *r, int op, const char *name, int in, int cin, int cout)
 {
     int v = tnet_add(t, op, in, name);
     top *o = &t->ops[v - 1];
@@ -110,7 +110,7 @@ static int tnet_gemm(tnet *t, apb_rng *r, int op, const char *name, int in, int 
     return v;
 }
 
-static void tnet_free(tnet *t)
+static inline void tnet_free(tnet *t)
 {
     for (int i = 0; i < t->nops; i++) {
         top *o = &t->ops[i];
@@ -124,7 +124,7 @@ static void tnet_free(tnet *t)
  * 1x1 projection shortcut (Clip as ReLU inside), a 3x3 average pool counting
  * its padding, dropout, global average pool, flatten and a Gemm classifier.
  * variant 1 uses Reshape, an Identity, hardtanh (Clip -1..1) and MatMul + Add. */
-static void tnet_resnet(tnet *t, int c, int h, int w, int classes, int variant, uint64_t seed)
+static inline void tnet_resnet(tnet *t, int c, int h, int w, int classes, int variant, uint64_t seed)
 {
     apb_rng r;
     apb_rng_seed(&r, seed);
@@ -162,7 +162,7 @@ static void tnet_resnet(tnet *t, int c, int h, int w, int classes, int variant, 
 
 /* Folds every BN that directly follows a conv into that conv (weight and
  * bias), as PyTorch's eval-mode export does; the BN becomes an Identity. */
-static void tnet_fold_bn(tnet *t)
+static inline void tnet_fold_bn(tnet *t)
 {
     for (int i = 0; i < t->nops; i++) {
         top *bn = &t->ops[i];
@@ -191,7 +191,7 @@ typedef struct {
 } tval;
 
 /* Output of the network for x [n, c, h, w] into out [n, classes] (0 on success). */
-static int tnet_ref(const tnet *t, const float *x, int n, float *out)
+static inline int tnet_ref(const tnet *t, const float *x, int n, float *out)
 {
     tval *v = calloc((size_t)t->nops + 1, sizeof *v);
     long in = (long)t->c * t->h * t->w;
@@ -306,7 +306,7 @@ typedef struct {
     Onnx__OperatorSetIdProto *opsets[1];
 } twriter;
 
-static void *tw_own(twriter *w, void *p)
+static inline void *tw_own(twriter *w, void *p)
 {
     if (w->nowned == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 256;
@@ -316,9 +316,9 @@ static void *tw_own(twriter *w, void *p)
     return p;
 }
 
-static void *tw_alloc(twriter *w, size_t n) { return tw_own(w, calloc(1, n ? n : 1)); }
+static inline void *tw_alloc(twriter *w, size_t n) { return tw_own(w, calloc(1, n ? n : 1)); }
 
-static char *tw_str(twriter *w, const char *s)
+static inline char *tw_str(twriter *w, const char *s)
 {
     char *p = tw_alloc(w, strlen(s) + 1);
     strcpy(p, s);
@@ -335,7 +335,7 @@ static char *tw_str(twriter *w, const char *s)
         (arr)[(n)++] = (p);                                                           \
     } while (0)
 
-static void tw_init(twriter *w, int opset)
+static inline void tw_init(twriter *w, int opset)
 {
     memset(w, 0, sizeof *w);
     onnx__model_proto__init(&w->model);
@@ -354,7 +354,7 @@ static void tw_init(twriter *w, int opset)
     w->graph.name = tw_str(w, "tnet");
 }
 
-static void tw_tensor_f(twriter *w, const char *name, int ndim, const int64_t *dims, const float *d)
+static inline void tw_tensor_f(twriter *w, const char *name, int ndim, const int64_t *dims, const float *d)
 {
     Onnx__TensorProto *t = tw_alloc(w, sizeof *t);
     onnx__tensor_proto__init(t);
@@ -373,7 +373,7 @@ static void tw_tensor_f(twriter *w, const char *name, int ndim, const int64_t *d
     TW_PUSH(w, w->graph.n_initializer, w->graph.initializer, t);
 }
 
-static void tw_tensor_i64(twriter *w, const char *name, int n, const int64_t *d)
+static inline void tw_tensor_i64(twriter *w, const char *name, int n, const int64_t *d)
 {
     Onnx__TensorProto *t = tw_alloc(w, sizeof *t);
     onnx__tensor_proto__init(t);
@@ -389,7 +389,7 @@ static void tw_tensor_i64(twriter *w, const char *name, int n, const int64_t *d)
     TW_PUSH(w, w->graph.n_initializer, w->graph.initializer, t);
 }
 
-static Onnx__NodeProto *tw_node(twriter *w, const char *op, const char *name, int nin,
+static inline Onnx__NodeProto *tw_node(twriter *w, const char *op, const char *name, int nin,
                                 const char *const *in, const char *out)
 {
     Onnx__NodeProto *nd = tw_alloc(w, sizeof *nd);
@@ -403,7 +403,7 @@ static Onnx__NodeProto *tw_node(twriter *w, const char *op, const char *name, in
     return nd;
 }
 
-static Onnx__AttributeProto *tw_attr(twriter *w, Onnx__NodeProto *nd, const char *name, int type)
+static inline Onnx__AttributeProto *tw_attr(twriter *w, Onnx__NodeProto *nd, const char *name, int type)
 {
     Onnx__AttributeProto *a = tw_alloc(w, sizeof *a);
     onnx__attribute_proto__init(a);
@@ -414,21 +414,21 @@ static Onnx__AttributeProto *tw_attr(twriter *w, Onnx__NodeProto *nd, const char
     return a;
 }
 
-static void tw_attr_i(twriter *w, Onnx__NodeProto *nd, const char *name, int64_t v)
+static inline void tw_attr_i(twriter *w, Onnx__NodeProto *nd, const char *name, int64_t v)
 {
     Onnx__AttributeProto *a = tw_attr(w, nd, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
     a->has_i = 1;
     a->i = v;
 }
 
-static void tw_attr_f(twriter *w, Onnx__NodeProto *nd, const char *name, float v)
+static inline void tw_attr_f(twriter *w, Onnx__NodeProto *nd, const char *name, float v)
 {
     Onnx__AttributeProto *a = tw_attr(w, nd, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
     a->has_f = 1;
     a->f = v;
 }
 
-static void tw_attr_ints(twriter *w, Onnx__NodeProto *nd, const char *name, int n, int64_t v)
+static inline void tw_attr_ints(twriter *w, Onnx__NodeProto *nd, const char *name, int n, int64_t v)
 {
     Onnx__AttributeProto *a = tw_attr(w, nd, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
     a->n_ints = (size_t)n;
@@ -437,7 +437,7 @@ static void tw_attr_ints(twriter *w, Onnx__NodeProto *nd, const char *name, int 
         a->ints[i] = v;
 }
 
-static Onnx__ValueInfoProto *tw_value_info(twriter *w, const char *name, int ndim, const int64_t *dims,
+static inline Onnx__ValueInfoProto *tw_value_info(twriter *w, const char *name, int ndim, const int64_t *dims,
                                            const char *batch_param)
 {
     Onnx__ValueInfoProto *vi = tw_alloc(w, sizeof *vi);
@@ -470,7 +470,7 @@ static Onnx__ValueInfoProto *tw_value_info(twriter *w, const char *name, int ndi
     return vi;
 }
 
-static void tw_free(twriter *w)
+static inline void tw_free(twriter *w)
 {
     for (int i = 0; i < w->nowned; i++)
         free(w->owned[i]);
@@ -481,7 +481,7 @@ static void tw_free(twriter *w)
 /* The network as ONNX bytes (*buf malloc'd). `extra` (if non-NULL) is called
  * before packing, to add or change nodes. Value i is named "v<i>" (v0 the
  * input, "logits" the last). */
-static void tnet_onnx(const tnet *t, void (*extra)(twriter *, void *), void *arg, unsigned char **buf,
+static inline void tnet_onnx(const tnet *t, void (*extra)(twriter *, void *), void *arg, unsigned char **buf,
                       size_t *len)
 {
     twriter w;

@@ -310,6 +310,25 @@ APB_TEST(test_import_truncated_and_mutated_files)
     }
     printf("  3000 mutated files: %d still import (weights changed) and run, the others are rejected\n",
            loaded);
+    /* messages nested 30,000 deep (graph -> node -> attribute -> graph ...):
+     * protobuf-c alone would overflow the stack */
+    size_t cap = 1 << 20, pos = cap;
+    unsigned char *deep = malloc(cap);
+    for (int level = 0; level < 3 * 30000 + 1; level++) {
+        static const unsigned char tags[3] = {(6 << 3) | 2, (5 << 3) | 2, (1 << 3) | 2};
+        unsigned char vb[10];
+        size_t l = cap - pos, nv = 0;
+        do {
+            vb[nv++] = (unsigned char)((l & 0x7f) | (l > 0x7f ? 0x80 : 0));
+            l >>= 7;
+        } while (l);
+        pos -= nv;
+        memcpy(deep + pos, vb, nv);
+        deep[--pos] = level == 3 * 30000 ? (7 << 3) | 2 : tags[level % 3];
+    }
+    CHECK(!damaged_ok(deep + pos, cap - pos, &loaded));
+    CHECK_MSG(strstr(apb_errmsg(), "nested"), "%s", apb_errmsg());
+    free(deep);
     /* nothing like protobuf at all */
     for (size_t i = 0; i < len; i++)
         mut[i] = (unsigned char)(apb_rng_uniform(&r) * 256.0f);
