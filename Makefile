@@ -143,7 +143,7 @@ install: all
 	install -m 755 $(BUILD)/apb $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' infer/apbrt.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/apbrt.pc
 
-# libFuzzer run of the .apb loader (clang); FUZZ_SECONDS sets the length.
+# libFuzzer runs of the .apb loader and the ONNX importer (clang); FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
 fuzz:
 	sh fuzz/run.sh $(FUZZ_SECONDS)

@@ -608,7 +608,7 @@ static apb_status op_act(nodectx *x, apb_layer_kind kind)
     return APB_OK;
 }
 
-/* Clip with the bounds of a ReLU or of hardtanh. */
+/* Clip: a ReLU for [0, +inf], hardtanh for [-1, 1], else a clip layer (ReLU6). */
 static apb_status op_clip(nodectx *x)
 {
     float lo, hi;
@@ -622,8 +622,14 @@ static apb_status op_clip(nodectx *x)
         return op_act(x, APB_L_RELU);
     if (lo == -1.0f && hi == 1.0f)
         return op_act(x, APB_L_HARDTANH);
-    return node_fail(x->c, x->n, x->index, "bounds [%g, %g]: only [0, +inf] (ReLU) and [-1, 1] "
-                     "(hardtanh)", (double)lo, (double)hi);
+    if (!(isfinite(lo) && isfinite(hi) && lo < hi))
+        return node_fail(x->c, x->n, x->index, "bounds [%g, %g]: only [0, +inf] (ReLU) or finite "
+                         "bounds lo < hi", (double)lo, (double)hi);
+    value *in;
+    APB_TRY(act_in(x, 0, 0, &in));
+    APB_TRY(built(x, apb_build_clip(&x->c->b, NULL, in->slot, lo, hi)));
+    set_act(out_value(x, 0), last_layer(x->c)->out, in->rank, in->c, in->h, in->w);
+    return APB_OK;
 }
 
 static apb_status op_pool(nodectx *x, apb_layer_kind kind)

@@ -9,7 +9,7 @@
  *
  * Supported (opsets 11 to 17): Conv (group 1, dilation 1, square kernel,
  * equal strides, symmetric padding, with or without bias), BatchNormalization
- * (inference mode), Relu, Clip as ReLU (0, +inf) or hardtanh (-1, 1), MaxPool,
+ * (inference mode), Relu, Clip (ReLU, hardtanh, ReLU6: any finite bounds), MaxPool,
  * AveragePool (floor mode; padding counted), GlobalAveragePool, Add of two
  * activations, Flatten and Reshape to [N, features], Gemm, MatMul (+ Add of a
  * bias), Identity, Dropout, Constant. Nodes whose outputs the graph output does
@@ -18,9 +18,10 @@
  *
  * Quantization placement of an imported graph (docs/IMPORT.md): every conv and
  * linear is quantizable except the first conv(s) (reading the input) and the
- * linear writing the logits; a 1x1-or-any conv on a skip path (its output
- * reaches an Add through at most a BatchNormalization, and its input also feeds
- * another conv: a projection shortcut) keeps its input in full precision.
+ * linear writing the logits; a conv on a skip path (its output reaches an Add
+ * through at most a BatchNormalization, and its input also feeds another conv:
+ * a projection shortcut) keeps its input in full precision. graph.h turns these
+ * flags into quantizers for a given training configuration.
  */
 #ifndef APB_ONNX_H
 #define APB_ONNX_H

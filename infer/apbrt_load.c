@@ -75,7 +75,7 @@ static apb_status read_str(const char *name, const char *what, const unsigned ch
 static int is_elementwise(int kind)
 {
     return kind == APBRT_BN || kind == APBRT_RELU || kind == APBRT_HARDTANH ||
-           kind == APBRT_FLATTEN || kind == APBRT_ADD;
+           kind == APBRT_FLATTEN || kind == APBRT_ADD || kind == APBRT_CLIP;
 }
 
 /* Parses and checks one 96-byte record; propagates shapes through the slots. */
@@ -88,11 +88,11 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
     for (int k = 0; k < 24; k++)
         w[k] = apbrt_rd32(p + 4 * k);
     const char *ctx = "GRAPH";
-    if (w[0] < APBRT_CONV || w[0] > APBRT_ADD)
+    if (w[0] < APBRT_CONV || w[0] > APBRT_CLIP)
         return apb_fail(APB_EFORMAT, "%s: %s: layer %d: unknown kind %u", name, ctx, i, w[0]);
     const char *kn = apbrt_kind_name((int)w[0]);
 #define BAD(...) apb_fail(APB_EFORMAT, "%s: GRAPH: layer %d (%s): " __VA_ARGS__)
-    for (int k = 21; k < 24; k++)
+    for (int k = w[0] == APBRT_CLIP ? 23 : 21; k < 24; k++)
         if (w[k])
             return BAD("reserved word %d is %u, not 0", name, i, kn, k, w[k]);
     if (w[1] >= (uint32_t)m->nslots || w[3] >= (uint32_t)m->nslots ||
@@ -110,6 +110,10 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
     r->act_step = as.f, r->wstep = ws.f;
     r->channels = (int)w[14], r->k = (int)w[15], r->pstride = (int)w[16], r->ppad = (int)w[17];
     r->has_bias = (int)w[18], r->nnz = (long)w[19], r->index_width = (int)w[20];
+    union { uint32_t u; float f; } lo = {w[21]}, hi = {w[22]};
+    r->lo = lo.f, r->hi = hi.f;
+    if (r->kind == APBRT_CLIP && !(isfinite(r->lo) && isfinite(r->hi) && r->lo < r->hi))
+        return BAD("bounds [%g, %g] must be finite with lo < hi", name, i, kn, r->lo, r->hi);
     if (!sdef[r->in])
         return BAD("reads slot %d before any layer writes it", name, i, kn, r->in);
     if (r->kind == APBRT_ADD && !sdef[r->in2])

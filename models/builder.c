@@ -240,6 +240,23 @@ int apb_build_add(apb_builder *b, const char *name, int x, int y)
     return l->out;
 }
 
+int apb_build_clip(apb_builder *b, const char *name, int in, float lo, float hi)
+{
+    if (b->err)
+        return 0;
+    if (!(isfinite(lo) && isfinite(hi) && lo < hi)) {
+        apb_builder_error(b, apb_fail(APB_EINVAL, "model %s: clip bounds [%g, %g]: finite with lo < hi",
+                                      b->m->cfg.arch, lo, hi));
+        return 0;
+    }
+    apb_layer *l = push(b, APB_L_CLIP, in, "clip", name);
+    if (!l)
+        return 0;
+    l->lo = lo;
+    l->hi = hi;
+    return l->out;
+}
+
 int apb_build_dropout(apb_builder *b, const char *name, int in, float p)
 {
     if (b->err)

@@ -58,6 +58,8 @@ int apb_build_simple(apb_builder *b, const char *name, apb_layer_kind kind, int 
 int apb_build_pool(apb_builder *b, const char *name, apb_layer_kind kind, int in, int k, int stride,
                    int pad);
 int apb_build_add(apb_builder *b, const char *name, int x, int y);
+/* Clamp to [lo, hi], finite bounds with lo < hi (ReLU6: 0, 6). */
+int apb_build_clip(apb_builder *b, const char *name, int in, float lo, float hi);
 /* Dropout with drop probability p in [0, 1) (the identity in eval mode). */
 int apb_build_dropout(apb_builder *b, const char *name, int in, float p);
 /* The non-linearity in front of a layer: hardtanh when that layer quantizes its

@@ -2,6 +2,7 @@
  * (format and placement rules in graph.h). */
 #include "graph.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ static const struct {
     {APB_L_FLATTEN, "flatten", "name in "},
     {APB_L_ADD, "add", "name in in2 "},
     {APB_L_DROPOUT, "dropout", "name in p "},
+    {APB_L_CLIP, "clip", "name in lo hi "},
 };
 #define NKINDS ((int)(sizeof KINDS / sizeof KINDS[0]))
 
@@ -106,6 +108,7 @@ apb_status apb_graph_write(const apb_model *m, char **text, size_t *len)
         case APB_L_AVGPOOL: put(&s, " k=%d stride=%d pad=%d", l->pk, l->pstride, l->ppad); break;
         case APB_L_ADD: put(&s, " in2=%d", l->in2); break;
         case APB_L_DROPOUT: put(&s, " p=%.9g", l->p); break;
+        case APB_L_CLIP: put(&s, " lo=%.9g hi=%.9g", l->lo, l->hi); break;
         default: break;
         }
         put(&s, "\n");
@@ -127,7 +130,7 @@ typedef struct {
     int line;
     char name[32];
     int in, in2, cin, cout, k, stride, pad, bias, q, qi, channels;
-    float p;
+    float p, lo, hi;
 } node;
 
 /* One "key=value" token of a line; the value as an int in [lo, hi]. */
@@ -218,6 +221,13 @@ static apb_status parse_line(const char *what, int line, char *s, int index, nod
             if (e == v || *e || !(nd->p >= 0.0f && nd->p < 1.0f))
                 return apb_fail(APB_EFORMAT, "%s: graph record line %d: p=%s is not in [0, 1)", what,
                                 line, v);
+        } else if (!strcmp(key, "lo") || !strcmp(key, "hi")) {
+            char *e;
+            float f = strtof(v, &e);
+            if (e == v || *e || !isfinite(f) || fabsf(f) > 1e30f)
+                return apb_fail(APB_EFORMAT, "%s: graph record line %d: %s=%s is not a finite number",
+                                what, line, key, v);
+            *(key[0] == 'l' ? &nd->lo : &nd->hi) = f;
         }
         if (st)
             return st;
@@ -239,6 +249,9 @@ static apb_status parse_line(const char *what, int line, char *s, int index, nod
         return apb_fail(APB_EFORMAT, "%s: graph record line %d: linear of %dx%d weights, q=%d qi=%d "
                         "(a linear layer quantizes its input exactly when its weights)", what, line,
                         nd->cout, nd->cin, nd->q, nd->qi);
+    if (nd->kind == APB_L_CLIP && !(nd->lo < nd->hi))
+        return apb_fail(APB_EFORMAT, "%s: graph record line %d: clip bounds [%g, %g] empty", what, line,
+                        (double)nd->lo, (double)nd->hi);
     if ((nd->kind == APB_L_MAXPOOL || nd->kind == APB_L_AVGPOOL) && 2 * nd->pad > nd->k)
         return apb_fail(APB_EFORMAT, "%s: graph record line %d: pool pad %d larger than half the "
                         "window %d", what, line, nd->pad, nd->k);
@@ -280,7 +293,7 @@ static apb_status place(const apb_model_cfg *cfg, node *nd, int n, int out_slot)
             reach[x->in] = 1;
     }
     for (int i = 0; i < n; i++)
-        if (nd[i].kind == APB_L_RELU && reach[i + 1])
+        if ((nd[i].kind == APB_L_RELU || (nd[i].kind == APB_L_CLIP && nd[i].lo >= 0.0f)) && reach[i + 1])
             nd[i].kind = APB_L_HARDTANH;
     free(reach);
     return APB_OK;
@@ -298,6 +311,7 @@ static int build_node(apb_builder *b, const node *x)
     case APB_L_AVGPOOL: return apb_build_pool(b, x->name, x->kind, x->in, x->k, x->stride, x->pad);
     case APB_L_ADD: return apb_build_add(b, x->name, x->in, x->in2);
     case APB_L_DROPOUT: return apb_build_dropout(b, x->name, x->in, x->p);
+    case APB_L_CLIP: return apb_build_clip(b, x->name, x->in, x->lo, x->hi);
     default: return apb_build_simple(b, x->name, x->kind, x->in);
     }
 }

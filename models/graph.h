@@ -16,7 +16,8 @@
  *     out=21
  *
  * Kinds: conv, linear, bn, relu, hardtanh, maxpool, avgpool, gap, flatten, add,
- * dropout (p=). q / qi are the builder's quantizable / quant_input flags.
+ * dropout (p=), clip (lo= hi=). q / qi are the builder's quantizable /
+ * quant_input flags.
  *
  * Quantization placement when rebuilding for a configuration cfg (the zoo's
  * rules, stated on the graph's structure so they hold for any graph):
@@ -26,10 +27,10 @@
  *  - a layer marked quantizable whose input is not quantized (a projection
  *    shortcut) stays full precision with cfg.fp_shortcut;
  *  - every other conv / linear as its q / qi say;
- *  - with quantized activations, a relu whose output reaches a layer with a
- *    quantized input through pools (max, average, global average), flatten
- *    and dropout only becomes a hardtanh (the sign of a ReLU output would be
- *    constant).
+ *  - with quantized activations, a relu (or a clip with lo >= 0, ReLU6) whose
+ *    output reaches a layer with a quantized input through pools (max,
+ *    average, global average), flatten and dropout only becomes a hardtanh
+ *    (the sign of a ReLU output would be constant).
  */
 #ifndef APB_GRAPH_H
 #define APB_GRAPH_H

@@ -24,7 +24,7 @@ typedef enum { APB_AQ_FP = 0, APB_AQ_BINARY, APB_AQ_Q2 } apb_aquant;
 
 typedef enum {
     APB_L_CONV = 1, APB_L_LINEAR, APB_L_BN, APB_L_RELU, APB_L_HARDTANH, APB_L_MAXPOOL,
-    APB_L_AVGPOOL, APB_L_GAP, APB_L_FLATTEN, APB_L_ADD, APB_L_DROPOUT
+    APB_L_AVGPOOL, APB_L_GAP, APB_L_FLATTEN, APB_L_ADD, APB_L_DROPOUT, APB_L_CLIP
 } apb_layer_kind;
 
 typedef struct {
@@ -49,9 +49,10 @@ typedef struct {
     float *rmean, *rvar;      /* [C] running statistics */
     apb_bn_state bn;
     int channels;
-    /* pools / dropout */
+    /* pools / dropout / clip */
     int pk, pstride, ppad;
     float p;
+    float lo, hi;             /* CLIP bounds (finite, lo < hi) */
 } apb_layer;
 
 typedef struct {

@@ -123,7 +123,8 @@ static inline void tnet_free(tnet *t)
  * 4): conv-BN-ReLU stem, 2x2 max pool, a downsampling residual block with a
  * 1x1 projection shortcut (Clip as ReLU inside), a 3x3 average pool counting
  * its padding, dropout, global average pool, flatten and a Gemm classifier.
- * variant 1 uses Reshape, an Identity, hardtanh (Clip -1..1) and MatMul + Add. */
+ * variant 1 uses a ReLU6-like Clip to [0, 0.5] in the block, Reshape, an Identity,
+ * hardtanh (Clip -1..1) and MatMul + Add. */
 static inline void tnet_resnet(tnet *t, int c, int h, int w, int classes, int variant, uint64_t seed)
 {
     apb_rng r;
@@ -136,9 +137,9 @@ static inline void tnet_resnet(tnet *t, int c, int h, int w, int classes, int va
     int p = tnet_pool(t, T_MAXPOOL, x, 2, 2, 0);
     x = tnet_conv(t, &r, "layer1.0.conv1", p, 8, 16, 3, 2, 1, 0);
     x = tnet_bn(t, &r, "layer1.0.bn1", x, 16);
-    x = tnet_add(t, T_CLIP, x, NULL);
+    x = tnet_add(t, T_CLIP, x, NULL); /* variant 0 a ReLU, variant 1 ReLU6-like */
     t->ops[x - 1].lo = 0;
-    t->ops[x - 1].hi = INFINITY;
+    t->ops[x - 1].hi = variant == 1 ? 0.5f : INFINITY; /* (6 would rarely bind here) */
     x = tnet_conv(t, &r, "layer1.0.conv2", x, 16, 16, 3, 1, 1, 1);
     x = tnet_bn(t, &r, "layer1.0.bn2", x, 16);
     int s = tnet_conv(t, &r, "layer1.0.downsample.0", p, 8, 16, 1, 2, 0, 0);

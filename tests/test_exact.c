@@ -459,7 +459,7 @@ APB_TEST(test_exact_vgg_resnet18)
 APB_TEST(test_exact_imported_graph)
 {
     tnet t;
-    tnet_resnet(&t, 3, 16, 16, 10, 0, 5);
+    tnet_resnet(&t, 3, 16, 16, 10, 1, 5); /* with a clip to [0, 0.5], hardtanh, MatMul + Add */
     unsigned char *buf;
     size_t len;
     tnet_onnx(&t, NULL, NULL, &buf, &len);
