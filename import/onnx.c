@@ -270,9 +270,10 @@ static apb_status tensor_read(ctx *c, const Onnx__TensorProto *t, int64_t want, 
         float *d = dst;
         for (int64_t k = 0; k < n; k++)
             if (!isfinite(d[k])) {
+                double bad = d[k];
                 free(dst);
-                return apb_fail(APB_ENUMERIC, "%s: tensor '%s' holds %g at [%lld]", c->what, tn,
-                                (double)d[k], (long long)k);
+                return apb_fail(APB_ENUMERIC, "%s: tensor '%s' holds %g at [%lld]", c->what, tn, bad,
+                                (long long)k);
             }
         *f = d;
     } else
