@@ -15,7 +15,8 @@
  *    l = clamp(floor(x / s) + 2, 0, 3), value (l - 3/2) * s;
  *  - CONV / LINEAR output = sum(Q * act(x)) + bias; LINEAR flattens its input;
  *  - BN y = scale[c] * x + shift[c]; MAXPOOL pads with -inf; AVGPOOL counts the
- *    padding (divides by k*k); GAP averages over H*W; ADD is elementwise.
+ *    padding (divides by k*k); GAP averages over H*W; ADD is elementwise;
+ *    CLIP clamps to [lo, hi] (HARDTANH is CLIP to [-1, 1]).
  */
 #ifndef APBRT_MODEL_H
 #define APBRT_MODEL_H
@@ -34,7 +35,8 @@ enum {
     APBRT_AVGPOOL,
     APBRT_GAP,
     APBRT_FLATTEN,
-    APBRT_ADD
+    APBRT_ADD,
+    APBRT_CLIP
 };
 enum { APBRT_W_FP32 = 0, APBRT_W_APB, APBRT_W_Q2 }; /* weight storage */
 enum { APBRT_A_FP = 0, APBRT_A_BIN, APBRT_A_Q2 };   /* how the layer's INPUT is quantized */
@@ -71,6 +73,8 @@ typedef struct {
     int compression;
     long kept;
     int scales;
+    /* CLIP: y = min(max(x, lo), hi), finite, lo < hi */
+    float lo, hi;
 } apbrt_layer_desc;
 
 typedef struct {
