@@ -542,7 +542,7 @@ APB_TEST(test_import_cli_train_export_infer)
     CHECK(run("%s eval --ckpt %s --data fashion-mnist --limit-test 200 > /dev/null", apb, ck) == 0);
     /* fine-tune: no --model, the checkpoint's graph */
     CHECK(run("%s train --init %s --quant apb --budget-bits 1.5 --data fashion-mnist --limit-train 512 "
-              "--limit-test 256 --epochs 1 --batch 64 --threads 2 --seed 3 --quiet --out %s/run",
+              "--limit-test 256 --epochs 1 --batch 64 --threads 2 --seed 3 --quiet --force --out %s/run",
               apb, ck, dir) == 0);
     char last[700];
     snprintf(last, sizeof last, "%s/run/last.ckpt", dir);
