@@ -14,6 +14,7 @@ int apb_cmd_train(int argc, char **argv);
 int apb_cmd_eval(int argc, char **argv);
 int apb_cmd_data(int argc, char **argv);
 int apb_cmd_export(int argc, char **argv);
+int apb_cmd_import(int argc, char **argv);
 int apb_cmd_info(int argc, char **argv);
 int apb_cmd_infer(int argc, char **argv);
 int apb_cmd_bench(int argc, char **argv);

@@ -29,7 +29,8 @@ static void usage(FILE *f)
             "       apb train --resume DIR [--epochs N] [--threads T] [--quiet]\n"
             "  --data SPEC        fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | imagenet:DIR\n"
             "                     (default %s)\n"
-            "  --model NAME       convnet | vgg-small | resnet20 | resnet18   (default %s)\n"
+            "  --model NAME       convnet | vgg-small | resnet20 | resnet18 (default: the --init\n"
+            "                     checkpoint's model, e.g. an imported graph; else %s)\n"
             "  --quant Q          fp | apb | binary | q2 | prune:S   (weights; default fp)\n"
             "  --act A            fp | binary | q2 | int8            (activations; default fp)\n"
             "  --epochs N (default %d)  --batch B (default %d)  --lr X (default %g, cosine schedule)\n"
@@ -289,7 +290,7 @@ int apb_cmd_train(int argc, char **argv)
     for (char *p = c->cmdline; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' '; /* the checkpoint header is one key=value per line */
-    int bad = 0, force = 0;
+    int bad = 0, force = 0, model_given = 0;
     const char *sv;
     double fv;
     int iv;
@@ -302,8 +303,10 @@ int apb_cmd_train(int argc, char **argv)
             return 0;
         } else if (apb_opt_str(argc, argv, &i, "--data", &sv, &bad))
             snprintf(c->data_spec, sizeof c->data_spec, "%s", sv);
-        else if (apb_opt_str(argc, argv, &i, "--model", &sv, &bad))
+        else if (apb_opt_str(argc, argv, &i, "--model", &sv, &bad)) {
             snprintf(c->model.arch, sizeof c->model.arch, "%s", sv);
+            model_given = 1;
+        }
         else if (apb_opt_str(argc, argv, &i, "--quant", &sv, &bad)) {
             if (!bad && apb_wquant_parse(sv, &c->model.wq, &c->model.prune_sparsity))
                 bad = apb_cli_error("train", APB_EINVAL);
@@ -399,6 +402,9 @@ int apb_cmd_train(int argc, char **argv)
         }
         given_add(g, a);
     }
+    /* without --model, --init's checkpoint gives the model (e.g. an imported graph) */
+    if (!bad && !c->resume_dir[0] && !model_given && c->init_ckpt[0])
+        c->model.arch[0] = 0;
     int rc;
     if (bad)
         rc = 2;

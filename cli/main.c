@@ -14,6 +14,7 @@ static const struct {
     {"eval", apb_cmd_eval, "top-1/top-5 accuracy and per-layer memory of a checkpoint"},
     {"data", apb_cmd_data, "inspect a dataset SPEC; dump augmented samples as PNG"},
     {"export", apb_cmd_export, "write a checkpoint as a packed .apb model"},
+    {"import", apb_cmd_import, "an ONNX model (e.g. from PyTorch) as a checkpoint"},
     {"info", apb_cmd_info, "per-layer table of a .apb model"},
     {"infer", apb_cmd_infer, "classify images or a test split with a .apb model"},
     {"bench", apb_cmd_bench, "benchmarks: sgemm, kernels, data, train, MODEL.apb, --model"},

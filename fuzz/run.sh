@@ -1,8 +1,10 @@
 #!/bin/sh
-# run.sh SECONDS - fuzz the .apb loader with libFuzzer + ASan + UBSan.
-# Builds fuzz/fuzz_load.c against the runtime sources only (core subset +
-# kernels + infer), generates a seed corpus of valid models, and fuzzes for
-# SECONDS (default 60). Crashes are written to build/fuzz/ as crash-*.
+# run.sh SECONDS - fuzz the .apb loader and the ONNX importer with libFuzzer +
+# ASan + UBSan, SECONDS each (default 60).
+# fuzz_load.c is built against the runtime sources only (core subset + kernels +
+# infer); fuzz_import.c against the importer, the models and the protobuf-c
+# code protoc-c generates from libonnx-dev's onnx.proto. Each gets a seed corpus
+# of valid files. Crashes are written to build/fuzz/ as crash-*.
 set -e
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
@@ -29,5 +31,16 @@ done
 $CC $FLAGS -fsanitize=address,undefined fuzz/make_seeds.c $RT $ISA_OBJS -lm -o "$OUT/make_seeds"
 "$OUT/make_seeds" "$OUT/corpus"
 $CC $FLAGS -fsanitize=fuzzer,address,undefined fuzz/fuzz_load.c $RT $ISA_OBJS -lm -o "$OUT/fuzz_load"
+ONNX_PROTO=${ONNX_PROTO:-/usr/include/onnx/onnx.proto}
+mkdir -p "$OUT/gen" "$OUT/import-corpus"
+cp "$ONNX_PROTO" "$OUT/gen/onnx.proto"
+(cd "$OUT/gen" && protoc-c --c_out=. onnx.proto)
+IMP="$RT $(ls core/*.c | grep -v -e core/status.c -e core/arena.c -e core/rng.c -e core/cpu.c -e core/threads.c -e core/crc32.c -e core/fileio.c) layers/*.c models/*.c import/*.c train/checkpoint.c"
+IFLAGS="$FLAGS -Ilayers -Imodels -Itrain -Iimport -I$OUT/gen"
+$CC $IFLAGS -w -c "$OUT/gen/onnx.pb-c.c" -o "$OUT/onnx.pb-c.o"
+$CC $IFLAGS -fsanitize=address,undefined fuzz/make_import_seeds.c $IMP $OUT/onnx.pb-c.o $ISA_OBJS -lprotobuf-c -lm -o "$OUT/make_import_seeds"
+"$OUT/make_import_seeds" "$OUT/import-corpus"
+$CC $IFLAGS -fsanitize=fuzzer,address,undefined fuzz/fuzz_import.c $IMP $OUT/onnx.pb-c.o $ISA_OBJS -lprotobuf-c -lm -o "$OUT/fuzz_import"
 cd "$OUT"
 APB_THREADS=1 ./fuzz_load -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 corpus
+APB_THREADS=1 ./fuzz_import -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 import-corpus

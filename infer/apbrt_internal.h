@@ -43,6 +43,7 @@ typedef struct {
     int kind, in, in2, out, cin, cout, kh, kw, stride, pad, wkind, akind;
     float act_step, wstep;
     int channels, k, pstride, ppad, has_bias;
+    float lo, hi;    /* CLIP bounds */
     long nnz;        /* APB: outliers stored in the residual */
     int index_width; /* APB: bytes per CSR column index (2 or 4); 0 otherwise */
     int compression; /* APBRT_C_*: how training compressed the weights (accounting only) */

@@ -75,7 +75,7 @@ static apb_status read_str(const char *name, const char *what, const unsigned ch
 static int is_elementwise(int kind)
 {
     return kind == APBRT_BN || kind == APBRT_RELU || kind == APBRT_HARDTANH ||
-           kind == APBRT_FLATTEN || kind == APBRT_ADD;
+           kind == APBRT_FLATTEN || kind == APBRT_ADD || kind == APBRT_CLIP;
 }
 
 /* Parses and checks one 96-byte record; propagates shapes through the slots. */
@@ -116,11 +116,13 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
     for (int k = 0; k < 24; k++)
         w[k] = apbrt_rd32(p + 4 * k);
     const char *ctx = "GRAPH";
-    if (w[0] < APBRT_CONV || w[0] > APBRT_ADD)
+    if (w[0] < APBRT_CONV || w[0] > APBRT_CLIP)
         return apb_fail(APB_EFORMAT, "%s: %s: layer %d: unknown kind %u", name, ctx, i, w[0]);
     const char *kn = apbrt_kind_name((int)w[0]);
 #define BAD(...) apb_fail(APB_EFORMAT, "%s: GRAPH: layer %d (%s): " __VA_ARGS__)
-    for (int k = version < 2 ? 21 : 24; k < 24; k++)
+    /* words 21-23: CLIP bounds (21, 22); conv/linear accounting (version 2) */
+    int clip = w[0] == APBRT_CLIP;
+    for (int k = clip ? 23 : version < 2 ? 21 : 24; k < 24; k++)
         if (w[k])
             return BAD("reserved word %d is %u, not 0 (version %u)", name, i, kn, k, w[k], version);
     if (w[1] >= (uint32_t)m->nslots || w[3] >= (uint32_t)m->nslots ||
@@ -128,7 +130,7 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
         return BAD("slot out of range (in=%u in2=%u out=%u, %d slots)", name, i, kn, w[1], w[2],
                    w[3], m->nslots);
     /* Small bounded fields first: everything below fits an int. */
-    for (int k = 4; k < 24; k++)
+    for (int k = 4; k < (clip ? 21 : 24); k++)
         if (k != 12 && k != 13 && k != 19 && k != 22 && w[k] > APBRT_MAX_DIM)
             return BAD("field %d = %u out of range", name, i, kn, k, w[k]);
     r->kind = (int)w[0], r->in = (int)w[1], r->in2 = (int)w[2], r->out = (int)w[3];
@@ -138,7 +140,14 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
     r->act_step = as.f, r->wstep = ws.f;
     r->channels = (int)w[14], r->k = (int)w[15], r->pstride = (int)w[16], r->ppad = (int)w[17];
     r->has_bias = (int)w[18], r->nnz = (long)w[19], r->index_width = (int)w[20];
-    r->compression = (int)w[21], r->kept = (long)w[22], r->scales = (int)w[23];
+    if (clip) {
+        union { uint32_t u; float f; } lo = {w[21]}, hi = {w[22]};
+        r->lo = lo.f, r->hi = hi.f;
+        if (!(isfinite(r->lo) && isfinite(r->hi) && r->lo < r->hi))
+            return BAD("bounds [%g, %g] must be finite with lo < hi", name, i, kn, r->lo, r->hi);
+    } else {
+        r->compression = (int)w[21], r->kept = (long)w[22], r->scales = (int)w[23];
+    }
     if (!sdef[r->in])
         return BAD("reads slot %d before any layer writes it", name, i, kn, r->in);
     if (r->kind == APBRT_ADD && !sdef[r->in2])

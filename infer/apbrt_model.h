@@ -17,7 +17,8 @@
  *    ties to even, clamped to 0..255 / -128..127), value code * s;
  *  - CONV / LINEAR output = sum(Q * act(x)) + bias; LINEAR flattens its input;
  *  - BN y = scale[c] * x + shift[c]; MAXPOOL pads with -inf; AVGPOOL counts the
- *    padding (divides by k*k); GAP averages over H*W; ADD is elementwise.
+ *    padding (divides by k*k); GAP averages over H*W; ADD is elementwise;
+ *    CLIP clamps to [lo, hi] (HARDTANH is CLIP to [-1, 1]).
  */
 #ifndef APBRT_MODEL_H
 #define APBRT_MODEL_H
@@ -36,7 +37,8 @@ enum {
     APBRT_AVGPOOL,
     APBRT_GAP,
     APBRT_FLATTEN,
-    APBRT_ADD
+    APBRT_ADD,
+    APBRT_CLIP
 };
 enum { APBRT_W_FP32 = 0, APBRT_W_APB, APBRT_W_Q2 }; /* weight storage */
 /* how the layer's INPUT is quantized; U8 / S8: 8-bit codes, unsigned (the input
@@ -76,6 +78,8 @@ typedef struct {
     int compression;
     long kept;
     int scales;
+    /* CLIP: y = min(max(x, lo), hi), finite, lo < hi */
+    float lo, hi;
 } apbrt_layer_desc;
 
 typedef struct {

@@ -438,6 +438,13 @@ static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2
         for (long i = 0; i < total; i++)
             out[i] = a[i] < -1.0f ? -1.0f : (a[i] > 1.0f ? 1.0f : a[i]);
         break;
+    case APBRT_CLIP: {
+        float lo = r->lo, hi = r->hi;
+#pragma omp simd
+        for (long i = 0; i < total; i++)
+            out[i] = a[i] < lo ? lo : (a[i] > hi ? hi : a[i]);
+        break;
+    }
     case APBRT_ADD:
 #pragma omp simd
         for (long i = 0; i < total; i++)
@@ -526,7 +533,7 @@ int apbrt_run(apbrt_model *m, const float *x, int n, float *logits)
         float *dst = m->slots[L->dst];
         int kind = L->r.kind;
         int via_tmp = dst == in && kind != APBRT_BN && kind != APBRT_RELU && kind != APBRT_HARDTANH &&
-                      kind != APBRT_ADD && kind != APBRT_FLATTEN;
+                      kind != APBRT_CLIP && kind != APBRT_ADD && kind != APBRT_FLATTEN;
         float *out = via_tmp ? m->tmp : dst;
         if (kind == APBRT_CONV || kind == APBRT_LINEAR) {
             if (L->fast && !m->reference && (!fast_last_only || i == last_fast)) {

@@ -16,9 +16,9 @@
 
 const char *apbrt_kind_name(int kind)
 {
-    static const char *names[] = {"?",       "conv",    "linear", "bn",      "relu",   "hardtanh",
-                                  "maxpool", "avgpool", "gap",    "flatten", "add"};
-    return kind >= 1 && kind <= APBRT_ADD ? names[kind] : "?";
+    static const char *names[] = {"?",       "conv",    "linear", "bn",      "relu", "hardtanh",
+                                  "maxpool", "avgpool", "gap",    "flatten", "add",  "clip"};
+    return kind >= 1 && kind <= APBRT_CLIP ? names[kind] : "?";
 }
 
 static uint64_t align_up(uint64_t x) { return (x + APBRT_ALIGN - 1) / APBRT_ALIGN * APBRT_ALIGN; }
@@ -162,6 +162,12 @@ static apb_status check_layer(const apbrt_layer_desc *L, int i, apbrt_rec *r)
     case APBRT_MAXPOOL:
     case APBRT_AVGPOOL:
         r->k = L->k, r->pstride = L->pstride, r->ppad = L->ppad;
+        break;
+    case APBRT_CLIP:
+        r->lo = L->lo, r->hi = L->hi;
+        if (!(isfinite(r->lo) && isfinite(r->hi) && r->lo < r->hi))
+            return apb_fail(APB_EINVAL, "layer %d (clip): bounds [%g, %g] must be finite with lo < hi",
+                            i, r->lo, r->hi);
         break;
     case APBRT_RELU:
     case APBRT_HARDTANH:
@@ -371,9 +377,15 @@ apb_status apbrt_serialize(const apbrt_model_desc *d, unsigned char **buf, size_
         w[18] = (uint32_t)r->has_bias;
         w[19] = (uint32_t)r->nnz;
         w[20] = (uint32_t)r->index_width;
-        w[21] = (uint32_t)r->compression;
-        w[22] = (uint32_t)r->kept;
-        w[23] = (uint32_t)r->scales;
+        if (r->kind == APBRT_CLIP) {
+            union { float f; uint32_t u; } lo = {r->lo}, hi = {r->hi};
+            w[21] = lo.u;
+            w[22] = hi.u;
+        } else {
+            w[21] = (uint32_t)r->compression;
+            w[22] = (uint32_t)r->kept;
+            w[23] = (uint32_t)r->scales;
+        }
         for (int k = 0; k < 24; k++)
             apbrt_wr32(q + 4 * k, w[k]);
     }

@@ -26,6 +26,7 @@ extern const apb_op apb_op_batchnorm;
 extern const apb_op apb_op_relu;
 extern const apb_op apb_op_bn_relu;
 extern const apb_op apb_op_hardtanh;
+extern const apb_op apb_op_clip;
 extern const apb_op apb_op_maxpool2d;
 extern const apb_op apb_op_avgpool2d;
 extern const apb_op apb_op_global_avgpool;
@@ -67,6 +68,8 @@ apb_status apb_bn_add_relu(apb_graph *g, apb_var *x, apb_var *gamma, apb_var *be
                            apb_bn_state *st, apb_var **y);
 /* Clamp to [-1, 1]; gradient 1 strictly inside, 0 outside. */
 apb_status apb_hardtanh(apb_graph *g, apb_var *x, apb_var **y);
+/* Clamp to [lo, hi] (ReLU6: [0, 6]); gradient 1 strictly inside, 0 outside. */
+apb_status apb_clip(apb_graph *g, apb_var *x, float lo, float hi, apb_var **y);
 
 /* Pooling over x[N,C,H,W] with a k x k window; OH = (H + 2*pad - k)/stride + 1,
  * pad <= k/2. Max pooling pads with -infinity; average pooling counts padded

@@ -23,6 +23,7 @@
     X(bn_relu, bn_relu_1d)              \
     X(bn_relu, bn_add_relu_2d)          \
     X(hardtanh, hardtanh)               \
+    X(clip, clip)                       \
     X(maxpool2d, maxpool2d_k3_s2_p1)    \
     X(maxpool2d, maxpool2d_k2_s2)       \
     X(avgpool2d, avgpool2d_k3_s2_p1)    \

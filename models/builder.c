@@ -127,11 +127,13 @@ int apb_build_conv(apb_builder *b, const char *name, int in, int cin, int cout, 
     l->pad = pad;
     l->wq = quantizable ? c->wq : APB_WQ_FP;
     l->aq = quantizable && quant_input ? c->aq : APB_AQ_FP;
+    l->quantizable = quantizable != 0;
+    l->quant_input = quant_input != 0;
     l->has_bias = bias;
     if (!param(b, &l->w, l->name, "weight", 4, (int[]){cout, cin, k, k}))
         return 0;
     float sd = sqrtf(2.0f / (float)(cin * k * k));
-    for (int64_t i = 0; i < l->w.numel; i++)
+    for (int64_t i = 0; i < l->w.numel && !b->no_init; i++)
         l->w.data[i] = sd * apb_rng_normal(&b->rng);
     if (bias && !param(b, &l->b, l->name, "bias", 1, (int[]){cout}))
         return 0;
@@ -151,11 +153,12 @@ int apb_build_linear(apb_builder *b, const char *name, int in, int cin, int cout
     l->stride = 1;
     l->wq = quantizable ? c->wq : APB_WQ_FP;
     l->aq = quantizable ? c->aq : APB_AQ_FP;
+    l->quantizable = l->quant_input = quantizable != 0;
     l->has_bias = bias;
     if (!param(b, &l->w, l->name, "weight", 2, (int[]){cout, cin}))
         return 0;
     float sd = sqrtf(2.0f / (float)cin);
-    for (int64_t i = 0; i < l->w.numel; i++)
+    for (int64_t i = 0; i < l->w.numel && !b->no_init; i++)
         l->w.data[i] = sd * apb_rng_normal(&b->rng);
     if (bias && !param(b, &l->b, l->name, "bias", 1, (int[]){cout}))
         return 0;
@@ -234,6 +237,39 @@ int apb_build_add(apb_builder *b, const char *name, int x, int y)
         return 0;
     }
     l->in2 = y;
+    return l->out;
+}
+
+int apb_build_clip(apb_builder *b, const char *name, int in, float lo, float hi)
+{
+    if (b->err)
+        return 0;
+    if (!(isfinite(lo) && isfinite(hi) && lo < hi)) {
+        apb_builder_error(b, apb_fail(APB_EINVAL, "model %s: clip bounds [%g, %g]: finite with lo < hi",
+                                      b->m->cfg.arch, lo, hi));
+        return 0;
+    }
+    apb_layer *l = push(b, APB_L_CLIP, in, "clip", name);
+    if (!l)
+        return 0;
+    l->lo = lo;
+    l->hi = hi;
+    return l->out;
+}
+
+int apb_build_dropout(apb_builder *b, const char *name, int in, float p)
+{
+    if (b->err)
+        return 0;
+    if (!(p >= 0.0f && p < 1.0f)) {
+        apb_builder_error(b, apb_fail(APB_EINVAL, "model %s: dropout probability %g outside [0, 1)",
+                                      b->m->cfg.arch, p));
+        return 0;
+    }
+    apb_layer *l = push(b, APB_L_DROPOUT, in, "dropout", name);
+    if (!l)
+        return 0;
+    l->p = p;
     return l->out;
 }
 

@@ -31,6 +31,7 @@ typedef struct {
     apb_status err;           /* first error, or APB_OK */
     int counter[16];          /* per layer kind, for counter names */
     char scope[32];           /* prefix of structural names */
+    int no_init;              /* 1: weights stay zero, the caller sets every one (an import) */
 } apb_builder;
 
 /* Starts an empty model with configuration `cfg` (copied); weights from `seed`. */
@@ -57,6 +58,10 @@ int apb_build_simple(apb_builder *b, const char *name, apb_layer_kind kind, int 
 int apb_build_pool(apb_builder *b, const char *name, apb_layer_kind kind, int in, int k, int stride,
                    int pad);
 int apb_build_add(apb_builder *b, const char *name, int x, int y);
+/* Clamp to [lo, hi], finite bounds with lo < hi (ReLU6: 0, 6). */
+int apb_build_clip(apb_builder *b, const char *name, int in, float lo, float hi);
+/* Dropout with drop probability p in [0, 1) (the identity in eval mode). */
+int apb_build_dropout(apb_builder *b, const char *name, int in, float p);
 /* The non-linearity in front of a layer: hardtanh when that layer quantizes its
  * input to 1 or 2 bits (sgn of a ReLU output would be constant), ReLU otherwise
  * (8-bit codes keep a ReLU output's range: they are unsigned there). */

@@ -140,6 +140,7 @@ int apb_model_slot_nonneg(const apb_model *m, int slot)
             continue;
         switch (l->kind) {
         case APB_L_RELU: return 1;
+        case APB_L_CLIP: return l->lo >= 0.0f; /* e.g. ReLU6 */
         case APB_L_MAXPOOL:
         case APB_L_AVGPOOL:
         case APB_L_FLATTEN:
@@ -339,6 +340,7 @@ apb_status apb_model_forward(apb_model *m, apb_graph *g, float *x, int n, apb_va
         }
         case APB_L_RELU: s = apb_relu(g, in, &y); break;
         case APB_L_HARDTANH: s = apb_hardtanh(g, in, &y); break;
+        case APB_L_CLIP: s = apb_clip(g, in, l->lo, l->hi, &y); break;
         case APB_L_MAXPOOL: s = apb_maxpool2d(g, in, l->pk, l->pstride, l->ppad, &y); break;
         case APB_L_AVGPOOL: s = apb_avgpool2d(g, in, l->pk, l->pstride, l->ppad, &y); break;
         case APB_L_GAP: s = apb_global_avgpool(g, in, &y); break;

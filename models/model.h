@@ -27,7 +27,7 @@ typedef enum { APB_AQ_FP = 0, APB_AQ_BINARY, APB_AQ_Q2, APB_AQ_INT8 } apb_aquant
 
 typedef enum {
     APB_L_CONV = 1, APB_L_LINEAR, APB_L_BN, APB_L_RELU, APB_L_HARDTANH, APB_L_MAXPOOL,
-    APB_L_AVGPOOL, APB_L_GAP, APB_L_FLATTEN, APB_L_ADD, APB_L_DROPOUT
+    APB_L_AVGPOOL, APB_L_GAP, APB_L_FLATTEN, APB_L_ADD, APB_L_DROPOUT, APB_L_CLIP
 } apb_layer_kind;
 
 typedef struct {
@@ -39,6 +39,8 @@ typedef struct {
     int cin, cout, k, stride, pad;
     apb_wquant wq;            /* APB_WQ_FP for layers kept full precision */
     apb_aquant aq;            /* quantizer applied to this layer's input */
+    int quantizable;          /* as asked of the builder: wq/aq are the model's when set, */
+    int quant_input;          /* so a graph record (graph.h) rebuilds it for other cfgs */
     apb_var w, b;             /* w [cout, cin, k, k] or [cout, cin]; b [cout] (numel 0 = none) */
     apb_var alpha, delta;     /* APB: [1] or [cout] */
     apb_var wstep;            /* Q2 weights: [1] */
@@ -52,13 +54,14 @@ typedef struct {
     float *rmean, *rvar;      /* [C] running statistics */
     apb_bn_state bn;
     int channels;
-    /* pools / dropout */
+    /* pools / dropout / clip */
     int pk, pstride, ppad;
     float p;
+    float lo, hi;             /* CLIP bounds (finite, lo < hi) */
 } apb_layer;
 
 typedef struct {
-    char arch[32];            /* convnet, vgg-small, resnet20, resnet18 */
+    char arch[32];            /* convnet, vgg-small, resnet20, resnet18, or "graph" (graph.h) */
     apb_wquant wq;
     apb_aquant aq;
     int quant_first, quant_last, fp_shortcut;
@@ -107,8 +110,9 @@ int apb_model_params(apb_model *m, apb_param_ref *out, int max);
  * (quant.h apb_act_int8), and its signedness follows apb_model_slot_nonneg. */
 apb_status apb_model_init_quant(apb_model *m);
 
-/* 1 when every value of `slot` is >= 0 by construction: written by a ReLU, or
- * by a pool, flatten, GAP or dropout of such a slot, or an ADD of two. */
+/* 1 when every value of `slot` is >= 0 by construction: written by a ReLU or a
+ * CLIP with lo >= 0, or by a pool, flatten, GAP or dropout of such a slot, or an
+ * ADD of two. */
 int apb_model_slot_nonneg(const apb_model *m, int slot);
 
 /* Compressed = CONV/LINEAR whose weight is not stored in full precision. */

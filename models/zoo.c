@@ -134,14 +134,16 @@ static int build_resnet(apb_builder *b, int depth18)
     if (depth18 && c->in_h >= 112) {
         x = apb_build_conv(b, "conv1", 0, c->in_c, 64, 7, 2, 3, c->quant_first, c->quant_first, 0);
         x = apb_build_bn(b, "bn1", x, 64);
-        x = apb_build_act(b, NULL, x, 0);
+        /* the first block's first conv quantizes this (Bi-Real): hardtanh, not a ReLU,
+         * whose sign would be +1 everywhere */
+        x = apb_build_act(b, NULL, x, 1);
         x = apb_build_pool(b, NULL, APB_L_MAXPOOL, x, 3, 2, 1);
         hh = ((hh + 6 - 7) / 2 + 1 + 2 - 3) / 2 + 1;
         ww = ((ww + 6 - 7) / 2 + 1 + 2 - 3) / 2 + 1;
     } else {
         x = apb_build_conv(b, "conv1", 0, c->in_c, ch[0], 3, 1, 1, c->quant_first, c->quant_first, 0);
         x = apb_build_bn(b, "bn1", x, ch[0]);
-        x = apb_build_act(b, NULL, x, 0);
+        x = apb_build_act(b, NULL, x, 1); /* as above */
     }
     cin = ch[0];
     for (int s = 0; s < nstage; s++)

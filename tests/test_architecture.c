@@ -25,7 +25,8 @@ static const struct {
     {"train", "core kernels layers models optim data infer"},
     {"report", "core kernels layers models optim data infer train"},
     {"bench", "core kernels layers models optim data infer train"},
-    {"cli", "core kernels layers models optim data infer train report bench"},
+    {"import", "core kernels layers models optim data infer train"},
+    {"cli", "core kernels layers models optim data infer train report bench import"},
 };
 #define NROOMS ((int)(sizeof RULES / sizeof RULES[0]))
 

@@ -15,6 +15,8 @@
  * 8-bit activations (issue 14) have their own rule for the fast path, at
  * i8_tie below. A last test goes through the CLI: apb train, apb export, apb
  * eval vs the runtime's accuracy on the same test batches (binary and 8-bit).
+ * Imported graphs (arch "graph") are covered by rebuilding an imported residual
+ * CNN's graph record for each quantization (test_exact_imported_graph).
  */
 #include <math.h>
 #include <stdio.h>
@@ -27,7 +29,10 @@
 #include "checkpoint.h"
 #include "cpu.h"
 #include "export.h"
+#include "graph.h"
 #include "loader.h"
+#include "onnx.h"
+#include "onnx_util.h"
 #include "model.h"
 #include "quant.h"
 #include "test.h"
@@ -265,6 +270,9 @@ static int has_residual(const ex_case *c) { return c->wq == APB_WQ_APB; }
 
 static const char *isa_names[] = {"ref", "avx2", "avx512"};
 
+/* The graph record of arch "graph" cases (set by test_exact_imported_graph). */
+static const char *exact_graph;
+
 /* The whole check for one configuration. */
 static int check_case(const ex_case *c, uint64_t seed)
 {
@@ -284,7 +292,10 @@ static int check_case(const ex_case *c, uint64_t seed)
              c->flags & EX_QFIRST ? " qfirst" : "", c->flags & EX_QLAST ? " qlast" : "",
              c->flags & EX_FPSC ? " fpshortcut" : "", c->n);
     apb_model *m;
-    if (apb_model_build(&cfg, seed, &m) != APB_OK) {
+    apb_status bs = !strcmp(c->arch, "graph")
+                        ? apb_graph_build(&cfg, exact_graph, strlen(exact_graph), "imported", seed, &m)
+                        : apb_model_build(&cfg, seed, &m);
+    if (bs != APB_OK) {
         fprintf(stderr, "  %s: build: %s\n", what, apb_errmsg());
         return 1;
     }
@@ -481,6 +492,42 @@ APB_TEST(test_exact_vgg_resnet18)
         {"resnet18", 3, 112, 112, 10, APB_WQ_APB, APB_AQ_INT8, 0, 0, 2, 3, 0, 0},
     };
     CHECK(run_cases(cs, (int)(sizeof cs / sizeof cs[0]), 300) == 0);
+    return 0;
+}
+
+/* An imported network (the residual CNN of test_import.c, written as ONNX with
+ * BN nodes kept and imported) rebuilt from its graph record under each
+ * quantization, placement rules included: hardtanh in front of quantized
+ * inputs, fp first conv / classifier / (with --fp-shortcut) projection. */
+APB_TEST(test_exact_imported_graph)
+{
+    tnet t;
+    tnet_resnet(&t, 3, 16, 16, 10, 1, 5); /* with a clip to [0, 0.5], hardtanh, MatMul + Add */
+    unsigned char *buf;
+    size_t len;
+    tnet_onnx(&t, NULL, NULL, &buf, &len);
+    tnet_free(&t);
+    apb_model *m;
+    CHECK_OK(apb_onnx_import(buf, len, "exact.onnx", &m, NULL));
+    free(buf);
+    char *rec;
+    size_t rl;
+    CHECK_OK(apb_graph_write(m, &rec, &rl));
+    apb_model_free(m);
+    exact_graph = rec;
+    static const ex_case cs[] = {
+        {"graph", 3, 16, 16, 10, APB_WQ_FP, APB_AQ_FP, 0, 0, 3, 0, 1, 0},
+        {"graph", 3, 16, 16, 10, APB_WQ_APB, APB_AQ_FP, 0, 0, 3, 0, 1, 0},
+        {"graph", 3, 16, 16, 10, APB_WQ_APB, APB_AQ_BINARY, 0, 0, 3, 1, 1, 0},
+        {"graph", 3, 16, 16, 10, APB_WQ_APB, APB_AQ_Q2, 1, 0, 3, 1, 0, 0},
+        {"graph", 3, 16, 16, 10, APB_WQ_BINARY, APB_AQ_BINARY, 0, 0, 3, 1, 0, EX_QFIRST | EX_QLAST},
+        {"graph", 3, 16, 16, 10, APB_WQ_Q2, APB_AQ_Q2, 0, 0, 3, 1, 0, EX_FPSC},
+        {"graph", 3, 16, 16, 10, APB_WQ_PRUNE, APB_AQ_FP, 0, 0.7f, 3, 0, 0, 0},
+    };
+    int bad = run_cases(cs, (int)(sizeof cs / sizeof cs[0]), 500);
+    exact_graph = NULL;
+    free(rec);
+    CHECK(bad == 0);
     return 0;
 }
 

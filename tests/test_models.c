@@ -443,3 +443,48 @@ APB_TEST(test_models_prune_binary_sparsity_meets_budget)
     apb_model_free(m);
     return 0;
 }
+
+/* No quantized input is fed by a ReLU (through pools, flatten or dropout): the
+ * sign of a ReLU output is +1 everywhere and a 2-bit code of it uses half its
+ * levels. The Bi-Real ResNets' stem once did exactly that. */
+APB_TEST(test_models_no_relu_feeds_a_quantized_input)
+{
+    static const char *arch[] = {"convnet", "vgg-small", "resnet20", "resnet18"};
+    static const apb_aquant acts[] = {APB_AQ_BINARY, APB_AQ_Q2};
+    for (int a = 0; a < 4; a++)
+        for (int k = 0; k < (a == 1 || a == 3 ? 1 : 2); k++) /* the big ones: binary only */
+            for (int big = 0; big < (a == 3 ? 2 : 1); big++) {
+                apb_model_cfg c = resnet_cfg(arch[a], APB_WQ_APB, acts[k]);
+                if (a == 0)
+                    c.in_c = 1, c.in_h = c.in_w = 28;
+                if (big)
+                    c.in_h = c.in_w = 112;
+                apb_model *m;
+                CHECK_OK(apb_model_build(&c, 1, &m));
+                int checked = 0;
+                for (int i = 0; i < m->nlayers; i++) {
+                    const apb_layer *l = &m->layers[i];
+                    if ((l->kind != APB_L_CONV && l->kind != APB_L_LINEAR) || l->aq == APB_AQ_FP)
+                        continue;
+                    int slot = l->in;
+                    const apb_layer *src = NULL;
+                    for (;;) { /* the producer of `slot`, looking through shape-only layers */
+                        src = NULL;
+                        for (int j = 0; j < i; j++)
+                            if (m->layers[j].out == slot)
+                                src = &m->layers[j];
+                        if (!src || (src->kind != APB_L_MAXPOOL && src->kind != APB_L_AVGPOOL &&
+                                     src->kind != APB_L_FLATTEN && src->kind != APB_L_DROPOUT))
+                            break;
+                        slot = src->in;
+                    }
+                    CHECK_MSG(!src || src->kind != APB_L_RELU, "%s %s%s: %s's quantized input comes from %s",
+                              arch[a], apb_aquant_name(acts[k]), big ? " 112x112" : "", l->name,
+                              src->name);
+                    checked++;
+                }
+                CHECK(checked > 0);
+                apb_model_free(m);
+            }
+    return 0;
+}

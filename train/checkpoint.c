@@ -7,6 +7,7 @@
 
 #include "crc32.h"
 #include "fileio.h"
+#include "graph.h"
 
 static const char MAGIC[8] = {'A', 'P', 'B', 'C', 'K', 'P', 'T', '1'};
 
@@ -111,6 +112,15 @@ apb_status apb_ckpt_save(const char *path, const apb_ckpt_meta *meta, const apb_
         if (l->mask && !s) {
             snprintf(nm, sizeof nm, "%s.mask", l->name);
             s = put_rec(&w, nm, l->mask, sizeof(float) * (size_t)l->w.numel);
+        }
+    }
+    if (!s) {
+        char *gt;
+        size_t gl;
+        s = apb_graph_write(m, &gt, &gl);
+        if (!s) {
+            s = put_rec(&w, APB_CKPT_GRAPH, gt, gl);
+            free(gt);
         }
     }
     for (int i = 0; i < nextra && !s; i++)
@@ -395,9 +405,53 @@ apb_status apb_ckpt_fill_model(const apb_ckpt *ck, apb_model *m, int strict, cha
     return missing_quant ? apb_model_init_quant(m) : APB_OK;
 }
 
+/* The model of arch "graph" that ck's graph record describes, for cfg. */
+static apb_status graph_model(const apb_ckpt *ck, const apb_model_cfg *cfg, uint64_t seed,
+                              apb_model **out)
+{
+    const apb_ckpt_blob *g = apb_ckpt_find(ck, APB_CKPT_GRAPH);
+    if (!g)
+        return apb_fail(APB_EFORMAT, "%s: model of arch 'graph' without a graph record ('%s')",
+                        ck->path, APB_CKPT_GRAPH);
+    return apb_graph_build(cfg, g->data, g->bytes, ck->path, seed, out);
+}
+
+apb_status apb_ckpt_build_model(apb_model_cfg *cfg, uint64_t seed, const apb_ckpt *ck,
+                                const char *init_path, apb_model **out)
+{
+    *out = NULL;
+    if (cfg->arch[0] && strcmp(cfg->arch, "graph"))
+        return apb_model_build(cfg, seed, out);
+    if (ck)
+        return graph_model(ck, cfg, seed, out);
+    if (!init_path || !init_path[0])
+        return apb_fail(APB_EINVAL, "no --model given, and no --init checkpoint to take one from");
+    apb_ckpt ic;
+    APB_TRY(apb_ckpt_load(init_path, &ic));
+    const apb_model_cfg *im = &ic.meta.model;
+    apb_status s = APB_OK;
+    if (!cfg->arch[0])
+        snprintf(cfg->arch, sizeof cfg->arch, "%s", im->arch);
+    if (strcmp(cfg->arch, "graph"))
+        s = apb_model_build(cfg, seed, out);
+    else if (cfg->in_c != im->in_c || cfg->in_h != im->in_h || cfg->in_w != im->in_w ||
+             cfg->num_classes != im->num_classes)
+        s = apb_fail(APB_EINVAL, "--init %s: its graph takes %dx%dx%d inputs in %d classes, the data "
+                     "gives %dx%dx%d in %d classes (--img-size sets the side of folder datasets)",
+                     init_path, im->in_c, im->in_h, im->in_w, im->num_classes, cfg->in_c, cfg->in_h,
+                     cfg->in_w, cfg->num_classes);
+    else
+        s = graph_model(&ic, cfg, seed, out);
+    apb_ckpt_free(&ic);
+    return s;
+}
+
 apb_status apb_ckpt_model(const apb_ckpt *ck, apb_model **out)
 {
-    APB_TRY(apb_model_build(&ck->meta.model, 0, out));
+    if (!strcmp(ck->meta.model.arch, "graph"))
+        APB_TRY(graph_model(ck, &ck->meta.model, 0, out));
+    else
+        APB_TRY(apb_model_build(&ck->meta.model, 0, out));
     apb_status s = apb_ckpt_fill_model(ck, *out, 1, NULL, 0);
     if (s) {
         apb_model_free(*out);

@@ -4,7 +4,10 @@
  * ("key=value\n" lines: model config, training options, epoch, RNG state, best
  * accuracy, command line), then records {u32 name length, name, u64 bytes, data}
  * for every parameter, BN running statistics, prune mask and the optimizer
- * state, then u32 CRC-32 of everything before it. Loading validates every
+ * state, then u32 CRC-32 of everything before it. Every checkpoint also holds
+ * the model's layer list as a graph record ("model.graph", graph.h): a model
+ * of arch "graph" (imported) is rebuilt from it; the built-in architectures
+ * are rebuilt by name, so checkpoints from before the record still load. Loading validates every
  * length and the CRC before touching the model: a truncated or corrupt file is
  * an error naming the file, never a crash.
  */
@@ -65,6 +68,16 @@ const apb_ckpt_blob *apb_ckpt_find(const apb_ckpt *ck, const char *name);
 
 /* Builds the checkpoint's model and fills every tensor from it. */
 apb_status apb_ckpt_model(const apb_ckpt *ck, apb_model **out);
+/* The record name of the graph record. */
+#define APB_CKPT_GRAPH "model.graph"
+/* Builds a fresh model (weights from `seed`) for a training run with model
+ * configuration *cfg: a built-in architecture by name, or for arch "graph" the
+ * graph record of `ck` (a resumed run's checkpoint) or else of the checkpoint at
+ * `init_path` (--init). An empty cfg->arch means "the --init checkpoint's
+ * model": its arch is copied into *cfg. A graph takes the input geometry and
+ * classes it was made for: cfg's must be the same (an error names both). */
+apb_status apb_ckpt_build_model(apb_model_cfg *cfg, uint64_t seed, const apb_ckpt *ck,
+                                const char *init_path, apb_model **out);
 /* Copies tensors into an existing model by name (structural names, or the
  * counter names of older checkpoints). `strict`: every model tensor must be
  * present (resume). Otherwise (--init) a tensor missing from the file keeps its

@@ -185,6 +185,11 @@ apb_status apb_export_build(apb_model *m, const char *const *class_names, int nc
         }
         case APB_L_RELU: d->kind = APBRT_RELU; break;
         case APB_L_HARDTANH: d->kind = APBRT_HARDTANH; break;
+        case APB_L_CLIP:
+            d->kind = APBRT_CLIP;
+            d->lo = l->lo;
+            d->hi = l->hi;
+            break;
         case APB_L_MAXPOOL:
         case APB_L_AVGPOOL:
             d->kind = l->kind == APB_L_MAXPOOL ? APBRT_MAXPOOL : APBRT_AVGPOOL;

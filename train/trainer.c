@@ -707,7 +707,8 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         s = apb_fail(APB_EINVAL, "%s: checkpoint geometry does not match the data", ck.path);
         goto done;
     }
-    if ((s = apb_model_build(&cfg->model, cfg->seed, &r.model)))
+    if ((s = apb_ckpt_build_model(&cfg->model, cfg->seed, have_ck ? &ck : NULL, cfg->init_ckpt,
+                                  &r.model)))
         goto done;
     if (cfg->init_ckpt[0] && !have_ck) {
         apb_ckpt ic;
