@@ -173,15 +173,18 @@ apb_status apb_case_act_q2(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ni
     return inputs[0] && inputs[1] ? apb_act_q2(g, inputs[0], inputs[1], out) : APB_ENOMEM;
 }
 
-/* Steps of 1/32 and 1/64 put the inputs over most of the code range, with a few
- * clamped at either end. */
+/* Steps of 1/32 and 1/64 put the inputs over most of the code range, with some
+ * clamped at either end (set explicitly, so every draw has them). */
 apb_status apb_case_act_int8_unsigned(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
                                       apb_var **out)
 {
     inputs[0] = apb_case_normal(g, rng, 4, (int[]){2, 3, 4, 4}, 3.0f, 1);
     inputs[1] = case_scalar(g, 1.0f / 32.0f);
     *ninputs = 2;
-    return inputs[0] && inputs[1] ? apb_act_int8(g, inputs[0], inputs[1], 0, out) : APB_ENOMEM;
+    if (!inputs[0] || !inputs[1])
+        return APB_ENOMEM;
+    inputs[0]->data[0] = 9.0f; /* above the range [0, 255/32] whatever the draw */
+    return apb_act_int8(g, inputs[0], inputs[1], 0, out);
 }
 
 apb_status apb_case_act_int8_signed(apb_graph *g, apb_rng *rng, apb_var **inputs, int *ninputs,
@@ -190,5 +193,9 @@ apb_status apb_case_act_int8_signed(apb_graph *g, apb_rng *rng, apb_var **inputs
     inputs[0] = apb_case_normal(g, rng, 2, (int[]){5, 7}, 1.0f, 1);
     inputs[1] = case_scalar(g, 1.0f / 64.0f);
     *ninputs = 2;
-    return inputs[0] && inputs[1] ? apb_act_int8(g, inputs[0], inputs[1], 1, out) : APB_ENOMEM;
+    if (!inputs[0] || !inputs[1])
+        return APB_ENOMEM;
+    inputs[0]->data[0] = 3.0f; /* outside [-128/64, 127/64] whatever the draw */
+    inputs[0]->data[1] = -3.0f;
+    return apb_act_int8(g, inputs[0], inputs[1], 1, out);
 }
