@@ -29,4 +29,11 @@ int apb_cmd_report(int argc, char **argv);
 apb_status apb_cli_check_input(const char *model, int c, int h, int w, const char *spec,
                                const apb_dataset *ds, const apb_transform *t);
 
+/* SIGINT / SIGTERM ask for a graceful stop (core/stop.h) and a second one exits
+ * at once; `what` says what the stop saves ("the position in the epoch"). In
+ * signals.c. */
+void apb_cli_signals_install(const char *cmd, const char *what);
+/* The exit status of a command stopped on request: 128 + the signal (130, 143). */
+int apb_cli_stop_status(void);
+
 #endif

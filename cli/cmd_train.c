@@ -4,9 +4,9 @@
  * holds a run (unless --force), merges --resume DIR with the options given
  * beside it (equal ones are fine, a conflicting one is named with both values,
  * a larger --epochs extends the run), says when a resumed run is already
- * complete, and on Ctrl-C says how to continue.
+ * complete, and on Ctrl-C or SIGTERM (the trainer then saves where it is inside
+ * the epoch) says how to continue.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +64,9 @@ static void usage(FILE *f)
             "                     pruning ramp are recomputed for N epochs and continue at the\n"
             "                     next epoch, so a finished run's learning rate rises again\n"
             "  --threads T --seed S (default %llu) --quiet\n"
-            "Ctrl-C stops a run; its last finished epoch stays in DIR/last.ckpt (exit 130).\n",
+            "Ctrl-C or SIGTERM stops a run after the current step and saves the position in\n"
+            "the epoch to DIR/last.ckpt (exit 130 / 143); --resume DIR goes on from that step.\n"
+            "A second signal stops at once, leaving the previous DIR/last.ckpt as it was.\n",
             d->data_spec, d->model.arch, d->epochs, d->batch, d->lr, d->wd, d->momentum,
             OPTIM_NAMES[d->optim], d->freeze_at, d->quant_lr, d->label_smoothing, d->warmup,
             (unsigned long long)d->seed);
@@ -157,55 +159,47 @@ static int same_dir(const char *a, const char *b)
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* Ctrl-C: say how to continue. last.ckpt (replaced atomically when an epoch
- * ends) is this run's to resume when the run is a resumed one, or when it is
- * not the file that was there before the run started (--force). */
+/* A stop (Ctrl-C, SIGTERM): say how to continue. last.ckpt is this run's to
+ * resume when the run is a resumed one, or when it is not the file that was
+ * there before the run started (--force). */
 static struct {
-    char ckpt[1100];
+    char dir[1024], ckpt[1100];
     int resuming, existed;
     dev_t dev;
     ino_t ino;
-    char resume_msg[2600], fresh_msg[160];
-    size_t resume_len, fresh_len;
 } hint;
 
-static void on_sigint(int sig)
+static void hint_note(const char *dir, int resuming)
 {
     struct stat st;
-    int ours = stat(hint.ckpt, &st) == 0 &&
-               (hint.resuming || !hint.existed || st.st_dev != hint.dev || st.st_ino != hint.ino);
-    ssize_t w = ours ? write(2, hint.resume_msg, hint.resume_len) : write(2, hint.fresh_msg, hint.fresh_len);
-    (void)w;
-    (void)sig;
-    _exit(130);
-}
-
-static void hint_install(const char *dir, int resuming)
-{
-    struct stat st;
+    snprintf(hint.dir, sizeof hint.dir, "%s", dir);
     snprintf(hint.ckpt, sizeof hint.ckpt, "%s/last.ckpt", dir);
     hint.resuming = resuming;
     hint.existed = stat(hint.ckpt, &st) == 0;
     hint.dev = hint.existed ? st.st_dev : 0;
     hint.ino = hint.existed ? st.st_ino : 0;
-    snprintf(hint.resume_msg, sizeof hint.resume_msg,
-             "\napb train: interrupted; %s holds the last finished epoch\ncontinue with: apb train --resume %s\n",
-             hint.ckpt, dir);
-    snprintf(hint.fresh_msg, sizeof hint.fresh_msg,
-             "\napb train: interrupted before the first epoch finished: nothing to resume yet\n");
-    hint.resume_len = strlen(hint.resume_msg);
-    hint.fresh_len = strlen(hint.fresh_msg);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+}
+
+static int stopped(void)
+{
+    struct stat st;
+    int ours = stat(hint.ckpt, &st) == 0 &&
+               (hint.resuming || !hint.existed || st.st_dev != hint.dev || st.st_ino != hint.ino);
+    fprintf(stderr, "apb train: %s\n", apb_errmsg());
+    if (ours)
+        fprintf(stderr, "continue with: apb train --resume %s\n", hint.dir);
+    else
+        fprintf(stderr, "apb train: nothing to resume yet\n");
+    return apb_cli_stop_status();
 }
 
 static int run(apb_train_cfg *c, int resuming)
 {
-    hint_install(resuming ? c->resume_dir : c->out_dir, resuming);
+    hint_note(resuming ? c->resume_dir : c->out_dir, resuming);
+    apb_cli_signals_install("train", "the position in the epoch to last.ckpt");
     apb_status s = apb_train_run(c, NULL);
+    if (s == APB_ESTOPPED)
+        return stopped();
     return s ? apb_cli_error("train", s) : 0;
 }
 
