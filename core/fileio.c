@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -51,15 +52,17 @@ void apb_atomic_unlink_pending(void)
             unlink(pending[i].tmp);
 }
 
-/* Injected failures (apb_fileio_fault): writes left before the failing one. */
+/* Injected failures (apb_fileio_fault): matching writes left before the failing one. */
 static long fault_left = -1;
 static int fault_err, fault_sig, fault_env_read;
+static char fault_suffix[256];
 
-void apb_fileio_fault(long nth, int err, int sig)
+void apb_fileio_fault(long nth, int err, int sig, const char *suffix)
 {
     fault_env_read = 1; /* an explicit call wins over the environment */
     fault_err = err;
     fault_sig = sig;
+    snprintf(fault_suffix, sizeof fault_suffix, "%s", suffix ? suffix : "");
     __atomic_store_n(&fault_left, nth > 0 ? nth : -1, __ATOMIC_SEQ_CST);
 }
 
@@ -74,16 +77,24 @@ static void fault_from_env(void)
     char *end;
     long n = strtol(e, &end, 10);
     int err = ENOSPC;
-    if (*end == ':')
-        err = !strcmp(end + 1, "EFBIG") ? EFBIG : !strcmp(end + 1, "EIO") ? EIO : ENOSPC;
-    apb_fileio_fault(n, err, 0);
+    if (*end == ':') {
+        const char *name = end + 1;
+        size_t len = strcspn(name, "@");
+        err = !strncmp(name, "EFBIG", len) ? EFBIG : !strncmp(name, "EIO", len) ? EIO : ENOSPC;
+        end = (char *)name + len;
+    }
+    apb_fileio_fault(n, err, 0, *end == '@' ? end + 1 : NULL);
 }
 
-/* 0, or the errno the current write must fail with. */
-static int fault_take(void)
+/* 0, or the errno the current write to `path` must fail with. */
+static int fault_take(const char *path)
 {
-    if (__atomic_load_n(&fault_left, __ATOMIC_SEQ_CST) <= 0 ||
-        __atomic_sub_fetch(&fault_left, 1, __ATOMIC_SEQ_CST) != 0)
+    if (__atomic_load_n(&fault_left, __ATOMIC_SEQ_CST) <= 0)
+        return 0;
+    size_t pl = strlen(path), sl = strlen(fault_suffix);
+    if (sl > pl || strcmp(path + pl - sl, fault_suffix) != 0)
+        return 0;
+    if (__atomic_sub_fetch(&fault_left, 1, __ATOMIC_SEQ_CST) != 0)
         return 0;
     if (fault_sig > 0)
         raise(fault_sig);
@@ -170,7 +181,7 @@ apb_status apb_atomic_write(apb_atomic_file *af, const void *data, size_t n)
 {
     if (af->failed)
         return APB_EIO;
-    int e = fault_take();
+    int e = fault_take(af->path);
     if (e) {
         af->failed = 1;
         return write_failed(af, e);

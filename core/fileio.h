@@ -40,12 +40,13 @@ apb_status apb_file_write_atomic(const char *path, const void *data, size_t size
  * for a signal handler that exits at once (the previous files stay intact). */
 void apb_atomic_unlink_pending(void);
 
-/* Test hook: the nth apb_atomic_write from now (1: the next one) fails as the OS
- * would with errno `err`; with sig > 0 it raises signal `sig` first (and writes
- * normally when the handler returns and err is 0). nth <= 0 disarms. The
- * environment variable APB_DEBUG_WRITE_FAIL=N[:ENOSPC|EFBIG|EIO] arms it for
- * the Nth write of the process (default ENOSPC), for tests of the commands. */
-void apb_fileio_fault(long nth, int err, int sig);
+/* Test hook: the nth apb_atomic_write from now (1: the next one) to a file
+ * whose path ends with `suffix` (NULL: any file) fails as the OS would with
+ * errno `err`; with sig > 0 it raises signal `sig` first (and, when the handler
+ * returns and err is 0, writes normally). nth <= 0 disarms. The environment
+ * variable APB_DEBUG_WRITE_FAIL=N[:ENOSPC|EFBIG|EIO][@SUFFIX] arms it when the
+ * process opens its first atomic file (default ENOSPC), for tests of commands. */
+void apb_fileio_fault(long nth, int err, int sig, const char *suffix);
 
 /* mkdir -p (one level is enough for our DIR arguments, but parents are made too). */
 apb_status apb_mkdirs(const char *path);

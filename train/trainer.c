@@ -695,7 +695,7 @@ static apb_status stop_run(run_state *r, apb_loader *ld, int epoch, int b, int n
     r->order = apb_loader_order(ld, &r->norder);
     /* test hook: a second signal while this checkpoint is being written */
     if (getenv("APB_DEBUG_SIGNAL_IN_SAVE"))
-        apb_fileio_fault(3, 0, sig);
+        apb_fileio_fault(3, 0, sig, NULL);
     apb_status s = save_ckpt(r, "last.ckpt", epoch, r->best_acc);
     if (s)
         return apb_fail_context(s, "stopping on %s", signal_name(sig));
