@@ -136,13 +136,7 @@ static const char *opt_text(const apb_train_cfg *c, const char *opt, int prec, c
     return NULL;
 }
 
-/* The options given on the command line, by name ("--lr"), for --resume. */
-typedef struct {
-    char name[64][32];
-    int n;
-} given_opts;
-
-static void given_add(given_opts *g, const char *arg)
+static void given_add(apb_cli_given *g, const char *arg)
 {
     if (g->n >= 64)
         return;
@@ -205,7 +199,7 @@ static int run(apb_train_cfg *c, int resuming)
 
 /* --resume DIR with the options given beside it: those equal to the run's are
  * fine, a conflicting one is refused by name, --epochs may extend the run. */
-static int resume(apb_train_cfg *c, const given_opts *g)
+static int resume(apb_train_cfg *c, const apb_cli_given *g)
 {
     apb_train_cfg *st = calloc(1, sizeof *st);
     if (!st)
@@ -267,23 +261,18 @@ static int resume(apb_train_cfg *c, const given_opts *g)
     return run(c, 1);
 }
 
-int apb_cmd_train(int argc, char **argv)
+int apb_cmd_train_parse(int argc, char **argv, apb_train_cfg *c, apb_cli_given *g, int *force)
 {
-    apb_train_cfg *c = calloc(1, sizeof *c);
-    given_opts *g = calloc(1, sizeof *g);
-    if (!c || !g) {
-        free(c);
-        free(g);
-        return 1;
-    }
     apb_train_cfg_default(c);
+    memset(g, 0, sizeof *g);
+    *force = 0;
     size_t o = 0;
     for (int i = 0; i < argc && o < sizeof c->cmdline - 2; i++)
         o += (size_t)snprintf(c->cmdline + o, sizeof c->cmdline - o, "%s%s", i ? " " : "apb ", argv[i]);
     for (char *p = c->cmdline; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' '; /* the checkpoint header is one key=value per line */
-    int bad = 0, force = 0;
+    int bad = 0;
     const char *sv;
     double fv;
     int iv;
@@ -291,9 +280,7 @@ int apb_cmd_train(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
-            free(c);
-            free(g);
-            return 0;
+            return -1;
         } else if (apb_opt_str(argc, argv, &i, "--data", &sv, &bad))
             snprintf(c->data_spec, sizeof c->data_spec, "%s", sv);
         else if (apb_opt_str(argc, argv, &i, "--model", &sv, &bad))
@@ -380,7 +367,7 @@ int apb_cmd_train(int argc, char **argv)
         else if (apb_opt_str(argc, argv, &i, "--out", &sv, &bad))
             snprintf(c->out_dir, sizeof c->out_dir, "%s", sv);
         else if (!strcmp(a, "--force"))
-            force = 1;
+            *force = 1;
         else if (apb_opt_int(argc, argv, &i, "--threads", &c->threads, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--seed", &iv, &bad))
@@ -393,22 +380,40 @@ int apb_cmd_train(int argc, char **argv)
         }
         given_add(g, a);
     }
-    int rc;
     if (bad)
-        rc = 2;
-    else if (c->resume_dir[0])
-        rc = resume(c, g);
-    else if (!c->out_dir[0]) {
+        return 2;
+    if (c->resume_dir[0])
+        return 0;
+    if (!c->out_dir[0]) {
         fprintf(stderr, "apb train: --out DIR is required\n");
-        rc = 2;
-    } else if (c->budget_bits != 0 && c->model.wq != APB_WQ_APB) {
+        return 2;
+    }
+    if (c->budget_bits != 0 && c->model.wq != APB_WQ_APB) {
         fprintf(stderr, "apb train: --budget-bits needs --quant apb\n");
-        rc = 2;
-    } else if (!force && apb_train_out_check(c->out_dir))
-        rc = apb_cli_error("train", APB_EINVAL);
-    else
-        rc = run(c, 0);
+        return 2;
+    }
+    return 0;
+}
+
+int apb_cmd_train(int argc, char **argv)
+{
+    apb_train_cfg *c = calloc(1, sizeof *c);
+    apb_cli_given *g = calloc(1, sizeof *g);
+    if (!c || !g) {
+        free(c);
+        free(g);
+        return 1;
+    }
+    int force, rc = apb_cmd_train_parse(argc, argv, c, g, &force);
+    if (rc == 0) {
+        if (c->resume_dir[0])
+            rc = resume(c, g);
+        else if (!force && apb_train_out_check(c->out_dir))
+            rc = apb_cli_error("train", APB_EINVAL);
+        else
+            rc = run(c, 0);
+    }
     free(c);
     free(g);
-    return rc;
+    return rc < 0 ? 0 : rc; /* -1: --help was shown */
 }
