@@ -95,12 +95,18 @@ static apb_status idx_read(const char *path, int ndim, uint32_t dims[3], unsigne
     s = read_full(f, path, what, buf, total);
     if (s == APB_OK) {
         unsigned char extra;
-        int r = gzread(f, &extra, 1);
+        int r = gzread(f, &extra, 1), err;
+        gzerror(f, &err);
         if (r > 0)
             s = apb_fail(APB_EFORMAT, "%s: unexpected bytes after %u %s (header says %u)", path,
                          dims[0], ndim == 3 ? "images" : "labels", dims[0]);
         else if (r < 0)
             s = gz_status(f, path, what, total, total);
+        else if (err != Z_OK)
+            /* every byte came out but the stream stopped short of its end: a
+             * truncated .gz whose CRC trailer was never checked */
+            s = apb_fail(APB_EFORMAT, "%s: truncated gzip stream: it ends before its checksum (%s)",
+                         path, gzerror(f, &err));
     }
     gzclose(f);
     if (s != APB_OK) {

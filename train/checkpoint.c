@@ -104,12 +104,12 @@ apb_status apb_ckpt_save(const char *path, const apb_ckpt_meta *meta, const apb_
         s = put(&w, h, hl);
     free(h);
     apb_param_ref refs[1024];
-    int np = apb_model_params((apb_model *)m, refs, 1024);
+    int np = m ? apb_model_params((apb_model *)m, refs, 1024) : 0;
     if (np > 1024 && !s)
         s = apb_fail(APB_EINVAL, "%s: model has %d parameter tensors (at most 1024)", path, np);
     for (int i = 0; i < np && !s; i++)
         s = put_rec(&w, refs[i].var->name, refs[i].var->data, sizeof(float) * (size_t)refs[i].var->numel);
-    for (int i = 0; i < m->nlayers && !s; i++) {
+    for (int i = 0; m && i < m->nlayers && !s; i++) {
         const apb_layer *l = &m->layers[i];
         char nm[96];
         if (l->kind == APB_L_BN) {

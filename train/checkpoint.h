@@ -61,7 +61,8 @@ typedef struct {
     const void *data;
 } apb_ckpt_blob;
 
-/* Writes meta + the model tensors + extra blobs (optimizer state, ...) atomically. */
+/* Writes meta + the model tensors + extra blobs (optimizer state, ...) atomically.
+ * m may be NULL: then only the blobs (small files for parser tests and seeds). */
 apb_status apb_ckpt_save(const char *path, const apb_ckpt_meta *meta, const apb_model *m,
                          const apb_ckpt_blob *extra, int nextra);
 
