@@ -31,6 +31,7 @@ typedef struct {
     apb_status err;           /* first error, or APB_OK */
     int counter[16];          /* per layer kind, for counter names */
     char scope[32];           /* prefix of structural names */
+    int64_t nparams;          /* parameter values so far (cfg.max_params) */
 } apb_builder;
 
 /* Starts an empty model with configuration `cfg` (copied); weights from `seed`. */

@@ -8,34 +8,36 @@
 #define APB_TEST_CKPT_UTIL_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "crc32.h"
 
-/* A small valid checkpoint at `path`: a convnet's header (1x28x28, 10 classes,
- * stopped inside epoch 2) and three records. */
-static inline apb_status tc_write_small(const char *path)
+/* A small valid checkpoint at `path`: a 1x4x4 convnet's header (2 classes,
+ * stopped inside epoch 2), its first tensor and two more records; `in_h` sets
+ * the header's input height (4 for the valid one). */
+static inline apb_status tc_write_small_h(const char *path, int in_h)
 {
     apb_ckpt_meta *meta = calloc(1, sizeof *meta);
     if (!meta)
         return APB_ENOMEM;
     snprintf(meta->model.arch, sizeof meta->model.arch, "convnet");
-    meta->model.in_c = 1, meta->model.in_h = 28, meta->model.in_w = 28;
-    meta->model.num_classes = 10;
+    meta->model.in_c = 1, meta->model.in_h = in_h, meta->model.in_w = 4;
+    meta->model.num_classes = 2;
     meta->epoch = 1;
     meta->step = 3;
     meta->step_seen = 96;
     meta->step_correct = 40;
     meta->std[0] = meta->std[1] = meta->std[2] = 1;
-    snprintf(meta->classes, sizeof meta->classes, "a|b|c|d|e|f|g|h|i|j");
+    snprintf(meta->classes, sizeof meta->classes, "yes|no");
     snprintf(meta->train_opts, sizeof meta->train_opts, "data=fashion-mnist\nepochs=2\nbatch=32\n");
-    float w[10];
+    static float w[32 * 9]; /* conv1.weight [32, 1, 3, 3] */
     int order[6] = {5, 3, 1, 0, 2, 4};
     unsigned char opt[24];
-    for (int i = 0; i < 10; i++)
-        w[i] = (float)i - 4.5f;
+    for (int i = 0; i < 32 * 9; i++)
+        w[i] = (float)(i % 9) - 4.5f;
     for (int i = 0; i < 24; i++)
         opt[i] = (unsigned char)(7 * i);
     apb_ckpt_blob b[3] = {{"conv1.weight", sizeof w, w}, {"optim.state", sizeof opt, opt},
@@ -44,6 +46,8 @@ static inline apb_status tc_write_small(const char *path)
     free(meta);
     return s;
 }
+
+static inline apb_status tc_write_small(const char *path) { return tc_write_small_h(path, 4); }
 
 static inline uint32_t tc_rd32(const unsigned char *p)
 {

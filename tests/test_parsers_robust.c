@@ -69,7 +69,7 @@ APB_TEST(test_parsers_ckpt_every_truncation_and_bit_flip)
     apb_ckpt a, c;
     CHECK_OK(apb_ckpt_load_memory(b, n, CK_NAME, &a));
     CHECK_OK(apb_ckpt_load_memory(v1, n1, "old.ckpt", &c));
-    CHECK(a.nrec == 3 && c.nrec == 3 && c.meta.epoch == 1 && c.meta.step == 3);
+    CHECK(a.nrec == 3 && c.nrec == 3 && c.meta.epoch == 1 && c.meta.step == 3 && c.meta.model.in_h == 4);
     for (int i = 0; i < 3; i++)
         CHECK(!strcmp(a.rec[i].name, c.rec[i].name) && a.rec[i].bytes == c.rec[i].bytes &&
               !memcmp(a.rec[i].data, c.rec[i].data, a.rec[i].bytes));
@@ -116,6 +116,26 @@ APB_TEST(test_parsers_ckpt_mutations_behind_crc)
     return 0;
 }
 
+/* A header that describes a model larger than its file (a 1x4096x4 convnet's
+ * first linear layer alone has 16.7 M weights; the file holds about 400
+ * values) is refused as soon as the layers outgrow the file, before their
+ * tensors are allocated, naming the file. */
+APB_TEST(test_parsers_ckpt_model_larger_than_file)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/huge.ckpt", apb_test_tmpdir());
+    CHECK_OK(tc_write_small_h(path, 4096));
+    apb_ckpt ck;
+    CHECK_OK(apb_ckpt_load(path, &ck));
+    apb_model *m = NULL;
+    apb_status s = apb_ckpt_model(&ck, &m);
+    CHECK_MSG(s == APB_EFORMAT && !m && strstr(apb_errmsg(), "huge.ckpt") &&
+                  strstr(apb_errmsg(), "parameter values"),
+              "status %d: %s", s, apb_errmsg());
+    apb_ckpt_free(&ck);
+    return 0;
+}
+
 /* A real model's checkpoint: a flip in a tensor names that tensor. */
 APB_TEST(test_parsers_ckpt_flip_names_the_record)
 {
@@ -137,6 +157,8 @@ APB_TEST(test_parsers_ckpt_flip_names_the_record)
     CHECK_OK(apb_file_read(path, &b, &n));
     apb_ckpt ck;
     CHECK_OK(apb_ckpt_load_memory(b, n, path, &ck));
+    CHECK_OK(apb_ckpt_model(&ck, &m)); /* the file holds the whole model */
+    apb_model_free(m);
     for (int i = 0; i < ck.nrec; i++) {
         size_t off = (size_t)((const unsigned char *)ck.rec[i].data - ck.file) + ck.rec[i].bytes / 2;
         if (!ck.rec[i].bytes)

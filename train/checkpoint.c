@@ -525,8 +525,15 @@ apb_status apb_ckpt_fill_model(const apb_ckpt *ck, apb_model *m, int strict, cha
 
 apb_status apb_ckpt_model(const apb_ckpt *ck, apb_model **out)
 {
-    APB_TRY(apb_model_build(&ck->meta.model, 0, out));
-    apb_status s = apb_ckpt_fill_model(ck, *out, 1, NULL, 0);
+    /* every parameter must be stored in the file: a header claiming a larger
+     * model is refused before its tensors are allocated */
+    apb_model_cfg cfg = ck->meta.model;
+    cfg.max_params = (int64_t)(ck->size / sizeof(float));
+    apb_status s = apb_model_build(&cfg, 0, out);
+    if (s)
+        return apb_fail_context(s, "%s", ck->path);
+    (*out)->cfg.max_params = 0;
+    s = apb_ckpt_fill_model(ck, *out, 1, NULL, 0);
     if (s) {
         apb_model_free(*out);
         *out = NULL;
