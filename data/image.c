@@ -84,9 +84,15 @@ static apb_status decode_jpeg(const unsigned char *data, size_t size, const char
                         stbi_failure_reason());
     APB_TRY(check_dims(what, iw, ih));
     unsigned char *buf = stbi_load_from_memory(data, (int)size, &iw, &ih, &comp, 3);
-    if (!buf)
-        return apb_fail(APB_EFORMAT, "%s: cannot decode JPEG (%d components): %s", what, comp,
-                        stbi_failure_reason());
+    if (!buf) {
+        /* stb tries its other decoders after a JPEG fails, and their reason
+         * ("bad png sig") would only mislead */
+        const char *why = stbi_failure_reason();
+        if (!why || strstr(why, "png") || strstr(why, "PNG"))
+            why = "corrupt or truncated data";
+        return apb_fail(APB_EFORMAT, "%s: cannot decode JPEG (%dx%d, %d components): %s", what, iw,
+                        ih, comp, why);
+    }
     /* stb allocates with malloc (STBI_MALLOC default), so the caller's free() fits;
      * copy anyway to keep that an internal detail of this file. */
     size_t n = (size_t)iw * ih * 3;
