@@ -42,6 +42,9 @@ typedef struct {
  * apb_cmd_train so the option fuzzer can drive it (fuzz/fuzz_options.c). */
 int apb_cmd_train_parse(int argc, char **argv, apb_train_cfg *c, apb_cli_given *g, int *force);
 
+/* SIGINT / SIGTERM remove the temporary files of writes in progress, then end
+ * the process as the signal would (every command; main installs it). */
+void apb_cli_signals_default(void);
 /* SIGINT / SIGTERM ask for a graceful stop (core/stop.h) and a second one exits
  * at once; `what` says what the stop saves ("the position in the epoch"). In
  * signals.c. */

@@ -37,6 +37,7 @@ int main(int argc, char **argv)
     /* Past a file-size limit write() then fails with EFBIG, which every writer
      * reports with the path, instead of the process dying with no word. */
     signal(SIGXFSZ, SIG_IGN);
+    apb_cli_signals_default();
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 2 : 0;

@@ -1,11 +1,15 @@
-/* signals.c - SIGINT / SIGTERM for the long commands (train, report).
+/* signals.c - SIGINT / SIGTERM for the apb command.
  *
- * The first signal asks the library to stop (apb_stop_request): the job
- * finishes its step, saves what resumes it and returns APB_ESTOPPED, and the
- * command prints how to go on and exits 128 + the signal (130 for Ctrl-C, 143
- * for SIGTERM). A second signal means "now": the handler removes the temporary
- * files of writes in progress and exits at once, so the files written before
- * (the previous checkpoint) stay as they were.
+ * Every command: a signal removes the temporary files of the writes in progress
+ * and then ends the process as the signal would have, so an interrupted export
+ * or dump leaves its previous file and no PATH.tmpPID behind.
+ *
+ * The long commands (train, report) stop gracefully instead: the first signal
+ * asks the library to stop (apb_stop_request), the job finishes its step, saves
+ * what resumes it and returns APB_ESTOPPED, and the command prints how to go on
+ * and exits 128 + the signal (130 for Ctrl-C, 143 for SIGTERM). A second signal
+ * means "now": temporary files are removed and the process exits at once, so
+ * the files written before (the previous checkpoint) stay as they were.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +35,23 @@ static void on_signal(int sig)
     apb_stop_request(sig);
     w = write(2, first_msg, first_len);
     (void)w;
+}
+
+static void on_signal_now(int sig)
+{
+    apb_atomic_unlink_pending();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void apb_cli_signals_default(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal_now;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 void apb_cli_signals_install(const char *cmd, const char *what)

@@ -76,14 +76,17 @@ static void fault_from_env(void)
         return;
     char *end;
     long n = strtol(e, &end, 10);
-    int err = ENOSPC;
+    int err = ENOSPC, sig = 0;
     if (*end == ':') {
         const char *name = end + 1;
         size_t len = strcspn(name, "@");
-        err = !strncmp(name, "EFBIG", len) ? EFBIG : !strncmp(name, "EIO", len) ? EIO : ENOSPC;
+        if (!strncmp(name, "SIGINT", len) || !strncmp(name, "SIGTERM", len))
+            err = 0, sig = name[3] == 'I' ? SIGINT : SIGTERM;
+        else
+            err = !strncmp(name, "EFBIG", len) ? EFBIG : !strncmp(name, "EIO", len) ? EIO : ENOSPC;
         end = (char *)name + len;
     }
-    apb_fileio_fault(n, err, 0, *end == '@' ? end + 1 : NULL);
+    apb_fileio_fault(n, err, sig, *end == '@' ? end + 1 : NULL);
 }
 
 /* 0, or the errno the current write to `path` must fail with. */

@@ -44,8 +44,9 @@ void apb_atomic_unlink_pending(void);
  * whose path ends with `suffix` (NULL: any file) fails as the OS would with
  * errno `err`; with sig > 0 it raises signal `sig` first (and, when the handler
  * returns and err is 0, writes normally). nth <= 0 disarms. The environment
- * variable APB_DEBUG_WRITE_FAIL=N[:ENOSPC|EFBIG|EIO][@SUFFIX] arms it when the
- * process opens its first atomic file (default ENOSPC), for tests of commands. */
+ * variable APB_DEBUG_WRITE_FAIL=N[:ENOSPC|EFBIG|EIO|SIGINT|SIGTERM][@SUFFIX]
+ * arms it when the process opens its first atomic file (default ENOSPC; a
+ * signal is raised, not an error), for tests of the commands. */
 void apb_fileio_fault(long nth, int err, int sig, const char *suffix);
 
 /* mkdir -p (one level is enough for our DIR arguments, but parents are made too). */

@@ -247,7 +247,7 @@ APB_TEST(test_writes_commands_report_and_keep_files)
     snprintf(err, sizeof err, "%s/cmd-err.txt", tmp);
     const char *train = "train --data fashion-mnist --limit-train 64 --limit-test 32 --batch 32 "
                         "--threads 2 --quiet";
-    snprintf(cmd, sizeof cmd, "%s %s --epochs 1 --force --out %s", apb_test_cli(), train, run);
+    snprintf(cmd, sizeof cmd, "rm -rf %s; %s %s --epochs 1 --out %s", run, apb_test_cli(), train, run);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
     char ckpt[1300], logp[1300];
     snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", run);
@@ -270,6 +270,17 @@ APB_TEST(test_writes_commands_report_and_keep_files)
     char *m = slurp_file(path);
     CHECK(m && !strcmp(m, PREVIOUS));
     free(m);
+
+    /* 1b. a signal in the middle of the export: the process ends by it, the
+     * temporary file is gone and the previous model.apb stays */
+    snprintf(cmd, sizeof cmd, "APB_DEBUG_WRITE_FAIL=1:SIGTERM@model.apb %s export --ckpt %s --out %s 2>%s",
+             apb_test_cli(), ckpt, path, err);
+    st = system(cmd);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM, "export with SIGTERM: status %d", st);
+    m = slurp_file(path);
+    CHECK(m && !strcmp(m, PREVIOUS));
+    free(m);
+    CHECK(count_tmp(run) == 0);
 
     /* 2. the next epoch's checkpoints past the limit, then its log.csv on a full disk */
     const char *env[2] = {"ulimit -f 32;", "APB_DEBUG_WRITE_FAIL=1@log.csv"};
