@@ -128,6 +128,16 @@ static int expect_failure(const fixture *f, int k, const char *dir, const char *
     return 0;
 }
 
+/* The scratch folders outlive a suite run: start each one empty. */
+static int fresh_dir(const char *dir)
+{
+    char cmd[1300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    CHECK_OK(apb_mkdirs(dir));
+    return 0;
+}
+
 static int put_previous(const char *dir)
 {
     for (int k = 0; k < NWRITERS; k++) {
@@ -145,7 +155,7 @@ APB_TEST(test_writes_disk_full_keeps_previous_files)
     CHECK(fixture_make(&f) == 0);
     char dir[1100];
     snprintf(dir, sizeof dir, "%s/full", apb_test_tmpdir());
-    CHECK_OK(apb_mkdirs(dir));
+    CHECK(fresh_dir(dir) == 0);
     CHECK(put_previous(dir) == 0);
     const long nth[3] = {1, 2, 40};
     for (int k = 0; k < NWRITERS; k++)
@@ -175,7 +185,7 @@ APB_TEST(test_writes_file_size_limit_keeps_previous_files)
     CHECK(fixture_make(&f) == 0);
     char dir[1100];
     snprintf(dir, sizeof dir, "%s/fsize", apb_test_tmpdir());
-    CHECK_OK(apb_mkdirs(dir));
+    CHECK(fresh_dir(dir) == 0);
     CHECK(put_previous(dir) == 0);
     fflush(NULL);
     pid_t pid = fork();
@@ -206,8 +216,8 @@ APB_TEST(test_writes_read_only_folder)
     if (geteuid() != 0) {
         char dir[1100];
         snprintf(dir, sizeof dir, "%s/readonly", apb_test_tmpdir());
-        CHECK_OK(apb_mkdirs(dir));
         chmod(dir, 0755);
+        CHECK(fresh_dir(dir) == 0);
         CHECK(put_previous(dir) == 0);
         CHECK(chmod(dir, 0555) == 0);
         for (int k = 0; k < NWRITERS; k++)
