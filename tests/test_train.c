@@ -326,7 +326,8 @@ APB_TEST(test_train_second_signal_keeps_previous_checkpoint)
     snprintf(run, sizeof run, "%s/twice", dir);
     const char *args = "--data fashion-mnist --model convnet --limit-train 128 --limit-test 64 --epochs 2 "
                        "--batch 16 --threads 2 --quiet";
-    snprintf(cmd, sizeof cmd, "APB_DEBUG_KILL_AT_STEP=12 %s train %s --force --out %s", apb_test_cli(), args, run);
+    snprintf(cmd, sizeof cmd, "rm -rf %s; APB_DEBUG_KILL_AT_STEP=12 %s train %s --out %s", run, apb_test_cli(),
+             args, run);
     int st = system(cmd);
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 137, "status %d", st);
     snprintf(path, sizeof path, "%s/last.ckpt", run);
