@@ -1,6 +1,7 @@
 /* test_train.c - end-to-end training on the real Fashion-MNIST (Debian package):
- * accuracy proofs, bit-identical resume after a kill, budget mode, NaN stop,
- * checkpoint validation, export of every quantizer. */
+ * accuracy proofs, bit-identical resume after a kill or after a stop by signal
+ * inside an epoch (budget mode, pruning), a second signal, budget mode, NaN
+ * stop, checkpoint validation, export of every quantizer. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
