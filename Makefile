@@ -169,10 +169,13 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@RPATH@|$(PC_RPATH)|g' infer/apbrt.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/apbrt.pc
 
-# libFuzzer runs of the .apb loader and the ONNX importer (clang); FUZZ_SECONDS each.
+# libFuzzer + ASan/UBSan runs of every parser (clang; fuzz/run.sh lists the
+# targets, the ONNX importer included): FUZZ_SECONDS per target, FUZZ_TARGETS to
+# pick some, FUZZ_RUNS=N for N inputs each instead (docs/RELIABILITY.md has the figures).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 fuzz:
-	sh fuzz/run.sh $(FUZZ_SECONDS)
+	FUZZ_RUNS=$(FUZZ_RUNS) sh fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf build

@@ -9,6 +9,7 @@
 
 #include "dataset.h"
 #include "options.h" /* apb_cli_error, apb_opt_*: shared with bench/ */
+#include "trainer.h"
 
 int apb_cmd_train(int argc, char **argv);
 int apb_cmd_eval(int argc, char **argv);
@@ -29,5 +30,27 @@ int apb_cmd_report(int argc, char **argv);
  * error names the data's own geometry and what differs. In cmd_eval.c. */
 apb_status apb_cli_check_input(const char *model, int c, int h, int w, const char *spec,
                                const apb_dataset *ds, const apb_transform *t);
+
+/* The options given on a command line, by name ("--lr"), for --resume. */
+typedef struct {
+    char name[64][32];
+    int n;
+} apb_cli_given;
+
+/* `apb train`'s command line into *c (from the defaults), the names given and
+ * --force, touching no file: 0 when it is a command to run, 2 when it is refused
+ * (after saying why on stderr), -1 after --help printed the usage. Apart from
+ * apb_cmd_train so the option fuzzer can drive it (fuzz/fuzz_options.c). */
+int apb_cmd_train_parse(int argc, char **argv, apb_train_cfg *c, apb_cli_given *g, int *force);
+
+/* SIGINT / SIGTERM remove the temporary files of writes in progress, then end
+ * the process as the signal would (every command; main installs it). */
+void apb_cli_signals_default(void);
+/* SIGINT / SIGTERM ask for a graceful stop (core/stop.h) and a second one exits
+ * at once; `what` says what the stop saves ("the position in the epoch"). In
+ * signals.c. */
+void apb_cli_signals_install(const char *cmd, const char *what);
+/* The exit status of a command stopped on request: 128 + the signal (130, 143). */
+int apb_cli_stop_status(void);
 
 #endif

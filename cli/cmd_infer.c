@@ -11,7 +11,10 @@
  * models, then the stored mean/std. Every image that is not fed as it is gets a
  * "note:" line on stderr saying what was converted, so a stretched thumbnail or
  * a colour photo on a gray model is never classified silently. Per image the
- * top-K classes are printed with softmax probabilities.
+ * top-K classes are printed with softmax probabilities. An image that cannot be
+ * read or decoded is reported by path and skipped; the rest are classified.
+ * --list FILE reads the paths from a file (or stdin), for more images than a
+ * command line holds.
  *
  * --data evaluates the test split through the runtime with the dataset's eval
  * transform (normalization and resize taken from the model, which match the
@@ -31,6 +34,7 @@
 #include "apbrt.h"
 #include "cli.h"
 #include "dataset.h"
+#include "fileio.h"
 #include "loader.h"
 #include "threads.h"
 
@@ -283,18 +287,72 @@ out:
     return s ? infer_fail(blame) : 0;
 }
 
+/* Appends the paths listed in `list` (one per line, blank lines skipped; "-" is
+ * stdin) to *images [*n, capacity *cap]; the lines live in *keep (caller frees). */
+static apb_status read_list(const char *list, char ***images, int *n, int *cap, char **keep)
+{
+    unsigned char *d = NULL;
+    size_t len = 0;
+    if (!strcmp(list, "-")) {
+        size_t c = 0;
+        for (;;) {
+            if (len + 4096 + 1 > c) {
+                c = (c + 4096 + 1) * 2;
+                unsigned char *p = realloc(d, c);
+                if (!p) {
+                    free(d);
+                    return apb_fail(APB_ENOMEM, "--list -: out of memory");
+                }
+                d = p;
+            }
+            size_t r = fread(d + len, 1, 4096, stdin);
+            len += r;
+            if (r < 4096)
+                break;
+        }
+        d[len] = 0;
+    } else {
+        APB_TRY(apb_file_read(list, &d, &len));
+    }
+    *keep = (char *)d;
+    for (char *p = (char *)d, *e; p < (char *)d + len; p = e + 1) {
+        e = strchr(p, '\n');
+        if (!e)
+            e = (char *)d + len;
+        *e = 0;
+        if (e > p && e[-1] == '\r')
+            e[-1] = 0;
+        if (!*p)
+            continue;
+        if (*n == *cap) {
+            int nc = *cap * 2 + 16;
+            char **q = realloc(*images, sizeof(char *) * (size_t)nc);
+            if (!q)
+                return apb_fail(APB_ENOMEM, "%s: out of memory for %d paths", list, nc);
+            *images = q;
+            *cap = nc;
+        }
+        (*images)[(*n)++] = p;
+    }
+    return APB_OK;
+}
+
 int apb_cmd_infer(int argc, char **argv)
 {
     const char *model = NULL, *spec = NULL;
     int bad = 0, threads = 0, top = 5, top_set = 0, limit = 0, batch = 0, batch_set = 0, nimg = 0;
-    char **images = malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
+    int cap = argc > 0 ? argc : 1;
+    const char *list = NULL;
+    char *list_text = NULL;
+    char **images = malloc(sizeof(char *) * (size_t)cap);
     if (!images) {
         fprintf(stderr, "apb infer: out of memory\n");
         return 1;
     }
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: apb infer MODEL.apb IMAGE... [--top K (5)] [--threads T] [--batch B (16)]\n"
+            printf("usage: apb infer MODEL.apb IMAGE... [--list FILE] [--top K (5)] [--threads T]\n"
+                   "                 [--batch B (16)]\n"
                    "       apb infer MODEL.apb --data SPEC [--limit-test N] [--top K] [--threads T]\n"
                    "                 [--batch B (256)]\n"
                    "Runs a .apb model through libapbrt: the top-K classes (softmax probabilities)\n"
@@ -308,7 +366,11 @@ int apb_cmd_infer(int argc, char **argv)
                    "    side is resized to it, then the center cropped to the input size;\n"
                    "    without it, an image at least as large as the input is center-cropped,\n"
                    "    any other is stretched to the input size (aspect ratio not kept).\n"
-                   "Each converted image gets a line \"note: IMAGE: ...\" on stderr.\n");
+                   "Each converted image gets a line \"note: IMAGE: ...\" on stderr.\n"
+                   "--list FILE adds the images named in FILE, one path a line (\"-\": stdin),\n"
+                   "for more than a command line holds. An image that cannot be read or decoded\n"
+                   "is reported (\"apb infer: PATH: ...\") and the others are still classified;\n"
+                   "the exit status is then 1.\n");
             free(images);
             return 0;
         } else if (apb_opt_str(argc, argv, &i, "--data", &spec, &bad))
@@ -321,6 +383,8 @@ int apb_cmd_infer(int argc, char **argv)
             ;
         else if (apb_opt_int(argc, argv, &i, "--batch", &batch, &bad))
             batch_set = 1;
+        else if (apb_opt_str(argc, argv, &i, "--list", &list, &bad))
+            ;
         else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "apb infer: unknown option '%s'\n", argv[i]);
             bad = 1;
@@ -328,6 +392,16 @@ int apb_cmd_infer(int argc, char **argv)
             model = argv[i];
         else
             images[nimg++] = argv[i];
+    }
+    if (!bad && list) {
+        apb_status ls = read_list(list, &images, &nimg, &cap, &list_text);
+        if (ls) {
+            apb_cli_error("infer", ls);
+            bad = 1;
+        } else if (nimg == 0) {
+            fprintf(stderr, "apb infer: --list %s names no image\n", list);
+            bad = 1;
+        }
     }
     if (!bad && !model) {
         fprintf(stderr, "apb infer: a model file is required (apb infer MODEL.apb IMAGE... | --data SPEC)\n");
@@ -351,6 +425,7 @@ int apb_cmd_infer(int argc, char **argv)
     }
     if (bad) {
         free(images);
+        free(list_text);
         return 2;
     }
     if (threads > 0)
@@ -358,11 +433,13 @@ int apb_cmd_infer(int argc, char **argv)
     apbrt_model *m = NULL;
     if (apbrt_load(model, &m) != 0) {
         free(images);
+        free(list_text);
         return infer_fail(model);
     }
     int rc = spec ? infer_data(m, model, spec, limit, batch_set ? batch : 256, top_set ? top : 0)
                   : infer_images(m, model, images, nimg, top, batch_set ? batch : 16);
     apbrt_free(m);
     free(images);
+    free(list_text);
     return rc;
 }

@@ -42,7 +42,30 @@ static void usage(FILE *f)
             "  --latency-threads T  threads while timing (default 1; 0: --threads)\n"
             "  --quiet              no per-epoch lines from the trainer\n"
             "An interrupted report continues where it stopped: finished points are reused,\n"
-            "an unfinished one is resumed bit-identically.\n");
+            "an unfinished one is resumed bit-identically. Ctrl-C or SIGTERM stops after the\n"
+            "current training step, saving it (exit 130 / 143); run the same command again.\n");
+}
+
+/* The command as given, for "continue with:" (arguments quoted for sh when needed). */
+static void print_command(FILE *f, int argc, char **argv)
+{
+    fprintf(f, "continue with: apb");
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (*a && !a[strcspn(a, " \t\n'\"\\$`*?[]{}()<>|&;#~!")]) {
+            fprintf(f, " %s", a);
+            continue;
+        }
+        fputs(" '", f);
+        for (; *a; a++) {
+            if (*a == '\'')
+                fputs("'\\''", f);
+            else
+                fputc(*a, f);
+        }
+        fputc('\'', f);
+    }
+    fputc('\n', f);
 }
 
 static void print_line(void *ctx, const char *line)
@@ -128,7 +151,13 @@ int apb_cmd_report(int argc, char **argv)
     if (bad)
         return 2;
     apb_report r;
-    if ((s = apb_report_run(&c, &r)))
+    apb_cli_signals_install("report", "the current point's position to its last.ckpt");
+    if ((s = apb_report_run(&c, &r)) == APB_ESTOPPED) {
+        fprintf(stderr, "apb report: %s\n", apb_errmsg());
+        print_command(stderr, argc, argv);
+        return apb_cli_stop_status();
+    }
+    if (s)
         return apb_cli_error("report", s);
     char *md;
     if ((s = apb_report_markdown(&r, &md))) {

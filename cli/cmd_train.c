@@ -4,9 +4,9 @@
  * holds a run (unless --force), merges --resume DIR with the options given
  * beside it (equal ones are fine, a conflicting one is named with both values,
  * a larger --epochs extends the run), says when a resumed run is already
- * complete, and on Ctrl-C says how to continue.
+ * complete, and on Ctrl-C or SIGTERM (the trainer then saves where it is inside
+ * the epoch) says how to continue.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +65,9 @@ static void usage(FILE *f)
             "                     pruning ramp are recomputed for N epochs and continue at the\n"
             "                     next epoch, so a finished run's learning rate rises again\n"
             "  --threads T --seed S (default %llu) --quiet\n"
-            "Ctrl-C stops a run; its last finished epoch stays in DIR/last.ckpt (exit 130).\n",
+            "Ctrl-C or SIGTERM stops a run after the current step and saves the position in\n"
+            "the epoch to DIR/last.ckpt (exit 130 / 143); --resume DIR goes on from that step.\n"
+            "A second signal stops at once, leaving the previous DIR/last.ckpt as it was.\n",
             d->data_spec, d->model.arch, d->epochs, d->batch, d->lr, d->wd, d->momentum,
             OPTIM_NAMES[d->optim], d->freeze_at, d->quant_lr, d->label_smoothing, d->warmup,
             (unsigned long long)d->seed);
@@ -135,13 +137,7 @@ static const char *opt_text(const apb_train_cfg *c, const char *opt, int prec, c
     return NULL;
 }
 
-/* The options given on the command line, by name ("--lr"), for --resume. */
-typedef struct {
-    char name[64][32];
-    int n;
-} given_opts;
-
-static void given_add(given_opts *g, const char *arg)
+static void given_add(apb_cli_given *g, const char *arg)
 {
     if (g->n >= 64)
         return;
@@ -158,61 +154,53 @@ static int same_dir(const char *a, const char *b)
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* Ctrl-C: say how to continue. last.ckpt (replaced atomically when an epoch
- * ends) is this run's to resume when the run is a resumed one, or when it is
- * not the file that was there before the run started (--force). */
+/* A stop (Ctrl-C, SIGTERM): say how to continue. last.ckpt is this run's to
+ * resume when the run is a resumed one, or when it is not the file that was
+ * there before the run started (--force). */
 static struct {
-    char ckpt[1100];
+    char dir[1024], ckpt[1100];
     int resuming, existed;
     dev_t dev;
     ino_t ino;
-    char resume_msg[2600], fresh_msg[160];
-    size_t resume_len, fresh_len;
 } hint;
 
-static void on_sigint(int sig)
+static void hint_note(const char *dir, int resuming)
 {
     struct stat st;
-    int ours = stat(hint.ckpt, &st) == 0 &&
-               (hint.resuming || !hint.existed || st.st_dev != hint.dev || st.st_ino != hint.ino);
-    ssize_t w = ours ? write(2, hint.resume_msg, hint.resume_len) : write(2, hint.fresh_msg, hint.fresh_len);
-    (void)w;
-    (void)sig;
-    _exit(130);
-}
-
-static void hint_install(const char *dir, int resuming)
-{
-    struct stat st;
+    snprintf(hint.dir, sizeof hint.dir, "%s", dir);
     snprintf(hint.ckpt, sizeof hint.ckpt, "%s/last.ckpt", dir);
     hint.resuming = resuming;
     hint.existed = stat(hint.ckpt, &st) == 0;
     hint.dev = hint.existed ? st.st_dev : 0;
     hint.ino = hint.existed ? st.st_ino : 0;
-    snprintf(hint.resume_msg, sizeof hint.resume_msg,
-             "\napb train: interrupted; %s holds the last finished epoch\ncontinue with: apb train --resume %s\n",
-             hint.ckpt, dir);
-    snprintf(hint.fresh_msg, sizeof hint.fresh_msg,
-             "\napb train: interrupted before the first epoch finished: nothing to resume yet\n");
-    hint.resume_len = strlen(hint.resume_msg);
-    hint.fresh_len = strlen(hint.fresh_msg);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+}
+
+static int stopped(void)
+{
+    struct stat st;
+    int ours = stat(hint.ckpt, &st) == 0 &&
+               (hint.resuming || !hint.existed || st.st_dev != hint.dev || st.st_ino != hint.ino);
+    fprintf(stderr, "apb train: %s\n", apb_errmsg());
+    if (ours)
+        fprintf(stderr, "continue with: apb train --resume %s\n", hint.dir);
+    else
+        fprintf(stderr, "apb train: nothing to resume yet\n");
+    return apb_cli_stop_status();
 }
 
 static int run(apb_train_cfg *c, int resuming)
 {
-    hint_install(resuming ? c->resume_dir : c->out_dir, resuming);
+    hint_note(resuming ? c->resume_dir : c->out_dir, resuming);
+    apb_cli_signals_install("train", "the position in the epoch to last.ckpt");
     apb_status s = apb_train_run(c, NULL);
+    if (s == APB_ESTOPPED)
+        return stopped();
     return s ? apb_cli_error("train", s) : 0;
 }
 
 /* --resume DIR with the options given beside it: those equal to the run's are
  * fine, a conflicting one is refused by name, --epochs may extend the run. */
-static int resume(apb_train_cfg *c, const given_opts *g)
+static int resume(apb_train_cfg *c, const apb_cli_given *g)
 {
     apb_train_cfg *st = calloc(1, sizeof *st);
     if (!st)
@@ -274,23 +262,18 @@ static int resume(apb_train_cfg *c, const given_opts *g)
     return run(c, 1);
 }
 
-int apb_cmd_train(int argc, char **argv)
+int apb_cmd_train_parse(int argc, char **argv, apb_train_cfg *c, apb_cli_given *g, int *force)
 {
-    apb_train_cfg *c = calloc(1, sizeof *c);
-    given_opts *g = calloc(1, sizeof *g);
-    if (!c || !g) {
-        free(c);
-        free(g);
-        return 1;
-    }
     apb_train_cfg_default(c);
+    memset(g, 0, sizeof *g);
+    *force = 0;
     size_t o = 0;
     for (int i = 0; i < argc && o < sizeof c->cmdline - 2; i++)
         o += (size_t)snprintf(c->cmdline + o, sizeof c->cmdline - o, "%s%s", i ? " " : "apb ", argv[i]);
     for (char *p = c->cmdline; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' '; /* the checkpoint header is one key=value per line */
-    int bad = 0, force = 0, model_given = 0;
+    int bad = 0, model_given = 0;
     const char *sv;
     double fv;
     int iv;
@@ -298,9 +281,7 @@ int apb_cmd_train(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
-            free(c);
-            free(g);
-            return 0;
+            return -1;
         } else if (apb_opt_str(argc, argv, &i, "--data", &sv, &bad))
             snprintf(c->data_spec, sizeof c->data_spec, "%s", sv);
         else if (apb_opt_str(argc, argv, &i, "--model", &sv, &bad)) {
@@ -389,7 +370,7 @@ int apb_cmd_train(int argc, char **argv)
         else if (apb_opt_str(argc, argv, &i, "--out", &sv, &bad))
             snprintf(c->out_dir, sizeof c->out_dir, "%s", sv);
         else if (!strcmp(a, "--force"))
-            force = 1;
+            *force = 1;
         else if (apb_opt_int(argc, argv, &i, "--threads", &c->threads, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--seed", &iv, &bad))
@@ -405,22 +386,40 @@ int apb_cmd_train(int argc, char **argv)
     /* without --model, --init's checkpoint gives the model (e.g. an imported graph) */
     if (!bad && !c->resume_dir[0] && !model_given && c->init_ckpt[0])
         c->model.arch[0] = 0;
-    int rc;
     if (bad)
-        rc = 2;
-    else if (c->resume_dir[0])
-        rc = resume(c, g);
-    else if (!c->out_dir[0]) {
+        return 2;
+    if (c->resume_dir[0])
+        return 0;
+    if (!c->out_dir[0]) {
         fprintf(stderr, "apb train: --out DIR is required\n");
-        rc = 2;
-    } else if (c->budget_bits != 0 && c->model.wq != APB_WQ_APB) {
+        return 2;
+    }
+    if (c->budget_bits != 0 && c->model.wq != APB_WQ_APB) {
         fprintf(stderr, "apb train: --budget-bits needs --quant apb\n");
-        rc = 2;
-    } else if (!force && apb_train_out_check(c->out_dir))
-        rc = apb_cli_error("train", APB_EINVAL);
-    else
-        rc = run(c, 0);
+        return 2;
+    }
+    return 0;
+}
+
+int apb_cmd_train(int argc, char **argv)
+{
+    apb_train_cfg *c = calloc(1, sizeof *c);
+    apb_cli_given *g = calloc(1, sizeof *g);
+    if (!c || !g) {
+        free(c);
+        free(g);
+        return 1;
+    }
+    int force, rc = apb_cmd_train_parse(argc, argv, c, g, &force);
+    if (rc == 0) {
+        if (c->resume_dir[0])
+            rc = resume(c, g);
+        else if (!force && apb_train_out_check(c->out_dir))
+            rc = apb_cli_error("train", APB_EINVAL);
+        else
+            rc = run(c, 0);
+    }
     free(c);
     free(g);
-    return rc;
+    return rc < 0 ? 0 : rc; /* -1: --help was shown */
 }

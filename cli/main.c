@@ -1,4 +1,5 @@
 /* main.c - the `apb` command: dispatches to one subcommand per file. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +35,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Past a file-size limit write() then fails with EFBIG, which every writer
+     * reports with the path, instead of the process dying with no word. */
+    signal(SIGXFSZ, SIG_IGN);
+    apb_cli_signals_default();
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 2 : 0;

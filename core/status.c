@@ -42,6 +42,7 @@ const char *apb_status_name(apb_status s)
     case APB_ESHAPE: return "shape mismatch";
     case APB_ENUMERIC: return "numerical error";
     case APB_EUNSUPPORTED: return "unsupported";
+    case APB_ESTOPPED: return "stopped on request";
     }
     return "unknown status";
 }

@@ -15,7 +15,8 @@ typedef enum {
     APB_ENOMEM,      /* allocation failed */
     APB_ESHAPE,      /* tensor shapes do not fit together */
     APB_ENUMERIC,    /* NaN / infinity where a finite number is required */
-    APB_EUNSUPPORTED /* valid request that this build/machine cannot do */
+    APB_EUNSUPPORTED, /* valid request that this build/machine cannot do */
+    APB_ESTOPPED     /* stopped on request (stop.h), after saving what resumes the job */
 } apb_status;
 
 /* Records a printf-style message and returns `code`, so callers can write

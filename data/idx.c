@@ -45,6 +45,39 @@ static apb_status read_full(gzFile f, const char *path, const char *what, unsign
     return APB_OK;
 }
 
+/* Reads n bytes into a malloc'd *out that grows (doubling) with the data that
+ * really arrives: the header's size is only a claim, and a 16-byte file that
+ * declares gigabytes must fail as truncated having allocated next to nothing. */
+static apb_status read_grown(gzFile f, const char *path, const char *what, long n,
+                             unsigned char **out)
+{
+    long cap = n < (1L << 20) ? n : (1L << 20), got = 0;
+    unsigned char *buf = malloc((size_t)cap);
+    if (!buf)
+        return apb_fail(APB_ENOMEM, "%s: out of memory for %ld bytes", path, cap);
+    while (got < n) {
+        if (got == cap) {
+            long nc = cap > n / 2 ? n : 2 * cap;
+            unsigned char *p = realloc(buf, (size_t)nc);
+            if (!p) {
+                free(buf);
+                return apb_fail(APB_ENOMEM, "%s: out of memory for %ld bytes", path, nc);
+            }
+            buf = p;
+            cap = nc;
+        }
+        long chunk = cap - got > (1L << 30) ? (1L << 30) : cap - got;
+        int r = gzread(f, buf + got, (unsigned)chunk);
+        if (r <= 0) {
+            free(buf);
+            return gz_status(f, path, what, n, got);
+        }
+        got += r;
+    }
+    *out = buf;
+    return APB_OK;
+}
+
 static uint32_t be32(const unsigned char *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -85,22 +118,24 @@ static apb_status idx_read(const char *path, int ndim, uint32_t dims[3], unsigne
         gzclose(f);
         return apb_fail(APB_EFORMAT, "%s: %ld bytes of data is implausibly large", path, total);
     }
-    unsigned char *buf = malloc((size_t)total);
-    if (!buf) {
-        gzclose(f);
-        return apb_fail(APB_ENOMEM, "%s: out of memory for %ld bytes", path, total);
-    }
+    unsigned char *buf = NULL;
     char what[64];
     snprintf(what, sizeof what, "%u %s", dims[0], ndim == 3 ? "images" : "labels");
-    s = read_full(f, path, what, buf, total);
+    s = read_grown(f, path, what, total, &buf);
     if (s == APB_OK) {
         unsigned char extra;
-        int r = gzread(f, &extra, 1);
+        int r = gzread(f, &extra, 1), err;
+        gzerror(f, &err);
         if (r > 0)
             s = apb_fail(APB_EFORMAT, "%s: unexpected bytes after %u %s (header says %u)", path,
                          dims[0], ndim == 3 ? "images" : "labels", dims[0]);
         else if (r < 0)
             s = gz_status(f, path, what, total, total);
+        else if (err != Z_OK)
+            /* every byte came out but the stream stopped short of its end: a
+             * truncated .gz whose CRC trailer was never checked */
+            s = apb_fail(APB_EFORMAT, "%s: truncated gzip stream: it ends before its checksum (%s)",
+                         path, gzerror(f, &err));
     }
     gzclose(f);
     if (s != APB_OK) {

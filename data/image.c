@@ -15,8 +15,14 @@
 #include "dataset.h"
 #include "fileio.h"
 
+/* The decode cap: a header declaring more is refused before any pixel buffer is
+ * allocated (200 M pixels are 600 MB of RGB, far more than any photo a classifier
+ * is fed).
+ * The fuzz build lowers the pixel count (fuzz/run.sh) so huge headers stay cheap. */
 #define APB_IMAGE_MAX_SIDE 32768
+#ifndef APB_IMAGE_MAX_PIXELS
 #define APB_IMAGE_MAX_PIXELS (200L * 1000 * 1000)
+#endif
 
 static apb_status check_dims(const char *what, long w, long h)
 {
@@ -78,9 +84,15 @@ static apb_status decode_jpeg(const unsigned char *data, size_t size, const char
                         stbi_failure_reason());
     APB_TRY(check_dims(what, iw, ih));
     unsigned char *buf = stbi_load_from_memory(data, (int)size, &iw, &ih, &comp, 3);
-    if (!buf)
-        return apb_fail(APB_EFORMAT, "%s: cannot decode JPEG (%d components): %s", what, comp,
-                        stbi_failure_reason());
+    if (!buf) {
+        /* stb tries its other decoders after a JPEG fails, and their reason
+         * ("bad png sig") would only mislead */
+        const char *why = stbi_failure_reason();
+        if (!why || strstr(why, "png") || strstr(why, "PNG"))
+            why = "corrupt or truncated data";
+        return apb_fail(APB_EFORMAT, "%s: cannot decode JPEG (%dx%d, %d components): %s", what, iw,
+                        ih, comp, why);
+    }
     /* stb allocates with malloc (STBI_MALLOC default), so the caller's free() fits;
      * copy anyway to keep that an internal detail of this file. */
     size_t n = (size_t)iw * ih * 3;
@@ -145,21 +157,30 @@ apb_status apb_png_write_rgb(const char *path, const unsigned char *rgb, int w, 
     if (channels != 1 && channels != 3)
         return apb_fail(APB_EINVAL, "%s: PNG with %d channels, expected 1 or 3", path, channels);
     APB_TRY(check_dims(path, w, h));
-    apb_atomic_file af;
-    APB_TRY(apb_atomic_open(&af, path));
     png_image img;
     memset(&img, 0, sizeof img);
     img.version = PNG_IMAGE_VERSION;
     img.width = (png_uint_32)w;
     img.height = (png_uint_32)h;
     img.format = channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-    if (!png_image_write_to_stdio(&img, af.f, 0, rgb, 0, NULL)) {
-        apb_status s = apb_fail(APB_EIO, "%s: cannot write PNG: %s", path, img.message);
+    /* Encoded in memory (first call measures), then written by the atomic
+     * writer: a failed write is then reported with the OS error, like every
+     * other file apb writes. */
+    png_alloc_size_t size = 0;
+    unsigned char *png = NULL;
+    if (png_image_write_to_memory(&img, NULL, &size, 0, rgb, 0, NULL))
+        png = malloc(size);
+    if (!png || !png_image_write_to_memory(&img, png, &size, 0, rgb, 0, NULL)) {
+        apb_status s = png ? apb_fail(APB_EIO, "%s: cannot encode PNG: %s", path, img.message)
+                           : apb_fail(APB_ENOMEM, "%s: cannot encode PNG (%s)", path,
+                                      img.message[0] ? img.message : "out of memory");
         png_image_free(&img);
-        apb_atomic_abort(&af);
+        free(png);
         return s;
     }
-    return apb_atomic_commit(&af);
+    apb_status s = apb_file_write_atomic(path, png, size);
+    free(png);
+    return s;
 }
 
 apb_status apb_png_write_sample(const char *path, const float *x, int c, int h, int w,

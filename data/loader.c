@@ -238,6 +238,14 @@ apb_status apb_loader_create(apb_dataset *ds, const apb_transform *t, int batch,
 
 apb_status apb_loader_start_epoch(apb_loader *ld, int epoch)
 {
+    return apb_loader_start_epoch_at(ld, epoch, 0);
+}
+
+apb_status apb_loader_start_epoch_at(apb_loader *ld, int epoch, int first)
+{
+    if (first < 0 || first > ld->nbatches)
+        return apb_fail(APB_EINVAL, "loader: epoch %d has %d batches, cannot start at batch %d",
+                        epoch + 1, ld->nbatches, first);
     pthread_mutex_lock(&ld->mu);
     ld->gen++;
     ld->total_items = 0;
@@ -262,8 +270,11 @@ apb_status apb_loader_start_epoch(apb_loader *ld, int epoch)
         ld->slots[s].err = APB_OK;
     }
     ld->epoch = epoch;
-    ld->cur = ld->consumed = ld->holding = ld->skipped = 0;
-    ld->next_item = 0;
+    /* the workers claim positions from next_item on and fill the slot of batch
+     * b at b % APB_LOADER_SLOTS, so starting later is only these counters */
+    ld->cur = ld->consumed = first;
+    ld->holding = ld->skipped = 0;
+    ld->next_item = (long)first * ld->batch;
     ld->total_items = ld->drop_last ? (long)ld->nbatches * ld->batch : ld->n;
     ld->started = 1;
     pthread_cond_broadcast(&ld->work_cv);
@@ -311,6 +322,12 @@ apb_status apb_loader_next(apb_loader *ld, const float **x, const int **y, int *
 }
 
 int apb_loader_batches_per_epoch(const apb_loader *ld) { return ld->nbatches; }
+
+const int *apb_loader_order(const apb_loader *ld, int *n)
+{
+    *n = ld->n;
+    return ld->order;
+}
 int apb_loader_skipped(const apb_loader *ld) { return ld->skipped; }
 int apb_loader_bad_count(const apb_loader *ld) { return ld->nbad; }
 

@@ -25,6 +25,12 @@ typedef struct apb_loader apb_loader;
 apb_status apb_loader_create(apb_dataset *ds, const apb_transform *t, int batch, int shuffle,
                              int drop_last, uint64_t seed, int threads, apb_loader **out);
 apb_status apb_loader_start_epoch(apb_loader *ld, int epoch);
+/* The same, starting at batch `first` of the epoch (0 <= first <= batches per
+ * epoch): the batches are those the epoch gives from there, so a run stopped
+ * inside an epoch resumes with exactly the samples it had left. */
+apb_status apb_loader_start_epoch_at(apb_loader *ld, int epoch, int first);
+/* The current epoch's order: the dataset index at each position [*n]. */
+const int *apb_loader_order(const apb_loader *ld, int *n);
 /* Next batch: *n samples (0 at the end of the epoch); *x -> [n, C, H, W] floats,
  * *y -> [n] labels; valid until the next call. */
 apb_status apb_loader_next(apb_loader *ld, const float **x, const int **y, int *n);

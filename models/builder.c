@@ -98,6 +98,17 @@ static int param(apb_builder *b, apb_var *v, const char *lname, const char *what
 {
     if (b->err)
         return 0;
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++)
+        numel *= dim[d] > 0 ? dim[d] : 1;
+    b->nparams += numel;
+    int64_t max = b->m->cfg.max_params;
+    if (max > 0 && b->nparams > max) {
+        b->err = apb_fail(APB_EFORMAT, "model %s %dx%dx%d: at layer %s it needs more than %lld "
+                          "parameter values, more than the file describing it holds", b->m->cfg.arch,
+                          b->m->cfg.in_c, b->m->cfg.in_h, b->m->cfg.in_w, lname, (long long)max);
+        return 0;
+    }
     char *name = malloc(64);
     if (!name) {
         b->err = apb_fail(APB_ENOMEM, "model: out of memory");

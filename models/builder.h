@@ -32,6 +32,7 @@ typedef struct {
     int counter[16];          /* per layer kind, for counter names */
     char scope[32];           /* prefix of structural names */
     int no_init;              /* 1: weights stay zero, the caller sets every one (an import) */
+    int64_t nparams;          /* parameter values so far (cfg.max_params) */
 } apb_builder;
 
 /* Starts an empty model with configuration `cfg` (copied); weights from `seed`. */

@@ -70,6 +70,10 @@ typedef struct {
     int approx_sign;          /* binary activations: ApproxSign backward */
     int in_c, in_h, in_w, num_classes;
     float prune_sparsity;     /* target for APB_WQ_PRUNE and APB_WQ_PRUNE_BINARY */
+    /* 0: no limit; else building fails, before allocating, once the parameters
+     * would pass this many values: a file that describes a model (checkpoint
+     * header) cannot make apb allocate more than the file could hold */
+    int64_t max_params;
 } apb_model_cfg;
 
 typedef struct {

@@ -20,6 +20,7 @@
 #include "export.h"
 #include "fileio.h"
 #include "plot.h"
+#include "stop.h"
 #include "threads.h"
 #include "trainer.h"
 
@@ -445,6 +446,10 @@ static apb_status run_point(const apb_report_cfg *c, point_plan *p, int seed_k, 
                  (unsigned long long)(c->seed + (uint64_t)seed_k));
     snprintf(ckpath, sizeof ckpath, "%s/last.ckpt", dir);
     snprintf(apbpath, sizeof apbpath, "%s/model.apb", dir);
+    /* a stop asked for between points: the finished ones stay reusable */
+    if (apb_stop_requested())
+        return apb_fail(APB_ESTOPPED, "stopped before point %s (%d of %d): every point before it "
+                        "is complete", p->r.point, idx + 1, npoints);
     apb_train_cfg *t = malloc(sizeof *t);
     apb_ckpt *ck = malloc(sizeof *ck);
     apb_model *m = NULL;

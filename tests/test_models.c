@@ -17,6 +17,7 @@
 #include "fileio.h"
 #include "randmodel.h"
 #include "test.h"
+#include "test_ckpt_util.h"
 #include "trainer.h"
 
 static apb_model_cfg resnet_cfg(const char *arch, apb_wquant wq, apb_aquant aq)
@@ -168,13 +169,18 @@ APB_TEST(test_models_init_lists_fresh_and_names_mismatch)
     return 0;
 }
 
-/* Rewrites a checkpoint as one written before structural names: no names= key
- * in the header, every record named after its layer's counter name. */
+/* Rewrites a checkpoint as one written before structural names: format 1 (as
+ * files were then), no names= key in the header, every record named after its
+ * layer's counter name. */
 static int make_legacy(const char *src, const char *dst, const apb_model *m)
 {
-    unsigned char *d;
-    size_t n;
-    if (apb_file_read(src, &d, &n))
+    unsigned char *d2, *d;
+    size_t n2, n;
+    if (apb_file_read(src, &d2, &n2))
+        return 1;
+    int bad = tc_to_v1(d2, n2, &d, &n);
+    free(d2);
+    if (bad)
         return 1;
     unsigned char *o = malloc(2 * n + 4096);
     if (!o)

@@ -1,6 +1,7 @@
 /* test_report.c - `apb report` (issue 7): a tiny sweep on the real Fashion-MNIST
  * through apb_report_run, its CSV / markdown / PNG, reuse of finished points
- * without retraining, resumption of an interrupted point, and option checks. */
+ * without retraining, resumption of an interrupted point (killed, or stopped by
+ * a signal), and option checks. */
 #define _GNU_SOURCE /* nftw */
 #include <ftw.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "fileio.h"
 #include "report.h"
 #include "test.h"
@@ -338,5 +340,58 @@ APB_TEST(test_report_seeds_and_activations)
     CHECK_MSG(strstr((char *)md, want), "no '%s' in\n%s", want, (char *)md);
     free(md);
     apb_report_free(&r);
+    return 0;
+}
+
+/* SIGTERM in the middle of a point (the trainer's hook raises it inside epoch 2):
+ * exit 143, the command to run again, the point's last.ckpt at that batch; the
+ * same command then finishes the report with the model an uninterrupted one
+ * gives. */
+APB_TEST(test_report_signal_stops_and_resumes)
+{
+    apb_report_cfg c;
+    cfg_tiny(&c, "signalled");
+    char cmd[4096], err[1200];
+    snprintf(err, sizeof err, "%s/err.txt", apb_test_tmpdir());
+    const char *args = "report --data fashion-mnist --model convnet --methods fp --epochs 2 --limit-train 256 "
+                       "--limit-test 256 --threads 2 --latency-runs 0 --quiet";
+    snprintf(cmd, sizeof cmd, "APB_DEBUG_SIGNAL_AT_STEP=3 APB_DEBUG_SIGNAL=TERM %s %s --out %s > /dev/null 2> %s",
+             apb_test_cli(), args, c.out_dir, err);
+    int st = system(cmd);
+    unsigned char *e;
+    size_t ne;
+    CHECK_OK(apb_file_read(err, &e, &ne));
+    char want[2048];
+    snprintf(want, sizeof want, "continue with: apb %s --out %s", args, c.out_dir);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 143 && strstr((char *)e, want), "status %d: %s", st, e);
+    free(e);
+    char path[1300];
+    snprintf(path, sizeof path, "%s/fp/last.ckpt", c.out_dir);
+    apb_ckpt ck;
+    CHECK_OK(apb_ckpt_load(path, &ck));
+    CHECK_MSG(ck.meta.epoch == 1 && ck.meta.step == 1, "epoch %d step %d", ck.meta.epoch, ck.meta.step);
+    apb_ckpt_free(&ck);
+    snprintf(cmd, sizeof cmd, "%s %s --out %s > /dev/null 2> %s", apb_test_cli(), args, c.out_dir, err);
+    CHECK_MSG(system(cmd) == 0, "%s", cmd);
+
+    apb_report_cfg u;
+    cfg_tiny(&u, "unsignalled");
+    u.methods = APB_REPORT_FP;
+    u.epochs = 2;
+    u.limit_train = 256;
+    u.latency_runs = 0;
+    apb_report ru;
+    CHECK_OK(apb_report_run(&u, &ru));
+    char a[1300], b[1300];
+    snprintf(a, sizeof a, "%s/fp/model.apb", c.out_dir);
+    snprintf(b, sizeof b, "%s/fp/model.apb", u.out_dir);
+    unsigned char *da, *db;
+    size_t na, nb;
+    CHECK_OK(apb_file_read(a, &da, &na));
+    CHECK_OK(apb_file_read(b, &db, &nb));
+    CHECK_MSG(na == nb && !memcmp(da, db, na), "the stopped and resumed report's model differs");
+    free(da);
+    free(db);
+    apb_report_free(&ru);
     return 0;
 }

@@ -333,20 +333,23 @@ APB_TEST(test_train_cli_resume_accepts_the_runs_own_options)
     return 0;
 }
 
-/* Ctrl-C: exit 130 with the command that continues the run; before any epoch
- * finished, no resume hint. */
+/* Ctrl-C and SIGTERM from outside, once an epoch is done: the run stops after
+ * its step, leaves a loadable last.ckpt and says how to continue (exit 130 /
+ * 143). A stop before the first step (the test hook raises SIGINT there) has
+ * nothing to resume and writes nothing. */
 APB_TEST(test_train_cli_ctrl_c_says_how_to_continue)
 {
     char dir[1100], errpath[1200], ckpt[1200];
     fresh_dir("run", dir, sizeof dir);
     snprintf(errpath, sizeof errpath, "%s/sigint-err.txt", apb_test_tmpdir());
     snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", dir);
-    for (int early = 0; early < 2; early++) {
+    const int sigs[2] = {SIGINT, SIGTERM};
+    for (int k = 0; k < 2; k++) {
         char cmd[4096];
         snprintf(cmd, sizeof cmd,
-                 "exec %s train --data fashion-mnist --limit-train %d --limit-test 64 --batch 32 --threads 1 "
+                 "exec %s train --data fashion-mnist --limit-train 128 --limit-test 64 --batch 32 --threads 1 "
                  "--epochs 1000 --force --out %s 2> %s > /dev/null",
-                 apb_test_cli(), early ? 20000 : 128, dir, errpath);
+                 apb_test_cli(), dir, errpath);
         unlink(ckpt);
         unlink(errpath);
         pid_t pid = fork();
@@ -355,34 +358,40 @@ APB_TEST(test_train_cli_ctrl_c_says_how_to_continue)
             execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
             _exit(127);
         }
-        /* early: once the run has started (its first line is out); else once an epoch finished */
         int ready = 0;
         for (int i = 0; i < 6000 && !ready; i++) {
             struct timespec ts = {0, 20 * 1000 * 1000};
             nanosleep(&ts, NULL);
-            if (early) {
-                char *e = slurp(errpath);
-                ready = e && strstr(e, "test images");
-                free(e);
-            } else {
-                ready = apb_file_exists(ckpt);
-            }
+            ready = apb_file_exists(ckpt);
         }
-        kill(pid, SIGINT);
+        kill(pid, sigs[k]);
         int st;
         CHECK(waitpid(pid, &st, 0) == pid);
-        CHECK_MSG(ready, "the run did not get going within 120 s");
+        CHECK_MSG(ready, "the run did not finish an epoch within 120 s");
         char *e = slurp(errpath);
         CHECK(e != NULL);
-        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status %d: %s", st, e);
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sigs[k], "status %d: %s", st, e);
         char want[1300];
         snprintf(want, sizeof want, "continue with: apb train --resume %s", dir);
-        if (early)
-            CHECK_MSG(!strstr(e, "--resume") && strstr(e, "nothing to resume"), "stderr: %s", e);
-        else
-            CHECK_MSG(strstr(e, want) != NULL, "stderr lacks '%s': %s", want, e);
+        CHECK_MSG(strstr(e, want) != NULL, "stderr lacks '%s': %s", want, e);
+        CHECK_MSG(strstr(e, k ? "SIGTERM" : "SIGINT"), "stderr: %s", e);
         free(e);
+        apb_ckpt ck;
+        CHECK_OK(apb_ckpt_load(ckpt, &ck));
+        apb_ckpt_free(&ck);
     }
+    char args[4096], *out, *err;
+    fresh_dir("early", dir, sizeof dir);
+    snprintf(args, sizeof args, "train " TINY " --epochs 1 --out %s", dir);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "APB_DEBUG_SIGNAL_AT_STEP=0 %s", apb_test_cli());
+    int rc = apb_test_run(cmd, args, &out, &err);
+    CHECK_MSG(rc == 130 && strstr(err, "nothing to resume") && !strstr(err, "--resume"), "rc %d: %s",
+              rc, err);
+    snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", dir);
+    CHECK(!apb_file_exists(ckpt));
+    free(out);
+    free(err);
     return 0;
 }
 

@@ -1,15 +1,25 @@
 /* checkpoint.h - the whole training state in one file, written atomically.
  *
- * Layout (little-endian): "APBCKPT1", u32 header bytes, header text
- * ("key=value\n" lines: model config, training options, epoch, RNG state, best
- * accuracy, command line), then records {u32 name length, name, u64 bytes, data}
- * for every parameter, BN running statistics, prune mask and the optimizer
- * state, then u32 CRC-32 of everything before it. Every checkpoint also holds
- * the model's layer list as a graph record ("model.graph", graph.h): a model
- * of arch "graph" (imported) is rebuilt from it; the built-in architectures
- * are rebuilt by name, so checkpoints from before the record still load. Loading validates every
- * length and the CRC before touching the model: a truncated or corrupt file is
- * an error naming the file, never a crash.
+ * Layout (little-endian), version 2 ("APBCKPT2"), every section checked on load:
+ *   "APBCKPT2", u32 header bytes H, u32 CRC-32 of the 12 bytes before it and
+ *   the header text, header text ("key=value\n" lines: model config, training
+ *   options, epoch, the position inside an epoch, RNG state, best accuracy,
+ *   command line);
+ *   records {u32 name length, name, u64 data bytes, u32 CRC-32 of the three
+ *   fields before it and the data, data} for every parameter, BN running
+ *   statistics, prune mask, the optimizer state (and, for a run stopped inside
+ *   an epoch, the loader's order of that epoch);
+ *   trailer: u32 record count, u32 CRC-32 of everything before it.
+ * Loading checks the header's and every record's length and checksum, then the
+ * count and the whole-file CRC, before touching the model: a truncated file or
+ * a flipped bit is an error naming the file and the section (header, record
+ * name, trailer), never a crash and never silently wrong weights.
+ * Version 1 ("APBCKPT1": header, records without CRCs, one CRC-32 over the
+ * file) still loads; the writer always writes version 2. docs/RELIABILITY.md.
+ * Every checkpoint also holds the model's layer list as a graph record
+ * ("model.graph", graph.h): a model of arch "graph" (imported) is rebuilt from
+ * it; the built-in architectures are rebuilt by name, so checkpoints from
+ * before the record still load.
  */
 #ifndef APB_CHECKPOINT_H
 #define APB_CHECKPOINT_H
@@ -36,6 +46,13 @@ typedef struct {
     /* 1: tensors are named after the layers' structural names (builder.h);
      * 0: a checkpoint from before them, named after the counter names */
     int structural_names;
+    /* A run stopped inside an epoch (apb train on SIGINT / SIGTERM): `step`
+     * batches of epoch `epoch` + 1 are done (0: none, the usual end-of-epoch
+     * checkpoint), with the sums of that epoch's log row so far. */
+    int step;
+    double step_loss;           /* sum of batch loss * batch size */
+    long step_correct, step_seen;
+    double step_seconds;        /* training time of those batches */
 } apb_ckpt_meta;
 
 /* Splits meta->classes into names[] (pointers into buf, a copy); returns the count. */
@@ -48,7 +65,8 @@ typedef struct {
     const void *data;
 } apb_ckpt_blob;
 
-/* Writes meta + the model tensors + extra blobs (optimizer state, ...) atomically. */
+/* Writes meta + the model tensors + extra blobs (optimizer state, ...) atomically.
+ * m may be NULL: then only the blobs (small files for parser tests and seeds). */
 apb_status apb_ckpt_save(const char *path, const apb_ckpt_meta *meta, const apb_model *m,
                          const apb_ckpt_blob *extra, int nextra);
 
@@ -63,6 +81,8 @@ typedef struct {
 } apb_ckpt;
 
 apb_status apb_ckpt_load(const char *path, apb_ckpt *ck);
+/* The same from bytes in memory (copied); `path` names them in messages. */
+apb_status apb_ckpt_load_memory(const void *data, size_t size, const char *path, apb_ckpt *ck);
 void apb_ckpt_free(apb_ckpt *ck);
 const apb_ckpt_blob *apb_ckpt_find(const apb_ckpt *ck, const char *name);
 

@@ -2,6 +2,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "cpu.h"
 #include "fileio.h"
 #include "optim.h"
+#include "stop.h"
 #include "threads.h"
 
 void apb_train_cfg_default(apb_train_cfg *c)
@@ -388,6 +390,14 @@ typedef struct {
     apb_transform eval_t;       /* preprocessing recorded in checkpoints */
     char *log;      /* log.csv content so far */
     size_t loglen, logcap;
+    /* the position inside an epoch that the next checkpoint records (stop_run);
+     * all zero for the usual end-of-epoch checkpoint */
+    int step;
+    double step_loss, step_seconds;
+    long step_correct, step_seen;
+    const int *order; /* the epoch's loader order [norder] */
+    int norder;
+    int wrote_last;   /* last.ckpt was written by this process */
 } run_state;
 
 static apb_status log_append(run_state *r, const char *line)
@@ -517,6 +527,11 @@ static apb_status save_ckpt(run_state *r, const char *name, int epoch, double be
     meta->epoch = epoch;
     meta->best_acc = best;
     meta->rng = r->rng;
+    meta->step = r->step;
+    meta->step_loss = r->step_loss;
+    meta->step_correct = r->step_correct;
+    meta->step_seen = r->step_seen;
+    meta->step_seconds = r->step_seconds;
     for (int c = 0; c < 3; c++) {
         meta->mean[c] = r->eval_t.mean[c];
         meta->std[c] = r->eval_t.std[c];
@@ -538,8 +553,11 @@ static apb_status save_ckpt(run_state *r, const char *name, int epoch, double be
     void *ob = malloc(os ? os : 1);
     apb_status s = ob ? apb_optim_state_save(r->opt, ob, os) : apb_fail(APB_ENOMEM, "out of memory");
     if (!s) {
-        apb_ckpt_blob extra = {"optim.state", os, ob};
-        s = apb_ckpt_save(path, meta, r->model, &extra, 1);
+        /* inside an epoch, the order it was stopped in: a resume checks that the
+         * data still gives it (same files, same count), else it could not be exact */
+        apb_ckpt_blob extra[2] = {{"optim.state", os, ob},
+                                  {"loader.order", sizeof(int) * (size_t)r->norder, r->order}};
+        s = apb_ckpt_save(path, meta, r->model, extra, r->step > 0 ? 2 : 1);
     }
     free(ob);
     free(meta);
@@ -629,6 +647,60 @@ static apb_status check_init_not_output(const apb_train_cfg *c)
                             c->init_ckpt, RUN_FILES[i], c->out_dir);
     }
     return APB_OK;
+}
+
+/* A run stopped inside an epoch goes on only in the order it was stopped in. */
+static apb_status check_order(const apb_ckpt *ck, const apb_loader *ld, int epoch)
+{
+    const apb_ckpt_blob *b = apb_ckpt_find(ck, "loader.order");
+    int n;
+    const int *order = apb_loader_order(ld, &n);
+    if (!b)
+        return apb_fail(APB_EFORMAT, "%s: stopped inside epoch %d but holds no loader.order record",
+                        ck->path, epoch + 1);
+    if (b->bytes != sizeof(int) * (size_t)n || memcmp(b->data, order, b->bytes))
+        return apb_fail(APB_EINVAL,
+                        "%s: the training data gives epoch %d another order than the one the run was "
+                        "stopped in (%zu images then, %d now): the data changed, so the run cannot go "
+                        "on exactly; restore the data or train a new run",
+                        ck->path, epoch + 1, b->bytes / sizeof(int), n);
+    return APB_OK;
+}
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a stop request";
+}
+
+/* A stop was requested before batch b of epoch `epoch` (0-based): write
+ * last.ckpt with the position inside the epoch when steps were taken since the
+ * last one (dirty), and return APB_ESTOPPED saying what DIR/last.ckpt holds. */
+static apb_status stop_run(run_state *r, apb_loader *ld, int epoch, int b, int nb, int dirty,
+                           double loss_sum, long correct, long seen, double seconds, int resumed)
+{
+    int sig = apb_stop_requested();
+    const char *dir = r->cfg->out_dir;
+    if (!dirty) {
+        if (resumed || r->wrote_last)
+            return apb_fail(APB_ESTOPPED, "stopped by %s in epoch %d after batch %d of %d: %s/last.ckpt "
+                            "already holds this point", signal_name(sig), epoch + 1, b, nb, dir);
+        return apb_fail(APB_ESTOPPED, "stopped by %s before the first step: nothing to resume",
+                        signal_name(sig));
+    }
+    r->step = b;
+    r->step_loss = loss_sum;
+    r->step_correct = correct;
+    r->step_seen = seen;
+    r->step_seconds = seconds;
+    r->order = apb_loader_order(ld, &r->norder);
+    /* test hook: a second signal while this checkpoint is being written */
+    if (getenv("APB_DEBUG_SIGNAL_IN_SAVE"))
+        apb_fileio_fault(3, 0, sig, NULL);
+    apb_status s = save_ckpt(r, "last.ckpt", epoch, r->best_acc);
+    if (s)
+        return apb_fail_context(s, "stopping on %s", signal_name(sig));
+    return apb_fail(APB_ESTOPPED, "stopped by %s in epoch %d after batch %d of %d: %s/last.ckpt holds "
+                    "this point", signal_name(sig), epoch + 1, b, nb, dir);
 }
 
 apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
@@ -756,6 +828,8 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         r.epoch0 = ck.meta.epoch;
         r.best_acc = ck.meta.best_acc;
     }
+    /* a run stopped inside an epoch goes on at its next batch */
+    int step0 = have_ck && ck.meta.epoch < cfg->epochs ? ck.meta.step : 0;
     /* the model's own budget floor, before the folder exists: a refused run leaves none */
     double avail;
     if (cfg->budget_bits != 0 && (s = budget_avail(r.model, cfg->budget_bits, &avail)))
@@ -780,6 +854,15 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     }
     int tty = isatty(2) && !cfg->quiet;
     int kill_at = env_int("APB_DEBUG_KILL_AT_STEP");
+    /* test hook: raise SIGINT (APB_DEBUG_SIGNAL=TERM: SIGTERM) before global step N,
+     * so a stop goes through the command's real handler at a known step */
+    const char *sig_env = getenv("APB_DEBUG_SIGNAL_AT_STEP");
+    long sig_at = sig_env ? atol(sig_env) : -1;
+    int sig_kind = getenv("APB_DEBUG_SIGNAL") && !strcmp(getenv("APB_DEBUG_SIGNAL"), "TERM") ? SIGTERM : SIGINT;
+    int dirty = 0; /* steps taken since last.ckpt was written */
+    if (step0 > 0 && !cfg->quiet)
+        fprintf(stderr, "apb train: %s/last.ckpt was stopped inside epoch %d: going on at batch %d of %d\n",
+                cfg->out_dir, r.epoch0 + 1, step0 + 1, nb);
     if (!cfg->quiet) {
         apb_model_memory mem;
         apb_model_memory_stats(r.model, &mem, NULL, NULL);
@@ -790,31 +873,48 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     }
     double acc = 0;
     for (int epoch = r.epoch0; epoch < cfg->epochs; epoch++) {
-        double t0 = apb_now();
+        int first = epoch == r.epoch0 ? step0 : 0; /* batches already done */
+        double t0 = apb_now() - (first ? ck.meta.step_seconds : 0);
         int frozen = has_quant && epoch >= freeze_epoch;
         apb_optim_set_frozen(r.opt, r.g_quant, frozen);
         /* Budget mode keeps the model at its budget all along: delta is projected at
          * every epoch start and every 50 steps (alpha still learns until the freeze),
-         * so the weights never train with more outliers than they may keep. */
-        if (has_quant && cfg->budget_bits > 0) {
+         * so the weights never train with more outliers than they may keep. A
+         * resumed epoch already had its start (the checkpoint holds its delta). */
+        if (has_quant && cfg->budget_bits > 0 && first == 0) {
             double reached;
             if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, &reached)))
                 goto done;
         }
-        if ((s = apb_loader_start_epoch(ltr, epoch)))
+        if ((s = apb_loader_start_epoch_at(ltr, epoch, first))) {
+            if (first)
+                apb_fail_context(s, "%s", ck.path);
             goto done;
-        double loss_sum = 0;
-        long correct = 0, seen = 0;
-        float lr = cfg->lr;
-        for (int b = 0;; b++) {
+        }
+        if (first && (s = check_order(&ck, ltr, epoch)))
+            goto done;
+        double loss_sum = first ? ck.meta.step_loss : 0;
+        long correct = first ? ck.meta.step_correct : 0, seen = first ? ck.meta.step_seen : 0;
+        float lr = first ? apb_sched_lr(APB_SCHED_COSINE, cfg->lr, (double)((long)epoch * nb + first - 1) / nb,
+                                        cfg->epochs, cfg->warmup, 0, 0)
+                         : cfg->lr;
+        for (int b = first;; b++) {
             const float *x;
             const int *y;
             int bn;
+            long gstep = (long)epoch * nb + b;
+            if (sig_at >= 0 && gstep == sig_at)
+                raise(sig_kind);
+            /* the step before has finished: the place to stop */
+            if (apb_stop_requested()) {
+                s = stop_run(&r, ltr, epoch, b, nb, dirty, loss_sum, correct, seen, apb_now() - t0,
+                             have_ck);
+                goto done;
+            }
             if ((s = apb_loader_next(ltr, &x, &y, &bn)))
                 goto done;
             if (bn == 0)
                 break;
-            long gstep = (long)epoch * nb + b;
             if (kill_at > 0 && gstep == kill_at)
                 _exit(137); /* test hook: simulate a kill mid-epoch */
             double t = (double)gstep / nb;
@@ -844,6 +944,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             if ((s = apb_backward(&g, loss)))
                 goto done;
             apb_optim_step(r.opt);
+            dirty = 1;
             if (has_quant && cfg->budget_bits > 0 && b % 50 == 49 &&
                 (s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, NULL)))
                 goto done;
@@ -922,6 +1023,8 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             goto done;
         if ((s = save_ckpt(&r, "last.ckpt", epoch + 1, r.best_acc)))
             goto done;
+        r.wrote_last = 1;
+        dirty = 0;
         int skipped = apb_loader_skipped(ltr);
         if (skipped && !cfg->quiet)
             fprintf(stderr, "apb train: %d undecodable files skipped this epoch\n", skipped);
