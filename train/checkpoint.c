@@ -125,7 +125,7 @@ apb_status apb_ckpt_save(const char *path, const apb_ckpt_meta *meta, const apb_
             s = put_rec(&w, nm, l->mask, sizeof(float) * (size_t)l->w.numel);
         }
     }
-    if (!s) {
+    if (!s && m) { /* no model: a checkpoint of extra records only */
         char *gt;
         size_t gl;
         s = apb_graph_write(m, &gt, &gl);
