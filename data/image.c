@@ -73,6 +73,60 @@ static apb_status decode_png(const unsigned char *data, size_t size, const char 
     return APB_OK;
 }
 
+/* stb_image (Debian's 2022-09 snapshot) decodes a scan whose Huffman table was
+ * never defined with whatever its allocation held, and reads far out of bounds
+ * (fuzz/fuzz_image.c found it: docs/RELIABILITY.md). So the markers are walked
+ * first and a scan that uses an undefined table is refused; anything else that
+ * is malformed is left to stb's own checks. */
+static apb_status jpeg_check_tables(const unsigned char *d, size_t n, const char *what)
+{
+    unsigned defined = 0; /* bit 4 * class + id: class 0 DC, 1 AC; ids 0..3 */
+    size_t i = 2;         /* after SOI */
+    while (i + 1 < n) {
+        if (d[i] != 0xFF || d[i + 1] == 0xFF) {
+            i++; /* entropy-coded data, or fill bytes before a marker */
+            continue;
+        }
+        unsigned m = d[i + 1];
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) {
+            i += 2; /* stuffed byte, TEM, RSTn, SOI: no length */
+            continue;
+        }
+        if (m == 0xD9 || i + 4 > n)
+            return APB_OK; /* EOI, or truncated: stb reports that */
+        size_t len = (size_t)d[i + 2] << 8 | d[i + 3];
+        if (len < 2 || i + 2 + len > n)
+            return APB_OK;
+        const unsigned char *seg = d + i + 4;
+        size_t sl = len - 2;
+        if (m == 0xC4) { /* DHT: tables of (class << 4 | id), 16 counts, values */
+            for (size_t j = 0; j + 17 <= sl;) {
+                unsigned tc = seg[j] >> 4, th = seg[j] & 15, count = 0;
+                for (int k = 1; k <= 16; k++)
+                    count += seg[j + k];
+                if (tc < 2 && th < 4)
+                    defined |= 1u << (4 * tc + th);
+                j += 17 + count;
+            }
+        } else if (m == 0xDA && sl >= 1 && sl >= 1 + 2 * (size_t)seg[0] + 3) {
+            /* SOS: per component (id, DC table << 4 | AC table), then Ss, Se, Ah/Al;
+             * a DC scan (Ss 0) reads DC tables unless it refines (Ah > 0), a scan
+             * up to Se > 0 reads AC tables */
+            unsigned ns = seg[0], ss = seg[1 + 2 * ns], se = seg[2 + 2 * ns], ah = seg[3 + 2 * ns] >> 4;
+            for (unsigned k = 0; k < ns; k++) {
+                unsigned td = seg[2 + 2 * k] >> 4, ta = seg[2 + 2 * k] & 15;
+                int dc_used = ss == 0 && ah == 0, ac_used = se > 0;
+                if ((dc_used && (td > 3 || !(defined >> td & 1))) ||
+                    (ac_used && (ta > 3 || !(defined >> (4 + ta) & 1))))
+                    return apb_fail(APB_EFORMAT, "%s: corrupt JPEG: scan component %u uses a Huffman "
+                                    "table that is not defined (DC %u, AC %u)", what, seg[1 + 2 * k], td, ta);
+            }
+        }
+        i += 2 + len;
+    }
+    return APB_OK;
+}
+
 static apb_status decode_jpeg(const unsigned char *data, size_t size, const char *what,
                               unsigned char **rgb, int *w, int *h, int *channels)
 {
@@ -83,6 +137,7 @@ static apb_status decode_jpeg(const unsigned char *data, size_t size, const char
         return apb_fail(APB_EFORMAT, "%s: cannot decode JPEG header: %s", what,
                         stbi_failure_reason());
     APB_TRY(check_dims(what, iw, ih));
+    APB_TRY(jpeg_check_tables(data, size, what));
     unsigned char *buf = stbi_load_from_memory(data, (int)size, &iw, &ih, &comp, 3);
     if (!buf) {
         /* stb tries its other decoders after a JPEG fails, and their reason

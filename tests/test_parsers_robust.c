@@ -428,6 +428,45 @@ APB_TEST(test_parsers_image_truncations_and_flips)
     return 0;
 }
 
+/* A JPEG whose scan uses a Huffman table it never defined: stb_image would
+ * decode it from uninitialised memory and read out of bounds (the image fuzzer's
+ * finding; ASan sees it here when the check is taken out). Made from a valid
+ * file by turning its AC table 0 into a second DC table 0. */
+APB_TEST(test_parsers_jpeg_undefined_huffman_table)
+{
+    unsigned char px[9 * 7 * 3];
+    for (int i = 0; i < (int)sizeof px; i++)
+        px[i] = (unsigned char)(i * 29);
+    unsigned char *b = malloc(1 << 16), *end = b;
+    CHECK(stbi_write_jpg_to_func(jpeg_put, &end, 9, 7, 3, px, 90));
+    size_t n = (size_t)(end - b);
+    CHECK(image_try(b, n) == 1);
+    int changed = 0;
+    for (size_t i = 2; i + 4 < n && !changed;) {
+        size_t len = (size_t)b[i + 2] << 8 | b[i + 3];
+        if (b[i + 1] == 0xC4)
+            for (size_t j = i + 4; j + 17 <= i + 2 + len && !changed;) {
+                size_t count = 0;
+                for (int k = 1; k <= 16; k++)
+                    count += b[j + k];
+                if (b[j] == 0x10)
+                    b[j] = 0x00, changed = 1;
+                j += 17 + count;
+            }
+        if (b[i + 1] == 0xDA)
+            break;
+        i += 2 + len;
+    }
+    CHECK(changed);
+    unsigned char *rgb = NULL;
+    int w, h;
+    apb_status s = apb_image_decode(b, n, IMG_NAME, &rgb, &w, &h);
+    CHECK_MSG(s == APB_EFORMAT && !rgb && strstr(apb_errmsg(), IMG_NAME) && strstr(apb_errmsg(), "Huffman"),
+              "status %d: %s", s, apb_errmsg());
+    free(b);
+    return 0;
+}
+
 /* A PNG whose IHDR declares w x h (valid CRC), then an empty IDAT and IEND. */
 static size_t png_header(unsigned char *b, uint32_t w, uint32_t h)
 {
