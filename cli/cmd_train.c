@@ -180,11 +180,9 @@ static int stopped(void)
     struct stat st;
     int ours = stat(hint.ckpt, &st) == 0 &&
                (hint.resuming || !hint.existed || st.st_dev != hint.dev || st.st_ino != hint.ino);
-    fprintf(stderr, "apb train: %s\n", apb_errmsg());
+    fprintf(stderr, "apb train: %s\n", apb_errmsg()); /* says when there is nothing to resume */
     if (ours)
         fprintf(stderr, "continue with: apb train --resume %s\n", hint.dir);
-    else
-        fprintf(stderr, "apb train: nothing to resume yet\n");
     return apb_cli_stop_status();
 }
 
