@@ -12,12 +12,16 @@
  *   apb bench train [--model NAME] [--threads T] [--batch B] [--steps S]
  *                   [--warmup W] [--quant Q] [--act A]
  * Without --model it runs convnet (1x28x28), resnet20 and vgg-small (3x32x32),
- * all with 10 classes; without --threads it runs 1 and 2 threads.
+ * all with 10 classes; without --threads it runs 1 and 2 threads. `--model
+ * resnet18` (only when asked: it is slow) is the ImageNet case: 3x224x224 with
+ * the 7x7 stem and maxpool, 1000 classes, batch 32 by default. Each line also
+ * gives the process's peak resident memory so far (max_rss_mb).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 
 #include "bench.h"
 #include "options.h"
@@ -30,14 +34,25 @@
 typedef struct {
     const char *name;
     int c, h, w;
-    int steps; /* default timed steps: few for the slow models */
+    int steps;   /* default timed steps: few for the slow models */
+    int classes; /* outputs */
+    int batch;   /* default batch */
+    int on_ask;  /* run only when named by --model */
 } bench_model_info;
 
 static const bench_model_info MODELS[] = {
-    {"convnet", 1, 28, 28, 10},
-    {"resnet20", 3, 32, 32, 5},
-    {"vgg-small", 3, 32, 32, 3},
+    {"convnet", 1, 28, 28, 10, 10, 128, 0},
+    {"resnet20", 3, 32, 32, 5, 10, 128, 0},
+    {"vgg-small", 3, 32, 32, 3, 10, 128, 0},
+    {"resnet18", 3, 224, 224, 3, 1000, 32, 1},
 };
+
+/* Peak resident memory of the process so far, MiB (Linux reports KiB). */
+static double max_rss_mb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) ? 0.0 : ru.ru_maxrss / 1024.0;
+}
 
 /* SGD param groups as the trainer sets them up (train/trainer.c setup_optim). */
 static apb_status make_optim(apb_model *m, apb_optim **out)
@@ -89,7 +104,7 @@ static apb_status run_case(const bench_model_info *mi, apb_wquant wq, float spar
     cfg.in_c = mi->c;
     cfg.in_h = mi->h;
     cfg.in_w = mi->w;
-    cfg.num_classes = 10;
+    cfg.num_classes = mi->classes;
     apb_threads_set(threads);
 
     apb_model *m = NULL;
@@ -112,7 +127,7 @@ static apb_status run_case(const bench_model_info *mi, apb_wquant wq, float spar
     for (size_t i = 0; i < nx; i++)
         x[i] = apb_rng_normal(&rng);
     for (int i = 0; i < batch; i++)
-        y[i] = (int)apb_rng_below(&rng, 10);
+        y[i] = (int)apb_rng_below(&rng, (uint32_t)mi->classes);
     if ((s = apb_model_build(&cfg, 1, &m)) || (s = make_optim(m, &opt)))
         goto done;
     for (int it = -warmup; it < steps; it++) {
@@ -149,22 +164,25 @@ done:
 
 void apb_bench_train_usage(FILE *f)
 {
-    fprintf(f, "usage: apb bench train [--model convnet|resnet20|vgg-small] [--threads T] [--batch B]\n"
-               "                       [--steps S] [--warmup W] [--quant Q] [--act A]\n"
+    fprintf(f, "usage: apb bench train [--model convnet|resnet20|vgg-small|resnet18] [--threads T]\n"
+               "                       [--batch B] [--steps S] [--warmup W] [--quant Q] [--act A]\n"
                "  training images/s (forward, loss, backward, optimizer step) on random data\n"
-               "  --model NAME  one model (default: convnet 1x28x28, resnet20 and vgg-small 3x32x32)\n"
+               "  --model NAME  one model (default: convnet 1x28x28, resnet20 and vgg-small 3x32x32,\n"
+               "                10 classes; resnet18 only when named: 3x224x224, ImageNet stem,\n"
+               "                1000 classes)\n"
                "  --threads T   thread count (default: 1 and 2, both measured)\n"
-               "  --batch B     batch size (default 128)\n"
+               "  --batch B     batch size (default 128; resnet18 32)\n"
                "  --steps S     timed steps, median reported (default: 10 convnet, 5 resnet20,\n"
-               "                3 vgg-small)\n"
+               "                3 vgg-small, 3 resnet18)\n"
                "  --warmup W    untimed steps first (default 2)\n"
                "  --quant Q     weights fp|apb|binary|q2|prune:S (default fp)\n"
-               "  --act A       activations fp|binary|q2 (default fp)\n");
+               "  --act A       activations fp|binary|q2|int8 (default fp)\n"
+               "  max_rss_mb is the process's peak resident memory when the line is printed\n");
 }
 
 int apb_bench_train(int argc, char **argv)
 {
-    int threads = 0, batch = 128, steps = 0, warmup = 2, bad = 0;
+    int threads = 0, batch = -1, steps = 0, warmup = 2, bad = 0;
     const char *model = NULL, *quant = "fp", *act = "fp";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -186,7 +204,7 @@ int apb_bench_train(int argc, char **argv)
         apb_bench_train_usage(stderr);
         return 1;
     }
-    if (batch < 1 || steps < 0 || warmup < 0) {
+    if ((batch < 1 && batch != -1) || steps < 0 || warmup < 0) {
         fprintf(stderr, "apb bench train: --batch and --steps must be >= 1, --warmup >= 0\n");
         return 1;
     }
@@ -203,24 +221,27 @@ int apb_bench_train(int argc, char **argv)
     if (threads > 0)
         tlist[0] = threads, nt = 1;
     for (int k = 0; k < nm; k++) {
-        if (model && strcmp(model, MODELS[k].name))
+        if (model ? strcmp(model, MODELS[k].name) != 0 : MODELS[k].on_ask)
             continue;
         found = 1;
+        int bk = batch > 0 ? batch : MODELS[k].batch;
         for (int ti = 0; ti < nt; ti++) {
             double ips = 0, cpu_ms = 0, loss = 0;
             int st = steps ? steps : MODELS[k].steps;
-            if ((s = run_case(&MODELS[k], wq, sparsity, aq, batch, tlist[ti], st, warmup, &ips,
+            if ((s = run_case(&MODELS[k], wq, sparsity, aq, bk, tlist[ti], st, warmup, &ips,
                               &cpu_ms, &loss)))
                 return apb_cli_error("bench train", s);
             printf("op=train model=%s quant=%s act=%s batch=%d threads=%d isa=%s steps=%d "
-                   "images_per_s=%.1f ms_per_step=%.1f cpu_ms_per_step=%.1f loss=%.4f\n",
-                   MODELS[k].name, quant, act, batch, tlist[ti], apb_isa_name(apb_isa_active()),
-                   st, ips, 1000.0 * batch / ips, cpu_ms, loss);
+                   "images_per_s=%.2f ms_per_step=%.1f cpu_ms_per_step=%.1f loss=%.4f "
+                   "max_rss_mb=%.0f\n",
+                   MODELS[k].name, quant, act, bk, tlist[ti], apb_isa_name(apb_isa_active()),
+                   st, ips, 1000.0 * bk / ips, cpu_ms, loss, max_rss_mb());
             fflush(stdout);
         }
     }
     if (!found) {
-        fprintf(stderr, "apb bench train: unknown model '%s' (convnet, resnet20, vgg-small)\n",
+        fprintf(stderr,
+                "apb bench train: unknown model '%s' (convnet, resnet20, vgg-small, resnet18)\n",
                 model);
         return 1;
     }

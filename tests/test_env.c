@@ -371,6 +371,34 @@ APB_TEST(test_env_bench_model_defaults_and_baseline)
     return 0;
 }
 
+/* `apb bench train --model resnet18`: the ImageNet case (224x224, 1000 classes,
+ * batch 32 unless --batch), one op=train line with its peak memory; the default
+ * run (no --model) leaves it out. One step of batch 1 keeps it short. */
+APB_TEST(test_env_bench_train_resnet18)
+{
+    char *out, *err;
+    int rc = cli(NULL, "bench train --model resnet18 --batch 1 --steps 1 --warmup 0 --threads 1",
+                 &out, &err);
+    CHECK_MSG(rc == 0, "exit %d: %s", rc, err);
+    CHECK_MSG(count(out, "op=train ") == 1 && strstr(out, " model=resnet18 ") &&
+                  strstr(out, " batch=1 ") && keyval(out, "images_per_s") > 0 &&
+                  keyval(out, "max_rss_mb") > 0,
+              "one resnet18 line expected:\n%s", out);
+    /* random labels over 1000 classes: the first loss is near ln(1000) = 6.9,
+     * far from the 10-class ln(10) = 2.3 */
+    double loss = keyval(out, "loss");
+    CHECK_MSG(loss > 4.0 && loss < 20.0, "loss %g: not a 1000-class model?\n%s", loss, out);
+    free(out);
+    free(err);
+    rc = cli(NULL, "bench train --help", &out, &err);
+    CHECK_MSG(rc == 0 && strstr(out, "resnet18") && strstr(out, "resnet18 32") &&
+                  strstr(out, "only when named"),
+              "help:\n%s", out);
+    free(out);
+    free(err);
+    return 0;
+}
+
 /* ---- the repository's own pointers ---- */
 
 /* Every relative link in README.md names a file inside the repository. */
