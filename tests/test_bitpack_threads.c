@@ -1,7 +1,9 @@
 /* test_bitpack_threads.c - fused conv packing of ONE large image split over
  * threads (kernels/bitpack.c: bitmap rows, then blocks of 64 pixels): the packed
  * words must equal a naive per-tap construction and be identical for 1 and 2
- * threads, for sign and 2-bit packing, strides 1 and 2, at every ISA level. */
+ * threads, for sign and 2-bit packing, strides 1 and 2, at every ISA level
+ * (the AVX-512 compare and transpose helpers included). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +63,8 @@ APB_TEST(test_bitpack_conv_one_image_over_threads)
         for (size_t i = 0; i < xs; i++)
             x[i] = apb_rng_normal(&r);
         x[5] = 0.0f; /* sgn(0) = +1 */
+        /* the special values take the same bits on every path */
+        x[9] = NAN, x[10] = -0.0f, x[11] = INFINITY, x[12] = -INFINITY, x[xs - 1] = NAN;
         for (int two = 0; two < 2; two++) {
             float s = 0.6f;
             naive(g, x, s, two, want[0], want[1], ld);
