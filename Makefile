@@ -48,7 +48,7 @@ AVX2_FLAGS   := -mavx2 -mfma -mpopcnt
 AVX512_FLAGS := -mavx2 -mfma -mpopcnt -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vpopcntdq
 
 # Third-party libraries from Debian packages (never vendored).
-DEPS_LIBS := -lpng -lz -lstb
+DEPS_LIBS := -lpng -ljpeg -lz
 # ONNX import (import/): protobuf-c decodes the onnx.proto that libonnx-dev
 # ships, compiled to C at build time into $(BUILD)/gen (never committed). Only
 # `apb` and run_tests link it; libapbrt never does.

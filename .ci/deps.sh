@@ -3,7 +3,7 @@
 # As root it installs what is missing; otherwise it prints the exact command and fails.
 # pkgconf: the tests build the embedding example as README says, with pkg-config.
 # protobuf-c + libonnx-dev: `apb import` (ONNX), compiled from onnx.proto at build time.
-PKGS="libpng-dev libstb-dev zlib1g-dev pkgconf dataset-fashion-mnist libprotobuf-c-dev protobuf-c-compiler libonnx-dev"
+PKGS="libpng-dev libjpeg62-turbo-dev zlib1g-dev pkgconf dataset-fashion-mnist libprotobuf-c-dev protobuf-c-compiler libonnx-dev"
 # Not a Debian system: nothing to check here; the compiler will say what is missing.
 command -v dpkg-query >/dev/null 2>&1 || exit 0
 missing=""

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <stb/stb_image_write.h>
 
 #include "bench.h"
 #include "options.h"
@@ -61,8 +60,8 @@ static int make_jpegs(void)
             return -1;
         }
         snprintf(path, sizeof path, "%s/train/class%d/img%03d.jpg", JPEG_DIR, i % 4, i);
-        if (!stbi_write_jpg(path, JPEG_W, JPEG_H, 3, img, 90)) {
-            fprintf(stderr, "apb bench: cannot write %s\n", path);
+        if (apb_jpeg_write(path, img, JPEG_W, JPEG_H, 3, 90) != APB_OK) {
+            fprintf(stderr, "apb bench: %s\n", apb_errmsg());
             free(img);
             return -1;
         }

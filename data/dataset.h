@@ -94,8 +94,9 @@ apb_status apb_transform_check(const apb_transform *t);
 apb_status apb_dataset_get(apb_dataset *ds, const apb_transform *t, int index, int epoch,
                            uint64_t seed, float *out, int *label);
 
-/* Decode a PNG (libpng) or JPEG (stb_image), chosen by magic bytes, to RGB uint8
- * rgb [h, w, 3] (malloc'd, caller frees). Errors name the file and the reason. */
+/* Decode a PNG (libpng) or JPEG (libjpeg), chosen by magic bytes, to RGB uint8
+ * rgb [h, w, 3] (malloc'd, caller frees). Errors name the file and the reason;
+ * a JPEG that libjpeg would only warn about (truncated, corrupt data) is an error. */
 apb_status apb_image_load(const char *path, unsigned char **rgb, int *w, int *h);
 /* As apb_image_load; *channels is the file's own layout: 1 gray, 2 gray + alpha,
  * 3 RGB, 4 RGBA (alpha is composited onto white, as viewers show it). */
@@ -122,6 +123,14 @@ apb_status apb_png_write_rgb(const char *path, const unsigned char *rgb, int w, 
  * normalization of t (values are clamped to [0, 255]). */
 apb_status apb_png_write_sample(const char *path, const float *x, int c, int h, int w,
                                 const apb_transform *t);
+/* Encode px [h, w, channels] (1 gray or 3 RGB) as a JPEG of quality 1..100
+ * (baseline, or progressive when asked) with libjpeg, into a malloc'd buffer
+ * jpeg [size] (caller frees); `what` names it in errors. */
+apb_status apb_jpeg_encode(const unsigned char *px, int w, int h, int channels, int quality,
+                           int progressive, const char *what, unsigned char **jpeg, size_t *size);
+/* apb_jpeg_encode (baseline) written atomically to path. */
+apb_status apb_jpeg_write(const char *path, const unsigned char *px, int w, int h, int channels,
+                          int quality);
 
 /* The transform engine used by everything above, exposed for tests: src is a
  * uint8 image of sc channels (1 or 3), sh x sw pixels, addressed as

@@ -1,16 +1,18 @@
-/* image.c - decode PNG (libpng) and JPEG (stb_image) files to RGB, write PNGs.
+/* image.c - decode PNG (libpng) and JPEG (libjpeg) files to RGB, write PNGs and JPEGs.
  *
  * The decoder is chosen by the file's magic bytes, never its extension, so a
  * mislabelled file still decodes and a non-image fails with a clear reason.
  * Decoding is re-entrant (libpng's simplified API keeps its state in the
- * png_image; stb_image's failure reason is thread-local), so loader threads
- * decode in parallel. Oversized images are refused before any allocation.
+ * png_image, libjpeg in a decompress object on the caller's stack), so loader
+ * threads decode in parallel. Oversized images are refused before any allocation.
  */
+#include <setjmp.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
 #include <stdlib.h>
 #include <string.h>
 
+#include <jpeglib.h>
 #include <png.h>
-#include <stb/stb_image.h>
 
 #include "dataset.h"
 #include "fileio.h"
@@ -73,58 +75,71 @@ static apb_status decode_png(const unsigned char *data, size_t size, const char 
     return APB_OK;
 }
 
-/* stb_image (Debian's 2022-09 snapshot) decodes a scan whose Huffman table was
- * never defined with whatever its allocation held, and reads far out of bounds
- * (fuzz/fuzz_image.c found it: docs/RELIABILITY.md). So the markers are walked
- * first and a scan that uses an undefined table is refused; anything else that
- * is malformed is left to stb's own checks. */
-static apb_status jpeg_check_tables(const unsigned char *d, size_t n, const char *what)
+/* JPEG through libjpeg (libjpeg-turbo, Debian's libjpeg62-turbo).
+ *
+ * libjpeg reports an error by calling error_exit, whose default prints and
+ * calls exit(): here it keeps the message and jumps back to the caller, which
+ * destroys the decoder (freeing all it allocated) and returns the message.
+ * Warnings are errors too: libjpeg warns about corrupt data it then patches
+ * over (a truncated scan filled with gray, a bad Huffman code, bytes before a
+ * marker), so an image is either decoded as written or refused, never half
+ * gray, the same on every run. */
+typedef struct {
+    struct jpeg_error_mgr mgr; /* first: libjpeg hands back &mgr as cinfo->err */
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX + 64];
+} jpeg_failure;
+
+static void jpeg_on_error(j_common_ptr cinfo)
 {
-    unsigned defined = 0; /* bit 4 * class + id: class 0 DC, 1 AC; ids 0..3 */
-    size_t i = 2;         /* after SOI */
-    while (i + 1 < n) {
-        if (d[i] != 0xFF || d[i + 1] == 0xFF) {
-            i++; /* entropy-coded data, or fill bytes before a marker */
-            continue;
-        }
-        unsigned m = d[i + 1];
-        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) {
-            i += 2; /* stuffed byte, TEM, RSTn, SOI: no length */
-            continue;
-        }
-        if (m == 0xD9 || i + 4 > n)
-            return APB_OK; /* EOI, or truncated: stb reports that */
-        size_t len = (size_t)d[i + 2] << 8 | d[i + 3];
-        if (len < 2 || i + 2 + len > n)
-            return APB_OK;
-        const unsigned char *seg = d + i + 4;
-        size_t sl = len - 2;
-        if (m == 0xC4) { /* DHT: tables of (class << 4 | id), 16 counts, values */
-            for (size_t j = 0; j + 17 <= sl;) {
-                unsigned tc = seg[j] >> 4, th = seg[j] & 15, count = 0;
-                for (int k = 1; k <= 16; k++)
-                    count += seg[j + k];
-                if (tc < 2 && th < 4)
-                    defined |= 1u << (4 * tc + th);
-                j += 17 + count;
-            }
-        } else if (m == 0xDA && sl >= 1 && sl >= 1 + 2 * (size_t)seg[0] + 3) {
-            /* SOS: per component (id, DC table << 4 | AC table), then Ss, Se, Ah/Al;
-             * a DC scan (Ss 0) reads DC tables unless it refines (Ah > 0), a scan
-             * up to Se > 0 reads AC tables */
-            unsigned ns = seg[0], ss = seg[1 + 2 * ns], se = seg[2 + 2 * ns], ah = seg[3 + 2 * ns] >> 4;
-            for (unsigned k = 0; k < ns; k++) {
-                unsigned td = seg[2 + 2 * k] >> 4, ta = seg[2 + 2 * k] & 15;
-                int dc_used = ss == 0 && ah == 0, ac_used = se > 0;
-                if ((dc_used && (td > 3 || !(defined >> td & 1))) ||
-                    (ac_used && (ta > 3 || !(defined >> (4 + ta) & 1))))
-                    return apb_fail(APB_EFORMAT, "%s: corrupt JPEG: scan component %u uses a Huffman "
-                                    "table that is not defined (DC %u, AC %u)", what, seg[1 + 2 * k], td, ta);
-            }
-        }
-        i += 2 + len;
+    jpeg_failure *f = (jpeg_failure *)cinfo->err;
+    f->mgr.format_message(cinfo, f->msg);
+    longjmp(f->jump, 1);
+}
+
+static void jpeg_on_message(j_common_ptr cinfo, int level)
+{
+    if (level < 0) /* a warning; levels >= 0 are traces, off by default */
+        jpeg_on_error(cinfo);
+}
+
+/* A progressive file may hold any number of scans, each a pass over the whole
+ * image: a small hostile file could keep the decoder busy for minutes. Real
+ * encoders write about ten; libjpeg-turbo's own tools suggest refusing
+ * beyond a few hundred. */
+#define APB_JPEG_MAX_SCANS 500
+
+static void jpeg_on_progress(j_common_ptr cinfo)
+{
+    int scan = ((j_decompress_ptr)cinfo)->input_scan_number;
+    if (scan > APB_JPEG_MAX_SCANS) {
+        jpeg_failure *f = (jpeg_failure *)cinfo->err;
+        snprintf(f->msg, sizeof f->msg, "more than %d scans", APB_JPEG_MAX_SCANS);
+        longjmp(f->jump, 1);
     }
-    return APB_OK;
+}
+
+static void jpeg_failure_init(jpeg_failure *f)
+{
+    jpeg_std_error(&f->mgr);
+    f->mgr.error_exit = jpeg_on_error;
+    f->mgr.emit_message = jpeg_on_message;
+    f->msg[0] = 0;
+}
+
+/* CMYK (or YCCK, which libjpeg turns into CMYK) to RGB. Adobe's files store the
+ * inks inverted (255 = no ink), others as printed (255 = full ink). */
+static void cmyk_to_rgb(const unsigned char *cmyk, unsigned char *rgb, int w, int adobe)
+{
+    for (int x = 0; x < w; x++) {
+        unsigned k = cmyk[4 * x + 3];
+        if (!adobe)
+            k = 255 - k;
+        for (int c = 0; c < 3; c++) {
+            unsigned v = adobe ? cmyk[4 * x + c] : 255u - cmyk[4 * x + c];
+            rgb[3 * x + c] = (unsigned char)((v * k + 127) / 255);
+        }
+    }
 }
 
 static apb_status decode_jpeg(const unsigned char *data, size_t size, const char *what,
@@ -132,36 +147,73 @@ static apb_status decode_jpeg(const unsigned char *data, size_t size, const char
 {
     if (size > 0x7fffffff)
         return apb_fail(APB_EFORMAT, "%s: JPEG file too large (%zu bytes)", what, size);
-    int iw, ih, comp;
-    if (!stbi_info_from_memory(data, (int)size, &iw, &ih, &comp))
-        return apb_fail(APB_EFORMAT, "%s: cannot decode JPEG header: %s", what,
-                        stbi_failure_reason());
-    APB_TRY(check_dims(what, iw, ih));
-    APB_TRY(jpeg_check_tables(data, size, what));
-    unsigned char *buf = stbi_load_from_memory(data, (int)size, &iw, &ih, &comp, 3);
-    if (!buf) {
-        /* stb tries its other decoders after a JPEG fails, and their reason
-         * ("bad png sig") would only mislead */
-        const char *why = stbi_failure_reason();
-        if (!why || strstr(why, "png") || strstr(why, "PNG"))
-            why = "corrupt or truncated data";
-        return apb_fail(APB_EFORMAT, "%s: cannot decode JPEG (%dx%d, %d components): %s", what, iw,
-                        ih, comp, why);
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_progress_mgr progress = {.progress_monitor = jpeg_on_progress};
+    jpeg_failure fail;
+    jpeg_failure_init(&fail);
+    cinfo.err = &fail.mgr;
+    /* changed after setjmp and read after a longjmp: volatile */
+    unsigned char *volatile out = NULL;
+    volatile int stage = 0; /* 0 header, 1 pixels */
+    if (setjmp(fail.jump)) {
+        apb_status s;
+        if (stage == 0)
+            s = apb_fail(APB_EFORMAT, "%s: cannot decode JPEG header: %s", what, fail.msg);
+        else
+            s = apb_fail(APB_EFORMAT, "%s: cannot decode JPEG (%ux%u, %d components): %s", what,
+                         cinfo.image_width, cinfo.image_height, cinfo.num_components, fail.msg);
+        jpeg_destroy_decompress(&cinfo);
+        free(out);
+        return s;
     }
-    /* stb allocates with malloc (STBI_MALLOC default), so the caller's free() fits;
-     * copy anyway to keep that an internal detail of this file. */
-    size_t n = (size_t)iw * ih * 3;
-    unsigned char *out = malloc(n);
+    jpeg_create_decompress(&cinfo);
+    cinfo.progress = &progress;
+    jpeg_mem_src(&cinfo, data, (unsigned long)size);
+    jpeg_read_header(&cinfo, TRUE);
+    stage = 1;
+    apb_status s = check_dims(what, cinfo.image_width, cinfo.image_height);
+    if (s != APB_OK) {
+        jpeg_destroy_decompress(&cinfo);
+        return s;
+    }
+    int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    int adobe = cinfo.saw_Adobe_marker;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    int ow = (int)cinfo.output_width, oh = (int)cinfo.output_height;
+    if (ow != (int)cinfo.image_width || oh != (int)cinfo.image_height ||
+        cinfo.output_components != (cmyk ? 4 : 3)) {
+        snprintf(fail.msg, sizeof fail.msg, "decoder gave %dx%d with %d components", ow, oh,
+                 cinfo.output_components);
+        longjmp(fail.jump, 1); /* cannot happen with these settings; refuse anyway */
+    }
+    size_t row = (size_t)ow * 3;
+    out = malloc(row * oh);
     if (!out) {
-        stbi_image_free(buf);
-        return apb_fail(APB_ENOMEM, "%s: out of memory for a %dx%d image", what, iw, ih);
+        jpeg_destroy_decompress(&cinfo);
+        return apb_fail(APB_ENOMEM, "%s: out of memory for a %dx%d image", what, ow, oh);
     }
-    memcpy(out, buf, n);
-    stbi_image_free(buf);
+    /* a CMYK row is converted from libjpeg's own buffer, freed with the decoder */
+    JSAMPARRAY cmyk_row = cmyk ? cinfo.mem->alloc_sarray((j_common_ptr)&cinfo, JPOOL_IMAGE,
+                                                         (JDIMENSION)ow * 4, 1)
+                               : NULL;
+    while (cinfo.output_scanline < cinfo.output_height) {
+        unsigned char *dst = out + row * cinfo.output_scanline;
+        if (cmyk) {
+            jpeg_read_scanlines(&cinfo, cmyk_row, 1);
+            cmyk_to_rgb(cmyk_row[0], dst, ow, adobe);
+        } else {
+            JSAMPROW r = dst;
+            jpeg_read_scanlines(&cinfo, &r, 1);
+        }
+    }
+    /* reads on to the end of the image: a file cut after its last scan is refused too */
+    jpeg_finish_decompress(&cinfo);
+    *channels = cinfo.num_components == 1 ? 1 : 3;
+    jpeg_destroy_decompress(&cinfo);
     *rgb = out;
-    *w = iw;
-    *h = ih;
-    *channels = comp;
+    *w = ow;
+    *h = oh;
     return APB_OK;
 }
 
@@ -255,5 +307,103 @@ apb_status apb_png_write_sample(const char *path, const float *x, int c, int h, 
         }
     apb_status s = apb_png_write_rgb(path, buf, w, h, c);
     free(buf);
+    return s;
+}
+
+/* libjpeg's encoder writes into this growing buffer (libjpeg's own memory
+ * destination loses its buffer when the encoder fails midway). */
+typedef struct {
+    struct jpeg_destination_mgr mgr; /* first: libjpeg hands back &mgr as cinfo->dest */
+    unsigned char *buf;
+    size_t cap;
+} jpeg_sink;
+
+static void jpeg_sink_init(j_compress_ptr cinfo)
+{
+    jpeg_sink *k = (jpeg_sink *)cinfo->dest;
+    k->mgr.next_output_byte = k->buf;
+    k->mgr.free_in_buffer = k->cap;
+}
+
+static boolean jpeg_sink_grow(j_compress_ptr cinfo)
+{
+    /* called when the buffer is full, whatever free_in_buffer says */
+    jpeg_sink *k = (jpeg_sink *)cinfo->dest;
+    unsigned char *b = realloc(k->buf, 2 * k->cap);
+    if (!b) {
+        jpeg_failure *f = (jpeg_failure *)cinfo->err;
+        snprintf(f->msg, sizeof f->msg, "out of memory for %zu bytes", 2 * k->cap);
+        longjmp(f->jump, 1);
+    }
+    k->buf = b;
+    k->mgr.next_output_byte = b + k->cap;
+    k->mgr.free_in_buffer = k->cap;
+    k->cap *= 2;
+    return TRUE;
+}
+
+static void jpeg_sink_term(j_compress_ptr cinfo)
+{
+}
+
+apb_status apb_jpeg_encode(const unsigned char *px, int w, int h, int channels, int quality,
+                           int progressive, const char *what, unsigned char **jpeg, size_t *size)
+{
+    *jpeg = NULL;
+    *size = 0;
+    if (channels != 1 && channels != 3)
+        return apb_fail(APB_EINVAL, "%s: JPEG with %d channels, expected 1 or 3", what, channels);
+    if (quality < 1 || quality > 100)
+        return apb_fail(APB_EINVAL, "%s: JPEG quality %d, expected 1..100", what, quality);
+    APB_TRY(check_dims(what, w, h));
+    struct jpeg_compress_struct cinfo;
+    jpeg_failure fail;
+    jpeg_failure_init(&fail);
+    cinfo.err = &fail.mgr;
+    /* the sink's buffer is reached through a pointer, so a longjmp leaves it intact */
+    jpeg_sink sink = {.mgr = {.init_destination = jpeg_sink_init,
+                              .empty_output_buffer = jpeg_sink_grow,
+                              .term_destination = jpeg_sink_term},
+                      .cap = 4096 + (size_t)w * h * channels / 4};
+    jpeg_sink *volatile k = &sink;
+    k->buf = malloc(k->cap);
+    if (!k->buf)
+        return apb_fail(APB_ENOMEM, "%s: out of memory to encode a %dx%d JPEG", what, w, h);
+    if (setjmp(fail.jump)) {
+        jpeg_destroy_compress(&cinfo);
+        free(k->buf);
+        return apb_fail(APB_EIO, "%s: cannot encode JPEG: %s", what, fail.msg);
+    }
+    jpeg_create_compress(&cinfo);
+    cinfo.dest = &k->mgr;
+    cinfo.image_width = (JDIMENSION)w;
+    cinfo.image_height = (JDIMENSION)h;
+    cinfo.input_components = channels;
+    cinfo.in_color_space = channels == 3 ? JCS_RGB : JCS_GRAYSCALE;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality, TRUE);
+    if (progressive)
+        jpeg_simple_progression(&cinfo);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        /* libjpeg reads the rows, never writes them */
+        JSAMPROW r = (JSAMPROW)(px + (size_t)cinfo.next_scanline * w * channels);
+        jpeg_write_scanlines(&cinfo, &r, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    *size = k->cap - k->mgr.free_in_buffer;
+    *jpeg = k->buf;
+    jpeg_destroy_compress(&cinfo);
+    return APB_OK;
+}
+
+apb_status apb_jpeg_write(const char *path, const unsigned char *px, int w, int h, int channels,
+                          int quality)
+{
+    unsigned char *jpeg;
+    size_t size;
+    APB_TRY(apb_jpeg_encode(px, w, h, channels, quality, 0, path, &jpeg, &size));
+    apb_status s = apb_file_write_atomic(path, jpeg, size);
+    free(jpeg);
     return s;
 }

@@ -1,5 +1,5 @@
 /* fuzz_image.c - libFuzzer target for image decoding (data/image.c: PNG through
- * libpng, JPEG through stb_image, chosen by the bytes) and the preprocessing
+ * libpng, JPEG through libjpeg, chosen by the bytes) and the preprocessing
  * that follows it in apb infer and the folder loader: gray 28x28 (stretch or
  * crop), RGB 32x32, and resize-shorter-side + center crop.
  *

@@ -1,7 +1,7 @@
 /* make_corpus.c - writes the seed corpora of the parser fuzz targets, a few
  * small valid inputs each, into DIR/<target>/ (fuzz/corpus/ in the repository
  * holds its output): IDX pairs raw and gzip, CIFAR-10/100 files with and
- * without class lists, PNGs of every layout and JPEGs, checkpoints (version 2,
+ * without class lists, PNGs and JPEGs of every layout, checkpoints (version 2,
  * the same with CRC repair, version 1), command lines for `apb train`.
  * Deterministic: the same files on every run.
  */
@@ -12,10 +12,11 @@
 #include <zlib.h>
 
 #include <png.h>
-#include <stb/stb_image_write.h>
 
+#include "dataset.h"
 #include "fileio.h"
 #include "test_ckpt_util.h"
+#include "test_jpeg_util.h"
 
 static const char *root;
 
@@ -111,13 +112,6 @@ static void cifar_seeds(void)
     cifar_seed("c100-names", 1, 2, list);
 }
 
-static void jpeg_put(void *ctx, void *data, int size)
-{
-    unsigned char **p = ctx;
-    memcpy(*p, data, (size_t)size);
-    *p += size;
-}
-
 static void image_seeds(void)
 {
     unsigned char px[11 * 7 * 8];
@@ -148,13 +142,31 @@ static void image_seeds(void)
             exit(1);
         put("image", f[k].name, buf, size);
     }
-    unsigned char buf[8192], *end;
-    for (int comp = 1; comp <= 3; comp += 2) {
-        end = buf;
-        if (!stbi_write_jpg_to_func(jpeg_put, &end, 11, 7, comp, px, 75))
+    /* JPEGs: gray, RGB, RGB progressive (apb's writer), CMYK with Adobe's
+     * marker, YCCK, and a gray one of 30 scans (one coefficient band at a time) */
+    static const struct {
+        const char *name;
+        int channels, progressive;
+    } j[] = {{"gray.jpg", 1, 0}, {"rgb.jpg", 3, 0}, {"progressive.jpg", 3, 1}};
+    for (size_t k = 0; k < sizeof j / sizeof j[0]; k++) {
+        unsigned char *b;
+        size_t n;
+        if (apb_jpeg_encode(px, 11, 7, j[k].channels, 75, j[k].progressive, j[k].name, &b, &n))
             exit(1);
-        put("image", comp == 1 ? "gray.jpg" : "rgb.jpg", buf, (size_t)(end - buf));
+        put("image", j[k].name, b, n);
+        free(b);
     }
+    unsigned char *b;
+    unsigned long n;
+    tj_write_cmyk(px, 11, 7, 0, 1, &b, &n);
+    put("image", "cmyk.jpg", b, n);
+    free(b);
+    tj_write_cmyk(px, 11, 7, 1, 1, &b, &n);
+    put("image", "ycck.jpg", b, n);
+    free(b);
+    tj_write_scans(px, 11, 7, 30, &b, &n);
+    put("image", "scans.jpg", b, n);
+    free(b);
 }
 
 static void ckpt_seeds(const char *tmp)

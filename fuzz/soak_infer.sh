@@ -19,26 +19,58 @@ mkdir -p "$DIR"
 "$APB" export --ckpt "$DIR/run/last.ckpt" --out "$DIR/model.apb" > /dev/null
 "$APB" data fashion-mnist --split test --dump "$N" "$DIR/img" > /dev/null
 
-# PNG -> JPEG with stb (libstb-dev): a 20-line helper, built here
+# PNG -> JPEG (quality 90) with libpng and libjpeg: a small helper, built here
 cat > "$DIR/tojpg.c" <<'EOF'
 #include <stdio.h>
-#include <stb/stb_image.h>
-#include <stb/stb_image_write.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jpeglib.h>
+#include <png.h>
 int main(int argc, char **argv)
 {
     for (int i = 1; i + 1 < argc; i += 2) {
-        int w, h, c;
-        unsigned char *p = stbi_load(argv[i], &w, &h, &c, 0);
-        if (!p || !stbi_write_jpg(argv[i + 1], w, h, c, p, 90)) {
-            fprintf(stderr, "tojpg: %s\n", argv[i]);
+        png_image img;
+        memset(&img, 0, sizeof img);
+        img.version = PNG_IMAGE_VERSION;
+        unsigned char *px = NULL;
+        FILE *out = NULL;
+        int comps = 3;
+        if (png_image_begin_read_from_file(&img, argv[i])) {
+            comps = img.format & PNG_FORMAT_FLAG_COLOR ? 3 : 1; /* gray stays gray */
+            img.format = comps == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+            px = malloc(PNG_IMAGE_SIZE(img));
+        }
+        if (!px || !png_image_finish_read(&img, NULL, px, 0, NULL) ||
+            !(out = fopen(argv[i + 1], "wb"))) {
+            fprintf(stderr, "tojpg: %s: %s\n", argv[i], img.message);
             return 1;
         }
-        stbi_image_free(p);
+        struct jpeg_compress_struct c;
+        struct jpeg_error_mgr err;
+        c.err = jpeg_std_error(&err); /* prints and exits on error */
+        jpeg_create_compress(&c);
+        jpeg_stdio_dest(&c, out);
+        c.image_width = img.width, c.image_height = img.height;
+        c.input_components = comps, c.in_color_space = comps == 3 ? JCS_RGB : JCS_GRAYSCALE;
+        jpeg_set_defaults(&c);
+        jpeg_set_quality(&c, 90, TRUE);
+        jpeg_start_compress(&c, TRUE);
+        while (c.next_scanline < c.image_height) {
+            JSAMPROW r = px + (size_t)c.next_scanline * img.width * comps;
+            jpeg_write_scanlines(&c, &r, 1);
+        }
+        jpeg_finish_compress(&c);
+        jpeg_destroy_compress(&c);
+        if (fclose(out) != 0) {
+            fprintf(stderr, "tojpg: cannot write %s\n", argv[i + 1]);
+            return 1;
+        }
+        free(px);
     }
     return 0;
 }
 EOF
-${CC:-cc} -O1 "$DIR/tojpg.c" -lstb -lm -o "$DIR/tojpg"
+${CC:-cc} -O1 "$DIR/tojpg.c" -lpng -ljpeg -lm -o "$DIR/tojpg"
 ls "$DIR/img" | awk 'NR % 10 == 5' | sed 's/\.png$//' |
     while read -r f; do echo "$DIR/img/$f.png $DIR/img/$f.jpg"; done | xargs "$DIR/tojpg"
 for f in $(ls "$DIR/img" | grep '\.jpg$'); do rm "$DIR/img/${f%.jpg}.png"; done

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <stb/stb_image_write.h>
+#include <png.h>
 
 #include "checkpoint.h"
 #include "dataset.h"
@@ -193,11 +193,16 @@ APB_TEST(test_cli_infer_notes_every_conversion)
         snprintf(img[i], sizeof img[i], "%s/%s", dir, names[i]);
     CHECK_OK(apb_png_write_rgb(img[0], px, 28, 28, 1));
     CHECK_OK(apb_png_write_rgb(img[1], px, 28, 28, 3));
-    CHECK(stbi_write_png(img[2], 28, 28, 4, px, 28 * 4) != 0);
+    png_image rgba;
+    memset(&rgba, 0, sizeof rgba);
+    rgba.version = PNG_IMAGE_VERSION;
+    rgba.width = rgba.height = 28;
+    rgba.format = PNG_FORMAT_RGBA;
+    CHECK(png_image_write_to_file(&rgba, img[2], 0, px, 28 * 4, NULL) != 0);
     CHECK_OK(apb_png_write_rgb(img[3], px, 5, 5, 1));
     CHECK_OK(apb_png_write_rgb(img[4], px, 300, 200, 1));
     CHECK_OK(apb_png_write_rgb(img[5], px, 300, 200, 3));
-    CHECK(stbi_write_jpg(img[6], 300, 200, 3, px, 90) != 0);
+    CHECK_OK(apb_jpeg_write(img[6], px, 300, 200, 3, 90));
 
     /* what the gray 28x28 model says about each image (NULL: fed as it is) */
     static const char *const gray_notes[7] = {

@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <stb/stb_image_write.h>
-
 #include "apbrt.h"
 #include "checkpoint.h"
 #include "dataset.h"
@@ -144,7 +142,7 @@ APB_TEST(test_cli_infer_images_match_runtime)
     CHECK_OK(apb_png_write_rgb(img[1], rgb, 60, 50, 3));
     pattern(rgb, 37, 45, 3);
     snprintf(img[2], sizeof img[2], "%s/photo.jpg", dir);
-    CHECK(stbi_write_jpg(img[2], 37, 45, 3, rgb, 90) != 0);
+    CHECK_OK(apb_jpeg_write(img[2], rgb, 37, 45, 3, 90));
 
     apbrt_model *m;
     CHECK_MSG(apbrt_load(model, &m) == 0, "%s", apbrt_errmsg());

@@ -15,14 +15,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <stb/stb_image_write.h>
-
 #include "cli.h"
 #include "dataset.h"
 #include "fileio.h"
 #include "loader.h"
 #include "rng.h"
 #include "test.h"
+#include "test_jpeg_util.h"
 
 /* ---- helpers that write the official formats ---- */
 
@@ -659,9 +658,9 @@ APB_TEST(test_data_png_roundtrip)
     for (int i = 0; i < W * H; i++)
         CHECK(back[3 * i] == gray[i] && back[3 * i + 1] == gray[i] && back[3 * i + 2] == gray[i]);
     free(back);
-    /* JPEG written by stb_image_write decodes to nearly the same pixels */
+    /* a JPEG (under a .png name) decodes to nearly the same pixels */
     snprintf(path, sizeof path, "%s/b.png", apb_test_tmpdir());
-    CHECK(stbi_write_jpg(path, W, H, 3, rgb, 100));
+    CHECK_OK(apb_jpeg_write(path, rgb, W, H, 3, 100));
     CHECK_OK(apb_image_load(path, &back, &w, &h));
     CHECK(w == W && h == H);
     double err = 0;
@@ -692,6 +691,69 @@ APB_TEST(test_data_png_roundtrip)
     return 0;
 }
 
+/* JPEG layouts apb reads: gray (one channel, replicated), progressive, and
+ * four-component CMYK / YCCK, with Adobe's inverted inks and without. */
+APB_TEST(test_data_jpeg_layouts)
+{
+    enum { W = 16, H = 16 };
+    char path[600];
+    unsigned char rgb[W * H * 3], gray[W * H], *back, *jpeg;
+    int w, h, channels;
+    make_rgb(rgb, W, H, 5);
+    for (int i = 0; i < W * H; i++)
+        gray[i] = (unsigned char)(40 + (i % W) * 9);
+    snprintf(path, sizeof path, "%s/gray.jpg", fresh_tmpdir());
+    CHECK_OK(apb_jpeg_write(path, gray, W, H, 1, 100));
+    CHECK_OK(apb_image_load_channels(path, &back, &w, &h, &channels));
+    CHECK(w == W && h == H && channels == 1);
+    for (int i = 0; i < W * H; i++) {
+        CHECK(back[3 * i] == back[3 * i + 1] && back[3 * i] == back[3 * i + 2]);
+        CHECK_MSG(abs(back[3 * i] - gray[i]) <= 3, "gray pixel %d: %d, wrote %d", i, back[3 * i], gray[i]);
+    }
+    free(back);
+
+    /* progressive: the frame marker says so (SOF2), and it decodes as baseline does */
+    size_t n;
+    CHECK_OK(apb_jpeg_encode(rgb, W, H, 3, 100, 1, "prog", &jpeg, &n));
+    int sof2 = 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        sof2 |= jpeg[i] == 0xFF && jpeg[i + 1] == 0xC2;
+    CHECK(sof2);
+    CHECK_OK(apb_image_decode(jpeg, n, "prog", &back, &w, &h));
+    CHECK(w == W && h == H);
+    double err = 0;
+    for (int i = 0; i < W * H * 3; i++)
+        err += abs(back[i] - rgb[i]);
+    CHECK_MSG(err / (W * H * 3) < 6, "mean abs error of the progressive JPEG %g", err / (W * H * 3));
+    free(back);
+    free(jpeg);
+
+    /* one ink colour over the whole image (stored C M Y K = 200 100 50 220):
+     * Adobe's files mean 255 = no ink, so R = C*K/255; plain ones the opposite */
+    static const unsigned char ink[4] = {200, 100, 50, 220};
+    unsigned char cmyk[W * H * 4];
+    for (int i = 0; i < W * H * 4; i++)
+        cmyk[i] = ink[i % 4];
+    for (int kind = 0; kind < 3; kind++) {
+        int ycck = kind == 2, adobe = kind != 1;
+        unsigned long size;
+        tj_write_cmyk(cmyk, W, H, ycck, adobe, &jpeg, &size);
+        snprintf(path, sizeof path, "%s/cmyk%d.jpg", apb_test_tmpdir(), kind);
+        CHECK_OK(apb_file_write_atomic(path, jpeg, size));
+        free(jpeg);
+        CHECK_OK(apb_image_load_channels(path, &back, &w, &h, &channels));
+        CHECK(w == W && h == H && channels == 3);
+        for (int c = 0; c < 3; c++) {
+            int want = adobe ? ink[c] * ink[3] / 255 : (255 - ink[c]) * (255 - ink[3]) / 255;
+            for (int i = 0; i < W * H; i++)
+                CHECK_MSG(abs(back[3 * i + c] - want) <= 3, "%s pixel %d channel %d: %d, expected %d",
+                          path, i, c, back[3 * i + c], want);
+        }
+        free(back);
+    }
+    return 0;
+}
+
 static int write_tree_file(const char *dir, const char *sub, const char *name, int png, int seed,
                            unsigned char *keep)
 {
@@ -706,7 +768,7 @@ static int write_tree_file(const char *dir, const char *sub, const char *name, i
         memcpy(keep, rgb, sizeof rgb);
     if (png)
         return apb_png_write_rgb(path, rgb, 20, 15, 3) == APB_OK ? 0 : -1;
-    return stbi_write_jpg(path, 20, 15, 3, rgb, 95) ? 0 : -1;
+    return apb_jpeg_write(path, rgb, 20, 15, 3, 95) == APB_OK ? 0 : -1;
 }
 
 APB_TEST(test_data_folder)

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "apbrt_internal.h"
-#include "crc32.h"
 #include "test.h"
+#include "test_apb_crc.h"
 #include "test_infer_util.h"
 
 static const char *NAME = "fuzzed-model.apb";
@@ -54,25 +54,6 @@ static int try_load(const unsigned char *buf, size_t size, int *bad_msg)
     return 1;
 }
 
-/* Recomputes every section CRC, the table CRC and the header CRC (as far as the
- * mutated header/table still point inside the buffer). */
-static void fix_crcs(unsigned char *b, size_t size)
-{
-    if (size < 64)
-        return;
-    uint32_t nsec = apbrt_rd32(b + 24);
-    if (nsec > 100000 || 64 + (uint64_t)nsec * 32 > size)
-        nsec = 0;
-    for (uint32_t k = 0; k < nsec; k++) {
-        unsigned char *e = b + 64 + k * 32;
-        uint64_t off = apbrt_rd64(e + 8), sz = apbrt_rd64(e + 16);
-        if (off <= size && sz <= size - off)
-            apbrt_wr32(e + 24, apb_crc32(0, b + off, (size_t)sz));
-    }
-    apbrt_wr32(b + 32, apb_crc32(0, b + 64, (size_t)nsec * 32));
-    apbrt_wr32(b + 36, apb_crc32(0, b, 36));
-}
-
 APB_TEST(test_infer_robust_header_and_truncation)
 {
     unsigned char *buf;
@@ -94,7 +75,7 @@ APB_TEST(test_infer_robust_header_and_truncation)
         uint64_t off = apbrt_rd64(buf + 64 + k * 32 + 8);
         memcpy(c, buf, size);
         apbrt_wr64(c + 16, off);
-        fix_crcs(c, (size_t)off);
+        ta_fix_crcs(c, (size_t)off);
         CHECK(try_load(c, (size_t)off, &bad) == 0 && !bad);
     }
     /* wrong magic / version */
@@ -104,7 +85,7 @@ APB_TEST(test_infer_robust_header_and_truncation)
     for (uint32_t v = 0; v <= APBRT_VERSION + 1; v += APBRT_VERSION + 1) { /* 0 and one too new */
         memcpy(c, buf, size);
         apbrt_wr32(c + 8, v);
-        fix_crcs(c, size);
+        ta_fix_crcs(c, size);
         CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "version"));
     }
     /* a missing file names the path */
@@ -173,7 +154,7 @@ APB_TEST(test_infer_robust_mutations_behind_crc)
                                                : apbrt_rd32(c + pos) + (apb_rng_below(&r, 2) ? 1 : -1);
             apbrt_wr32(c + pos, v);
         }
-        fix_crcs(c, size);
+        ta_fix_crcs(c, size);
         loaded += try_load(c, size, &bad);
         n++;
         CHECK_MSG(!bad, "mutation %d: message '%s'", it, apbrt_errmsg());
@@ -222,12 +203,12 @@ APB_TEST(test_infer_robust_version1_and_accounting_words)
     }
     CHECK_MSG(apb_layers > 0, "the test model has no APB layer marked in word 21");
     apbrt_wr32(c + 8, 1);
-    fix_crcs(c, size);
+    ta_fix_crcs(c, size);
     int bad = 0;
     CHECK_MSG(try_load(c, size, &bad) == 1 && !bad, "version 1 file refused: %s", apbrt_errmsg());
     /* version 1 with an accounting word set: refused */
     apbrt_wr32(c + goff + 84, APBRT_C_APB);
-    fix_crcs(c, size);
+    ta_fix_crcs(c, size);
     CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "reserved"));
     /* version 2: pruned accounting on APB storage is inconsistent */
     memcpy(c, buf, size);
@@ -236,7 +217,7 @@ APB_TEST(test_infer_robust_version1_and_accounting_words)
             apbrt_wr32(c + r + 84, APBRT_C_PRUNED);
             break;
         }
-    fix_crcs(c, size);
+    ta_fix_crcs(c, size);
     CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "pruning"));
     free(c);
     free(buf);
@@ -265,19 +246,19 @@ APB_TEST(test_infer_robust_int8_kinds)
         memcpy(c, buf, size);
         apbrt_wr32(c + rec + 44, (uint32_t)kind);
         apbrt_wrf(c + rec + 48, 0.05f);
-        fix_crcs(c, size);
+        ta_fix_crcs(c, size);
         CHECK_MSG(try_load(c, size, &bad) == 1 && !bad, "kind %d refused: %s", kind, apbrt_errmsg());
         static const float bad_steps[] = {0.0f, -0.05f, 1e-39f};
         for (int k = 0; k < 3; k++) {
             apbrt_wrf(c + rec + 48, bad_steps[k]);
-            fix_crcs(c, size);
+            ta_fix_crcs(c, size);
             CHECK_MSG(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "step"),
                       "step %g: %s", bad_steps[k], apbrt_errmsg());
         }
     }
     memcpy(c, buf, size);
     apbrt_wr32(c + rec + 44, APBRT_A_S8 + 1);
-    fix_crcs(c, size);
+    ta_fix_crcs(c, size);
     CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "activation kind"));
     memcpy(c, buf, size);
     for (uint64_t r = goff; r < goff + gsz; r += APBRT_REC_SIZE)
@@ -286,7 +267,7 @@ APB_TEST(test_infer_robust_int8_kinds)
     apbrt_wr32(c + rec + 44, APBRT_A_U8);
     apbrt_wrf(c + rec + 48, 0.05f);
     apbrt_wr32(c + 8, 1);
-    fix_crcs(c, size);
+    ta_fix_crcs(c, size);
     CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "version 2"));
     free(c);
     free(buf);
