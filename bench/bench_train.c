@@ -12,7 +12,8 @@
  *   apb bench train [--model NAME] [--threads T] [--batch B] [--steps S]
  *                   [--warmup W] [--quant Q] [--act A]
  * Without --model it runs convnet (1x28x28), resnet20 and vgg-small (3x32x32),
- * all with 10 classes; without --threads it runs 1 and 2 threads.
+ * all with 10 classes; resnet18 (3x224x224, 1000 classes) runs only when named.
+ * Without --threads it runs 1 and 2 threads.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,14 +30,17 @@
 
 typedef struct {
     const char *name;
-    int c, h, w;
-    int steps; /* default timed steps: few for the slow models */
+    int c, h, w, classes;
+    int steps;      /* default timed steps: few for the slow models */
+    int named_only; /* run only when --model names it (too slow for the default set) */
 } bench_model_info;
 
 static const bench_model_info MODELS[] = {
-    {"convnet", 1, 28, 28, 10},
-    {"resnet20", 3, 32, 32, 5},
-    {"vgg-small", 3, 32, 32, 3},
+    {"convnet", 1, 28, 28, 10, 10, 0},
+    {"resnet20", 3, 32, 32, 10, 5, 0},
+    {"vgg-small", 3, 32, 32, 10, 3, 0},
+    /* ImageNet geometry: the compute behind docs/DISTRIBUTED.md's projection */
+    {"resnet18", 3, 224, 224, 1000, 2, 1},
 };
 
 /* SGD param groups as the trainer sets them up (train/trainer.c setup_optim). */
@@ -89,7 +93,7 @@ static apb_status run_case(const bench_model_info *mi, apb_wquant wq, float spar
     cfg.in_c = mi->c;
     cfg.in_h = mi->h;
     cfg.in_w = mi->w;
-    cfg.num_classes = 10;
+    cfg.num_classes = mi->classes;
     apb_threads_set(threads);
 
     apb_model *m = NULL;
@@ -149,14 +153,15 @@ done:
 
 void apb_bench_train_usage(FILE *f)
 {
-    fprintf(f, "usage: apb bench train [--model convnet|resnet20|vgg-small] [--threads T] [--batch B]\n"
+    fprintf(f, "usage: apb bench train [--model convnet|resnet20|vgg-small|resnet18] [--threads T] [--batch B]\n"
                "                       [--steps S] [--warmup W] [--quant Q] [--act A]\n"
                "  training images/s (forward, loss, backward, optimizer step) on random data\n"
-               "  --model NAME  one model (default: convnet 1x28x28, resnet20 and vgg-small 3x32x32)\n"
+               "  --model NAME  one model (default: convnet 1x28x28, resnet20 and vgg-small 3x32x32;\n"
+               "                resnet18, 3x224x224 and 1000 classes, only when named)\n"
                "  --threads T   thread count (default: 1 and 2, both measured)\n"
                "  --batch B     batch size (default 128)\n"
                "  --steps S     timed steps, median reported (default: 10 convnet, 5 resnet20,\n"
-               "                3 vgg-small)\n"
+               "                3 vgg-small, 2 resnet18)\n"
                "  --warmup W    untimed steps first (default 2)\n"
                "  --quant Q     weights fp|apb|binary|q2|prune:S (default fp)\n"
                "  --act A       activations fp|binary|q2 (default fp)\n");
@@ -203,7 +208,7 @@ int apb_bench_train(int argc, char **argv)
     if (threads > 0)
         tlist[0] = threads, nt = 1;
     for (int k = 0; k < nm; k++) {
-        if (model && strcmp(model, MODELS[k].name))
+        if (model ? strcmp(model, MODELS[k].name) != 0 : MODELS[k].named_only)
             continue;
         found = 1;
         for (int ti = 0; ti < nt; ti++) {
@@ -220,7 +225,7 @@ int apb_bench_train(int argc, char **argv)
         }
     }
     if (!found) {
-        fprintf(stderr, "apb bench train: unknown model '%s' (convnet, resnet20, vgg-small)\n",
+        fprintf(stderr, "apb bench train: unknown model '%s' (convnet, resnet20, vgg-small, resnet18)\n",
                 model);
         return 1;
     }

@@ -49,11 +49,12 @@ $CC $FLAGS -fsanitize=fuzzer,address,undefined fuzz/fuzz_load.c $RT $ISA_OBJS -l
 # cli/main.c, instrumented for coverage (fuzzer-no-link), in one archive, with
 # stb_image's decoders compiled in (fuzz/stb_impl.c). The image decode cap is
 # lowered to 4 M pixels here (fuzz_image.c says why).
-LIBFLAGS="$FLAGS -I. -Ilayers -Imodels -Ioptim -Idata -Itrain -Ireport -Ibench -Icli -Ifuzz \
+LIBFLAGS="$FLAGS -I. -Ilayers -Imodels -Ioptim -Idata -Itrain -Ireport -Ibench -Idist -Icli -Ifuzz \
     -DAPB_IMAGE_MAX_PIXELS=4000000L -fsanitize=fuzzer-no-link,address,undefined -Wno-pass-failed"
 mkdir -p "$OUT/lib"
+# dist/: the one-process fallback (the fuzzers never start MPI).
 SRCS=$(ls core/*.c kernels/*.c infer/*.c layers/*.c models/*.c optim/*.c data/*.c train/*.c \
-    report/*.c bench/*.c cli/*.c fuzz/stb_impl.c | grep -v '^cli/main.c$')
+    report/*.c bench/*.c dist/dist_local.c cli/*.c fuzz/stb_impl.c | grep -v '^cli/main.c$')
 # Rebuilt when a source is newer than its object; everything when a header is
 # newer than the archive. One compiler per core, each with its file's ISA flags.
 [ -f "$OUT/libapbfuzz.a" ] && [ -z "$(find . -name '*.h' -newer "$OUT/libapbfuzz.a" | head -1)" ] ||
