@@ -6,6 +6,8 @@
 #   DEBUG=1    -O0 -g
 #   PREFIX=... install prefix (default /usr/local)
 #   CC=clang   any C11 compiler with GNU extensions
+#   MPI=0      build without MPI even where Open MPI is installed (default: with
+#              it when mpicc and mpi.h are found; docs/DISTRIBUTED.md)
 #
 # Targets: all, test, demo, bench, install, clean, deps, fuzz.
 # ISA-specific files (*_avx2.c, *_avx512.c) are the only ones built with ISA
@@ -17,6 +19,7 @@ PREFIX  ?= /usr/local
 OMP     ?= 1
 SAN     ?= 0
 DEBUG   ?= 0
+MPI     ?= auto
 
 OPT     := -O2
 ifeq ($(DEBUG),1)
@@ -26,12 +29,15 @@ ifeq ($(SAN),1)
   OPT   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 # One build directory per configuration, so settings never mix objects:
-# build (default), build/san, build/noomp, build/debug, build/san-noomp, ...
-BUILD_TAG := $(if $(filter 1,$(SAN)),san)$(if $(filter 0,$(OMP)),$(if $(filter 1,$(SAN)),-)noomp)$(if $(filter 1,$(DEBUG)),$(if $(filter 1,$(SAN))$(filter 0,$(OMP)),-)debug)
+# build (default), build/san, build/noomp, build/debug, build/san-noomp, build/nompi, ...
+empty     :=
+space     := $(empty) $(empty)
+BUILD_TAG := $(subst $(space),-,$(strip $(if $(filter 1,$(SAN)),san) $(if $(filter 0,$(OMP)),noomp) \
+               $(if $(filter 1,$(DEBUG)),debug) $(if $(filter 0,$(MPI)),nompi)))
 BUILD   := build$(if $(BUILD_TAG),/$(BUILD_TAG))
 
 CFLAGS_BASE := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-format-truncation \
-               -ffp-contract=off -fPIC -I. -Icore -Ikernels -Ilayers -Imodels -Ioptim -Idata -Itrain -Ireport -Iinfer -Ibench -Iimport -Icli -Itests
+               -ffp-contract=off -fPIC -I. -Icore -Ikernels -Ilayers -Imodels -Ioptim -Idata -Itrain -Ireport -Iinfer -Ibench -Iimport -Idist -Icli -Itests
 LDLIBS_BASE := -lm
 ifeq ($(OMP),1)
   CFLAGS_BASE += -fopenmp
@@ -56,13 +62,27 @@ ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 GEN        := $(BUILD)/gen
 IMPORT_LIBS := -lprotobuf-c
 
+# MPI (dist/, data-parallel `apb train`): $(BUILD)/mpi.mk sets MPI_CFLAGS and
+# MPI_LIBS from `mpicc --showme` when Open MPI's compiler wrapper and mpi.h are
+# there, empty otherwise. It is written after the package check (which installs
+# Open MPI as root) and make reads it back, restarting once. Only dist/ is
+# compiled with MPI's flags, only `apb` and run_tests link it; libapbrt never.
+MPI_CFLAGS :=
+MPI_LIBS   :=
+ifneq ($(MPI),0)
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+-include $(BUILD)/mpi.mk
+endif
+endif
+DIST      := $(if $(MPI_LIBS),dist/dist_mpi.c,dist/dist_local.c)
+
 CORE_RT   := core/status.c core/arena.c core/rng.c core/cpu.c core/threads.c core/crc32.c core/fileio.c core/bits.c
 CORE_ALL  := $(wildcard core/*.c)
 KERNELS   := $(wildcard kernels/*.c)
 INFER     := $(wildcard infer/*.c)
 # Everything above the runtime: layers, models, optimizers, data, training,
 # report, benchmarks and the command files (cli/main.c alone makes `apb`).
-TRAINLIBS := $(wildcard layers/*.c models/*.c optim/*.c data/*.c train/*.c report/*.c bench/*.c import/*.c) \
+TRAINLIBS := $(wildcard layers/*.c models/*.c optim/*.c data/*.c train/*.c report/*.c bench/*.c import/*.c) $(DIST) \
              $(filter-out cli/main.c,$(wildcard cli/*.c))
 TESTS     := $(wildcard tests/*.c)
 
@@ -89,6 +109,13 @@ deps:
 	@mkdir -p $(BUILD)
 	@sh .ci/deps.sh
 	@touch $(BUILD)/.deps-ok
+
+$(BUILD)/mpi.mk: $(BUILD)/.deps-ok .ci/mpi.sh
+	@CC="$(CC)" sh .ci/mpi.sh > $@.tmp && mv $@.tmp $@
+
+# dist/'s object follows the MPI that mpi.mk found.
+$(call obj,$(DIST)): override CFLAGS += $(MPI_CFLAGS)
+$(call obj,$(DIST)): $(if $(filter 0,$(MPI)),,$(BUILD)/mpi.mk)
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
@@ -135,10 +162,10 @@ $(BUILD)/libapbrt.so: $(BUILD)/libapbrt.so.1
 	ln -sf libapbrt.so.1 $@
 
 $(BUILD)/apb: $(MAIN_OBJ) $(BUILD)/libapb.a
-	$(CC) -o $@ $(MAIN_OBJ) $(BUILD)/libapb.a $(DEPS_LIBS) $(IMPORT_LIBS) $(LDLIBS_BASE)
+	$(CC) -o $@ $(MAIN_OBJ) $(BUILD)/libapb.a $(DEPS_LIBS) $(IMPORT_LIBS) $(MPI_LIBS) $(LDLIBS_BASE)
 
 $(BUILD)/run_tests: $(TEST_OBJS) $(BUILD)/libapb.a
-	$(CC) -o $@ $(TEST_OBJS) $(BUILD)/libapb.a $(DEPS_LIBS) $(IMPORT_LIBS) $(LDLIBS_BASE)
+	$(CC) -o $@ $(TEST_OBJS) $(BUILD)/libapb.a $(DEPS_LIBS) $(IMPORT_LIBS) $(MPI_LIBS) $(LDLIBS_BASE)
 
 # The suite: unit tests, gradient checks, kernels at every ISA level, data
 # readers, training, export/runtime exactness, a bounded loader fuzz run.

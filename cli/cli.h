@@ -47,8 +47,8 @@ int apb_cmd_train_parse(int argc, char **argv, apb_train_cfg *c, apb_cli_given *
  * the process as the signal would (every command; main installs it). */
 void apb_cli_signals_default(void);
 /* SIGINT / SIGTERM ask for a graceful stop (core/stop.h) and a second one exits
- * at once; `what` says what the stop saves ("the position in the epoch"). In
- * signals.c. */
+ * at once; `what` says what the stop saves ("the position in the epoch"); NULL
+ * stops as quietly (a data-parallel process other than 0). In signals.c. */
 void apb_cli_signals_install(const char *cmd, const char *what);
 /* The exit status of a command stopped on request: 128 + the signal (130, 143). */
 int apb_cli_stop_status(void);

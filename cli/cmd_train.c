@@ -6,14 +6,23 @@
  * a larger --epochs extends the run), says when a resumed run is already
  * complete, and on Ctrl-C or SIGTERM (the trainer then saves where it is inside
  * the epoch) says how to continue.
+ *
+ * Under mpirun (dist.h) every process runs this command with the same
+ * arguments. Process 0 alone prints (the others' stdout goes to /dev/null and
+ * their stderr carries only an error of their own), checks --out / --resume
+ * against the files and tells the others the outcome. An error that one
+ * process meets alone, while the others wait for it, ends the job
+ * (apb_dist_abort); one that every process returned together ends normally.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "trainer.h"
 
 static const char *const OPTIM_NAMES[3] = {"sgd", "adam", "adamw"};
@@ -65,6 +74,11 @@ static void usage(FILE *f)
             "                     pruning ramp are recomputed for N epochs and continue at the\n"
             "                     next epoch, so a finished run's learning rate rises again\n"
             "  --threads T --seed S (default %llu) --quiet\n"
+            "  --sync-bn          under mpirun: batchnorm statistics over every process's batch\n"
+            "                     (default: each process's own; docs/DISTRIBUTED.md)\n"
+            "Data-parallel: mpirun -np N apb train ... trains on N x --batch images per step, each\n"
+            "process on its part, with the same options and results as one process with N x --batch\n"
+            "(up to rounding); a run is resumed with the same N.\n"
             "Ctrl-C or SIGTERM stops a run after the current step and saves the position in\n"
             "the epoch to DIR/last.ckpt (exit 130 / 143); --resume DIR goes on from that step.\n"
             "A second signal stops at once, leaving the previous DIR/last.ckpt as it was.\n",
@@ -117,6 +131,7 @@ static const char *opt_text(const apb_train_cfg *c, const char *opt, int prec, c
         {"--val", 'i', .i = c->val},
         {"--seed", 'i', .i = (long long)c->seed},
         {"--init", 's', .s = c->init_ckpt},
+        {"--sync-bn", 'b', .i = c->sync_bn},
     };
     for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
         if (strcmp(t[k].opt, opt))
@@ -188,17 +203,29 @@ static int stopped(void)
 
 static int run(apb_train_cfg *c, int resuming)
 {
-    hint_note(resuming ? c->resume_dir : c->out_dir, resuming);
-    apb_cli_signals_install("train", "the position in the epoch to last.ckpt");
+    int rank = apb_dist_rank();
+    if (rank == 0)
+        hint_note(resuming ? c->resume_dir : c->out_dir, resuming);
+    apb_cli_signals_install("train", rank == 0 ? "the position in the epoch to last.ckpt" : NULL);
     apb_status s = apb_train_run(c, NULL);
+    if (!s)
+        return 0;
+    if (!c->err_shared) { /* this process alone: the others wait for it in a collective */
+        fprintf(stderr, "apb train: process %d of %d: %s\n", rank, apb_dist_size(), apb_errmsg());
+        fflush(stderr);
+        apb_dist_abort(s == APB_ESTOPPED ? apb_cli_stop_status() : 1);
+    }
+    if (!c->err_print) /* another process says it */
+        return s == APB_ESTOPPED ? apb_cli_stop_status() : 1;
     if (s == APB_ESTOPPED)
         return stopped();
-    return s ? apb_cli_error("train", s) : 0;
+    return apb_cli_error("train", s);
 }
 
 /* --resume DIR with the options given beside it: those equal to the run's are
- * fine, a conflicting one is refused by name, --epochs may extend the run. */
-static int resume(apb_train_cfg *c, const apb_cli_given *g)
+ * fine, a conflicting one is refused by name, --epochs may extend the run.
+ * Returns the exit status, or -2 when the run is to go on. */
+static int resume_check(apb_train_cfg *c, const apb_cli_given *g)
 {
     apb_train_cfg *st = calloc(1, sizeof *st);
     if (!st)
@@ -224,7 +251,6 @@ static int resume(apb_train_cfg *c, const apb_cli_given *g)
                                 "extended, not shortened\n", c->epochs, st->epochs);
                 bad = 1;
             }
-            c->resume_epochs = c->epochs;
         } else if (!strcmp(o, "--out")) {
             if (!same_dir(c->out_dir, c->resume_dir)) {
                 fprintf(stderr, "apb train: --out %s conflicts with --resume %s: a resumed run writes "
@@ -257,7 +283,7 @@ static int resume(apb_train_cfg *c, const apb_cli_given *g)
     free(st);
     if (bad)
         return 2;
-    return run(c, 1);
+    return -2;
 }
 
 int apb_cmd_train_parse(int argc, char **argv, apb_train_cfg *c, apb_cli_given *g, int *force)
@@ -375,6 +401,8 @@ int apb_cmd_train_parse(int argc, char **argv, apb_train_cfg *c, apb_cli_given *
             c->seed = (uint64_t)iv;
         else if (!strcmp(a, "--quiet"))
             c->quiet = 1;
+        else if (!strcmp(a, "--sync-bn"))
+            c->sync_bn = 1;
         else {
             fprintf(stderr, "apb train: unknown option '%s' (apb train --help)\n", a);
             bad = 1;
@@ -399,25 +427,80 @@ int apb_cmd_train_parse(int argc, char **argv, apb_train_cfg *c, apb_cli_given *
     return 0;
 }
 
+/* Process 0 alone reports (the others' stdout and, while `errors_too`, their
+ * stderr go to /dev/null); `restore` brings stderr back. */
+static int quiet_fd = -1;
+static void silence(int errors_too)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    if (fd < 0)
+        return;
+    fflush(stdout);
+    fflush(stderr);
+    dup2(fd, 1);
+    if (errors_too) {
+        quiet_fd = dup(2);
+        dup2(fd, 2);
+    }
+    close(fd);
+}
+
+static void restore(void)
+{
+    if (quiet_fd < 0)
+        return;
+    fflush(stderr);
+    dup2(quiet_fd, 2);
+    close(quiet_fd);
+    quiet_fd = -1;
+}
+
+/* What the command does before training: -2 to train, else the exit status
+ * (0 for a resumed run that is already complete). With processes, process 0
+ * looks at the files and the others follow its word. */
+static int prepare(apb_train_cfg *c, const apb_cli_given *g, int force)
+{
+    for (int i = 0; i < g->n; i++)
+        if (c->resume_dir[0] && !strcmp(g->name[i], "--epochs"))
+            c->resume_epochs = c->epochs;
+    int rc = -2;
+    if (apb_dist_rank() == 0) {
+        if (c->resume_dir[0])
+            rc = resume_check(c, g);
+        else if (!force && apb_train_out_check(c->out_dir))
+            rc = apb_cli_error("train", APB_EINVAL);
+    }
+    int32_t word = rc;
+    if (apb_dist_size() > 1 && apb_dist_bcast(&word, sizeof word, 0))
+        return apb_cli_error("train", APB_EIO);
+    return (int)word;
+}
+
 int apb_cmd_train(int argc, char **argv)
 {
+    apb_status ds = apb_dist_init(NULL, NULL);
+    if (ds)
+        return apb_cli_error("train", ds);
+    int rank = apb_dist_rank();
     apb_train_cfg *c = calloc(1, sizeof *c);
     apb_cli_given *g = calloc(1, sizeof *g);
     if (!c || !g) {
         free(c);
         free(g);
+        apb_dist_finish();
         return 1;
     }
+    /* the same arguments give every process the same verdict: process 0 says it */
+    if (rank > 0)
+        silence(1);
     int force, rc = apb_cmd_train_parse(argc, argv, c, g, &force);
-    if (rc == 0) {
-        if (c->resume_dir[0])
-            rc = resume(c, g);
-        else if (!force && apb_train_out_check(c->out_dir))
-            rc = apb_cli_error("train", APB_EINVAL);
-        else
-            rc = run(c, 0);
+    restore();
+    if (rc == 0 && (rc = prepare(c, g, force)) == -2) {
+        c->quiet |= rank > 0;
+        rc = run(c, c->resume_dir[0] != 0);
     }
     free(c);
     free(g);
+    apb_dist_finish();
     return rc < 0 ? 0 : rc; /* -1: --help was shown */
 }

@@ -56,11 +56,14 @@ void apb_cli_signals_default(void)
 
 void apb_cli_signals_install(const char *cmd, const char *what)
 {
-    snprintf(first_msg, sizeof first_msg,
-             "\napb %s: stopping after the current step, saving %s (signal again to stop at once)\n",
-             cmd, what);
-    snprintf(second_msg, sizeof second_msg,
-             "\napb %s: stopped at once; files written before are intact\n", cmd);
+    first_msg[0] = second_msg[0] = 0;
+    if (what) {
+        snprintf(first_msg, sizeof first_msg,
+                 "\napb %s: stopping after the current step, saving %s (signal again to stop at once)\n",
+                 cmd, what);
+        snprintf(second_msg, sizeof second_msg,
+                 "\napb %s: stopped at once; files written before are intact\n", cmd);
+    }
     first_len = strlen(first_msg);
     second_len = strlen(second_msg);
     struct sigaction sa;

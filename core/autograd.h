@@ -99,11 +99,25 @@ struct apb_op {
     void (*backward)(apb_graph *g, apb_var *out);
 };
 
+/* Batch statistics shared by the processes of a data-parallel run (apb train
+ * --sync-bn under mpirun): gather(ctx, mine, n, all) hands every process the n
+ * values of every process, all[nproc * n] in process order, identical
+ * everywhere. A failure cannot be returned from inside backward: the
+ * implementation ends the job instead (dist.h). */
+typedef struct {
+    int nproc;
+    void (*gather)(void *ctx, const double *mine, int n, double *all);
+    void *ctx;
+} apb_graph_share;
+
 struct apb_graph {
     apb_arena *step;   /* activations, grads, saved state: reset every step */
     int training;      /* 1: batch statistics, dropout active; 0: eval mode */
     int record;        /* 1: record the tape for backward; 0: no-grad */
     apb_rng *rng;      /* randomness for ops like dropout (may be NULL in eval) */
+    /* NULL (apb_graph_init): batch statistics of this process's batch alone;
+     * set: batchnorm reduces them over every process (op_batchnorm.c) */
+    const apb_graph_share *share;
     apb_var **tape;    /* recorded outputs in forward order (heap, reused) */
     int ntape, cap;
 };

@@ -7,6 +7,12 @@
  * batches. Each item's result depends only on (seed, epoch, position), never on
  * which thread ran it or when, so the batches do not depend on the thread count.
  *
+ * Shards (apb_loader_shard, data-parallel training): global batch b of the
+ * epoch order is positions [b G, b G + G), G = nranks * batch, and process
+ * `rank` takes its rank-th part of it; items count slot positions b * batch + p,
+ * which map to epoch positions through batch_start(). With one rank this is
+ * exactly the unsharded loader.
+ *
  * Undecodable files: the item falls through to the next index in dataset order
  * (wrapping) until a file decodes, keeping the random key of the original
  * index; the file is marked bad (later epochs skip it without decoding) and
@@ -41,6 +47,8 @@ struct apb_loader {
     apb_dataset *ds;
     apb_transform t;
     int batch, shuffle, drop_last, nthreads, chunk;
+    int rank, nranks;   /* this process's shard of every global batch (0, 1: all) */
+    long total;         /* epoch positions served: whole global batches, or all */
     uint64_t seed;
     int n;              /* dataset size when the loader was created */
     long sample_len;    /* C*H*W floats */
@@ -60,12 +68,29 @@ struct apb_loader {
     int nbad, badcap;
 };
 
+/* Epoch positions [lo, hi) of this process's part of global batch b: the
+ * rank-th of nranks near-equal parts of the global batch (all of it for one rank). */
+static void shard_range(const apb_loader *ld, int b, long *lo, long *hi)
+{
+    long g = (long)ld->batch * ld->nranks, start = (long)b * g;
+    long len = ld->total - start < g ? ld->total - start : g;
+    *lo = start + len * ld->rank / ld->nranks;
+    *hi = start + len * (ld->rank + 1) / ld->nranks;
+}
+
 static int batch_len(const apb_loader *ld, int b)
 {
-    long end = (long)(b + 1) * ld->batch;
-    if (end > ld->total_items)
-        end = ld->total_items;
-    return (int)(end - (long)b * ld->batch);
+    long lo, hi;
+    shard_range(ld, b, &lo, &hi);
+    return (int)(hi - lo);
+}
+
+/* The epoch position of the first sample of this process's batch b. */
+static long batch_start(const apb_loader *ld, int b)
+{
+    long lo, hi;
+    shard_range(ld, b, &lo, &hi);
+    return lo;
 }
 
 static void record_bad(apb_loader *ld, int idx, const char *msg)
@@ -140,7 +165,12 @@ static void *worker(void *arg)
             int b = (int)(k0 / ld->batch);
             if (b < ld->consumed + APB_LOADER_SLOTS) {
                 long bend = (long)b * ld->batch + batch_len(ld, b);
+                if (k0 >= bend) { /* a shard shorter than the slot: on to the next batch */
+                    ld->next_item = (long)(b + 1) * ld->batch;
+                    continue;
+                }
                 long k1 = k0 + ld->chunk < bend ? k0 + ld->chunk : bend;
+                long pos0 = batch_start(ld, b) - (long)b * ld->batch;
                 ld->next_item = k1;
                 ld->active++;
                 uint64_t gen = ld->gen;
@@ -152,8 +182,8 @@ static void *worker(void *arg)
                 apb_status err = APB_OK;
                 char msg[512] = "";
                 for (long k = k0; k < k1 && err == APB_OK; k++)
-                    run_item(ld, epoch, k, slot, (int)(k - (long)b * ld->batch), &replaced, &err,
-                             msg, sizeof msg);
+                    run_item(ld, epoch, pos0 + k, slot, (int)(k - (long)b * ld->batch), &replaced,
+                             &err, msg, sizeof msg);
 
                 pthread_mutex_lock(&ld->mu);
                 ld->active--;
@@ -203,10 +233,13 @@ apb_status apb_loader_create(apb_dataset *ds, const apb_transform *t, int batch,
     ld->drop_last = drop_last;
     ld->seed = seed;
     ld->nthreads = threads;
+    ld->rank = 0;
+    ld->nranks = 1;
     ld->n = apb_dataset_size(ds);
     ld->chunk = ds->pool ? 1 : (batch < 16 ? batch : 16);
     ld->sample_len = (long)t->out_c * t->out_h * t->out_w;
     ld->nbatches = drop_last ? ld->n / batch : (ld->n + batch - 1) / batch;
+    ld->total = drop_last ? (long)ld->nbatches * batch : ld->n;
     ld->order = malloc(sizeof(int) * (size_t)ld->n);
     ld->bad = calloc((size_t)ld->n, 1);
     int ok = ld->order && ld->bad;
@@ -275,7 +308,8 @@ apb_status apb_loader_start_epoch_at(apb_loader *ld, int epoch, int first)
     ld->cur = ld->consumed = first;
     ld->holding = ld->skipped = 0;
     ld->next_item = (long)first * ld->batch;
-    ld->total_items = ld->drop_last ? (long)ld->nbatches * ld->batch : ld->n;
+    /* in slot positions: with shards, every slot's whole range (short shards skip ahead) */
+    ld->total_items = ld->nranks > 1 ? (long)ld->nbatches * ld->batch : ld->total;
     ld->started = 1;
     pthread_cond_broadcast(&ld->work_cv);
     pthread_mutex_unlock(&ld->mu);
@@ -317,6 +351,29 @@ apb_status apb_loader_next(apb_loader *ld, const float **x, const int **y, int *
     *n = need;
     ld->cur++;
     ld->holding = 1;
+    pthread_mutex_unlock(&ld->mu);
+    return APB_OK;
+}
+
+apb_status apb_loader_shard(apb_loader *ld, int rank, int nranks)
+{
+    if (nranks < 1 || rank < 0 || rank >= nranks)
+        return apb_fail(APB_EINVAL, "loader: shard %d of %d does not exist", rank, nranks);
+    long g = (long)ld->batch * nranks;
+    if (ld->drop_last ? ld->n < g : ld->n < nranks)
+        return apb_fail(APB_EINVAL, "loader: %s has %d samples, too few for %d processes%s%ld",
+                        apb_dataset_name(ld->ds), ld->n, nranks,
+                        ld->drop_last ? " with whole global batches of " : "", ld->drop_last ? g : 0L);
+    pthread_mutex_lock(&ld->mu);
+    ld->gen++;
+    ld->total_items = 0;
+    while (ld->active > 0)
+        pthread_cond_wait(&ld->done_cv, &ld->mu);
+    ld->started = 0;
+    ld->rank = rank;
+    ld->nranks = nranks;
+    ld->nbatches = (int)(ld->drop_last ? ld->n / g : (ld->n + g - 1) / g);
+    ld->total = ld->drop_last ? (long)ld->nbatches * g : ld->n;
     pthread_mutex_unlock(&ld->mu);
     return APB_OK;
 }

@@ -24,6 +24,14 @@ typedef struct apb_loader apb_loader;
  * the loader. */
 apb_status apb_loader_create(apb_dataset *ds, const apb_transform *t, int batch, int shuffle,
                              int drop_last, uint64_t seed, int threads, apb_loader **out);
+/* Data-parallel training: from now on this loader serves process `rank`'s part
+ * of every global batch of nranks * batch samples of the (seed, epoch) order,
+ * the rank-th of nranks near-equal parts (exactly `batch` samples in a whole
+ * global batch), so the samples of a global batch do not depend on nranks and
+ * each process decodes only its own. Batches per epoch counts global batches.
+ * Call before apb_loader_start_epoch; refused when some process would get no
+ * sample (fewer than nranks samples, or than one global batch with drop_last). */
+apb_status apb_loader_shard(apb_loader *ld, int rank, int nranks);
 apb_status apb_loader_start_epoch(apb_loader *ld, int epoch);
 /* The same, starting at batch `first` of the epoch (0 <= first <= batches per
  * epoch): the batches are those the epoch gives from there, so a run stopped

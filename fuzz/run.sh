@@ -51,16 +51,17 @@ $CC $FLAGS -fsanitize=fuzzer,address,undefined fuzz/fuzz_load.c $RT $ISA_OBJS -l
 # coverage (fuzzer-no-link), in one archive. libpng and libjpeg are Debian's
 # shared libraries, not instrumented (docs/RELIABILITY.md says what that means).
 # The image decode cap is lowered to 4 M pixels here (fuzz_image.c says why).
+# dist/: the one-process fallback (the fuzzers never start MPI).
 ONNX_PROTO=${ONNX_PROTO:-/usr/include/onnx/onnx.proto}
 mkdir -p "$OUT/gen" "$OUT/lib"
 if [ ! "$OUT/gen/onnx.pb-c.c" -nt "$ONNX_PROTO" ]; then
     cp "$ONNX_PROTO" "$OUT/gen/onnx.proto"
     (cd "$OUT/gen" && protoc-c --c_out=. onnx.proto)
 fi
-LIBFLAGS="$FLAGS -I. -Ilayers -Imodels -Ioptim -Idata -Itrain -Ireport -Ibench -Iimport -Icli -Ifuzz \
+LIBFLAGS="$FLAGS -I. -Ilayers -Imodels -Ioptim -Idata -Itrain -Ireport -Ibench -Iimport -Idist -Icli -Ifuzz \
     -I$OUT/gen -DAPB_IMAGE_MAX_PIXELS=4000000L -fsanitize=fuzzer-no-link,address,undefined -Wno-pass-failed"
 SRCS="$(ls core/*.c kernels/*.c infer/*.c layers/*.c models/*.c optim/*.c data/*.c train/*.c \
-    report/*.c bench/*.c import/*.c cli/*.c | grep -v '^cli/main.c$') $OUT/gen/onnx.pb-c.c"
+    report/*.c bench/*.c import/*.c dist/dist_local.c cli/*.c | grep -v '^cli/main.c$') $OUT/gen/onnx.pb-c.c"
 # Rebuilt when a source is newer than its object; everything when a header is
 # newer than the archive (imp_*.o: the importer's objects of an older layout).
 # One compiler per core, each with its file's ISA flags.

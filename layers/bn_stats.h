@@ -85,6 +85,17 @@ static inline void apb_bn_row_sums(const float *row, int HW, float x0, double *s
     *s2 += a2;
 }
 
+/* Running statistics of channel c after a batch of m values with mean and
+ * biased variance var (the unbiased variance enters the average). */
+static inline void apb_bn_update_running(const apb_bn_state *st, int c, double mean, double var,
+                                         int64_t m)
+{
+    float mo = st->momentum;
+    st->running_mean[c] = (1.0f - mo) * st->running_mean[c] + mo * (float)mean;
+    st->running_var[c] = (1.0f - mo) * st->running_var[c] +
+                         mo * (float)(var * (double)m / (double)(m - 1));
+}
+
 /* Batch mean and biased variance of channel c from its row sums over m values
  * (shifted by x0), and the running statistics updated when st is non-NULL. */
 static inline void apb_bn_finish_stats(double s1, double s2, int64_t m, float x0, int c,
@@ -94,12 +105,8 @@ static inline void apb_bn_finish_stats(double s1, double s2, int64_t m, float x0
     double mean = x0 + d1, var = s2 / (double)m - d1 * d1;
     if (var < 0)
         var = 0;
-    if (st) {
-        float mo = st->momentum;
-        st->running_mean[c] = (1.0f - mo) * st->running_mean[c] + mo * (float)mean;
-        st->running_var[c] = (1.0f - mo) * st->running_var[c] +
-                             mo * (float)(var * (double)m / (double)(m - 1));
-    }
+    if (st)
+        apb_bn_update_running(st, c, mean, var, m);
     *mean_out = mean;
     *var_out = var;
 }

@@ -136,6 +136,10 @@ static apb_status bnr_forward(apb_graph *g, apb_var *out)
     apb_bn_dims(x, &N, &C, &HW);
     int64_t m = (int64_t)N * HW;
     APB_TRY(apb_bn_check_mode("bn_relu", g->training, a->has_state, x, m));
+    if (g->training && g->share && g->share->nproc > 1)
+        return apb_fail(APB_EUNSUPPORTED, "bn_relu: statistics shared between %d processes are "
+                        "computed by batchnorm alone: run the graph unfused (apb_model.unfused)",
+                        g->share->nproc);
     bnr_saved *sv = apb_graph_alloc(g, sizeof *sv);
     if (!sv)
         return APB_ENOMEM;

@@ -1,8 +1,10 @@
 /* run_tests.c - runs every APB_TEST registered in the linked test files.
  *
  * Usage: build/run_tests [substring]   (only tests whose name contains it)
- * Last line: "N passed, N failed"; exit status 1 when anything failed, or when
- * the substring matches no test (a typo in `make test T=...` must not pass).
+ * Last line: "N passed, N failed", with ", N skipped" appended when tests
+ * could not run here (APB_TEST_SKIP: shown as "skip", never counted as
+ * passed); exit status 1 when anything failed, or when the substring matches
+ * no test (a typo in `make test T=...` must not pass).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,7 +118,7 @@ int main(int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : NULL;
     qsort(tests, (size_t)ntests, sizeof *tests, cmp);
-    int passed = 0, failed = 0, matched = 0;
+    int passed = 0, failed = 0, skipped = 0, matched = 0;
     for (int i = 0; i < ntests; i++)
         matched += !filter || strstr(tests[i].name, filter) != NULL;
     if (matched == 0) {
@@ -139,13 +141,19 @@ int main(int argc, char **argv)
         int r = tests[i].fn();
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        printf("%-4s %-44s %7.2fs  (%s)\n", r ? "FAIL" : "ok", tests[i].name, s, tests[i].file);
+        printf("%-4s %-44s %7.2fs  (%s)\n", r == APB_TEST_SKIP ? "skip" : r ? "FAIL" : "ok",
+               tests[i].name, s, tests[i].file);
         fflush(stdout);
-        if (r)
+        if (r == APB_TEST_SKIP)
+            skipped++;
+        else if (r)
             failed++;
         else
             passed++;
     }
-    printf("%d passed, %d failed\n", passed, failed);
+    if (skipped)
+        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else
+        printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -3,8 +3,11 @@
  * APB_TEST(name) { ... return 0; } registers a test through a constructor, so a
  * new test file needs no edit anywhere else. A test returns 0 on success; the
  * CHECK macros print file:line, the failing expression / first mismatch and
- * return 1. tests/run_tests.c runs them all (or those whose name contains argv[1])
- * and ends with "N passed, N failed", exiting non-zero on any failure.
+ * return 1. A test that cannot run here (a tool it needs is not installed)
+ * prints why and returns APB_TEST_SKIP: it is counted as skipped, never as
+ * passed. tests/run_tests.c runs them all (or those whose name contains argv[1])
+ * and ends with "N passed, N failed" (then ", N skipped" when some were),
+ * exiting non-zero on any failure.
  */
 #ifndef APB_TEST_H
 #define APB_TEST_H
@@ -13,6 +16,9 @@
 #include <stdio.h>
 
 typedef int (*apb_test_fn)(void);
+
+/* Return value of a test that could not run here (after printing why). */
+#define APB_TEST_SKIP 77
 void apb_test_register(const char *name, apb_test_fn fn, const char *file);
 
 #define APB_TEST(name)                                                          \

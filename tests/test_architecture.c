@@ -22,11 +22,12 @@ static const struct {
     {"models", "core kernels layers"},
     {"optim", "core kernels"},
     {"data", "core kernels"},
-    {"train", "core kernels layers models optim data infer"},
-    {"report", "core kernels layers models optim data infer train"},
-    {"bench", "core kernels layers models optim data infer train"},
-    {"import", "core kernels layers models optim data infer train"},
-    {"cli", "core kernels layers models optim data infer train report bench import"},
+    {"dist", "core"},
+    {"train", "core kernels layers models optim data infer dist"},
+    {"report", "core kernels layers models optim data infer dist train"},
+    {"bench", "core kernels layers models optim data infer dist train"},
+    {"import", "core kernels layers models optim data infer dist train"},
+    {"cli", "core kernels layers models optim data infer dist train report bench import"},
 };
 #define NROOMS ((int)(sizeof RULES / sizeof RULES[0]))
 

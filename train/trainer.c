@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "checkpoint.h"
 #include "cpu.h"
+#include "dist.h"
 #include "fileio.h"
 #include "optim.h"
 #include "stop.h"
@@ -44,6 +45,12 @@ void apb_train_cfg_to_text(const apb_train_cfg *c, char *buf, size_t n)
              c->quant_lr, c->freeze_at, c->budget_bits, c->budget_spread, c->budget_alpha, c->label_smoothing,
              c->warmup, c->img_size, c->limit_train, c->limit_test, c->threads,
              (unsigned long long)c->seed, c->init_ckpt, c->val);
+    /* written only when set, so a one-process run's options read as before */
+    size_t o = strlen(buf);
+    if (c->sync_bn && o < n)
+        o += (size_t)snprintf(buf + o, n - o, "sync_bn=1\n");
+    if (c->procs > 1 && o < n)
+        snprintf(buf + o, n - o, "procs=%d\n", c->procs);
 }
 
 apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
@@ -85,6 +92,10 @@ apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
     if (apb_kv_get(t, "seed", b, sizeof b))
         c->seed = strtoull(b, NULL, 10);
     GETS("init", c->init_ckpt);
+    c->sync_bn = 0;
+    GETI("sync_bn", c->sync_bn);
+    c->procs = 1;
+    GETI("procs", c->procs);
 #undef GETS
 #undef GETI
 #undef GETF
@@ -108,6 +119,15 @@ apb_status apb_open_data_split(const char *spec, const char *split, int limit, i
                                int keep_val, int img_size, int train, int batch, uint64_t seed,
                                int threads, apb_dataset **ds, apb_loader **ld, apb_transform *t)
 {
+    return apb_open_data_shard(spec, split, limit, nval, keep_val, img_size, train, batch, seed,
+                               threads, 0, 1, ds, ld, t);
+}
+
+apb_status apb_open_data_shard(const char *spec, const char *split, int limit, int nval,
+                               int keep_val, int img_size, int train, int batch, uint64_t seed,
+                               int threads, int rank, int nranks, apb_dataset **ds,
+                               apb_loader **ld, apb_transform *t)
+{
     *ds = NULL;
     *ld = NULL;
     APB_TRY(apb_dataset_open(spec, split, ds));
@@ -119,9 +139,14 @@ apb_status apb_open_data_split(const char *spec, const char *split, int limit, i
     /* training drops the last partial batch (steady batch statistics), except
      * when the whole set is smaller than one batch: it then trains one batch of
      * all images instead of none */
-    int drop_last = train && apb_dataset_size(*ds) >= batch;
+    int drop_last = train && apb_dataset_size(*ds) >= (int64_t)batch * nranks;
     if (!s)
         s = apb_loader_create(*ds, t, batch, train, drop_last, seed, threads, ld);
+    if (!s && nranks > 1 && (s = apb_loader_shard(*ld, rank, nranks))) {
+        apb_fail_context(s, "%s (%s split)", spec, split);
+        apb_loader_free(*ld);
+        *ld = NULL;
+    }
     if (s) {
         apb_dataset_free(*ds);
         *ds = NULL;
@@ -131,9 +156,25 @@ apb_status apb_open_data_split(const char *spec, const char *split, int limit, i
 
 /* ---- evaluation --------------------------------------------------------- */
 
-apb_status apb_evaluate(apb_model *m, apb_loader *ld, apb_eval_result *r)
+/* What an evaluation adds up: loss * batch size, top-1 and top-5 hits, images. */
+typedef struct {
+    double loss;
+    long c1, c5, n;
+} eval_sums;
+
+static void eval_finish(const eval_sums *e, apb_eval_result *r)
 {
-    memset(r, 0, sizeof *r);
+    double loss = e->loss;
+    long c1 = e->c1, c5 = e->c5, n = e->n;
+    r->n = (int)n;
+    r->loss = n ? loss / (double)n : 0;
+    r->top1 = n ? 100.0 * (double)c1 / (double)n : 0;
+    r->top5 = n ? 100.0 * (double)c5 / (double)n : 0;
+}
+
+static apb_status evaluate_sums(apb_model *m, apb_loader *ld, eval_sums *e)
+{
+    memset(e, 0, sizeof *e);
     apb_arena step;
     apb_arena_init(&step, "step", 32 << 20);
     apb_graph g;
@@ -172,11 +213,52 @@ apb_status apb_evaluate(apb_model *m, apb_loader *ld, apb_eval_result *r)
     apb_arena_free(&step);
     if (s)
         return s;
-    r->n = (int)n;
-    r->loss = n ? loss / (double)n : 0;
-    r->top1 = n ? 100.0 * (double)c1 / (double)n : 0;
-    r->top5 = n ? 100.0 * (double)c5 / (double)n : 0;
+    e->loss = loss;
+    e->c1 = c1;
+    e->c5 = c5;
+    e->n = n;
     return APB_OK;
+}
+
+apb_status apb_evaluate(apb_model *m, apb_loader *ld, apb_eval_result *r)
+{
+    memset(r, 0, sizeof *r);
+    eval_sums e;
+    APB_TRY(evaluate_sums(m, ld, &e));
+    eval_finish(&e, r);
+    return APB_OK;
+}
+
+/* apb_evaluate over the shards of every process (data-parallel training): the
+ * sums of each process's shard, added in process order, identical everywhere. */
+static apb_status evaluate_procs(apb_model *m, apb_loader *ld, apb_eval_result *r)
+{
+    int P = apb_dist_size();
+    if (P == 1)
+        return apb_evaluate(m, ld, r);
+    memset(r, 0, sizeof *r);
+    eval_sums e;
+    APB_TRY(evaluate_sums(m, ld, &e));
+    double mine[4] = {e.loss, (double)e.c1, (double)e.c5, (double)e.n};
+    double *all = malloc(sizeof(double) * 4 * (size_t)P);
+    if (!all)
+        return apb_fail(APB_ENOMEM, "out of memory for the evaluation sums of %d processes", P);
+    apb_status s = apb_dist_gather_f64(mine, 4, all);
+    if (!s) {
+        e.loss = all[0];
+        e.c1 = (long)all[1];
+        e.c5 = (long)all[2];
+        e.n = (long)all[3];
+        for (int p = 1; p < P; p++) {
+            e.loss += all[4 * p];
+            e.c1 += (long)all[4 * p + 1];
+            e.c5 += (long)all[4 * p + 2];
+            e.n += (long)all[4 * p + 3];
+        }
+        eval_finish(&e, r);
+    }
+    free(all);
+    return s;
 }
 
 /* ---- budget projection -------------------------------------------------- */
@@ -581,6 +663,235 @@ static apb_status load_run_ckpt(const char *dir, apb_ckpt *ck)
     return apb_ckpt_load(path, ck);
 }
 
+/* ---- data-parallel processes (dist.h; docs/DISTRIBUTED.md) ------------ */
+
+/* DIR/last.ckpt read by process 0 and sent to the others, so the run folder
+ * needs to exist on process 0's machine only. Every process calls it. */
+static apb_status load_run_ckpt_shared(const char *dir, apb_ckpt *ck)
+{
+    if (apb_dist_size() == 1)
+        return load_run_ckpt(dir, ck);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/last.ckpt", dir);
+    unsigned char *data = NULL;
+    size_t n = 0;
+    apb_status s = APB_OK;
+    if (apb_dist_rank() == 0) {
+        if (!apb_file_exists(path))
+            s = load_run_ckpt(dir, ck); /* its message */
+        else
+            s = apb_file_read(path, &data, &n);
+    }
+    int64_t len = s ? -1 : (int64_t)n;
+    APB_TRY(apb_dist_bcast(&len, sizeof len, 0));
+    if (len < 0) {
+        free(data);
+        return s ? s : apb_fail(APB_EIO, "process 0 could not read %s (its message is above)", path);
+    }
+    if (apb_dist_rank() != 0 && !(data = malloc(len ? (size_t)len : 1)))
+        s = apb_fail(APB_ENOMEM, "out of memory for %s (%lld bytes)", path, (long long)len);
+    /* all processes must join the copy or none: agree on the buffers first */
+    int64_t short_of_memory = s != APB_OK;
+    APB_TRY(apb_dist_sum_i64(&short_of_memory, 1));
+    if (short_of_memory) {
+        free(data);
+        return s ? s : apb_fail(APB_ENOMEM, "another process has no memory for %s", path);
+    }
+    s = apb_dist_bcast(data, (size_t)len, 0);
+    if (!s)
+        s = apb_ckpt_load_memory(data, (size_t)len, path, ck);
+    free(data);
+    return s;
+}
+
+/* --sync-bn: batchnorm's gather (autograd.h apb_graph_share). A collective
+ * that fails inside backward cannot be returned: the job ends. */
+static void share_gather(void *ctx, const double *mine, int n, double *all)
+{
+    (void)ctx;
+    if (apb_dist_gather_f64(mine, n, all) != APB_OK) {
+        fprintf(stderr, "apb train: process %d: batchnorm statistics: %s\n", apb_dist_rank(),
+                apb_errmsg());
+        apb_dist_abort(1);
+    }
+}
+
+/* The gradients of every optimizer parameter, flattened in parameter order
+ * into one buffer, summed over processes (apb_dist_sum_f32: process order, in
+ * buckets) and put back. */
+typedef struct {
+    apb_param_ref refs[1024];
+    int np;
+    float *flat; /* [total] */
+    int64_t total;
+} grad_sync;
+
+static apb_status grad_sync_init(grad_sync *gs, apb_model *m)
+{
+    gs->np = apb_model_params(m, gs->refs, 1024);
+    if (gs->np > 1024)
+        return apb_fail(APB_EINVAL, "model has %d parameter tensors (at most 1024)", gs->np);
+    gs->total = 0;
+    for (int i = 0; i < gs->np; i++)
+        gs->total += gs->refs[i].var->numel;
+    gs->flat = malloc(sizeof(float) * (size_t)(gs->total ? gs->total : 1));
+    if (!gs->flat)
+        return apb_fail(APB_ENOMEM, "out of memory for the %lld gradients of all processes",
+                        (long long)gs->total);
+    return APB_OK;
+}
+
+static apb_status grad_sync_sum(grad_sync *gs)
+{
+    int64_t o = 0;
+    for (int i = 0; i < gs->np; i++) {
+        const apb_var *v = gs->refs[i].var;
+        memcpy(gs->flat + o, v->grad, sizeof(float) * (size_t)v->numel);
+        o += v->numel;
+    }
+    APB_TRY(apb_dist_sum_f32(gs->flat, gs->total));
+    o = 0;
+    for (int i = 0; i < gs->np; i++) {
+        apb_var *v = gs->refs[i].var;
+        memcpy(v->grad, gs->flat + o, sizeof(float) * (size_t)v->numel);
+        o += v->numel;
+    }
+    return APB_OK;
+}
+
+/* Process 0's parameter values to every process (after the first step of a
+ * fresh run: an 8-bit activation step is calibrated on the first batch each
+ * process sees, quant_act_int8.c). */
+static apb_status grad_sync_bcast_params(grad_sync *gs)
+{
+    int64_t o = 0;
+    for (int i = 0; i < gs->np; i++) {
+        const apb_var *v = gs->refs[i].var;
+        memcpy(gs->flat + o, v->data, sizeof(float) * (size_t)v->numel);
+        o += v->numel;
+    }
+    APB_TRY(apb_dist_bcast(gs->flat, sizeof(float) * (size_t)gs->total, 0));
+    o = 0;
+    for (int i = 0; i < gs->np; i++) {
+        apb_var *v = gs->refs[i].var;
+        memcpy(v->data, gs->flat + o, sizeof(float) * (size_t)v->numel);
+        o += v->numel;
+    }
+    return APB_OK;
+}
+
+/* Process 0's batchnorm running statistics to every process: with statistics
+ * per process (no --sync-bn) each process's running averages follow its own
+ * batches; at every epoch end all take process 0's, so evaluation, the
+ * checkpoint and a resumed run (which loads process 0's) agree. */
+static apb_status bcast_bn_stats(apb_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (!l->rmean)
+            continue;
+        APB_TRY(apb_dist_bcast(l->rmean, sizeof(float) * (size_t)l->channels, 0));
+        APB_TRY(apb_dist_bcast(l->rvar, sizeof(float) * (size_t)l->channels, 0));
+    }
+    return APB_OK;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001B3ull;
+    }
+    return h;
+}
+
+/* 64-bit FNV-1a of every parameter, prune mask and (with_bn) batchnorm
+ * running statistic of the model, in layer order. */
+static uint64_t model_hash(apb_model *m, const grad_sync *gs, int with_bn)
+{
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (int i = 0; i < gs->np; i++)
+        h = fnv1a(h, gs->refs[i].var->data, sizeof(float) * (size_t)gs->refs[i].var->numel);
+    for (int i = 0; i < m->nlayers; i++) {
+        const apb_layer *l = &m->layers[i];
+        if (l->mask)
+            h = fnv1a(h, l->mask, sizeof(float) * (size_t)l->w.numel);
+        if (with_bn && l->rmean) {
+            h = fnv1a(h, l->rmean, sizeof(float) * (size_t)l->channels);
+            h = fnv1a(h, l->rvar, sizeof(float) * (size_t)l->channels);
+        }
+    }
+    return h;
+}
+
+/* The weights must be the same bits on every process: compares the hashes
+ * (`when` says at which point of the run, for the message). */
+static apb_status check_same_weights(apb_model *m, const grad_sync *gs, int with_bn,
+                                     const char *when)
+{
+    int P = apb_dist_size();
+    uint64_t mine = model_hash(m, gs, with_bn), all[1024], *h = P <= 1024 ? all : NULL;
+    if (!h && !(h = malloc(sizeof(uint64_t) * (size_t)P)))
+        return apb_fail(APB_ENOMEM, "out of memory for %d hashes", P);
+    apb_status s = apb_dist_gather_u64(&mine, 1, h);
+    char bad[256] = "";
+    int nbad = 0;
+    for (int p = 1; p < P && !s; p++) {
+        if (h[p] == h[0])
+            continue;
+        if (nbad++ < 8)
+            snprintf(bad + strlen(bad), sizeof bad - strlen(bad), "%s%d (%016llx)", nbad > 1 ? ", " : "",
+                     p, (unsigned long long)h[p]);
+    }
+    if (!s && nbad)
+        s = apb_fail(APB_ENUMERIC,
+                     "%s: the model differs between processes: process 0 has hash %016llx, process%s %s%s: "
+                     "they no longer take the same steps (different builds, libraries or CPUs "
+                     "across machines?); stopped without writing a checkpoint",
+                     when, (unsigned long long)h[0], nbad > 1 ? "es" : "", bad, nbad > 8 ? ", ..." : "");
+    if (h != all)
+        free(h);
+    return s;
+}
+
+/* The stop request of any process (the largest signal number) in *sig, on
+ * every process. Before the forward pass, which updates batchnorm's running
+ * statistics: a stop must leave the model as the last finished step left it. */
+static apb_status agree_stop(int *sig)
+{
+    int P = apb_dist_size();
+    double mine = *sig, one[256], *all = P <= 256 ? one : malloc(sizeof(double) * (size_t)P);
+    if (!all)
+        return apb_fail(APB_ENOMEM, "out of memory for %d stop requests", P);
+    apb_status s = apb_dist_gather_f64(&mine, 1, all);
+    for (int p = 0; p < P && !s; p++)
+        *sig = all[p] > *sig ? (int)all[p] : *sig;
+    if (all != one)
+        free(all);
+    return s;
+}
+
+/* Setup is over on every process, with or without an error: the lowest
+ * process that failed (its message is the one to print), or -1. */
+static int agree_setup(int failed)
+{
+    int P = apb_dist_size();
+    uint64_t mine = (uint64_t)failed, one[1024], *all = P <= 1024 ? one : malloc(sizeof(uint64_t) * (size_t)P);
+    if (!all || apb_dist_gather_u64(&mine, 1, all) != APB_OK) {
+        fprintf(stderr, "apb train: process %d: cannot agree on the start: %s\n", apb_dist_rank(),
+                apb_errmsg());
+        apb_dist_abort(1);
+    }
+    int low = -1;
+    for (int p = 0; p < P && low < 0; p++)
+        if (all[p])
+            low = p;
+    if (all != one)
+        free(all);
+    return low;
+}
+
 /* The options a resumed run continues with: those stored in its checkpoint. */
 static apb_status cfg_from_ckpt(const apb_ckpt *ck, const char *dir, apb_train_cfg *c)
 {
@@ -696,7 +1007,8 @@ static apb_status stop_run(run_state *r, apb_loader *ld, int epoch, int b, int n
     /* test hook: a second signal while this checkpoint is being written */
     if (getenv("APB_DEBUG_SIGNAL_IN_SAVE"))
         apb_fileio_fault(3, 0, sig, NULL);
-    apb_status s = save_ckpt(r, "last.ckpt", epoch, r->best_acc);
+    /* processes: the sums and the position are everyone's; process 0 writes */
+    apb_status s = apb_dist_rank() == 0 ? save_ckpt(r, "last.ckpt", epoch, r->best_acc) : APB_OK;
     if (s)
         return apb_fail_context(s, "stopping on %s", signal_name(sig));
     return apb_fail(APB_ESTOPPED, "stopped by %s in epoch %d after batch %d of %d: %s/last.ckpt holds "
@@ -716,10 +1028,19 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     apb_arena_init(&step, "step", 64 << 20);
     apb_graph g;
     apb_graph_init(&g, &step, 1, 1, &r.rng);
+    /* data-parallel: P processes, this one is `rank`; P == 1 is the plain run */
+    int P = apb_dist_size(), rank = apb_dist_rank();
+    int started = 0; /* every process has passed the set-up (agree_setup) */
+    int shared = P == 1; /* the error returned was reached by every process together */
+    grad_sync gs = {.flat = NULL};
+    apb_graph_share share = {P, share_gather, NULL};
+    apb_rng step_rng; /* P > 1: this process's dropout randomness for the step */
+    FILE *losslog = NULL;
+    cfg->err_shared = cfg->err_print = 1;
 
     if (cfg->resume_dir[0]) {
         int threads = cfg->threads, quiet = cfg->quiet, epochs = cfg->resume_epochs;
-        if ((s = load_run_ckpt(cfg->resume_dir, &ck)))
+        if ((s = load_run_ckpt_shared(cfg->resume_dir, &ck)))
             goto done;
         have_ck = 1;
         char dir[1024];
@@ -737,8 +1058,17 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         /* the total is part of the stored options, so later resumes keep it */
         if (epochs > 0)
             cfg->epochs = epochs;
+        if (cfg->procs != P) {
+            s = apb_fail(APB_EINVAL, "%s was trained by %d process%s: resume it with the same number "
+                         "(%s), not %d", ck.path, cfg->procs, cfg->procs > 1 ? "es" : "",
+                         cfg->procs > 1 ? "mpirun -np N apb train --resume DIR" : "apb train --resume DIR without mpirun",
+                         P);
+            goto done;
+        }
     } else if ((s = check_init_not_output(cfg))) {
         goto done;
+    } else {
+        cfg->procs = P;
     }
     if (cfg->budget_bits != 0 && (s = apb_budget_bits_check(cfg->budget_bits))) {
         s = apb_fail_context(s, "--budget-bits");
@@ -755,17 +1085,20 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         s = apb_fail(APB_EINVAL, "--val %d: the validation split is a number of images >= 0", cfg->val);
         goto done;
     }
-    if ((s = apb_open_data_split(cfg->data_spec, "train", cfg->limit_train, cfg->val, 0,
-                                 cfg->img_size, 1, cfg->batch, cfg->seed, threads, &dtr, &ltr, &ttr)))
+    /* with P processes each loader serves this process's part of every global
+     * batch; evaluation is sharded the same way and its sums reduced */
+    if ((s = apb_open_data_shard(cfg->data_spec, "train", cfg->limit_train, cfg->val, 0,
+                                 cfg->img_size, 1, cfg->batch, cfg->seed, threads, rank, P, &dtr,
+                                 &ltr, &ttr)))
         goto done;
     if (cfg->val > 0 &&
-        (s = apb_open_data_split(cfg->data_spec, "train", cfg->limit_train, cfg->val, 1,
+        (s = apb_open_data_shard(cfg->data_spec, "train", cfg->limit_train, cfg->val, 1,
                                  cfg->img_size, 0, cfg->batch < 256 ? cfg->batch : 256, cfg->seed,
-                                 threads, &dva, &lva, &tva)))
+                                 threads, rank, P, &dva, &lva, &tva)))
         goto done;
-    if ((s = apb_open_data(cfg->data_spec, "test", cfg->limit_test, cfg->img_size, 0,
-                           cfg->batch < 256 ? cfg->batch : 256,
-                           cfg->seed, threads, &dte, &lte, &tte)))
+    if ((s = apb_open_data_shard(cfg->data_spec, "test", cfg->limit_test, 0, 0, cfg->img_size, 0,
+                                 cfg->batch < 256 ? cfg->batch : 256, cfg->seed, threads, rank, P,
+                                 &dte, &lte, &tte)))
         goto done;
     r.classes = dtr;
     r.eval_t = tte;
@@ -834,13 +1167,41 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     double avail;
     if (cfg->budget_bits != 0 && (s = budget_avail(r.model, cfg->budget_bits, &avail)))
         goto done;
-    if ((s = apb_mkdirs(cfg->out_dir)))
+    if (P > 1) {
+        if ((s = grad_sync_init(&gs, r.model)))
+            goto done;
+        /* the fused bn_relu has no shared statistics; unfused is bitwise the same */
+        if (cfg->sync_bn) {
+            r.model->unfused = 1;
+            g.share = &share;
+        }
+        g.rng = &step_rng;
+    }
+    /* process 0 alone writes the run folder */
+    if (rank == 0 && (s = apb_mkdirs(cfg->out_dir)))
         goto done;
     char logpath[1200];
     snprintf(logpath, sizeof logpath, "%s/log.csv", cfg->out_dir);
-    if ((s = have_ck ? log_load(&r, logpath, r.epoch0)
-                     : log_append(&r, cfg->val > 0 ? LOG_HEADER_VAL : LOG_HEADER)))
+    if ((s = have_ck && rank == 0 ? log_load(&r, logpath, r.epoch0)
+                                  : log_append(&r, cfg->val > 0 ? LOG_HEADER_VAL : LOG_HEADER)))
         goto done;
+    const char *losslog_path = getenv("APB_DEBUG_LOSS_LOG");
+    if (losslog_path && rank == 0 && !(losslog = fopen(losslog_path, "a"))) {
+        s = apb_fail(APB_EIO, "APB_DEBUG_LOSS_LOG=%s: cannot open it for appending", losslog_path);
+        goto done;
+    }
+    if (P > 1) {
+        int low = agree_setup(0);
+        started = 1;
+        if (low >= 0) {
+            s = apb_fail(APB_EINVAL, "process %d of %d could not start training (its message is above)",
+                         low, P);
+            cfg->err_print = 0;
+            shared = 1;
+            goto done;
+        }
+    }
+    started = 1;
 
     int nb = apb_loader_batches_per_epoch(ltr);
     int freeze_epoch = (int)ceil(cfg->freeze_at * cfg->epochs);
@@ -859,6 +1220,13 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     const char *sig_env = getenv("APB_DEBUG_SIGNAL_AT_STEP");
     long sig_at = sig_env ? atol(sig_env) : -1;
     int sig_kind = getenv("APB_DEBUG_SIGNAL") && !strcmp(getenv("APB_DEBUG_SIGNAL"), "TERM") ? SIGTERM : SIGINT;
+    /* with processes, the kill and signal hooks hit one of them when
+     * APB_DEBUG_KILL_RANK / APB_DEBUG_SIGNAL_RANK names it (all by default), and
+     * APB_DEBUG_PERTURB_RANK=R changes one weight of process R after its first
+     * step, so that the check of identical weights must fire */
+    int kill_rank = getenv("APB_DEBUG_KILL_RANK") ? env_int("APB_DEBUG_KILL_RANK") : rank;
+    int sig_rank = getenv("APB_DEBUG_SIGNAL_RANK") ? env_int("APB_DEBUG_SIGNAL_RANK") : rank;
+    int perturb = P > 1 && getenv("APB_DEBUG_PERTURB_RANK") && env_int("APB_DEBUG_PERTURB_RANK") == rank;
     int dirty = 0; /* steps taken since last.ckpt was written */
     if (step0 > 0 && !cfg->quiet)
         fprintf(stderr, "apb train: %s/last.ckpt was stopped inside epoch %d: going on at batch %d of %d\n",
@@ -870,6 +1238,9 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
                 cfg->model.arch, apb_wquant_name(cfg->model.wq), apb_aquant_name(cfg->model.aq),
                 cfg->data_spec, apb_dataset_size(dtr), apb_dataset_size(dte), cfg->model.num_classes,
                 (long long)mem.weights, (long long)mem.cweights, threads, apb_isa_name(apb_isa_active()));
+        if (P > 1)
+            fprintf(stderr, "apb train: %d processes x batch %d = %d images per step, batchnorm statistics %s\n",
+                    P, cfg->batch, P * cfg->batch, cfg->sync_bn ? "over all processes (--sync-bn)" : "per process");
     }
     double acc = 0;
     for (int epoch = r.epoch0; epoch < cfg->epochs; epoch++) {
@@ -903,19 +1274,32 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             const int *y;
             int bn;
             long gstep = (long)epoch * nb + b;
-            if (sig_at >= 0 && gstep == sig_at)
+            if (sig_at >= 0 && gstep == sig_at && sig_rank == rank)
                 raise(sig_kind);
-            /* the step before has finished: the place to stop */
-            if (apb_stop_requested()) {
+            /* the step before has finished: the place to stop; processes decide
+             * together (a signal may have reached only some of them, or reached
+             * them on both sides of this point) */
+            int stop = apb_stop_requested();
+            if (P > 1 && (s = agree_stop(&stop)))
+                goto done;
+            if (stop) {
+                if (P > 1) {
+                    apb_stop_request(stop); /* a process that saw no signal stops as if it had */
+                    shared = 1;
+                    if (dirty && (s = check_same_weights(r.model, &gs, 0, "at the stop")))
+                        goto done;
+                }
                 s = stop_run(&r, ltr, epoch, b, nb, dirty, loss_sum, correct, seen, apb_now() - t0,
                              have_ck);
+                if (s != APB_ESTOPPED)
+                    shared = P == 1; /* process 0 could not write the checkpoint */
                 goto done;
             }
             if ((s = apb_loader_next(ltr, &x, &y, &bn)))
                 goto done;
             if (bn == 0)
                 break;
-            if (kill_at > 0 && gstep == kill_at)
+            if (kill_at > 0 && gstep == kill_at && kill_rank == rank)
                 _exit(137); /* test hook: simulate a kill mid-epoch */
             double t = (double)gstep / nb;
             lr = apb_sched_lr(APB_SCHED_COSINE, cfg->lr, t, cfg->epochs, cfg->warmup, 0, 0);
@@ -924,13 +1308,38 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
                 prune_update(r.model, gstep, prune_ramp);
             apb_var *logits, *loss;
             int corr = 0;
+            if (P > 1) /* dropout differs between processes, and is kept by (step, process) */
+                apb_rng_seed(&step_rng, apb_hash3(cfg->seed, 0xD15D0000ull + (uint64_t)rank, (uint64_t)gstep));
             if ((s = apb_model_forward(r.model, &g, (float *)x, bn, &logits)))
                 goto done;
             s = apb_softmax_xent(&g, logits, y, cfg->label_smoothing, &loss, &corr);
             if (s && s != APB_ENUMERIC)
                 goto done;
             float lv = s ? NAN : loss->data[0];
-            if (!isfinite(lv)) {
+            /* this step over all processes: loss * images, hits, images */
+            double step_loss = (double)lv * bn;
+            long step_correct = corr, step_seen = bn;
+            if (P > 1) {
+                /* the step's sums, added in process order so every process has
+                 * the same bits */
+                double mine[3] = {step_loss, corr, bn}, all1[3 * 64];
+                double *all = P <= 64 ? all1 : apb_graph_alloc(&g, sizeof(double) * 3 * (size_t)P);
+                if (!all || (s = apb_dist_gather_f64(mine, 3, all))) {
+                    s = all ? s : APB_ENOMEM;
+                    goto done;
+                }
+                step_loss = all[0];
+                step_correct = (long)all[1];
+                step_seen = (long)all[2];
+                for (int p = 1; p < P; p++) {
+                    step_loss += all[3 * p];
+                    step_correct += (long)all[3 * p + 1];
+                    step_seen += (long)all[3 * p + 2];
+                }
+                lv = (float)(step_loss / (double)step_seen);
+                shared = !isfinite(step_loss); /* the error below, when it comes, is everyone's */
+            }
+            if (!isfinite(P > 1 ? step_loss : lv)) {
                 if (epoch > 0)
                     s = apb_fail(APB_ENUMERIC,
                                  "loss is %s at epoch %d batch %d (lr %.4g); stopped. The last good checkpoint %s/last.ckpt (epoch %d) is intact",
@@ -941,17 +1350,33 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
                                  isnan(lv) ? "NaN" : "infinite", b + 1, lr);
                 goto done;
             }
-            if ((s = apb_backward(&g, loss)))
-                goto done;
+            if (P == 1) {
+                if ((s = apb_backward(&g, loss)))
+                    goto done;
+            } else {
+                /* this process's share of the step's mean loss, so that every
+                 * gradient (and --sync-bn's sums) is in units of the whole step */
+                float w = (float)((double)bn / (double)step_seen);
+                if ((s = apb_backward_from(&g, loss, &w)) || (s = grad_sync_sum(&gs)))
+                    goto done;
+            }
             apb_optim_step(r.opt);
+            if (P > 1 && gstep == 0 && !have_ck && (s = grad_sync_bcast_params(&gs)))
+                goto done;
+            if (perturb) {
+                gs.refs[0].var->data[0] += 1e-3f;
+                perturb = 0;
+            }
             dirty = 1;
             if (has_quant && cfg->budget_bits > 0 && b % 50 == 49 &&
                 (s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, NULL)))
                 goto done;
             apb_graph_reset(&g);
-            loss_sum += (double)lv * bn;
-            correct += corr;
-            seen += bn;
+            loss_sum += step_loss;
+            correct += step_correct;
+            seen += step_seen;
+            if (losslog)
+                fprintf(losslog, "%ld %.9g\n", gstep, step_loss / (double)step_seen);
             if (tty && (b % 5 == 0 || b == nb - 1)) {
                 double el = apb_now() - t0, ips = seen / (el > 0 ? el : 1e-9);
                 double eta = (nb - b - 1) * (el / (b + 1));
@@ -972,13 +1397,24 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             /* no result rather than a NaN one in the log and the checkpoint */
             s = apb_fail(APB_EINVAL, "epoch %d trained no batch (%d training images, --batch %d)",
                          epoch + 1, apb_dataset_size(dtr), cfg->batch);
+            shared = 1; /* seen counts every process's images */
             goto done;
+        }
+        if (P > 1) {
+            if (!cfg->sync_bn && (s = bcast_bn_stats(r.model)))
+                goto done;
+            char when[64];
+            snprintf(when, sizeof when, "after epoch %d", epoch + 1);
+            if ((s = check_same_weights(r.model, &gs, 1, when))) {
+                shared = 1;
+                goto done;
+            }
         }
         double train_s = apb_now() - t0;
         apb_eval_result ev, va = {0};
-        if ((s = apb_evaluate(r.model, lte, &ev)))
+        if ((s = evaluate_procs(r.model, lte, &ev)))
             goto done;
-        if (lva && (s = apb_evaluate(r.model, lva, &va)))
+        if (lva && (s = evaluate_procs(r.model, lva, &va)))
             goto done;
         double secs = apb_now() - t0;
         apb_model_memory mem;
@@ -1001,7 +1437,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             snprintf(line + ll, sizeof line - (size_t)ll, ",%.6f,%.4f\n", va.loss, va.top1);
         else
             snprintf(line + ll, sizeof line - (size_t)ll, "\n");
-        if ((s = log_append(&r, line)))
+        if (rank == 0 && (s = log_append(&r, line)))
             goto done;
         char size[64];
         if (all_fp)
@@ -1017,17 +1453,19 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
                    ev.top1, size, seen / train_s, secs);
         fflush(stdout);
         /* last.ckpt is the commit point: what it records (best_acc) is on disk first */
-        if (best && (s = save_ckpt(&r, "best.ckpt", epoch + 1, r.best_acc)))
+        if (rank == 0 && best && (s = save_ckpt(&r, "best.ckpt", epoch + 1, r.best_acc)))
             goto done;
-        if ((s = apb_file_write_atomic(logpath, r.log, r.loglen)))
+        if (rank == 0 && (s = apb_file_write_atomic(logpath, r.log, r.loglen)))
             goto done;
-        if ((s = save_ckpt(&r, "last.ckpt", epoch + 1, r.best_acc)))
+        if (rank == 0 && (s = save_ckpt(&r, "last.ckpt", epoch + 1, r.best_acc)))
             goto done;
         r.wrote_last = 1;
         dirty = 0;
-        int skipped = apb_loader_skipped(ltr);
+        int64_t skipped = apb_loader_skipped(ltr);
+        if (P > 1 && (s = apb_dist_sum_i64(&skipped, 1)))
+            goto done;
         if (skipped && !cfg->quiet)
-            fprintf(stderr, "apb train: %d undecodable files skipped this epoch\n", skipped);
+            fprintf(stderr, "apb train: %lld undecodable files skipped this epoch\n", (long long)skipped);
     }
     if (cfg->budget_bits > 0 && !cfg->quiet) {
         apb_model_memory mem;
@@ -1038,6 +1476,19 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
     if (final_acc)
         *final_acc = acc;
 done:
+    if (s && P > 1) {
+        if (!started) { /* failed in the set-up: the others wait in agree_setup */
+            int low = agree_setup(1);
+            shared = 1;
+            cfg->err_print = low == rank;
+        } else if (shared) {
+            cfg->err_print = cfg->err_print && rank == 0;
+        }
+        cfg->err_shared = shared;
+    }
+    if (losslog)
+        fclose(losslog);
+    free(gs.flat);
     if (have_ck)
         apb_ckpt_free(&ck);
     apb_graph_free(&g);

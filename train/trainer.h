@@ -42,6 +42,16 @@ typedef struct {
     char out_dir[1024];
     int quiet;
     char cmdline[2048];
+    /* Data-parallel runs (mpirun -np N, dist.h; docs/DISTRIBUTED.md). */
+    int sync_bn;               /* batchnorm statistics over every process's batch (--sync-bn) */
+    int procs;                 /* processes the run trains with: set by apb_train_run, stored
+                                  in checkpoints when > 1; a resume needs the same number */
+    /* Out, set when apb_train_run returns an error: err_shared, every process
+     * returned it together (the caller may end normally; always 1 for one
+     * process); 0, this process failed alone while the others wait in a
+     * collective, and the caller must end the job (apb_dist_abort). err_print:
+     * this process is the one to print the message (one message per job). */
+    int err_shared, err_print;
 } apb_train_cfg;
 
 void apb_train_cfg_default(apb_train_cfg *c);
@@ -54,7 +64,15 @@ apb_status apb_train_cfg_from_text(const char *text, apb_train_cfg *c);
  * nothing behind. A fresh run writes over whatever run out_dir holds (callers
  * that must not, like `apb train` without --force, ask apb_train_out_check
  * first), but never over its --init file. With resume_dir set, the options come
- * from DIR/last.ckpt (threads, quiet and a larger resume_epochs excepted). */
+ * from DIR/last.ckpt (threads, quiet and a larger resume_epochs excepted).
+ *
+ * Under mpirun (apb_dist_size() > 1) every process calls it with the same
+ * options: each trains on its part of every global batch (procs x batch
+ * images), gradients are summed over processes in process order, and every
+ * process takes the same optimizer step, so weights stay bit-identical (a
+ * hash compared every epoch and at a stop says otherwise by name). Process 0
+ * alone writes log.csv and the checkpoints, and reads --resume's checkpoint
+ * for everyone; a stop is decided together at a step. */
 apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc);
 
 /* APB_EINVAL naming `dir` and pointing to --resume / --force when it already
@@ -98,6 +116,14 @@ apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int 
 apb_status apb_open_data_split(const char *spec, const char *split, int limit, int nval,
                                int keep_val, int img_size, int train, int batch, uint64_t seed,
                                int threads, apb_dataset **ds, apb_loader **ld, apb_transform *t);
+/* The same for process `rank` of nranks (data-parallel training): the loader
+ * serves that process's part of every global batch of nranks * batch images
+ * (apb_loader_shard), and training drops the last partial global batch unless
+ * the set is smaller than one. nranks 1 is apb_open_data_split. */
+apb_status apb_open_data_shard(const char *spec, const char *split, int limit, int nval,
+                               int keep_val, int img_size, int train, int batch, uint64_t seed,
+                               int threads, int rank, int nranks, apb_dataset **ds,
+                               apb_loader **ld, apb_transform *t);
 apb_status apb_open_data(const char *spec, const char *split, int limit, int img_size, int train,
                          int batch, uint64_t seed, int threads, apb_dataset **ds, apb_loader **ld,
                          apb_transform *t);
