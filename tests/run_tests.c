@@ -1,9 +1,9 @@
 /* run_tests.c - runs every APB_TEST registered in the linked test files.
  *
  * Usage: build/run_tests [substring]   (only tests whose name contains it)
- * Last line: "N passed, N failed", with ", N skipped" appended when tests
- * could not run here (APB_TEST_SKIP: shown as "skip", never counted as
- * passed); exit status 1 when anything failed, or when the substring matches
+ * Last line: "N passed, N failed". Tests that could not run here (APB_TEST_SKIP:
+ * shown as "skip", never counted as passed) are counted on the line before it,
+ * "N skipped (not run here, not counted as passed)"; exit status 1 when anything failed, or when the substring matches
  * no test (a typo in `make test T=...` must not pass).
  */
 #include <stdio.h>
@@ -152,8 +152,7 @@ int main(int argc, char **argv)
             passed++;
     }
     if (skipped)
-        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-    else
-        printf("%d passed, %d failed\n", passed, failed);
+        printf("%d skipped (not run here, not counted as passed)\n", skipped);
+    printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
