@@ -260,18 +260,8 @@ static void bn_backward(apb_graph *g, apb_var *out)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < C; c++) {
         float mean = sv->mean[c], invstd = sv->invstd[c];
-        double sdy = 0, sdyx = 0;
-        for (int n = 0; n < N; n++) {
-            const float *row = xd + ((size_t)n * C + c) * HW, *dr = dy + ((size_t)n * C + c) * HW;
-            float a1 = 0.0f, a2 = 0.0f;
-#pragma omp simd reduction(+ : a1, a2)
-            for (int p = 0; p < HW; p++) {
-                a1 += dr[p];
-                a2 += dr[p] * (row[p] - mean);
-            }
-            sdy += a1;
-            sdyx += a2;
-        }
+        double sdy, sdyx;
+        bn_grad_sums(xd, dy, N, C, HW, c, mean, &sdy, &sdyx);
         apb_bn_dx_coef q = apb_bn_channel_grads(gamma, beta, c, gfresh, bfresh, sv->training,
                                                 invstd, sdy, sdyx, m);
         if (!x->requires_grad)
