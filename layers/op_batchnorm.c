@@ -264,22 +264,8 @@ static void bn_backward(apb_graph *g, apb_var *out)
         bn_grad_sums(xd, dy, N, C, HW, c, mean, &sdy, &sdyx);
         apb_bn_dx_coef q = apb_bn_channel_grads(gamma, beta, c, gfresh, bfresh, sv->training,
                                                 invstd, sdy, sdyx, m);
-        if (!x->requires_grad)
-            continue;
-        float k = q.k, mdy = q.mdy, mdyx = q.mdyx;
-        for (int n = 0; n < N; n++) {
-            const float *row = xd + ((size_t)n * C + c) * HW, *dr = dy + ((size_t)n * C + c) * HW;
-            float *dx = x->grad + ((size_t)n * C + c) * HW;
-            if (fresh) {
-#pragma omp simd
-                for (int p = 0; p < HW; p++)
-                    dx[p] = k * (dr[p] - mdy - (row[p] - mean) * mdyx);
-            } else {
-#pragma omp simd
-                for (int p = 0; p < HW; p++)
-                    dx[p] += k * (dr[p] - mdy - (row[p] - mean) * mdyx);
-            }
-        }
+        if (x->requires_grad)
+            bn_dx(xd, dy, x->grad, N, C, HW, c, fresh, q, mean);
     }
 }
 

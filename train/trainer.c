@@ -741,21 +741,28 @@ static apb_status grad_sync_init(grad_sync *gs, apb_model *m)
     return APB_OK;
 }
 
-static apb_status grad_sync_sum(grad_sync *gs)
+/* Copies every parameter's gradient (grads) or value into gs->flat (to_flat)
+ * or back out of it, in parameter order. */
+static void grad_sync_copy(grad_sync *gs, int grads, int to_flat)
 {
     int64_t o = 0;
     for (int i = 0; i < gs->np; i++) {
-        const apb_var *v = gs->refs[i].var;
-        memcpy(gs->flat + o, v->grad, sizeof(float) * (size_t)v->numel);
-        o += v->numel;
-    }
-    APB_TRY(apb_dist_sum_f32(gs->flat, gs->total));
-    o = 0;
-    for (int i = 0; i < gs->np; i++) {
         apb_var *v = gs->refs[i].var;
-        memcpy(v->grad, gs->flat + o, sizeof(float) * (size_t)v->numel);
+        float *t = grads ? v->grad : v->data;
+        size_t bytes = sizeof(float) * (size_t)v->numel;
+        if (to_flat)
+            memcpy(gs->flat + o, t, bytes);
+        else
+            memcpy(t, gs->flat + o, bytes);
         o += v->numel;
     }
+}
+
+static apb_status grad_sync_sum(grad_sync *gs)
+{
+    grad_sync_copy(gs, 1, 1);
+    APB_TRY(apb_dist_sum_f32(gs->flat, gs->total));
+    grad_sync_copy(gs, 1, 0);
     return APB_OK;
 }
 
@@ -764,19 +771,9 @@ static apb_status grad_sync_sum(grad_sync *gs)
  * process sees, quant_act_int8.c). */
 static apb_status grad_sync_bcast_params(grad_sync *gs)
 {
-    int64_t o = 0;
-    for (int i = 0; i < gs->np; i++) {
-        const apb_var *v = gs->refs[i].var;
-        memcpy(gs->flat + o, v->data, sizeof(float) * (size_t)v->numel);
-        o += v->numel;
-    }
+    grad_sync_copy(gs, 0, 1);
     APB_TRY(apb_dist_bcast(gs->flat, sizeof(float) * (size_t)gs->total, 0));
-    o = 0;
-    for (int i = 0; i < gs->np; i++) {
-        apb_var *v = gs->refs[i].var;
-        memcpy(v->data, gs->flat + o, sizeof(float) * (size_t)v->numel);
-        o += v->numel;
-    }
+    grad_sync_copy(gs, 0, 0);
     return APB_OK;
 }
 
