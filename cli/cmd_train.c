@@ -50,6 +50,10 @@ static void usage(FILE *f)
             "  --budget-spread global|layer   how the budget is shared between layers (default global)\n"
             "  --budget-alpha learn|fit       budget mode: alpha learned, or fit to mean|w| of the\n"
             "                     binarized weights by the projection (default learn)\n"
+            "  --budget-warmup F  budget mode: over the first F of the run the full-precision set\n"
+            "                     shrinks linearly from every APB weight to the budget's (default 0)\n"
+            "  --bn-reestimate N  after every epoch with frozen alpha/delta, batchnorm statistics\n"
+            "                     = the mean over N training batches in train mode (default 0: off)\n"
             "  --freeze-at F      fraction of epochs after which alpha/delta freeze (default %g)\n"
             "  --quant-lr X       Adam learning rate of alpha/delta/steps (default %g)\n"
             "  --per-channel      APB alpha/delta per output channel\n"
@@ -116,6 +120,8 @@ static const char *opt_text(const apb_train_cfg *c, const char *opt, int prec, c
         {"--budget-spread", 's', .s = c->budget_spread ? "layer" : "global"},
         {"--budget-alpha", 's', .s = c->budget_alpha ? "fit" : "learn"},
         {"--freeze-at", 'f', .f = c->freeze_at},
+        {"--budget-warmup", 'f', .f = c->budget_warmup},
+        {"--bn-reestimate", 'i', .i = c->bn_reestimate},
         {"--quant-lr", 'f', .f = c->quant_lr},
         {"--per-channel", 'b', .i = m->per_channel},
         {"--direct-alpha", 'b', .i = m->direct_alpha_grad},
@@ -361,6 +367,18 @@ int apb_cmd_train_parse(int argc, char **argv, apb_train_cfg *c, apb_cli_given *
             c->budget_alpha = !bad && !strcmp(sv, "fit");
         } else if (apb_opt_float(argc, argv, &i, "--freeze-at", &fv, &bad))
             c->freeze_at = (float)fv;
+        else if (apb_opt_float(argc, argv, &i, "--budget-warmup", &fv, &bad)) {
+            c->budget_warmup = (float)fv;
+            if (!bad && !(fv >= 0 && fv <= 1)) {
+                fprintf(stderr, "apb train: --budget-warmup must be in [0, 1], not %g\n", fv);
+                bad = 1;
+            }
+        } else if (apb_opt_int(argc, argv, &i, "--bn-reestimate", &c->bn_reestimate, &bad)) {
+            if (!bad && c->bn_reestimate < 0) {
+                fprintf(stderr, "apb train: --bn-reestimate must be >= 0, not %d\n", c->bn_reestimate);
+                bad = 1;
+            }
+        }
         else if (apb_opt_float(argc, argv, &i, "--quant-lr", &fv, &bad))
             c->quant_lr = (float)fv;
         else if (!strcmp(a, "--per-channel"))

@@ -283,11 +283,11 @@ static int bn_fusion(const apb_model *m, int i, int *add_at)
     return FUSE_ADD_RELU;
 }
 
-static void bn_state(apb_layer *l)
+static void bn_state(const apb_model *m, apb_layer *l)
 {
     l->bn.running_mean = l->rmean;
     l->bn.running_var = l->rvar;
-    l->bn.momentum = 0.1f;
+    l->bn.momentum = m->bn_momentum > 0 ? m->bn_momentum : 0.1f;
     l->bn.eps = 1e-5f;
 }
 
@@ -321,7 +321,7 @@ apb_status apb_model_forward(apb_model *m, apb_graph *g, float *x, int n, apb_va
             break;
         case APB_L_BN: {
             int at = -1, f = bn_fusion(m, i, &at);
-            bn_state(l);
+            bn_state(m, l);
             if (f == FUSE_ADD_RELU && deferred[at] < 0) {
                 deferred[at] = i; /* runs at the ADD, once its other operand exists */
                 continue;

@@ -86,6 +86,10 @@ typedef struct {
      * layer's ReLU as one bn_relu op (bitwise the same values and gradients, fewer
      * passes over memory); 1: as two ops. The layer list is the same either way. */
     int unfused;
+    /* batchnorm running-statistics momentum of apb_model_forward (0: 0.1, the
+     * default); the trainer's BN re-estimation sets 1/(k+1) for its k-th batch,
+     * so the statistics become the plain mean over the batches it runs */
+    float bn_momentum;
 } apb_model;
 
 /* Builds a built-in architecture (zoo.c; cfg->arch names it) with freshly

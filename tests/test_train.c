@@ -163,6 +163,130 @@ APB_TEST(test_train_budget_mode_meets_budget)
     return 0;
 }
 
+/* --budget-warmup: the full-precision set shrinks linearly from every APB weight
+ * to the budget's over the first F of the run, then the budget holds; a killed
+ * warm-up run with BN re-estimation resumes bit-identically. */
+APB_TEST(test_train_budget_warmup_shrinks_the_fp_set)
+{
+    apb_train_cfg c;
+    cfg_small(&c, "warm", 1024);
+    c.limit_test = 256;
+    c.epochs = 2;
+    c.batch = 64;
+    c.model.wq = APB_WQ_APB;
+    c.budget_bits = 1.5f;
+    c.budget_warmup = 1.0f; /* at the end of epoch 1 half the gap is left */
+    CHECK_OK(apb_train_run(&c, NULL));
+    char path[1200];
+    snprintf(path, sizeof path, "%s/log.csv", c.out_dir);
+    unsigned char *log;
+    size_t n;
+    CHECK_OK(apb_file_read(path, &log, &n));
+    double fp[2] = {-1, -1}, bits[2] = {0, 0};
+    const char *p = strchr((const char *)log, '\n');
+    for (int e = 0; e < 2 && p; e++) {
+        int ep;
+        double lr, tl, ta, sl, sa;
+        CHECK(sscanf(p + 1, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &ep, &lr, &tl, &ta, &sl, &sa, &fp[e], &bits[e]) == 8);
+        p = strchr(p + 1, '\n');
+    }
+    free(log);
+    /* epoch 2: the budget; epoch 1: its fp share plus half of the rest */
+    CHECK_MSG(bits[1] <= 1.5 * 1.0001 && bits[1] >= 1.5 * 0.98, "end: %.4f bits/weight", bits[1]);
+    double want = fp[1] + 0.5 * (1 - fp[1]);
+    CHECK_MSG(fabs(fp[0] - want) < 0.01, "after epoch 1 of 2: fp fraction %.4f, expected %.4f", fp[0], want);
+    /* a warm-up needs a budget */
+    apb_train_cfg b;
+    cfg_small(&b, "warm-bad", 512);
+    b.model.wq = APB_WQ_APB;
+    b.budget_warmup = 0.5f;
+    apb_status s = apb_train_run(&b, NULL);
+    CHECK_MSG(s == APB_EINVAL && strstr(apb_errmsg(), "--budget-warmup"), "status %d: %s", s, apb_errmsg());
+    return resume_matches("--budget-bits 1.5 --budget-warmup 0.6 --bn-reestimate 3");
+}
+
+/* apb_bn_reestimate: the statistics are the mean over the batches it runs,
+ * whatever they were before (bit-identical from two different starts), and they
+ * give back the accuracy that destroyed statistics took away. */
+APB_TEST(test_bn_reestimate_replaces_running_statistics)
+{
+    apb_train_cfg c;
+    cfg_small(&c, "bnre", 2048);
+    c.limit_test = 512;
+    c.epochs = 1;
+    CHECK_OK(apb_train_run(&c, NULL));
+    char path[1200];
+    snprintf(path, sizeof path, "%s/last.ckpt", c.out_dir);
+    apb_ckpt ck;
+    CHECK_OK(apb_ckpt_load(path, &ck));
+    apb_model *m;
+    CHECK_OK(apb_ckpt_model(&ck, &m));
+    apb_dataset *dtr, *dte;
+    apb_loader *ltr, *lte;
+    apb_transform ttr, tte;
+    CHECK_OK(apb_open_data("fashion-mnist", "train", 2048, m->cfg.in_h, 1, 128, 1, 2, &dtr, &ltr, &ttr));
+    CHECK_OK(apb_open_data("fashion-mnist", "test", 512, m->cfg.in_h, 0, 128, 1, 2, &dte, &lte, &tte));
+    apb_eval_result e0, e1, e2;
+    CHECK_OK(apb_evaluate(m, lte, &e0));
+    int nbn = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (!l->rmean)
+            continue;
+        nbn++;
+        for (int k = 0; k < l->channels; k++) {
+            l->rmean[k] = 3.0f;
+            l->rvar[k] = 50.0f;
+        }
+    }
+    CHECK(nbn > 0);
+    CHECK_OK(apb_evaluate(m, lte, &e1));
+    CHECK_OK(apb_bn_reestimate(m, ltr, 0, 4));
+    CHECK_OK(apb_evaluate(m, lte, &e2));
+    fprintf(stderr, "  BN statistics: trained %.2f%%, destroyed %.2f%%, re-estimated over 4 batches %.2f%%\n",
+            e0.top1, e1.top1, e2.top1);
+    CHECK_MSG(e1.top1 < e0.top1 - 20 && e2.top1 > e0.top1 - 3, "%.2f / %.2f / %.2f", e0.top1, e1.top1, e2.top1);
+    /* the same from other statistics: bit-identical */
+    float *save = NULL;
+    size_t tot = 0, o = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        tot += m->layers[i].rmean ? 2 * (size_t)m->layers[i].channels : 0;
+    save = malloc(tot * sizeof *save);
+    CHECK(save != NULL);
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (!l->rmean)
+            continue;
+        memcpy(save + o, l->rmean, l->channels * sizeof *save);
+        memcpy(save + o + l->channels, l->rvar, l->channels * sizeof *save);
+        o += 2 * (size_t)l->channels;
+        for (int k = 0; k < l->channels; k++) {
+            l->rmean[k] = -1.0f;
+            l->rvar[k] = 0.01f;
+        }
+    }
+    CHECK_OK(apb_bn_reestimate(m, ltr, 0, 4));
+    o = 0;
+    int same = 1;
+    for (int i = 0; i < m->nlayers; i++) {
+        apb_layer *l = &m->layers[i];
+        if (!l->rmean)
+            continue;
+        same &= !memcmp(save + o, l->rmean, l->channels * sizeof *save) &&
+                !memcmp(save + o + l->channels, l->rvar, l->channels * sizeof *save);
+        o += 2 * (size_t)l->channels;
+    }
+    free(save);
+    CHECK_MSG(same, "re-estimated statistics depend on the statistics before");
+    apb_loader_free(ltr);
+    apb_loader_free(lte);
+    apb_dataset_free(dtr);
+    apb_dataset_free(dte);
+    apb_model_free(m);
+    apb_ckpt_free(&ck);
+    return 0;
+}
+
 APB_TEST(test_train_nan_loss_stops_and_keeps_checkpoint)
 {
     apb_train_cfg c;

@@ -50,7 +50,11 @@ void apb_train_cfg_to_text(const apb_train_cfg *c, char *buf, size_t n)
     if (c->sync_bn && o < n)
         o += (size_t)snprintf(buf + o, n - o, "sync_bn=1\n");
     if (c->procs > 1 && o < n)
-        snprintf(buf + o, n - o, "procs=%d\n", c->procs);
+        o += (size_t)snprintf(buf + o, n - o, "procs=%d\n", c->procs);
+    if (c->budget_warmup > 0 && o < n)
+        o += (size_t)snprintf(buf + o, n - o, "budget_warmup=%.9g\n", c->budget_warmup);
+    if (c->bn_reestimate > 0 && o < n)
+        snprintf(buf + o, n - o, "bn_reestimate=%d\n", c->bn_reestimate);
 }
 
 apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
@@ -96,6 +100,10 @@ apb_status apb_train_cfg_from_text(const char *t, apb_train_cfg *c)
     GETI("sync_bn", c->sync_bn);
     c->procs = 1;
     GETI("procs", c->procs);
+    c->budget_warmup = 0;
+    GETF("budget_warmup", c->budget_warmup);
+    c->bn_reestimate = 0;
+    GETI("bn_reestimate", c->bn_reestimate);
 #undef GETS
 #undef GETI
 #undef GETF
@@ -409,8 +417,10 @@ static apb_status budget_avail(const apb_model *m, double budget_bits, double *a
     return APB_OK;
 }
 
-apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int fit,
-                              double *reached)
+/* apb_budget_project with a warm-up: `warm` in [0, 1] of the gap between the
+ * budget's full-precision count and every APB weight is kept on top of it. */
+static apb_status budget_project_warm(apb_model *m, double budget_bits, int spread, int fit,
+                                      double warm, double *reached)
 {
     int64_t total = 0;
     for (int i = 0; i < m->nlayers; i++)
@@ -423,6 +433,8 @@ apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int 
     int64_t S = avail > 0 ? (int64_t)floor(avail / (32.0 + mem.index_bits)) : 0;
     if (S > total)
         S = total;
+    if (warm > 0)
+        S += (int64_t)floor((double)(total - S) * (warm < 1 ? warm : 1));
     float *score = malloc(sizeof(float) * (size_t)total);
     float *thr = malloc(sizeof(float) * (size_t)m->nlayers);
     if (!score || !thr) {
@@ -456,6 +468,52 @@ apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int 
     if (reached)
         *reached = mem.bits_per_weight;
     return APB_OK;
+}
+
+apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int fit,
+                              double *reached)
+{
+    return budget_project_warm(m, budget_bits, spread, fit, 0, reached);
+}
+
+/* The warm-up's share at training time t (epochs done, fractional). */
+static double budget_warm_at(const apb_train_cfg *c, double t)
+{
+    if (c->budget_warmup <= 0)
+        return 0;
+    double w = 1 - t / ((double)c->budget_warmup * c->epochs);
+    return w > 0 ? w : 0;
+}
+
+apb_status apb_bn_reestimate(apb_model *m, apb_loader *ld, int epoch, int n)
+{
+    int has_bn = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        has_bn |= m->layers[i].rmean != NULL;
+    if (!has_bn)
+        return APB_OK;
+    apb_status s = apb_loader_start_epoch_at(ld, epoch, 0);
+    apb_arena step;
+    apb_arena_init(&step, "bn-reestimate", 64 << 20);
+    apb_rng rng;
+    apb_rng_seed(&rng, apb_hash3(0xB4E57ull, (uint64_t)epoch, 0));
+    apb_graph g;
+    apb_graph_init(&g, &step, 1, 0, &rng);
+    for (int k = 0; s == APB_OK && k < n; k++) {
+        const float *x;
+        const int *y;
+        int bn;
+        apb_var *logits;
+        if ((s = apb_loader_next(ld, &x, &y, &bn)) || bn == 0)
+            break;
+        m->bn_momentum = 1.0f / (float)(k + 1);
+        s = apb_model_forward(m, &g, (float *)x, bn, &logits);
+        apb_graph_reset(&g);
+    }
+    m->bn_momentum = 0;
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    return s;
 }
 
 /* ---- training ----------------------------------------------------------- */
@@ -1071,6 +1129,10 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         s = apb_fail_context(s, "--budget-bits");
         goto done;
     }
+    if (cfg->budget_warmup > 0 && cfg->budget_bits <= 0) {
+        s = apb_fail(APB_EINVAL, "--budget-warmup needs a budget (--quant apb --budget-bits B)");
+        goto done;
+    }
     if (cfg->threads > 0)
         apb_threads_set(cfg->threads);
     int threads = apb_threads_get();
@@ -1251,7 +1313,8 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
          * resumed epoch already had its start (the checkpoint holds its delta). */
         if (has_quant && cfg->budget_bits > 0 && first == 0) {
             double reached;
-            if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, &reached)))
+            if ((s = budget_project_warm(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha,
+                                         budget_warm_at(cfg, epoch), &reached)))
                 goto done;
         }
         if ((s = apb_loader_start_epoch_at(ltr, epoch, first))) {
@@ -1365,8 +1428,11 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
                 perturb = 0;
             }
             dirty = 1;
-            if (has_quant && cfg->budget_bits > 0 && b % 50 == 49 &&
-                (s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, NULL)))
+            /* (every 10 steps while the warm-up shrinks the full-precision set) */
+            double warm = budget_warm_at(cfg, (double)(gstep + 1) / nb);
+            if (has_quant && cfg->budget_bits > 0 && b % (warm > 0 ? 10 : 50) == (warm > 0 ? 9 : 49) &&
+                (s = budget_project_warm(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha,
+                                         warm, NULL)))
                 goto done;
             apb_graph_reset(&g);
             loss_sum += step_loss;
@@ -1387,9 +1453,15 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             fprintf(stderr, "\n");
         if (has_quant && cfg->budget_bits > 0) {
             double reached;
-            if ((s = apb_budget_project(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha, &reached)))
+            if ((s = budget_project_warm(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha,
+                                         budget_warm_at(cfg, epoch + 1), &reached)))
                 goto done;
         }
+        /* BN re-estimation once the band is frozen (the model evaluated and saved
+         * below is the one the statistics were measured on) */
+        int reest = cfg->bn_reestimate > 0 && (!has_quant || frozen);
+        if (reest && (s = apb_bn_reestimate(r.model, ltr, epoch, cfg->bn_reestimate)))
+            goto done;
         if (seen == 0) {
             /* no result rather than a NaN one in the log and the checkpoint */
             s = apb_fail(APB_EINVAL, "epoch %d trained no batch (%d training images, --batch %d)",
@@ -1398,7 +1470,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             goto done;
         }
         if (P > 1) {
-            if (!cfg->sync_bn && (s = bcast_bn_stats(r.model)))
+            if ((!cfg->sync_bn || reest) && (s = bcast_bn_stats(r.model)))
                 goto done;
             char when[64];
             snprintf(when, sizeof when, "after epoch %d", epoch + 1);

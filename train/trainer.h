@@ -28,6 +28,12 @@ typedef struct {
     int budget_spread;         /* 0: relative error |(|w|-a)|/a across layers; 1: per layer equal fraction */
     int budget_alpha;          /* 0: alpha learned (--quant-lr, frozen at --freeze-at); 1: fit by the
                                 * projection to mean |w| of the binarized weights (see apb_budget_project) */
+    float budget_warmup;       /* budget mode: fraction of the run over which the full-precision
+                                * set shrinks linearly from every APB weight to the budget's
+                                * (0: off, the budget holds from the first step) */
+    int bn_reestimate;         /* > 0: after every epoch with a frozen band (every epoch of an
+                                * unquantized model), batchnorm statistics are recomputed as the
+                                * mean over this many training batches in train mode, no update */
     float label_smoothing;
     float warmup;              /* epochs of linear warm-up */
     int img_size;              /* folder datasets: network input side (default 224) */
@@ -105,6 +111,12 @@ apb_status apb_evaluate(apb_model *m, apb_loader *ld, apb_eval_result *r);
  * Returns the bits/weight reached in *reached (may be NULL). */
 apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int fit,
                               double *reached);
+
+/* BN re-estimation (--bn-reestimate): every batchnorm's running statistics become
+ * the mean of its batch statistics over the first n batches of `epoch` of the
+ * loader, run forward in train mode (no gradient, no update) with the model as it
+ * is; whatever they held before does not matter. The loader is left mid-epoch. */
+apb_status apb_bn_reestimate(apb_model *m, apb_loader *ld, int epoch, int n);
 
 /* Opens train/test data for a spec and fills the model geometry from it. With
  * train set, batches are shuffled and the last partial batch is dropped, unless
