@@ -84,6 +84,8 @@ struct apbrt_fast {
     long *koff;           /* conv: [K] byte offset of tap k into the phase planes */
     long nwide;           /* conv: wide output pixels per image, OH*Wq rounded up to a panel */
     long x8_sz;           /* conv: bytes of one image's byte planes, slack included */
+    int chan;             /* conv input packed along channels first (C % 64 == 0): weights
+                             in the order (kh, kw, c), see apb_bitpack_chan */
 };
 
 typedef struct {
@@ -94,6 +96,8 @@ typedef struct {
     size_t cap_xq, cap_y, cap_racc;
     uint8_t *x8, *b8;             /* 8-bit: byte phase planes [n, x8_sz] / packed GEMM columns */
     size_t cap_x8, cap_b8;
+    uint64_t *z0, *z1;            /* channel-packed padded images [n, apb_chan_words] */
+    size_t cap_z0, cap_z1;
 } fast_work;
 
 static void fast_one_free(apbrt_fast *f)
@@ -131,6 +135,8 @@ void apbrt_fast_free(apbrt_model *m)
         apb_free_aligned(w->racc);
         apb_free_aligned(w->x8);
         apb_free_aligned(w->b8);
+        apb_free_aligned(w->z0);
+        apb_free_aligned(w->z1);
         free(w);
         m->fast_work = NULL;
     }
@@ -295,6 +301,26 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
                 return apb_fail_context(st, "apbrt: layer %d: ", idx);
             }
             f->has_pad = 1;
+        }
+        /* channel packing: the padding correction above was built from the weights
+         * in im2col order (it sums over padded taps, whatever their order); the
+         * GEMM gets them in the order (kh, kw, c) of apb_bitpack_chan_im2col */
+        const char *nc = getenv("APBRT_NO_CHANPACK");
+        if (apb_chan_ok(&f->g) && !(nc && *nc && strcmp(nc, "0"))) {
+            for (int pl = 0; pl < 2; pl++) {
+                uint64_t **wp = pl ? &f->wmag : &f->wsgn;
+                if (!*wp)
+                    continue;
+                uint64_t *re = apb_alloc_aligned((size_t)M * ld * 8);
+                if (!re) {
+                    fast_one_free(f);
+                    return apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
+                }
+                apb_bitpack_reorder_hwc(&f->g, M, *wp, re, ld);
+                apb_free_aligned(*wp);
+                *wp = re;
+            }
+            f->chan = 1;
         }
         if (r->nnz) {
             apb_status st = plane_geometry(L, f, idx);
@@ -475,6 +501,15 @@ static apb_status batch_pad(apbrt_fast *f, int n, long ohw, apb_bitconv_pad *out
  * start; every element is computed the same way in any chunk. */
 #define CHUNK_PIXELS 2048
 
+/* Channel packing of one image, then the GEMM operand by word copies. */
+static apb_status chan_pack(const apbrt_fast *f, const float *x, float s, int planes, uint64_t *z0,
+                            uint64_t *z1, uint64_t *a0, uint64_t *a1, int ld)
+{
+    APB_TRY(apb_bitpack_chan(&f->g, x, s, planes, z0, z1));
+    APB_TRY(apb_bitpack_chan_im2col(&f->g, z0, a0, ld));
+    return planes == 2 ? apb_bitpack_chan_im2col(&f->g, z1, a1, ld) : APB_OK;
+}
+
 static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     apbrt_fast *f = L->fast;
@@ -484,6 +519,7 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
     int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
     long nq = (long)f->OH * f->Wq;
+    size_t zw = f->chan ? apb_chan_words(&f->g) : 0;
     int nb = ohw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / ohw);
     nb = nb < n ? nb : n;
     long N = nb * ohw;
@@ -495,7 +531,9 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
         (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, words, 8, 1)) ||
         (nb > 1 && !grow((void **)&w->y, &w->cap_y, (size_t)M * N, 4, 0)) ||
         (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)nb * f->xp_sz, 4, 1)) ||
-        (f->has_res && !grow((void **)&w->racc, &w->cap_racc, (size_t)nb * M * nq, 4, 0)))
+        (f->has_res && !grow((void **)&w->racc, &w->cap_racc, (size_t)nb * M * nq, 4, 0)) ||
+        (f->chan && !grow((void **)&w->z0, &w->cap_z0, (size_t)nb * zw, 8, 0)) ||
+        (f->chan && packs_mag && !grow((void **)&w->z1, &w->cap_z1, (size_t)nb * zw, 8, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
     apb_bitmat A = {f->wsgn, f->wmag, ld};
     apb_bitmat B = {w->asgn, packs_mag ? w->amag : f->bin_as_2bit ? w->zero : NULL, ld};
@@ -514,15 +552,20 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
          * is packed outside any parallel region, so the packer can split it over
          * the threads itself */
         if (cnt == 1)
-            st = bin_pack ? apb_bitpack_conv_sign(&f->g, inc, w->asgn, ld)
-                          : apb_bitpack_conv_2bit(&f->g, inc, r->act_step, w->asgn, w->amag, ld);
+            st = f->chan ? chan_pack(f, inc, r->act_step, bin_pack ? 1 : 2, w->z0, w->z1, w->asgn,
+                                     w->amag, ld)
+                 : bin_pack ? apb_bitpack_conv_sign(&f->g, inc, w->asgn, ld)
+                            : apb_bitpack_conv_2bit(&f->g, inc, r->act_step, w->asgn, w->amag, ld);
 #pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
         for (long b = 0; b < (cnt > 1 ? cnt : 0); b++) {
             const float *xb = inc + b * in_sz;
-            size_t o = (size_t)b * ohw * ld;
-            apb_status s = bin_pack ? apb_bitpack_conv_sign(&f->g, xb, w->asgn + o, ld)
-                                    : apb_bitpack_conv_2bit(&f->g, xb, r->act_step, w->asgn + o,
-                                                            w->amag + o, ld);
+            size_t o = (size_t)b * ohw * ld, zo = (size_t)b * zw;
+            apb_status s = f->chan ? chan_pack(f, xb, r->act_step, bin_pack ? 1 : 2, w->z0 + zo,
+                                               packs_mag ? w->z1 + zo : NULL, w->asgn + o,
+                                               packs_mag ? w->amag + o : NULL, ld)
+                           : bin_pack ? apb_bitpack_conv_sign(&f->g, xb, w->asgn + o, ld)
+                                      : apb_bitpack_conv_2bit(&f->g, xb, r->act_step, w->asgn + o,
+                                                              w->amag + o, ld);
             /* an atomic store rather than a named critical, whose lock is a
              * global symbol that libapbrt.so would have to export */
             if (s != APB_OK) {

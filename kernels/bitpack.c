@@ -466,6 +466,160 @@ apb_status apb_bitpack_conv_2bit_ws(const apb_conv_geom *g, const float *x, floa
     return conv_pack(g, x, s, 2, sgn, mag, ld, ws, ws_bytes);
 }
 
+/* ---- channel-packed images -------------------------------------------------- */
+
+/* 8x8 bit matrix in a word, element (i, j) at bit 8i + j: returns its transpose. */
+static inline uint64_t transpose8(uint64_t x)
+{
+    uint64_t t;
+    t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAull;
+    x ^= t ^ (t << 7);
+    t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCull;
+    x ^= t ^ (t << 14);
+    t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ull;
+    x ^= t ^ (t << 28);
+    return x;
+}
+
+/* Bits of n <= 8 consecutive values (bit j = value j): sign, or sgn / mag. */
+static inline void bits8(const float *x, int n, float s, int planes, unsigned *b0, unsigned *b1)
+{
+    unsigned m0 = 0, m1 = 0;
+    if (planes == 1) {
+#ifdef __SSE2__
+        if (n == 8) {
+            __m128 z = _mm_setzero_ps();
+            *b0 = (unsigned)_mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(x), z)) |
+                  (unsigned)_mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(x + 4), z)) << 4;
+            return;
+        }
+#endif
+        for (int j = 0; j < n; j++)
+            m0 |= (unsigned)(x[j] < 0.0f) << j;
+    } else {
+        for (int j = 0; j < n; j++) {
+            int l = quant2(x[j], s);
+            m0 |= (unsigned)(l <= 1) << j;
+            m1 |= (unsigned)(l == 0 || l == 3) << j;
+        }
+    }
+    *b0 = m0;
+    *b1 = m1;
+}
+
+/* Row i of the padded bit image (see bitpack.h). */
+static void chan_row(const apb_conv_geom *g, const float *x, float s, int planes, int i,
+                     uint64_t *Z0, uint64_t *Z1)
+{
+    int C = g->C, H = g->H, W = g->W, P = g->pad, Cw = C / 64, Wp = W + 2 * P;
+    size_t o = (size_t)i * Wp * Cw;
+    int h = i - P;
+    if (h < 0 || h >= H) {
+        memset(Z0 + o, 0, (size_t)Wp * Cw * sizeof *Z0);
+        if (planes == 2)
+            memset(Z1 + o, 0, (size_t)Wp * Cw * sizeof *Z1);
+        return;
+    }
+    for (int pl = 0; pl < planes; pl++) {
+        uint64_t *Z = pl ? Z1 : Z0;
+        memset(Z + o, 0, (size_t)P * Cw * sizeof *Z);
+        memset(Z + o + (size_t)(P + W) * Cw, 0, (size_t)P * Cw * sizeof *Z);
+    }
+    for (int gw = 0; gw < Cw; gw++)
+        for (int w0 = 0; w0 < W; w0 += 8) {
+            int n = W - w0 < 8 ? W - w0 : 8;
+            uint64_t a0[8] = {0}, a1[8] = {0}; /* the n pixels' words */
+            for (int q = 0; q < 8; q++) {
+                uint64_t u0 = 0, u1 = 0; /* byte i: channel 64gw + 8q + i over the pixels */
+                for (int ci = 0; ci < 8; ci++) {
+                    const float *xr = x + ((size_t)(64 * gw + 8 * q + ci) * H + h) * W + w0;
+                    unsigned m0, m1 = 0;
+                    bits8(xr, n, s, planes, &m0, &m1);
+                    u0 |= (uint64_t)m0 << (8 * ci);
+                    u1 |= (uint64_t)m1 << (8 * ci);
+                }
+                u0 = transpose8(u0); /* byte j: pixel j over the 8 channels */
+                for (int j = 0; j < n; j++)
+                    a0[j] |= (u0 >> (8 * j) & 0xFF) << (8 * q);
+                if (planes == 2) {
+                    u1 = transpose8(u1);
+                    for (int j = 0; j < n; j++)
+                        a1[j] |= (u1 >> (8 * j) & 0xFF) << (8 * q);
+                }
+            }
+            for (int j = 0; j < n; j++) {
+                Z0[o + (size_t)(P + w0 + j) * Cw + gw] = a0[j];
+                if (planes == 2)
+                    Z1[o + (size_t)(P + w0 + j) * Cw + gw] = a1[j];
+            }
+        }
+}
+
+/* Threads for one image's pass of `work` units: 1 inside a parallel region. */
+static int image_threads(double work)
+{
+    int nth = apb_threads_get();
+#ifdef _OPENMP
+    if (omp_get_level() > 0)
+        nth = 1;
+#endif
+    return work < (1 << 17) ? 1 : nth;
+}
+
+apb_status apb_bitpack_chan(const apb_conv_geom *g, const float *x, float s, int planes,
+                            uint64_t *Z0, uint64_t *Z1)
+{
+    APB_TRY(apb_conv_geom_check(g));
+    if (!apb_chan_ok(g))
+        return apb_fail(APB_EINVAL, "channel pack: C=%d is not a multiple of 64", g->C);
+    if (planes == 2 && (!(s > 0.0f) || !isfinite(s)))
+        return apb_fail(APB_EINVAL, "channel pack 2-bit: step s=%g must be finite and > 0", s);
+    int rows = g->H + 2 * g->pad;
+    int nth = image_threads((double)g->C * g->H * g->W);
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+    for (int i = 0; i < rows; i++)
+        chan_row(g, x, s, planes, i, Z0, Z1);
+    return APB_OK;
+}
+
+apb_status apb_bitpack_chan_im2col(const apb_conv_geom *g, const uint64_t *Z, uint64_t *P, int ld)
+{
+    APB_TRY(apb_conv_geom_check(g));
+    if (!apb_chan_ok(g))
+        return apb_fail(APB_EINVAL, "channel im2col: C=%d is not a multiple of 64", g->C);
+    int Cw = g->C / 64, KH = g->KH, KW = g->KW, S = g->stride, Wp = g->W + 2 * g->pad;
+    int OH = apb_conv_geom_oh(g), OW = apb_conv_geom_ow(g);
+    if (ld < KH * KW * Cw)
+        return apb_fail(APB_EINVAL, "channel im2col: ld=%d words < %d", ld, KH * KW * Cw);
+    size_t run = (size_t)KW * Cw;
+    int nth = image_threads((double)OH * OW * KH * run * 8);
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+    for (int oh = 0; oh < OH; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+            uint64_t *d = P + ((size_t)oh * OW + ow) * ld;
+            for (int kh = 0; kh < KH; kh++)
+                memcpy(d + kh * run, Z + ((size_t)(oh * S + kh) * Wp + (size_t)ow * S) * Cw,
+                       run * sizeof *d);
+        }
+    return APB_OK;
+}
+
+void apb_bitpack_reorder_hwc(const apb_conv_geom *g, int M, const uint64_t *src, uint64_t *dst,
+                             int ld)
+{
+    int C = g->C, KH = g->KH, KW = g->KW;
+    memset(dst, 0, (size_t)M * ld * sizeof *dst);
+    for (int m = 0; m < M; m++) {
+        const uint64_t *a = src + (size_t)m * ld;
+        uint64_t *b = dst + (size_t)m * ld;
+        for (int c = 0; c < C; c++)
+            for (int t = 0; t < KH * KW; t++) {
+                long k = (long)c * KH * KW + t, k2 = (long)t * C + c;
+                b[k2 >> 6] |= (a[k >> 6] >> (k & 63) & 1) << (k2 & 63);
+            }
+    }
+}
+
 /* Valid-tap mask along one axis for output position o: bit t set when the tap
  * o*S - P + t lies inside [0, len). */
 static uint64_t axis_mask(int o, int S, int P, int ksz, int len)

@@ -115,6 +115,33 @@ apb_status apb_bitpack_conv_2bit_ws(const apb_conv_geom *g, const float *x, floa
                                     uint64_t *sgn, uint64_t *mag, int ld, void *ws,
                                     size_t ws_bytes);
 
+/* ---- channel-packed images ("NHWC bits") -----------------------------------
+ * For C a multiple of 64: an image x[C, H, W] packed once along its channels into
+ * the zero-padded bit image Z[(H+2P) * (W+2P), C/64]: padded pixel (i, j) at row
+ * i*(W+2P) + j, bit c%64 of its word c/64 = the value of x[c, i-P, j-P] in the
+ * encoding above (binary: planes 1, Z0 only; 2-bit with step s: planes 2, sgn in
+ * Z0, mag in Z1). Pixels of the border are all-zero bits, as the fused packer
+ * writes padded taps (corrected by apb_bitconv_pad).
+ * apb_bitpack_chan_im2col then builds the GEMM operand by word copies: row n =
+ * oh*OW + ow of P[N, ld] holds, for every (kh, kw), the C/64 words of padded pixel
+ * (oh*S + kh, ow*S + kw), i.e. the reduction order k' = (kh*KW + kw)*C + c
+ * (weights must be packed in that order: apb_bitpack_reorder_hwc). The KW taps
+ * of one kernel row are adjacent pixels, so each is one copy of KW*C/64 words.
+ * Both split the image over the threads when called outside a parallel region;
+ * the bits do not depend on the thread count. */
+static inline int apb_chan_ok(const apb_conv_geom *g) { return g->C > 0 && g->C % 64 == 0; }
+static inline size_t apb_chan_words(const apb_conv_geom *g)
+{
+    return (size_t)(g->H + 2 * g->pad) * (size_t)(g->W + 2 * g->pad) * (size_t)(g->C / 64);
+}
+apb_status apb_bitpack_chan(const apb_conv_geom *g, const float *x, float s, int planes,
+                            uint64_t *Z0, uint64_t *Z1);
+apb_status apb_bitpack_chan_im2col(const apb_conv_geom *g, const uint64_t *Z, uint64_t *P, int ld);
+/* Weight rows packed in the order k = (c*KH + kh)*KW + kw (src[M, ld]) ->
+ * the order k' = (kh*KW + kw)*C + c (dst[M, ld], words past K written 0). */
+void apb_bitpack_reorder_hwc(const apb_conv_geom *g, int M, const uint64_t *src, uint64_t *dst,
+                             int ld);
+
 /* Exact zero-padding correction for a packed convolution (see the file comment).
  * pattern[n] in [0, n_patterns) for every output pixel; pattern 0 is the interior
  * (no padded tap) and has corr = 0. corr[p*M + m] is what the GEMM epilogue

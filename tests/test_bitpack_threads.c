@@ -91,3 +91,64 @@ APB_TEST(test_bitpack_conv_one_image_over_threads)
     }
     return 0;
 }
+
+/* Channel packing (apb_bitpack_chan + apb_bitpack_chan_im2col) gives, in the
+ * order (kh, kw, c), exactly the bits the naive im2col packing gives in the order
+ * (c, kh, kw): compared through apb_bitpack_reorder_hwc, which must also move
+ * every weight bit. Image widths not a multiple of 8, strides 1-3, pads 0-2, an
+ * image narrower than the kernel span, 1 and 2 threads, special values. */
+APB_TEST(test_bitpack_chan_matches_im2col_order)
+{
+    apb_conv_geom gs[] = {{64, 30, 30, 3, 3, 1, 1}, {128, 13, 11, 3, 3, 2, 1}, {64, 9, 7, 5, 5, 3, 2},
+                          {64, 6, 5, 1, 1, 1, 0},   {192, 2, 3, 3, 3, 1, 2},  {64, 56, 56, 3, 3, 1, 1}};
+    apb_rng r;
+    apb_rng_seed(&r, 6);
+    int saved = apb_threads_get();
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++) {
+        const apb_conv_geom *g = &gs[gi];
+        int K = g->C * g->KH * g->KW, ld = apb_bits_ld(K);
+        long N = (long)apb_conv_geom_oh(g) * apb_conv_geom_ow(g);
+        size_t xs = (size_t)g->C * g->H * g->W, ws = (size_t)N * ld, zw = apb_chan_words(g);
+        float *x = malloc(sizeof(float) * xs);
+        uint64_t *want[2] = {malloc(8 * ws), malloc(8 * ws)}, *re = malloc(8 * ws);
+        uint64_t *z[2] = {malloc(8 * zw), malloc(8 * zw)}, *got[2] = {malloc(8 * ws), malloc(8 * ws)};
+        CHECK(x && want[0] && want[1] && re && z[0] && z[1] && got[0] && got[1]);
+        for (size_t i = 0; i < xs; i++)
+            x[i] = apb_rng_normal(&r);
+        x[5] = 0.0f, x[9] = NAN, x[10] = -0.0f, x[11] = INFINITY, x[12] = -INFINITY, x[xs - 1] = NAN;
+        for (int two = 0; two < 2; two++) {
+            float s = 0.6f;
+            naive(g, x, s, two, want[0], want[1], ld);
+            for (int th = 1; th <= 2; th++) {
+                apb_threads_set(th);
+                CHECK_OK(apb_bitpack_chan(g, x, s, two ? 2 : 1, z[0], z[1]));
+                for (int p = 0; p <= two; p++) {
+                    CHECK_OK(apb_bitpack_chan_im2col(g, z[p], got[p], ld));
+                    /* the naive rows moved to (kh, kw, c): the words up to K must agree */
+                    apb_bitpack_reorder_hwc(g, (int)N, want[p], re, ld);
+                    int kw = apb_bits_words(K), bad = 0;
+                    for (long n = 0; n < N && !bad; n++)
+                        bad = memcmp(re + n * ld, got[p] + n * ld, 8 * (size_t)kw) != 0;
+                    CHECK_MSG(!bad, "geometry %zu %s plane %d threads %d differs from naive", gi,
+                              two ? "2-bit" : "sign", p, th);
+                }
+            }
+        }
+        /* the reorder is a permutation: every bit set once, none lost */
+        long ones_a = 0, ones_b = 0;
+        apb_bitpack_reorder_hwc(g, (int)N, want[0], re, ld);
+        for (size_t i = 0; i < ws; i++) {
+            ones_a += __builtin_popcountll(want[0][i]);
+            ones_b += __builtin_popcountll(re[i]);
+        }
+        CHECK_MSG(ones_a == ones_b && ones_a > 0, "reorder: %ld bits in, %ld out", ones_a, ones_b);
+        apb_threads_set(saved);
+        free(x), free(want[0]), free(want[1]), free(re), free(z[0]), free(z[1]), free(got[0]), free(got[1]);
+    }
+    /* not a multiple of 64 channels: refused with the reason */
+    apb_conv_geom bad = {48, 4, 4, 3, 3, 1, 1};
+    uint64_t zz[64];
+    apb_status s = apb_bitpack_chan(&bad, NULL, 1.0f, 1, zz, NULL);
+    CHECK_MSG(s == APB_EINVAL && strstr(apb_errmsg(), "multiple of 64"), "status %d: %s", s, apb_errmsg());
+    return 0;
+}
