@@ -119,8 +119,10 @@ APB_TEST(test_bitpack_chan_matches_im2col_order)
         for (int two = 0; two < 2; two++) {
             float s = 0.6f;
             naive(g, x, s, two, want[0], want[1], ld);
-            for (int th = 1; th <= 2; th++) {
-                apb_threads_set(th);
+            for (int th = 1; th <= 2 * (1 + (int)apb_isa_detected()); th++) {
+                /* threads 1, 2, then again at the next ISA level */
+                CHECK_OK(apb_isa_force((apb_isa)((th - 1) / 2)));
+                apb_threads_set(2 - th % 2);
                 CHECK_OK(apb_bitpack_chan(g, x, s, two ? 2 : 1, z[0], z[1]));
                 for (int p = 0; p <= two; p++) {
                     CHECK_OK(apb_bitpack_chan_im2col(g, z[p], got[p], ld));
@@ -143,6 +145,7 @@ APB_TEST(test_bitpack_chan_matches_im2col_order)
         }
         CHECK_MSG(ones_a == ones_b && ones_a > 0, "reorder: %ld bits in, %ld out", ones_a, ones_b);
         apb_threads_set(saved);
+        CHECK_OK(apb_isa_force(apb_isa_detected()));
         free(x), free(want[0]), free(want[1]), free(re), free(z[0]), free(z[1]), free(got[0]), free(got[1]);
     }
     /* not a multiple of 64 channels: refused with the reason */
