@@ -341,6 +341,12 @@ static void pool_row(const apbrt_rt_layer *L, const float *x, int oh, float *y, 
                 d[t] = pv;
             if (s == 1) {
                 memcpy(d + tlo, xr + b, (size_t)(thi - tlo) * sizeof *d);
+            } else if (s == 2) { /* the stem's pool: a constant stride vectorizes */
+                const float *restrict xs = xr + b;
+                float *restrict dd = d + tlo;
+#pragma omp simd
+                for (int t = 0; t < thi - tlo; t++)
+                    dd[t] = xs[2 * t];
             } else {
                 const float *xs = xr + b;
                 for (int t = tlo; t < thi; t++)
