@@ -525,13 +525,14 @@ static void chan_row(const apb_conv_geom *g, const float *x, float s, int planes
         memset(Z + o, 0, (size_t)P * Cw * sizeof *Z);
         memset(Z + o + (size_t)(P + W) * Cw, 0, (size_t)P * Cw * sizeof *Z);
     }
-    int fast = planes == 1 && apb_isa_active() >= APB_ISA_AVX2;
+    int fast = apb_isa_active() >= APB_ISA_AVX2;
     for (int gw = 0; gw < Cw; gw++)
         for (int w0 = 0; w0 < W; w0 += 8) {
             int n = W - w0 < 8 ? W - w0 : 8;
             if (fast && n == 8) {
-                apb_bitpack_chan_block_avx2(x + ((size_t)64 * gw * H + h) * W + w0, (size_t)H * W,
-                                            Z0 + o + (size_t)(P + w0) * Cw + gw, (size_t)Cw);
+                size_t zo = o + (size_t)(P + w0) * Cw + gw;
+                apb_bitpack_chan_block_avx2(x + ((size_t)64 * gw * H + h) * W + w0, (size_t)H * W, s,
+                                            planes, Z0 + zo, planes == 2 ? Z1 + zo : NULL, (size_t)Cw);
                 continue;
             }
             uint64_t a0[8] = {0}, a1[8] = {0}; /* the n pixels' words */

@@ -169,8 +169,10 @@ void apb_bitpack_or_row_avx512(const float *x, int n, float s, int planes, uint6
 void apb_bitpack_rows_avx512(int rows, int K, const float *X, int ldx, float s, int planes,
                              uint64_t *P0, uint64_t *P1, int ld);
 void apb_bit_transpose64_avx512(uint64_t *a);
-/* AVX2 (bitpack_avx2.c): sign words of 64 channels (x + c*cstride, c < 64) at 8
- * consecutive pixels -> out[j*ostride] for pixel j (bit c = x[c*cstride + j] < 0). */
-void apb_bitpack_chan_block_avx2(const float *x, size_t cstride, uint64_t *out, size_t ostride);
+/* AVX2 (bitpack_avx2.c): words of 64 channels (x + c*cstride, c < 64) at 8
+ * consecutive pixels -> out0[j*ostride] (and out1 for planes 2) for pixel j, bit c
+ * in the encoding above (sign, or 2-bit sgn / mag with step s). */
+void apb_bitpack_chan_block_avx2(const float *x, size_t cstride, float s, int planes,
+                                 uint64_t *out0, uint64_t *out1, size_t ostride);
 
 #endif
