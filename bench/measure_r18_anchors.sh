@@ -1,6 +1,9 @@
 #!/bin/sh
-# Issue 13 measurement: 3 rounds, PyTorch anchor then apb settings, same machine state.
-cd /work/main
+# ResNet-18 inference against the PyTorch anchors (issue 13): 3 rounds, each
+# PyTorch int8/fp32 (../shared/anchors/bench_torch_int8.py) then the apb settings,
+# so every ratio compares runs of the same round. Run from anywhere after `make`;
+# needs /usr/bin/python3 with python3-torch (the anchor only, not apb).
+cd "$(dirname "$0")/.."
 B=./build/apb
 run() { # label, env, args
   l=$1; e=$2; shift 2
