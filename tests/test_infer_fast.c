@@ -39,14 +39,13 @@ typedef struct {
 } geo;
 
 /* One APB conv (+ BN + activation fused) on a geometry; n samples. */
-static int check_conv(const geo *g, int akind, int act, apb_rng *r, const char *what)
+static int check_conv(const geo *g, int wkind, int akind, int act, apb_rng *r, const char *what)
 {
     int OH = (g->h + 2 * g->p - g->k) / g->s + 1, OW = (g->w + 2 * g->p - g->k) / g->s + 1;
     long out = (long)g->cout * OH * OW, in = (long)g->cin * g->h * g->w;
     ti_model t;
     ti_init(&t, g->cin, g->h, g->w, (int)out, 2);
-    ti_conv(&t, r, APBRT_CONV, 0, 1, g->cin, g->cout, g->k, g->s, g->p, APBRT_W_APB, akind, 1,
-            0.12f);
+    ti_conv(&t, r, APBRT_CONV, 0, 1, g->cin, g->cout, g->k, g->s, g->p, wkind, akind, 1, 0.12f);
     ti_bn(&t, r, 1, 1, g->cout);
     if (act)
         ti_add(&t, act, 1, 1);
@@ -120,9 +119,16 @@ APB_TEST(test_infer_fast_residual_geometries)
                 snprintf(what, sizeof what, "isa %d, %s act, %dx%dx%d -> %d, k%d s%d p%d", isa,
                          a ? "2-bit" : "binary", g->cin, g->h, g->w, g->cout, g->k, g->s, g->p);
                 int act = i % 3 == 0 ? 0 : i % 3 == 1 ? APBRT_RELU : APBRT_HARDTANH;
-                int f = check_conv(g, a ? APBRT_A_Q2 : APBRT_A_BIN, act, &r, what);
+                int f = check_conv(g, APBRT_W_APB, a ? APBRT_A_Q2 : APBRT_A_BIN, act, &r, what);
                 CHECK_MSG(f == 0, "%s", what);
                 fails += f;
+                if (g->cin % 64 == 0) { /* 2-bit weights (2x2 kernel): both weight planes reordered */
+                    snprintf(what, sizeof what, "isa %d, q2 weights, %s act, %dx%dx%d -> %d, k%d s%d p%d",
+                             isa, a ? "2-bit" : "binary", g->cin, g->h, g->w, g->cout, g->k, g->s, g->p);
+                    f = check_conv(g, APBRT_W_Q2, a ? APBRT_A_Q2 : APBRT_A_BIN, act, &r, what);
+                    CHECK_MSG(f == 0, "%s", what);
+                    fails += f;
+                }
             }
     }
     apb_isa_force(prev);

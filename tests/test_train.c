@@ -241,7 +241,7 @@ APB_TEST(test_bn_reestimate_replaces_running_statistics)
     }
     CHECK(nbn > 0);
     CHECK_OK(apb_evaluate(m, lte, &e1));
-    CHECK_OK(apb_bn_reestimate(m, ltr, 0, 4));
+    CHECK_OK(apb_bn_reestimate(m, ltr, 0, 4, NULL));
     CHECK_OK(apb_evaluate(m, lte, &e2));
     fprintf(stderr, "  BN statistics: trained %.2f%%, destroyed %.2f%%, re-estimated over 4 batches %.2f%%\n",
             e0.top1, e1.top1, e2.top1);
@@ -265,7 +265,7 @@ APB_TEST(test_bn_reestimate_replaces_running_statistics)
             l->rvar[k] = 0.01f;
         }
     }
-    CHECK_OK(apb_bn_reestimate(m, ltr, 0, 4));
+    CHECK_OK(apb_bn_reestimate(m, ltr, 0, 4, NULL));
     o = 0;
     int same = 1;
     for (int i = 0; i < m->nlayers; i++) {
@@ -423,6 +423,17 @@ static int signal_resume_matches(const char *name, const char *args, int at, con
 /* Budget mode (delta projected at epoch starts and every 50 batches): 52
  * batches in the epoch, stopped by SIGINT after batch 30, so the resumed part
  * crosses a projection and the epoch's start must not be redone. */
+/* A stop by signal inside an epoch of the budget warm-up (projections every 10
+ * steps), after an epoch whose BN statistics were re-estimated: exact resume. */
+APB_TEST(test_train_signal_resume_warmup_bnre_is_bit_identical)
+{
+    return signal_resume_matches("warmup",
+                                 "--data fashion-mnist --model convnet --quant apb --budget-bits 1.5 "
+                                 "--budget-warmup 0.8 --bn-reestimate 3 --freeze-at 0.3 "
+                                 "--limit-train 416 --limit-test 64 --epochs 3 --batch 8 --threads 2 --seed 5",
+                                 52 * 2 + 13, "TERM", 143, 2, 13);
+}
+
 APB_TEST(test_train_signal_resume_budget_is_bit_identical)
 {
     return signal_resume_matches("budget",

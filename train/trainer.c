@@ -485,7 +485,7 @@ static double budget_warm_at(const apb_train_cfg *c, double t)
     return w > 0 ? w : 0;
 }
 
-apb_status apb_bn_reestimate(apb_model *m, apb_loader *ld, int epoch, int n)
+apb_status apb_bn_reestimate(apb_model *m, apb_loader *ld, int epoch, int n, const apb_graph_share *share)
 {
     int has_bn = 0;
     for (int i = 0; i < m->nlayers; i++)
@@ -499,6 +499,7 @@ apb_status apb_bn_reestimate(apb_model *m, apb_loader *ld, int epoch, int n)
     apb_rng_seed(&rng, apb_hash3(0xB4E57ull, (uint64_t)epoch, 0));
     apb_graph g;
     apb_graph_init(&g, &step, 1, 0, &rng);
+    g.share = share;
     for (int k = 0; s == APB_OK && k < n; k++) {
         const float *x;
         const int *y;
@@ -1430,7 +1431,9 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             dirty = 1;
             /* (every 10 steps while the warm-up shrinks the full-precision set) */
             double warm = budget_warm_at(cfg, (double)(gstep + 1) / nb);
-            if (has_quant && cfg->budget_bits > 0 && b % (warm > 0 ? 10 : 50) == (warm > 0 ? 9 : 49) &&
+            int warm_ended = warm == 0 && budget_warm_at(cfg, (double)gstep / nb) > 0; /* at once */
+            if (has_quant && cfg->budget_bits > 0 &&
+                (b % (warm > 0 ? 10 : 50) == (warm > 0 ? 9 : 49) || warm_ended) &&
                 (s = budget_project_warm(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha,
                                          warm, NULL)))
                 goto done;
@@ -1459,8 +1462,9 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         }
         /* BN re-estimation once the band is frozen (the model evaluated and saved
          * below is the one the statistics were measured on) */
+        int64_t skipped = apb_loader_skipped(ltr); /* the epoch's, before the loader replays it */
         int reest = cfg->bn_reestimate > 0 && (!has_quant || frozen);
-        if (reest && (s = apb_bn_reestimate(r.model, ltr, epoch, cfg->bn_reestimate)))
+        if (reest && (s = apb_bn_reestimate(r.model, ltr, epoch, cfg->bn_reestimate, g.share)))
             goto done;
         if (seen == 0) {
             /* no result rather than a NaN one in the log and the checkpoint */
@@ -1470,7 +1474,7 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             goto done;
         }
         if (P > 1) {
-            if ((!cfg->sync_bn || reest) && (s = bcast_bn_stats(r.model)))
+            if (!cfg->sync_bn && (s = bcast_bn_stats(r.model)))
                 goto done;
             char when[64];
             snprintf(when, sizeof when, "after epoch %d", epoch + 1);
@@ -1530,7 +1534,6 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
             goto done;
         r.wrote_last = 1;
         dirty = 0;
-        int64_t skipped = apb_loader_skipped(ltr);
         if (P > 1 && (s = apb_dist_sum_i64(&skipped, 1)))
             goto done;
         if (skipped && !cfg->quiet)

@@ -115,8 +115,10 @@ apb_status apb_budget_project(apb_model *m, double budget_bits, int spread, int 
 /* BN re-estimation (--bn-reestimate): every batchnorm's running statistics become
  * the mean of its batch statistics over the first n batches of `epoch` of the
  * loader, run forward in train mode (no gradient, no update) with the model as it
- * is; whatever they held before does not matter. The loader is left mid-epoch. */
-apb_status apb_bn_reestimate(apb_model *m, apb_loader *ld, int epoch, int n);
+ * is; whatever finite values they held before do not matter. The loader is left
+ * mid-epoch (its skip count restarts). share: --sync-bn's gather under mpirun
+ * (batch statistics over every process's part), or NULL. */
+apb_status apb_bn_reestimate(apb_model *m, apb_loader *ld, int epoch, int n, const apb_graph_share *share);
 
 /* Opens train/test data for a spec and fills the model geometry from it. With
  * train set, batches are shuffled and the last partial batch is dropped, unless
