@@ -23,6 +23,16 @@ static void cfg_small(apb_train_cfg *c, const char *sub, int ntrain)
     c->threads = 2;
 }
 
+/* The model of DIR/last.ckpt (free with apb_model_free, then apb_ckpt_free). */
+static int last_model(const char *dir, apb_ckpt *ck, apb_model **m)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/last.ckpt", dir);
+    CHECK_OK(apb_ckpt_load(path, ck));
+    CHECK_OK(apb_ckpt_model(ck, m));
+    return 0;
+}
+
 /* Issue 2 proof: the small CNN, one pass over the first 10,000 images, >= 80%. */
 APB_TEST(test_train_convnet_fp_10k_reaches_80)
 {
@@ -138,12 +148,9 @@ APB_TEST(test_train_budget_mode_meets_budget)
         c.model.wq = APB_WQ_APB;
         c.budget_bits = budgets[bi];
         CHECK_OK(apb_train_run(&c, NULL));
-        char path[1200];
-        snprintf(path, sizeof path, "%s/last.ckpt", c.out_dir);
         apb_ckpt ck;
-        CHECK_OK(apb_ckpt_load(path, &ck));
         apb_model *m;
-        CHECK_OK(apb_ckpt_model(&ck, &m));
+        CHECK(last_model(c.out_dir, &ck, &m) == 0);
         apb_model_memory mem;
         apb_model_memory_stats(m, &mem, NULL, NULL);
         CHECK_MSG(mem.bits_per_weight <= budgets[bi] * 1.0001 && mem.bits_per_weight >= budgets[bi] * 0.98,
@@ -215,12 +222,9 @@ APB_TEST(test_bn_reestimate_replaces_running_statistics)
     c.limit_test = 512;
     c.epochs = 1;
     CHECK_OK(apb_train_run(&c, NULL));
-    char path[1200];
-    snprintf(path, sizeof path, "%s/last.ckpt", c.out_dir);
     apb_ckpt ck;
-    CHECK_OK(apb_ckpt_load(path, &ck));
     apb_model *m;
-    CHECK_OK(apb_ckpt_model(&ck, &m));
+    CHECK(last_model(c.out_dir, &ck, &m) == 0);
     apb_dataset *dtr, *dte;
     apb_loader *ltr, *lte;
     apb_transform ttr, tte;
