@@ -130,8 +130,6 @@ typedef struct {
     const apb_bitmat *A, *B;
     const apb_bitconv_pad *pad;
     const int32_t *rowterm, *colterm; /* [M], [N] or NULL */
-    const int32_t *border;            /* with pad: the columns whose pattern is not 0, ascending */
-    int nborder;
     int32_t *C;
     int ldc;
     float *Y;
@@ -191,17 +189,10 @@ static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *
      * d = K + rowterm + colterm - 2L - corr, then int32 or scale*d + bias */
     const int32_t *ct = jb->colterm ? jb->colterm + n0 : NULL;
     const int32_t *pat = jb->pad ? jb->pad->pattern + n0 : NULL;
-    int b0 = 0; /* first border column >= n0 */
-    if (pat) {
-        int hi = jb->nborder;
-        while (b0 < hi) {
-            int mid = (b0 + hi) / 2;
-            if (jb->border[mid] < n0)
-                b0 = mid + 1;
-            else
-                hi = mid;
-        }
-    }
+    int border[BG_NC], nborder = 0; /* the tile's columns with a padded tap */
+    for (int c = 0; pat && c < nc; c++)
+        if (pat[c])
+            border[nborder++] = c;
     for (int r = 0; r < mc; r++) {
         int m = m0 + r;
         int32_t base = jb->K + (jb->rowterm ? jb->rowterm[m] : 0);
@@ -217,10 +208,8 @@ static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *
         if (pat) { /* only border columns: pattern 0 (interior) has no correction */
             const int32_t *corr = jb->pad->corr + m;
             size_t pM = (size_t)jb->pad->M;
-            for (int i = b0; i < jb->nborder && jb->border[i] < n0 + nc; i++) {
-                int c = jb->border[i] - n0;
-                ar[c] -= corr[(size_t)pat[c] * pM];
-            }
+            for (int i = 0; i < nborder; i++)
+                ar[border[i]] -= corr[(size_t)pat[border[i]] * pM];
         }
         if (jb->C) {
             memcpy(jb->C + (size_t)m * jb->ldc + n0, ar, sizeof(int32_t) * (size_t)nc);
@@ -272,18 +261,6 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
             jb.rowterm = rt;
         }
     }
-    int32_t *border = NULL;
-    if (pad) {
-        border = malloc(sizeof(int32_t) * (size_t)N);
-        if (!border) {
-            free(terms);
-            return apb_fail(APB_ENOMEM, "apb_bgemm: %d border columns", N);
-        }
-        for (int n = 0; n < N; n++)
-            if (pad->pattern[n])
-                border[jb.nborder++] = n;
-        jb.border = border;
-    }
     int tm = (M + BG_MC - 1) / BG_MC, tn = (N + BG_NC - 1) / BG_NC, ntiles = tm * tn;
     int nth = apb_threads_get();
     double work = (double)M * N * (jb.KW > 0 ? jb.KW : 1);
@@ -312,7 +289,6 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
         }
     }
     free(terms);
-    free(border);
     if (failed)
         return apb_fail(APB_ENOMEM, "apb_bgemm: %zu bytes of per-thread scratch", need);
     return APB_OK;

@@ -383,6 +383,19 @@ static void pack_block(const apb_conv_geom *g, const pack_dims *dp, int planes, 
     }
 }
 
+/* Threads for one image's pass of `work` units: 1 below 2^17 units, and 1 inside
+ * any parallel region (also an inactive, if-false one: a nested team would be
+ * created anew each call). */
+static int image_threads(double work)
+{
+    int nth = apb_threads_get();
+#ifdef _OPENMP
+    if (omp_get_level() > 0)
+        nth = 1;
+#endif
+    return work < (1 << 17) ? 1 : nth;
+}
+
 /* planes: 1 (sign) or 2 (sgn, mag). For each block of 64 output pixels and each
  * K word, builds the 64 masks "tap k over the block's pixels" from the row
  * bitmaps (windows of consecutive pixels are contiguous bits of one phase) and
@@ -415,13 +428,7 @@ static apb_status conv_pack(const apb_conv_geom *g, const float *x, float s, int
      * pixels) when it is large enough; each part writes only its own words, so
      * the packed bits are the same for any thread count. Inside a parallel
      * region (images packed concurrently) it stays on the calling thread. */
-    int nth = apb_threads_get();
-#ifdef _OPENMP
-    if (omp_get_level() > 0) /* also inactive (if-false) regions: a nested team would be created anew each call */
-        nth = 1;
-#endif
-    if ((double)N * K < 1 << 18 || 2 * d.FW > 144)
-        nth = 1;
+    int nth = 2 * d.FW > 144 ? 1 : image_threads((double)N * K / 2); /* split from 2^18 taps */
     size_t rows = (size_t)g->C * g->H;
     uint64_t *fulls = bm + d.words - 2 * (size_t)d.FW;
 #pragma omp parallel num_threads(nth) if (nth > 1)
@@ -560,17 +567,6 @@ static void chan_row(const apb_conv_geom *g, const float *x, float s, int planes
                     Z1[o + (size_t)(P + w0 + j) * Cw + gw] = a1[j];
             }
         }
-}
-
-/* Threads for one image's pass of `work` units: 1 inside a parallel region. */
-static int image_threads(double work)
-{
-    int nth = apb_threads_get();
-#ifdef _OPENMP
-    if (omp_get_level() > 0)
-        nth = 1;
-#endif
-    return work < (1 << 17) ? 1 : nth;
 }
 
 apb_status apb_bitpack_chan(const apb_conv_geom *g, const float *x, float s, int planes,
