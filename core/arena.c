@@ -3,6 +3,14 @@
 #include "status.h"
 
 #include <pthread.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +20,19 @@ struct apb_arena_block {
     size_t size, off;
     unsigned char *mem;
 };
+
+/* A released run [p, p + n) inside block b. */
+struct apb_arena_span {
+    unsigned char *p;
+    size_t n;
+    const apb_arena_block *b;
+};
+
+static size_t round_up(size_t bytes)
+{
+    size_t need = (bytes + APB_ALIGN - 1) & ~(size_t)(APB_ALIGN - 1);
+    return need ? need : APB_ALIGN;
+}
 
 void *apb_alloc_aligned(size_t bytes)
 {
@@ -53,11 +74,16 @@ static apb_arena_block *block_new(size_t size)
 
 void *apb_arena_alloc(apb_arena *a, size_t bytes)
 {
-    size_t need = (bytes + APB_ALIGN - 1) & ~(size_t)(APB_ALIGN - 1);
-    if (need == 0)
-        need = APB_ALIGN;
+    size_t need = round_up(bytes);
     if (!a->head || a->head->off + need > a->head->size) {
+        /* Each new block at least as large as all before it: few blocks, so
+         * released runs merge into long ones (apb_arena_release stays within a
+         * block). The part of a block never written costs address space only. */
+        size_t have = 0;
+        for (const apb_arena_block *b = a->head; b; b = b->next)
+            have += b->size;
         size_t sz = need > a->block_size ? need : a->block_size;
+        sz = sz > have ? sz : have;
         apb_arena_block *b = block_new(sz);
         if (!b) {
             apb_fail(APB_ENOMEM, "arena '%s': out of memory allocating %zu bytes",
@@ -83,8 +109,90 @@ void *apb_arena_calloc(apb_arena *a, size_t bytes)
     return p;
 }
 
+char *apb_arena_top(const apb_arena *a, const void **block)
+{
+    *block = a->head;
+    return a->head ? (char *)a->head->mem + a->head->off : NULL;
+}
+
+static const apb_arena_block *block_of(const apb_arena *a, const unsigned char *p)
+{
+    for (const apb_arena_block *b = a->head; b; b = b->next)
+        if (p >= b->mem && p < b->mem + b->size)
+            return b;
+    return NULL;
+}
+
+void apb_arena_release(apb_arena *a, void *ptr, size_t bytes)
+{
+    unsigned char *p = ptr;
+    size_t n = round_up(bytes);
+    const apb_arena_block *b = block_of(a, p);
+    if (!p || !b)
+        return;
+    if (a->nspan == a->span_cap) {
+        int nc = a->span_cap ? 2 * a->span_cap : 64;
+        apb_arena_span *s = realloc(a->span, (size_t)nc * sizeof *s);
+        if (!s)
+            return; /* not kept for reuse: only a missed saving */
+        a->span = s;
+        a->span_cap = nc;
+    }
+    if (a->poison)
+        memset(p, 0xff, n);
+    POISON(p, n);
+    /* first span at a higher address */
+    int lo = 0, hi = a->nspan;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (a->span[mid].p < p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    apb_arena_span *s = a->span;
+    int left = lo > 0 && s[lo - 1].b == b && s[lo - 1].p + s[lo - 1].n == p;
+    int right = lo < a->nspan && s[lo].b == b && p + n == s[lo].p;
+    if (left && right) {
+        s[lo - 1].n += n + s[lo].n;
+        memmove(s + lo, s + lo + 1, sizeof *s * (size_t)(a->nspan - lo - 1));
+        a->nspan--;
+    } else if (left) {
+        s[lo - 1].n += n;
+    } else if (right) {
+        s[lo].p = p;
+        s[lo].n += n;
+    } else {
+        memmove(s + lo + 1, s + lo, sizeof *s * (size_t)(a->nspan - lo));
+        s[lo] = (apb_arena_span){p, n, b};
+        a->nspan++;
+    }
+}
+
+void *apb_arena_reuse(apb_arena *a, size_t bytes)
+{
+    size_t need = round_up(bytes);
+    int best = -1;
+    for (int i = 0; i < a->nspan; i++)
+        if (a->span[i].n >= need && (best < 0 || a->span[i].n < a->span[best].n))
+            best = i;
+    if (best < 0)
+        return apb_arena_alloc(a, bytes);
+    apb_arena_span *s = &a->span[best];
+    unsigned char *p = s->p;
+    UNPOISON(p, need);
+    s->p += need;
+    s->n -= need;
+    if (s->n == 0) {
+        memmove(s, s + 1, sizeof *s * (size_t)(a->nspan - best - 1));
+        a->nspan--;
+    }
+    return p;
+}
+
 void apb_arena_reset(apb_arena *a)
 {
+    a->nspan = 0;
     if (a->head && a->head->next) {
         /* Several blocks were needed: replace them by one that fits the peak. */
         size_t total = 0;
@@ -93,16 +201,22 @@ void apb_arena_reset(apb_arena *a)
         apb_arena_free(a);
         a->head = block_new(total > a->block_size ? total : a->block_size);
     }
-    if (a->head)
+    if (a->head) {
+        UNPOISON(a->head->mem, a->head->size);
         a->head->off = 0;
+    }
     a->used = 0;
 }
 
 void apb_arena_free(apb_arena *a)
 {
     apb_arena_block *b = a->head;
+    free(a->span);
+    a->span = NULL;
+    a->nspan = a->span_cap = 0;
     while (b) {
         apb_arena_block *n = b->next;
+        UNPOISON(b->mem, b->size);
         apb_free_aligned(b->mem);
         free(b);
         b = n;

@@ -67,6 +67,28 @@ void apb_graph_free(apb_graph *g)
     free(g->tape);
     g->tape = NULL;
     g->ntape = g->cap = 0;
+    apb_free_aligned(g->work);
+    g->work = NULL;
+    g->work_cap = 0;
+    g->work_key = 0;
+}
+
+void *apb_graph_work(apb_graph *g, size_t bytes, uint64_t key, int *same)
+{
+    int keep = 1;
+    if (bytes > g->work_cap || !g->work) {
+        void *p = apb_alloc_aligned(bytes);
+        if (!p)
+            return NULL;
+        apb_free_aligned(g->work);
+        g->work = p;
+        g->work_cap = bytes;
+        keep = 0;
+    }
+    if (same)
+        *same = keep && key != 0 && key == g->work_key;
+    g->work_key = key;
+    return g->work;
 }
 
 void *apb_graph_alloc(apb_graph *g, size_t bytes) { return apb_arena_alloc(g->step, bytes); }
@@ -127,6 +149,9 @@ apb_status apb_apply(apb_graph *g, const apb_op *op, apb_var *const *in, int nin
     v->data = apb_graph_floats(g, v->numel);
     if (!v->data)
         return APB_ENOMEM;
+    const void *blk0, *blk1;
+    char *lo = (char *)v; /* var_new's allocation starts this op's run */
+    apb_arena_top(g->step, &blk0);
     v->op = op;
     v->nin = nin;
     for (int i = 0; i < nin; i++) {
@@ -142,6 +167,14 @@ apb_status apb_apply(apb_graph *g, const apb_op *op, apb_var *const *in, int nin
         v->attr = a;
     }
     APB_TRY(op->forward(g, v));
+    char *hi = apb_arena_top(g->step, &blk1);
+    size_t vbytes = (sizeof *v + APB_ALIGN - 1) & ~(size_t)(APB_ALIGN - 1);
+    if (blk1 == blk0 && lo + vbytes == (char *)v->data) {
+        /* the var, then its value and the rest in the block the value came from:
+         * everything from the var on is this op's, one run */
+        v->fwd_lo = lo;
+        v->fwd_hi = hi;
+    }
     if (g->record && v->requires_grad) {
         if (g->ntape == g->cap) {
             int nc = g->cap ? 2 * g->cap : 256;
@@ -157,7 +190,24 @@ apb_status apb_apply(apb_graph *g, const apb_op *op, apb_var *const *in, int nin
     return APB_OK;
 }
 
-static apb_status run_backward(apb_graph *g)
+/* After v's backward: v's step memory (the var itself included) and its
+ * gradient are dead (see apb_backward); v must not be touched afterwards. */
+static void release(apb_graph *g, apb_var *v)
+{
+    int handed = 0; /* add hands its output's gradient to an input */
+    for (int i = 0; i < v->nin; i++)
+        handed |= v->in[i]->grad == v->grad;
+    if (!handed)
+        apb_arena_release(g->step, v->grad, sizeof(float) * (size_t)v->numel);
+    if (v->fwd_lo) {
+        apb_arena_release(g->step, v->fwd_lo, (size_t)(v->fwd_hi - v->fwd_lo));
+    } else {
+        v->grad = NULL;
+        v->data = NULL;
+    }
+}
+
+static apb_status run_backward(apb_graph *g, const apb_var *root)
 {
     for (int t = g->ntape - 1; t >= 0; t--) {
         apb_var *v = g->tape[t];
@@ -167,9 +217,12 @@ static apb_status run_backward(apb_graph *g)
         for (int i = 0; i < v->nin; i++) {
             apb_var *x = v->in[i];
             if (x->requires_grad && !x->grad) {
-                x->grad = write ? apb_graph_floats(g, x->numel) : apb_graph_zeros(g, x->numel);
+                size_t bytes = sizeof(float) * (size_t)x->numel;
+                x->grad = g->keep ? apb_arena_alloc(g->step, bytes) : apb_arena_reuse(g->step, bytes);
                 if (!x->grad)
                     return APB_ENOMEM;
+                if (!write)
+                    memset(x->grad, 0, bytes);
                 x->grad_fresh = write;
             }
         }
@@ -181,6 +234,8 @@ static apb_status run_backward(apb_graph *g)
                 memset(v->in[i]->grad, 0, sizeof(float) * (size_t)v->in[i]->numel);
                 v->in[i]->grad_fresh = 0;
             }
+        if (!g->keep && v != root)
+            release(g, v);
     }
     return APB_OK;
 }
@@ -198,7 +253,7 @@ apb_status apb_backward_from(apb_graph *g, apb_var *out, const float *dout)
     }
     for (int64_t i = 0; i < out->numel; i++)
         out->grad[i] += dout[i];
-    return run_backward(g);
+    return run_backward(g, out);
 }
 
 apb_status apb_backward(apb_graph *g, apb_var *loss)

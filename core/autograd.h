@@ -56,6 +56,10 @@ struct apb_var {
     void *saved;             /* op-private state saved by forward for backward */
     const char *name;        /* parameters: "conv1.weight"; NULL otherwise */
     int grad_fresh;          /* 1: grad is allocated but uninitialised (see APB_OP_GRAD_WRITE) */
+    /* step memory apb_apply took for it, [fwd_lo, fwd_hi): this struct, the value,
+     * attributes and saved state, handed back once the op has run backward
+     * (NULL: not one run) */
+    char *fwd_lo, *fwd_hi;
 };
 
 enum {
@@ -120,6 +124,14 @@ struct apb_graph {
     const apb_graph_share *share;
     apb_var **tape;    /* recorded outputs in forward order (heap, reused) */
     int ntape, cap;
+    /* 1: backward keeps every intermediate value and gradient until the reset
+     * (0, the default: each op's step memory and its output's gradient are reused
+     * as soon as the op has run backward; see apb_backward) */
+    int keep;
+    /* apb_graph_work's buffer (heap, grows, kept across steps) */
+    void *work;
+    size_t work_cap;
+    uint64_t work_key; /* layout key of its last user (0: none / unknown) */
 };
 
 void apb_graph_init(apb_graph *g, apb_arena *step, int training, int record, apb_rng *rng);
@@ -131,6 +143,18 @@ void apb_graph_free(apb_graph *g);
 void *apb_graph_alloc(apb_graph *g, size_t bytes);
 float *apb_graph_floats(apb_graph *g, int64_t n);
 float *apb_graph_zeros(apb_graph *g, int64_t n);
+/* Scratch shared by every op of the graph, valid only during one forward or one
+ * backward call (the next op's call may overwrite it), 64-byte aligned, kept
+ * across steps. Ops whose scratch is needed in forward and again in backward (a
+ * conv's padded planes, column buffers) take it here instead of the step arena,
+ * so a model needs the largest layer's scratch, not the sum over its layers.
+ * key describes the caller's layout (0: none): *same is set to 1 when the last
+ * caller passed the same key and the buffer was not reallocated since, i.e. the
+ * contents are as that call left them (a conv skips re-zeroing the borders of
+ * its padded planes), else 0. A call for at most the bytes of an earlier call
+ * never allocates and cannot fail (an op's backward asks for what its forward
+ * did). NULL with apb_errmsg set when out of memory. */
+void *apb_graph_work(apb_graph *g, size_t bytes, uint64_t key, int *same);
 
 /* Leaf wrapping caller memory (not copied, no gradient). */
 apb_var *apb_graph_input(apb_graph *g, float *data, int ndim, const int *dim);
@@ -140,7 +164,16 @@ apb_var *apb_graph_new(apb_graph *g, int ndim, const int *dim, int zero);
 apb_status apb_apply(apb_graph *g, const apb_op *op, apb_var *const *in, int nin,
                      const void *attr, apb_var **out);
 
-/* Seeds dL/dloss = 1 for a scalar (numel 1) loss and runs the tape backwards. */
+/* Seeds dL/dloss = 1 for a scalar (numel 1) loss and runs the tape backwards.
+ * Unless g->keep is set, backward frees as it goes: once an op has run backward
+ * nothing reads its output again (every consumer ran before it), so the memory its
+ * forward took (output value, attributes, saved state) and its output's gradient
+ * go back to the step arena and hold the gradients of earlier layers. After
+ * backward only the loss (the var backward started from), leaves (inputs,
+ * parameters) and vars that did not reach the loss are still valid; the other
+ * op outputs are gone (their apb_var structs included). A caller that needs an
+ * intermediate value reads it before backward, or sets keep. Peak step memory becomes about the forward's
+ * instead of forward + every gradient (docs/TRAINING_SPEED.md). */
 apb_status apb_backward(apb_graph *g, apb_var *loss);
 /* Same with a caller-supplied upstream gradient for `out` (used by gradcheck). */
 apb_status apb_backward_from(apb_graph *g, apb_var *out, const float *dout);

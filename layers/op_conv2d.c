@@ -5,8 +5,10 @@
  * x_n[C,P] directly. When the batch has at least as many images as threads the
  * images are spread over OpenMP threads (each with its own column buffer and its
  * own dW partial sum, reduced in thread order afterwards); otherwise images run
- * one after the other and apb_sgemm parallelises inside. All scratch is taken
- * from the step arena in forward, so backward never allocates and cannot fail.
+ * one after the other and apb_sgemm parallelises inside. Scratch (padded planes,
+ * column buffers, dW partial sums) comes from the graph's shared work buffer
+ * (apb_graph_work), sized in forward, so a model needs its largest conv's scratch
+ * rather than the sum over its convs, and backward never allocates.
  *
  * The weight gradient dW[M,K] += sum_n dy_n[M,P] * col_n[K,P]^T reduces over P,
  * which is contiguous in both operands: apb_sgemm_nt_batch takes it as dot
@@ -63,6 +65,11 @@ typedef struct {
                    * group again rather than keep the whole batch padded */
     int xchunk;   /* images per thread in xpad: max(FWD_CHUNK, G) when dW reads it */
     float *dypad; /* [nt][G*M*ys + 16] padded dy of a group (16: room for lead) */
+    /* the scratch above lives in the graph's shared work buffer (apb_graph_work),
+     * not in the step arena: forward fixes the sizes (floats; 0: not needed),
+     * conv_work points the buffers into it again for backward */
+    size_t n_xpad, n_dypad, n_col, n_dcol, n_wt, n_dwp;
+    uint64_t key; /* layout of the zero-bordered planes (xpad, dypad); 0: none */
 } conv_saved;
 
 /* A "same" stride-1 conv (3x3 pad 1, 5x5 pad 2): input and output planes have one
@@ -153,15 +160,53 @@ static void pad_planes(const float *x, int C, int H, int W, int pad, long ps, fl
     }
 }
 
-/* A scratch buffer of padded planes, zeroed when the op allocates it: the pad
+/* Points sv's scratch into the graph's work buffer, in the order xpad, dypad,
+ * col, dcol, wt, dwp. The padded planes (xpad, dypad) are zeroed unless the
+ * buffer's last user was a conv with the same plane layout (sv->key): the pad
  * copies above write only image values, so the borders stay zero for every image
- * that passes through it. */
-static float *zero_once(apb_graph *g, int64_t n)
+ * that passes through them, whichever layer of that shape wrote them. Backward
+ * asks for what forward did, so there it cannot fail. */
+static apb_status conv_work(apb_graph *g, conv_saved *sv)
 {
-    float *p = apb_graph_floats(g, n);
-    if (p)
-        memset(p, 0, sizeof(float) * (size_t)n);
-    return p;
+    size_t n[6] = {sv->n_xpad, sv->n_dypad, sv->n_col, sv->n_dcol, sv->n_wt, sv->n_dwp};
+    float **p[6] = {&sv->xpad, &sv->dypad, &sv->col, &sv->dcol, &sv->wt, &sv->dwp};
+    size_t total = 0;
+    for (int i = 0; i < 6; i++)
+        total += (n[i] + 15) / 16 * 16; /* each buffer 64-byte aligned */
+    if (total == 0) {
+        for (int i = 0; i < 6; i++)
+            *p[i] = NULL;
+        return APB_OK;
+    }
+    int same = 0;
+    float *w = apb_graph_work(g, total * sizeof(float), sv->key, &same);
+    if (!w)
+        return APB_ENOMEM;
+    for (int i = 0; i < 6; i++) {
+        *p[i] = n[i] ? w : NULL;
+        w += (n[i] + 15) / 16 * 16;
+    }
+    if (!same) {
+        if (sv->n_xpad)
+            memset(sv->xpad, 0, sizeof(float) * sv->n_xpad);
+        if (sv->n_dypad)
+            memset(sv->dypad, 0, sizeof(float) * sv->n_dypad);
+    }
+    return APB_OK;
+}
+
+/* FNV-1a over the numbers that fix where the padded planes hold image values. */
+static uint64_t layout_key(const long *v, int n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < n; i++) {
+        uint64_t x = (uint64_t)v[i];
+        for (int b = 0; b < 8; b++) {
+            h ^= (x >> (8 * b)) & 0xff;
+            h *= 1099511628211ull;
+        }
+    }
+    return h ? h : 1;
 }
 
 /* y[n][m][p] += b[m] for n < nimg. */
@@ -276,9 +321,9 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->xs = 4 * sv->qs;
         sv->xchunk = sv->dw3 && sv->G > FWD_CHUNK ? sv->G : FWD_CHUNK;
         if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
-            !(sv->roff = apb_graph_alloc(g, sizeof(long) * (size_t)C * 3)) ||
-            !(sv->xpad = zero_once(g, (int64_t)nt * sv->xchunk * C * sv->xs)))
+            !(sv->roff = apb_graph_alloc(g, sizeof(long) * (size_t)C * 3)))
             return APB_ENOMEM;
+        sv->n_xpad = (size_t)nt * sv->xchunk * C * sv->xs;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < 3; kh++) {
                 sv->roff[c * 3 + kh] =
@@ -297,47 +342,50 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->ys = ((long)Hp * Wp + 15) / 16 * 16;
         sv->lead = (int)((16 - ((long)pad * Wp + pad) % 16) % 16);
         sv->xchunk = sv->shift && sv->G > FWD_CHUNK ? sv->G : FWD_CHUNK;
-        if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)) ||
-            !(sv->xpad = zero_once(g, (int64_t)nt * sv->xchunk * C * sv->xs)))
+        if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)))
             return APB_ENOMEM;
+        sv->n_xpad = (size_t)nt * sv->xchunk * C * sv->xs;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
                 for (int kw = 0; kw < KW; kw++)
                     sv->boff[(c * KH + kh) * KW + kw] = c * sv->xs + (long)kh * Wp + kw;
         if (want_dx || sv->shift)
-            if (!(sv->dypad = zero_once(g, (int64_t)nt * (sv->G * M * sv->ys + 16))))
-                return APB_ENOMEM;
+            sv->n_dypad = (size_t)nt * (sv->G * M * sv->ys + 16);
         if (want_dx) {
-            if (!(sv->doff = apb_graph_alloc(g, sizeof(long) * (size_t)MKK)) ||
-                !(sv->wt = apb_graph_floats(g, (int64_t)M * K)))
+            if (!(sv->doff = apb_graph_alloc(g, sizeof(long) * (size_t)MKK)))
                 return APB_ENOMEM;
+            sv->n_wt = (size_t)M * K;
             for (int m = 0; m < M; m++)
                 for (int kh = 0; kh < KH; kh++)
                     for (int kw = 0; kw < KW; kw++)
                         sv->doff[(m * KH + kh) * KW + kw] = m * sv->ys + (long)kh * Wp + kw;
         }
-        if (want_dw && !sv->shift && !sv->dw3 &&
-            !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
-            return APB_ENOMEM;
+        if (want_dw && !sv->shift && !sv->dw3)
+            sv->n_col = (size_t)nt * sv->G * kp;
     } else {
         /* im2col buffers: the forward's, and dW's unless the phase planes serve */
         int need_col = !fast && (!sv->phase || (want_dw && !sv->dw3));
-        if (need_col && !(sv->col = apb_graph_floats(g, (int64_t)nt * sv->G * kp)))
-            return APB_ENOMEM;
+        if (need_col)
+            sv->n_col = (size_t)nt * sv->G * kp;
         if (want_dx) {
             size_t dsz = kp;
             if (dx_by_im2col(KH, KW, S, pad)) {
                 size_t alt = (size_t)MKK * H * W;
                 dsz = alt > kp ? alt : kp;
-                if (!(sv->wt = apb_graph_floats(g, (int64_t)M * K)))
-                    return APB_ENOMEM;
+                sv->n_wt = (size_t)M * K;
             }
-            if (!(sv->dcol = apb_graph_floats(g, (int64_t)nt * dsz)))
-                return APB_ENOMEM;
+            sv->n_dcol = (size_t)nt * dsz;
         }
     }
-    if (want_dw && nt > 1 && !(sv->dwp = apb_graph_floats(g, (int64_t)nt * M * K)))
-        return APB_ENOMEM;
+    if (want_dw && nt > 1)
+        sv->n_dwp = (size_t)nt * M * K;
+    if (sv->n_xpad || sv->n_dypad) {
+        long lay[] = {C, H, W, pad, sv->phase, sv->xs, sv->qs, sv->xchunk, nt,
+                      M, out->dim[2], out->dim[3], sv->ys, sv->lead, sv->G,
+                      (long)sv->n_xpad, (long)sv->n_dypad};
+        sv->key = layout_key(lay, (int)(sizeof lay / sizeof lay[0]));
+    }
+    APB_TRY(conv_work(g, sv));
     out->saved = sv;
 
     const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
@@ -378,7 +426,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
 static void conv_backward(apb_graph *g, apb_var *out)
 {
     const conv_attr *a = out->attr;
-    const conv_saved *sv = out->saved;
+    conv_saved *sv = out->saved;
     apb_var *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
     int N = x->dim[0], C = x->dim[1], H = x->dim[2], W = x->dim[3];
     int M = w->dim[0], KH = w->dim[2], KW = w->dim[3];
@@ -407,6 +455,10 @@ static void conv_backward(apb_graph *g, apb_var *out)
                 b->grad[m] += s;
             }
     if (!need_dx && !need_dw)
+        return;
+    /* forward took this much of the work buffer, which never shrinks: no
+     * allocation, cannot fail */
+    if (conv_work(g, sv) != APB_OK)
         return;
     if (need_dw && nt > 1)
         memset(sv->dwp, 0, sizeof(float) * nt * mk);

@@ -651,6 +651,11 @@ static float *bnr_run(int ndim, const int *dim, int training, int residual, int 
     float *dy = s ? NULL : apb_graph_floats(&g, n);
     for (int64_t i = 0; dy && i < n; i++)
         dy[i] = apb_rng_normal(&r);
+    if (count) { /* before backward, which frees the tape's vars */
+        *count = 0;
+        for (int k = 0; k < g.ntape; k++)
+            *count += g.tape[k]->op == &apb_op_bn_relu;
+    }
     if (!s)
         s = apb_backward_from(&g, y, dy);
     float *out = NULL;
@@ -669,11 +674,6 @@ static float *bnr_run(int ndim, const int *dim, int training, int residual, int 
             memset(o, 0, sizeof(float) * (size_t)n);
     } else {
         fprintf(stderr, "  bnr_run: %s\n", apb_errmsg());
-    }
-    if (count) {
-        *count = 0;
-        for (int k = 0; k < g.ntape; k++)
-            *count += g.tape[k]->op == &apb_op_bn_relu;
     }
     apb_graph_free(&g);
     apb_arena_free(&step);
@@ -782,9 +782,9 @@ static int model_fused_vs_unfused(const char *arch, int in_hw, int batch, int wa
         logits[k] = malloc(sizeof(float) * (size_t)y->numel);
         memcpy(logits[k], y->data, sizeof(float) * (size_t)y->numel);
         CHECK_OK(apb_softmax_xent(&g, y, labels, 0.0f, &loss, NULL));
-        CHECK_OK(apb_backward(&g, loss));
-        for (int t = 0; t < g.ntape; t++)
+        for (int t = 0; t < g.ntape; t++) /* (backward frees the tape's vars) */
             nfused[k] += g.tape[t]->op == &apb_op_bn_relu;
+        CHECK_OK(apb_backward(&g, loss));
         apb_graph_free(&g);
         apb_arena_free(&step);
     }
