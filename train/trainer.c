@@ -1454,6 +1454,11 @@ apb_status apb_train_run(apb_train_cfg *cfg, double *final_acc)
         }
         if (tty)
             fprintf(stderr, "\n");
+        /* The step memory goes back to the system while the epoch is evaluated
+         * (and its batchnorm re-estimated), which take arenas of their own: the
+         * peak is the larger of training and evaluation, not their sum. */
+        apb_graph_reset(&g);
+        apb_arena_free(&step);
         if (has_quant && cfg->budget_bits > 0) {
             double reached;
             if ((s = budget_project_warm(r.model, cfg->budget_bits, cfg->budget_spread, cfg->budget_alpha,
