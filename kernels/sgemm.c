@@ -587,20 +587,36 @@ void apb_sgemm_nt_batch(int M, int N, int K, int nb, float alpha, const float *A
 /* ---- 3-wide convolution weight gradient (see sgemm.h) ---------------------- */
 int apb_sgemm_dw3_fast(int M)
 {
-    return apb_isa_active() == APB_ISA_AVX512 && M % 16 == 0 && M >= 16 && M <= 64;
+    return apb_isa_active() >= APB_ISA_AVX2 && M % 16 == 0 && M >= 16 && M <= 64;
 }
 
-/* The fast path's prologue: transposes the nb gradients dy_b[M][P] into
- * dyT_b[P][M] and picks the register tiles (RT kernel rows each, *ntile of them over
- * R rows); returns the team size. */
-static int dw3_setup(int M, int R, int nb, long P, const float *dy, long sdy, float *dyT,
-                     int *RT, int *ntile)
+/* The fast path's register tiles: MT channels (a block of dyT) by RT kernel rows.
+ * AVX-512: all M channels, 8, 4 or 2 rows (sgemm_avx512.c); AVX2: 16 channels by 2
+ * rows (sgemm_dw3_avx2.c). Tile t covers channel block t / nrb, rows from
+ * (t % nrb) * RT; every C element belongs to one tile. */
+typedef struct {
+    int wide; /* 1: AVX-512 tiles */
+    int MT, RT, nrb, ntile, nt;
+} dw3_tiles;
+
+/* The fast path's prologue: transposes the nb gradients dy_b[M][P] into dyT_b
+ * (AVX-512: [P][M]; AVX2: [M/16][P][16]) and picks the tiles and the team size. */
+static dw3_tiles dw3_setup(int M, int R, int nb, long P, const float *dy, long sdy, float *dyT)
 {
-    for (int b = 0; b < nb; b++)
-        apb_transpose16_avx512(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
-    *RT = M == 16 ? 8 : M == 32 ? 4 : 2;
-    *ntile = (R + *RT - 1) / *RT;
-    return team_size(2.0 * M * 3 * R * P * nb, *ntile);
+    dw3_tiles d;
+    d.wide = apb_isa_active() == APB_ISA_AVX512;
+    for (int b = 0; b < nb; b++) {
+        if (d.wide)
+            apb_transpose16_avx512(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
+        else
+            apb_transpose16_avx2(M, (int)P, dy + b * sdy, P, dyT + b * P * M);
+    }
+    d.MT = d.wide ? M : 16;
+    d.RT = !d.wide ? 2 : M == 16 ? 8 : M == 32 ? 4 : 2;
+    d.nrb = (R + d.RT - 1) / d.RT;
+    d.ntile = M / d.MT * d.nrb;
+    d.nt = team_size(2.0 * M * 3 * R * P * nb, d.ntile);
+    return d;
 }
 
 void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const float *dy, long sdy,
@@ -628,15 +644,19 @@ void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const floa
                 }
         return;
     }
-    int RT, ntile, nt = dw3_setup(M, R, nb, P, dy, sdy, dyT, &RT, &ntile);
-    (void)nt;
+    dw3_tiles d = dw3_setup(M, R, nb, P, dy, sdy, dyT);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(d.nt) if (d.nt > 1) schedule(static)
 #endif
-    for (int t = 0; t < ntile; t++) {
-        int r0 = t * RT;
-        apb_sgemm_dw3_tile_avx512(M, imin(RT, R - r0), nb, OH, OW, dyT, P * M, X, roff + r0, sx,
-                                  Wp, t1, t2, alpha, C + 3 * r0, ldc);
+    for (int t = 0; t < d.ntile; t++) {
+        int mb = t / d.nrb, r0 = t % d.nrb * d.RT, nr = imin(d.RT, R - r0);
+        float *Ct = C + (long)mb * d.MT * ldc + 3 * r0;
+        if (d.wide)
+            apb_sgemm_dw3_tile_avx512(M, nr, nb, OH, OW, dyT, P * M, X, roff + r0, sx, Wp, t1,
+                                      t2, alpha, Ct, ldc);
+        else
+            apb_sgemm_dw3_tile_avx2(nr, nb, OH, OW, dyT + mb * P * d.MT, P * M, X, roff + r0, sx,
+                                    Wp, t1, t2, alpha, Ct, ldc);
     }
 }
 
@@ -673,19 +693,23 @@ void apb_sgemm_dw3_same(int M, int C, int nb, int H, int W, float alpha, const f
     }
     float *zrow = dyT + (size_t)nb * P * M;
     memset(zrow, 0, sizeof(float) * (size_t)W);
-    int RT, ntile, nt = dw3_setup(M, R, nb, P, dy, sdy, dyT, &RT, &ntile);
-    (void)nt;
+    dw3_tiles d = dw3_setup(M, R, nb, P, dy, sdy, dyT);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(d.nt) if (d.nt > 1) schedule(static)
 #endif
-    for (int t = 0; t < ntile; t++) {
-        int r0 = t * RT, nr = imin(RT, R - r0), rkh[8];
+    for (int t = 0; t < d.ntile; t++) {
+        int mb = t / d.nrb, r0 = t % d.nrb * d.RT, nr = imin(d.RT, R - r0), rkh[8];
         long coff[8];
         for (int i = 0; i < nr; i++) {
             coff[i] = (long)((r0 + i) / 3) * P;
             rkh[i] = (r0 + i) % 3;
         }
-        apb_sgemm_dw3e_tile_avx512(M, nr, nb, H, W, dyT, P * M, x, coff, rkh, sx, zrow, alpha,
-                                   Cw + 3 * r0, ldc);
+        float *Ct = Cw + (long)mb * d.MT * ldc + 3 * r0;
+        if (d.wide)
+            apb_sgemm_dw3e_tile_avx512(M, nr, nb, H, W, dyT, P * M, x, coff, rkh, sx, zrow, alpha,
+                                       Ct, ldc);
+        else
+            apb_sgemm_dw3e_tile_avx2(nr, nb, H, W, dyT + mb * P * d.MT, P * M, x, coff, rkh, sx,
+                                     zrow, alpha, Ct, ldc);
     }
 }

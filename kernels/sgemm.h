@@ -35,11 +35,14 @@ void apb_sgemm_nt_rows(int M, int N, int K, int nb, float alpha, const float *A,
  * row r = (c, kh) of the kernel at roff[r] = c*plane + kh*Wp of the zero-padded
  * input and tap = {0, 1, 2}, so X_b[...] is the input under output pixel (oh, ow).
  * Stride 2: the same on the four stride-phase planes of the padded input (see
- * op_conv2d.c), tap = {0, plane, 1}. C has 3R columns, row stride ldc. With AVX-512
- * and M a multiple of 16 up to 64 the gradient is transposed once and the sums run
- * as outer products with the accumulators in registers (apb_sgemm_dw3_fast says
- * whether that path is taken); otherwise plain loops. Each C element is summed in
- * the order b, oh, ow within a call, whatever the thread count. */
+ * op_conv2d.c), tap = {0, plane, 1}. C has 3R columns, row stride ldc. With AVX2 or
+ * AVX-512 and M a multiple of 16 up to 64 the gradient is transposed once and the
+ * sums run as outer products with the accumulators in registers (register tiles:
+ * AVX-512 all M channels x 8/4/2 kernel rows, AVX2 16 channels x 2 rows; threads
+ * split the tiles, never a sum; apb_sgemm_dw3_fast says whether that path is
+ * taken); otherwise plain loops. Each C element is summed in the order b, oh, ow
+ * within a call, whatever the thread count: the paths differ only in rounding
+ * (the fast ones fuse each multiply-add). */
 void apb_sgemm_dw3(int M, int R, int nb, int OH, int OW, float alpha, const float *dy, long sdy,
                    const float *X, const long *roff, long sx, long Wp, long t1, long t2,
                    float *C, int ldc);

@@ -1,5 +1,6 @@
 /* sgemm_internal.h - private contract between the sgemm driver (sgemm.c) and its
- * register-blocked micro-kernels (sgemm_avx2.c, sgemm_avx512.c, portable one in sgemm.c).
+ * register-blocked micro-kernels (sgemm_avx2.c, sgemm_avx512.c, portable one in sgemm.c)
+ * and convolution weight-gradient tiles (sgemm_avx512.c, sgemm_dw3_avx2.c).
  *
  * Packed layouts (written by the driver, read by the kernels):
  *   pa[kc][MR]  one micro-panel of op(A): for each k, MR consecutive rows (zero padded)
@@ -76,5 +77,17 @@ void apb_sgemm_dw3e_tile_avx512(int M, int nr, int nb, int H, int W, const float
                                 const float *zrow, float alpha, float *C, long ldc);
 /* dst[p][m] = src[m][p] (M a multiple of 16, src row stride lds, dst row stride M). */
 void apb_transpose16_avx512(int M, int P, const float *src, long lds, float *dst);
+/* AVX2 (sgemm_dw3_avx2.c): one tile of apb_sgemm_dw3 is 16 channels by rows
+ * [0, nr) (nr <= 2) of roff, from that channel block of the transposed gradient,
+ * dyT_b[P][16] (dyT_b = dyT + b*sdy); C: the block's 16 rows. */
+void apb_sgemm_dw3_tile_avx2(int nr, int nb, int OH, int OW, const float *dyT, long sdy,
+                             const float *X, const long *roff, long sx, long Wp, long t1, long t2,
+                             float alpha, float *C, long ldc);
+/* The same for apb_sgemm_dw3_same, as apb_sgemm_dw3e_tile_avx512 (nr <= 2). */
+void apb_sgemm_dw3e_tile_avx2(int nr, int nb, int H, int W, const float *dyT, long sdy,
+                              const float *X, const long *coff, const int *rkh, long sx,
+                              const float *zrow, float alpha, float *C, long ldc);
+/* dst[m/16][p][m%16] = src[m][p]: channel blocks of 16 (M a multiple of 16). */
+void apb_transpose16_avx2(int M, int P, const float *src, long lds, float *dst);
 
 #endif

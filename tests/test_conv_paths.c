@@ -6,11 +6,11 @@
  * small cases; this test drives each path (serial and batch-parallel) on shapes
  * that hit the im2col "same" and general row code, and compares dx and dW, which
  * backward accumulates onto earlier values, with a direct double-precision sum.
- * dW runs through apb_sgemm_nt_batch (im2col), apb_sgemm_dw3 (3x3 "same", M a
- * multiple of 16 up to 64, AVX-512) or apb_sgemm_nt_rows (other stride-1 "same"
- * convs, shifted rows of padded planes, AVX-512, M < 48): all are covered by the
- * cases below on this machine's ISA, and the products on every ISA by the last
- * tests.
+ * dW runs through apb_sgemm_nt_batch (im2col), apb_sgemm_dw3 / apb_sgemm_dw3_same
+ * (3x3 "same" and 3x3/2, M a multiple of 16 up to 64, AVX2 or AVX-512) or
+ * apb_sgemm_nt_rows (other stride-1 "same" convs, shifted rows of padded planes,
+ * AVX-512, M < 48): all are covered by the cases below on this machine's ISA, and
+ * the products on every ISA by the last tests.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -381,6 +381,154 @@ APB_TEST(sgemm_dw3_same_matches_reference)
                 }
             free(x), free(dy), free(Cw);
         }
+    }
+    CHECK_OK(apb_isa_force(saved));
+    CHECK(!bad);
+    return 0;
+}
+
+/* ---- the AVX2 dw3 tiles against the plain loops ------------------------------ */
+
+/* apb_sgemm_dw3 (stride-1 or phase-plane taps, as dw3_case) at the active ISA level
+ * on inputs from `seed`, every operand one float off its allocation's alignment;
+ * C is [M][ldc], ldc = 3R + 3, and the columns past 3R must keep their start
+ * values (checked by dw_untouched). */
+static void dw3_run(int M, int R, int nb, int OH, int OW, int phase, uint64_t seed, float *C)
+{
+    long Wp = OW + 2, plane = (long)(OH + 2) * Wp + 2, sx = (R + 3) * plane + 3;
+    long t1 = phase ? plane : 1, t2 = phase ? 1 : 2;
+    long P = (long)OH * OW, sdy = M * P + 1, ldc = 3L * R + 3;
+    float *X = malloc(sizeof(float) * (size_t)(nb * sx + 1));
+    float *dy = malloc(sizeof(float) * (size_t)(nb * sdy + 1));
+    long *roff = malloc(sizeof(long) * (size_t)R);
+    apb_rng r;
+    apb_rng_seed(&r, seed);
+    for (long i = 0; i < nb * sx + 1; i++)
+        X[i] = apb_rng_normal(&r);
+    for (long i = 0; i < nb * sdy + 1; i++)
+        dy[i] = apb_rng_normal(&r);
+    for (long i = 0; i < M * ldc; i++)
+        C[i] = 0.125f * (float)(i % 7);
+    for (int q = 0; q < R; q++) /* scrambled rows, as in dw3_case */
+        roff[q] = ((q * 5) % (R + 2)) * plane + (q % 3) * Wp;
+    apb_sgemm_dw3(M, R, nb, OH, OW, 0.5f, dy + 1, sdy, X + 1, roff, sx, Wp, t1, t2, C, (int)ldc);
+    free(X), free(dy), free(roff);
+}
+
+/* apb_sgemm_dw3_same likewise; Cw is [M][9C + 3]. */
+static void dw3_same_run(int M, int C, int nb, int H, int W, uint64_t seed, float *Cw)
+{
+    long P = (long)H * W, sx = C * P + 3, sdy = M * P + 1, ldc = 9L * C + 3;
+    float *x = malloc(sizeof(float) * (size_t)(nb * sx + 1));
+    float *dy = malloc(sizeof(float) * (size_t)(nb * sdy + 1));
+    apb_rng r;
+    apb_rng_seed(&r, seed);
+    for (long i = 0; i < nb * sx + 1; i++)
+        x[i] = apb_rng_normal(&r);
+    for (long i = 0; i < nb * sdy + 1; i++)
+        dy[i] = apb_rng_normal(&r);
+    for (long i = 0; i < M * ldc; i++)
+        Cw[i] = 0.125f * (float)(i % 7);
+    apb_sgemm_dw3_same(M, C, nb, H, W, 0.5f, dy + 1, sdy, x + 1, sx, Cw, (int)ldc);
+    free(x), free(dy);
+}
+
+/* 1 when a column j >= J of C[M][ldc] lost its start value 0.125 * (i % 7). */
+static int dw_untouched(const float *C, int M, long J, long ldc, const char *what)
+{
+    for (long i = 0; i < M * ldc; i++)
+        if (i % ldc >= J && C[i] != 0.125f * (float)(i % 7)) {
+            fprintf(stderr, "  %s: C[%ld,%ld] = %.7g written past column %ld\n", what, i / ldc,
+                    i % ldc, C[i], J);
+            return 1;
+        }
+    return 0;
+}
+
+/* The AVX2 tiles (16 channels x 2 kernel rows, sgemm_dw3_avx2.c) of apb_sgemm_dw3
+ * and apb_sgemm_dw3_same against the REF level's plain loops on the same inputs:
+ * every fast-path M (1 to 4 channel blocks), odd R (a last tile of one row),
+ * several images, rows not a multiple of 8 wide (1 wide included), stride-1 and
+ * phase-plane taps, misaligned operands, nothing written past the 3R columns.
+ * The loops and the tiles sum each element in the same order (b, oh, ow), so only
+ * the rounding of the fused multiply-add differs. Then, above the threading
+ * threshold: 2 threads give bitwise the result of 1. Skipped without AVX2. */
+APB_TEST(sgemm_dw3_avx2_matches_plain_loops)
+{
+    if (apb_isa_detected() < APB_ISA_AVX2) {
+        fprintf(stderr, "  skipped: this CPU has no AVX2\n");
+        return APB_TEST_SKIP;
+    }
+    /* {M, R, nb, OH, OW} for apb_sgemm_dw3 */
+    static const int c3[][5] = {{16, 7, 3, 5, 7},  {32, 5, 2, 9, 13}, {48, 3, 1, 11, 3},
+                                {64, 9, 2, 3, 10}, {16, 2, 4, 1, 1},  {32, 1, 2, 7, 1},
+                                {48, 8, 2, 6, 15}, {64, 1, 1, 2, 17}};
+    /* {M, C, nb, H, W} for apb_sgemm_dw3_same */
+    static const int cs[][5] = {{16, 3, 2, 7, 9},  {32, 2, 3, 5, 13}, {48, 1, 2, 1, 6},
+                                {64, 2, 1, 11, 1}, {16, 1, 3, 1, 1},  {32, 3, 1, 2, 2},
+                                {48, 2, 2, 9, 10}, {64, 3, 2, 6, 15}};
+    apb_isa saved = apb_isa_active();
+    int bad = 0;
+    for (int ci = 0; ci < (int)(sizeof c3 / sizeof c3[0]); ci++)
+        for (int ph = 0; ph < 2; ph++) {
+            int M = c3[ci][0], R = c3[ci][1], nb = c3[ci][2], OH = c3[ci][3], OW = c3[ci][4];
+            long ldc = 3L * R + 3, n = M * ldc;
+            float *want = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
+            CHECK_OK(apb_isa_force(APB_ISA_REF));
+            CHECK(!apb_sgemm_dw3_fast(M)); /* the reference is the plain loops */
+            dw3_run(M, R, nb, OH, OW, ph, (uint64_t)(ci + 7), want);
+            CHECK_OK(apb_isa_force(APB_ISA_AVX2));
+            CHECK_MSG(apb_sgemm_dw3_fast(M), "M=%d not on the AVX2 fast path", M);
+            dw3_run(M, R, nb, OH, OW, ph, (uint64_t)(ci + 7), got);
+            int b = apb_test_close_f32(__FILE__, __LINE__, "dw3 avx2", got, want, n, 1e-5, 1e-5);
+            b |= dw_untouched(got, M, 3L * R, ldc, "dw3 avx2");
+            if (b)
+                fprintf(stderr, "  M=%d R=%d nb=%d OH=%d OW=%d phase=%d\n", M, R, nb, OH, OW, ph);
+            bad |= b;
+            free(want), free(got);
+        }
+    for (int ci = 0; ci < (int)(sizeof cs / sizeof cs[0]); ci++) {
+        int M = cs[ci][0], C = cs[ci][1], nb = cs[ci][2], H = cs[ci][3], W = cs[ci][4];
+        long ldc = 9L * C + 3, n = M * ldc;
+        float *want = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
+        CHECK_OK(apb_isa_force(APB_ISA_REF));
+        dw3_same_run(M, C, nb, H, W, (uint64_t)(ci + 50), want);
+        CHECK_OK(apb_isa_force(APB_ISA_AVX2));
+        dw3_same_run(M, C, nb, H, W, (uint64_t)(ci + 50), got);
+        int b = apb_test_close_f32(__FILE__, __LINE__, "dw3_same avx2", got, want, n, 1e-5, 1e-5);
+        b |= dw_untouched(got, M, 9L * C, ldc, "dw3_same avx2");
+        if (b)
+            fprintf(stderr, "  M=%d C=%d nb=%d H=%d W=%d\n", M, C, nb, H, W);
+        bad |= b;
+        free(want), free(got);
+    }
+    /* Thread counts. Above team_size's 4e6 flops, so 2 threads split the tiles:
+     * dw3 M = 48 (3 channel blocks x 11 row pairs, the split inside a block),
+     * dw3_same M = 64 (4 blocks x 8 row pairs). Each also against the loops. */
+    int st = apb_threads_get();
+    for (int k = 0; k < 2; k++) {
+        int M = k ? 64 : 48;
+        long ldc = k ? 9L * 5 + 3 : 3L * 21 + 3, n = M * ldc;
+        float *c[3];
+        for (int i = 0; i < 3; i++)
+            c[i] = malloc(sizeof(float) * (size_t)n);
+        for (int i = 0; i < 3; i++) { /* REF 1 thread, AVX2 1 thread, AVX2 2 threads */
+            CHECK_OK(apb_isa_force(i ? APB_ISA_AVX2 : APB_ISA_REF));
+            apb_threads_set(i == 2 ? 2 : 1);
+            if (k)
+                dw3_same_run(M, 5, 3, 17, 17, 99, c[i]);
+            else
+                dw3_run(M, 21, 3, 16, 16, 1, 98, c[i]);
+        }
+        apb_threads_set(st);
+        bad |= apb_test_close_f32(__FILE__, __LINE__, k ? "dw3_same 1 thread" : "dw3 1 thread",
+                                  c[1], c[0], n, 1e-5, 1e-5);
+        if (memcmp(c[1], c[2], sizeof(float) * (size_t)n) != 0) {
+            fprintf(stderr, "  %s: 2 threads differ from 1 (bitwise)\n", k ? "dw3_same" : "dw3");
+            bad = 1;
+        }
+        for (int i = 0; i < 3; i++)
+            free(c[i]);
     }
     CHECK_OK(apb_isa_force(saved));
     CHECK(!bad);
