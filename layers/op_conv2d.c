@@ -19,7 +19,8 @@
  * "Same" stride-1 convs (3x3 pad 1: almost every conv of resnet/vgg) skip im2col
  * altogether: x and dy are copied once into zero-padded planes, whose shifted rows
  * are the im2col rows, read in place by apb_sgemm_conv (forward, bitwise equal to
- * im2col + apb_sgemm, and dx) and apb_sgemm_nt_rows (dW); see conv_padded below.
+ * im2col + apb_sgemm, and dx) and, for dW, by apb_sgemm_dw3_same or
+ * apb_sgemm_nt_rows (see conv_padded below for which runs where).
  * Input gradients are written, not accumulated, when the engine hands them over
  * fresh (APB_OP_GRAD_WRITE): dx's GEMM then runs with beta = 0.
  */
@@ -89,9 +90,11 @@ typedef struct {
  *    tiles run only with AVX-512 and do not beat im2col + the packed GEMM from
  *    M = 48 on (docs/TRAINING_SPEED.md), so only below that.
  *    3x3 kernels with M a multiple of 16 (up to 64) take apb_sgemm_dw3_same
- *    instead: outer products of the transposed dy with x itself (edges handled in
- *    the kernel, no padded copy), vectorised over m with the accumulators in
- *    registers (1.4-2x the dot products). */
+ *    instead, with AVX2 or AVX-512: outer products of the transposed dy with x
+ *    itself (edges handled in the kernel, no padded copy), vectorised over m with
+ *    the accumulators in registers (AVX-512: 1.4-2x the dot products; AVX2:
+ *    1.4-2.8x im2col + the packed GEMM, docs/TRAINING_SPEED.md). Other dW: the
+ *    dot products above (AVX-512, M < SHIFT_MAX_M) or im2col + apb_sgemm_nt_batch. */
 #define SHIFT_MAX_M 48
 /* Images per forward GEMM call on padded planes (one packing of w per chunk). */
 #define FWD_CHUNK 8
