@@ -35,6 +35,7 @@
 #include "sgemm.h"
 #include "cpu.h"
 #include "threads.h"
+#include "winograd.h"
 
 typedef struct {
     int stride, pad;
@@ -69,7 +70,11 @@ typedef struct {
     /* the scratch above lives in the graph's shared work buffer (apb_graph_work),
      * not in the step arena: forward fixes the sizes (floats; 0: not needed),
      * conv_work points the buffers into it again for backward */
-    size_t n_xpad, n_dypad, n_col, n_dcol, n_wt, n_dwp;
+    size_t n_xpad, n_dypad, n_col, n_dcol, n_wt, n_dwp, n_wu, n_ww;
+    int wino;     /* 1: forward and dx by Winograd F(2x2,3x3) (training only, see below) */
+    int wnt;      /* threads the Winograd work buffer was sized for */
+    float *wu;    /* [16*M*C] Winograd-transformed weights (forward's, then dx's) */
+    float *ww;    /* [threads][apb_wino_work_floats] Winograd tiles */
     uint64_t key; /* layout of the zero-bordered planes (xpad, dypad); 0: none */
 } conv_saved;
 
@@ -96,6 +101,13 @@ typedef struct {
  *    1.4-2.8x im2col + the packed GEMM, docs/TRAINING_SPEED.md). Other dW: the
  *    dot products above (AVX-512, M < SHIFT_MAX_M) or im2col + apb_sgemm_nt_batch. */
 #define SHIFT_MAX_M 48
+/* Training-mode "same" 3x3 convs with at least this many input and output
+ * channels run forward and dx by Winograd F(2x2,3x3) (kernels/winograd.h): 16
+ * multiplies per 2x2 outputs instead of 36. Eval mode never does, so the graph
+ * there stays bitwise equal to the runtime; APB_WINOGRAD=0 turns it off. At 64
+ * channels the Winograd GEMMs (K = C) are too short: 0.6x the direct path on
+ * resnet20's 8x8 maps, about even on 56x56 (docs/TRAINING_SPEED.md). */
+#define WINO_MIN 128
 /* Images per forward GEMM call on padded planes (one packing of w per chunk). */
 #define FWD_CHUNK 8
 
@@ -171,13 +183,15 @@ static void pad_planes(const float *x, int C, int H, int W, int pad, long ps, fl
  * asks for what forward did, so there it cannot fail. */
 static apb_status conv_work(apb_graph *g, conv_saved *sv)
 {
-    size_t n[6] = {sv->n_xpad, sv->n_dypad, sv->n_col, sv->n_dcol, sv->n_wt, sv->n_dwp};
-    float **p[6] = {&sv->xpad, &sv->dypad, &sv->col, &sv->dcol, &sv->wt, &sv->dwp};
+    size_t n[8] = {sv->n_xpad, sv->n_dypad, sv->n_col, sv->n_dcol,
+                   sv->n_wt,   sv->n_dwp,   sv->n_wu,  sv->n_ww};
+    float **p[8] = {&sv->xpad, &sv->dypad, &sv->col, &sv->dcol,
+                    &sv->wt,   &sv->dwp,   &sv->wu,  &sv->ww};
     size_t total = 0;
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 8; i++)
         total += (n[i] + 15) / 16 * 16; /* each buffer 64-byte aligned */
     if (total == 0) {
-        for (int i = 0; i < 6; i++)
+        for (int i = 0; i < 8; i++)
             *p[i] = NULL;
         return APB_OK;
     }
@@ -185,7 +199,7 @@ static apb_status conv_work(apb_graph *g, conv_saved *sv)
     float *w = apb_graph_work(g, total * sizeof(float), sv->key, &same);
     if (!w)
         return APB_ENOMEM;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 8; i++) {
         *p[i] = n[i] ? w : NULL;
         w += (n[i] + 15) / 16 * 16;
     }
@@ -340,6 +354,8 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->dw3 = want_dw && KW == 3 && apb_sgemm_dw3_fast(M);
         sv->shift =
             want_dw && !sv->dw3 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
+        sv->wino = g->training && KH == 3 && pad == 1 && C >= WINO_MIN && M >= WINO_MIN &&
+                   apb_wino_enabled();
         /* slack: dW's dot products run KW - 1 floats past the last padded row */
         sv->xs = ((long)Hp * Wp + KW + 15) / 16 * 16;
         sv->ys = ((long)Hp * Wp + 15) / 16 * 16;
@@ -347,14 +363,21 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->xchunk = sv->shift && sv->G > FWD_CHUNK ? sv->G : FWD_CHUNK;
         if (!(sv->boff = apb_graph_alloc(g, sizeof(long) * (size_t)K)))
             return APB_ENOMEM;
-        sv->n_xpad = (size_t)nt * sv->xchunk * C * sv->xs;
+        if (!sv->wino || sv->shift)
+            sv->n_xpad = (size_t)nt * sv->xchunk * C * sv->xs;
+        if (sv->wino) {
+            sv->n_wu = apb_wino_u_floats(M, C);
+            size_t wf = apb_wino_work_floats(C, M, W), wb = apb_wino_work_floats(M, C, W);
+            sv->n_ww = (size_t)nthreads * (wf > wb ? wf : wb); /* forward's, dx's */
+            sv->wnt = nthreads;
+        }
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
                 for (int kw = 0; kw < KW; kw++)
                     sv->boff[(c * KH + kh) * KW + kw] = c * sv->xs + (long)kh * Wp + kw;
-        if (want_dx || sv->shift)
+        if ((want_dx && !sv->wino) || sv->shift)
             sv->n_dypad = (size_t)nt * (sv->G * M * sv->ys + 16);
-        if (want_dx) {
+        if (want_dx && !sv->wino) {
             if (!(sv->doff = apb_graph_alloc(g, sizeof(long) * (size_t)MKK)))
                 return APB_ENOMEM;
             sv->n_wt = (size_t)M * K;
@@ -394,6 +417,14 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
     const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
     float *yd = out->data;
     int OW = out->dim[3];
+    if (sv->wino) {
+        apb_wino_weights(M, C, wd, 0, sv->wu, nthreads);
+        apb_wino_conv(N, C, H, W, xd, (long)C * H * W, M, sv->wu, 0, yd, (long)M * P, sv->ww,
+                      nthreads);
+        if (bd)
+            add_bias(yd, N, M, P, bd);
+        return APB_OK;
+    }
     if (sv->padded || sv->phase) { /* chunks of images share one packing of w, stay in cache */
         int nchunk = (N + FWD_CHUNK - 1) / FWD_CHUNK;
         long segld = sv->phase ? sv->Wq : Wp; /* plane row to plane row */
@@ -476,8 +507,15 @@ static void conv_backward(apb_graph *g, apb_var *out)
                         sv->wt[(size_t)c * MKK + (m * KH + kh) * KW + kw] =
                             wd[(((size_t)m * C + c) * KH + KH - 1 - kh) * KW + KW - 1 - kw];
 
+    if (need_dx && sv->wino) { /* dx = the same conv of dy with the flipped kernel */
+        int nw = sv->wnt;
+        apb_wino_weights(C, M, wd, 1, sv->wu, nw);
+        apb_wino_conv(N, M, H, W, dy, (long)M * P, C, sv->wu, !dx_fresh, x->grad, (long)C * H * W,
+                      sv->ww, nw);
+    }
+    int dx_gemm = need_dx && !sv->wino; /* dx still to do in the loop below */
     int G = sv->G, ngroup = (N + G - 1) / G;
-    int use_dyp = sv->padded && (need_dx || sv->shift);
+    int use_dyp = sv->padded && (dx_gemm || sv->shift);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int gi = 0; gi < ngroup; gi++) {
         int t = thread_id(), n0 = gi * G, gn = N - n0 < G ? N - n0 : G;
@@ -513,11 +551,11 @@ static void conv_backward(apb_graph *g, apb_var *out)
             apb_sgemm_nt_batch(M, K, P, gn, 1.0f, dy + (size_t)n0 * M * P, P, (long)M * P, B, P,
                                sb, dw, K);
         }
-        if (need_dx && sv->padded) /* the whole group, one packing of wt */
+        if (dx_gemm && sv->padded) /* the whole group, one packing of wt */
             apb_sgemm_conv_batch_stream(gn, C, HW, MKK, 1.0f, sv->wt, MKK, dyp, M * sv->ys,
                                         sv->doff, W, Wp, dx_beta, x->grad + (size_t)n0 * C * HW,
                                         (long)C * HW, HW);
-        for (int n = n0; need_dx && !sv->padded && n < n0 + gn; n++) {
+        for (int n = n0; dx_gemm && !sv->padded && n < n0 + gn; n++) {
             const float *dyn = dy + (size_t)n * M * P;
             float *dxn = x->grad + (size_t)n * C * H * W;
             if (fast) {

@@ -22,6 +22,7 @@
 #include "sgemm.h"
 #include "test.h"
 #include "threads.h"
+#include "winograd.h"
 
 /* dx[N,C,H,W] and dw[M,C,KH,KW] of conv(x, w) for upstream dy[N,M,OH,OW]. */
 static void conv_backward_naive(const float *x, const float *w, const float *dy, int N, int C,
@@ -153,6 +154,9 @@ APB_TEST(conv2d_backward_every_path_matches_naive)
         {4, 3, 10, 11, 32, 3, 3, 2, 1}, /* 3x3/2: phase planes, groups of 4, odd width */
         {2, 3, 16, 16, 16, 3, 3, 1, 1}, /* 16-wide rows: in-place kernel, streamed y, dx */
         {2, 4, 32, 32, 16, 3, 3, 2, 1}, /* 3x3/2 to 16-wide rows: in place, streamed */
+        {2, 128, 7, 6, 128, 3, 3, 1, 1}, /* Winograd forward and dx: odd height */
+        {3, 136, 5, 9, 128, 3, 3, 1, 1}, /* Winograd, odd width, images across chunks */
+        {1, 128, 1, 2, 144, 3, 3, 1, 1}, /* Winograd on a 1x2 map: one partial tile */
     };
     int saved = apb_threads_get(), bad = 0;
     for (int t = 1; t <= 2; t++)
@@ -531,6 +535,91 @@ APB_TEST(sgemm_dw3_avx2_matches_plain_loops)
             free(c[i]);
     }
     CHECK_OK(apb_isa_force(saved));
+    CHECK(!bad);
+    return 0;
+}
+
+/* y of one 3x3 "same" conv of x[N][C][H][W] with w[M][C][3][3], a fresh graph in
+ * training (or eval) mode, threads as given; also dx for dy = 1 in training. */
+static float *wino_run(int training, int threads, int N, int C, int H, int W, int M,
+                       const float *xv, const float *wv, float **dx)
+{
+    apb_threads_set(threads);
+    apb_arena step;
+    apb_arena_init(&step, "t", 1 << 20);
+    apb_graph g;
+    apb_graph_init(&g, &step, training, training, NULL);
+    g.keep = 1;
+    apb_var *x = apb_graph_new(&g, 4, (int[]){N, C, H, W}, 0);
+    apb_var *w = apb_graph_new(&g, 4, (int[]){M, C, 3, 3}, 0);
+    memcpy(x->data, xv, sizeof(float) * (size_t)x->numel);
+    memcpy(w->data, wv, sizeof(float) * (size_t)w->numel);
+    x->requires_grad = w->requires_grad = training;
+    apb_var *y = NULL;
+    float *out = NULL;
+    if (apb_conv2d(&g, x, w, NULL, 1, 1, &y) == APB_OK) {
+        out = malloc(sizeof(float) * (size_t)y->numel);
+        memcpy(out, y->data, sizeof(float) * (size_t)y->numel);
+        if (training && dx) {
+            float *dy = apb_graph_floats(&g, y->numel);
+            for (int64_t i = 0; i < y->numel; i++)
+                dy[i] = (float)((i % 7) - 3);
+            *dx = NULL;
+            if (apb_backward_from(&g, y, dy) == APB_OK) {
+                *dx = malloc(sizeof(float) * (size_t)x->numel);
+                memcpy(*dx, x->grad, sizeof(float) * (size_t)x->numel);
+            }
+        }
+    }
+    apb_graph_free(&g);
+    apb_arena_free(&step);
+    return out;
+}
+
+/* Winograd (training-mode wide "same" convs): the forward and dx do not depend on
+ * the thread count (bitwise); it really runs (training differs from eval in the
+ * last bits, and equals the direct path when turned off); eval mode never uses
+ * it (bitwise the direct path, which the runtime equals). */
+APB_TEST(conv2d_winograd_threads_and_modes)
+{
+    enum { N = 3, C = 128, H = 9, W = 10, M = 128 };
+    long nx = (long)N * C * H * W, nw = (long)M * C * 9, ny = (long)N * M * H * W;
+    float *xv = malloc(sizeof(float) * (size_t)nx), *wv = malloc(sizeof(float) * (size_t)nw);
+    apb_rng r;
+    apb_rng_seed(&r, 44);
+    for (long i = 0; i < nx; i++)
+        xv[i] = apb_rng_normal(&r);
+    for (long i = 0; i < nw; i++)
+        wv[i] = 0.05f * apb_rng_normal(&r);
+    int saved = apb_threads_get(), was = apb_wino_enable(1), bad = 0;
+    float *dx1 = NULL, *dx2 = NULL, *dxd = NULL;
+    float *y1 = wino_run(1, 1, N, C, H, W, M, xv, wv, &dx1);
+    float *y2 = wino_run(1, 2, N, C, H, W, M, xv, wv, &dx2);
+    float *ye = wino_run(0, 2, N, C, H, W, M, xv, wv, NULL);
+    apb_wino_enable(0);
+    float *yd = wino_run(1, 2, N, C, H, W, M, xv, wv, &dxd);
+    float *yde = wino_run(0, 1, N, C, H, W, M, xv, wv, NULL);
+    apb_wino_enable(was);
+    apb_threads_set(saved);
+    if (!y1 || !y2 || !ye || !yd || !yde || !dx1 || !dx2 || !dxd) {
+        bad = 1;
+    } else {
+        bad |= apb_test_close_f32(__FILE__, __LINE__, "winograd y, 2 threads vs 1", y2, y1, ny, 0, 0);
+        bad |= apb_test_close_f32(__FILE__, __LINE__, "winograd dx, 2 threads vs 1", dx2, dx1, nx, 0, 0);
+        bad |= apb_test_close_f32(__FILE__, __LINE__, "eval y = direct", ye, yd, ny, 0, 0);
+        bad |= apb_test_close_f32(__FILE__, __LINE__, "eval y, 1 thread = direct", yde, yd, ny, 0, 0);
+        bad |= apb_test_close_f32(__FILE__, __LINE__, "winograd y ~ direct", y1, yd, ny, 1e-4, 1e-4);
+        bad |= apb_test_close_f32(__FILE__, __LINE__, "winograd dx ~ direct", dx1, dxd, nx, 1e-4, 1e-4);
+        long diff = 0;
+        for (long i = 0; i < ny; i++)
+            diff += y1[i] != yd[i];
+        if (diff == 0) {
+            fprintf(stderr, "  training y is bitwise the direct path: Winograd did not run\n");
+            bad = 1;
+        }
+    }
+    free(y1), free(y2), free(ye), free(yd), free(yde), free(dx1), free(dx2), free(dxd);
+    free(xv), free(wv);
     CHECK(!bad);
     return 0;
 }

@@ -1,0 +1,235 @@
+/* winograd.c - F(2x2, 3x3) convolution (see winograd.h).
+ *
+ * Transforms, with d the 4x4 input patch at rows 2th-1.., columns 2tw-1.. (zero
+ * outside the image) and m the 4x4 product tile:
+ *   B^T d:  rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 (and the same on columns)
+ *   G g G^T with G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+ *   A^T m A with A^T = [1 1 1 0; 0 1 -1 -1]
+ * The input transform runs on whole rows: with E[k] = x[2k - 1] and O[k] = x[2k]
+ * (the even and odd columns of the padded row), tile tw's four columns are E[tw],
+ * O[tw], E[tw + 1], O[tw + 1], so every step is a contiguous loop over tw. The
+ * output transform writes the 2x2 results back the same way.
+ */
+#include "winograd.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "sgemm.h"
+
+/* Tiles per chunk: whole tile rows, about this many tiles. */
+#define WINO_TILES 128
+
+static int wino_on = -1;
+
+int apb_wino_enabled(void)
+{
+    int on = __atomic_load_n(&wino_on, __ATOMIC_ACQUIRE);
+    if (on < 0) {
+        const char *e = getenv("APB_WINOGRAD");
+        on = !(e && e[0] == '0');
+        __atomic_store_n(&wino_on, on, __ATOMIC_RELEASE);
+    }
+    return on;
+}
+
+int apb_wino_enable(int on)
+{
+    int prev = apb_wino_enabled();
+    __atomic_store_n(&wino_on, on ? 1 : 0, __ATOMIC_RELEASE);
+    return prev;
+}
+
+size_t apb_wino_u_floats(int M, int C) { return (size_t)16 * M * C; }
+
+void apb_wino_weights(int M, int C, const float *w, int flip, float *U, int nthreads)
+{
+    size_t mc = (size_t)M * C;
+    (void)nthreads;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) if (nthreads > 1 && mc >= 4096) schedule(static)
+#endif
+    for (int m = 0; m < M; m++)
+        for (int c = 0; c < C; c++) {
+            float g[3][3], t[4][3];
+            for (int kh = 0; kh < 3; kh++)
+                for (int kw = 0; kw < 3; kw++)
+                    g[kh][kw] = flip ? w[((size_t)c * M + m) * 9 + (2 - kh) * 3 + (2 - kw)]
+                                     : w[((size_t)m * C + c) * 9 + kh * 3 + kw];
+            for (int j = 0; j < 3; j++) { /* t = G g */
+                t[0][j] = g[0][j];
+                t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+                t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+                t[3][j] = g[2][j];
+            }
+            for (int i = 0; i < 4; i++) { /* u = t G^T */
+                float u[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]),
+                              0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+                for (int j = 0; j < 4; j++)
+                    U[(size_t)(i * 4 + j) * mc + (size_t)m * C + c] = u[j];
+            }
+        }
+}
+
+static int tiles_w(int W) { return (W + 1) / 2; }
+
+/* Tile rows per chunk: about 32768 / C tiles (at least WINO_TILES), so a
+ * chunk's transformed inputs stay near 512 KB, and narrow layers get GEMMs with
+ * enough columns (measured: 128 tiles at C = 64 left the Winograd forward slower
+ * than the direct one, docs/TRAINING_SPEED.md). */
+static int chunk_rows(int C, int W)
+{
+    int want = 32768 / C < WINO_TILES ? WINO_TILES : 32768 / C;
+    int tw = tiles_w(W), r = want / tw;
+    return r < 1 ? 1 : r;
+}
+
+size_t apb_wino_work_floats(int C, int M, int W)
+{
+    size_t tc = (size_t)chunk_rows(C, W) * tiles_w(W);
+    size_t rows = (size_t)16 * (tiles_w(W) + 1); /* E/O of 4 rows and their transforms */
+    return (size_t)16 * C * tc + (size_t)16 * M * tc + rows + 64;
+}
+
+/* Even and odd columns of padded row x (W wide, NULL: a zero row):
+ * e[k] = x[2k - 1], o[k] = x[2k], zero outside, k <= TW. */
+static void split_row(const float *x, int W, int TW, float *e, float *o)
+{
+    if (!x) {
+        memset(e, 0, sizeof(float) * (size_t)(TW + 1));
+        memset(o, 0, sizeof(float) * (size_t)(TW + 1));
+        return;
+    }
+    e[0] = 0.0f;
+    for (int k = 1; k <= TW; k++)
+        e[k] = 2 * k - 1 < W ? x[2 * k - 1] : 0.0f;
+    for (int k = 0; k <= TW; k++)
+        o[k] = 2 * k < W ? x[2 * k] : 0.0f;
+}
+
+/* V[xi][c][t0 + tw] for one tile row of one channel (x0: that channel's plane). */
+static void input_row(const float *x0, int H, int W, int th, float *rows, float *V, size_t cs,
+                      long t0)
+{
+    int TW = tiles_w(W), L = TW + 1;
+    float *e[4], *o[4];
+    for (int r = 0; r < 4; r++) {
+        e[r] = rows + (size_t)(2 * r) * L;
+        o[r] = rows + (size_t)(2 * r + 1) * L;
+        int ih = 2 * th - 1 + r;
+        split_row(ih >= 0 && ih < H ? x0 + (long)ih * W : NULL, W, TW, e[r], o[r]);
+    }
+    /* rows: B^T d, in place: r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3 */
+    for (int h = 0; h < 2; h++) {
+        float *d0 = h ? o[0] : e[0], *d1 = h ? o[1] : e[1], *d2 = h ? o[2] : e[2],
+              *d3 = h ? o[3] : e[3];
+#pragma omp simd
+        for (int k = 0; k < L; k++) {
+            float a = d0[k], b = d1[k], c = d2[k], d = d3[k];
+            d0[k] = a - c;
+            d1[k] = b + c;
+            d2[k] = c - b;
+            d3[k] = b - d;
+        }
+    }
+    /* columns: the same on (E[tw], O[tw], E[tw+1], O[tw+1]) */
+    for (int i = 0; i < 4; i++) {
+        const float *E = e[i], *O = o[i];
+        float *v0 = V + (size_t)(4 * i) * cs + t0, *v1 = v0 + cs, *v2 = v1 + cs, *v3 = v2 + cs;
+#pragma omp simd
+        for (int tw = 0; tw < TW; tw++) {
+            float a = E[tw], b = O[tw], c = E[tw + 1], d = O[tw + 1];
+            v0[tw] = a - c;
+            v1[tw] = b + c;
+            v2[tw] = c - b;
+            v3[tw] = b - d;
+        }
+    }
+}
+
+/* y rows 2th, 2th + 1 of one output channel from P[xi][t0 + tw] (xi stride ps). */
+static void output_row(const float *P, size_t ps, long t0, int H, int W, int th, int acc,
+                       float *y0, float *rows)
+{
+    int TW = tiles_w(W);
+    float *q[4] = {rows, rows + TW, rows + 2 * TW, rows + 3 * TW}; /* y00 y01 y10 y11 */
+    const float *p[16];
+    for (int k = 0; k < 16; k++)
+        p[k] = P + (size_t)k * ps + t0;
+#pragma omp simd
+    for (int tw = 0; tw < TW; tw++) {
+        float s0[4], s1[4];
+        for (int j = 0; j < 4; j++) {
+            s0[j] = p[j][tw] + p[4 + j][tw] + p[8 + j][tw];
+            s1[j] = p[4 + j][tw] - p[8 + j][tw] - p[12 + j][tw];
+        }
+        q[0][tw] = s0[0] + s0[1] + s0[2];
+        q[1][tw] = s0[1] - s0[2] - s0[3];
+        q[2][tw] = s1[0] + s1[1] + s1[2];
+        q[3][tw] = s1[1] - s1[2] - s1[3];
+    }
+    for (int r = 0; r < 2; r++) {
+        int oh = 2 * th + r;
+        if (oh >= H)
+            break;
+        float *yr = y0 + (long)oh * W;
+        const float *a = q[2 * r], *b = q[2 * r + 1];
+        for (int tw = 0; tw < TW; tw++) {
+            int ow = 2 * tw;
+            if (acc) {
+                yr[ow] += a[tw];
+                if (ow + 1 < W)
+                    yr[ow + 1] += b[tw];
+            } else {
+                yr[ow] = a[tw];
+                if (ow + 1 < W)
+                    yr[ow + 1] = b[tw];
+            }
+        }
+    }
+}
+
+void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
+                   int accumulate, float *y, long sy, float *work, int nthreads)
+{
+    if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
+        return;
+    int TH = (H + 1) / 2, TW = tiles_w(W), rc = chunk_rows(C, W);
+    long nrows = (long)N * TH, nchunk = (nrows + rc - 1) / rc;
+    size_t wf = apb_wino_work_floats(C, M, W), tc = (size_t)rc * TW, mc = (size_t)M * C;
+    int nt = nthreads < 1 ? 1 : nthreads;
+    if (nt > nchunk)
+        nt = (int)nchunk;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#endif
+    for (long ch = 0; ch < nchunk; ch++) {
+#ifdef _OPENMP
+        int tid = omp_get_thread_num();
+#else
+        int tid = 0;
+#endif
+        float *V = work + (size_t)tid * wf, *P = V + (size_t)16 * C * tc, *rows = P + (size_t)16 * M * tc;
+        long r0 = ch * rc, r1 = r0 + rc < nrows ? r0 + rc : nrows;
+        size_t T = (size_t)(r1 - r0) * TW; /* tiles in this chunk */
+        for (long r = r0; r < r1; r++) {
+            int n = (int)(r / TH), th = (int)(r % TH);
+            for (int c = 0; c < C; c++)
+                input_row(x + n * sx + (long)c * H * W, H, W, th, rows, V + (size_t)c * T, C * T,
+                          (r - r0) * TW);
+        }
+        for (int k = 0; k < 16; k++)
+            apb_sgemm(0, 0, M, (int)T, C, 1.0f, U + k * mc, C, V + (size_t)k * C * T, (int)T, 0.0f,
+                      P + (size_t)k * M * T, (int)T);
+        for (long r = r0; r < r1; r++) {
+            int n = (int)(r / TH), th = (int)(r % TH);
+            for (int m = 0; m < M; m++)
+                output_row(P + (size_t)m * T, M * T, (r - r0) * TW, H, W, th, accumulate,
+                           y + n * sy + (long)m * H * W, rows);
+        }
+    }
+}

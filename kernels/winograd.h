@@ -1,0 +1,39 @@
+/* winograd.h - 3x3 stride-1 pad-1 convolution by Winograd's F(2x2, 3x3).
+ *
+ * Each 2x2 block of outputs ("tile") comes from the 4x4 input patch around it:
+ *   Y = A^T [ sum_c (G g_c G^T) .* (B^T d_c B) ] A
+ * so the 36 multiplies of a tile per (input, output channel) pair become 16,
+ * done as 16 GEMMs over the tiles: M_xi[M, T] = U_xi[M, C] * V_xi[C, T]
+ * (xi = one of the 16 positions of the transformed tile). Training uses it for
+ * the forward and the input gradient of wide "same" convs (layers/op_conv2d.c);
+ * the result differs from the direct product by rounding only (the transforms
+ * add and subtract inputs, and G has halves), so the runtime, which must equal
+ * the training graph in eval mode, never uses it, and eval mode does not either.
+ */
+#ifndef APB_WINOGRAD_H
+#define APB_WINOGRAD_H
+
+#include <stddef.h>
+
+/* Whether training convs may use this path: on unless APB_WINOGRAD=0 is in the
+ * environment or apb_wino_enable(0) was called (returns the previous setting). */
+int apb_wino_enabled(void);
+int apb_wino_enable(int on);
+/* Floats of the transformed weights of M output x C input channels. */
+size_t apb_wino_u_floats(int M, int C);
+/* U[xi][m][c] = (G g G^T)[xi] with g the 3x3 kernel from output channel m to
+ * input channel c of w: w[m][c][kh][kw] (flip = 0), or, for the input gradient of
+ * a conv whose weight is w[C'][M'][3][3] = [c][m] here, w[c][m][2-kh][2-kw]
+ * (flip = 1: the kernel transposed and rotated by 180 degrees). */
+void apb_wino_weights(int M, int C, const float *w, int flip, float *U, int nthreads);
+/* Scratch floats one thread needs for apb_wino_conv at this shape. */
+size_t apb_wino_work_floats(int C, int M, int W);
+/* y_n[M][H][W] = (or += when accumulate) the 3x3 stride-1 pad-1 correlation of
+ * x_n[C][H][W] with the weights behind U, for n < N (x_n = x + n*sx, y_n = y +
+ * n*sy). The tiles go in chunks of whole tile rows, fixed by the shape alone, one
+ * thread per chunk (up to nthreads; work holds nthreads * apb_wino_work_floats),
+ * so the result does not depend on the thread count. */
+void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
+                   int accumulate, float *y, long sy, float *work, int nthreads);
+
+#endif
