@@ -397,22 +397,29 @@ APB_TEST(sgemm_dw3_same_matches_reference)
  * on inputs from `seed`, every operand one float off its allocation's alignment;
  * C is [M][ldc], ldc = 3R + 3, and the columns past 3R must keep their start
  * values (checked by dw_untouched). */
+/* Random x[nx] and dy[ndy] (malloc'd, seeded), C[nc] = 0.125 * (i % 7). */
+static void dw3_operands(long nx, long ndy, uint64_t seed, float **x, float **dy, float *C, long nc)
+{
+    apb_rng r;
+    apb_rng_seed(&r, seed);
+    *x = malloc(sizeof(float) * (size_t)nx);
+    *dy = malloc(sizeof(float) * (size_t)ndy);
+    for (long i = 0; i < nx; i++)
+        (*x)[i] = apb_rng_normal(&r);
+    for (long i = 0; i < ndy; i++)
+        (*dy)[i] = apb_rng_normal(&r);
+    for (long i = 0; i < nc; i++)
+        C[i] = 0.125f * (float)(i % 7);
+}
+
 static void dw3_run(int M, int R, int nb, int OH, int OW, int phase, uint64_t seed, float *C)
 {
     long Wp = OW + 2, plane = (long)(OH + 2) * Wp + 2, sx = (R + 3) * plane + 3;
     long t1 = phase ? plane : 1, t2 = phase ? 1 : 2;
     long P = (long)OH * OW, sdy = M * P + 1, ldc = 3L * R + 3;
-    float *X = malloc(sizeof(float) * (size_t)(nb * sx + 1));
-    float *dy = malloc(sizeof(float) * (size_t)(nb * sdy + 1));
     long *roff = malloc(sizeof(long) * (size_t)R);
-    apb_rng r;
-    apb_rng_seed(&r, seed);
-    for (long i = 0; i < nb * sx + 1; i++)
-        X[i] = apb_rng_normal(&r);
-    for (long i = 0; i < nb * sdy + 1; i++)
-        dy[i] = apb_rng_normal(&r);
-    for (long i = 0; i < M * ldc; i++)
-        C[i] = 0.125f * (float)(i % 7);
+    float *X, *dy;
+    dw3_operands(nb * sx + 1, nb * sdy + 1, seed, &X, &dy, C, M * ldc);
     for (int q = 0; q < R; q++) /* scrambled rows, as in dw3_case */
         roff[q] = ((q * 5) % (R + 2)) * plane + (q % 3) * Wp;
     apb_sgemm_dw3(M, R, nb, OH, OW, 0.5f, dy + 1, sdy, X + 1, roff, sx, Wp, t1, t2, C, (int)ldc);
@@ -423,16 +430,8 @@ static void dw3_run(int M, int R, int nb, int OH, int OW, int phase, uint64_t se
 static void dw3_same_run(int M, int C, int nb, int H, int W, uint64_t seed, float *Cw)
 {
     long P = (long)H * W, sx = C * P + 3, sdy = M * P + 1, ldc = 9L * C + 3;
-    float *x = malloc(sizeof(float) * (size_t)(nb * sx + 1));
-    float *dy = malloc(sizeof(float) * (size_t)(nb * sdy + 1));
-    apb_rng r;
-    apb_rng_seed(&r, seed);
-    for (long i = 0; i < nb * sx + 1; i++)
-        x[i] = apb_rng_normal(&r);
-    for (long i = 0; i < nb * sdy + 1; i++)
-        dy[i] = apb_rng_normal(&r);
-    for (long i = 0; i < M * ldc; i++)
-        Cw[i] = 0.125f * (float)(i % 7);
+    float *x, *dy;
+    dw3_operands(nb * sx + 1, nb * sdy + 1, seed, &x, &dy, Cw, M * ldc);
     apb_sgemm_dw3_same(M, C, nb, H, W, 0.5f, dy + 1, sdy, x + 1, sx, Cw, (int)ldc);
     free(x), free(dy);
 }
