@@ -618,6 +618,26 @@ APB_TEST(conv2d_winograd_threads_and_modes)
         }
     }
     free(y1), free(y2), free(ye), free(yd), free(yde), free(dx1), free(dx2), free(dxd);
+    /* close to the direct path at every ISA level here (the GEMMs differ) */
+    apb_isa isa0 = apb_isa_active();
+    for (int isa = APB_ISA_REF; isa <= (int)apb_isa_detected() && !bad; isa++) {
+        if (apb_isa_force((apb_isa)isa) != APB_OK)
+            continue;
+        apb_wino_enable(1);
+        float *dxw = NULL, *dxn = NULL;
+        float *yw = wino_run(1, 2, N, C, H, W, M, xv, wv, &dxw);
+        apb_wino_enable(0);
+        float *yn = wino_run(1, 2, N, C, H, W, M, xv, wv, &dxn);
+        char what[64];
+        snprintf(what, sizeof what, "winograd y at %s", apb_isa_name((apb_isa)isa));
+        bad |= !yw || !yn || !dxw || !dxn ||
+               apb_test_close_f32(__FILE__, __LINE__, what, yw, yn, ny, 1e-4, 1e-4) ||
+               apb_test_close_f32(__FILE__, __LINE__, what, dxw, dxn, nx, 1e-4, 1e-4);
+        free(yw), free(yn), free(dxw), free(dxn);
+    }
+    apb_isa_force(isa0);
+    apb_wino_enable(was);
+    apb_threads_set(saved);
     free(xv), free(wv);
     CHECK(!bad);
     return 0;
