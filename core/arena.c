@@ -128,7 +128,7 @@ void apb_arena_release(apb_arena *a, void *ptr, size_t bytes)
     unsigned char *p = ptr;
     size_t n = round_up(bytes);
     const apb_arena_block *b = block_of(a, p);
-    if (!p || !b)
+    if (!b)
         return;
     if (a->nspan == a->span_cap) {
         int nc = a->span_cap ? 2 * a->span_cap : 64;

@@ -143,15 +143,14 @@ apb_status apb_apply(apb_graph *g, const apb_op *op, apb_var *const *in, int nin
             return apb_fail(APB_EINVAL, "%s: input %d is missing", op->name, i);
     int ndim = 0, dim[APB_MAX_DIM] = {0};
     APB_TRY(op->shape(in, nin, attr, &ndim, dim));
+    const void *blk0, *blk1;
+    char *lo = apb_arena_top(g->step, &blk0); /* this op's run starts with its var */
     apb_var *v = var_new(g, ndim, dim);
     if (!v)
         return APB_ENOMEM;
     v->data = apb_graph_floats(g, v->numel);
     if (!v->data)
         return APB_ENOMEM;
-    const void *blk0, *blk1;
-    char *lo = (char *)v; /* var_new's allocation starts this op's run */
-    apb_arena_top(g->step, &blk0);
     v->op = op;
     v->nin = nin;
     for (int i = 0; i < nin; i++) {
@@ -168,10 +167,7 @@ apb_status apb_apply(apb_graph *g, const apb_op *op, apb_var *const *in, int nin
     }
     APB_TRY(op->forward(g, v));
     char *hi = apb_arena_top(g->step, &blk1);
-    size_t vbytes = (sizeof *v + APB_ALIGN - 1) & ~(size_t)(APB_ALIGN - 1);
-    if (blk1 == blk0 && lo + vbytes == (char *)v->data) {
-        /* the var, then its value and the rest in the block the value came from:
-         * everything from the var on is this op's, one run */
+    if (blk1 && blk1 == blk0) { /* no new block since the var: [lo, hi) is all this op's */
         v->fwd_lo = lo;
         v->fwd_hi = hi;
     }
@@ -218,7 +214,7 @@ static apb_status run_backward(apb_graph *g, const apb_var *root)
             apb_var *x = v->in[i];
             if (x->requires_grad && !x->grad) {
                 size_t bytes = sizeof(float) * (size_t)x->numel;
-                x->grad = g->keep ? apb_arena_alloc(g->step, bytes) : apb_arena_reuse(g->step, bytes);
+                x->grad = apb_arena_reuse(g->step, bytes); /* (keep: nothing released, bumps) */
                 if (!x->grad)
                     return APB_ENOMEM;
                 if (!write)

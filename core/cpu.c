@@ -64,6 +64,17 @@ int apb_cpu_has_avx512vnni(void)
     return v;
 }
 
+int apb_env_switch(const char *name, int *cache)
+{
+    int v = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+    if (v < 0) {
+        const char *e = getenv(name);
+        v = !(e && e[0] == '0');
+        __atomic_store_n(cache, v, __ATOMIC_RELEASE);
+    }
+    return v;
+}
+
 static int detected = -1;
 static int active = -1;
 

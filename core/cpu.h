@@ -29,5 +29,9 @@ const char *apb_isa_name(apb_isa level);
  * AVX512 level above (cpuid leaf 7 ECX bit 11), cached; kernels that use it
  * also check apb_isa_active() == APB_ISA_AVX512, so APB_ISA still caps them. */
 int apb_cpu_has_avx512vnni(void);
+/* A kernel path's environment switch: 1 unless the variable is set to "0", read
+ * once into *cache (a static initialised to -1; storing 0 or 1 there later turns
+ * the path off or on, e.g. for tests). */
+int apb_env_switch(const char *name, int *cache);
 
 #endif

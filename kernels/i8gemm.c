@@ -27,13 +27,7 @@
 static int vnni_allowed(void)
 {
     static int on = -1;
-    int v = __atomic_load_n(&on, __ATOMIC_ACQUIRE);
-    if (v < 0) {
-        const char *e = getenv("APB_I8_VNNI");
-        v = !(e && e[0] == '0');
-        __atomic_store_n(&on, v, __ATOMIC_RELEASE);
-    }
-    return v;
+    return apb_env_switch("APB_I8_VNNI", &on);
 }
 
 static const apb_i8_kernels *table(void)

@@ -12,12 +12,12 @@
  */
 #include "winograd.h"
 
-#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "cpu.h"
 #include "sgemm.h"
 
 /* Tiles per chunk: whole tile rows, about this many tiles. */
@@ -25,16 +25,7 @@
 
 static int wino_on = -1;
 
-int apb_wino_enabled(void)
-{
-    int on = __atomic_load_n(&wino_on, __ATOMIC_ACQUIRE);
-    if (on < 0) {
-        const char *e = getenv("APB_WINOGRAD");
-        on = !(e && e[0] == '0');
-        __atomic_store_n(&wino_on, on, __ATOMIC_RELEASE);
-    }
-    return on;
-}
+int apb_wino_enabled(void) { return apb_env_switch("APB_WINOGRAD", &wino_on); }
 
 int apb_wino_enable(int on)
 {
@@ -90,8 +81,8 @@ static int chunk_rows(int C, int W)
 size_t apb_wino_work_floats(int C, int M, int W)
 {
     size_t tc = (size_t)chunk_rows(C, W) * tiles_w(W);
-    size_t rows = (size_t)16 * (tiles_w(W) + 1); /* E/O of 4 rows and their transforms */
-    return (size_t)16 * C * tc + (size_t)16 * M * tc + rows + 64;
+    size_t rows = (size_t)8 * (tiles_w(W) + 1); /* input_row's E/O of 4 rows (output_row: 4 TW) */
+    return (size_t)16 * C * tc + (size_t)16 * M * tc + rows;
 }
 
 /* Even and odd columns of padded row x (W wide, NULL: a zero row):

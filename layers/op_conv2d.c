@@ -176,7 +176,7 @@ static void pad_planes(const float *x, int C, int H, int W, int pad, long ps, fl
 }
 
 /* Points sv's scratch into the graph's work buffer, in the order xpad, dypad,
- * col, dcol, wt, dwp. The padded planes (xpad, dypad) are zeroed unless the
+ * col, dcol, wt, dwp, wu, ww. The padded planes (xpad, dypad) are zeroed unless the
  * buffer's last user was a conv with the same plane layout (sv->key): the pad
  * copies above write only image values, so the borders stay zero for every image
  * that passes through them, whichever layer of that shape wrote them. Backward

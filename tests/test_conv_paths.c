@@ -548,7 +548,6 @@ static float *wino_run(int training, int threads, int N, int C, int H, int W, in
     apb_arena_init(&step, "t", 1 << 20);
     apb_graph g;
     apb_graph_init(&g, &step, training, training, NULL);
-    g.keep = 1;
     apb_var *x = apb_graph_new(&g, 4, (int[]){N, C, H, W}, 0);
     apb_var *w = apb_graph_new(&g, 4, (int[]){M, C, 3, 3}, 0);
     memcpy(x->data, xv, sizeof(float) * (size_t)x->numel);

@@ -111,3 +111,21 @@ APB_TEST(test_isa_levels)
     CHECK_OK(apb_isa_force(best));
     return 0;
 }
+
+/* apb_env_switch (APB_WINOGRAD, APB_I8_VNNI): on unless the variable is "0", read
+ * once, and the cache can be overridden afterwards. */
+APB_TEST(test_env_switch_reads_once)
+{
+    int c1 = -1, c2 = -1, c3 = -1;
+    unsetenv("APB_TEST_SWITCH");
+    CHECK(apb_env_switch("APB_TEST_SWITCH", &c1) == 1);
+    setenv("APB_TEST_SWITCH", "0", 1);
+    CHECK(apb_env_switch("APB_TEST_SWITCH", &c1) == 1); /* cached */
+    CHECK(apb_env_switch("APB_TEST_SWITCH", &c2) == 0);
+    setenv("APB_TEST_SWITCH", "1", 1);
+    CHECK(apb_env_switch("APB_TEST_SWITCH", &c3) == 1);
+    c3 = 0;
+    CHECK(apb_env_switch("APB_TEST_SWITCH", &c3) == 0);
+    unsetenv("APB_TEST_SWITCH");
+    return 0;
+}
