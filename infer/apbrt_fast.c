@@ -34,12 +34,18 @@
  * layout, and tap (c, kh, kw) of every output pixel reads its phase plane at
  * q + (kh/S)*Wq + kw/S: one contiguous vector per tap, whatever the stride, and
  * the padding is already in the zeros. So each outlier becomes an AXPY of a
- * shifted plane into the wide output (apb_spmm_offset_rows, whose CSR column
+ * shifted plane into the wide output (apb_spmm_offset_kernel, whose CSR column
  * indices are those precomputed element offsets); the Wq - OW garbage columns
  * per row are never read back. No im2col matrix, no per-element branches.
+ * The residual is made one chunk of 64 wide pixels at a time (one or more whole
+ * output rows, 64 columns of a longer row) for a block of output channels, in
+ * registers and a 4 KB stack tile, and the epilogue consumes it at once: no
+ * residual image goes through memory. Tasks are (image, band of output rows,
+ * block of channels): a band's rows of the planes (~512 wide pixels of every
+ * channel) stay in L2 while its channel blocks read them.
  * Each output sums its row's outliers in CSR order from 0, then the epilogue
- * adds it to the GEMM result and applies bias, folded BN and ReLU/hardtanh in
- * one pass, so results do not depend on the thread count or the batch.
+ * adds it to the GEMM result and applies bias, folded BN and ReLU/hardtanh,
+ * so results do not depend on the thread count or the batch.
  * Scratch buffers grow on demand and are kept, so steady-state runs allocate
  * nothing here (the kernels' own packing scratch is theirs).
  */
@@ -54,9 +60,13 @@
 #include "spmm.h"
 #include "threads.h"
 
-/* output channels per task of the residual + epilogue loop (a fixed split, so
- * the work per element is the same for any thread count) */
+/* output channels per task of the epilogue loop (a fixed split, so the work per
+ * element is the same for any thread count) */
 #define RES_MB 8
+/* the residual's tasks: blocks of RES_CB channels x bands of >= RES_BAND wide
+ * pixels (whole output rows) */
+#define RES_CB 16
+#define RES_BAND 512
 
 struct apbrt_fast {
     apb_bgemm_kind kind;
@@ -91,9 +101,9 @@ struct apbrt_fast {
 typedef struct {
     uint64_t *asgn, *amag, *zero; /* packed activations [rows, ld]; zero: an all-0 mag plane */
     size_t cap_sgn, cap_mag, cap_zero;
-    float *xq, *y, *racc;         /* phase planes (conv) or quantized rows (linear) /
-                                     GEMM result [M, n*pixels] / residual [n, M, OH*Wq] */
-    size_t cap_xq, cap_y, cap_racc;
+    float *xq, *y;                /* phase planes (conv) or quantized rows (linear) /
+                                     GEMM result [M, n*pixels] */
+    size_t cap_xq, cap_y;
     uint8_t *x8, *b8;             /* 8-bit: byte phase planes [n, x8_sz] / packed GEMM columns */
     size_t cap_x8, cap_b8;
     uint64_t *z0, *z1;            /* channel-packed padded images [n, apb_chan_words] */
@@ -132,7 +142,6 @@ void apbrt_fast_free(apbrt_model *m)
         apb_free_aligned(w->zero);
         apb_free_aligned(w->xq);
         apb_free_aligned(w->y);
-        apb_free_aligned(w->racc);
         apb_free_aligned(w->x8);
         apb_free_aligned(w->b8);
         apb_free_aligned(w->z0);
@@ -150,9 +159,10 @@ static apb_status plane_geometry(apbrt_rt_layer *L, apbrt_fast *f, int idx)
     f->Hq = (L->ih + 2 * P + S - 1) / S;
     f->Wq = (L->iw + 2 * P + S - 1) / S;
     f->plane = (long)f->Hq * f->Wq;
-    /* a tap's vector may run (KW-1)/S floats past its plane: zero slack; the
-     * 8-bit packer reads whole panels of wide pixels, up to 15 more */
-    f->xp_sz = (long)L->ic * S * S * f->plane + KW + 16;
+    /* a tap's vector may run (KW-1)/S floats past its plane, and the residual's
+     * chunks read APB_SPMM_NC wide pixels from a row start (the 8-bit packer's
+     * panels read up to 15 past the wide pixels): slack */
+    f->xp_sz = (long)L->ic * S * S * f->plane + KW + APB_SPMM_NC;
     f->x8_sz = (f->xp_sz + 32 + 63) / 64 * 64;
     if (f->xp_sz > (1L << 31))
         return apb_fail(APB_ENOMEM, "apbrt: layer %d: input planes of %ld values", idx, f->xp_sz);
@@ -510,6 +520,66 @@ static apb_status chan_pack(const apbrt_fast *f, const float *x, float s, int pl
     return planes == 2 ? apb_bitpack_chan_im2col(&f->g, z1, a1, ld) : APB_OK;
 }
 
+/* Residual + epilogue of one image, output channels [m0, m1) (at most RES_CB),
+ * output rows [oh0, oh1): out = post(GEMM + R (*) planes) per element. Each chunk
+ * of APB_SPMM_NC wide pixels starts at an output row: it covers 64 / Wq whole
+ * rows, or 64 columns of one longer row. yimg: the image's GEMM result, channel
+ * c's row oh at yimg + c*ldy + oh*yrow (yrow = OW compact, Wq wide). */
+static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offset_fn fn,
+                     const float *xp, const float *yimg, long ldy, long yrow, float *oimg,
+                     int m0, int m1, int oh0, int oh1)
+{
+    float acc[RES_CB * APB_SPMM_NC], cmp[APB_SPMM_NC];
+    int Wq = f->Wq, OW = f->OW;
+    long ohw = (long)f->OH * OW;
+    int rows = Wq <= APB_SPMM_NC ? APB_SPMM_NC / Wq : 1;
+    for (int oh = oh0; oh < oh1; oh += rows) {
+        int nr = oh1 - oh < rows ? oh1 - oh : rows;
+        for (int o0 = 0; o0 < OW; o0 += APB_SPMM_NC) {
+            int len = OW - o0 < APB_SPMM_NC ? OW - o0 : APB_SPMM_NC;
+            fn(&f->R, m0, m1, xp + (long)oh * Wq + o0, acc);
+            for (int c = m0; c < m1; c++) {
+                const float *a = acc + (c - m0) * APB_SPMM_NC;
+                const float *yc = yimg + c * ldy + (long)oh * yrow + o0;
+                float *oc = oimg + c * ohw + (long)oh * OW + o0;
+                if (nr > 1 && yrow == OW) { /* rows contiguous in y and out: one pass */
+                    for (int i = 0; i < nr; i++)
+                        for (int j = 0; j < OW; j++)
+                            cmp[i * OW + j] = a[i * Wq + j];
+                    apbrt_post_rows(L, c, yc, cmp, oc, (long)nr * OW);
+                    continue;
+                }
+                for (int i = 0; i < nr; i++)
+                    apbrt_post_rows(L, c, yc + i * yrow, a + i * Wq, oc + i * OW, len);
+            }
+        }
+    }
+}
+
+/* Residual + epilogue of a chunk of cnt images, as tasks (image, band of output
+ * rows, block of RES_CB channels); y: the GEMM result [M, ldy] with image b's
+ * pixels from b * yimg, rows yrow apart. */
+static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const float *xq, int cnt,
+                         const float *y, long ldy, long yimg, long yrow, float *outc, int nth)
+{
+    int M = L->r.cout, OH = f->OH, Wq = f->Wq;
+    int rows = Wq <= APB_SPMM_NC ? APB_SPMM_NC / Wq : 1;
+    int band = (RES_BAND + Wq - 1) / Wq; /* output rows per band, whole chunks */
+    band = (band + rows - 1) / rows * rows;
+    int nband = (OH + band - 1) / band, ncb = (M + RES_CB - 1) / RES_CB;
+    long tasks = (long)cnt * nband * ncb, ohw = (long)OH * f->OW;
+    apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
+#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * cnt * ohw > 16384) schedule(dynamic, 1)
+    for (long t = 0; t < tasks; t++) {
+        long b = t / (nband * ncb);
+        int g = (int)(t / ncb % nband), m0 = (int)(t % ncb) * RES_CB;
+        int m1 = m0 + RES_CB < M ? m0 + RES_CB : M, oh0 = g * band;
+        int oh1 = oh0 + band < OH ? oh0 + band : OH;
+        res_rows(L, f, fn, xq + b * f->xp_sz, y + b * yimg, ldy, yrow, outc + b * M * ohw, m0, m1,
+                 oh0, oh1);
+    }
+}
+
 static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     apbrt_fast *f = L->fast;
@@ -518,7 +588,6 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
     int M = r->cout, K = (int)L->K, ld = f->ld, nth = apb_threads_get();
     int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
-    long nq = (long)f->OH * f->Wq;
     size_t zw = f->chan ? apb_chan_words(&f->g) : 0;
     int nb = ohw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / ohw);
     nb = nb < n ? nb : n;
@@ -531,7 +600,6 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
         (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, words, 8, 1)) ||
         (nb > 1 && !grow((void **)&w->y, &w->cap_y, (size_t)M * N, 4, 0)) ||
         (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)nb * f->xp_sz, 4, 1)) ||
-        (f->has_res && !grow((void **)&w->racc, &w->cap_racc, (size_t)nb * M * nq, 4, 0)) ||
         (f->chan && !grow((void **)&w->z0, &w->cap_z0, (size_t)nb * zw, 8, 0)) ||
         (f->chan && packs_mag && !grow((void **)&w->z1, &w->cap_z1, (size_t)nb * zw, 8, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
@@ -585,32 +653,20 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
                 build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic),
                              w->xq + (t / L->ic) * f->xp_sz);
         }
-        /* residual + epilogue per (image, block of output channels) */
+        if (f->has_res) {
+            res_epilogue(L, f, w->xq, cnt, Y, Nc, ohw, f->OW, outc, nth);
+            continue;
+        }
+        /* epilogue per (image, block of output channels) */
         int mb = (M + RES_MB - 1) / RES_MB;
         long tasks = (long)cnt * mb;
 #pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * Nc > 16384) schedule(dynamic, 1)
         for (long t = 0; t < tasks; t++) {
             long b = t / mb;
             int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
-            float *ra = NULL;
-            if (f->has_res) {
-                float *rb = w->racc + (size_t)b * M * nq; /* [M, nq] of image b */
-                ra = rb + (size_t)m0 * nq;
-                memset(ra, 0, (size_t)(m1 - m0) * nq * sizeof *ra);
-                apb_spmm_offset_rows(&f->R, m0, m1, (int)nq, w->xq + b * f->xp_sz, rb, (int)nq);
-            }
-            for (int c = m0; c < m1; c++) {
-                const float *yc = Y + (size_t)c * Nc + b * ohw;
-                float *oc = outc + ((size_t)b * M + c) * ohw;
-                if (!ra) {
-                    apbrt_post_rows(L, c, yc, NULL, oc, ohw);
-                    continue;
-                }
-                const float *rc = ra + (size_t)(c - m0) * nq;
-                for (int oh = 0; oh < f->OH; oh++)
-                    apbrt_post_rows(L, c, yc + (long)oh * f->OW, rc + (long)oh * f->Wq,
-                                    oc + (long)oh * f->OW, f->OW);
-            }
+            for (int c = m0; c < m1; c++)
+                apbrt_post_rows(L, c, Y + (size_t)c * Nc + b * ohw, NULL,
+                                outc + ((size_t)b * M + c) * ohw, ohw);
         }
     }
     return APB_OK;
@@ -625,7 +681,7 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
     const apbrt_rec *r = &L->r;
     int M = r->cout, K = (int)L->K, nth = apb_threads_get();
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
-    long nq = (long)f->OH * f->Wq, nw = f->nwide, pimg = apb_i8_packed_bytes((int)nw, f->K4);
+    long nw = f->nwide, pimg = apb_i8_packed_bytes((int)nw, f->K4);
     int nb = nw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / nw);
     nb = nb < n ? nb : n;
     long N = nb * nw;
@@ -634,8 +690,7 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
     if (!grow((void **)&w->x8, &w->cap_x8, (size_t)nb * f->x8_sz, 1, 1) ||
         !grow((void **)&w->b8, &w->cap_b8, (size_t)nb * pimg, 1, 0) ||
         !grow((void **)&w->y, &w->cap_y, (size_t)M * N, 4, 0) ||
-        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)nb * f->xp_sz, 4, 1)) ||
-        (f->has_res && !grow((void **)&w->racc, &w->cap_racc, (size_t)nb * M * nq, 4, 0)))
+        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)nb * f->xp_sz, 4, 1)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
     for (int b0 = 0; b0 < n; b0 += nb) {
         int cnt = n - b0 < nb ? n - b0 : nb;
@@ -659,26 +714,21 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
             apb_i8_pack_taps((int)nw, K, w->x8 + b * f->x8_sz, f->koff, w->b8 + b * pimg);
         float *Y = w->y;
         APB_TRY(apb_i8gemm_f32(M, (int)Nc, f->K4, f->w8, 4L * f->K4, w->b8, f->scale, f->corr, Y, Nc));
+        if (f->has_res) {
+            res_epilogue(L, f, w->xq, cnt, Y, Nc, nw, f->Wq, outc, nth);
+            continue;
+        }
         int mb = (M + RES_MB - 1) / RES_MB;
         tasks = (long)cnt * mb;
 #pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * Nc > 16384) schedule(dynamic, 1)
         for (long t = 0; t < tasks; t++) {
             long b = t / mb;
             int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
-            float *ra = NULL;
-            if (f->has_res) {
-                float *rb = w->racc + (size_t)b * M * nq; /* [M, nq] of image b */
-                ra = rb + (size_t)m0 * nq;
-                memset(ra, 0, (size_t)(m1 - m0) * nq * sizeof *ra);
-                apb_spmm_offset_rows(&f->R, m0, m1, (int)nq, w->xq + b * f->xp_sz, rb, (int)nq);
-            }
             for (int c = m0; c < m1; c++) {
                 const float *yc = Y + (size_t)c * Nc + b * nw;
-                const float *rc = ra ? ra + (size_t)(c - m0) * nq : NULL;
                 float *oc = outc + ((size_t)b * M + c) * ohw;
                 for (int oh = 0; oh < f->OH; oh++)
-                    apbrt_post_rows(L, c, yc + (long)oh * f->Wq, rc ? rc + (long)oh * f->Wq : NULL,
-                                    oc + (long)oh * f->OW, f->OW);
+                    apbrt_post_rows(L, c, yc + (long)oh * f->Wq, NULL, oc + (long)oh * f->OW, f->OW);
             }
         }
     }

@@ -228,19 +228,28 @@ apb_status apb_spmm(const apb_csr *R, int N, const float *X, int ldx, float *Y, 
     return APB_OK;
 }
 
-void apb_spmm_offset_rows(const apb_csr *R, int m0, int m1, int N, const float *X, float *Y,
-                          int ldy)
+static void offset_c(const apb_csr *R, int m0, int m1, const float *X, float *out)
 {
-    if (m0 >= m1 || N <= 0 || R->nnz == 0)
-        return;
-    apb_spmm_chunk_fn fn = chunk_c;
-    if (apb_isa_active() == APB_ISA_AVX512)
-        fn = apb_spmm_chunk_avx512;
-    else if (apb_isa_active() == APB_ISA_AVX2)
-        fn = apb_spmm_chunk_avx2;
-    /* ldx = 1: entry e reads X + col(e) + n0, its tap's shifted plane */
-    for (int n0 = 0; n0 < N; n0 += APB_SPMM_NC)
-        fn(R, m0, m1, n0, N - n0 < APB_SPMM_NC ? N - n0 : APB_SPMM_NC, X, 1, Y, ldy);
+    for (int m = m0; m < m1; m++) {
+        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
+        for (int n = 0; n < APB_SPMM_NC; n++)
+            y[n] = 0.0f;
+        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
+            const float *x = X + apb_csr_col(R, e);
+            float v = R->val[e];
+            for (int n = 0; n < APB_SPMM_NC; n++)
+                y[n] += v * x[n];
+        }
+    }
+}
+
+apb_spmm_offset_fn apb_spmm_offset_kernel(void)
+{
+    switch (apb_isa_active()) {
+    case APB_ISA_AVX512: return apb_spmm_offset_avx512;
+    case APB_ISA_AVX2: return apb_spmm_offset_avx2;
+    default: return offset_c;
+    }
 }
 
 apb_status apb_spmm_xt(const apb_csr *R, int N, const float *Xt, int ldxt, float *Y, int ldy)

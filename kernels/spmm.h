@@ -55,16 +55,18 @@ static inline int apb_csr_col(const apb_csr *R, int64_t e)
 apb_status apb_spmm(const apb_csr *R, int N, const float *X, int ldx, float *Y, int ldy);
 /* Y[M, ldy] += R * Xt^T with Xt[N, ldxt] pixel-major (ldxt >= K). */
 apb_status apb_spmm_xt(const apb_csr *R, int N, const float *Xt, int ldxt, float *Y, int ldy);
-/* Direct sparse convolution: the column index of entry e is an ELEMENT OFFSET
- * into X, i.e. for m in [m0, m1) and n in [0, N)
- *     Y[m*ldy + n] += sum_e val[e] * X[col(e) + n]      (CSR order)
- * With X a zero-padded (and, for stride S, phase-split) copy of a layer's input
- * and col(e) the offset of the outlier's tap, this is R (*) x without an im2col
- * matrix (infer/apbrt_fast.c). X[col(e) .. col(e) + N) must be readable. Serial:
- * the caller parallelizes over row ranges; per element the same operations as
- * apb_spmm at the active ISA level, so results do not depend on the split. */
-void apb_spmm_offset_rows(const apb_csr *R, int m0, int m1, int N, const float *X, float *Y,
-                          int ldy);
+/* Direct sparse convolution, one chunk of APB_SPMM_NC columns: the column index
+ * of entry e is an ELEMENT OFFSET into X, and for m in [m0, m1), n < APB_SPMM_NC
+ *     out[(m - m0)*APB_SPMM_NC + n] = sum_e val[e] * X[col(e) + n]   (CSR order, from 0)
+ * With X a zero-padded (and, for stride S, phase-split) copy of a layer's input,
+ * advanced to the chunk's first pixel, and col(e) the offset of the outlier's
+ * tap, this is R (*) x without an im2col matrix (infer/apbrt_fast.c).
+ * X[col(e) .. col(e) + APB_SPMM_NC) must be readable for every entry: the caller
+ * keeps APB_SPMM_NC floats of slack past its planes (columns it does not use may
+ * hold anything finite). Serial; per element the same operations as apb_spmm at
+ * the active ISA level, so results do not depend on how the caller splits. */
+typedef void (*apb_spmm_offset_fn)(const apb_csr *R, int m0, int m1, const float *X, float *out);
+apb_spmm_offset_fn apb_spmm_offset_kernel(void);
 /* Specification of apb_spmm: single-threaded scalar loops. */
 apb_status apb_spmm_ref(const apb_csr *R, int N, const float *X, int ldx, float *Y, int ldy);
 
@@ -78,6 +80,8 @@ void apb_spmm_chunk_avx2(const apb_csr *R, int m0, int m1, int n0, int nc, const
                          int ldx, float *Y, int ldy);
 void apb_spmm_chunk_avx512(const apb_csr *R, int m0, int m1, int n0, int nc, const float *X,
                            int ldx, float *Y, int ldy);
+void apb_spmm_offset_avx2(const apb_csr *R, int m0, int m1, const float *X, float *out);
+void apb_spmm_offset_avx512(const apb_csr *R, int m0, int m1, const float *X, float *out);
 /* apb_spmm at AVX-512 copies each chunk's X columns to a contiguous slab first
  * (on by default; same results bit for bit). Returns the previous setting; for
  * tests and benchmarks. */

@@ -1,6 +1,9 @@
-/* spmm_avx2.c - AVX2 column-chunk kernel of apb_spmm: the 64-column chunk of one
+/* spmm_avx2.c - AVX2 column-chunk kernels of apb_spmm: the 64-column chunk of one
  * output row is processed as two 32-column halves in 4 ymm each (8 of 16
- * registers), FMAs streaming the row's nonzeros; tails use vmaskmov. */
+ * registers), FMAs streaming the row's nonzeros; tails use vmaskmov.
+ * apb_spmm_offset_avx2 (the direct sparse convolution, always 64 readable
+ * columns) keeps the whole chunk in 8 ymm: 8 independent FMA chains, enough to
+ * cover the FMA latency, where one 4-register half waits on it. */
 #include <immintrin.h>
 
 #include "spmm.h"
@@ -49,5 +52,35 @@ void apb_spmm_chunk_avx2(const apb_csr *R, int m0, int m1, int n0, int nc, const
         half(R, m, n0, nc < 32 ? nc : 32, X, ldx, Y, ldy);
         if (nc > 32)
             half(R, m, n0 + 32, nc - 32, X, ldx, Y, ldy);
+    }
+}
+
+void apb_spmm_offset_avx2(const apb_csr *R, int m0, int m1, const float *X, float *out)
+{
+    for (int m = m0; m < m1; m++) {
+        /* named accumulators: an array of __m256 is kept on the stack by gcc */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0;
+        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
+            const float *x = X + apb_csr_col(R, e);
+            __m256 v = _mm256_set1_ps(R->val[e]);
+            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x), a0);
+            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 8), a1);
+            a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 16), a2);
+            a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 24), a3);
+            a4 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 32), a4);
+            a5 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 40), a5);
+            a6 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 48), a6);
+            a7 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 56), a7);
+        }
+        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
+        _mm256_storeu_ps(y, a0);
+        _mm256_storeu_ps(y + 8, a1);
+        _mm256_storeu_ps(y + 16, a2);
+        _mm256_storeu_ps(y + 24, a3);
+        _mm256_storeu_ps(y + 32, a4);
+        _mm256_storeu_ps(y + 40, a5);
+        _mm256_storeu_ps(y + 48, a6);
+        _mm256_storeu_ps(y + 56, a7);
     }
 }

@@ -22,13 +22,13 @@ AI void fma_row(__m512 *a, const apb_csr *R, int64_t e, const float *X, int ldx,
     a[3] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 48), a[3]);
 }
 
-/* rows m .. m+3, full 64-column chunk */
-static void rows4(const apb_csr *R, int m, int n0, const float *X, int ldx, float *Y, int ldy)
+/* rows m .. m+3, full 64-column chunk; y = row m's chunk, rows ldy apart */
+static void rows4(const apb_csr *R, int m, int n0, const float *X, int ldx, float *y0, int ldy)
 {
     __m512 a[4][4];
     int64_t e[4], n[4], common = INT64_MAX;
     for (int r = 0; r < 4; r++) {
-        float *y = Y + (size_t)(m + r) * ldy + n0;
+        float *y = y0 + (size_t)r * ldy;
         for (int i = 0; i < 4; i++)
             a[r][i] = _mm512_loadu_ps(y + 16 * i);
         e[r] = R->row_ptr[m + r];
@@ -45,7 +45,7 @@ static void rows4(const apb_csr *R, int m, int n0, const float *X, int ldx, floa
     for (int r = 0; r < 4; r++) {
         for (int64_t i = common; i < n[r]; i++)
             fma_row(a[r], R, e[r] + i, X, ldx, n0);
-        float *y = Y + (size_t)(m + r) * ldy + n0;
+        float *y = y0 + (size_t)r * ldy;
         for (int i = 0; i < 4; i++)
             _mm512_storeu_ps(y + 16 * i, a[r][i]);
     }
@@ -56,7 +56,7 @@ void apb_spmm_chunk_avx512(const apb_csr *R, int m0, int m1, int n0, int nc, con
 {
     if (nc == 64)
         for (; m0 + 4 <= m1; m0 += 4)
-            rows4(R, m0, n0, X, ldx, Y, ldy);
+            rows4(R, m0, n0, X, ldx, Y + (size_t)m0 * ldy + n0, ldy);
     __mmask16 k[4];
     for (int i = 0; i < 4; i++) {
         int r = nc - 16 * i;
@@ -90,5 +90,32 @@ void apb_spmm_chunk_avx512(const apb_csr *R, int m0, int m1, int n0, int nc, con
         _mm512_mask_storeu_ps(y + 16, k[1], a1);
         _mm512_mask_storeu_ps(y + 32, k[2], a2);
         _mm512_mask_storeu_ps(y + 48, k[3], a3);
+    }
+}
+
+void apb_spmm_offset_avx512(const apb_csr *R, int m0, int m1, const float *X, float *out)
+{
+    int m = m0;
+    for (; m + 4 <= m1; m += 4) {
+        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
+        for (int i = 0; i < 4 * APB_SPMM_NC; i += 16)
+            _mm512_storeu_ps(y + i, _mm512_setzero_ps());
+        rows4(R, m, 0, X, 1, y, APB_SPMM_NC);
+    }
+    for (; m < m1; m++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
+            const float *x = X + apb_csr_col(R, e);
+            __m512 v = _mm512_set1_ps(R->val[e]);
+            a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(x), a0);
+            a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 16), a1);
+            a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 32), a2);
+            a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 48), a3);
+        }
+        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
+        _mm512_storeu_ps(y, a0);
+        _mm512_storeu_ps(y + 16, a1);
+        _mm512_storeu_ps(y + 32, a2);
+        _mm512_storeu_ps(y + 48, a3);
     }
 }

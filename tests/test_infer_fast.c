@@ -105,6 +105,9 @@ APB_TEST(test_infer_fast_residual_geometries)
         /* 64k input channels: the input is packed along channels first */
         {64, 6, 9, 11, 3, 1, 1}, {128, 5, 10, 7, 3, 2, 1}, {64, 3, 7, 6, 5, 3, 2},
         {64, 4, 5, 6, 1, 1, 0},  {64, 5, 3, 2, 3, 1, 2},
+        /* the residual's chunks: rows longer than a chunk (Wq > 64), several
+         * bands of rows, more channels than one block */
+        {3, 4, 5, 70, 3, 1, 1},  {2, 3, 4, 141, 3, 2, 1}, {3, 20, 41, 19, 3, 1, 1},
     };
     apb_rng r;
     apb_rng_seed(&r, 77);

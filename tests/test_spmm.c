@@ -1,6 +1,8 @@
 /* test_spmm.c - CSR residual storage and sparse x dense products against a dense
  * double-precision reference at 0, 50, 99 and 100% sparsity, every ISA level,
  * 16- and 32-bit indices, pixel-major variant, thread-count independence. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,5 +191,60 @@ APB_TEST(test_spmm_slab_matches_in_place)
         free(Rd), free(X), free(Y0), free(Ya), free(Yb);
     }
     CHECK_OK(apb_isa_force(apb_isa_detected()));
+    return 0;
+}
+
+/* apb_spmm_offset_kernel at every ISA level: for rows [m0, m1) of a CSR whose
+ * columns are element offsets, out[(m - m0)*64 + n] = sum_e val[e] * X[col(e) + n]
+ * from 0 in CSR order, per element exactly (a fused multiply-add chain at the
+ * AVX levels, multiply then add in the portable kernel); rows of other tasks and
+ * the words past each row's 64 are left alone. */
+APB_TEST(test_spmm_offset_chunk_every_level_exact)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 33);
+    int M = 11, K = 900; /* K: the offset range */
+    float *Rd = sparse_dense(&r, M, K, 0.02);
+    float *X = malloc(sizeof(float) * (K + APB_SPMM_NC));
+    float *out = malloc(sizeof(float) * (M + 1) * APB_SPMM_NC);
+    CHECK(Rd && X && out);
+    for (int i = 0; i < K + APB_SPMM_NC; i++)
+        X[i] = apb_rng_normal(&r);
+    for (int k = 0; k < K; k++) /* one dense row, one empty row */
+        Rd[3 * K + k] = apb_rng_normal(&r), Rd[5 * K + k] = 0.0f;
+    apb_csr R;
+    CHECK_OK(apb_csr_from_dense(&R, M, K, Rd, K));
+    apb_isa best = apb_isa_detected();
+    int cases[][2] = {{0, M}, {2, 7}, {3, 4}, {5, 6}, {6, 11}};
+    for (int lvl = APB_ISA_REF; lvl <= (int)best; lvl++) {
+        CHECK_OK(apb_isa_force((apb_isa)lvl));
+        apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
+        for (int c = 0; c < 5; c++) {
+            int m0 = cases[c][0], m1 = cases[c][1];
+            for (int i = 0; i < (M + 1) * APB_SPMM_NC; i++)
+                out[i] = 12345.0f;
+            fn(&R, m0, m1, X, out);
+            for (int m = m0; m < m1; m++)
+                for (int n = 0; n < APB_SPMM_NC; n++) {
+                    float s = 0.0f;
+                    for (int64_t e = R.row_ptr[m]; e < R.row_ptr[m + 1]; e++) {
+                        float v = R.val[e], x = X[apb_csr_col(&R, e) + n];
+                        s = lvl == APB_ISA_REF ? s + v * x : fmaf(v, x, s);
+                    }
+                    float got = out[(size_t)(m - m0) * APB_SPMM_NC + n];
+                    if (memcmp(&got, &s, sizeof s)) {
+                        fprintf(stderr, "level %d rows [%d,%d) m=%d n=%d: %.9g want %.9g\n", lvl,
+                                m0, m1, m, n, got, s);
+                        CHECK(0);
+                    }
+                }
+            CHECK(out[(size_t)(m1 - m0) * APB_SPMM_NC] == 12345.0f);
+        }
+    }
+    CHECK_OK(apb_isa_force(best));
+    apb_csr_free(&R);
+    free(Rd);
+    free(X);
+    free(out);
     return 0;
 }
