@@ -126,8 +126,9 @@ static void *scratch(size_t bytes) { return apb_thread_scratch(APB_TLS_BGEMM, by
 
 typedef struct {
     apb_bgemm_kind kind;
-    int M, N, K, KW, KC, planes;
+    int M, N, K, KW, KC, planes, split; /* split: nibble-split 1x1 (bgemm.h) */
     const apb_bitmat *A, *B;
+    const uint64_t *alo, *ahi; /* A's nibble halves [M, A->ld] when split */
     const apb_bitconv_pad *pad;
     const int32_t *rowterm, *colterm; /* [M], [N] or NULL */
     int32_t *C;
@@ -138,6 +139,8 @@ typedef struct {
     const apb_bgemm_kernels *tab;
 } bg_job;
 
+#define NIB 0x0f0f0f0f0f0f0f0full
+
 static void pack_b(const bg_job *jb, int n0, int nc, int k0, int kc, uint64_t *bp)
 {
     int npan = (nc + 7) / 8, pl = jb->planes, ldb = jb->B->ld;
@@ -145,7 +148,13 @@ static void pack_b(const bg_job *jb, int n0, int nc, int k0, int kc, uint64_t *b
         uint64_t *dst = bp + (size_t)p * kc * 8 * pl;
         for (int c = 0; c < 8; c++) {
             int n = n0 + p * 8 + c;
-            if (n - n0 < nc) {
+            if (n - n0 < nc && jb->split) {
+                const uint64_t *s = jb->B->sgn + (size_t)n * ldb + k0;
+                for (int j = 0; j < kc; j++) {
+                    dst[j * 16 + c] = s[j] & NIB;
+                    dst[j * 16 + 8 + c] = (s[j] >> 4) & NIB;
+                }
+            } else if (n - n0 < nc) {
                 const uint64_t *s = jb->B->sgn + (size_t)n * ldb + k0;
                 for (int j = 0; j < kc; j++)
                     dst[j * 8 * pl + c] = s[j];
@@ -179,9 +188,11 @@ static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *
             for (int ir = 0; ir < mc; ir += mr) {
                 int mrr = mc - ir < mr ? mc - ir : mr;
                 size_t aoff = (size_t)(m0 + ir) * lda + k0;
-                t->fn[kind](mrr, npg, kc, jb->A->sgn + aoff,
-                            kind == APB_BGEMM_2X2 ? jb->A->mag + aoff : NULL, lda, bpg,
-                            acc + (size_t)ir * BG_NC + jr * 8, BG_NC);
+                const uint64_t *as = jb->split ? jb->alo + aoff : jb->A->sgn + aoff;
+                const uint64_t *am = jb->split ? jb->ahi + aoff
+                                     : kind == APB_BGEMM_2X2 ? jb->A->mag + aoff : NULL;
+                t->fn[kind](mrr, npg, kc, as, am, lda, bpg, acc + (size_t)ir * BG_NC + jr * 8,
+                            BG_NC);
             }
         }
     }
@@ -239,6 +250,24 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
                  .A = A, .B = B, .pad = pad, .C = C, .ldc = ldc, .Y = Y, .ldy = ldy,
                  .scale = scale, .bias = bias, .tab = kernels_active()};
     int32_t *terms = NULL;
+    uint64_t *split = NULL;
+    if (kind == APB_BGEMM_1X1 && jb.tab->split1x1 && K > 0) {
+        /* A's nibble halves, once per call: M*KW words against the GEMM's M*N*KW */
+        size_t la = (size_t)A->ld;
+        split = malloc(sizeof(uint64_t) * 2 * (size_t)M * la);
+        if (!split)
+            return apb_fail(APB_ENOMEM, "apb_bgemm: %d x %d nibble planes", M, jb.KW);
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < jb.KW; j++) {
+                uint64_t w = A->sgn[m * la + j];
+                split[m * la + j] = w & NIB;
+                split[(M + m) * la + j] = (w >> 4) & NIB;
+            }
+        jb.split = 1;
+        jb.planes = 2;
+        jb.alo = split;
+        jb.ahi = split + (size_t)M * la;
+    }
     if (kind != APB_BGEMM_1X1 && K > 0) {
         terms = malloc(sizeof(int32_t) * ((size_t)M + N));
         if (!terms)
@@ -289,6 +318,7 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
         }
     }
     free(terms);
+    free(split);
     if (failed)
         return apb_fail(APB_ENOMEM, "apb_bgemm: %zu bytes of per-thread scratch", need);
     return APB_OK;

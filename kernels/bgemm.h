@@ -96,6 +96,11 @@ apb_status apb_bgemm_ref(apb_bgemm_kind kind, int M, int N, int K, const apb_bit
  *     2x2: L = X + 2*T1 + 8*T2 - 2*P
  * mr <= the entry's mr, np <= the entry's np; as/am point at the block's first
  * word of A's first row (rows lda apart; am NULL unless 2x2).
+ * Nibble-split 1x1 (split1x1 set, the AVX2 table): the kernel gets every word w
+ * as its two nibble halves, lo = w & 0x0f.. and hi = (w >> 4) & 0x0f.., which
+ * are VPSHUFB indices as they stand (pop(a ^ b) = pop(lo_a ^ lo_b) + pop(hi_a ^
+ * hi_b)): as/am are A's lo/hi planes (the driver splits A once per call), and a
+ * panel word j holds the 8 columns' lo words, then their hi words.
  */
 typedef void (*apb_bgemm_kern_fn)(int mr, int np, int kc, const uint64_t *as,
                                   const uint64_t *am, int lda, const uint64_t *bp,
@@ -104,6 +109,7 @@ typedef struct {
     apb_bgemm_kern_fn fn[APB_BGEMM_KINDS];
     int mr[APB_BGEMM_KINDS]; /* register-tile rows */
     int np[APB_BGEMM_KINDS]; /* register-tile width in 8-column panels */
+    int split1x1;            /* 1x1 takes nibble-split operands (above) */
 } apb_bgemm_kernels;
 
 extern const apb_bgemm_kernels apb_bgemm_kernels_ref;
