@@ -196,10 +196,12 @@ static int bench_one(apbrt_model *m, apbrt_model *dense, const bench_info *bi, i
     double med = apb_median(t, reps), p90 = apb_percentile(t, reps, 90);
     printf("op=infer model=%s quant=%s act=%s input=%dx%dx%d batch=%d threads=%d isa=%s reps=%d "
            "latency_ms_median=%.3f latency_ms_p90=%.3f images_per_s=%.1f file_bytes=%zu "
-           "bits_per_weight=%.4f file_bits_per_weight=%.4f latency_ms_min=%.3f cpu_ms_median=%.3f",
+           "bits_per_weight=%.4f file_bits_per_weight=%.4f latency_ms_min=%.3f cpu_ms_median=%.3f "
+           "microbatch=%d",
            bi->name, bi->quant, bi->act, C, H, W, batch, threads, apb_isa_name(apb_isa_active()),
            reps, 1e3 * med, 1e3 * p90, batch / med, bi->file_bytes, bi->bits_per_weight,
-           bi->file_bits_per_weight, 1e3 * apb_percentile(t, reps, 0), 1e3 * apb_median(ct, reps));
+           bi->file_bits_per_weight, 1e3 * apb_percentile(t, reps, 0), 1e3 * apb_median(ct, reps),
+           apbrt_microbatch(m));
     if (dense) {
         double dmed = apb_median(td, dreps);
         printf(" dense_reps=%d dense_ms_median=%.3f speedup_vs_dense=%.2f\n", dreps, 1e3 * dmed,

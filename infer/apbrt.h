@@ -65,9 +65,15 @@ APBRT_API int apbrt_load_memory_named(const void *buf, size_t size, const char *
                                       apbrt_model **out);
 APBRT_API void apbrt_free(apbrt_model *m);
 
-/* x: [n, C, H, W] normalized input; logits: [n, K]. The first run with a batch of
- * n sizes the workspace; later runs with n' <= n allocate nothing. */
+/* x: [n, C, H, W] normalized input; logits: [n, K]. A batch goes through the
+ * network apbrt_microbatch(m) images at a time (in equal passes), so a layer's
+ * output is still in the caches when the next layer reads it; results do not
+ * depend on the batch or on that split. The first run sizes the workspace for
+ * one pass; later runs allocate nothing. */
 APBRT_API int apbrt_run(apbrt_model *m, const float *x, int n, float *logits);
+/* Images per pass: as many as keep the model's largest activation under 8 MB
+ * (at least 1); the environment variable APBRT_MICROBATCH=k sets k. */
+APBRT_API int apbrt_microbatch(const apbrt_model *m);
 
 /* Message of the last failure on this thread ("" when none). */
 APBRT_API const char *apbrt_errmsg(void);

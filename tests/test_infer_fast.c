@@ -164,6 +164,19 @@ APB_TEST(test_infer_fast_batched_gemm)
         CHECK_OK(apbrt_run(m, x + i * in, 1, b));
         CHECK_MSG(memcmp(a + i * out, b, sizeof(float) * out) == 0, "image %d of %d", i, NB);
     }
+    /* micro-batches (apbrt_run): by default as many images as keep the largest
+     * activation (here the output, 24x5x5 floats) under 8 MB, i.e. all 90; split
+     * into passes of 13 (7 passes, the last short) the results stay the same */
+    CHECK(apbrt_microbatch(m) == (int)((8L << 20) / (24 * 5 * 5 * 4)));
+    float *c = malloc(sizeof(float) * NB * out);
+    CHECK(c);
+    setenv("APBRT_MICROBATCH", "13", 1);
+    CHECK(apbrt_microbatch(m) == 13);
+    int rc = apbrt_run(m, x, NB, c);
+    unsetenv("APBRT_MICROBATCH");
+    CHECK_OK(rc);
+    CHECK(memcmp(a, c, sizeof(float) * NB * out) == 0);
+    free(c);
     apbrt_free(m);
     free(x), free(a), free(b);
     ti_free(&t);
