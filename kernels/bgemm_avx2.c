@@ -43,36 +43,35 @@ AI void add_out(int32_t *acc, __m256i v, long long off)
 /* 1x1 on nibble-split operands (bgemm.h): a word's popcount is the look-up of
  * its lo nibbles plus that of its hi nibbles, and XOR commutes with the split,
  * so the kernel does two XORs, two VPSHUFB and two adds per 4 words, against
- * the unsplit form's extra AND, shift, AND. B's halves are read from the panel
- * as memory operands and byte counts go to acc every 31 words, which keeps the
- * 4 x 2 accumulators, the table and A's two broadcasts in registers. */
+ * the unsplit form's extra AND, shift, AND. Three rows: their 3 x 2 byte
+ * accumulators, B's four halves, the table and A's two broadcasts fit the 16
+ * ymm (four rows needed B as memory operands, 6 loads per row and word instead
+ * of 3.3); byte counts go to acc every 31 words. */
 AI void t1x1(const int MR, int kc, const uint64_t *al, const uint64_t *ah, int lda,
              const uint64_t *bp, int32_t *acc, int ldacc)
 {
     const __m256i lut = lut_bytes(1), z = _mm256_setzero_si256();
     for (int j0 = 0; j0 < kc; j0 += 31) {
         int j1 = kc - j0 < 31 ? kc : j0 + 31;
-        __m256i c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+        __m256i c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z;
         for (int j = j0; j < j1; j++) {
             const __m256i *b = (const __m256i *)(bp + j * 16); /* lo 0-3, lo 4-7, hi 0-3, hi 4-7 */
+            __m256i bl0 = _mm256_loadu_si256(b), bl1 = _mm256_loadu_si256(b + 1);
+            __m256i bh0 = _mm256_loadu_si256(b + 2), bh1 = _mm256_loadu_si256(b + 3);
 #define APB_T1X1_ROW(r, c0, c1)                                                                   \
     do {                                                                                          \
         __m256i l = _mm256_set1_epi64x((long long)al[(size_t)(r) * lda + j]);                     \
         __m256i h = _mm256_set1_epi64x((long long)ah[(size_t)(r) * lda + j]);                     \
-        c0 = _mm256_add_epi8(c0, _mm256_add_epi8(                                                 \
-                                     _mm256_shuffle_epi8(lut, _mm256_xor_si256(l, _mm256_loadu_si256(b))), \
-                                     _mm256_shuffle_epi8(lut, _mm256_xor_si256(h, _mm256_loadu_si256(b + 2))))); \
-        c1 = _mm256_add_epi8(c1, _mm256_add_epi8(                                                 \
-                                     _mm256_shuffle_epi8(lut, _mm256_xor_si256(l, _mm256_loadu_si256(b + 1))), \
-                                     _mm256_shuffle_epi8(lut, _mm256_xor_si256(h, _mm256_loadu_si256(b + 3))))); \
+        c0 = _mm256_add_epi8(c0, _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_xor_si256(l, bl0)), \
+                                                 _mm256_shuffle_epi8(lut, _mm256_xor_si256(h, bh0)))); \
+        c1 = _mm256_add_epi8(c1, _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_xor_si256(l, bl1)), \
+                                                 _mm256_shuffle_epi8(lut, _mm256_xor_si256(h, bh1)))); \
     } while (0)
             APB_T1X1_ROW(0, c00, c01);
             if (MR > 1)
                 APB_T1X1_ROW(1, c10, c11);
             if (MR > 2)
                 APB_T1X1_ROW(2, c20, c21);
-            if (MR > 3)
-                APB_T1X1_ROW(3, c30, c31);
 #undef APB_T1X1_ROW
         }
         add_out(acc, _mm256_sad_epu8(c00, z), 0);
@@ -85,10 +84,6 @@ AI void t1x1(const int MR, int kc, const uint64_t *al, const uint64_t *ah, int l
             add_out(acc + 2 * ldacc, _mm256_sad_epu8(c20, z), 0);
             add_out(acc + 2 * ldacc + 4, _mm256_sad_epu8(c21, z), 0);
         }
-        if (MR > 3) {
-            add_out(acc + 3 * ldacc, _mm256_sad_epu8(c30, z), 0);
-            add_out(acc + 3 * ldacc + 4, _mm256_sad_epu8(c31, z), 0);
-        }
     }
 }
 
@@ -98,8 +93,8 @@ static void kern_1x1(int mr, int np, int kc, const uint64_t *al, const uint64_t 
     for (int p = 0; p < np; p++) {
         const uint64_t *b = bp + (size_t)p * kc * 16;
         int r = 0;
-        for (; r + 4 <= mr; r += 4)
-            t1x1(4, kc, al + (size_t)r * lda, ah + (size_t)r * lda, lda, b,
+        for (; r + 3 <= mr; r += 3)
+            t1x1(3, kc, al + (size_t)r * lda, ah + (size_t)r * lda, lda, b,
                  acc + r * ldacc + p * 8, ldacc);
         for (; r < mr; r++)
             t1x1(1, kc, al + (size_t)r * lda, ah + (size_t)r * lda, lda, b,
@@ -225,7 +220,7 @@ static void kern_2x2(int mr, int np, int kc, const uint64_t *as, const uint64_t 
 
 const apb_bgemm_kernels apb_bgemm_kernels_avx2 = {
     .fn = {kern_1x1, kern_1x2, kern_2x2},
-    .mr = {4, 2, 2},
+    .mr = {3, 2, 2},
     .np = {1, 1, 1},
     .split1x1 = 1,
 };
