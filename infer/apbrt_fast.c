@@ -423,6 +423,7 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
 {
     const apbrt_rec *r = &L->r;
     int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
+    int bin1 = r->akind == APBRT_A_BIN && S == 1; /* the common case, inlined */
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
             float *pl = xp + ((long)(c * S + a) * S + b) * f->plane;
@@ -439,9 +440,18 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
                     continue;
                 }
                 const float *src = x + ((long)c * H + row) * W + (long)jlo * S + b - P;
-                memset(d, 0, (size_t)jlo * sizeof *d);
-                quantize_row(src, jhi - jlo, S, r->akind, r->act_step, d + jlo);
-                memset(d + jhi, 0, (size_t)(Wq - jhi) * sizeof *d);
+                for (int j = 0; j < jlo; j++) /* a pixel or two: no call */
+                    d[j] = 0.0f;
+                if (bin1) {
+                    float *restrict q = d + jlo;
+#pragma omp simd
+                    for (int j = 0; j < jhi - jlo; j++)
+                        q[j] = src[j] >= 0.0f ? 1.0f : -1.0f;
+                } else {
+                    quantize_row(src, jhi - jlo, S, r->akind, r->act_step, d + jlo);
+                }
+                for (int j = jhi; j < Wq; j++)
+                    d[j] = 0.0f;
             }
         }
 }

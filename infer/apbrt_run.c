@@ -50,50 +50,54 @@ void apbrt_free(apbrt_model *m)
 /* apbrt_post over a row, each step as its own branch-free loop over a chunk in
  * L1 (the same operations in the same order as apbrt_post, so the reference
  * path still matches the training graph bit for bit). */
+/* One vectorized pass of apbrt_post_rows for a fixed set of steps: ADD and SC
+ * (0/1) and ACT (the activation's expression of v) are compile-time constants
+ * in each expansion, so every step is one rounding, as in apbrt_post. */
+#define POST_PASS(ADD, SC, ACT)                                                                   \
+    do {                                                                                          \
+        _Pragma("omp simd") for (long i = 0; i < cnt; i++)                                       \
+        {                                                                                         \
+            float v = src[i];                                                                     \
+            if (ADD)                                                                              \
+                v = v + add[i];                                                                   \
+            if (SC)                                                                               \
+                v = sc * v + sh;                                                                  \
+            dst[i] = (ACT);                                                                       \
+        }                                                                                         \
+    } while (0)
+
+#define POST_ACTS(ADD, SC)                                                                        \
+    do {                                                                                          \
+        if (act == APBRT_POST_RELU)                                                               \
+            POST_PASS(ADD, SC, v > 0.0f ? v : 0.0f);                                              \
+        else if (act == APBRT_POST_HARDTANH)                                                      \
+            POST_PASS(ADD, SC, v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v));                        \
+        else                                                                                      \
+            POST_PASS(ADD, SC, v);                                                                \
+    } while (0)
+
 void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const float *add, float *dst,
                      long cnt)
 {
-    const float bias = L->bias ? L->bias[c] : 0.0f;
     const float sc = L->post_scale ? L->post_scale[c] : 1.0f;
     const float sh = L->post_scale ? L->post_shift[c] : 0.0f;
     int act = L->post_act;
-    for (long i0 = 0; i0 < cnt; i0 += 512) {
-        long n = cnt - i0 < 512 ? cnt - i0 : 512;
-        const float *s = src + i0;
-        float *d = dst + i0;
-        if (add) {
-            const float *a = add + i0;
+    if (L->bias) { /* rare (a conv with a bias and BN): a pass of its own first */
+        const float bias = L->bias[c];
 #pragma omp simd
-            for (long i = 0; i < n; i++)
-                d[i] = s[i] + a[i];
-            s = d;
-        }
-        if (L->bias) {
-#pragma omp simd
-            for (long i = 0; i < n; i++)
-                d[i] = s[i] + bias;
-            s = d;
-        }
-        if (L->post_scale) {
-#pragma omp simd
-            for (long i = 0; i < n; i++)
-                d[i] = sc * s[i] + sh;
-            s = d;
-        }
-        if (act == APBRT_POST_RELU) {
-#pragma omp simd
-            for (long i = 0; i < n; i++)
-                d[i] = s[i] > 0.0f ? s[i] : 0.0f;
-        } else if (act == APBRT_POST_HARDTANH) {
-#pragma omp simd
-            for (long i = 0; i < n; i++) {
-                float v = s[i];
-                d[i] = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
-            }
-        } else if (s != d) {
-            memmove(d, s, (size_t)n * sizeof *d);
-        }
+        for (long i = 0; i < cnt; i++)
+            dst[i] = (add ? src[i] + add[i] : src[i]) + bias;
+        src = dst;
+        add = NULL;
     }
+    if (add && L->post_scale)
+        POST_ACTS(1, 1);
+    else if (add)
+        POST_ACTS(1, 0);
+    else if (L->post_scale)
+        POST_ACTS(0, 1);
+    else
+        POST_ACTS(0, 0);
 }
 
 /* ---- reference layer implementations ---- */
