@@ -658,7 +658,7 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
         APB_TRY(apb_bgemm_f32(f->kind, M, (int)Nc, K, &A, &B, &ep, Y, (int)Nc));
         if (f->has_res) {
             long tasks = (long)cnt * L->ic;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 32768) schedule(static)
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
             for (long t = 0; t < tasks; t++)
                 build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic),
                              w->xq + (t / L->ic) * f->xp_sz);
@@ -708,7 +708,7 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
         const float *inc = in + (long)b0 * in_sz;
         float *outc = out + (long)b0 * M * ohw;
         long tasks = (long)cnt * L->ic;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 32768) schedule(static)
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
         for (long t = 0; t < tasks; t++) {
             long b = t / L->ic;
             int c = (int)(t % L->ic);

@@ -410,7 +410,7 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
     /* phase array: t - off in [-off, OW + k/s + 1) covers every tap column */
     int off = p / s + 2, lp = OW + off + k / s + 2;
     if ((long)s * lp + OW + W <= POOL_ROW_FLOATS) {
-#pragma omp parallel for num_threads(nth) if (planes * OH * OW > 32768)
+#pragma omp parallel for num_threads(nth) if (planes * OH * OW > 8192)
         for (long pl = 0; pl < planes; pl++) {
             float scratch[POOL_ROW_FLOATS];
             for (int oh = 0; oh < OH; oh++)
@@ -419,7 +419,7 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
         }
         return;
     }
-#pragma omp parallel for num_threads(nth) if (planes * OH * OW > 32768)
+#pragma omp parallel for num_threads(nth) if (planes * OH * OW > 8192)
     for (long pl = 0; pl < planes; pl++) {
         const float *x = in + pl * H * W;
         float *y = out + pl * OH * OW;

@@ -257,13 +257,7 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
         split = malloc(sizeof(uint64_t) * 2 * (size_t)M * la);
         if (!split)
             return apb_fail(APB_ENOMEM, "apb_bgemm: %d x %d nibble planes", M, jb.KW);
-        for (int m = 0; m < M; m++)
-            for (int j = 0; j < jb.KW; j++) {
-                uint64_t w = A->sgn[m * la + j];
-                split[m * la + j] = w & NIB;
-                split[(M + m) * la + j] = (w >> 4) & NIB;
-            }
-        jb.split = 1;
+        jb.split = 1; /* the planes are filled by the team below */
         jb.planes = 2;
         jb.alo = split;
         jb.ahi = split + (size_t)M * la;
@@ -290,11 +284,17 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
             jb.rowterm = rt;
         }
     }
-    int tm = (M + BG_MC - 1) / BG_MC, tn = (N + BG_NC - 1) / BG_NC, ntiles = tm * tn;
     int nth = apb_threads_get();
     double work = (double)M * N * (jb.KW > 0 ? jb.KW : 1);
     if (work < 65536.0)
         nth = 1; /* fork/join would cost more than the product */
+    /* rows per tile: BG_MC, halved (down to 32) until there are 4 tiles per
+     * thread, so a thread that is held up does not hold the call (the deep layers
+     * of one image are 512 rows x 49 columns: two tiles) */
+    int mcs = BG_MC, tn = (N + BG_NC - 1) / BG_NC;
+    while (mcs > 32 && (long)((M + mcs - 1) / mcs) * tn < 4L * nth)
+        mcs /= 2;
+    int tm = (M + mcs - 1) / mcs, ntiles = tm * tn;
     if (nth > ntiles)
         nth = ntiles;
     size_t need = sizeof(int32_t) * BG_MC * BG_NC +
@@ -307,12 +307,22 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
 #pragma omp atomic write
             failed = 1;
         }
+        if (jb.split) { /* A's nibble halves, rows over the team, before any tile */
+            size_t la = (size_t)A->ld;
+#pragma omp for schedule(static)
+            for (int m = 0; m < M; m++)
+                for (int j = 0; j < jb.KW; j++) {
+                    uint64_t w = A->sgn[m * la + j];
+                    split[m * la + j] = w & NIB;
+                    split[(M + m) * la + j] = (w >> 4) & NIB;
+                }
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < ntiles; t++) {
             if (!buf)
                 continue;
-            int m0 = (t / tn) * BG_MC, n0 = (t % tn) * BG_NC;
-            int mc = M - m0 < BG_MC ? M - m0 : BG_MC, nc = N - n0 < BG_NC ? N - n0 : BG_NC;
+            int m0 = (t / tn) * mcs, n0 = (t % tn) * BG_NC;
+            int mc = M - m0 < mcs ? M - m0 : mcs, nc = N - n0 < BG_NC ? N - n0 : BG_NC;
             run_tile(&jb, m0, mc, n0, nc, (int32_t *)buf,
                      (uint64_t *)(buf + sizeof(int32_t) * BG_MC * BG_NC));
         }
