@@ -23,8 +23,13 @@ static __m256i edge_mask(int n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n < 0 ? 0 : n > 8 ? 8 : n), idx);
 }
 
-void apb_sgemm_kernel_avx2_6x16(int kc, const float *pa, const float *pb, long ldpb,
-                                float *c, long ldc, float alpha, float beta, int mr, int nr)
+/* IND == 0: B row k at pb + k*ldpb (16 consecutive floats). IND == 1: its two
+ * 8-float halves at pb + boff[k] and pb1 + boff[k] (the indirect kernel reading a
+ * convolution's im2col matrix from the padded image); the arithmetic is the same
+ * either way, so are the results. */
+static inline __attribute__((always_inline)) void
+kernel_body(const int IND, int kc, const float *pa, const float *pb, long ldpb, const float *pb1,
+            const long *boff, float *c, long ldc, float alpha, float beta, int mr, int nr)
 {
     __m256 acc[KMR][2];
 #pragma GCC unroll 6
@@ -35,7 +40,14 @@ void apb_sgemm_kernel_avx2_6x16(int kc, const float *pa, const float *pb, long l
     for (int i = 0; i < mr; i++)
         _mm_prefetch((const char *)(c + (long)i * ldc), _MM_HINT_T0);
     for (int k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_loadu_ps(pb), b1 = _mm256_loadu_ps(pb + 8);
+        __m256 b0, b1;
+        if (IND) {
+            b0 = _mm256_loadu_ps(pb + boff[k]);
+            b1 = _mm256_loadu_ps(pb1 + boff[k]);
+        } else {
+            b0 = _mm256_loadu_ps(pb);
+            b1 = _mm256_loadu_ps(pb + 8);
+        }
 #pragma GCC unroll 6
         for (int i = 0; i < KMR; i++) {
             __m256 a = _mm256_broadcast_ss(pa + i);
@@ -43,7 +55,8 @@ void apb_sgemm_kernel_avx2_6x16(int kc, const float *pa, const float *pb, long l
             acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
         }
         pa += KMR;
-        pb += ldpb;
+        if (!IND)
+            pb += ldpb;
     }
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     if (mr == KMR && nr == KNR) {
@@ -74,6 +87,20 @@ void apb_sgemm_kernel_avx2_6x16(int kc, const float *pa, const float *pb, long l
         _mm256_maskstore_ps(ci, m0, r0);
         _mm256_maskstore_ps(ci + 8, m1, r1);
     }
+}
+
+
+void apb_sgemm_kernel_avx2_6x16(int kc, const float *pa, const float *pb, long ldpb,
+                                float *c, long ldc, float alpha, float beta, int mr, int nr)
+{
+    kernel_body(0, kc, pa, pb, ldpb, NULL, NULL, c, ldc, alpha, beta, mr, nr);
+}
+
+void apb_sgemm_ikernel_avx2_6x16(int kc, const float *pa, const float *b0, const float *b1,
+                                 const long *boff, float *c, long ldc, float alpha, float beta,
+                                 int mr, int nr)
+{
+    kernel_body(1, kc, pa, b0, 0, b1, boff, c, ldc, alpha, beta, mr, nr);
 }
 
 /* 4 rows x 8 k of src -> dst[k*MR + 0..3] for k = 0..7 */

@@ -41,11 +41,15 @@ void apb_sgemm_kernel_avx512_12x32(int kc, const float *pa, const float *pb, lon
 void apb_sgemm_kernel_avx512_8x32(int kc, const float *pa, const float *pb, long ldpb, float *c,
                                   long ldc, float alpha, float beta, int mr, int nr);
 /* Indirect-B micro-kernels: like the kernel above, with B row k given as two
- * 16-float halves at b0 + boff[k] and b1 + boff[k] (columns 0..15 and 16..31 of
- * the tile; b1 may equal b0 when nr <= 16). Same arithmetic, so the same results. */
+ * NR/2-float halves at b0 + boff[k] and b1 + boff[k] (columns 0..NR/2-1 and
+ * NR/2..NR-1 of the tile; b1 may equal b0 when nr <= NR/2). Same arithmetic, so
+ * the same results. AVX-512: NR = 32; AVX2: NR = 16. */
 typedef void (*apb_sgemm_ikernel_fn)(int kc, const float *pa, const float *b0, const float *b1,
                                      const long *boff, float *c, long ldc, float alpha,
                                      float beta, int mr, int nr);
+void apb_sgemm_ikernel_avx2_6x16(int kc, const float *pa, const float *b0, const float *b1,
+                                 const long *boff, float *c, long ldc, float alpha, float beta,
+                                 int mr, int nr);
 void apb_sgemm_ikernel_avx512_12x32(int kc, const float *pa, const float *b0, const float *b1,
                                     const long *boff, float *c, long ldc, float alpha, float beta,
                                     int mr, int nr);
