@@ -57,7 +57,16 @@ void apb_free_aligned(void *p);
  * (so OpenMP worker threads that come and go leak nothing). Contents are not
  * preserved when a request grows the buffer. NULL (apb_errmsg set) when out of
  * memory. Kernels use it for packing buffers: steady state allocates nothing. */
-enum { APB_TLS_SGEMM, APB_TLS_BITPACK, APB_TLS_BGEMM, APB_TLS_AMX_A, APB_TLS_AMX_B, APB_TLS_SPMM, APB_TLS_SLOTS };
+enum {
+    APB_TLS_SGEMM,
+    APB_TLS_BITPACK,
+    APB_TLS_BGEMM,
+    APB_TLS_AMX_A,
+    APB_TLS_AMX_B,
+    APB_TLS_SPMM,
+    APB_TLS_WINO,
+    APB_TLS_SLOTS
+};
 void *apb_thread_scratch(int slot, size_t bytes);
 
 #endif

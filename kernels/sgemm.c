@@ -180,6 +180,8 @@ typedef struct {
     const float *A, *B;
     long lda, ldb, ldc;
     float *C;
+    const float *apack; /* all of A packed (apb_sgemm_apack), or NULL */
+    long mpad;          /* M rounded up to MR */
 } gemm_args;
 
 /* C[m0:m0+mlen, n0:n0+nlen] on the calling thread. Returns 0, or -1 if the
@@ -209,10 +211,14 @@ static int run_tile(const gemm_args *g, int m0, int mlen, int n0, int nlen)
                 pack_b(ki, g->transb, g->B, g->ldb, n0 + jc, nc, pc, kc, pb);
             for (int ic = 0; ic < mlen; ic += mcmax) {
                 int mc = imin(mcmax, mlen - ic);
-                pack_a(ki, g->transa, g->A, g->lda, m0 + ic, mc, pc, kc, pa);
+                const float *pap = pa;
+                if (g->apack) /* block pc at pc * mpad, rows m0 + ic (a multiple of MR) */
+                    pap = g->apack + (long)pc * g->mpad + (long)(m0 + ic) * kc;
+                else
+                    pack_a(ki, g->transa, g->A, g->lda, m0 + ic, mc, pc, kc, pa);
                 for (int ir = 0; ir < mc; ir += MR) {
                     float *c = g->C + (long)(m0 + ic + ir) * g->ldc + n0 + jc;
-                    const float *a = pa + (long)ir * kc;
+                    const float *a = pap + (long)ir * kc;
                     int mr = imin(MR, mc - ir);
                     for (int jr = 0; jr < nc; jr += NR) {
                         int nr = imin(NR, nc - jr);
@@ -274,8 +280,9 @@ static thread_split split_threads(int M, int N, double flops, int MR, int NR)
     return sp;
 }
 
-void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A,
-               int lda, const float *B, int ldb, float beta, float *C, int ldc)
+static void sgemm_run(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                      int lda, const float *apack, const float *B, int ldb, float beta, float *C,
+                      int ldc)
 {
     if (M <= 0 || N <= 0)
         return;
@@ -284,7 +291,8 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
         return;
     }
     gemm_args g = {pick_kinfo(M), transa, transb, K, alpha, beta, A, B,
-                   lda, ldb, ldc, C};
+                   lda, ldb, ldc, C, apack, 0};
+    g.mpad = (long)round_up((size_t)M, (size_t)g.ki->mr);
     const int MR = g.ki->mr, NR = g.ki->nr;
 
     thread_split sp = split_threads(M, N, 2.0 * M * N * K, MR, NR);
@@ -303,6 +311,33 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
                           transb ? B + (long)n0 * ldb : B + n0, ldb, beta,
                           C + (long)m0 * ldc + n0, ldc);
     }
+}
+
+void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    sgemm_run(transa, transb, M, N, K, alpha, A, lda, NULL, B, ldb, beta, C, ldc);
+}
+
+size_t apb_sgemm_apack_floats(int M, int K)
+{
+    const apb_sgemm_kinfo *ki = pick_kinfo(M);
+    return M > 0 && K > 0 ? round_up((size_t)M, (size_t)ki->mr) * (size_t)K : 0;
+}
+
+void apb_sgemm_apack(int M, int K, const float *A, int lda, float *pa)
+{
+    const apb_sgemm_kinfo *ki = pick_kinfo(M);
+    size_t mpad = round_up((size_t)M, (size_t)ki->mr);
+    int kcmax = imin(ki->kc, K);
+    for (int pc = 0; M > 0 && pc < K; pc += kcmax)
+        pack_a(ki, 0, A, lda, 0, M, pc, imin(kcmax, K - pc), pa + (size_t)pc * mpad);
+}
+
+void apb_sgemm_packed(int M, int N, int K, float alpha, const float *A, int lda, const float *pa,
+                      const float *B, int ldb, float beta, float *C, int ldc)
+{
+    sgemm_run(0, 0, M, N, K, alpha, A, lda, pa, B, ldb, beta, C, ldc);
 }
 
 /* ---- convolution GEMM with an implicit (indirect) B ------------------------

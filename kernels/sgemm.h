@@ -11,8 +11,21 @@
 #ifndef APB_SGEMM_H
 #define APB_SGEMM_H
 
+#include <stddef.h>
+
 void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* For several products with the same A (not transposed, M x K): A packed once,
+ * in apb_sgemm's own blocking, into pa (apb_sgemm_apack_floats(M, K) floats),
+ * then apb_sgemm_packed(..., A, lda, pa, ...) gives the results of
+ * apb_sgemm(0, 0, ...) bit for bit, without repacking A (A is still read if the
+ * packing scratch for B cannot be had). Pack and multiply at the same ISA level.
+ * Winograd's 16 transformed weight matrices serve every chunk of tiles this way. */
+size_t apb_sgemm_apack_floats(int M, int K);
+void apb_sgemm_apack(int M, int K, const float *A, int lda, float *pa);
+void apb_sgemm_packed(int M, int N, int K, float alpha, const float *A, int lda, const float *pa,
+                      const float *B, int ldb, float beta, float *C, int ldc);
 
 /* Batched "NT" product accumulated into C, reduction as dot products:
  *   C[M,N] += alpha * sum_{b<nb} A_b[M,K] * B_b[N,K]^T,  A_b = A + b*sa, B_b = B + b*sb

@@ -17,6 +17,7 @@
 #include <omp.h>
 #endif
 
+#include "arena.h"
 #include "cpu.h"
 #include "sgemm.h"
 
@@ -94,11 +95,21 @@ static void split_row(const float *x, int W, int TW, float *e, float *o)
         memset(o, 0, sizeof(float) * (size_t)(TW + 1));
         return;
     }
-    e[0] = 0.0f;
-    for (int k = 1; k <= TW; k++)
-        e[k] = 2 * k - 1 < W ? x[2 * k - 1] : 0.0f;
-    for (int k = 0; k <= TW; k++)
-        o[k] = 2 * k < W ? x[2 * k] : 0.0f;
+    /* valid: e[k] for 1 <= k <= W/2 (2k - 1 < W), o[k] for k < (W + 1)/2 (2k < W) */
+    int ke = W / 2 < TW ? W / 2 : TW, ko = (W + 1) / 2 < TW + 1 ? (W + 1) / 2 : TW + 1;
+    const float *restrict xs = x;
+    float *restrict ee = e, *restrict oo = o;
+    ee[0] = 0.0f;
+#pragma omp simd
+    for (int k = 1; k <= ke; k++)
+        ee[k] = xs[2 * k - 1];
+    for (int k = ke + 1; k <= TW; k++)
+        ee[k] = 0.0f;
+#pragma omp simd
+    for (int k = 0; k < ko; k++)
+        oo[k] = xs[2 * k];
+    for (int k = ko; k <= TW; k++)
+        oo[k] = 0.0f;
 }
 
 /* V[xi][c][t0 + tw] for one tile row of one channel (x0: that channel's plane). */
@@ -147,38 +158,48 @@ static void output_row(const float *P, size_t ps, long t0, int H, int W, int th,
 {
     int TW = tiles_w(W);
     float *q[4] = {rows, rows + TW, rows + 2 * TW, rows + 3 * TW}; /* y00 y01 y10 y11 */
-    const float *p[16];
-    for (int k = 0; k < 16; k++)
-        p[k] = P + (size_t)k * ps + t0;
+    /* A^T m A with m = the 16 products of a tile (xi = 4 i + j), as named
+     * pointers: an array of them was reloaded per element and kept the loop scalar */
+    const float *P0 = P + t0;
+#define WP(k) const float *restrict p##k = P0 + (size_t)(k) * ps
+    WP(0); WP(1); WP(2); WP(3); WP(4); WP(5); WP(6); WP(7);
+    WP(8); WP(9); WP(10); WP(11); WP(12); WP(13); WP(14); WP(15);
+#undef WP
+    float *restrict q0 = q[0], *restrict q1 = q[1], *restrict q2 = q[2], *restrict q3 = q[3];
 #pragma omp simd
     for (int tw = 0; tw < TW; tw++) {
-        float s0[4], s1[4];
-        for (int j = 0; j < 4; j++) {
-            s0[j] = p[j][tw] + p[4 + j][tw] + p[8 + j][tw];
-            s1[j] = p[4 + j][tw] - p[8 + j][tw] - p[12 + j][tw];
-        }
-        q[0][tw] = s0[0] + s0[1] + s0[2];
-        q[1][tw] = s0[1] - s0[2] - s0[3];
-        q[2][tw] = s1[0] + s1[1] + s1[2];
-        q[3][tw] = s1[1] - s1[2] - s1[3];
+        float a0 = p0[tw] + p4[tw] + p8[tw], a1 = p1[tw] + p5[tw] + p9[tw];
+        float a2 = p2[tw] + p6[tw] + p10[tw], a3 = p3[tw] + p7[tw] + p11[tw];
+        float b0 = p4[tw] - p8[tw] - p12[tw], b1 = p5[tw] - p9[tw] - p13[tw];
+        float b2 = p6[tw] - p10[tw] - p14[tw], b3 = p7[tw] - p11[tw] - p15[tw];
+        q0[tw] = a0 + a1 + a2;
+        q1[tw] = a1 - a2 - a3;
+        q2[tw] = b0 + b1 + b2;
+        q3[tw] = b1 - b2 - b3;
     }
     for (int r = 0; r < 2; r++) {
         int oh = 2 * th + r;
         if (oh >= H)
             break;
-        float *yr = y0 + (long)oh * W;
-        const float *a = q[2 * r], *b = q[2 * r + 1];
-        for (int tw = 0; tw < TW; tw++) {
-            int ow = 2 * tw;
-            if (acc) {
-                yr[ow] += a[tw];
-                if (ow + 1 < W)
-                    yr[ow + 1] += b[tw];
-            } else {
-                yr[ow] = a[tw];
-                if (ow + 1 < W)
-                    yr[ow + 1] = b[tw];
+        float *restrict yr = y0 + (long)oh * W;
+        const float *restrict a = q[2 * r], *restrict b = q[2 * r + 1];
+        int pairs = W / 2; /* whole tiles; an odd W leaves column W - 1 */
+        if (acc) {
+#pragma omp simd
+            for (int tw = 0; tw < pairs; tw++) {
+                yr[2 * tw] += a[tw];
+                yr[2 * tw + 1] += b[tw];
             }
+            if (W & 1)
+                yr[W - 1] += a[pairs];
+        } else {
+#pragma omp simd
+            for (int tw = 0; tw < pairs; tw++) {
+                yr[2 * tw] = a[tw];
+                yr[2 * tw + 1] = b[tw];
+            }
+            if (W & 1)
+                yr[W - 1] = a[pairs];
         }
     }
 }
@@ -192,6 +213,17 @@ void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, c
     long nrows = (long)N * TH, nchunk = (nrows + rc - 1) / rc;
     size_t wf = apb_wino_work_floats(C, M, W), tc = (size_t)rc * TW, mc = (size_t)M * C;
     int nt = nthreads < 1 ? 1 : nthreads;
+    /* the 16 U matrices packed once for every chunk's GEMMs (sgemm.h); without
+     * the memory each GEMM packs its own, with the same results */
+    size_t pf = apb_sgemm_apack_floats(M, C);
+    float *pu = apb_thread_scratch(APB_TLS_WINO, sizeof(float) * 16 * pf);
+    if (pu) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#endif
+        for (int k = 0; k < 16; k++)
+            apb_sgemm_apack(M, C, U + k * mc, C, pu + k * pf);
+    }
     if (nt > nchunk)
         nt = (int)nchunk;
     (void)nt;
@@ -214,8 +246,8 @@ void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, c
                           (r - r0) * TW);
         }
         for (int k = 0; k < 16; k++)
-            apb_sgemm(0, 0, M, (int)T, C, 1.0f, U + k * mc, C, V + (size_t)k * C * T, (int)T, 0.0f,
-                      P + (size_t)k * M * T, (int)T);
+            apb_sgemm_packed(M, (int)T, C, 1.0f, U + k * mc, C, pu ? pu + k * pf : NULL,
+                             V + (size_t)k * C * T, (int)T, 0.0f, P + (size_t)k * M * T, (int)T);
         for (long r = r0; r < r1; r++) {
             int n = (int)(r / TH), th = (int)(r % TH);
             for (int m = 0; m < M; m++)
