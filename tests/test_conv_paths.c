@@ -641,3 +641,62 @@ APB_TEST(conv2d_winograd_threads_and_modes)
     CHECK(!bad);
     return 0;
 }
+
+/* The Winograd tile-row transforms are built three times (baseline, AVX2,
+ * AVX-512; kernels/winograd_rows.h) and must give the same bits: odd and even
+ * widths and heights, two images, = and += outputs. */
+APB_TEST(winograd_row_transforms_same_bits_every_build)
+{
+    static const int gs[][3] = {{3, 7, 9}, {2, 8, 8}, {5, 5, 13}, {1, 1, 1}};
+    apb_isa best = apb_isa_detected();
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++) {
+        int C = gs[gi][0], H = gs[gi][1], W = gs[gi][2], N = 2, M = C + 1;
+        int TH = (H + 1) / 2, TW = (W + 1) / 2;
+        long r0 = 1, r1 = (long)N * TH; /* every tile row but the first */
+        size_t T = (size_t)(r1 - r0) * TW, xs = (size_t)C * H * W, ys = (size_t)M * H * W;
+        float *x = malloc(sizeof(float) * N * xs), *P = malloc(sizeof(float) * 16 * M * T);
+        float *V[3], *y[3], *rows = malloc(sizeof(float) * (8 * (TW + 1) + 4 * TW));
+        CHECK(x && P && rows);
+        for (size_t i = 0; i < N * xs; i++)
+            x[i] = (float)((i * 7919) % 1000) / 97.0f - 5.0f;
+        for (size_t i = 0; i < 16 * M * T; i++)
+            P[i] = (float)((i * 104729) % 1000) / 89.0f - 5.5f;
+        for (int l = 0; l < 3; l++) {
+            V[l] = malloc(sizeof(float) * 16 * C * T);
+            y[l] = malloc(sizeof(float) * 2 * N * ys);
+            CHECK(V[l] && y[l]);
+            memset(V[l], 0, sizeof(float) * 16 * C * T);
+            for (size_t i = 0; i < 2 * N * ys; i++)
+                y[l][i] = (float)(i % 13) * 0.25f;
+        }
+        apb_wino_input_rows_c(x, (long)xs, C, H, W, r0, r1, V[0], rows);
+        apb_wino_output_rows_c(P, M, H, W, r0, r1, 0, y[0], (long)ys, rows);
+        apb_wino_output_rows_c(P, M, H, W, r0, r1, 1, y[0] + N * ys, (long)ys, rows);
+        for (int l = 1; l < 3; l++) {
+            if ((l == 1 && best < APB_ISA_AVX2) || (l == 2 && best < APB_ISA_AVX512))
+                continue; /* that build cannot run here */
+            if (l == 1) {
+                apb_wino_input_rows_avx2(x, (long)xs, C, H, W, r0, r1, V[l], rows);
+                apb_wino_output_rows_avx2(P, M, H, W, r0, r1, 0, y[l], (long)ys, rows);
+                apb_wino_output_rows_avx2(P, M, H, W, r0, r1, 1, y[l] + N * ys, (long)ys, rows);
+            } else {
+                apb_wino_input_rows_avx512(x, (long)xs, C, H, W, r0, r1, V[l], rows);
+                apb_wino_output_rows_avx512(P, M, H, W, r0, r1, 0, y[l], (long)ys, rows);
+                apb_wino_output_rows_avx512(P, M, H, W, r0, r1, 1, y[l] + N * ys, (long)ys, rows);
+            }
+            CHECK_MSG(memcmp(V[0], V[l], sizeof(float) * 16 * C * T) == 0, "input, build %d, case %zu",
+                      l, gi);
+            CHECK_MSG(memcmp(y[0], y[l], sizeof(float) * 2 * N * ys) == 0,
+                      "output, build %d, case %zu", l, gi);
+        }
+        /* the transforms are not trivial: the input's V is not all zero */
+        int nz = 0;
+        for (size_t i = 0; i < 16 * C * T; i++)
+            nz += V[0][i] != 0.0f;
+        CHECK(nz > 0);
+        for (int l = 0; l < 3; l++)
+            free(V[l]), free(y[l]);
+        free(x), free(P), free(rows);
+    }
+    return 0;
+}
