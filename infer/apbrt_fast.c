@@ -56,9 +56,11 @@
 #include "apbrt_internal.h"
 #include "bgemm.h"
 #include "bitpack.h"
+#include "cpu.h"
 #include "i8gemm.h"
 #include "spmm.h"
 #include "threads.h"
+#include "winograd.h"
 
 /* output channels per task of the epilogue loop (a fixed split, so the work per
  * element is the same for any thread count) */
@@ -96,6 +98,10 @@ struct apbrt_fast {
     long x8_sz;           /* conv: bytes of one image's byte planes, slack included */
     int chan;             /* conv input packed along channels first (C % 64 == 0): weights
                              in the order (kh, kw, c), see apb_bitpack_chan */
+    /* fp32 3x3 same conv by Winograd (wino != 0): U packed for apb_wino_conv_packed
+     * at ISA level wisa (repacked if a later run has another level) */
+    int wino, wisa;
+    float *wu;
 };
 
 typedef struct {
@@ -108,6 +114,8 @@ typedef struct {
     size_t cap_x8, cap_b8;
     uint64_t *z0, *z1;            /* channel-packed padded images [n, apb_chan_words] */
     size_t cap_z0, cap_z1;
+    float *ww;                    /* Winograd per-thread work */
+    size_t cap_ww;
 } fast_work;
 
 static void fast_one_free(apbrt_fast *f)
@@ -125,6 +133,7 @@ static void fast_one_free(apbrt_fast *f)
     apb_free_aligned(f->w8);
     free(f->corr);
     free(f->koff);
+    apb_free_aligned(f->wu);
     free(f);
 }
 
@@ -146,6 +155,7 @@ void apbrt_fast_free(apbrt_model *m)
         apb_free_aligned(w->b8);
         apb_free_aligned(w->z0);
         apb_free_aligned(w->z1);
+        apb_free_aligned(w->ww);
         free(w);
         m->fast_work = NULL;
     }
@@ -252,10 +262,65 @@ fail:
     return st;
 }
 
+/* Opt-in (APBRT_WINOGRAD=1 when the model is loaded): fp32 3x3 stride-1 pad-1
+ * convs with >= WINO_MIN input and output channels run by Winograd F(2x2, 3x3)
+ * (kernels/winograd.h): 16 multiplies per 2x2 output tile instead of 36. The
+ * transformed weights are made and packed for the GEMMs here, once (16/9 of the
+ * layer's weight floats). The result differs from the direct product, which the
+ * training graph computes in eval mode, by rounding only (activations are fp on
+ * both sides of such a layer, nothing downstream is quantized from it), but it
+ * is not the same bits, and the default path is: hence opt-in. */
+#define WINO_MIN 128
+
+static int wino_fits(const apbrt_rt_layer *L)
+{
+    const apbrt_rec *r = &L->r;
+    const char *e = getenv("APBRT_WINOGRAD");
+    return e && strcmp(e, "1") == 0 && r->kind == APBRT_CONV && r->akind == APBRT_A_FP &&
+           r->kh == 3 && r->kw == 3 && r->stride == 1 && r->pad == 1 && L->ic >= WINO_MIN &&
+           r->cout >= WINO_MIN && L->weff && apb_wino_enabled();
+}
+
+static apb_status wino_pack_weights(apbrt_rt_layer *L, apbrt_fast *f, int idx)
+{
+    int M = L->r.cout, C = L->ic;
+    float *U = malloc(sizeof(float) * apb_wino_u_floats(M, C));
+    float *pu = apb_alloc_aligned(sizeof(float) * apb_wino_packed_floats(M, C));
+    if (!U || !pu) {
+        free(U);
+        apb_free_aligned(pu);
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
+    }
+    apb_wino_weights(M, C, L->weff, 0, U, apb_threads_get());
+    apb_wino_pack(M, C, U, pu, apb_threads_get());
+    free(U);
+    apb_free_aligned(f->wu);
+    f->wu = pu;
+    f->wisa = (int)apb_isa_active();
+    return APB_OK;
+}
+
+static apb_status prepare_wino(apbrt_rt_layer *L, int idx)
+{
+    apbrt_fast *f = calloc(1, sizeof *f);
+    if (!f)
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
+    f->wino = 1;
+    apb_status st = wino_pack_weights(L, f, idx);
+    if (st != APB_OK) {
+        fast_one_free(f);
+        return st;
+    }
+    L->fast = f;
+    return APB_OK;
+}
+
 static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
 {
     const apbrt_rec *r = &L->r;
     int w = r->wkind, a = r->akind;
+    if (wino_fits(L))
+        return prepare_wino(L, idx);
     if (w == APBRT_W_APB && apbrt_akind_int8(a) && L->K <= (1L << 22)) /* int32 dots */
         return prepare_layer_i8(L, idx);
     if (!((w == APBRT_W_APB || w == APBRT_W_Q2) && (a == APBRT_A_BIN || a == APBRT_A_Q2)))
@@ -348,7 +413,8 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
 
 const char *apbrt_fast_kernel(const apbrt_rt_layer *L)
 {
-    return !L->fast ? NULL : L->fast->i8 ? "1x8" : apb_bgemm_kind_name(L->fast->kind);
+    return !L->fast ? NULL : L->fast->wino ? "wino" : L->fast->i8 ? "1x8"
+                                                   : apb_bgemm_kind_name(L->fast->kind);
 }
 
 apb_status apbrt_fast_prepare(apbrt_model *m)
@@ -761,8 +827,28 @@ static apb_status run_linear_i8(apbrt_model *m, apbrt_rt_layer *L, const float *
     return APB_OK;
 }
 
+static apb_status run_wino(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
+{
+    apbrt_fast *f = L->fast;
+    fast_work *w = m->fast_work;
+    int M = L->r.cout, C = L->ic, H = L->ih, W = L->iw, nth = apb_threads_get();
+    if (f->wisa != (int)apb_isa_active()) /* the packing belongs to the ISA level */
+        APB_TRY(wino_pack_weights(L, f, (int)(L - m->layers)));
+    if (!grow((void **)&w->ww, &w->cap_ww, (size_t)nth * apb_wino_work_floats(C, M, W), 4, 0))
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
+    long ohw = (long)H * W;
+    apb_wino_conv_packed(n, C, H, W, in, (long)C * ohw, M, f->wu, 0, out, (long)M * ohw, w->ww,
+                         nth);
+#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)n * M * ohw > 65536) schedule(static)
+    for (long t = 0; t < (long)n * M; t++)
+        apbrt_post_rows(L, (int)(t % M), out + t * ohw, NULL, out + t * ohw, ohw);
+    return APB_OK;
+}
+
 apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
+    if (L->fast->wino)
+        return run_wino(m, L, in, n, out);
     if (L->r.kind == APBRT_CONV)
         return L->fast->i8 ? run_conv_i8(m, L, in, n, out) : run_conv(m, L, in, n, out);
     apbrt_fast *f = L->fast;

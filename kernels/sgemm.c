@@ -280,6 +280,26 @@ static thread_split split_threads(int M, int N, double flops, int MR, int NR)
     return sp;
 }
 
+/* The reference product reading A from its packed form (apb_sgemm_packed with
+ * A = NULL, when the packing scratch for B cannot be had): element (m, k) of
+ * block pc sits at apack + pc*mpad + (m/MR)*MR*kc + (k - pc)*MR + m%MR. */
+static void ref_packed(const gemm_args *g, int m0, int ml, int n0, int nl)
+{
+    int MR = g->ki->mr, kcmax = imin(g->ki->kc, g->K);
+    for (int m = m0; m < m0 + ml; m++)
+        for (int n = n0; n < n0 + nl; n++) {
+            float acc = 0.0f;
+            for (int pc = 0; pc < g->K; pc += kcmax) {
+                int kc = imin(kcmax, g->K - pc);
+                const float *blk = g->apack + (long)pc * g->mpad + (long)(m / MR) * MR * kc + m % MR;
+                for (int k = 0; k < kc; k++)
+                    acc += blk[(long)k * MR] * g->B[(long)(pc + k) * g->ldb + n];
+            }
+            float *c = g->C + (long)m * g->ldc + n;
+            *c = g->beta == 0.0f ? g->alpha * acc : g->alpha * acc + g->beta * *c;
+        }
+}
+
 static void sgemm_run(int transa, int transb, int M, int N, int K, float alpha, const float *A,
                       int lda, const float *apack, const float *B, int ldb, float beta, float *C,
                       int ldc)
@@ -305,11 +325,15 @@ static void sgemm_run(int transa, int transb, int M, int N, int K, float alpha, 
         if (m0 >= M || n0 >= N)
             continue;
         int ml = imin(msz, M - m0), nl = imin(nsz, N - n0);
-        if (run_tile(&g, m0, ml, n0, nl) != 0) /* no memory to pack: unblocked reference */
+        if (run_tile(&g, m0, ml, n0, nl) == 0)
+            continue;
+        if (A) /* no memory to pack: unblocked reference */
             apb_sgemm_ref(transa, transb, ml, nl, K, alpha,
                           transa ? A + m0 : A + (long)m0 * lda, lda,
                           transb ? B + (long)n0 * ldb : B + n0, ldb, beta,
                           C + (long)m0 * ldc + n0, ldc);
+        else
+            ref_packed(&g, m0, ml, n0, nl);
     }
 }
 

@@ -19,8 +19,9 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
 /* For several products with the same A (not transposed, M x K): A packed once,
  * in apb_sgemm's own blocking, into pa (apb_sgemm_apack_floats(M, K) floats),
  * then apb_sgemm_packed(..., A, lda, pa, ...) gives the results of
- * apb_sgemm(0, 0, ...) bit for bit, without repacking A (A is still read if the
- * packing scratch for B cannot be had). Pack and multiply at the same ISA level.
+ * apb_sgemm(0, 0, ...) bit for bit, without repacking A (if the packing scratch
+ * for B cannot be had, a plain loop reads A, or pa when A is NULL, and the result
+ * is close, not bitwise). Pack and multiply at the same ISA level.
  * Winograd's 16 transformed weight matrices serve every chunk of tiles this way. */
 size_t apb_sgemm_apack_floats(int M, int K);
 void apb_sgemm_apack(int M, int K, const float *A, int lda, float *pa);

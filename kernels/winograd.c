@@ -103,27 +103,54 @@ static wino_rows rows_active(void)
     }
 }
 
-void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
-                   int accumulate, float *y, long sy, float *work, int nthreads)
+size_t apb_wino_packed_floats(int M, int C) { return 16 * apb_sgemm_apack_floats(M, C); }
+
+void apb_wino_pack(int M, int C, const float *U, float *pu, int nthreads)
 {
-    wino_rows tf = rows_active();
-    if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
-        return;
-    int TH = (H + 1) / 2, TW = tiles_w(W), rc = chunk_rows(C, W);
-    long nrows = (long)N * TH, nchunk = (nrows + rc - 1) / rc;
-    size_t wf = apb_wino_work_floats(C, M, W), tc = (size_t)rc * TW, mc = (size_t)M * C;
+    size_t pf = apb_sgemm_apack_floats(M, C), mc = (size_t)M * C;
     int nt = nthreads < 1 ? 1 : nthreads;
-    /* the 16 U matrices packed once for every chunk's GEMMs (sgemm.h); without
-     * the memory each GEMM packs its own, with the same results */
-    size_t pf = apb_sgemm_apack_floats(M, C);
-    float *pu = apb_thread_scratch(APB_TLS_WINO, sizeof(float) * 16 * pf);
-    if (pu) {
+    (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
 #endif
-        for (int k = 0; k < 16; k++)
-            apb_sgemm_apack(M, C, U + k * mc, C, pu + k * pf);
-    }
+    for (int k = 0; k < 16; k++)
+        apb_sgemm_apack(M, C, U + k * mc, C, pu + k * pf);
+}
+
+static void wino_run(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
+                     const float *pu, int accumulate, float *y, long sy, float *work, int nthreads);
+
+void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
+                   int accumulate, float *y, long sy, float *work, int nthreads)
+{
+    if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
+        return;
+    /* the 16 U matrices packed once for every chunk's GEMMs (sgemm.h); without
+     * the memory each GEMM packs its own, with the same results */
+    float *pu = apb_thread_scratch(APB_TLS_WINO, sizeof(float) * apb_wino_packed_floats(M, C));
+    if (pu)
+        apb_wino_pack(M, C, U, pu, nthreads);
+    wino_run(N, C, H, W, x, sx, M, U, pu, accumulate, y, sy, work, nthreads);
+}
+
+void apb_wino_conv_packed(int N, int C, int H, int W, const float *x, long sx, int M,
+                          const float *pu, int accumulate, float *y, long sy, float *work,
+                          int nthreads)
+{
+    if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
+        return;
+    wino_run(N, C, H, W, x, sx, M, NULL, pu, accumulate, y, sy, work, nthreads);
+}
+
+static void wino_run(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
+                     const float *pu, int accumulate, float *y, long sy, float *work, int nthreads)
+{
+    wino_rows tf = rows_active();
+    int TH = (H + 1) / 2, TW = tiles_w(W), rc = chunk_rows(C, W);
+    long nrows = (long)N * TH, nchunk = (nrows + rc - 1) / rc;
+    size_t wf = apb_wino_work_floats(C, M, W), tc = (size_t)rc * TW, mc = (size_t)M * C;
+    size_t pf = apb_sgemm_apack_floats(M, C);
+    int nt = nthreads < 1 ? 1 : nthreads;
     if (nt > nchunk)
         nt = (int)nchunk;
     (void)nt;
@@ -141,7 +168,7 @@ void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, c
         size_t T = (size_t)(r1 - r0) * TW; /* tiles in this chunk */
         tf.in(x, sx, C, H, W, r0, r1, V, rows);
         for (int k = 0; k < 16; k++)
-            apb_sgemm_packed(M, (int)T, C, 1.0f, U + k * mc, C, pu ? pu + k * pf : NULL,
+            apb_sgemm_packed(M, (int)T, C, 1.0f, U ? U + k * mc : NULL, C, pu ? pu + k * pf : NULL,
                              V + (size_t)k * C * T, (int)T, 0.0f, P + (size_t)k * M * T, (int)T);
         tf.out(P, M, H, W, r0, r1, accumulate, y, sy, rows);
     }

@@ -7,8 +7,10 @@
  * (xi = one of the 16 positions of the transformed tile). Training uses it for
  * the forward and the input gradient of wide "same" convs (layers/op_conv2d.c);
  * the result differs from the direct product by rounding only (the transforms
- * add and subtract inputs, and G has halves), so the runtime, which must equal
- * the training graph in eval mode, never uses it, and eval mode does not either.
+ * add and subtract inputs, and G has halves). Eval mode keeps the direct product,
+ * which the runtime reproduces bit for bit by default; APBRT_WINOGRAD=1 makes
+ * the runtime use this for its fp32 convs of >= 128 channels (infer/apbrt_fast.c),
+ * within rounding of the training graph, not bit for bit.
  */
 #ifndef APB_WINOGRAD_H
 #define APB_WINOGRAD_H
@@ -35,6 +37,16 @@ size_t apb_wino_work_floats(int C, int M, int W);
  * so the result does not depend on the thread count. */
 void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
                    int accumulate, float *y, long sy, float *work, int nthreads);
+
+/* The 16 matrices of U packed for the GEMMs once (apb_sgemm_apack, at the
+ * active ISA level; pu: apb_wino_packed_floats(M, C) floats), then
+ * apb_wino_conv_packed gives apb_wino_conv's results bit for bit without U: the
+ * runtime keeps only the packed form of a layer's transformed weights. */
+size_t apb_wino_packed_floats(int M, int C);
+void apb_wino_pack(int M, int C, const float *U, float *pu, int nthreads);
+void apb_wino_conv_packed(int N, int C, int H, int W, const float *x, long sx, int M,
+                          const float *pu, int accumulate, float *y, long sy, float *work,
+                          int nthreads);
 
 /* ---- internal: the tile-row transforms per ISA build (winograd_rows.h) ---- */
 void apb_wino_input_rows_c(const float *x, long sx, int C, int H, int W, long r0, long r1,

@@ -187,7 +187,7 @@ static float *rt_eval(const unsigned char *buf, size_t size, int ref, const floa
         for (int i = 0; i < apbrt_num_layers(rm); i++) {
             apbrt_layer_info li;
             apbrt_layer_info_get(rm, i, &li);
-            *nbit += li.kernel[0] && strcmp(li.kernel, "sgemm") != 0;
+            *nbit += li.kernel[0] && strcmp(li.kernel, "sgemm") != 0 && strcmp(li.kernel, "wino") != 0;
         }
     }
     float *out = malloc(sizeof(float) * (size_t)(n * per));

@@ -239,3 +239,68 @@ APB_TEST(test_infer_fast_pool_rows)
         }
     return 0;
 }
+
+/* APBRT_WINOGRAD=1 (read at load): an fp32 3x3 conv of 128 -> 128 channels runs
+ * by Winograd ("wino" in the layer info), within rounding of the direct path
+ * (not its bits), the same bits for 1 and 2 threads and one image at a time; a
+ * 64-channel conv and a default load stay on the direct path. */
+APB_TEST(test_infer_winograd_opt_in)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 81);
+    for (int wide = 0; wide < 2; wide++) {
+        int C = wide ? 128 : 64, M = wide ? 128 : 64, H = 9, W = 10;
+        long in = (long)C * H * W, out = (long)M * H * W;
+        ti_model t;
+        ti_init(&t, C, H, W, (int)out, 2);
+        ti_conv(&t, &r, APBRT_CONV, 0, 1, C, M, 3, 1, 1, APBRT_W_FP32, APBRT_A_FP, 1, 0);
+        ti_bn(&t, &r, 1, 1, M);
+        t.d.output_slot = 1;
+        enum { NB = 3 };
+        float *x = malloc(sizeof(float) * NB * in), *d = malloc(sizeof(float) * NB * out);
+        float *a = malloc(sizeof(float) * NB * out), *b = malloc(sizeof(float) * NB * out);
+        CHECK(x && d && a && b);
+        ti_input(&r, x, NB * in);
+        apbrt_model *md, *mw;
+        CHECK(load_fast(&t.d, &md) == 0);
+        setenv("APBRT_WINOGRAD", "1", 1);
+        int lw = load_fast(&t.d, &mw);
+        unsetenv("APBRT_WINOGRAD");
+        CHECK(lw == 0);
+        apbrt_layer_info li;
+        apbrt_layer_info_get(md, 0, &li);
+        CHECK_MSG(strcmp(li.kernel, "sgemm") == 0, "default load: %s", li.kernel);
+        apbrt_layer_info_get(mw, 0, &li);
+        CHECK_MSG(strcmp(li.kernel, wide ? "wino" : "sgemm") == 0, "opt-in, %d channels: %s", C,
+                  li.kernel);
+        int saved = apb_threads_get();
+        apbrt_set_threads(1);
+        CHECK_OK(apbrt_run(md, x, NB, d));
+        CHECK_OK(apbrt_run(mw, x, NB, a));
+        apbrt_set_threads(2);
+        CHECK_OK(apbrt_run(mw, x, NB, b));
+        CHECK(memcmp(a, b, sizeof(float) * NB * out) == 0);
+        for (int i = 0; i < NB; i++) {
+            CHECK_OK(apbrt_run(mw, x + i * in, 1, b));
+            CHECK(memcmp(a + i * out, b, sizeof(float) * out) == 0);
+        }
+        apbrt_set_threads(saved);
+        double e = ti_relerr(a, d, NB * out);
+        CHECK_MSG(e <= 1e-5, "Winograd vs direct: relative error %.3g", e);
+        /* another ISA level after the load: the packed weights are made again */
+        CHECK_OK(apb_isa_force(APB_ISA_REF));
+        int rc = apbrt_run(mw, x, NB, b);
+        CHECK_OK(apb_isa_force(apb_isa_detected()));
+        CHECK_OK(rc);
+        CHECK_MSG(ti_relerr(b, d, NB * out) <= 1e-5, "Winograd at the portable level");
+        if (wide)
+            CHECK_MSG(memcmp(a, d, sizeof(float) * NB * out) != 0, "Winograd gave the direct bits");
+        else
+            CHECK(memcmp(a, d, sizeof(float) * NB * out) == 0);
+        apbrt_free(md);
+        apbrt_free(mw);
+        free(x), free(d), free(a), free(b);
+        ti_free(&t);
+    }
+    return 0;
+}

@@ -383,7 +383,7 @@ APB_TEST(sgemm_conv_equals_sgemm_on_im2col)
 
 /* apb_sgemm_packed with A packed once by apb_sgemm_apack gives apb_sgemm(0, 0)'s
  * bits at every ISA level and thread count, K across the K blocks and M across
- * the row blocks, alpha/beta cases; pa = NULL packs as usual. */
+ * the row blocks, alpha/beta cases; A = NULL reads only pa, pa = NULL packs as usual. */
 APB_TEST(sgemm_packed_a_equals_sgemm)
 {
     static const int cs[][3] = {{7, 33, 5}, {64, 130, 300}, {250, 40, 600}, {13, 1, 257}};
@@ -407,7 +407,8 @@ APB_TEST(sgemm_packed_a_equals_sgemm)
                 fill(&rng, C1, (long)M * N);
                 memcpy(C2, C1, sizeof(float) * M * N);
                 apb_sgemm(0, 0, M, N, K, alpha, A, lda, B, N, beta, C1, N);
-                apb_sgemm_packed(M, N, K, alpha, A, lda, v == 3 ? NULL : pa, B, N, beta, C2, N);
+                apb_sgemm_packed(M, N, K, alpha, v == 1 ? NULL : A, lda, v == 3 ? NULL : pa, B, N,
+                                 beta, C2, N);
                 if (memcmp(C1, C2, sizeof(float) * M * N)) {
                     fprintf(stderr, "  isa=%s case %d v=%d: packed A differs\n",
                             apb_isa_name(apb_isa_active()), t, v);
