@@ -21,8 +21,7 @@
 #include "cpu.h"
 #include "sgemm.h"
 
-#define WINO_SUFFIX _c
-#include "winograd_rows.h"
+static int tiles_w(int W) { return (W + 1) / 2; }
 
 /* Tiles per chunk: whole tile rows, about this many tiles. */
 #define WINO_TILES 128
@@ -87,19 +86,150 @@ size_t apb_wino_work_floats(int C, int M, int W)
     return (size_t)16 * C * tc + (size_t)16 * M * tc + rows;
 }
 
-/* The row transforms at the active ISA level (winograd_rows.h: the same bits at
- * every level). */
-typedef struct {
-    void (*in)(const float *, long, int, int, int, long, long, float *, float *);
-    void (*out)(const float *, int, int, int, long, long, int, float *, long, float *);
-} wino_rows;
-
-static wino_rows rows_active(void)
+/* Even and odd columns of padded row x (W wide, NULL: a zero row):
+ * e[k] = x[2k - 1], o[k] = x[2k], zero outside, k <= TW. */
+static void split_row(const float *x, int W, int TW, float *e, float *o)
 {
-    switch (apb_isa_active()) {
-    case APB_ISA_AVX512: return (wino_rows){apb_wino_input_rows_avx512, apb_wino_output_rows_avx512};
-    case APB_ISA_AVX2: return (wino_rows){apb_wino_input_rows_avx2, apb_wino_output_rows_avx2};
-    default: return (wino_rows){apb_wino_input_rows_c, apb_wino_output_rows_c};
+    if (!x) {
+        memset(e, 0, sizeof(float) * (size_t)(TW + 1));
+        memset(o, 0, sizeof(float) * (size_t)(TW + 1));
+        return;
+    }
+    /* valid: e[k] for 1 <= k <= W/2 (2k - 1 < W), o[k] for k < (W + 1)/2 (2k < W) */
+    int ke = W / 2 < TW ? W / 2 : TW, ko = (W + 1) / 2 < TW + 1 ? (W + 1) / 2 : TW + 1;
+    const float *restrict xs = x;
+    float *restrict ee = e, *restrict oo = o;
+    ee[0] = 0.0f;
+#pragma omp simd
+    for (int k = 1; k <= ke; k++)
+        ee[k] = xs[2 * k - 1];
+    for (int k = ke + 1; k <= TW; k++)
+        ee[k] = 0.0f;
+#pragma omp simd
+    for (int k = 0; k < ko; k++)
+        oo[k] = xs[2 * k];
+    for (int k = ko; k <= TW; k++)
+        oo[k] = 0.0f;
+}
+
+/* V[xi][c][t0 + tw] for one tile row of one channel (x0: that channel's plane). */
+static void input_row(const float *x0, int H, int W, int th, float *rows, float *V, size_t cs,
+                      long t0)
+{
+    int TW = tiles_w(W), L = TW + 1;
+    float *e[4], *o[4];
+    for (int r = 0; r < 4; r++) {
+        e[r] = rows + (size_t)(2 * r) * L;
+        o[r] = rows + (size_t)(2 * r + 1) * L;
+        int ih = 2 * th - 1 + r;
+        split_row(ih >= 0 && ih < H ? x0 + (long)ih * W : NULL, W, TW, e[r], o[r]);
+    }
+    /* rows: B^T d, in place: r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3 */
+    for (int h = 0; h < 2; h++) {
+        float *d0 = h ? o[0] : e[0], *d1 = h ? o[1] : e[1], *d2 = h ? o[2] : e[2],
+              *d3 = h ? o[3] : e[3];
+#pragma omp simd
+        for (int k = 0; k < L; k++) {
+            float a = d0[k], b = d1[k], c = d2[k], d = d3[k];
+            d0[k] = a - c;
+            d1[k] = b + c;
+            d2[k] = c - b;
+            d3[k] = b - d;
+        }
+    }
+    /* columns: the same on (E[tw], O[tw], E[tw+1], O[tw+1]) */
+    for (int i = 0; i < 4; i++) {
+        const float *E = e[i], *O = o[i];
+        float *v0 = V + (size_t)(4 * i) * cs + t0, *v1 = v0 + cs, *v2 = v1 + cs, *v3 = v2 + cs;
+#pragma omp simd
+        for (int tw = 0; tw < TW; tw++) {
+            float a = E[tw], b = O[tw], c = E[tw + 1], d = O[tw + 1];
+            v0[tw] = a - c;
+            v1[tw] = b + c;
+            v2[tw] = c - b;
+            v3[tw] = b - d;
+        }
+    }
+}
+
+/* y rows 2th, 2th + 1 of one output channel from P[xi][t0 + tw] (xi stride ps). */
+static void output_row(const float *P, size_t ps, long t0, int H, int W, int th, int acc,
+                       float *y0, float *rows)
+{
+    int TW = tiles_w(W);
+    float *q[4] = {rows, rows + TW, rows + 2 * TW, rows + 3 * TW}; /* y00 y01 y10 y11 */
+    /* A^T m A with m = the 16 products of a tile (xi = 4 i + j), as named
+     * pointers: an array of them was reloaded per element and kept the loop scalar */
+    const float *P0 = P + t0;
+#define WP(k) const float *restrict p##k = P0 + (size_t)(k) * ps
+    WP(0); WP(1); WP(2); WP(3); WP(4); WP(5); WP(6); WP(7);
+    WP(8); WP(9); WP(10); WP(11); WP(12); WP(13); WP(14); WP(15);
+#undef WP
+    float *restrict q0 = q[0], *restrict q1 = q[1], *restrict q2 = q[2], *restrict q3 = q[3];
+#pragma omp simd
+    for (int tw = 0; tw < TW; tw++) {
+        float a0 = p0[tw] + p4[tw] + p8[tw], a1 = p1[tw] + p5[tw] + p9[tw];
+        float a2 = p2[tw] + p6[tw] + p10[tw], a3 = p3[tw] + p7[tw] + p11[tw];
+        float b0 = p4[tw] - p8[tw] - p12[tw], b1 = p5[tw] - p9[tw] - p13[tw];
+        float b2 = p6[tw] - p10[tw] - p14[tw], b3 = p7[tw] - p11[tw] - p15[tw];
+        q0[tw] = a0 + a1 + a2;
+        q1[tw] = a1 - a2 - a3;
+        q2[tw] = b0 + b1 + b2;
+        q3[tw] = b1 - b2 - b3;
+    }
+    for (int r = 0; r < 2; r++) {
+        int oh = 2 * th + r;
+        if (oh >= H)
+            break;
+        float *restrict yr = y0 + (long)oh * W;
+        const float *restrict a = q[2 * r], *restrict b = q[2 * r + 1];
+        int pairs = W / 2; /* whole tiles; an odd W leaves column W - 1 */
+        if (acc) {
+#pragma omp simd
+            for (int tw = 0; tw < pairs; tw++) {
+                yr[2 * tw] += a[tw];
+                yr[2 * tw + 1] += b[tw];
+            }
+            if (W & 1)
+                yr[W - 1] += a[pairs];
+        } else {
+#pragma omp simd
+            for (int tw = 0; tw < pairs; tw++) {
+                yr[2 * tw] = a[tw];
+                yr[2 * tw + 1] = b[tw];
+            }
+            if (W & 1)
+                yr[W - 1] = a[pairs];
+        }
+    }
+}
+
+/* V[xi][c][t] of tile rows r0 .. r1-1 (rows TH per image, images sx apart) for
+ * all C channels; T = (r1 - r0) * TW tiles; rows: scratch of 8 * (TW + 1). */
+static void input_rows(const float *x, long sx, int C, int H, int W, long r0, long r1, float *V,
+                       float *rows)
+{
+    int TH = (H + 1) / 2, TW = tiles_w(W);
+    size_t T = (size_t)(r1 - r0) * TW;
+    for (long r = r0; r < r1; r++) {
+        int n = (int)(r / TH), th = (int)(r % TH);
+        for (int c = 0; c < C; c++)
+            input_row(x + n * sx + (long)c * H * W, H, W, th, rows, V + (size_t)c * T, C * T,
+                      (r - r0) * TW);
+    }
+}
+
+/* y (= or += when acc) from P[xi][m][t] of the same tile rows, all M channels. */
+static void output_rows(const float *P, int M, int H, int W, long r0, long r1, int acc, float *y,
+                        long sy, float *rows)
+{
+    int TH = (H + 1) / 2, TW = tiles_w(W);
+    size_t T = (size_t)(r1 - r0) * TW;
+    for (long r = r0; r < r1; r++) {
+        int n = (int)(r / TH), th = (int)(r % TH);
+        for (int m = 0; m < M; m++)
+            output_row(P + (size_t)m * T, M * T, (r - r0) * TW, H, W, th, acc,
+                       y + n * sy + (long)m * H * W, rows);
     }
 }
 
@@ -145,7 +275,6 @@ void apb_wino_conv_packed(int N, int C, int H, int W, const float *x, long sx, i
 static void wino_run(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
                      const float *pu, int accumulate, float *y, long sy, float *work, int nthreads)
 {
-    wino_rows tf = rows_active();
     int TH = (H + 1) / 2, TW = tiles_w(W), rc = chunk_rows(C, W);
     long nrows = (long)N * TH, nchunk = (nrows + rc - 1) / rc;
     size_t wf = apb_wino_work_floats(C, M, W), tc = (size_t)rc * TW, mc = (size_t)M * C;
@@ -166,10 +295,10 @@ static void wino_run(int N, int C, int H, int W, const float *x, long sx, int M,
         float *V = work + (size_t)tid * wf, *P = V + (size_t)16 * C * tc, *rows = P + (size_t)16 * M * tc;
         long r0 = ch * rc, r1 = r0 + rc < nrows ? r0 + rc : nrows;
         size_t T = (size_t)(r1 - r0) * TW; /* tiles in this chunk */
-        tf.in(x, sx, C, H, W, r0, r1, V, rows);
+        input_rows(x, sx, C, H, W, r0, r1, V, rows);
         for (int k = 0; k < 16; k++)
             apb_sgemm_packed(M, (int)T, C, 1.0f, U ? U + k * mc : NULL, C, pu ? pu + k * pf : NULL,
                              V + (size_t)k * C * T, (int)T, 0.0f, P + (size_t)k * M * T, (int)T);
-        tf.out(P, M, H, W, r0, r1, accumulate, y, sy, rows);
+        output_rows(P, M, H, W, r0, r1, accumulate, y, sy, rows);
     }
 }

@@ -48,18 +48,4 @@ void apb_wino_conv_packed(int N, int C, int H, int W, const float *x, long sx, i
                           const float *pu, int accumulate, float *y, long sy, float *work,
                           int nthreads);
 
-/* ---- internal: the tile-row transforms per ISA build (winograd_rows.h) ---- */
-void apb_wino_input_rows_c(const float *x, long sx, int C, int H, int W, long r0, long r1,
-                           float *V, float *rows);
-void apb_wino_output_rows_c(const float *P, int M, int H, int W, long r0, long r1, int acc,
-                            float *y, long sy, float *rows);
-void apb_wino_input_rows_avx2(const float *x, long sx, int C, int H, int W, long r0, long r1,
-                              float *V, float *rows);
-void apb_wino_output_rows_avx2(const float *P, int M, int H, int W, long r0, long r1, int acc,
-                               float *y, long sy, float *rows);
-void apb_wino_input_rows_avx512(const float *x, long sx, int C, int H, int W, long r0, long r1,
-                                float *V, float *rows);
-void apb_wino_output_rows_avx512(const float *P, int M, int H, int W, long r0, long r1, int acc,
-                                 float *y, long sy, float *rows);
-
 #endif
