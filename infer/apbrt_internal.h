@@ -146,6 +146,9 @@ typedef struct {
     uint64_t file_bytes;        /* record + section bytes */
     double seconds;
     apbrt_fast *fast;           /* NULL: reference path for this layer */
+    float *wpack;               /* linear: weff packed as sgemm's B (apb_sgemm_bpack), made
+                                   at the first run at ISA level wpack_isa, or NULL */
+    int wpack_isa;
 } apbrt_rt_layer;
 
 struct apbrt_model {

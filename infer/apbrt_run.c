@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "apbrt_internal.h"
+#include "cpu.h"
 #include "bits.h"
 #include "i8gemm.h"
 #include "im2col.h"
@@ -39,6 +40,8 @@ void apbrt_free(apbrt_model *m)
     if (!m)
         return;
     apbrt_fast_free(m);
+    for (int i = 0; m->layers && i < m->nlayers; i++)
+        apb_free_aligned(m->layers[i].wpack);
     apb_arena_free(&m->params);
     apb_arena_free(&m->work);
     free(m->layers);
@@ -263,7 +266,7 @@ static int conv_implicit(apbrt_model *m, const apbrt_rt_layer *L, const float *s
     return 0;
 }
 
-static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, int n, float *out)
+static void conv_ref(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     const apbrt_rec *r = &L->r;
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)L->oh * L->ow;
@@ -273,8 +276,20 @@ static void conv_ref(apbrt_model *m, const apbrt_rt_layer *L, const float *in, i
         src = m->qbuf;
     }
     if (r->kind == APBRT_LINEAR) {
-        apb_sgemm(0, 1, n, r->cout, (int)L->K, 1.0f, src, (int)L->K, L->weff, (int)L->K, 0.0f, out,
-                  r->cout);
+        /* the weights as sgemm's packed B, made once per ISA level: at batch 1 the
+         * product is a pass over them, and packing them was most of its time;
+         * the same kernel and blocking, so the same bits */
+        if (L->wpack && L->wpack_isa != (int)apb_isa_active()) {
+            apb_free_aligned(L->wpack);
+            L->wpack = NULL;
+        }
+        if (!L->wpack && (L->wpack = apb_alloc_aligned(sizeof(float) *
+                                                       apb_sgemm_bpack_floats(r->cout, (int)L->K)))) {
+            apb_sgemm_bpack(1, r->cout, (int)L->K, L->weff, (int)L->K, L->wpack);
+            L->wpack_isa = (int)apb_isa_active();
+        }
+        apb_sgemm_packed_b(0, 1, n, r->cout, (int)L->K, 1.0f, src, (int)L->K, L->weff, (int)L->K,
+                           L->wpack, 0.0f, out, r->cout);
         for (long b = 0; b < n; b++)
             for (int c = 0; c < r->cout; c++)
                 out[b * r->cout + c] = apbrt_post(L, c, out[b * r->cout + c]);

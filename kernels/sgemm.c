@@ -182,6 +182,8 @@ typedef struct {
     float *C;
     const float *apack; /* all of A packed (apb_sgemm_apack), or NULL */
     long mpad;          /* M rounded up to MR */
+    const float *bpack; /* all of op(B) packed (apb_sgemm_bpack), or NULL */
+    long npad;          /* N rounded up to NR */
 } gemm_args;
 
 /* C[m0:m0+mlen, n0:n0+nlen] on the calling thread. Returns 0, or -1 if the
@@ -199,13 +201,15 @@ static int run_tile(const gemm_args *g, int m0, int mlen, int n0, int nlen)
     /* With few rows, packed B would be read only once or twice: cheaper to read a
      * non-transposed B in place, as copying a 3136 x 128 B (1.6 MB) would cost more
      * than the multiply (e.g. M=10, N=128, K=3136 from a linear layer). */
-    int direct = !g->transb && mlen <= 2 * MR;
+    int direct = !g->transb && mlen <= 2 * MR && !g->bpack;
     for (int jc = 0; jc < nlen; jc += ncmax) {
         int nc = imin(ncmax, nlen - jc);
         for (int pc = 0; pc < g->K; pc += kcmax) {
             int kc = imin(kcmax, g->K - pc);
             float beta = pc == 0 ? g->beta : 1.0f;
-            if (direct) /* only the ragged last panel needs packing (zero padding) */
+            if (g->bpack) /* block pc at pc * npad, columns n0 + jc (a multiple of NR) */
+                pb = (float *)g->bpack + (long)pc * g->npad + (long)(n0 + jc) * kc;
+            else if (direct) /* only the ragged last panel needs packing (zero padding) */
                 pack_b(ki, 0, g->B, g->ldb, n0 + jc + nc / NR * NR, nc % NR, pc, kc, pb);
             else
                 pack_b(ki, g->transb, g->B, g->ldb, n0 + jc, nc, pc, kc, pb);
@@ -285,15 +289,23 @@ static thread_split split_threads(int M, int N, double flops, int MR, int NR)
  * block pc sits at apack + pc*mpad + (m/MR)*MR*kc + (k - pc)*MR + m%MR. */
 static void ref_packed(const gemm_args *g, int m0, int ml, int n0, int nl)
 {
-    int MR = g->ki->mr, kcmax = imin(g->ki->kc, g->K);
+    int MR = g->ki->mr, NR = g->ki->nr, kcmax = imin(g->ki->kc, g->K);
     for (int m = m0; m < m0 + ml; m++)
         for (int n = n0; n < n0 + nl; n++) {
             float acc = 0.0f;
             for (int pc = 0; pc < g->K; pc += kcmax) {
                 int kc = imin(kcmax, g->K - pc);
-                const float *blk = g->apack + (long)pc * g->mpad + (long)(m / MR) * MR * kc + m % MR;
-                for (int k = 0; k < kc; k++)
-                    acc += blk[(long)k * MR] * g->B[(long)(pc + k) * g->ldb + n];
+                for (int k = 0; k < kc; k++) {
+                    float a = g->A ? (g->transa ? g->A[(long)(pc + k) * g->lda + m]
+                                                : g->A[(long)m * g->lda + pc + k])
+                                   : g->apack[(long)pc * g->mpad + (long)(m / MR) * MR * kc +
+                                              (long)k * MR + m % MR];
+                    float b = g->B ? (g->transb ? g->B[(long)n * g->ldb + pc + k]
+                                                : g->B[(long)(pc + k) * g->ldb + n])
+                                   : g->bpack[(long)pc * g->npad + (long)(n / NR) * NR * kc +
+                                              (long)k * NR + n % NR];
+                    acc += a * b;
+                }
             }
             float *c = g->C + (long)m * g->ldc + n;
             *c = g->beta == 0.0f ? g->alpha * acc : g->alpha * acc + g->beta * *c;
@@ -301,8 +313,8 @@ static void ref_packed(const gemm_args *g, int m0, int ml, int n0, int nl)
 }
 
 static void sgemm_run(int transa, int transb, int M, int N, int K, float alpha, const float *A,
-                      int lda, const float *apack, const float *B, int ldb, float beta, float *C,
-                      int ldc)
+                      int lda, const float *apack, const float *B, int ldb, const float *bpack,
+                      float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0)
         return;
@@ -311,8 +323,9 @@ static void sgemm_run(int transa, int transb, int M, int N, int K, float alpha, 
         return;
     }
     gemm_args g = {pick_kinfo(M), transa, transb, K, alpha, beta, A, B,
-                   lda, ldb, ldc, C, apack, 0};
+                   lda, ldb, ldc, C, apack, 0, bpack, 0};
     g.mpad = (long)round_up((size_t)M, (size_t)g.ki->mr);
+    g.npad = (long)round_up((size_t)N, (size_t)g.ki->nr);
     const int MR = g.ki->mr, NR = g.ki->nr;
 
     thread_split sp = split_threads(M, N, 2.0 * M * N * K, MR, NR);
@@ -327,7 +340,7 @@ static void sgemm_run(int transa, int transb, int M, int N, int K, float alpha, 
         int ml = imin(msz, M - m0), nl = imin(nsz, N - n0);
         if (run_tile(&g, m0, ml, n0, nl) == 0)
             continue;
-        if (A) /* no memory to pack: unblocked reference */
+        if (A && B) /* no memory to pack: unblocked reference */
             apb_sgemm_ref(transa, transb, ml, nl, K, alpha,
                           transa ? A + m0 : A + (long)m0 * lda, lda,
                           transb ? B + (long)n0 * ldb : B + n0, ldb, beta,
@@ -340,7 +353,7 @@ static void sgemm_run(int transa, int transb, int M, int N, int K, float alpha, 
 void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    sgemm_run(transa, transb, M, N, K, alpha, A, lda, NULL, B, ldb, beta, C, ldc);
+    sgemm_run(transa, transb, M, N, K, alpha, A, lda, NULL, B, ldb, NULL, beta, C, ldc);
 }
 
 size_t apb_sgemm_apack_floats(int M, int K)
@@ -361,7 +374,34 @@ void apb_sgemm_apack(int M, int K, const float *A, int lda, float *pa)
 void apb_sgemm_packed(int M, int N, int K, float alpha, const float *A, int lda, const float *pa,
                       const float *B, int ldb, float beta, float *C, int ldc)
 {
-    sgemm_run(0, 0, M, N, K, alpha, A, lda, pa, B, ldb, beta, C, ldc);
+    sgemm_run(0, 0, M, N, K, alpha, A, lda, pa, B, ldb, NULL, beta, C, ldc);
+}
+
+/* B's packing depends on the level's NR and K block only, not on M (both
+ * AVX-512 tiles have NR = 32 and the same K block). */
+size_t apb_sgemm_bpack_floats(int N, int K)
+{
+    const apb_sgemm_kinfo *ki = pick_kinfo(1);
+    return N > 0 && K > 0 ? round_up((size_t)N, (size_t)ki->nr) * (size_t)K : 0;
+}
+
+void apb_sgemm_bpack(int transb, int N, int K, const float *B, int ldb, float *pb)
+{
+    const apb_sgemm_kinfo *ki = pick_kinfo(1);
+    size_t npad = round_up((size_t)N, (size_t)ki->nr);
+    int kcmax = imin(ki->kc, K);
+    for (int pc = 0; N > 0 && pc < K; pc += kcmax)
+        pack_b(ki, transb, B, ldb, 0, N, pc, imin(kcmax, K - pc), pb + (size_t)pc * npad);
+}
+
+void apb_sgemm_packed_b(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, const float *pb, float beta, float *C,
+                        int ldc)
+{
+    const apb_sgemm_kinfo *k1 = pick_kinfo(1), *km = pick_kinfo(M);
+    if (km->nr != k1->nr || km->kc != k1->kc) /* not the packing's blocking: pack as usual */
+        pb = NULL;
+    sgemm_run(transa, transb, M, N, K, alpha, A, lda, NULL, B, ldb, pb, beta, C, ldc);
 }
 
 /* ---- convolution GEMM with an implicit (indirect) B ------------------------

@@ -23,6 +23,16 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
  * for B cannot be had, a plain loop reads A, or pa when A is NULL, and the result
  * is close, not bitwise). Pack and multiply at the same ISA level.
  * Winograd's 16 transformed weight matrices serve every chunk of tiles this way. */
+/* The same for B: op(B) (N x K after the transpose) packed once into pb
+ * (apb_sgemm_bpack_floats(N, K) floats); apb_sgemm_packed_b gives apb_sgemm's
+ * bits without repacking it (B may be NULL: then, without packing scratch for A,
+ * a plain loop reads pb). A linear layer's weights at batch 1 are 2 MB packed
+ * per call otherwise. */
+size_t apb_sgemm_bpack_floats(int N, int K);
+void apb_sgemm_bpack(int transb, int N, int K, const float *B, int ldb, float *pb);
+void apb_sgemm_packed_b(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, const float *pb, float beta, float *C,
+                        int ldc);
 size_t apb_sgemm_apack_floats(int M, int K);
 void apb_sgemm_apack(int M, int K, const float *A, int lda, float *pa);
 void apb_sgemm_packed(int M, int N, int K, float alpha, const float *A, int lda, const float *pa,
