@@ -18,15 +18,15 @@ torch() {
     /usr/bin/python3 ../shared/anchors/bench_torch_int8.py --threads 2 2>&1 | grep RESULT | sed "s/^/R$r /"
 }
 for r in $(seq ${ROUNDS:-6}); do
-  [ $((r % 2)) = 1 ] && torch
+  if [ $((r % 2)) = 1 ]; then torch; fi
   run apb_bin_b1 $N X=1 --quant apb --act binary --batch 1
-  [ -n "$OLD" ] && run old_bin_b1 "$OLD" X=1 --quant apb --act binary --batch 1
+  if [ -n "$OLD" ]; then run old_bin_b1 "$OLD" X=1 --quant apb --act binary --batch 1; fi
   run apb_bin_b16 $N X=1 --quant apb --act binary --batch 16 --reps 5
-  [ -n "$OLD" ] && run old_bin_b16 "$OLD" X=1 --quant apb --act binary --batch 16 --reps 5
+  if [ -n "$OLD" ]; then run old_bin_b16 "$OLD" X=1 --quant apb --act binary --batch 16 --reps 5; fi
   run apb_q2_b1 $N X=1 --quant apb --act q2 --batch 1
   run q2q2_b1 $N X=1 --quant q2 --act q2 --batch 1
   run fp_b1 $N X=1 --quant fp --act fp --batch 1
   run fpwino_b1 $N APBRT_WINOGRAD=1 --quant fp --act fp --batch 1
   run fp_b16 $N X=1 --quant fp --act fp --batch 16 --reps 3
-  [ $((r % 2)) = 0 ] && torch
+  if [ $((r % 2)) = 0 ]; then torch; fi
 done

@@ -263,13 +263,14 @@ fail:
 }
 
 /* Opt-in (APBRT_WINOGRAD=1 when the model is loaded): fp32 3x3 stride-1 pad-1
- * convs with >= WINO_MIN input and output channels run by Winograd F(2x2, 3x3)
- * (kernels/winograd.h): 16 multiplies per 2x2 output tile instead of 36. The
- * transformed weights are made and packed for the GEMMs here, once (16/9 of the
- * layer's weight floats). The result differs from the direct product, which the
- * training graph computes in eval mode, by rounding only (activations are fp on
- * both sides of such a layer, nothing downstream is quantized from it), but it
- * is not the same bits, and the default path is: hence opt-in. */
+ * convs (fp32 weights, fp input) with >= WINO_MIN input and output channels run
+ * by Winograd F(2x2, 3x3) (kernels/winograd.h): 16 multiplies per 2x2 output tile
+ * instead of 36. The transformed weights are made and packed for the GEMMs here,
+ * once (16/9 of the layer's weight floats). The layer's result differs from the
+ * direct product, which the training graph computes in eval mode, by rounding
+ * only; it is not the same bits, and a quantized layer further on may see a
+ * different sign or level where its input is within rounding of a threshold.
+ * The default path keeps the training graph's bits: hence opt-in. */
 #define WINO_MIN 128
 
 static int wino_fits(const apbrt_rt_layer *L)
@@ -277,6 +278,7 @@ static int wino_fits(const apbrt_rt_layer *L)
     const apbrt_rec *r = &L->r;
     const char *e = getenv("APBRT_WINOGRAD");
     return e && strcmp(e, "1") == 0 && r->kind == APBRT_CONV && r->akind == APBRT_A_FP &&
+           r->wkind == APBRT_W_FP32 &&
            r->kh == 3 && r->kw == 3 && r->stride == 1 && r->pad == 1 && L->ic >= WINO_MIN &&
            r->cout >= WINO_MIN && L->weff && apb_wino_enabled();
 }

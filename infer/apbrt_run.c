@@ -349,24 +349,8 @@ static void pool_row(const apbrt_rt_layer *L, const float *x, int oh, float *y, 
     for (int ow = 0; ow < OW; ow++)
         acc[ow] = pv;
     int h0 = oh * s - p;
-    /* max: the window's rows reduce to one row first (elementwise), which then
-     * goes through the phase split and the k horizontal passes once */
-    float *vr = mx ? acc + OW : NULL;
-    if (mx) {
-        int i0 = h0 < 0 ? 0 : h0, i1 = h0 + k < H ? h0 + k : H;
-        for (int w = 0; w < W; w++)
-            vr[w] = pv;
-        for (int i = i0; i < i1; i++) {
-            const float *restrict xr = x + (long)i * W;
-#pragma omp simd
-            for (int w = 0; w < W; w++)
-                vr[w] = xr[w] > vr[w] ? xr[w] : vr[w];
-        }
-        if (i0 >= i1)
-            h0 = H; /* no row: the loop below does nothing */
-    }
-    for (int i = h0 < 0 ? 0 : h0; i < h0 + k && i < H; i = mx ? H : i + 1) {
-        const float *xr = mx ? vr : x + (long)i * W;
+    for (int i = h0 < 0 ? 0 : h0; i < h0 + k && i < H; i++) {
+        const float *xr = x + (long)i * W;
         for (int b = 0; b < s; b++) {
             /* valid t: 0 <= (t - off)*s + b < W */
             int tlo = off, thi = off + (W - 1 - b) / s + 1;
@@ -424,7 +408,7 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
     float inv = 1.0f / (float)(k * k);
     /* phase array: t - off in [-off, OW + k/s + 1) covers every tap column */
     int off = p / s + 2, lp = OW + off + k / s + 2;
-    if ((long)s * lp + OW + W <= POOL_ROW_FLOATS) {
+    if ((long)s * lp + OW <= POOL_ROW_FLOATS) {
 #pragma omp parallel for num_threads(nth) if (planes * OH * OW > 8192)
         for (long pl = 0; pl < planes; pl++) {
             float scratch[POOL_ROW_FLOATS];
@@ -604,6 +588,8 @@ int apbrt_microbatch(const apbrt_model *m)
     const char *e = getenv("APBRT_MICROBATCH");
     if (e && atoi(e) > 0)
         return atoi(e);
+    if (!m)
+        return 1;
     long big = 1;
     for (int s = 0; s < m->nslots; s++)
         big = m->slot_floats[s] > big ? m->slot_floats[s] : big;

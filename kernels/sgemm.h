@@ -87,8 +87,10 @@ void apb_sgemm_dw3_same(int M, int C, int nb, int H, int W, float alpha, const f
  * computes it from the explicit matrix at the same ISA level and M (same kernels
  * and K blocking, whatever the thread count): bitwise the same result, which
  * keeps a training forward equal to the runtime's im2col + sgemm.
- * A row-major, lda >= K; seg >= 1. With AVX-512 and seg % 16 == 0 the kernel reads
- * the image rows in place; otherwise panels are gathered from them. */
+ * A row-major, lda >= K; seg >= 1; N a multiple of seg (whole output rows: the
+ * in-place kernels load whole 8- or 16-float runs of a row). With AVX-512 and
+ * seg % 16 == 0, or AVX2 with seg % 8 == 0 and M <= 64 (APB_SGEMM_IND=0: never),
+ * the kernel reads the image rows in place; otherwise panels are gathered. */
 void apb_sgemm_conv(int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                     const long *boff, int seg, long segld, float beta, float *C, int ldc);
 /* The same for nb images (B + b*sb, C + b*sc) and one A, which is packed once. */

@@ -209,6 +209,9 @@ APB_TEST(test_infer_fast_pool_rows)
             ti_input(&r, x, in);
             for (long i = 0; i < in; i += 5)
                 x[i] = x[i / 2]; /* ties */
+            if (gi % 2) /* signed zeros decide: the first in row-major order wins, as in training */
+                for (long i = 0; i < in; i++)
+                    x[i] = i % 3 == 0 ? -0.0f : i % 3 == 1 ? 0.0f : -fabsf(x[i]);
             for (int c = 0; c < C; c++)
                 for (int oh = 0; oh < OH; oh++)
                     for (int ow = 0; ow < OW; ow++) {

@@ -311,7 +311,8 @@ APB_TEST(sgemm_conv_equals_sgemm_on_im2col)
     static const int cs[][6] = {{16, 32, 32, 3, 1, 16}, {32, 16, 16, 3, 1, 32}, {64, 8, 8, 3, 1, 64},
                                 {3, 9, 7, 3, 1, 13},    {2, 5, 33, 5, 2, 20},  {70, 5, 16, 3, 1, 24},
                                 {4, 6, 6, 1, 0, 5},     {5, 7, 16, 3, 0, 9},
-                                {2, 4, 16, 3, 1, 250}}; /* M > MC: several A blocks */
+                                {2, 4, 16, 3, 1, 250}, /* M > MC: several A blocks */
+                                {4, 5, 8, 3, 1, 12}};  /* N = 40: a last panel of 8 columns */
     int saved = apb_threads_get();
     apb_rng rng;
     apb_rng_seed(&rng, 21);
