@@ -641,3 +641,66 @@ APB_TEST(conv2d_winograd_threads_and_modes)
     CHECK(!bad);
     return 0;
 }
+
+/* apb_wino_conv_packed (the runtime's opt-in path, U packed once at load by
+ * apb_wino_pack) gives apb_wino_conv's bits (training's path, U packed per call)
+ * at every ISA level, for = and +=, odd sizes, one and two threads; both are
+ * within rounding of a plain 3x3 correlation (so a packing both share is right). */
+APB_TEST(winograd_packed_weights_same_bits)
+{
+    enum { N = 2, C = 130, H = 7, W = 9, M = 129 };
+    long nx = (long)N * C * H * W, ny = (long)N * M * H * W;
+    float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * M * C * 9);
+    float *U = malloc(sizeof(float) * apb_wino_u_floats(M, C));
+    float *y1 = malloc(sizeof(float) * ny), *y2 = malloc(sizeof(float) * ny);
+    size_t wf = 2 * apb_wino_work_floats(C, M, W);
+    float *work = malloc(sizeof(float) * wf);
+    CHECK(x && w && U && y1 && y2 && work);
+    apb_rng r;
+    apb_rng_seed(&r, 45);
+    for (long i = 0; i < nx; i++)
+        x[i] = apb_rng_normal(&r);
+    for (long i = 0; i < (long)M * C * 9; i++)
+        w[i] = 0.05f * apb_rng_normal(&r);
+    float *yr = malloc(sizeof(float) * ny); /* the plain correlation, in double */
+    CHECK(yr);
+    for (int n = 0; n < N; n++)
+        for (int m = 0; m < M; m++)
+            for (int oh = 0; oh < H; oh++)
+                for (int ow = 0; ow < W; ow++) {
+                    double sum = 0;
+                    for (int c = 0; c < C; c++)
+                        for (int kh = 0; kh < 3; kh++)
+                            for (int kw = 0; kw < 3; kw++) {
+                                int ih = oh + kh - 1, iw = ow + kw - 1;
+                                if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                    sum += (double)w[((m * C + c) * 3 + kh) * 3 + kw] *
+                                           x[((long)(n * C + c) * H + ih) * W + iw];
+                            }
+                    yr[((long)(n * M + m) * H + oh) * W + ow] = (float)sum;
+                }
+    apb_isa best = apb_isa_detected();
+    for (int l = APB_ISA_REF; l <= (int)best; l++) {
+        CHECK_OK(apb_isa_force((apb_isa)l));
+        float *pu = malloc(sizeof(float) * apb_wino_packed_floats(M, C));
+        CHECK(pu);
+        apb_wino_weights(M, C, w, 0, U, 1);
+        apb_wino_pack(M, C, U, pu, 2);
+        for (int v = 0; v < 4; v++) {
+            int acc = v & 1, nt = 1 + (v >> 1);
+            for (long i = 0; i < ny; i++)
+                y1[i] = y2[i] = (float)(i % 7);
+            apb_wino_conv(N, C, H, W, x, (long)C * H * W, M, U, acc, y1, (long)M * H * W, work, nt);
+            apb_wino_conv_packed(N, C, H, W, x, (long)C * H * W, M, pu, acc, y2, (long)M * H * W,
+                                 work, nt);
+            CHECK_MSG(memcmp(y1, y2, sizeof(float) * ny) == 0, "level %d, case %d", l, v);
+            if (!acc)
+                CHECK(apb_test_close_f32(__FILE__, __LINE__, "packed Winograd ~ direct", y2, yr,
+                                         ny, 1e-4, 1e-4) == 0);
+        }
+        free(pu);
+    }
+    CHECK_OK(apb_isa_force(best));
+    free(x), free(w), free(U), free(y1), free(y2), free(work), free(yr);
+    return 0;
+}
