@@ -61,6 +61,7 @@ enum {
     APB_TLS_SGEMM,
     APB_TLS_BITPACK,
     APB_TLS_BGEMM,
+    APB_TLS_BGEMM_A,
     APB_TLS_AMX_A,
     APB_TLS_AMX_B,
     APB_TLS_SPMM,

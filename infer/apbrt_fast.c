@@ -598,6 +598,13 @@ static apb_status chan_pack(const apbrt_fast *f, const float *x, float s, int pl
     return planes == 2 ? apb_bitpack_chan_im2col(&f->g, z1, a1, ld) : APB_OK;
 }
 
+/* Output rows per residual chunk: 64 / Wq whole rows, or one row (in 64-column
+ * pieces) when a row is wider than a chunk. */
+static int chunk_rows(const apbrt_fast *f)
+{
+    return f->Wq <= APB_SPMM_NC ? APB_SPMM_NC / f->Wq : 1;
+}
+
 /* Residual + epilogue of one image, output channels [m0, m1) (at most RES_CB),
  * output rows [oh0, oh1): out = post(GEMM + R (*) planes) per element. Each chunk
  * of APB_SPMM_NC wide pixels starts at an output row: it covers 64 / Wq whole
@@ -608,9 +615,8 @@ static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offs
                      int m0, int m1, int oh0, int oh1)
 {
     float acc[RES_CB * APB_SPMM_NC], cmp[APB_SPMM_NC];
-    int Wq = f->Wq, OW = f->OW;
+    int Wq = f->Wq, OW = f->OW, rows = chunk_rows(f);
     long ohw = (long)f->OH * OW;
-    int rows = Wq <= APB_SPMM_NC ? APB_SPMM_NC / Wq : 1;
     for (int oh = oh0; oh < oh1; oh += rows) {
         int nr = oh1 - oh < rows ? oh1 - oh : rows;
         for (int o0 = 0; o0 < OW; o0 += APB_SPMM_NC) {
@@ -640,8 +646,7 @@ static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offs
 static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const float *xq, int cnt,
                          const float *y, long ldy, long yimg, long yrow, float *outc, int nth)
 {
-    int M = L->r.cout, OH = f->OH, Wq = f->Wq;
-    int rows = Wq <= APB_SPMM_NC ? APB_SPMM_NC / Wq : 1;
+    int M = L->r.cout, OH = f->OH, Wq = f->Wq, rows = chunk_rows(f);
     int band = (RES_BAND + Wq - 1) / Wq; /* output rows per band, whole chunks */
     band = (band + rows - 1) / rows * rows;
     int nband = (OH + band - 1) / band, ncb = (M + RES_CB - 1) / RES_CB;
@@ -655,6 +660,30 @@ static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
         int oh1 = oh0 + band < OH ? oh0 + band : OH;
         res_rows(L, f, fn, xq + b * f->xp_sz, y + b * yimg, ldy, yrow, outc + b * M * ohw, m0, m1,
                  oh0, oh1);
+    }
+}
+
+/* The epilogue without a residual, with res_epilogue's view of y, as tasks
+ * (image, block of RES_MB channels): compact rows (yrow == OW) in one pass per
+ * channel, wide ones row by row. */
+static void plain_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, int cnt, const float *y,
+                           long ldy, long yimg, long yrow, float *outc, int nth)
+{
+    int M = L->r.cout, mb = (M + RES_MB - 1) / RES_MB;
+    long ohw = (long)f->OH * f->OW, tasks = (long)cnt * mb;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * cnt * ohw > 16384) schedule(dynamic, 1)
+    for (long t = 0; t < tasks; t++) {
+        long b = t / mb;
+        int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
+        for (int c = m0; c < m1; c++) {
+            const float *yc = y + (size_t)c * ldy + b * yimg;
+            float *oc = outc + ((size_t)b * M + c) * ohw;
+            if (yrow == f->OW)
+                apbrt_post_rows(L, c, yc, NULL, oc, ohw);
+            else
+                for (int oh = 0; oh < f->OH; oh++)
+                    apbrt_post_rows(L, c, yc + oh * yrow, NULL, oc + (long)oh * f->OW, f->OW);
+        }
     }
 }
 
@@ -724,28 +753,16 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
         /* one GEMM over the chunk: Y[M, cnt*ohw] (in place in `out` for one image) */
         float *Y = cnt == 1 ? outc : w->y;
         APB_TRY(apb_bgemm_f32(f->kind, M, (int)Nc, K, &A, &B, &ep, Y, (int)Nc));
-        if (f->has_res) {
-            long tasks = (long)cnt * L->ic;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
-            for (long t = 0; t < tasks; t++)
-                build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic),
-                             w->xq + (t / L->ic) * f->xp_sz);
-        }
-        if (f->has_res) {
-            res_epilogue(L, f, w->xq, cnt, Y, Nc, ohw, f->OW, outc, nth);
+        if (!f->has_res) {
+            plain_epilogue(L, f, cnt, Y, Nc, ohw, f->OW, outc, nth);
             continue;
         }
-        /* epilogue per (image, block of output channels) */
-        int mb = (M + RES_MB - 1) / RES_MB;
-        long tasks = (long)cnt * mb;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * Nc > 16384) schedule(dynamic, 1)
-        for (long t = 0; t < tasks; t++) {
-            long b = t / mb;
-            int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
-            for (int c = m0; c < m1; c++)
-                apbrt_post_rows(L, c, Y + (size_t)c * Nc + b * ohw, NULL,
-                                outc + ((size_t)b * M + c) * ohw, ohw);
-        }
+        long tasks = (long)cnt * L->ic;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
+        for (long t = 0; t < tasks; t++)
+            build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic),
+                         w->xq + (t / L->ic) * f->xp_sz);
+        res_epilogue(L, f, w->xq, cnt, Y, Nc, ohw, f->OW, outc, nth);
     }
     return APB_OK;
 }
@@ -792,23 +809,10 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
             apb_i8_pack_taps((int)nw, K, w->x8 + b * f->x8_sz, f->koff, w->b8 + b * pimg);
         float *Y = w->y;
         APB_TRY(apb_i8gemm_f32(M, (int)Nc, f->K4, f->w8, 4L * f->K4, w->b8, f->scale, f->corr, Y, Nc));
-        if (f->has_res) {
+        if (f->has_res)
             res_epilogue(L, f, w->xq, cnt, Y, Nc, nw, f->Wq, outc, nth);
-            continue;
-        }
-        int mb = (M + RES_MB - 1) / RES_MB;
-        tasks = (long)cnt * mb;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * Nc > 16384) schedule(dynamic, 1)
-        for (long t = 0; t < tasks; t++) {
-            long b = t / mb;
-            int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
-            for (int c = m0; c < m1; c++) {
-                const float *yc = Y + (size_t)c * Nc + b * nw;
-                float *oc = outc + ((size_t)b * M + c) * ohw;
-                for (int oh = 0; oh < f->OH; oh++)
-                    apbrt_post_rows(L, c, yc + (long)oh * f->Wq, NULL, oc + (long)oh * f->OW, f->OW);
-            }
-        }
+        else
+            plain_epilogue(L, f, cnt, Y, Nc, nw, f->Wq, outc, nth);
     }
     return APB_OK;
 }

@@ -50,12 +50,11 @@ void apbrt_free(apbrt_model *m)
     free(m);
 }
 
-/* apbrt_post over a row, each step as its own branch-free loop over a chunk in
- * L1 (the same operations in the same order as apbrt_post, so the reference
- * path still matches the training graph bit for bit). */
-/* One vectorized pass of apbrt_post_rows for a fixed set of steps: ADD and SC
+/* apbrt_post over a row in one vectorized pass per set of steps: ADD and SC
  * (0/1) and ACT (the activation's expression of v) are compile-time constants
- * in each expansion, so every step is one rounding, as in apbrt_post. */
+ * in each expansion of POST_PASS, so every step is one rounding in the order of
+ * apbrt_post, and the reference path still matches the training graph bit for
+ * bit. */
 #define POST_PASS(ADD, SC, ACT)                                                                   \
     do {                                                                                          \
         _Pragma("omp simd") for (long i = 0; i < cnt; i++)                                       \
@@ -606,9 +605,8 @@ int apbrt_run(apbrt_model *m, const float *x, int n, float *logits)
 {
     if (!m || !x || !logits || n < 1)
         return (int)apb_fail(APB_EINVAL, "apbrt_run: bad arguments (model %p, batch %d)", (void *)m, n);
-    int mb = apbrt_microbatch(m);
-    if (mb < n) /* equal passes: 16 at 5 per pass runs 4 x 4, not 5+5+5+1 */
-        mb = (n + (n + mb - 1) / mb - 1) / ((n + mb - 1) / mb);
+    int per = apbrt_microbatch(m), passes = (n + per - 1) / per;
+    int mb = (n + passes - 1) / passes; /* equal passes: 16 at 5 per pass runs 4 x 4 */
     long in0 = (long)m->in_c * m->in_h * m->in_w;
     for (int b0 = 0; b0 < n; b0 += mb) {
         int c = n - b0 < mb ? n - b0 : mb;

@@ -250,14 +250,15 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
                  .A = A, .B = B, .pad = pad, .C = C, .ldc = ldc, .Y = Y, .ldy = ldy,
                  .scale = scale, .bias = bias, .tab = kernels_active()};
     int32_t *terms = NULL;
-    uint64_t *split = NULL;
+    uint64_t *split = NULL; /* A's nibble halves [2][M][A->ld], filled by the team below */
+    size_t la = (size_t)A->ld;
     if (kind == APB_BGEMM_1X1 && jb.tab->split1x1 && K > 0) {
-        /* A's nibble halves, once per call: M*KW words against the GEMM's M*N*KW */
-        size_t la = (size_t)A->ld;
-        split = malloc(sizeof(uint64_t) * 2 * (size_t)M * la);
+        /* once per call (M*KW words against the GEMM's M*N*KW), in the calling
+         * thread's grow-only scratch: steady state allocates nothing */
+        split = apb_thread_scratch(APB_TLS_BGEMM_A, sizeof(uint64_t) * 2 * (size_t)M * la);
         if (!split)
             return apb_fail(APB_ENOMEM, "apb_bgemm: %d x %d nibble planes", M, jb.KW);
-        jb.split = 1; /* the planes are filled by the team below */
+        jb.split = 1;
         jb.planes = 2;
         jb.alo = split;
         jb.ahi = split + (size_t)M * la;
@@ -308,7 +309,6 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
             failed = 1;
         }
         if (jb.split) { /* A's nibble halves, rows over the team, before any tile */
-            size_t la = (size_t)A->ld;
 #pragma omp for schedule(static)
             for (int m = 0; m < M; m++)
                 for (int j = 0; j < jb.KW; j++) {
@@ -328,7 +328,6 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
         }
     }
     free(terms);
-    free(split);
     if (failed)
         return apb_fail(APB_ENOMEM, "apb_bgemm: %zu bytes of per-thread scratch", need);
     return APB_OK;

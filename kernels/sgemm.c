@@ -522,8 +522,11 @@ static int run_tile_conv(const conv_args *g, int m0, int mlen, int n0, int nlen)
 
 /* The AVX2 indirect kernel (reads B from the image, no packing): on unless
  * APB_SGEMM_IND=0, for A/B runs (the same results either way, bit for bit). */
-static int ind_avx2_cache = -1;
-#define ind_avx2 apb_env_switch("APB_SGEMM_IND", &ind_avx2_cache)
+static int ind_avx2_allowed(void)
+{
+    static int on = -1;
+    return apb_env_switch("APB_SGEMM_IND", &on);
+}
 
 static void conv_batch(int nb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, long sb, const long *boff, int seg, long segld, float beta,
@@ -539,10 +542,10 @@ static void conv_batch(int nb, int M, int N, int K, float alpha, const float *A,
     conv_args g = {pick_kinfo(M), NULL, NULL, 0, K, seg, segld, lda, ldc, alpha, beta, A, B,
                    boff, C};
     const int MR = g.ki->mr, NR = g.ki->nr;
-    /* The indirect kernel loads NR/2-float halves, which must not cross a segment. */
-    /* AVX2: only for M <= 64, where a packed panel serves few A strips (resnet20:
+    /* The indirect kernel loads NR/2-float halves, which must not cross a segment.
+     * AVX2: only for M <= 64, where a packed panel serves few A strips (resnet20:
      * +7% per step, median of 8 paired runs; vgg-small, M >= 128: -2%) */
-    if (apb_isa_active() == APB_ISA_AVX2 && NR == 16 && seg % 8 == 0 && M <= 64 && ind_avx2) {
+    if (apb_isa_active() == APB_ISA_AVX2 && NR == 16 && seg % 8 == 0 && M <= 64 && ind_avx2_allowed()) {
         g.ik = apb_sgemm_ikernel_avx2_6x16;
     } else if (apb_isa_active() == APB_ISA_AVX512 && seg % 16 == 0) {
         if (stream)
@@ -555,10 +558,9 @@ static void conv_batch(int nb, int M, int N, int K, float alpha, const float *A,
      * uses (if that buffer cannot be had, each tile packs its own). */
     g.mpad = (long)round_up((size_t)M, MR);
     if (nb > 1) {
-        float *pa = scratch_slot(1, (size_t)g.mpad * K);
-        int kcmax = imin(g.ki->kc, K);
-        for (int pc = 0; pa && pc < K; pc += kcmax)
-            pack_a(g.ki, 0, A, lda, 0, M, pc, imin(kcmax, K - pc), pa + (long)pc * g.mpad);
+        float *pa = scratch_slot(1, apb_sgemm_apack_floats(M, K));
+        if (pa)
+            apb_sgemm_apack(M, K, A, lda, pa);
         g.apack = pa;
     }
 

@@ -21,8 +21,12 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
  * then apb_sgemm_packed(..., A, lda, pa, ...) gives the results of
  * apb_sgemm(0, 0, ...) bit for bit, without repacking A (if the packing scratch
  * for B cannot be had, a plain loop reads A, or pa when A is NULL, and the result
- * is close, not bitwise). Pack and multiply at the same ISA level.
- * Winograd's 16 transformed weight matrices serve every chunk of tiles this way. */
+ * is close, not bitwise). Pack and multiply at the same ISA level. Users: the
+ * images of apb_sgemm_conv_batch, Winograd's 16 transformed weight matrices. */
+size_t apb_sgemm_apack_floats(int M, int K);
+void apb_sgemm_apack(int M, int K, const float *A, int lda, float *pa);
+void apb_sgemm_packed(int M, int N, int K, float alpha, const float *A, int lda, const float *pa,
+                      const float *B, int ldb, float beta, float *C, int ldc);
 /* The same for B: op(B) (N x K after the transpose) packed once into pb
  * (apb_sgemm_bpack_floats(N, K) floats); apb_sgemm_packed_b gives apb_sgemm's
  * bits without repacking it (B may be NULL: then, without packing scratch for A,
@@ -33,10 +37,6 @@ void apb_sgemm_bpack(int transb, int N, int K, const float *B, int ldb, float *p
 void apb_sgemm_packed_b(int transa, int transb, int M, int N, int K, float alpha, const float *A,
                         int lda, const float *B, int ldb, const float *pb, float beta, float *C,
                         int ldc);
-size_t apb_sgemm_apack_floats(int M, int K);
-void apb_sgemm_apack(int M, int K, const float *A, int lda, float *pa);
-void apb_sgemm_packed(int M, int N, int K, float alpha, const float *A, int lda, const float *pa,
-                      const float *B, int ldb, float beta, float *C, int ldc);
 
 /* Batched "NT" product accumulated into C, reduction as dot products:
  *   C[M,N] += alpha * sum_{b<nb} A_b[M,K] * B_b[N,K]^T,  A_b = A + b*sa, B_b = B + b*sb

@@ -89,7 +89,6 @@ kernel_body(const int IND, int kc, const float *pa, const float *pb, long ldpb, 
     }
 }
 
-
 void apb_sgemm_kernel_avx2_6x16(int kc, const float *pa, const float *pb, long ldpb,
                                 float *c, long ldc, float alpha, float beta, int mr, int nr)
 {

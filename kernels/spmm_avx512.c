@@ -103,19 +103,12 @@ void apb_spmm_offset_avx512(const apb_csr *R, int m0, int m1, const float *X, fl
         rows4(R, m, 0, X, 1, y, APB_SPMM_NC);
     }
     for (; m < m1; m++) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
-            const float *x = X + apb_csr_col(R, e);
-            __m512 v = _mm512_set1_ps(R->val[e]);
-            a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(x), a0);
-            a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 16), a1);
-            a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 32), a2);
-            a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 48), a3);
-        }
+        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++)
+            fma_row(a, R, e, X, 1, 0);
         float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
-        _mm512_storeu_ps(y, a0);
-        _mm512_storeu_ps(y + 16, a1);
-        _mm512_storeu_ps(y + 32, a2);
-        _mm512_storeu_ps(y + 48, a3);
+        for (int i = 0; i < 4; i++)
+            _mm512_storeu_ps(y + 16 * i, a[i]);
     }
 }

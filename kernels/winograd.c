@@ -248,31 +248,6 @@ void apb_wino_pack(int M, int C, const float *U, float *pu, int nthreads)
 }
 
 static void wino_run(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
-                     const float *pu, int accumulate, float *y, long sy, float *work, int nthreads);
-
-void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
-                   int accumulate, float *y, long sy, float *work, int nthreads)
-{
-    if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
-        return;
-    /* the 16 U matrices packed once for every chunk's GEMMs (sgemm.h); without
-     * the memory each GEMM packs its own, with the same results */
-    float *pu = apb_thread_scratch(APB_TLS_WINO, sizeof(float) * apb_wino_packed_floats(M, C));
-    if (pu)
-        apb_wino_pack(M, C, U, pu, nthreads);
-    wino_run(N, C, H, W, x, sx, M, U, pu, accumulate, y, sy, work, nthreads);
-}
-
-void apb_wino_conv_packed(int N, int C, int H, int W, const float *x, long sx, int M,
-                          const float *pu, int accumulate, float *y, long sy, float *work,
-                          int nthreads)
-{
-    if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
-        return;
-    wino_run(N, C, H, W, x, sx, M, NULL, pu, accumulate, y, sy, work, nthreads);
-}
-
-static void wino_run(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
                      const float *pu, int accumulate, float *y, long sy, float *work, int nthreads)
 {
     int TH = (H + 1) / 2, TW = tiles_w(W), rc = chunk_rows(C, W);
@@ -301,4 +276,26 @@ static void wino_run(int N, int C, int H, int W, const float *x, long sx, int M,
                              V + (size_t)k * C * T, (int)T, 0.0f, P + (size_t)k * M * T, (int)T);
         output_rows(P, M, H, W, r0, r1, accumulate, y, sy, rows);
     }
+}
+
+void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
+                   int accumulate, float *y, long sy, float *work, int nthreads)
+{
+    if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
+        return;
+    /* the 16 U matrices packed once for every chunk's GEMMs (sgemm.h); without
+     * the memory each GEMM packs its own, with the same results */
+    float *pu = apb_thread_scratch(APB_TLS_WINO, sizeof(float) * apb_wino_packed_floats(M, C));
+    if (pu)
+        apb_wino_pack(M, C, U, pu, nthreads);
+    wino_run(N, C, H, W, x, sx, M, U, pu, accumulate, y, sy, work, nthreads);
+}
+
+void apb_wino_conv_packed(int N, int C, int H, int W, const float *x, long sx, int M,
+                          const float *pu, int accumulate, float *y, long sy, float *work,
+                          int nthreads)
+{
+    if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
+        return;
+    wino_run(N, C, H, W, x, sx, M, NULL, pu, accumulate, y, sy, work, nthreads);
 }
