@@ -299,3 +299,147 @@ void apb_wino_conv_packed(int N, int C, int H, int W, const float *x, long sx, i
         return;
     wino_run(N, C, H, W, x, sx, M, NULL, pu, accumulate, y, sy, work, nthreads);
 }
+
+/* ---- weight gradient, F(3x3, 2x2) ---- */
+
+/* Tile rows per chunk of the weight gradient: about 262144 / (C + M) tiles (at
+ * least WINO_TILES), so the transformed x and dy of a chunk stay near 16 MB and
+ * each GEMM's reduction runs over hundreds of tiles. */
+static int dw_chunk_rows(int C, int M, int W)
+{
+    int want = 262144 / (C + M);
+    if (want < WINO_TILES)
+        want = WINO_TILES;
+    int r = want / tiles_w(W);
+    return r < 1 ? 1 : r;
+}
+
+size_t apb_wino_dw_work_floats(int C, int M, int W, int nthreads)
+{
+    size_t tc = (size_t)dw_chunk_rows(C, M, W) * tiles_w(W);
+    size_t rows = (size_t)8 * (tiles_w(W) + 1);
+    int nt = nthreads < 1 ? 1 : nthreads;
+    return (size_t)16 * M * C + (size_t)16 * (C + M) * tc + (size_t)nt * rows;
+}
+
+/* Ug[xi][t0 + tw] (xi stride us) for tile row th of one channel's gradient dy0
+ * ([H][W]): the 2x2 tile g at rows 2th, 2th + 1 and columns 2tw, 2tw + 1 (zero
+ * outside) as G' g G'^T, G' = [1 0; 1/2 1/2; 1/2 -1/2; 0 -1]. */
+static void grad_row(const float *dy0, int H, int W, int th, float *rows, float *U, size_t us,
+                     long t0)
+{
+    int TW = tiles_w(W), pairs = W / 2;
+    float *e[2] = {rows, rows + 2 * TW}, *o[2] = {rows + TW, rows + 3 * TW};
+    for (int r = 0; r < 2; r++) {
+        int ih = 2 * th + r;
+        float *restrict ee = e[r], *restrict oo = o[r];
+        if (ih >= H) {
+            memset(ee, 0, sizeof(float) * (size_t)TW);
+            memset(oo, 0, sizeof(float) * (size_t)TW);
+            continue;
+        }
+        const float *restrict xr = dy0 + (long)ih * W;
+#pragma omp simd
+        for (int k = 0; k < pairs; k++) {
+            ee[k] = xr[2 * k];
+            oo[k] = xr[2 * k + 1];
+        }
+        if (W & 1) { /* the last tile has one column */
+            ee[pairs] = xr[W - 1];
+            oo[pairs] = 0.0f;
+        }
+    }
+    float *U0 = U + t0;
+#define UP(k) float *restrict u##k = U0 + (size_t)(k) * us
+    UP(0); UP(1); UP(2); UP(3); UP(4); UP(5); UP(6); UP(7);
+    UP(8); UP(9); UP(10); UP(11); UP(12); UP(13); UP(14); UP(15);
+#undef UP
+    const float *restrict a0 = e[0], *restrict b0 = o[0], *restrict a1 = e[1], *restrict b1 = o[1];
+#pragma omp simd
+    for (int tw = 0; tw < TW; tw++) {
+        /* rows: t_i = (a, b) per column pair: g0, (g0 + g1)/2, (g0 - g1)/2, -g1 */
+        float ta[4] = {a0[tw], 0.5f * (a0[tw] + a1[tw]), 0.5f * (a0[tw] - a1[tw]), -a1[tw]};
+        float tb[4] = {b0[tw], 0.5f * (b0[tw] + b1[tw]), 0.5f * (b0[tw] - b1[tw]), -b1[tw]};
+        /* columns: the same on (a, b) of each row */
+        u0[tw] = ta[0], u1[tw] = 0.5f * (ta[0] + tb[0]), u2[tw] = 0.5f * (ta[0] - tb[0]), u3[tw] = -tb[0];
+        u4[tw] = ta[1], u5[tw] = 0.5f * (ta[1] + tb[1]), u6[tw] = 0.5f * (ta[1] - tb[1]), u7[tw] = -tb[1];
+        u8[tw] = ta[2], u9[tw] = 0.5f * (ta[2] + tb[2]), u10[tw] = 0.5f * (ta[2] - tb[2]), u11[tw] = -tb[2];
+        u12[tw] = ta[3], u13[tw] = 0.5f * (ta[3] + tb[3]), u14[tw] = 0.5f * (ta[3] - tb[3]),
+        u15[tw] = -tb[3];
+    }
+}
+
+/* dw[m][c][3][3] += A'^T S[.][m][c] A' for the C channels of row m (S: [16][M][C]). */
+static void dw_output_row(const float *S, size_t mc, int C, int m, float *dw)
+{
+    const float *S0 = S + (size_t)m * C;
+#define SP(k) const float *restrict s##k = S0 + (size_t)(k) * mc
+    SP(0); SP(1); SP(2); SP(3); SP(4); SP(5); SP(6); SP(7);
+    SP(8); SP(9); SP(10); SP(11); SP(12); SP(13); SP(14); SP(15);
+#undef SP
+    float *restrict d = dw + (size_t)m * C * 9;
+#pragma omp simd
+    for (int c = 0; c < C; c++) {
+        /* rows: r0 = s0 + s1 + s2, r1 = s1 - s2, r2 = s1 + s2 + s3 (per column j) */
+        float r0[4], r1[4], r2[4];
+        r0[0] = s0[c] + s4[c] + s8[c], r1[0] = s4[c] - s8[c], r2[0] = s4[c] + s8[c] + s12[c];
+        r0[1] = s1[c] + s5[c] + s9[c], r1[1] = s5[c] - s9[c], r2[1] = s5[c] + s9[c] + s13[c];
+        r0[2] = s2[c] + s6[c] + s10[c], r1[2] = s6[c] - s10[c], r2[2] = s6[c] + s10[c] + s14[c];
+        r0[3] = s3[c] + s7[c] + s11[c], r1[3] = s7[c] - s11[c], r2[3] = s7[c] + s11[c] + s15[c];
+        float *dc = d + (size_t)c * 9;
+        dc[0] += r0[0] + r0[1] + r0[2], dc[1] += r0[1] - r0[2], dc[2] += r0[1] + r0[2] + r0[3];
+        dc[3] += r1[0] + r1[1] + r1[2], dc[4] += r1[1] - r1[2], dc[5] += r1[1] + r1[2] + r1[3];
+        dc[6] += r2[0] + r2[1] + r2[2], dc[7] += r2[1] - r2[2], dc[8] += r2[1] + r2[2] + r2[3];
+    }
+}
+
+void apb_wino_dw(int N, int C, int H, int W, const float *x, long sx, int M, const float *dy,
+                 long sdy, float *dw, float *work, int nthreads)
+{
+    if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
+        return;
+    int TH = (H + 1) / 2, TW = tiles_w(W), rc = dw_chunk_rows(C, M, W);
+    long nrows = (long)N * TH, nchunk = (nrows + rc - 1) / rc;
+    size_t mc = (size_t)M * C, tc = (size_t)rc * TW, rs = (size_t)8 * (TW + 1);
+    float *S = work, *V = S + 16 * mc, *U = V + (size_t)16 * C * tc, *rows = U + (size_t)16 * M * tc;
+    int nt = nthreads < 1 ? 1 : nthreads;
+    (void)nt;
+    for (long ch = 0; ch < nchunk; ch++) {
+        long r0 = ch * rc, r1 = r0 + rc < nrows ? r0 + rc : nrows;
+        size_t T = (size_t)(r1 - r0) * TW;
+        float beta = ch ? 1.0f : 0.0f;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+        {
+#ifdef _OPENMP
+            float *rw = rows + (size_t)omp_get_thread_num() * rs;
+#pragma omp for schedule(static)
+#else
+            float *rw = rows;
+#endif
+            for (int q = 0; q < C + M; q++) /* channel q: x's (q < C), then dy's */
+                for (long r = r0; r < r1; r++) {
+                    int n = (int)(r / TH), th = (int)(r % TH);
+                    long t0 = (r - r0) * TW;
+                    if (q < C)
+                        input_row(x + n * sx + (long)q * H * W, H, W, th, rw, V + (size_t)q * T,
+                                  C * T, t0);
+                    else
+                        grad_row(dy + n * sdy + (long)(q - C) * H * W, H, W, th, rw,
+                                 U + (size_t)(q - C) * T, M * T, t0);
+                }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < 16; k++) /* one thread per GEMM: sums independent of nt */
+                apb_sgemm(0, 1, M, C, (int)T, 1.0f, U + (size_t)k * M * T, (int)T,
+                          V + (size_t)k * C * T, (int)T, beta, S + k * mc, C);
+        }
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) if (nt > 1 && mc >= 4096) schedule(static)
+#endif
+    for (int m = 0; m < M; m++)
+        dw_output_row(S, mc, C, m, dw);
+}

@@ -5,7 +5,8 @@
  * so the 36 multiplies of a tile per (input, output channel) pair become 16,
  * done as 16 GEMMs over the tiles: M_xi[M, T] = U_xi[M, C] * V_xi[C, T]
  * (xi = one of the 16 positions of the transformed tile). Training uses it for
- * the forward and the input gradient of wide "same" convs (layers/op_conv2d.c);
+ * the forward, the input gradient and (by F(3x3, 2x2), apb_wino_dw) the weight
+ * gradient of wide "same" convs (layers/op_conv2d.c);
  * the result differs from the direct product by rounding only (the transforms
  * add and subtract inputs, and G has halves). Eval mode keeps the direct product,
  * which the runtime reproduces bit for bit by default; APBRT_WINOGRAD=1 makes
@@ -47,5 +48,22 @@ void apb_wino_pack(int M, int C, const float *U, float *pu, int nthreads);
 void apb_wino_conv_packed(int N, int C, int H, int W, const float *x, long sx, int M,
                           const float *pu, int accumulate, float *y, long sy, float *work,
                           int nthreads);
+
+
+/* The weight gradient of the same conv by F(3x3, 2x2): each 2x2 tile of dy and
+ * the 4x4 input patch under it give that tile's 3x3 contribution as
+ *   A'^T [ (G' g G'^T) .* (B^T d B) ] A'
+ * (B^T the forward's input transform, G' = [1 0; 1/2 1/2; 1/2 -1/2; 0 -1],
+ * A'^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1]); summed over all tiles first, as 16 GEMMs
+ * S_xi[M, C] += Ug_xi[M, T] * V_xi[C, T]^T over chunks of whole tile rows, then
+ * transformed once: 16 instead of 36 multiplies per tile and channel pair.
+ *   dw[m][c][kh][kw] += sum_n sum_{oh,ow} dy_n[m][oh][ow] * x_n[c][oh+kh-1][ow+kw-1]
+ * (0 outside), x_n = x + n*sx ([C][H][W]), dy_n = dy + n*sdy ([M][H][W]).
+ * The chunks are fixed by the shape and summed in order, each GEMM runs on one
+ * thread (threads take whole xi), so the result does not depend on the thread
+ * count. work: apb_wino_dw_work_floats(C, M, W, nthreads) floats. */
+size_t apb_wino_dw_work_floats(int C, int M, int W, int nthreads);
+void apb_wino_dw(int N, int C, int H, int W, const float *x, long sx, int M, const float *dy,
+                 long sdy, float *dw, float *work, int nthreads);
 
 #endif

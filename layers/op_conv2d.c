@@ -103,7 +103,8 @@ typedef struct {
 #define SHIFT_MAX_M 48
 /* Training-mode "same" 3x3 convs with at least this many input and output
  * channels run forward and dx by Winograd F(2x2,3x3) (kernels/winograd.h): 16
- * multiplies per 2x2 outputs instead of 36. Eval mode never does, so the graph
+ * multiplies per 2x2 outputs instead of 36, and dW by F(3x3,2x2) over the whole
+ * batch (apb_wino_dw: no im2col, no per-thread partial sums). Eval mode never does, so the graph
  * there stays bitwise equal to the runtime; APB_WINOGRAD=0 turns it off. At 64
  * channels the Winograd GEMMs (K = C) are too short: 0.6x the direct path on
  * resnet20's 8x8 maps, about even on 56x56 (docs/TRAINING_SPEED.md). */
@@ -369,6 +370,9 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             sv->n_wu = apb_wino_u_floats(M, C);
             size_t wf = apb_wino_work_floats(C, M, W), wb = apb_wino_work_floats(M, C, W);
             sv->n_ww = (size_t)nthreads * (wf > wb ? wf : wb); /* forward's, dx's */
+            size_t wd = want_dw ? apb_wino_dw_work_floats(C, M, W, nthreads) : 0; /* dW's */
+            if (wd > sv->n_ww)
+                sv->n_ww = wd;
             sv->wnt = nthreads;
         }
         for (int c = 0; c < C; c++)
@@ -386,7 +390,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
                     for (int kw = 0; kw < KW; kw++)
                         sv->doff[(m * KH + kh) * KW + kw] = m * sv->ys + (long)kh * Wp + kw;
         }
-        if (want_dw && !sv->shift && !sv->dw3)
+        if (want_dw && !sv->shift && !sv->dw3 && !sv->wino)
             sv->n_col = (size_t)nt * sv->G * kp;
     } else {
         /* im2col buffers: the forward's, and dW's unless the phase planes serve */
@@ -403,7 +407,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             sv->n_dcol = (size_t)nt * dsz;
         }
     }
-    if (want_dw && nt > 1)
+    if (want_dw && nt > 1 && !sv->wino)
         sv->n_dwp = (size_t)nt * M * K;
     if (sv->n_xpad || sv->n_dypad) {
         long lay[] = {C, H, W, pad, sv->phase, sv->xs, sv->qs, sv->xchunk, nt,
@@ -494,6 +498,10 @@ static void conv_backward(apb_graph *g, apb_var *out)
      * allocation, cannot fail */
     if (conv_work(g, sv) != APB_OK)
         return;
+    if (need_dw && sv->wino) { /* dW by F(3x3, 2x2), all images at once */
+        apb_wino_dw(N, C, H, W, xd, (long)C * H * W, M, dy, (long)M * P, w->grad, sv->ww, sv->wnt);
+        need_dw = 0;
+    }
     if (need_dw && nt > 1)
         memset(sv->dwp, 0, sizeof(float) * nt * mk);
     int flip = need_dx && sv->wt != NULL;

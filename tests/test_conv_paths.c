@@ -541,7 +541,7 @@ APB_TEST(sgemm_dw3_avx2_matches_plain_loops)
 /* y of one 3x3 "same" conv of x[N][C][H][W] with w[M][C][3][3], a fresh graph in
  * training (or eval) mode, threads as given; also dx for dy = 1 in training. */
 static float *wino_run(int training, int threads, int N, int C, int H, int W, int M,
-                       const float *xv, const float *wv, float **dx)
+                       const float *xv, const float *wv, float **dx, float **dw)
 {
     apb_threads_set(threads);
     apb_arena step;
@@ -563,9 +563,15 @@ static float *wino_run(int training, int threads, int N, int C, int H, int W, in
             for (int64_t i = 0; i < y->numel; i++)
                 dy[i] = (float)((i % 7) - 3);
             *dx = NULL;
+            if (dw)
+                *dw = NULL;
             if (apb_backward_from(&g, y, dy) == APB_OK) {
                 *dx = malloc(sizeof(float) * (size_t)x->numel);
                 memcpy(*dx, x->grad, sizeof(float) * (size_t)x->numel);
+                if (dw) {
+                    *dw = malloc(sizeof(float) * (size_t)w->numel);
+                    memcpy(*dw, w->grad, sizeof(float) * (size_t)w->numel);
+                }
             }
         }
     }
@@ -590,16 +596,16 @@ APB_TEST(conv2d_winograd_threads_and_modes)
     for (long i = 0; i < nw; i++)
         wv[i] = 0.05f * apb_rng_normal(&r);
     int saved = apb_threads_get(), was = apb_wino_enable(1), bad = 0;
-    float *dx1 = NULL, *dx2 = NULL, *dxd = NULL;
-    float *y1 = wino_run(1, 1, N, C, H, W, M, xv, wv, &dx1);
-    float *y2 = wino_run(1, 2, N, C, H, W, M, xv, wv, &dx2);
-    float *ye = wino_run(0, 2, N, C, H, W, M, xv, wv, NULL);
+    float *dx1 = NULL, *dx2 = NULL, *dxd = NULL, *dw1 = NULL, *dw2 = NULL, *dwd = NULL;
+    float *y1 = wino_run(1, 1, N, C, H, W, M, xv, wv, &dx1, &dw1);
+    float *y2 = wino_run(1, 2, N, C, H, W, M, xv, wv, &dx2, &dw2);
+    float *ye = wino_run(0, 2, N, C, H, W, M, xv, wv, NULL, NULL);
     apb_wino_enable(0);
-    float *yd = wino_run(1, 2, N, C, H, W, M, xv, wv, &dxd);
-    float *yde = wino_run(0, 1, N, C, H, W, M, xv, wv, NULL);
+    float *yd = wino_run(1, 2, N, C, H, W, M, xv, wv, &dxd, &dwd);
+    float *yde = wino_run(0, 1, N, C, H, W, M, xv, wv, NULL, NULL);
     apb_wino_enable(was);
     apb_threads_set(saved);
-    if (!y1 || !y2 || !ye || !yd || !yde || !dx1 || !dx2 || !dxd) {
+    if (!y1 || !y2 || !ye || !yd || !yde || !dx1 || !dx2 || !dxd || !dw1 || !dw2 || !dwd) {
         bad = 1;
     } else {
         bad |= apb_test_close_f32(__FILE__, __LINE__, "winograd y, 2 threads vs 1", y2, y1, ny, 0, 0);
@@ -608,7 +614,16 @@ APB_TEST(conv2d_winograd_threads_and_modes)
         bad |= apb_test_close_f32(__FILE__, __LINE__, "eval y, 1 thread = direct", yde, yd, ny, 0, 0);
         bad |= apb_test_close_f32(__FILE__, __LINE__, "winograd y ~ direct", y1, yd, ny, 1e-4, 1e-4);
         bad |= apb_test_close_f32(__FILE__, __LINE__, "winograd dx ~ direct", dx1, dxd, nx, 1e-4, 1e-4);
-        long diff = 0;
+        bad |= apb_test_close_f32(__FILE__, __LINE__, "winograd dw, 2 threads vs 1", dw2, dw1, nw, 0, 0);
+        /* dW sums 3 * 9 * 10 products of |dy| <= 3 per element: a looser bound */
+        bad |= apb_test_close_f32(__FILE__, __LINE__, "winograd dw ~ direct", dw1, dwd, nw, 1e-3, 1e-4);
+        long diff = 0, dwdiff = 0;
+        for (long i = 0; i < nw; i++)
+            dwdiff += dw1[i] != dwd[i];
+        if (dwdiff == 0) {
+            fprintf(stderr, "  training dw is bitwise the direct path: Winograd dW did not run\n");
+            bad = 1;
+        }
         for (long i = 0; i < ny; i++)
             diff += y1[i] != yd[i];
         if (diff == 0) {
@@ -617,22 +632,24 @@ APB_TEST(conv2d_winograd_threads_and_modes)
         }
     }
     free(y1), free(y2), free(ye), free(yd), free(yde), free(dx1), free(dx2), free(dxd);
+    free(dw1), free(dw2), free(dwd);
     /* close to the direct path at every ISA level here (the GEMMs differ) */
     apb_isa isa0 = apb_isa_active();
     for (int isa = APB_ISA_REF; isa <= (int)apb_isa_detected() && !bad; isa++) {
         if (apb_isa_force((apb_isa)isa) != APB_OK)
             continue;
         apb_wino_enable(1);
-        float *dxw = NULL, *dxn = NULL;
-        float *yw = wino_run(1, 2, N, C, H, W, M, xv, wv, &dxw);
+        float *dxw = NULL, *dxn = NULL, *dww = NULL, *dwn = NULL;
+        float *yw = wino_run(1, 2, N, C, H, W, M, xv, wv, &dxw, &dww);
         apb_wino_enable(0);
-        float *yn = wino_run(1, 2, N, C, H, W, M, xv, wv, &dxn);
+        float *yn = wino_run(1, 2, N, C, H, W, M, xv, wv, &dxn, &dwn);
         char what[64];
         snprintf(what, sizeof what, "winograd y at %s", apb_isa_name((apb_isa)isa));
-        bad |= !yw || !yn || !dxw || !dxn ||
+        bad |= !yw || !yn || !dxw || !dxn || !dww || !dwn ||
                apb_test_close_f32(__FILE__, __LINE__, what, yw, yn, ny, 1e-4, 1e-4) ||
-               apb_test_close_f32(__FILE__, __LINE__, what, dxw, dxn, nx, 1e-4, 1e-4);
-        free(yw), free(yn), free(dxw), free(dxn);
+               apb_test_close_f32(__FILE__, __LINE__, what, dxw, dxn, nx, 1e-4, 1e-4) ||
+               apb_test_close_f32(__FILE__, __LINE__, what, dww, dwn, nw, 1e-3, 1e-4);
+        free(yw), free(yn), free(dxw), free(dxn), free(dww), free(dwn);
     }
     apb_isa_force(isa0);
     apb_wino_enable(was);
@@ -702,5 +719,57 @@ APB_TEST(winograd_packed_weights_same_bits)
     }
     CHECK_OK(apb_isa_force(best));
     free(x), free(w), free(U), free(y1), free(y2), free(work), free(yr);
+    return 0;
+}
+
+/* apb_wino_dw (F(3x3, 2x2)) against the plain weight-gradient sum in double: odd
+ * H and W (tiles of one row and one column), a shape that takes several chunks
+ * (C + M small: about 16384 tiles per chunk, 300 images of 64 tiles), the sum added
+ * to what dw held; one and two threads give the same bits at every ISA level. */
+APB_TEST(winograd_dw_equals_direct_sum)
+{
+    enum { N = 300, C = 8, H = 15, W = 15, M = 8 };
+    long nx = (long)N * C * H * W, ny = (long)N * M * H * W, nw = (long)M * C * 9;
+    float *x = malloc(sizeof(float) * nx), *dy = malloc(sizeof(float) * ny);
+    float *d1 = malloc(sizeof(float) * nw), *d2 = malloc(sizeof(float) * nw);
+    float *dr = malloc(sizeof(float) * nw);
+    size_t wf = apb_wino_dw_work_floats(C, M, W, 2);
+    float *work = malloc(sizeof(float) * wf);
+    CHECK(x && dy && d1 && d2 && dr && work);
+    apb_rng r;
+    apb_rng_seed(&r, 46);
+    for (long i = 0; i < nx; i++)
+        x[i] = apb_rng_normal(&r);
+    for (long i = 0; i < ny; i++)
+        dy[i] = 0.1f * apb_rng_normal(&r);
+    for (int m = 0; m < M; m++)
+        for (int c = 0; c < C; c++)
+            for (int kh = 0; kh < 3; kh++)
+                for (int kw = 0; kw < 3; kw++) {
+                    double sum = 0.25; /* the value dw holds before the call */
+                    for (int n = 0; n < N; n++)
+                        for (int oh = 0; oh < H; oh++)
+                            for (int ow = 0; ow < W; ow++) {
+                                int ih = oh + kh - 1, iw = ow + kw - 1;
+                                if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                    sum += (double)dy[((long)(n * M + m) * H + oh) * W + ow] *
+                                           x[((long)(n * C + c) * H + ih) * W + iw];
+                            }
+                    dr[((m * C + c) * 3 + kh) * 3 + kw] = (float)sum;
+                }
+    apb_isa best = apb_isa_detected();
+    for (int l = APB_ISA_REF; l <= (int)best; l++) {
+        CHECK_OK(apb_isa_force((apb_isa)l));
+        for (long i = 0; i < nw; i++)
+            d1[i] = d2[i] = 0.25f;
+        apb_wino_dw(N, C, H, W, x, (long)C * H * W, M, dy, (long)M * H * W, d1, work, 1);
+        apb_wino_dw(N, C, H, W, x, (long)C * H * W, M, dy, (long)M * H * W, d2, work, 2);
+        CHECK_MSG(memcmp(d1, d2, sizeof(float) * nw) == 0, "level %d: 1 vs 2 threads", l);
+        /* each element sums ~ 60000 products of size ~0.1: absolute bound */
+        CHECK(apb_test_close_f32(__FILE__, __LINE__, "Winograd dW ~ direct", d1, dr, nw, 1e-4,
+                                 2e-3) == 0);
+    }
+    CHECK_OK(apb_isa_force(best));
+    free(x), free(dy), free(d1), free(d2), free(dr), free(work);
     return 0;
 }
