@@ -133,7 +133,11 @@ static void pack_panels(const apb_sgemm_kinfo *ki, int kmajor, const float *X, l
             for (int k = 0; k < kc; k++) {
                 const float *s = X + (long)(k0 + k) * ld + o0 + j0;
                 float *dk = d + (long)k * R;
-                if (r == R) {
+                if (r == R && R == 16) { /* constant sizes: inline moves, not a libc call */
+                    memcpy(dk, s, sizeof(float) * 16);
+                } else if (r == R && R == 8) {
+                    memcpy(dk, s, sizeof(float) * 8);
+                } else if (r == R) {
                     memcpy(dk, s, sizeof(float) * (size_t)R);
                 } else {
                     for (int j = 0; j < r; j++)

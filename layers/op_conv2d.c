@@ -72,6 +72,7 @@ typedef struct {
      * conv_work points the buffers into it again for backward */
     size_t n_xpad, n_dypad, n_col, n_dcol, n_wt, n_dwp, n_wu, n_ww;
     int wino;     /* 1: forward and dx by Winograd F(2x2,3x3) (training only, see below) */
+    int wdw;      /* 1: dW by Winograd F(3x3,2x2) (apb_wino_dw, training only) */
     int wnt;      /* threads the Winograd work buffer was sized for */
     float *wu;    /* [16*M*C] Winograd-transformed weights (forward's, then dx's) */
     float *ww;    /* [threads][apb_wino_work_floats] Winograd tiles */
@@ -109,6 +110,10 @@ typedef struct {
  * channels the Winograd GEMMs (K = C) are too short: 0.6x the direct path on
  * resnet20's 8x8 maps, about even on 56x56 (docs/TRAINING_SPEED.md). */
 #define WINO_MIN 128
+/* The same for dW by F(3x3,2x2). At 64 channels the register-blocked dw3 tiles
+ * win: apb_wino_dw was 1.12x them on 1 thread but 0.81x on 2 at resnet18's
+ * 56x56 layer, 0.76x / 0.52x at resnet20's 8x8 (docs/TRAINING_SPEED.md). */
+#define WINO_DW_MIN 128
 /* Images per forward GEMM call on padded planes (one packing of w per chunk). */
 #define FWD_CHUNK 8
 
@@ -357,6 +362,10 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             want_dw && !sv->dw3 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
         sv->wino = g->training && KH == 3 && pad == 1 && C >= WINO_MIN && M >= WINO_MIN &&
                    apb_wino_enabled();
+        sv->wdw = want_dw && g->training && KH == 3 && pad == 1 && C >= WINO_DW_MIN &&
+                  M >= WINO_DW_MIN && apb_wino_enabled();
+        if (sv->wdw)
+            sv->dw3 = sv->shift = 0;
         /* slack: dW's dot products run KW - 1 floats past the last padded row */
         sv->xs = ((long)Hp * Wp + KW + 15) / 16 * 16;
         sv->ys = ((long)Hp * Wp + 15) / 16 * 16;
@@ -370,11 +379,13 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             sv->n_wu = apb_wino_u_floats(M, C);
             size_t wf = apb_wino_work_floats(C, M, W), wb = apb_wino_work_floats(M, C, W);
             sv->n_ww = (size_t)nthreads * (wf > wb ? wf : wb); /* forward's, dx's */
-            size_t wd = want_dw ? apb_wino_dw_work_floats(C, M, W, nthreads) : 0; /* dW's */
+        }
+        if (sv->wdw) {
+            size_t wd = apb_wino_dw_work_floats(C, M, W, nthreads); /* dW's */
             if (wd > sv->n_ww)
                 sv->n_ww = wd;
-            sv->wnt = nthreads;
         }
+        sv->wnt = nthreads;
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < KH; kh++)
                 for (int kw = 0; kw < KW; kw++)
@@ -390,7 +401,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
                     for (int kw = 0; kw < KW; kw++)
                         sv->doff[(m * KH + kh) * KW + kw] = m * sv->ys + (long)kh * Wp + kw;
         }
-        if (want_dw && !sv->shift && !sv->dw3 && !sv->wino)
+        if (want_dw && !sv->shift && !sv->dw3 && !sv->wdw)
             sv->n_col = (size_t)nt * sv->G * kp;
     } else {
         /* im2col buffers: the forward's, and dW's unless the phase planes serve */
@@ -407,7 +418,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
             sv->n_dcol = (size_t)nt * dsz;
         }
     }
-    if (want_dw && nt > 1 && !sv->wino)
+    if (want_dw && nt > 1 && !sv->wdw)
         sv->n_dwp = (size_t)nt * M * K;
     if (sv->n_xpad || sv->n_dypad) {
         long lay[] = {C, H, W, pad, sv->phase, sv->xs, sv->qs, sv->xchunk, nt,
@@ -498,7 +509,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
      * allocation, cannot fail */
     if (conv_work(g, sv) != APB_OK)
         return;
-    if (need_dw && sv->wino) { /* dW by F(3x3, 2x2), all images at once */
+    if (need_dw && sv->wdw) { /* dW by F(3x3, 2x2), all images at once */
         apb_wino_dw(N, C, H, W, xd, (long)C * H * W, M, dy, (long)M * P, w->grad, sv->ww, sv->wnt);
         need_dw = 0;
     }
