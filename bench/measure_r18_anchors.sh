@@ -1,5 +1,5 @@
 #!/bin/sh
-# ResNet-18 inference against the PyTorch anchors (issue 13): ROUNDS rounds (default
+# ResNet-18 inference against the PyTorch anchors (issues 13, 14): ROUNDS rounds (default
 # 6), each PyTorch int8/fp32 (../shared/anchors/bench_torch_int8.py) and the apb
 # settings, so every ratio compares runs of the same round. Odd rounds run PyTorch
 # first, even rounds last (a run right after another process was seen to be slower
@@ -23,6 +23,8 @@ for r in $(seq ${ROUNDS:-6}); do
   if [ -n "$OLD" ]; then run old_bin_b1 "$OLD" X=1 --quant apb --act binary --batch 1; fi
   run apb_bin_b16 $N X=1 --quant apb --act binary --batch 16 --reps 5
   if [ -n "$OLD" ]; then run old_bin_b16 "$OLD" X=1 --quant apb --act binary --batch 16 --reps 5; fi
+  run apb_i8_b1 $N X=1 --quant apb --act int8 --batch 1
+  run apb_i8_b16 $N X=1 --quant apb --act int8 --batch 16 --reps 5
   run apb_q2_b1 $N X=1 --quant apb --act q2 --batch 1
   run q2q2_b1 $N X=1 --quant q2 --act q2 --batch 1
   run fp_b1 $N X=1 --quant fp --act fp --batch 1
