@@ -107,7 +107,7 @@ apb_status apb_i8gemm_f32(int M, int N, int K4, const int8_t *W, long ldw, const
     int par = nth > 1 && tiles > 1 && (long)M * N * K4 * 4 >= I8_PAR_MIN;
 #pragma omp parallel for num_threads(nth) if (par) schedule(dynamic, 1)
     for (long t = 0; t < tiles; t++) {
-        int32_t acc[8 * 4 * APB_I8_PANEL]; /* mr x np*16 with mr <= 8, np <= 4 (tables: 4x2, 6x4) */
+        int32_t acc[8 * 4 * APB_I8_PANEL]; /* mr x np*16 with mr <= 8, np <= 4 (tables: 6x2, 6x4) */
         int m0 = (int)(t / tn) * I8_MB, p0 = (int)(t % tn) * I8_NB;
         int m1 = m0 + I8_MB < M ? m0 + I8_MB : M, p1 = p0 + I8_NB < npan ? p0 + I8_NB : npan;
         for (int m = m0; m < m1; m += kt->mr) {

@@ -533,7 +533,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
                       sv->ww, nw);
     }
     int dx_gemm = need_dx && !sv->wino; /* dx still to do in the loop below */
-    int G = sv->G, ngroup = (N + G - 1) / G;
+    int G = sv->G, ngroup = need_dw || dx_gemm ? (N + G - 1) / G : 0; /* 0: nothing left */
     int use_dyp = sv->padded && (dx_gemm || sv->shift);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int gi = 0; gi < ngroup; gi++) {
@@ -543,7 +543,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
             for (int j = 0; j < gn; j++)
                 pad_planes(dy + (size_t)(n0 + j) * M * P, M, OH, OW, pad, sv->ys,
                            dyp + (size_t)j * M * sv->ys);
-        float *dw = nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
+        float *dw = need_dw && nt > 1 ? sv->dwp + (size_t)t * mk : w->grad;
         float *xp = NULL; /* the group's x planes again, for dw3 and the dot products */
         if (need_dw && (sv->phase ? sv->dw3 : sv->shift)) {
             xp = x_planes(sv, xd, n0, gn, C, H, W, pad, t);

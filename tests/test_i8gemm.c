@@ -147,7 +147,7 @@ APB_TEST(test_i8gemm_every_isa_exact)
             CHECK_MSG(gemm_case(&r, shapes[i][0], shapes[i][1], shapes[i][2], 0, sg) == 0,
                       "shape %zu signed %d", i, sg);
     /* the largest sums: all codes at the top of the range against all-equal weights,
-     * K = 4608 (72 int16 chunks of 64 groups) */
+     * K = 4608 (18 int16 chunks of 64 groups) */
     for (int mode = 1; mode <= 2; mode++)
         for (int sg = 0; sg < 2; sg++)
             CHECK(gemm_case(&r, 6, 21, 4608, mode, sg) == 0);
