@@ -19,10 +19,14 @@ torch() {
 }
 for r in $(seq ${ROUNDS:-6}); do
   if [ $((r % 2)) = 1 ]; then torch; fi
+  # the older build first in even rounds (the first apb run of a round follows
+  # a heavy process and was seen to be the slow one)
+  if [ -n "$OLD" ] && [ $((r % 2)) = 0 ]; then run old_bin_b1 "$OLD" X=1 --quant apb --act binary --batch 1; fi
   run apb_bin_b1 $N X=1 --quant apb --act binary --batch 1
-  if [ -n "$OLD" ]; then run old_bin_b1 "$OLD" X=1 --quant apb --act binary --batch 1; fi
+  if [ -n "$OLD" ] && [ $((r % 2)) = 1 ]; then run old_bin_b1 "$OLD" X=1 --quant apb --act binary --batch 1; fi
+  if [ -n "$OLD" ] && [ $((r % 2)) = 0 ]; then run old_bin_b16 "$OLD" X=1 --quant apb --act binary --batch 16 --reps 5; fi
   run apb_bin_b16 $N X=1 --quant apb --act binary --batch 16 --reps 5
-  if [ -n "$OLD" ]; then run old_bin_b16 "$OLD" X=1 --quant apb --act binary --batch 16 --reps 5; fi
+  if [ -n "$OLD" ] && [ $((r % 2)) = 1 ]; then run old_bin_b16 "$OLD" X=1 --quant apb --act binary --batch 16 --reps 5; fi
   run apb_i8_b1 $N X=1 --quant apb --act int8 --batch 1
   run apb_i8_b16 $N X=1 --quant apb --act int8 --batch 16 --reps 5
   run apb_q2_b1 $N X=1 --quant apb --act q2 --batch 1
