@@ -360,10 +360,9 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->dw3 = want_dw && KW == 3 && apb_sgemm_dw3_fast(M);
         sv->shift =
             want_dw && !sv->dw3 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
-        sv->wino = g->training && KH == 3 && pad == 1 && C >= WINO_MIN && M >= WINO_MIN &&
-                   apb_wino_enabled();
-        sv->wdw = want_dw && g->training && KH == 3 && pad == 1 && C >= WINO_DW_MIN &&
-                  M >= WINO_DW_MIN && apb_wino_enabled();
+        int wino_ok = g->training && KH == 3 && pad == 1 && apb_wino_enabled();
+        sv->wino = wino_ok && C >= WINO_MIN && M >= WINO_MIN;
+        sv->wdw = wino_ok && want_dw && C >= WINO_DW_MIN && M >= WINO_DW_MIN;
         if (sv->wdw)
             sv->dw3 = sv->shift = 0;
         /* slack: dW's dot products run KW - 1 floats past the last padded row */

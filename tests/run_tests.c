@@ -39,6 +39,12 @@ void apb_test_register(const char *name, apb_test_fn fn, const char *file)
 
 const char *apb_test_tmpdir(void) { return tmpdir; }
 
+void apb_test_fill_normal(apb_rng *r, float *x, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = scale * apb_rng_normal(r);
+}
+
 const char *apb_test_cli(void)
 {
     static char path[1024];

@@ -13,7 +13,10 @@
 #define APB_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include "rng.h"
 
 typedef int (*apb_test_fn)(void);
 
@@ -83,6 +86,9 @@ const char *apb_test_cli(void);
 
 /* A per-run scratch directory ("build/test-tmp/<test>") for generated files. */
 const char *apb_test_tmpdir(void);
+
+/* x[i] = scale * (next normal draw of r), i < n. */
+void apb_test_fill_normal(apb_rng *r, float *x, int64_t n, float scale);
 
 /* Runs `PROGRAM ARGS` (a shell command line) with stdout and stderr captured in
  * files of the test's tmpdir; returns the exit status (-1 if it did not exit

@@ -591,10 +591,8 @@ APB_TEST(conv2d_winograd_threads_and_modes)
     float *xv = malloc(sizeof(float) * (size_t)nx), *wv = malloc(sizeof(float) * (size_t)nw);
     apb_rng r;
     apb_rng_seed(&r, 44);
-    for (long i = 0; i < nx; i++)
-        xv[i] = apb_rng_normal(&r);
-    for (long i = 0; i < nw; i++)
-        wv[i] = 0.05f * apb_rng_normal(&r);
+    apb_test_fill_normal(&r, xv, nx, 1.0f);
+    apb_test_fill_normal(&r, wv, nw, 0.05f);
     int saved = apb_threads_get(), was = apb_wino_enable(1), bad = 0;
     float *dx1 = NULL, *dx2 = NULL, *dxd = NULL, *dw1 = NULL, *dw2 = NULL, *dwd = NULL;
     float *y1 = wino_run(1, 1, N, C, H, W, M, xv, wv, &dx1, &dw1);
@@ -675,10 +673,8 @@ APB_TEST(winograd_packed_weights_same_bits)
     CHECK(x && w && U && y1 && y2 && work);
     apb_rng r;
     apb_rng_seed(&r, 45);
-    for (long i = 0; i < nx; i++)
-        x[i] = apb_rng_normal(&r);
-    for (long i = 0; i < (long)M * C * 9; i++)
-        w[i] = 0.05f * apb_rng_normal(&r);
+    apb_test_fill_normal(&r, x, nx, 1.0f);
+    apb_test_fill_normal(&r, w, (long)M * C * 9, 0.05f);
     float *yr = malloc(sizeof(float) * ny); /* the plain correlation, in double */
     CHECK(yr);
     for (int n = 0; n < N; n++)
@@ -739,10 +735,8 @@ APB_TEST(winograd_dw_equals_direct_sum)
     CHECK(x && dy && d1 && d2 && dr && work);
     apb_rng r;
     apb_rng_seed(&r, 46);
-    for (long i = 0; i < nx; i++)
-        x[i] = apb_rng_normal(&r);
-    for (long i = 0; i < ny; i++)
-        dy[i] = 0.1f * apb_rng_normal(&r);
+    apb_test_fill_normal(&r, x, nx, 1.0f);
+    apb_test_fill_normal(&r, dy, ny, 0.1f);
     for (int m = 0; m < M; m++)
         for (int c = 0; c < C; c++)
             for (int kh = 0; kh < 3; kh++)

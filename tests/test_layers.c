@@ -17,12 +17,6 @@
 #include "test.h"
 #include "threads.h"
 
-static void fill_normal(apb_rng *r, float *x, int64_t n, float scale)
-{
-    for (int64_t i = 0; i < n; i++)
-        x[i] = scale * apb_rng_normal(r);
-}
-
 /* Direct 7-loop convolution in double: y[N,M,OH,OW]. */
 static void conv_naive(const float *x, const float *w, const float *b, int N, int C, int H, int W,
                        int M, int KH, int KW, int S, int P, float *y)
@@ -56,10 +50,10 @@ static int check_conv(int N, int C, int H, int W, int M, int KH, int KW, int S, 
     apb_var *x = apb_graph_new(&g, 4, (int[]){N, C, H, W}, 0);
     apb_var *w = apb_graph_new(&g, 4, (int[]){M, C, KH, KW}, 0);
     apb_var *b = bias ? apb_graph_new(&g, 1, (int[]){M}, 0) : NULL;
-    fill_normal(&r, x->data, x->numel, 1.0f);
-    fill_normal(&r, w->data, w->numel, 0.5f);
+    apb_test_fill_normal(&r, x->data, x->numel, 1.0f);
+    apb_test_fill_normal(&r, w->data, w->numel, 0.5f);
     if (b)
-        fill_normal(&r, b->data, b->numel, 0.5f);
+        apb_test_fill_normal(&r, b->data, b->numel, 0.5f);
     apb_var *y;
     CHECK_OK(apb_conv2d(&g, x, w, b, S, P, &y));
     int OH = (H + 2 * P - KH) / S + 1, OW = (W + 2 * P - KW) / S + 1;
@@ -102,14 +96,14 @@ APB_TEST(test_conv2d_thread_count_independent)
         apb_var *x = apb_graph_new(&g, 4, (int[]){7, 3, 6, 5}, 0);
         apb_var *w = apb_graph_new(&g, 4, (int[]){4, 3, 3, 3}, 0);
         apb_var *b = apb_graph_new(&g, 1, (int[]){4}, 0);
-        fill_normal(&r, x->data, x->numel, 1.0f);
-        fill_normal(&r, w->data, w->numel, 0.5f);
-        fill_normal(&r, b->data, b->numel, 0.5f);
+        apb_test_fill_normal(&r, x->data, x->numel, 1.0f);
+        apb_test_fill_normal(&r, w->data, w->numel, 0.5f);
+        apb_test_fill_normal(&r, b->data, b->numel, 0.5f);
         x->requires_grad = w->requires_grad = b->requires_grad = 1;
         apb_var *y;
         CHECK_OK(apb_conv2d(&g, x, w, b, 1, 1, &y));
         float *dy = apb_graph_floats(&g, y->numel);
-        fill_normal(&r, dy, y->numel, 1.0f);
+        apb_test_fill_normal(&r, dy, y->numel, 1.0f);
         CHECK_OK(apb_backward_from(&g, y, dy));
         apb_var *v[4] = {y, x, w, b};
         for (int k = 0; k < 4; k++) {
@@ -158,9 +152,9 @@ static int check_conv_same(int threads, const int *cs)
     apb_var *x = apb_graph_new(&g, 4, (int[]){N, C, H, W}, 0);
     apb_var *w = apb_graph_new(&g, 4, (int[]){M, C, KS, KS}, 0);
     apb_var *b = apb_graph_new(&g, 1, (int[]){M}, 0);
-    fill_normal(&r, x->data, x->numel, 1.0f);
-    fill_normal(&r, w->data, w->numel, 0.5f);
-    fill_normal(&r, b->data, b->numel, 0.5f);
+    apb_test_fill_normal(&r, x->data, x->numel, 1.0f);
+    apb_test_fill_normal(&r, w->data, w->numel, 0.5f);
+    apb_test_fill_normal(&r, b->data, b->numel, 0.5f);
     x->requires_grad = w->requires_grad = b->requires_grad = 1;
     apb_var *y;
     CHECK_OK(apb_conv2d(&g, x, w, b, 1, P, &y));
@@ -182,7 +176,7 @@ static int check_conv_same(int threads, const int *cs)
             bad = 1;
         }
     }
-    fill_normal(&r, dy, y->numel, 1.0f);
+    apb_test_fill_normal(&r, dy, y->numel, 1.0f);
     CHECK_OK(apb_backward_from(&g, y, dy));
     for (int n = 0; n < N; n++) { /* dx += W^T dy scattered, dW += dy col^T */
         apb_im2col(x->data + (size_t)n * C * HW, C, H, W, KS, KS, 1, P, col);
@@ -252,9 +246,9 @@ APB_TEST(test_linear_matches_direct)
     int N = 3, F = 11, M = 5;
     apb_var *x = apb_graph_new(&g, 2, (int[]){N, F}, 0), *w = apb_graph_new(&g, 2, (int[]){M, F}, 0);
     apb_var *b = apb_graph_new(&g, 1, (int[]){M}, 0), *y;
-    fill_normal(&r, x->data, x->numel, 1.0f);
-    fill_normal(&r, w->data, w->numel, 1.0f);
-    fill_normal(&r, b->data, b->numel, 1.0f);
+    apb_test_fill_normal(&r, x->data, x->numel, 1.0f);
+    apb_test_fill_normal(&r, w->data, w->numel, 1.0f);
+    apb_test_fill_normal(&r, b->data, b->numel, 1.0f);
     CHECK_OK(apb_linear(&g, x, w, b, &y));
     float ref[15];
     for (int n = 0; n < N; n++)
@@ -390,7 +384,7 @@ static int check_bn(int ndim, const int *dim)
     x->requires_grad = gm->requires_grad = 1;
     CHECK_OK(apb_batchnorm(&g, x, gm, bt, &st, &y));
     float *dy = apb_graph_floats(&g, y->numel);
-    fill_normal(&r, dy, y->numel, 1.0f);
+    apb_test_fill_normal(&r, dy, y->numel, 1.0f);
     CHECK_OK(apb_backward_from(&g, y, dy));
     for (int64_t i = 0; i < x->numel; i++) {
         int c = (int)((i / HW) % C);
@@ -471,7 +465,7 @@ APB_TEST(test_eval_mode_records_nothing)
     float rm[4] = {0}, rv[4] = {1, 1, 1, 1};
     apb_bn_state st = {rm, rv, 0.1f, 1e-5f};
     apb_var *x = apb_graph_new(&g, 4, (int[]){2, 2, 6, 6}, 0), *h, *d;
-    fill_normal(&r, x->data, x->numel, 1.0f);
+    apb_test_fill_normal(&r, x->data, x->numel, 1.0f);
     CHECK_OK(apb_conv2d(&g, x, &w, NULL, 1, 1, &h));
     CHECK_OK(apb_batchnorm(&g, h, &gm, &bt, &st, &h));
     CHECK_OK(apb_relu(&g, h, &h));
@@ -541,9 +535,9 @@ APB_TEST(test_cnn_overfits_one_batch)
     CHECK_OK(apb_param_init(&p[5], "bn2.bias", 1, (int[]){16}));
     CHECK_OK(apb_param_init(&p[6], "fc.weight", 2, (int[]){10, 16 * 7 * 7}));
     CHECK_OK(apb_param_init(&p[7], "fc.bias", 1, (int[]){10}));
-    fill_normal(&r, p[0].data, p[0].numel, sqrtf(2.0f / 9));
-    fill_normal(&r, p[3].data, p[3].numel, sqrtf(2.0f / 72));
-    fill_normal(&r, p[6].data, p[6].numel, sqrtf(1.0f / 784));
+    apb_test_fill_normal(&r, p[0].data, p[0].numel, sqrtf(2.0f / 9));
+    apb_test_fill_normal(&r, p[3].data, p[3].numel, sqrtf(2.0f / 72));
+    apb_test_fill_normal(&r, p[6].data, p[6].numel, sqrtf(1.0f / 784));
     for (int c = 0; c < 16; c++)
         p[1].data[c % 8] = p[4].data[c] = 1.0f;
     float rm1[8] = {0}, rv1[8], rm2[16] = {0}, rv2[16];
@@ -553,7 +547,7 @@ APB_TEST(test_cnn_overfits_one_batch)
 
     float *images = malloc(sizeof(float) * B * 28 * 28);
     int labels[B];
-    fill_normal(&r, images, B * 28 * 28, 1.0f);
+    apb_test_fill_normal(&r, images, B * 28 * 28, 1.0f);
     for (int n = 0; n < B; n++)
         labels[n] = (int)apb_rng_below(&r, 10);
 
@@ -629,7 +623,7 @@ static float *bnr_run(int ndim, const int *dim, int training, int residual, int 
     int HW = ndim == 4 ? dim[2] * dim[3] : 1;
     for (int64_t i = 0; i < n; i++) /* per-channel offsets: tests the shifted statistics */
         x->data[i] = 2.0f * apb_rng_normal(&r) + 3.0f * (float)((i / HW) % C) - 4.0f;
-    fill_normal(&r, res->data, n, 1.0f);
+    apb_test_fill_normal(&r, res->data, n, 1.0f);
     for (int c = 0; c < C; c++) {
         gm->data[c] = 1.0f + 0.5f * apb_rng_normal(&r);
         bt->data[c] = 0.5f * apb_rng_normal(&r);
@@ -767,7 +761,7 @@ static int model_fused_vs_unfused(const char *arch, int in_hw, int batch, int wa
     int labels[64];
     apb_rng r;
     apb_rng_seed(&r, 3);
-    fill_normal(&r, x, in, 1.0f);
+    apb_test_fill_normal(&r, x, in, 1.0f);
     for (int i = 0; i < batch; i++)
         labels[i] = i % 10;
     float *logits[2] = {0};
