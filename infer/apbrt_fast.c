@@ -90,12 +90,13 @@ struct apbrt_fast {
     long xp_sz;           /* floats of one image's planes, slack included */
     /* binary weights x 8-bit activations (i8 != 0) */
     int i8;
-    int K4;               /* ceil(K/4) */
-    int8_t *w8;           /* [M, 4*K4] the sign plane as +-1 bytes, 0 past K */
+    int K4;               /* groups of 4 k: linear ceil(K/4); conv ceil(C/4) * KH*KW */
+    int8_t *w8;           /* [M, 4*K4] the sign plane as +-1 bytes, 0 past K; conv:
+                             group g*KH*KW + tap holds channels 4g .. 4g+3 of the tap */
     int32_t *corr;        /* [M] 128 * row sum (signed codes), or NULL */
-    long *koff;           /* conv: [K] byte offset of tap k into the phase planes */
+    long *boff;           /* conv: [K4] byte offset of group (g, tap) into the blocked planes */
     long nwide;           /* conv: wide output pixels per image, OH*Wq rounded up to a panel */
-    long x8_sz;           /* conv: bytes of one image's byte planes, slack included */
+    long x8_sz;           /* conv: bytes of one image's blocked byte planes, slack included */
     int chan;             /* conv input packed along channels first (C % 64 == 0): weights
                              in the order (kh, kw, c), see apb_bitpack_chan */
     /* fp32 3x3 same conv by Winograd (wino != 0): U packed for apb_wino_conv_packed
@@ -132,7 +133,7 @@ static void fast_one_free(apbrt_fast *f)
         apb_csr_free(&f->R);
     apb_free_aligned(f->w8);
     free(f->corr);
-    free(f->koff);
+    free(f->boff);
     apb_free_aligned(f->wu);
     free(f);
 }
@@ -170,10 +171,8 @@ static apb_status plane_geometry(apbrt_rt_layer *L, apbrt_fast *f, int idx)
     f->Wq = (L->iw + 2 * P + S - 1) / S;
     f->plane = (long)f->Hq * f->Wq;
     /* a tap's vector may run (KW-1)/S floats past its plane, and the residual's
-     * chunks read APB_SPMM_NC wide pixels from a row start (the 8-bit packer's
-     * panels read up to 15 past the wide pixels): slack */
+     * chunks read APB_SPMM_NC wide pixels from a row start: slack */
     f->xp_sz = (long)L->ic * S * S * f->plane + KW + APB_SPMM_NC;
-    f->x8_sz = (f->xp_sz + 32 + 63) / 64 * 64;
     if (f->xp_sz > (1L << 31))
         return apb_fail(APB_ENOMEM, "apbrt: layer %d: input planes of %ld values", idx, f->xp_sz);
     return APB_OK;
@@ -213,20 +212,21 @@ static apb_status prepare_residual(apbrt_rt_layer *L, apbrt_fast *f, int idx)
 static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
 {
     const apbrt_rec *r = &L->r;
+    int conv = r->kind == APBRT_CONV;
     int M = r->cout, K = (int)L->K, words = (K + 63) / 64;
+    int T = conv ? r->kh * r->kw : 1, Cg = (L->ic + 3) / 4;
     apbrt_fast *f = calloc(1, sizeof *f);
     if (!f)
         return apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
     f->i8 = 1;
-    f->K4 = (K + 3) / 4;
+    f->K4 = conv ? Cg * T : (K + 3) / 4;
     long ldw = 4L * f->K4;
     f->w8 = apb_alloc_aligned((size_t)(M * ldw));
     f->scale = malloc((size_t)M * sizeof(float));
     f->corr = r->akind == APBRT_A_S8 ? malloc((size_t)M * sizeof(int32_t)) : NULL;
-    f->koff = r->kind == APBRT_CONV ? malloc((size_t)K * sizeof(long)) : NULL;
+    f->boff = conv ? malloc((size_t)f->K4 * sizeof(long)) : NULL;
     apb_status st = APB_OK;
-    if (!f->w8 || !f->scale || (r->akind == APBRT_A_S8 && !f->corr) ||
-        (r->kind == APBRT_CONV && !f->koff)) {
+    if (!f->w8 || !f->scale || (r->akind == APBRT_A_S8 && !f->corr) || (conv && !f->boff)) {
         st = apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
         goto fail;
     }
@@ -234,24 +234,40 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
         const uint64_t *sg = L->signs + (size_t)mm * words;
         int8_t *wr = f->w8 + mm * ldw;
         int32_t sum = 0;
+        memset(wr, 0, (size_t)ldw);
         for (int k = 0; k < K; k++) {
-            wr[k] = (sg[k >> 6] >> (k & 63) & 1) ? -1 : 1;
-            sum += wr[k];
+            int v = (sg[k >> 6] >> (k & 63) & 1) ? -1 : 1;
+            /* conv: k = c*T + tap -> byte 4*(g*T + tap) + c%4, g = c/4 */
+            long at = conv ? 4L * ((k / T) / 4 * T + k % T) + (k / T) % 4 : k;
+            wr[at] = (int8_t)v;
+            sum += v;
         }
-        memset(wr + K, 0, (size_t)(ldw - K));
         if (f->corr)
             f->corr[mm] = 128 * sum;
         f->scale[mm] = L->alpha[mm] * r->act_step;
     }
-    if (r->kind == APBRT_CONV) {
+    if (conv) {
         f->g = (apb_conv_geom){L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad};
         f->OH = apb_conv_geom_oh(&f->g);
         f->OW = apb_conv_geom_ow(&f->g);
         if ((st = plane_geometry(L, f, idx)) != APB_OK)
             goto fail;
-        for (long k = 0; k < K; k++)
-            f->koff[k] = tap_offset(L, f, k);
+        int S = r->stride;
         f->nwide = ((long)f->OH * f->Wq + APB_I8_PANEL - 1) / APB_I8_PANEL * APB_I8_PANEL;
+        /* group (g, tap): phase plane (kh%S, kw%S) of group g, at (kh/S, kw/S) */
+        long maxo = 0;
+        for (int g = 0; g < Cg; g++)
+            for (int t = 0; t < T; t++) {
+                int kh = t / r->kw, kw = t % r->kw;
+                long px = ((long)(g * S + kh % S) * S + kw % S) * f->plane + (long)(kh / S) * f->Wq + kw / S;
+                f->boff[g * T + t] = 4 * px;
+                maxo = px > maxo ? px : maxo;
+            }
+        /* the last panel reads 4 bytes per wide pixel up to nwide - 1 past the
+         * largest offset: slack after the planes (never written, zero) */
+        long px = (long)Cg * S * S * f->plane;
+        px = maxo + f->nwide > px ? maxo + f->nwide : px;
+        f->x8_sz = (4 * px + 63) / 64 * 64;
         if (r->nnz && (st = prepare_residual(L, f, idx)) != APB_OK)
             goto fail;
     }
@@ -524,40 +540,46 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
         }
 }
 
-/* build_planes for 8-bit codes: channel c of x[C, H, W] -> its S*S zero-padded
- * byte phase planes (codes, + 128 when signed, padding = the zero point). */
-static void build_planes_u8(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c,
-                            uint8_t *xp)
+/* The 8-bit planes of channel group g (channels 4g .. 4g+3) of one image
+ * x[C, H, W]: its S*S zero-padded byte phase planes, the 4 channels'
+ * codes interleaved per pixel (+ 128 when signed; padding and channels past C
+ * = the zero point), and, when xq is not NULL, the same channels' float phase
+ * planes for the residual (build_planes' layout, values code * s), in one pass. */
+static void build_planes_i8(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int g,
+                            uint8_t *x8, float *xq)
 {
     const apbrt_rec *r = &L->r;
     int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq, sg = r->akind == APBRT_A_S8;
+    int c0 = 4 * g, nc = L->ic - c0 < 4 ? L->ic - c0 : 4;
     uint8_t zp = sg ? 128 : 0;
-    float rs = 1.0f / r->act_step;
+    long ldq = (long)S * S * f->plane;
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
-            uint8_t *pl = xp + ((long)(c * S + a) * S + b) * f->plane;
+            uint8_t *pl = x8 + ((long)(g * S + a) * S + b) * f->plane * 4;
+            float *ql = xq ? xq + ((long)(c0 * S + a) * S + b) * f->plane : NULL;
             int jlo = P - b > 0 ? (P - b + S - 1) / S : 0;
             int jhi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
             jhi = jhi < Wq ? jhi : Wq;
             jlo = jlo < jhi ? jlo : jhi;
             for (int i = 0; i < f->Hq; i++) {
-                uint8_t *d = pl + (long)i * Wq;
+                uint8_t *d = pl + (long)i * Wq * 4;
+                float *qi = ql ? ql + (long)i * Wq : NULL;
                 int row = i * S + a - P;
                 if (row < 0 || row >= H) {
-                    memset(d, zp, (size_t)Wq);
+                    memset(d, zp, (size_t)Wq * 4);
+                    for (int c = 0; qi && c < nc; c++)
+                        memset(qi + c * ldq, 0, (size_t)Wq * sizeof(float));
                     continue;
                 }
-                const float *src = x + ((long)c * H + row) * W + (long)jlo * S + b - P;
-                memset(d, zp, (size_t)jlo);
-                if (S == 1) {
-#pragma omp simd
-                    for (int j = 0; j < jhi - jlo; j++)
-                        d[jlo + j] = (uint8_t)(apb_i8_code(src[j], rs, sg) + zp);
-                } else {
-                    for (int j = 0; j < jhi - jlo; j++)
-                        d[jlo + j] = (uint8_t)(apb_i8_code(src[(long)j * S], rs, sg) + zp);
+                memset(d, zp, (size_t)jlo * 4);
+                memset(d + (long)jhi * 4, zp, (size_t)(Wq - jhi) * 4);
+                for (int c = 0; qi && c < nc; c++) {
+                    memset(qi + c * ldq, 0, (size_t)jlo * sizeof(float));
+                    memset(qi + c * ldq + jhi, 0, (size_t)(Wq - jhi) * sizeof(float));
                 }
-                memset(d + jhi, zp, (size_t)(Wq - jhi));
+                const float *src = x + ((long)c0 * H + row) * W + (long)jlo * S + b - P;
+                apb_i8_quant4(jhi - jlo, nc, src, (long)H * W, S, r->act_step, sg, d + (long)jlo * 4,
+                              qi ? qi + jlo : NULL, ldq);
             }
         }
 }
@@ -767,54 +789,83 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
     return APB_OK;
 }
 
-/* 8-bit conv: per chunk of images, byte phase planes -> packed wide columns ->
- * one integer GEMM -> residual + epilogue on the OW valid columns of each row. */
+/* One chunk of cnt images of an 8-bit conv on nth threads: blocked byte planes
+ * (+ the residual's float planes) -> one integer GEMM reading them in place ->
+ * residual + epilogue on the OW valid columns of each row. */
+static apb_status conv_i8_chunk(const apbrt_rt_layer *L, const apbrt_fast *f, const float *inc,
+                                int cnt, float *outc, uint8_t *x8, float *xq, float *Y, int nth)
+{
+    int M = L->r.cout, Cg = (L->ic + 3) / 4;
+    long in_sz = (long)L->ic * L->ih * L->iw, nw = f->nwide, Nc = cnt * nw;
+    long tasks = (long)cnt * Cg;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
+    for (long t = 0; t < tasks; t++) {
+        long b = t / Cg;
+        build_planes_i8(L, f, inc + b * in_sz, (int)(t % Cg), x8 + b * f->x8_sz,
+                        f->has_res ? xq + b * f->xp_sz : NULL);
+    }
+    APB_TRY(apb_i8gemm_ind_f32(M, (int)nw, cnt, f->K4, f->w8, 4L * f->K4, x8, f->x8_sz, f->boff,
+                               f->scale, f->corr, Y, Nc));
+    if (f->has_res)
+        res_epilogue(L, f, xq, cnt, Y, Nc, nw, f->Wq, outc, nth);
+    else
+        plain_epilogue(L, f, cnt, Y, Nc, nw, f->Wq, outc, nth);
+    return APB_OK;
+}
+
+/* 8-bit conv over chunks of images (~CHUNK_PIXELS wide pixels per GEMM). A
+ * batch with enough chunks for every thread runs whole chunks on each thread,
+ * one thread per chunk (its own buffers: the planes a thread builds stay in its
+ * core's cache for its GEMM, and a layer has one barrier instead of three per
+ * chunk); otherwise each chunk is split over the threads. Every element is
+ * computed the same way in either mode. */
 static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     apbrt_fast *f = L->fast;
     fast_work *w = m->fast_work;
-    const apbrt_rec *r = &L->r;
-    int M = r->cout, K = (int)L->K, nth = apb_threads_get();
-    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
-    long nw = f->nwide, pimg = apb_i8_packed_bytes((int)nw, f->K4);
+    int M = L->r.cout, nth = apb_threads_get();
+    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW, nw = f->nwide;
     int nb = nw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / nw);
     nb = nb < n ? nb : n;
-    long N = nb * nw;
-    if (N > (1L << 30))
+    int per = (n + nth - 1) / nth, nbp = nb < per ? nb : per, nch = (n + nbp - 1) / nbp;
+    int par = nth > 1 && n >= nth && (nch % nth == 0 || nch >= 4 * nth);
+    if (par)
+        nb = nbp;
+    else
+        nch = (n + nb - 1) / nb;
+    int copies = par ? nth : 1;
+    if ((long)nb * nw > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
-    if (!grow((void **)&w->x8, &w->cap_x8, (size_t)nb * f->x8_sz, 1, 1) ||
-        !grow((void **)&w->b8, &w->cap_b8, (size_t)nb * pimg, 1, 0) ||
-        !grow((void **)&w->y, &w->cap_y, (size_t)M * N, 4, 0) ||
-        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)nb * f->xp_sz, 4, 1)))
+    size_t x8c = (size_t)nb * f->x8_sz, yc = (size_t)M * nb * nw, xqc = (size_t)nb * f->xp_sz;
+    if (!grow((void **)&w->x8, &w->cap_x8, copies * x8c, 1, 1) ||
+        !grow((void **)&w->y, &w->cap_y, copies * yc, 4, 0) ||
+        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * xqc, 4, 1)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
-    for (int b0 = 0; b0 < n; b0 += nb) {
-        int cnt = n - b0 < nb ? n - b0 : nb;
-        long Nc = cnt * nw;
-        const float *inc = in + (long)b0 * in_sz;
-        float *outc = out + (long)b0 * M * ohw;
-        long tasks = (long)cnt * L->ic;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
-        for (long t = 0; t < tasks; t++) {
-            long b = t / L->ic;
-            int c = (int)(t % L->ic);
-            build_planes_u8(L, f, inc + b * in_sz, c, w->x8 + b * f->x8_sz);
-            if (f->has_res)
-                build_planes(L, f, inc + b * in_sz, c, w->xq + b * f->xp_sz);
+    if (!par) {
+        for (int b0 = 0; b0 < n; b0 += nb) {
+            int cnt = n - b0 < nb ? n - b0 : nb;
+            APB_TRY(conv_i8_chunk(L, f, in + (long)b0 * in_sz, cnt, out + (long)b0 * M * ohw, w->x8,
+                                  w->xq, w->y, nth));
         }
-        /* one image packs its panels over the threads itself (apb_i8_pack_taps) */
-        if (cnt == 1)
-            apb_i8_pack_taps((int)nw, K, w->x8, f->koff, w->b8);
-#pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
-        for (long b = 0; b < (cnt > 1 ? cnt : 0); b++)
-            apb_i8_pack_taps((int)nw, K, w->x8 + b * f->x8_sz, f->koff, w->b8 + b * pimg);
-        float *Y = w->y;
-        APB_TRY(apb_i8gemm_f32(M, (int)Nc, f->K4, f->w8, 4L * f->K4, w->b8, f->scale, f->corr, Y, Nc));
-        if (f->has_res)
-            res_epilogue(L, f, w->xq, cnt, Y, Nc, nw, f->Wq, outc, nth);
-        else
-            plain_epilogue(L, f, cnt, Y, Nc, nw, f->Wq, outc, nth);
+        return APB_OK;
     }
-    return APB_OK;
+    apb_status st = APB_OK;
+#pragma omp parallel num_threads(nth)
+    {
+        int me = apb_thread_num();
+#pragma omp for schedule(dynamic, 1)
+        for (int ch = 0; ch < nch; ch++) {
+            int b0 = ch * nb, cnt = n - b0 < nb ? n - b0 : nb;
+            apb_status s = conv_i8_chunk(L, f, in + (long)b0 * in_sz, cnt, out + (long)b0 * M * ohw,
+                                         w->x8 + me * x8c, f->has_res ? w->xq + me * xqc : NULL,
+                                         w->y + me * yc, 1);
+            if (s != APB_OK) {
+#pragma omp atomic write
+                st = s;
+            }
+        }
+    }
+    return st;
 }
 
 /* 8-bit linear: one packed column per sample. */

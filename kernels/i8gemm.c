@@ -15,9 +15,6 @@
 #include "cpu.h"
 #include "threads.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define I8_MB 96 /* rows per tile (a multiple of every table's mr: 4, 6) */
 #define I8_NB 8  /* panels per tile (a multiple of every table's np) */
@@ -56,39 +53,83 @@ void apb_i8_pack_rows(int N, int K, const float *X, long ldx, float s, int is_si
     }
 }
 
-void apb_i8_pack_taps(int N, int K, const uint8_t *src, const long *koff, uint8_t *B)
+void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s, int is_signed,
+                   uint8_t *d, float *q, long ldq)
 {
-    int K4 = (K + 3) / 4, np = (N + APB_I8_PANEL - 1) / APB_I8_PANEL;
-    long pstride = (long)K4 * 4 * APB_I8_PANEL;
-    static const uint8_t zero[APB_I8_PANEL];
-    /* split over the threads when large and not already inside a parallel
-     * region (images packed concurrently); panels are disjoint */
-    int nth = apb_threads_get();
-#ifdef _OPENMP
-    if (omp_get_level() > 0)
-        nth = 1;
-#endif
-    if ((long)np * K4 < 4096)
-        nth = 1;
-#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
-    for (int p = 0; p < np; p++) {
-        uint8_t *bp = B + p * pstride;
-        const uint8_t *base = src + (long)p * APB_I8_PANEL;
-        for (int k4 = 0; k4 < K4; k4++) {
-            const uint8_t *r0 = base + koff[4 * k4];
-            const uint8_t *r1 = 4 * k4 + 1 < K ? base + koff[4 * k4 + 1] : zero;
-            const uint8_t *r2 = 4 * k4 + 2 < K ? base + koff[4 * k4 + 2] : zero;
-            const uint8_t *r3 = 4 * k4 + 3 < K ? base + koff[4 * k4 + 3] : zero;
-            uint8_t *o = bp + k4 * 4 * APB_I8_PANEL;
-#pragma omp simd
-            for (int j = 0; j < APB_I8_PANEL; j++) {
-                o[4 * j] = r0[j];
-                o[4 * j + 1] = r1[j];
-                o[4 * j + 2] = r2[j];
-                o[4 * j + 3] = r3[j];
+    float r = 1.0f / s;
+    const apb_i8_kernels *vt = apb_isa_active() >= APB_ISA_AVX2 ? &apb_i8_kernels_avx2 : NULL;
+    if (nc == 4 && (stride == 1 || stride == 2) && vt && vt->quant4) {
+        vt->quant4(n, x, ldx, stride, r, s, is_signed, d, q, ldq);
+        return;
+    }
+    int zp = is_signed ? 128 : 0;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < 4; i++) {
+            int c = i < nc ? apb_i8_code(x[i * ldx + (long)j * stride], r, is_signed) : 0;
+            d[4 * j + i] = (uint8_t)(c + zp);
+            if (q && i < nc)
+                q[i * ldq + j] = (float)c * s;
+        }
+}
+
+static void store(const apb_i8_kernels *kt, int mr, int nc, const int32_t *acc, int ld,
+                  const float *scale, const int32_t *corr, float *Y, long ldy)
+{
+    if (kt->store) {
+        kt->store(mr, nc, acc, ld, scale, corr, Y, ldy);
+        return;
+    }
+    for (int r = 0; r < mr; r++) {
+        float sc = scale ? scale[r] : 1.0f;
+        int32_t cr = corr ? corr[r] : 0;
+        for (int j = 0; j < nc; j++)
+            Y[r * ldy + j] = sc * (float)(acc[r * ld + j] - cr);
+    }
+}
+
+/* Where B's panels are: panel p = i*ppi + pi (image i) at base + i*istride +
+ * pi*pstride, group k4 at boff[k4] (NULL: 64*k4) from there. */
+typedef struct {
+    const uint8_t *base;
+    long istride, pstride;
+    int ppi;
+    const long *boff;
+} bdesc;
+
+static apb_status gemm(int M, int N, int K4, const int8_t *W, long ldw, const bdesc *bd,
+                       const float *scale, const int32_t *corr, float *Y, long ldy)
+{
+    if (M == 0 || N == 0)
+        return APB_OK;
+    const apb_i8_kernels *kt = table();
+    int npan = (N + APB_I8_PANEL - 1) / APB_I8_PANEL;
+    int tm = (M + I8_MB - 1) / I8_MB, tn = (npan + I8_NB - 1) / I8_NB, nth = apb_threads_get();
+    long tiles = (long)tm * tn;
+    /* inside a parallel region (one chunk of images per thread) the caller's
+     * thread does the whole product */
+    int par = nth > 1 && tiles > 1 && (long)M * N * K4 * 4 >= I8_PAR_MIN && !apb_in_parallel();
+#pragma omp parallel for num_threads(nth) if (par) schedule(dynamic, 1)
+    for (long t = 0; t < tiles; t++) {
+        int32_t acc[8 * 4 * APB_I8_PANEL]; /* mr x np*16 with mr <= 8, np <= 4 (tables: 6x2, 6x4) */
+        int m0 = (int)(t / tn) * I8_MB, p0 = (int)(t % tn) * I8_NB;
+        int m1 = m0 + I8_MB < M ? m0 + I8_MB : M, p1 = p0 + I8_NB < npan ? p0 + I8_NB : npan;
+        for (int m = m0; m < m1; m += kt->mr) {
+            int mr = m1 - m < kt->mr ? m1 - m : kt->mr;
+            for (int p = p0, np; p < p1; p += np) {
+                /* the kernel's panels all lie in one image */
+                int img = p / bd->ppi, pi = p % bd->ppi;
+                np = p1 - p < kt->np ? p1 - p : kt->np;
+                np = bd->ppi - pi < np ? bd->ppi - pi : np;
+                int ld = np * APB_I8_PANEL;
+                kt->fn(mr, np, K4, W + m * ldw, ldw, bd->base + img * bd->istride + pi * bd->pstride,
+                       bd->pstride, bd->boff, acc, ld);
+                int n0 = p * APB_I8_PANEL, nc = N - n0 < ld ? N - n0 : ld;
+                store(kt, mr, nc, acc, ld, scale ? scale + m : NULL, corr ? corr + m : NULL,
+                      Y + m * ldy + n0, ldy);
             }
         }
     }
+    return APB_OK;
 }
 
 apb_status apb_i8gemm_f32(int M, int N, int K4, const int8_t *W, long ldw, const uint8_t *B,
@@ -97,35 +138,21 @@ apb_status apb_i8gemm_f32(int M, int N, int K4, const int8_t *W, long ldw, const
     if (M < 0 || N < 0 || K4 < 0 || ldw < 4L * K4 || ldy < N)
         return apb_fail(APB_EINVAL, "i8gemm: bad sizes M=%d N=%d K4=%d ldw=%ld ldy=%ld", M, N, K4,
                         ldw, ldy);
-    if (M == 0 || N == 0)
-        return APB_OK;
-    const apb_i8_kernels *kt = table();
-    long pstride = (long)K4 * 4 * APB_I8_PANEL;
     int npan = (N + APB_I8_PANEL - 1) / APB_I8_PANEL;
-    int tm = (M + I8_MB - 1) / I8_MB, tn = (npan + I8_NB - 1) / I8_NB, nth = apb_threads_get();
-    long tiles = (long)tm * tn;
-    int par = nth > 1 && tiles > 1 && (long)M * N * K4 * 4 >= I8_PAR_MIN;
-#pragma omp parallel for num_threads(nth) if (par) schedule(dynamic, 1)
-    for (long t = 0; t < tiles; t++) {
-        int32_t acc[8 * 4 * APB_I8_PANEL]; /* mr x np*16 with mr <= 8, np <= 4 (tables: 6x2, 6x4) */
-        int m0 = (int)(t / tn) * I8_MB, p0 = (int)(t % tn) * I8_NB;
-        int m1 = m0 + I8_MB < M ? m0 + I8_MB : M, p1 = p0 + I8_NB < npan ? p0 + I8_NB : npan;
-        for (int m = m0; m < m1; m += kt->mr) {
-            int mr = m1 - m < kt->mr ? m1 - m : kt->mr;
-            for (int p = p0; p < p1; p += kt->np) {
-                int np = p1 - p < kt->np ? p1 - p : kt->np, ld = np * APB_I8_PANEL;
-                kt->fn(mr, np, K4, W + m * ldw, ldw, B + p * pstride, pstride, acc, ld);
-                int n0 = p * APB_I8_PANEL, nc = N - n0 < ld ? N - n0 : ld;
-                for (int r = 0; r < mr; r++) {
-                    float sc = scale ? scale[m + r] : 1.0f;
-                    int32_t cr = corr ? corr[m + r] : 0;
-                    float *y = Y + (m + r) * ldy + n0;
-                    const int32_t *a = acc + r * ld;
-                    for (int j = 0; j < nc; j++)
-                        y[j] = sc * (float)(a[j] - cr);
-                }
-            }
-        }
-    }
-    return APB_OK;
+    bdesc bd = {B, 0, (long)K4 * 4 * APB_I8_PANEL, npan > 0 ? npan : 1, NULL};
+    return gemm(M, N, K4, W, ldw, &bd, scale, corr, Y, ldy);
+}
+
+apb_status apb_i8gemm_ind_f32(int M, int ncol, int nimg, int K4, const int8_t *W, long ldw,
+                              const uint8_t *src, long istride, const long *boff,
+                              const float *scale, const int32_t *corr, float *Y, long ldy)
+{
+    if (M < 0 || ncol < 0 || ncol % APB_I8_PANEL || nimg < 0 || K4 < 0 || ldw < 4L * K4 ||
+        ldy < (long)ncol * nimg || (long)ncol * nimg > (1L << 30))
+        return apb_fail(APB_EINVAL, "i8gemm: bad sizes M=%d ncol=%d nimg=%d K4=%d ldw=%ld ldy=%ld",
+                        M, ncol, nimg, K4, ldw, ldy);
+    if (ncol == 0)
+        return APB_OK;
+    bdesc bd = {src, istride, 4 * APB_I8_PANEL, ncol / APB_I8_PANEL, boff};
+    return gemm(M, ncol * nimg, K4, W, ldw, &bd, scale, corr, Y, ldy);
 }

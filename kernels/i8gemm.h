@@ -34,6 +34,7 @@
 #ifndef APB_I8GEMM_H
 #define APB_I8GEMM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "status.h"
@@ -65,16 +66,34 @@ static inline long apb_i8_packed_bytes(int N, int K4)
 void apb_i8_pack_rows(int N, int K, const float *X, long ldx, float s, int is_signed,
                       uint8_t *B);
 
-/* Packs columns that are contiguous runs of one byte image: column n, element k
- * is src[n + koff[k]] (koff [K], >= 0), e.g. taps of a convolution over
- * zero-padded stride-phase planes of codes, for the "wide" output pixels
- * n = oh * Wq + ow (docs/KERNELS.md). Reads src[0 .. N + max koff + 15]; bytes
- * past K are zero. */
-void apb_i8_pack_taps(int N, int K, const uint8_t *src, const long *koff, uint8_t *B);
+/* Codes of up to four channel rows into one interleaved byte row, the layout
+ * of the channel-blocked planes that 8-bit convolutions read in place
+ * (apb_i8gemm_ind_f32): for j < n, bytes 4j .. 4j+3 of d are, for i < 4,
+ * code(x[i*ldx + j*stride]) + zp where i < nc, else zp (zp = 128 signed, 0
+ * unsigned), by the code rule above with step s. When q is not NULL, also
+ * q[i*ldq + j] = code * s for i < nc (the float values the sparse residual
+ * multiplies). Reads x[i*ldx + j*stride] only for i < nc, j < n. */
+void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s, int is_signed,
+                   uint8_t *d, float *q, long ldq);
 
 /* Y = scale * (W B - corr) as described above (OpenMP over tiles). */
 apb_status apb_i8gemm_f32(int M, int N, int K4, const int8_t *W, long ldw, const uint8_t *B,
                           const float *scale, const int32_t *corr, float *Y, long ldy);
+
+/* The same product with B read in place, never packed ("indirect"): nimg byte
+ * images of istride bytes, ncol columns each (a multiple of 16), N = nimg*ncol
+ * columns in all; group k4 of column n = i*ncol + j is the 4 bytes at
+ * src + i*istride + 4*j + boff[k4] (boff [K4], >= 0). Each 16 columns of a
+ * group are then 64 contiguous bytes, a panel of the packed layout, so the
+ * micro-kernels read them where they lie: e.g. a 3x3 convolution over
+ * channel-blocked planes (4 channels interleaved per pixel, apb_i8_quant4),
+ * where k4 = (channel group, tap) and boff is the tap's offset into the
+ * group's planes, reads each input byte 9 times from L1 instead of packing a
+ * 9x larger im2col (docs/KERNELS.md). Results equal apb_i8gemm_f32 on the
+ * gathered columns, bit for bit. */
+apb_status apb_i8gemm_ind_f32(int M, int ncol, int nimg, int K4, const int8_t *W, long ldw,
+                              const uint8_t *src, long istride, const long *boff,
+                              const float *scale, const int32_t *corr, float *Y, long ldy);
 
 /* The specification: C[m, n] = dot, one element at a time. C [M, ldc]. */
 void apb_i8gemm_ref(int M, int N, int K4, const int8_t *W, long ldw, const uint8_t *B, int32_t *C,
@@ -82,14 +101,25 @@ void apb_i8gemm_ref(int M, int N, int K4, const int8_t *W, long ldw, const uint8
 
 /* ---- internal: micro-kernel table (i8gemm.c and the ISA files) ----
  * A micro-kernel sets acc[r*ldacc + c] = dot for rows r < mr (W rows ldw bytes
- * apart starting at w) and the 16*np columns of np consecutive panels starting
- * at b (panels pstride bytes apart), over K4 groups. mr <= entry mr, np <= entry np. */
+ * apart starting at w) and the 16*np columns of np panels, panel p's group k4
+ * at b + p*pstride + off(k4), off(k4) = boff[k4], or 64*k4 when boff is NULL
+ * (the packed layout), over K4 groups. mr <= entry mr, np <= entry np. */
 typedef void (*apb_i8_kern_fn)(int mr, int np, int K4, const int8_t *w, long ldw,
-                               const uint8_t *b, long pstride, int32_t *acc, int ldacc);
+                               const uint8_t *b, long pstride, const long *boff, int32_t *acc,
+                               int ldacc);
+/* The float epilogue of a kernel's tile: Y[r*ldy + j] = scale[r] * (float)(acc[r*ld + j]
+ * - corr[r]) for r < mr, j < nc (scale NULL = 1, corr NULL = 0). */
+typedef void (*apb_i8_store_fn)(int mr, int nc, const int32_t *acc, int ld, const float *scale,
+                                const int32_t *corr, float *Y, long ldy);
+/* apb_i8_quant4 with stride 1 or 2 and nc == 4 (NULL: the portable loop). */
+typedef void (*apb_i8_quant4_fn)(int n, const float *x, long ldx, int stride, float r, float s,
+                                 int is_signed, uint8_t *d, float *q, long ldq);
 typedef struct {
     apb_i8_kern_fn fn;
     int mr, np;
     const char *name;
+    apb_i8_quant4_fn quant4;
+    apb_i8_store_fn store; /* NULL: the portable loop */
 } apb_i8_kernels;
 
 extern const apb_i8_kernels apb_i8_kernels_ref;

@@ -94,10 +94,58 @@ static void chunk_6x16(long n, const uint8_t *b, const int8_t *w, long ld, __m25
                        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc",
                        "memory");
 }
+/* chunk_6x16 with the panel's groups read in place: group g at b + off[g]. */
+static void chunk_6x16_ind(long n, const uint8_t *b, const long *off, const int8_t *w, long ld,
+                           __m256i *part)
+{
+    const long *oend = off + n;
+    long ld3 = 3 * ld, ld5 = 5 * ld, o;
+    __asm__ volatile("vpxor %%xmm4, %%xmm4, %%xmm4\n\t"
+                     "vmovdqa %%ymm4, %%ymm5\n\t"
+                     "vmovdqa %%ymm4, %%ymm6\n\t"
+                     "vmovdqa %%ymm4, %%ymm7\n\t"
+                     "vmovdqa %%ymm4, %%ymm8\n\t"
+                     "vmovdqa %%ymm4, %%ymm9\n\t"
+                     "vmovdqa %%ymm4, %%ymm10\n\t"
+                     "vmovdqa %%ymm4, %%ymm11\n\t"
+                     "vmovdqa %%ymm4, %%ymm12\n\t"
+                     "vmovdqa %%ymm4, %%ymm13\n\t"
+                     "vmovdqa %%ymm4, %%ymm14\n\t"
+                     "vmovdqa %%ymm4, %%ymm15\n\t"
+                     "1:\n\t"
+                     "mov (%[off]), %[o]\n\t"
+                     "vmovdqu (%[b],%[o],1), %%ymm0\n\t"
+                     "vmovdqu 32(%[b],%[o],1), %%ymm1\n\t"
+                     ROW("(%[w])", 4, 5) ROW("(%[w],%[ld],1)", 6, 7) ROW("(%[w],%[ld],2)", 8, 9)
+                     ROW("(%[w],%[ld3],1)", 10, 11) ROW("(%[w],%[ld],4)", 12, 13)
+                     ROW("(%[w],%[ld5],1)", 14, 15)
+                     "add $8, %[off]\n\t"
+                     "add $4, %[w]\n\t"
+                     "cmp %[oend], %[off]\n\t"
+                     "jb 1b\n\t"
+                     "vmovdqu %%ymm4, (%[p])\n\t"
+                     "vmovdqu %%ymm5, 32(%[p])\n\t"
+                     "vmovdqu %%ymm6, 64(%[p])\n\t"
+                     "vmovdqu %%ymm7, 96(%[p])\n\t"
+                     "vmovdqu %%ymm8, 128(%[p])\n\t"
+                     "vmovdqu %%ymm9, 160(%[p])\n\t"
+                     "vmovdqu %%ymm10, 192(%[p])\n\t"
+                     "vmovdqu %%ymm11, 224(%[p])\n\t"
+                     "vmovdqu %%ymm12, 256(%[p])\n\t"
+                     "vmovdqu %%ymm13, 288(%[p])\n\t"
+                     "vmovdqu %%ymm14, 320(%[p])\n\t"
+                     "vmovdqu %%ymm15, 352(%[p])\n\t"
+                     : [off] "+r"(off), [w] "+r"(w), [o] "=&r"(o)
+                     : [b] "r"(b), [ld] "r"(ld), [ld3] "r"(ld3), [ld5] "r"(ld5), [oend] "r"(oend),
+                       [p] "r"(part)
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+                       "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc",
+                       "memory");
+}
 #undef ROW
 
 static void kern_avx2(int mr, int np, int K4, const int8_t *w, long ldw, const uint8_t *b,
-                      long pstride, int32_t *acc, int ldacc)
+                      long pstride, const long *boff, int32_t *acc, int ldacc)
 {
     int32_t spare[(MR - 1) * APB_I8_PANEL]; /* sums of rows past mr */
     int8_t wt[MR * 4 * CHUNK];              /* a chunk of a short strip's rows, zero padded */
@@ -120,11 +168,82 @@ static void kern_avx2(int mr, int np, int K4, const int8_t *w, long ldw, const u
                 wk = wt;
                 ld = 4 * CHUNK;
             }
-            chunk_6x16(n, bp + (long)k0 * 64, wk, ld, part);
+            if (boff)
+                chunk_6x16_ind(n, bp, boff + k0, wk, ld, part);
+            else
+                chunk_6x16(n, bp + (long)k0 * 64, wk, ld, part);
             for (int r = 0; r < MR; r++)
                 widen_add(c[r], part[2 * r], part[2 * r + 1]);
         }
     }
 }
 
-const apb_i8_kernels apb_i8_kernels_avx2 = {kern_avx2, MR, 2, "avx2"};
+/* 8 codes (int32) of x[0], x[st], ..., x[7*st] for st = 1 or 2, by the code rule
+ * of i8gemm.h: NaN -> 0, clamp, round half to even by the same 1.5 * 2^23 add
+ * and subtract as apb_i8_code. */
+static inline __m256i codes8(const float *x, int st, __m256 r, __m256 lo, __m256 hi)
+{
+    __m256 v;
+    if (st == 1) {
+        v = _mm256_loadu_ps(x);
+    } else {
+        __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8);
+        v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    }
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 t = _mm256_mul_ps(v, r);
+    t = _mm256_and_ps(t, _mm256_cmp_ps(t, t, _CMP_ORD_Q));
+    t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+    t = _mm256_sub_ps(_mm256_add_ps(t, magic), magic);
+    return _mm256_cvttps_epi32(t);
+}
+
+static void quant4_avx2(int n, const float *x, long ldx, int stride, float rs, float s,
+                        int is_signed, uint8_t *d, float *q, long ldq)
+{
+    const __m256 r = _mm256_set1_ps(rs), sv = _mm256_set1_ps(s);
+    const __m256 lo = _mm256_set1_ps(is_signed ? -128.0f : 0.0f);
+    const __m256 hi = _mm256_set1_ps(is_signed ? 127.0f : 255.0f);
+    const __m256i zp = _mm256_set1_epi32(is_signed ? 128 : 0);
+    int j = 0;
+    /* stride 2 loads 16 floats for 8 codes: stop while the last one read,
+     * x[2j + 15], is still one the row owns */
+    int jv = stride == 1 ? n - 8 : n - 9;
+    for (; j <= jv; j += 8) {
+        __m256i word = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            __m256i c = codes8(x + i * ldx + (long)j * stride, stride, r, lo, hi);
+            if (q)
+                _mm256_storeu_ps(q + i * ldq + j, _mm256_mul_ps(_mm256_cvtepi32_ps(c), sv));
+            word = _mm256_or_si256(word, _mm256_slli_epi32(_mm256_add_epi32(c, zp), 8 * i));
+        }
+        _mm256_storeu_si256((__m256i *)(d + 4 * j), word);
+    }
+    for (; j < n; j++)
+        for (int i = 0; i < 4; i++) {
+            int c = apb_i8_code(x[i * ldx + (long)j * stride], rs, is_signed);
+            d[4 * j + i] = (uint8_t)(c + (is_signed ? 128 : 0));
+            if (q)
+                q[i * ldq + j] = (float)c * s;
+        }
+}
+
+static void store_avx2(int mr, int nc, const int32_t *acc, int ld, const float *scale,
+                       const int32_t *corr, float *Y, long ldy)
+{
+    for (int r = 0; r < mr; r++) {
+        __m256 sc = _mm256_set1_ps(scale ? scale[r] : 1.0f);
+        __m256i cr = _mm256_set1_epi32(corr ? corr[r] : 0);
+        const int32_t *a = acc + r * ld;
+        float *y = Y + r * ldy;
+        int j = 0;
+        for (; j + 8 <= nc; j += 8) {
+            __m256i v = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(a + j)), cr);
+            _mm256_storeu_ps(y + j, _mm256_mul_ps(sc, _mm256_cvtepi32_ps(v)));
+        }
+        for (; j < nc; j++)
+            y[j] = (scale ? scale[r] : 1.0f) * (float)(a[j] - (corr ? corr[r] : 0));
+    }
+}
+
+const apb_i8_kernels apb_i8_kernels_avx2 = {kern_avx2, MR, 2, "avx2", quant4_avx2, store_avx2};

@@ -51,7 +51,7 @@ static inline int32_t load32(const int8_t *p)
 
 __attribute__((target("avx512f,avx512vnni")))
 static void kern_vnni(int mr, int np, int K4, const int8_t *w, long ldw, const uint8_t *b,
-                      long pstride, int32_t *acc, int ldacc)
+                      long pstride, const long *boff, int32_t *acc, int ldacc)
 {
     /* rows and panels past mr / np repeat the first one; their sums are dropped */
     const int8_t *w0 = w, *w1 = w + (1 < mr ? 1 : 0) * ldw, *w2 = w + (2 < mr ? 2 : 0) * ldw;
@@ -66,8 +66,9 @@ static void kern_vnni(int mr, int np, int K4, const int8_t *w, long ldw, const u
     ROW_DECL(4);
     ROW_DECL(5);
     for (int k4 = 0; k4 < K4; k4++) {
-        __m512i x0 = _mm512_loadu_si512(b0 + k4 * 64), x1 = _mm512_loadu_si512(b1 + k4 * 64);
-        __m512i x2 = _mm512_loadu_si512(b2 + k4 * 64), x3 = _mm512_loadu_si512(b3 + k4 * 64);
+        long o = boff ? boff[k4] : 64L * k4; /* packed or in place (i8gemm.h) */
+        __m512i x0 = _mm512_loadu_si512(b0 + o), x1 = _mm512_loadu_si512(b1 + o);
+        __m512i x2 = _mm512_loadu_si512(b2 + o), x3 = _mm512_loadu_si512(b3 + o);
         ROW_STEP(0);
         ROW_STEP(1);
         ROW_STEP(2);
@@ -83,4 +84,4 @@ static void kern_vnni(int mr, int np, int K4, const int8_t *w, long ldw, const u
     ROW_STORE(5);
 }
 
-const apb_i8_kernels apb_i8_kernels_avx512vnni = {kern_vnni, MR, NP, "avx512-vnni"};
+const apb_i8_kernels apb_i8_kernels_avx512vnni = {kern_vnni, MR, NP, "avx512-vnni", NULL, NULL};

@@ -3,7 +3,7 @@
 #include "i8gemm.h"
 
 static void kern_ref(int mr, int np, int K4, const int8_t *w, long ldw, const uint8_t *b,
-                     long pstride, int32_t *acc, int ldacc)
+                     long pstride, const long *boff, int32_t *acc, int ldacc)
 {
     for (int r = 0; r < mr; r++)
         for (int p = 0; p < np; p++)
@@ -11,14 +11,16 @@ static void kern_ref(int mr, int np, int K4, const int8_t *w, long ldw, const ui
                 const int8_t *wr = w + r * ldw;
                 const uint8_t *bc = b + p * pstride + 4 * j;
                 int32_t s = 0;
-                for (int k4 = 0; k4 < K4; k4++)
+                for (int k4 = 0; k4 < K4; k4++) {
+                    long o = boff ? boff[k4] : (long)k4 * 4 * APB_I8_PANEL;
                     for (int t = 0; t < 4; t++)
-                        s += (int32_t)wr[4 * k4 + t] * (int32_t)bc[k4 * 4 * APB_I8_PANEL + t];
+                        s += (int32_t)wr[4 * k4 + t] * (int32_t)bc[o + t];
+                }
                 acc[r * ldacc + p * APB_I8_PANEL + j] = s;
             }
 }
 
-const apb_i8_kernels apb_i8_kernels_ref = {kern_ref, 4, 1, "ref"};
+const apb_i8_kernels apb_i8_kernels_ref = {kern_ref, 4, 1, "ref", NULL, NULL};
 
 void apb_i8gemm_ref(int M, int N, int K4, const int8_t *W, long ldw, const uint8_t *B, int32_t *C,
                     long ldc)

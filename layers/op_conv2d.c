@@ -25,9 +25,6 @@
  * fresh (APB_OP_GRAD_WRITE): dx's GEMM then runs with beta = 0.
  */
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "im2col.h"
 #include "ops.h"
@@ -267,15 +264,6 @@ static int dw_group(int N, int P)
     return G < N ? G : N;
 }
 
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 static apb_status conv_shape(apb_var *const *in, int nin, const void *attr, int *ndim,
                              int dim[APB_MAX_DIM])
 {
@@ -445,7 +433,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int cb = 0; cb < nchunk; cb++) {
             int n0 = cb * FWD_CHUNK, gn = N - n0 < FWD_CHUNK ? N - n0 : FWD_CHUNK;
-            float *xp = x_planes(sv, xd, n0, gn, C, H, W, pad, thread_id());
+            float *xp = x_planes(sv, xd, n0, gn, C, H, W, pad, apb_thread_num());
             float *yn = yd + (size_t)n0 * M * P;
             apb_sgemm_conv_batch_stream(gn, M, P, K, 1.0f, wd, K, xp, C * sv->xs, sv->boff, OW,
                                         segld, 0.0f, yn, (long)M * P, P);
@@ -460,7 +448,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         float *yn = yd + (size_t)n * M * P;
         const float *B = xn;
         if (!fast) {
-            float *col = sv->col + (size_t)thread_id() * sv->G * kp;
+            float *col = sv->col + (size_t)apb_thread_num() * sv->G * kp;
             apb_im2col(xn, C, H, W, KH, KW, S, pad, col);
             B = col;
         }
@@ -536,7 +524,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
     int use_dyp = sv->padded && (dx_gemm || sv->shift);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int gi = 0; gi < ngroup; gi++) {
-        int t = thread_id(), n0 = gi * G, gn = N - n0 < G ? N - n0 : G;
+        int t = apb_thread_num(), n0 = gi * G, gn = N - n0 < G ? N - n0 : G;
         float *dyp = use_dyp ? sv->dypad + (size_t)t * (G * M * sv->ys + 16) + sv->lead : NULL;
         if (use_dyp)
             for (int j = 0; j < gn; j++)

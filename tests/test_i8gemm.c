@@ -2,7 +2,9 @@
  * its edges, packing against the layout it promises, every ISA level and thread
  * count bit-exact against plain integer dot products on awkward sizes (ragged
  * M and N, K past one int16 chunk, all-255 activations against all-equal
- * weights, the largest sums the int16 partial sums must hold), misaligned rows. */
+ * weights, the largest sums the int16 partial sums must hold), misaligned rows;
+ * the in-place (indirect) form against the packed one; the channel-interleaving
+ * quantizer against the code rule. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,24 +156,130 @@ APB_TEST(test_i8gemm_every_isa_exact)
     return 0;
 }
 
-APB_TEST(test_i8_pack_taps_layout)
+/* apb_i8_quant4 at every ISA level: the interleaved bytes and the float values
+ * against apb_i8_code, strides 1 and 2, 1 to 4 channels, lengths around the
+ * vector width, ties, clamps, NaN and infinities; nothing outside the rows
+ * written. */
+APB_TEST(test_i8_quant4_every_isa)
 {
-    /* columns are windows of a byte image at per-k offsets */
-    enum { N = 37, K = 11 };
-    uint8_t src[N + 64 + 16];
-    long koff[K];
-    for (int i = 0; i < (int)sizeof src; i++)
-        src[i] = (uint8_t)(i * 7 + 3);
-    for (int k = 0; k < K; k++)
-        koff[k] = (k * 5) % 64;
-    int K4 = (K + 3) / 4;
-    uint8_t *B = malloc((size_t)apb_i8_packed_bytes(N, K4));
-    apb_i8_pack_taps(N, K, src, koff, B);
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < 4 * K4; k++) {
-            uint8_t b = B[(n / 16) * (long)K4 * 64 + ((k / 4) * 16 + n % 16) * 4 + k % 4];
-            CHECK_MSG(b == (k < K ? src[n + koff[k]] : 0), "n=%d k=%d: %d", n, k, b);
+    enum { LD = 80, QL = 40 };
+    float x[4 * LD];
+    apb_rng r;
+    apb_rng_seed(&r, 12);
+    float s = 0.0371f, rs = 1.0f / s;
+    apb_isa prev = apb_isa_active();
+    int fails = 0;
+    for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
+        CHECK_OK(apb_isa_force((apb_isa)isa));
+        for (int pass = 0; pass < 2; pass++) {
+            if (!pass) {
+                for (int i = 0; i < 4 * LD; i++)
+                    x[i] = 6.0f * apb_rng_normal(&r);
+                /* both clamps, NaN, infinities */
+                x[3] = NAN, x[LD + 5] = INFINITY, x[2 * LD + 8] = -INFINITY, x[3 * LD + 1] = 1e9f;
+                x[7] = -1e9f, x[LD + 10] = NAN;
+            }
+            for (int sg = 0; sg < 2; sg++)
+                for (int st = 1; st <= 2; st++)
+                    for (int nc = 1; nc <= 4; nc++)
+                        for (int n = 0; n <= 35 && fails < 5; n++) {
+                            float step = pass ? 0.5f : s, rr = pass ? 2.0f : rs;
+                            if (pass) /* exact ties: x * 2 = k + 1/2 */
+                                for (int i = 0; i < 4 * LD; i++)
+                                    x[i] = (float)((int)(apb_rng_next(&r) % 600) - 300) * 0.25f;
+                            uint8_t d[4 * QL + 8];
+                            float q[4 * QL + 8];
+                            memset(d, 0xEE, sizeof d);
+                            for (int i = 0; i < 4 * QL + 8; i++)
+                                q[i] = -77.0f;
+                            apb_i8_quant4(n, nc, x, LD, st, step, sg, d, q, QL);
+                            int zp = sg ? 128 : 0;
+                            for (int j = 0; j < n; j++)
+                                for (int i = 0; i < 4; i++) {
+                                    int c = i < nc ? apb_i8_code(x[i * LD + j * st], rr, sg) : 0;
+                                    float want = (float)c * step;
+                                    if (d[4 * j + i] != (uint8_t)(c + zp) ||
+                                        (i < nc && memcmp(&q[i * QL + j], &want, sizeof want)) ||
+                                        (i >= nc && q[i * QL + j] != -77.0f)) {
+                                        fprintf(stderr, "  isa %d st %d nc %d n %d signed %d [%d,%d]: byte %d q %g, want %d %g\n",
+                                                isa, st, nc, n, sg, i, j, d[4 * j + i], q[i * QL + j], c + zp, want);
+                                        fails++;
+                                    }
+                                }
+                            for (int i = 4 * n; i < (int)sizeof d; i++)
+                                if (d[i] != 0xEE) {
+                                    fprintf(stderr, "  byte %d past the row written\n", i);
+                                    fails++;
+                                    break;
+                                }
+                            for (int i = 0; i < 4; i++)
+                                if (q[i * QL + n] != -77.0f) {
+                                    fprintf(stderr, "  value past row %d written\n", i);
+                                    fails++;
+                                }
+                        }
         }
-    free(B);
+    }
+    apb_isa_force(prev);
+    CHECK(fails == 0);
+    return 0;
+}
+
+/* The in-place GEMM against the packed one on the same columns, gathered: a
+ * 3x3 convolution over channel-blocked planes of several images (columns per
+ * image a multiple of 16, tiles and the kernels' panel groups crossing image
+ * ends), every ISA level, 1 and 2 threads, bit for bit. */
+APB_TEST(test_i8gemm_in_place_equals_packed)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 13);
+    static const int cases[][4] = {/* M, groups, columns per image, images */
+                                   {7, 3, 16, 1}, {13, 16, 48, 5}, {64, 8, 112, 3}, {100, 2, 32, 9}};
+    apb_isa prev = apb_isa_active();
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int M = cases[ci][0], G = cases[ci][1], ncol = cases[ci][2], nimg = cases[ci][3];
+        int T = 9, K4 = G * T, N = ncol * nimg;
+        long plane = ncol + 40, istride = 4 * (G * plane + 64);
+        long ldw = 4L * K4;
+        int8_t *W = malloc((size_t)(M * ldw));
+        uint8_t *src = malloc((size_t)(istride * nimg));
+        long *boff = malloc(sizeof(long) * K4);
+        uint8_t *B = malloc((size_t)apb_i8_packed_bytes(N, K4));
+        float *Y0 = malloc(sizeof(float) * M * N), *Y1 = malloc(sizeof(float) * M * N);
+        float *scale = malloc(sizeof(float) * M);
+        int32_t *corr = malloc(sizeof(int32_t) * M);
+        for (long i = 0; i < M * ldw; i++)
+            W[i] = (int8_t)((int)apb_rng_below(&r, 3) - 1);
+        for (long i = 0; i < istride * nimg; i++)
+            src[i] = (uint8_t)apb_rng_next(&r);
+        for (int m = 0; m < M; m++)
+            scale[m] = 0.25f + 0.01f * m, corr[m] = (int32_t)apb_rng_below(&r, 1000) - 500;
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < T; t++)
+                boff[g * T + t] = 4 * (g * plane + (t / 3) * 13 + t % 3);
+        /* gather: column n = i*ncol + j, group k4 */
+        for (int n = 0; n < N; n++)
+            for (int k4 = 0; k4 < K4; k4++)
+                memcpy(B + (n / 16) * (long)K4 * 64 + (k4 * 16 + n % 16) * 4,
+                       src + (n / ncol) * istride + 4L * (n % ncol) + boff[k4], 4);
+        for (int isa = 0; isa <= (int)apb_isa_detected(); isa++)
+            for (int th = 1; th <= 2; th++) {
+                CHECK_OK(apb_isa_force((apb_isa)isa));
+                apb_threads_set(th);
+                for (long i = 0; i < (long)M * N; i++)
+                    Y0[i] = NAN, Y1[i] = NAN;
+                CHECK_OK(apb_i8gemm_f32(M, N, K4, W, ldw, B, scale, corr, Y0, N));
+                CHECK_OK(apb_i8gemm_ind_f32(M, ncol, nimg, K4, W, ldw, src, istride, boff, scale, corr,
+                                            Y1, N));
+                CHECK_MSG(memcmp(Y0, Y1, sizeof(float) * M * N) == 0, "case %zu isa %d threads %d", ci,
+                          isa, th);
+            }
+        /* sizes it refuses */
+        CHECK(apb_i8gemm_ind_f32(M, 20, 1, K4, W, ldw, src, istride, boff, scale, corr, Y1, N) ==
+              APB_EINVAL);
+        free(W), free(src), free(boff), free(B), free(Y0), free(Y1), free(scale), free(corr);
+    }
+    apb_isa_force(prev);
+    apb_threads_set(0);
     return 0;
 }

@@ -5,7 +5,9 @@
  * over stride phases (infer/apbrt_run.c); compressed convs pack several images
  * into one GEMM. Each is checked here on kernel sizes, strides and paddings the
  * model zoo does not have (1x1 stride 2, 5x5 stride 3, 7x7 stride 2 pad 3,
- * 2x2 pad 1, pad 0 with a 3x3 kernel, images narrower than the kernel span):
+ * 2x2 pad 1, pad 0 with a 3x3 kernel, images narrower than the kernel span),
+ * with binary, 2-bit and 8-bit activations (channel counts that are not a
+ * multiple of the 8-bit planes' groups of 4):
  * against the naive reference of test_infer_util.h, bit-identical across batch
  * sizes and thread counts, and pooling bit-identical to a row-major float loop.
  */
@@ -45,7 +47,10 @@ static int check_conv(const geo *g, int wkind, int akind, int act, apb_rng *r, c
     long out = (long)g->cout * OH * OW, in = (long)g->cin * g->h * g->w;
     ti_model t;
     ti_init(&t, g->cin, g->h, g->w, (int)out, 2);
-    ti_conv(&t, r, APBRT_CONV, 0, 1, g->cin, g->cout, g->k, g->s, g->p, wkind, akind, 1, 0.12f);
+    apbrt_layer_desc *cv =
+        ti_conv(&t, r, APBRT_CONV, 0, 1, g->cin, g->cout, g->k, g->s, g->p, wkind, akind, 1, 0.12f);
+    if (akind == APBRT_A_U8 || akind == APBRT_A_S8)
+        cv->act_step = 0.02f; /* ~100 codes over the inputs' range */
     ti_bn(&t, r, 1, 1, g->cout);
     if (act)
         ti_add(&t, act, 1, 1);
@@ -116,16 +121,19 @@ APB_TEST(test_infer_fast_residual_geometries)
     for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
         CHECK_OK(apb_isa_force((apb_isa)isa));
         for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
-            for (int a = 0; a < 2; a++) {
+            for (int a = 0; a < 3; a++) {
                 char what[128];
                 const geo *g = &gs[i];
-                snprintf(what, sizeof what, "isa %d, %s act, %dx%dx%d -> %d, k%d s%d p%d", isa,
-                         a ? "2-bit" : "binary", g->cin, g->h, g->w, g->cout, g->k, g->s, g->p);
+                /* 8-bit: unsigned and signed codes on alternate geometries */
+                int ak = a == 0 ? APBRT_A_BIN : a == 1 ? APBRT_A_Q2 : i % 2 ? APBRT_A_S8 : APBRT_A_U8;
+                static const char *an[] = {"fp", "binary", "2-bit", "u8", "s8"};
+                snprintf(what, sizeof what, "isa %d, %s act, %dx%dx%d -> %d, k%d s%d p%d", isa, an[ak],
+                         g->cin, g->h, g->w, g->cout, g->k, g->s, g->p);
                 int act = i % 3 == 0 ? 0 : i % 3 == 1 ? APBRT_RELU : APBRT_HARDTANH;
-                int f = check_conv(g, APBRT_W_APB, a ? APBRT_A_Q2 : APBRT_A_BIN, act, &r, what);
+                int f = check_conv(g, APBRT_W_APB, ak, act, &r, what);
                 CHECK_MSG(f == 0, "%s", what);
                 fails += f;
-                if (g->cin % 64 == 0) { /* 2-bit weights (2x2 kernel): both weight planes reordered */
+                if (a < 2 && g->cin % 64 == 0) { /* 2-bit weights (2x2 kernel): both weight planes reordered */
                     snprintf(what, sizeof what, "isa %d, q2 weights, %s act, %dx%dx%d -> %d, k%d s%d p%d",
                              isa, a ? "2-bit" : "binary", g->cin, g->h, g->w, g->cout, g->k, g->s, g->p);
                     f = check_conv(g, APBRT_W_Q2, a ? APBRT_A_Q2 : APBRT_A_BIN, act, &r, what);

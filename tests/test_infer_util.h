@@ -15,6 +15,7 @@
 
 #include "apbrt.h"
 #include "apbrt_model.h"
+#include "i8gemm.h"
 #include "rng.h"
 
 #define TI_MAXL 32
@@ -131,6 +132,8 @@ static inline float ti_q(float x, int akind, float s)
         l = l < 0 ? 0 : (l > 3 ? 3 : l);
         return (l - 1.5f) * s;
     }
+    if (akind == APBRT_A_U8 || akind == APBRT_A_S8)
+        return (float)apb_i8_code(x, 1.0f / s, akind == APBRT_A_S8) * s;
     return x;
 }
 
