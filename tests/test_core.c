@@ -29,6 +29,38 @@ APB_TEST(test_arena_alignment_and_reuse)
     return 0;
 }
 
+/* The merged block fits the peak of bump allocations, not the sum of the old
+ * blocks (whose tails went unused): the same step fits it exactly, one byte
+ * more starts a new block. Blocks large enough to be mapped (>= 1 MB) too. */
+APB_TEST(test_arena_merge_fits_the_peak)
+{
+    static const size_t sizes[] = {(size_t)1 << 10, (size_t)3 << 20};
+    for (int t = 0; t < 2; t++) {
+        size_t u = sizes[t]; /* a multiple of APB_ALIGN */
+        apb_arena a;
+        apb_arena_init(&a, "t", 2 * u);
+        /* 3 allocations of 3/4 block each: every block keeps a tail unused */
+        for (int i = 0; i < 3; i++)
+            CHECK(apb_arena_alloc(&a, u + u / 2));
+        CHECK(a.peak == 3 * (u + u / 2));
+        apb_arena_reset(&a);
+        const void *b0, *b1;
+        char *p = apb_arena_top(&a, &b0);
+        for (int i = 0; i < 3; i++) {
+            char *q = apb_arena_alloc(&a, u + u / 2);
+            CHECK(q == p + (size_t)i * (u + u / 2));
+            memset(q, 7, u + u / 2); /* writable to its end */
+        }
+        apb_arena_top(&a, &b1);
+        CHECK(b1 == b0); /* still one block */
+        CHECK(apb_arena_alloc(&a, 1));
+        apb_arena_top(&a, &b1);
+        CHECK(b1 != b0); /* it was full */
+        apb_arena_free(&a);
+    }
+    return 0;
+}
+
 APB_TEST(test_rng_deterministic_and_uniform)
 {
     apb_rng r1, r2;
