@@ -709,84 +709,145 @@ static void plain_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, int cnt
     }
 }
 
+/* One copy of a bit conv's per-chunk buffers (one per thread when chunks run
+ * concurrently, see run_conv). */
+typedef struct {
+    uint64_t *asgn, *amag, *z0, *z1;
+    float *y, *xq;
+} conv_bufs;
+
+/* One chunk of cnt images of a bit conv on nth threads: pack, one GEMM
+ * Y[M, cnt*ohw] (in place in `out` for one image), residual + epilogue.
+ * batch_pad(f, >= cnt) has run. */
+static apb_status conv_chunk(const apbrt_rt_layer *L, apbrt_fast *f, const uint64_t *zero,
+                             const float *inc, int cnt, float *outc, const conv_bufs *cb, int nth)
+{
+    const apbrt_rec *r = &L->r;
+    int M = r->cout, K = (int)L->K, ld = f->ld;
+    int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
+    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW, Nc = cnt * ohw;
+    size_t zw = f->chan ? apb_chan_words(&f->g) : 0;
+    int bin_pack = r->akind == APBRT_A_BIN;
+    apb_bitmat A = {f->wsgn, f->wmag, ld};
+    apb_bitmat B = {cb->asgn, packs_mag ? cb->amag : f->bin_as_2bit ? (uint64_t *)zero : NULL, ld};
+    apb_bitconv_pad padb;
+    if (f->has_pad)
+        APB_TRY(batch_pad(f, cnt, ohw, &padb));
+    apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &padb : NULL};
+    apb_status st = APB_OK;
+    /* pack the chunk's images (the packers' scratch is per thread); one image
+     * is packed outside any parallel region, so the packer can split it over
+     * the threads itself */
+    if (cnt == 1)
+        st = f->chan ? chan_pack(f, inc, r->act_step, bin_pack ? 1 : 2, cb->z0, cb->z1, cb->asgn,
+                                 cb->amag, ld)
+             : bin_pack ? apb_bitpack_conv_sign(&f->g, inc, cb->asgn, ld)
+                        : apb_bitpack_conv_2bit(&f->g, inc, r->act_step, cb->asgn, cb->amag, ld);
+#pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
+    for (long b = 0; b < (cnt > 1 ? cnt : 0); b++) {
+        const float *xb = inc + b * in_sz;
+        size_t o = (size_t)b * ohw * ld, zo = (size_t)b * zw;
+        apb_status s = f->chan ? chan_pack(f, xb, r->act_step, bin_pack ? 1 : 2, cb->z0 + zo,
+                                           packs_mag ? cb->z1 + zo : NULL, cb->asgn + o,
+                                           packs_mag ? cb->amag + o : NULL, ld)
+                       : bin_pack ? apb_bitpack_conv_sign(&f->g, xb, cb->asgn + o, ld)
+                                  : apb_bitpack_conv_2bit(&f->g, xb, r->act_step, cb->asgn + o,
+                                                          cb->amag + o, ld);
+        /* an atomic store rather than a named critical, whose lock is a
+         * global symbol that libapbrt.so would have to export */
+        if (s != APB_OK) {
+#pragma omp atomic write
+            st = s;
+        }
+    }
+    if (st != APB_OK)
+        return st;
+    float *Y = cnt == 1 ? outc : cb->y;
+    APB_TRY(apb_bgemm_f32(f->kind, M, (int)Nc, K, &A, &B, &ep, Y, (int)Nc));
+    if (!f->has_res) {
+        plain_epilogue(L, f, cnt, Y, Nc, ohw, f->OW, outc, nth);
+        return APB_OK;
+    }
+    long tasks = (long)cnt * L->ic;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
+    for (long t = 0; t < tasks; t++)
+        build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic), cb->xq + (t / L->ic) * f->xp_sz);
+    res_epilogue(L, f, cb->xq, cnt, Y, Nc, ohw, f->OW, outc, nth);
+    return APB_OK;
+}
+
+/* How a batch of n images is cut into chunks of *nb (<= nb0 images per GEMM):
+ * nonzero when there are enough chunks to give every thread whole ones (then
+ * each chunk runs on one thread, with its own buffers: what a thread packs
+ * stays in its core's cache for its GEMM, and a layer has one barrier instead
+ * of three or four per chunk); else chunks of nb0 split over the threads.
+ * Either way every element is computed the same way. *nch: chunks. */
+static int chunk_plan(int n, int nb0, int nth, int *nb, int *nch)
+{
+    nb0 = nb0 < n ? nb0 : n;
+    int per = (n + nth - 1) / nth, nbp = nb0 < per ? nb0 : per, c = (n + nbp - 1) / nbp;
+    int par = nth > 1 && n >= nth && (c % nth == 0 || c >= 4 * nth);
+    *nb = par ? nbp : nb0;
+    *nch = (n + *nb - 1) / *nb;
+    return par;
+}
+
 static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     apbrt_fast *f = L->fast;
     fast_work *w = m->fast_work;
-    const apbrt_rec *r = &L->r;
-    int M = r->cout, K = (int)L->K, ld = f->ld, nth = apb_threads_get();
+    int M = L->r.cout, ld = f->ld, nth = apb_threads_get();
     int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
     size_t zw = f->chan ? apb_chan_words(&f->g) : 0;
-    int nb = ohw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / ohw);
-    nb = nb < n ? nb : n;
+    int nb, nch, par = chunk_plan(n, ohw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / ohw), nth, &nb, &nch);
+    int copies = par ? nth : 1;
     long N = nb * ohw;
     if (N > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
-    size_t words = (size_t)N * ld;
-    if (!grow((void **)&w->asgn, &w->cap_sgn, words, 8, 0) ||
-        (packs_mag && !grow((void **)&w->amag, &w->cap_mag, words, 8, 0)) ||
+    size_t words = (size_t)N * ld, yc = (size_t)M * N, xqc = (size_t)nb * f->xp_sz, zc = (size_t)nb * zw;
+    apb_bitconv_pad padb;
+    if (!grow((void **)&w->asgn, &w->cap_sgn, copies * words, 8, 0) ||
+        (packs_mag && !grow((void **)&w->amag, &w->cap_mag, copies * words, 8, 0)) ||
         (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, words, 8, 1)) ||
-        (nb > 1 && !grow((void **)&w->y, &w->cap_y, (size_t)M * N, 4, 0)) ||
-        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, (size_t)nb * f->xp_sz, 4, 1)) ||
-        (f->chan && !grow((void **)&w->z0, &w->cap_z0, (size_t)nb * zw, 8, 0)) ||
-        (f->chan && packs_mag && !grow((void **)&w->z1, &w->cap_z1, (size_t)nb * zw, 8, 0)))
+        (nb > 1 && !grow((void **)&w->y, &w->cap_y, copies * yc, 4, 0)) ||
+        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * xqc, 4, 1)) ||
+        (f->chan && !grow((void **)&w->z0, &w->cap_z0, copies * zc, 8, 0)) ||
+        (f->chan && packs_mag && !grow((void **)&w->z1, &w->cap_z1, copies * zc, 8, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
-    apb_bitmat A = {f->wsgn, f->wmag, ld};
-    apb_bitmat B = {w->asgn, packs_mag ? w->amag : f->bin_as_2bit ? w->zero : NULL, ld};
-    int bin_pack = r->akind == APBRT_A_BIN;
-    for (int b0 = 0; b0 < n; b0 += nb) {
-        int cnt = n - b0 < nb ? n - b0 : nb;
-        long Nc = cnt * ohw;
-        const float *inc = in + (long)b0 * in_sz;
-        float *outc = out + (long)b0 * M * ohw;
-        apb_bitconv_pad padb;
-        if (f->has_pad)
-            APB_TRY(batch_pad(f, cnt, ohw, &padb));
-        apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &padb : NULL};
-        apb_status st = APB_OK;
-        /* pack the chunk's images (the packers' scratch is per thread); one image
-         * is packed outside any parallel region, so the packer can split it over
-         * the threads itself */
-        if (cnt == 1)
-            st = f->chan ? chan_pack(f, inc, r->act_step, bin_pack ? 1 : 2, w->z0, w->z1, w->asgn,
-                                     w->amag, ld)
-                 : bin_pack ? apb_bitpack_conv_sign(&f->g, inc, w->asgn, ld)
-                            : apb_bitpack_conv_2bit(&f->g, inc, r->act_step, w->asgn, w->amag, ld);
-#pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
-        for (long b = 0; b < (cnt > 1 ? cnt : 0); b++) {
-            const float *xb = inc + b * in_sz;
-            size_t o = (size_t)b * ohw * ld, zo = (size_t)b * zw;
-            apb_status s = f->chan ? chan_pack(f, xb, r->act_step, bin_pack ? 1 : 2, w->z0 + zo,
-                                               packs_mag ? w->z1 + zo : NULL, w->asgn + o,
-                                               packs_mag ? w->amag + o : NULL, ld)
-                           : bin_pack ? apb_bitpack_conv_sign(&f->g, xb, w->asgn + o, ld)
-                                      : apb_bitpack_conv_2bit(&f->g, xb, r->act_step, w->asgn + o,
-                                                              w->amag + o, ld);
-            /* an atomic store rather than a named critical, whose lock is a
-             * global symbol that libapbrt.so would have to export */
+    if (f->has_pad) /* the pattern for nb images, before any thread reads it */
+        APB_TRY(batch_pad(f, nb, ohw, &padb));
+    if (!par) {
+        conv_bufs cb = {w->asgn, w->amag, w->z0, w->z1, w->y, w->xq};
+        for (int b0 = 0; b0 < n; b0 += nb) {
+            int cnt = n - b0 < nb ? n - b0 : nb;
+            APB_TRY(conv_chunk(L, f, w->zero, in + (long)b0 * in_sz, cnt, out + (long)b0 * M * ohw,
+                               &cb, nth));
+        }
+        return APB_OK;
+    }
+    apb_status st = APB_OK;
+#pragma omp parallel num_threads(nth)
+    {
+        int me = apb_thread_num();
+        conv_bufs cb = {w->asgn + me * words,
+                        packs_mag ? w->amag + me * words : NULL,
+                        f->chan ? w->z0 + me * zc : NULL,
+                        f->chan && packs_mag ? w->z1 + me * zc : NULL,
+                        nb > 1 ? w->y + me * yc : NULL,
+                        f->has_res ? w->xq + me * xqc : NULL};
+#pragma omp for schedule(dynamic, 1)
+        for (int ch = 0; ch < nch; ch++) {
+            int b0 = ch * nb, cnt = n - b0 < nb ? n - b0 : nb;
+            apb_status s = conv_chunk(L, f, w->zero, in + (long)b0 * in_sz, cnt,
+                                      out + (long)b0 * M * ohw, &cb, 1);
             if (s != APB_OK) {
 #pragma omp atomic write
                 st = s;
             }
         }
-        if (st != APB_OK)
-            return st;
-        /* one GEMM over the chunk: Y[M, cnt*ohw] (in place in `out` for one image) */
-        float *Y = cnt == 1 ? outc : w->y;
-        APB_TRY(apb_bgemm_f32(f->kind, M, (int)Nc, K, &A, &B, &ep, Y, (int)Nc));
-        if (!f->has_res) {
-            plain_epilogue(L, f, cnt, Y, Nc, ohw, f->OW, outc, nth);
-            continue;
-        }
-        long tasks = (long)cnt * L->ic;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
-        for (long t = 0; t < tasks; t++)
-            build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic),
-                         w->xq + (t / L->ic) * f->xp_sz);
-        res_epilogue(L, f, w->xq, cnt, Y, Nc, ohw, f->OW, outc, nth);
     }
-    return APB_OK;
+    return st;
 }
 
 /* One chunk of cnt images of an 8-bit conv on nth threads: blocked byte planes
@@ -813,26 +874,15 @@ static apb_status conv_i8_chunk(const apbrt_rt_layer *L, const apbrt_fast *f, co
     return APB_OK;
 }
 
-/* 8-bit conv over chunks of images (~CHUNK_PIXELS wide pixels per GEMM). A
- * batch with enough chunks for every thread runs whole chunks on each thread,
- * one thread per chunk (its own buffers: the planes a thread builds stay in its
- * core's cache for its GEMM, and a layer has one barrier instead of three per
- * chunk); otherwise each chunk is split over the threads. Every element is
- * computed the same way in either mode. */
+/* 8-bit conv over chunks of images (~CHUNK_PIXELS wide pixels per GEMM), whole
+ * chunks per thread or each chunk split over the threads (chunk_plan). */
 static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     apbrt_fast *f = L->fast;
     fast_work *w = m->fast_work;
     int M = L->r.cout, nth = apb_threads_get();
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW, nw = f->nwide;
-    int nb = nw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / nw);
-    nb = nb < n ? nb : n;
-    int per = (n + nth - 1) / nth, nbp = nb < per ? nb : per, nch = (n + nbp - 1) / nbp;
-    int par = nth > 1 && n >= nth && (nch % nth == 0 || nch >= 4 * nth);
-    if (par)
-        nb = nbp;
-    else
-        nch = (n + nb - 1) / nb;
+    int nb, nch, par = chunk_plan(n, nw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / nw), nth, &nb, &nch);
     int copies = par ? nth : 1;
     if ((long)nb * nw > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
