@@ -71,7 +71,7 @@ APBRT_API void apbrt_free(apbrt_model *m);
  * depend on the batch or on that split. The first run sizes the workspace for
  * one pass; later runs allocate nothing. */
 APBRT_API int apbrt_run(apbrt_model *m, const float *x, int n, float *logits);
-/* Images per pass: as many as keep the model's largest activation under 8 MB
+/* Images per pass: as many as keep the model's largest activation under 64 MB
  * (at least 1); the environment variable APBRT_MICROBATCH=k sets k. */
 APBRT_API int apbrt_microbatch(const apbrt_model *m);
 

@@ -580,7 +580,7 @@ static int run_batch(apbrt_model *m, const float *x, int n, float *logits)
 }
 
 /* Images per pass through the network (apbrt.h, apbrt_microbatch). */
-#define MICROBATCH_BYTES (8L << 20)
+#define MICROBATCH_BYTES (64L << 20)
 
 int apbrt_microbatch(const apbrt_model *m)
 {
@@ -598,9 +598,12 @@ int apbrt_microbatch(const apbrt_model *m)
 
 /* A batch goes through the network a micro-batch at a time, each one through
  * every layer: the activations a layer hands to the next then stay in the
- * caches (ResNet-18 at 224 has 3.2 MB per image after its stem; a batch of 16
- * run layer by layer streams 50 MB tensors through memory). Results do not
- * depend on the batch size, so they do not depend on this split either. */
+ * caches. The cap on the largest activation, 64 MB, lets ResNet-18 at 224
+ * (3.2 MB per image after its stem) take a batch of 16 in one pass: with whole
+ * chunks of images per thread in the compressed convs (apbrt_fast.c), more
+ * images per pass beat cache locality at 2 threads (docs/INFERENCE.md, session
+ * 13; the cap was 8 MB, 2 images, before). Results do not depend on the batch
+ * size, so they do not depend on this split either. */
 int apbrt_run(apbrt_model *m, const float *x, int n, float *logits)
 {
     if (!m || !x || !logits || n < 1)
