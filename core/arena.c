@@ -215,12 +215,13 @@ void apb_arena_reset(apb_arena *a)
     a->nspan = 0;
     if (a->head && a->head->next) {
         /* Several blocks were needed: replace them by one that fits the peak
-         * (every bump allocation so far; the blocks' unused tails are not
-         * needed), the old ones freed first. */
+         * (the bump allocations of a step, without the old blocks' unused
+         * tails), the old ones freed first. A step that bumps the same way
+         * fits it exactly; one that needs more (other shapes, or released runs
+         * reused differently now that they can merge across the old block
+         * boundaries) adds a block and is merged again (peak only grows). */
         size_t need = a->peak > a->block_size ? a->peak : a->block_size;
-        size_t peak = a->peak;
-        apb_arena_free(a);
-        a->peak = peak;
+        apb_arena_free(a); /* keeps a->peak */
         a->head = block_new(need);
     }
     if (a->head) {

@@ -13,12 +13,13 @@
  *                                      alpha * s; signed codes are stored + 128
  *                                      and the zero point removed per row
  *
- * 8-bit convolutions quantize their input once per image into byte phase planes
- * (the layout of the residual's float planes below, padding = the zero point),
- * so every tap of a row of output pixels is a contiguous run of bytes and the
- * GEMM's columns are packed by plain copies (apb_i8_pack_taps); the GEMM runs
- * over the "wide" pixels oh * Wq + ow and the epilogue drops the Wq - OW extra
- * columns per row, as the residual does.
+ * 8-bit convolutions quantize their input once per image into channel-blocked
+ * byte phase planes (the layout of the residual's float planes below, 4
+ * channels' codes interleaved per pixel, padding = the zero point; both kinds of
+ * planes in one pass, apb_i8_quant4), so the 16 "wide" output pixels
+ * oh * Wq + ow of a panel read each (channel group, tap) as 64 contiguous bytes,
+ * and the GEMM reads them in place (apb_i8gemm_ind_f32, no packing); the
+ * epilogue drops the Wq - OW extra columns per row, as the residual does.
  *
  * Convolutions pack im2col + quantization in one pass (bitpack.h), several
  * images of the batch into one packed matrix, so one GEMM has N = images *
@@ -50,6 +51,7 @@
  * nothing here (the kernels' own packing scratch is theirs).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,7 +113,8 @@ typedef struct {
     float *xq, *y;                /* phase planes (conv) or quantized rows (linear) /
                                      GEMM result [M, n*pixels] */
     size_t cap_xq, cap_y;
-    uint8_t *x8, *b8;             /* 8-bit: byte phase planes [n, x8_sz] / packed GEMM columns */
+    uint8_t *x8, *b8;             /* 8-bit: conv blocked byte planes [copies * images, x8_sz] /
+                                     linear packed GEMM columns */
     size_t cap_x8, cap_b8;
     uint64_t *z0, *z1;            /* channel-packed padded images [n, apb_chan_words] */
     size_t cap_z0, cap_z1;
@@ -264,7 +267,8 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
                 maxo = px > maxo ? px : maxo;
             }
         /* the last panel reads 4 bytes per wide pixel up to nwide - 1 past the
-         * largest offset: slack after the planes (never written, zero) */
+         * largest offset: slack after the planes, which feeds only discarded
+         * wide columns (it holds zeros or an earlier layer's bytes) */
         long px = (long)Cg * S * S * f->plane;
         px = maxo + f->nwide > px ? maxo + f->nwide : px;
         f->x8_sz = (4 * px + 63) / 64 * 64;
@@ -717,10 +721,11 @@ typedef struct {
 } conv_bufs;
 
 /* One chunk of cnt images of a bit conv on nth threads: pack, one GEMM
- * Y[M, cnt*ohw] (in place in `out` for one image), residual + epilogue.
- * batch_pad(f, >= cnt) has run. */
-static apb_status conv_chunk(const apbrt_rt_layer *L, apbrt_fast *f, const uint64_t *zero,
-                             const float *inc, int cnt, float *outc, const conv_bufs *cb, int nth)
+ * Y[M, cnt*ohw] (in place in `out` for one image), residual + epilogue. pad:
+ * the padding pattern of at least cnt images (batch_pad), or NULL. */
+static apb_status conv_chunk(const apbrt_rt_layer *L, const apbrt_fast *f, const uint64_t *zero,
+                             const apb_bitconv_pad *pad, const float *inc, int cnt, float *outc,
+                             const conv_bufs *cb, int nth)
 {
     const apbrt_rec *r = &L->r;
     int M = r->cout, K = (int)L->K, ld = f->ld;
@@ -731,13 +736,15 @@ static apb_status conv_chunk(const apbrt_rt_layer *L, apbrt_fast *f, const uint6
     apb_bitmat A = {f->wsgn, f->wmag, ld};
     apb_bitmat B = {cb->asgn, packs_mag ? cb->amag : f->bin_as_2bit ? (uint64_t *)zero : NULL, ld};
     apb_bitconv_pad padb;
-    if (f->has_pad)
-        APB_TRY(batch_pad(f, cnt, ohw, &padb));
-    apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &padb : NULL};
+    if (pad) { /* the pattern repeats per image: the first cnt of them */
+        padb = *pad;
+        padb.N = (int)(cnt * ohw);
+    }
+    apb_bgemm_epilogue ep = {f->scale, NULL, pad ? &padb : NULL};
     apb_status st = APB_OK;
     /* pack the chunk's images (the packers' scratch is per thread); one image
-     * is packed outside any parallel region, so the packer can split it over
-     * the threads itself */
+     * is packed by a call of its own, which splits it over the threads itself
+     * when nth > 1 */
     if (cnt == 1)
         st = f->chan ? chan_pack(f, inc, r->act_step, bin_pack ? 1 : 2, cb->z0, cb->z1, cb->asgn,
                                  cb->amag, ld)
@@ -776,6 +783,33 @@ static apb_status conv_chunk(const apbrt_rt_layer *L, apbrt_fast *f, const uint6
     return APB_OK;
 }
 
+/* The first failure among chunks run by a team, with its message (apb_fail's
+ * message is per thread: a worker's would be lost). The unnamed critical
+ * section uses the OpenMP runtime's own lock, so libapbrt.so exports nothing
+ * for it. */
+typedef struct {
+    apb_status st;
+    char msg[256];
+} chunk_err;
+
+static void chunk_fail(chunk_err *e, apb_status s)
+{
+    if (s == APB_OK)
+        return;
+#pragma omp critical
+    {
+        if (e->st == APB_OK) {
+            e->st = s;
+            snprintf(e->msg, sizeof e->msg, "%s", apb_errmsg());
+        }
+    }
+}
+
+static apb_status chunk_status(const chunk_err *e)
+{
+    return e->st == APB_OK ? APB_OK : apb_fail(e->st, "%s", e->msg);
+}
+
 /* How a batch of n images is cut into chunks of *nb (<= nb0 images per GEMM):
  * nonzero when there are enough chunks to give every thread whole ones (then
  * each chunk runs on one thread, with its own buffers: what a thread packs
@@ -806,7 +840,6 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
     if (N > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
     size_t words = (size_t)N * ld, yc = (size_t)M * N, xqc = (size_t)nb * f->xp_sz, zc = (size_t)nb * zw;
-    apb_bitconv_pad padb;
     if (!grow((void **)&w->asgn, &w->cap_sgn, copies * words, 8, 0) ||
         (packs_mag && !grow((void **)&w->amag, &w->cap_mag, copies * words, 8, 0)) ||
         (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, words, 8, 1)) ||
@@ -815,18 +848,21 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
         (f->chan && !grow((void **)&w->z0, &w->cap_z0, copies * zc, 8, 0)) ||
         (f->chan && packs_mag && !grow((void **)&w->z1, &w->cap_z1, copies * zc, 8, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
-    if (f->has_pad) /* the pattern for nb images, before any thread reads it */
+    apb_bitconv_pad padb, *pad = NULL;
+    if (f->has_pad) { /* the pattern for nb images, made before any thread reads it */
         APB_TRY(batch_pad(f, nb, ohw, &padb));
+        pad = &padb;
+    }
     if (!par) {
         conv_bufs cb = {w->asgn, w->amag, w->z0, w->z1, w->y, w->xq};
         for (int b0 = 0; b0 < n; b0 += nb) {
             int cnt = n - b0 < nb ? n - b0 : nb;
-            APB_TRY(conv_chunk(L, f, w->zero, in + (long)b0 * in_sz, cnt, out + (long)b0 * M * ohw,
-                               &cb, nth));
+            APB_TRY(conv_chunk(L, f, w->zero, pad, in + (long)b0 * in_sz, cnt,
+                               out + (long)b0 * M * ohw, &cb, nth));
         }
         return APB_OK;
     }
-    apb_status st = APB_OK;
+    chunk_err err = {APB_OK, ""};
 #pragma omp parallel num_threads(nth)
     {
         int me = apb_thread_num();
@@ -839,15 +875,11 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
 #pragma omp for schedule(dynamic, 1)
         for (int ch = 0; ch < nch; ch++) {
             int b0 = ch * nb, cnt = n - b0 < nb ? n - b0 : nb;
-            apb_status s = conv_chunk(L, f, w->zero, in + (long)b0 * in_sz, cnt,
-                                      out + (long)b0 * M * ohw, &cb, 1);
-            if (s != APB_OK) {
-#pragma omp atomic write
-                st = s;
-            }
+            chunk_fail(&err, conv_chunk(L, f, w->zero, pad, in + (long)b0 * in_sz, cnt,
+                                        out + (long)b0 * M * ohw, &cb, 1));
         }
     }
-    return st;
+    return chunk_status(&err);
 }
 
 /* One chunk of cnt images of an 8-bit conv on nth threads: blocked byte planes
@@ -899,23 +931,19 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
         }
         return APB_OK;
     }
-    apb_status st = APB_OK;
+    chunk_err err = {APB_OK, ""};
 #pragma omp parallel num_threads(nth)
     {
         int me = apb_thread_num();
 #pragma omp for schedule(dynamic, 1)
         for (int ch = 0; ch < nch; ch++) {
             int b0 = ch * nb, cnt = n - b0 < nb ? n - b0 : nb;
-            apb_status s = conv_i8_chunk(L, f, in + (long)b0 * in_sz, cnt, out + (long)b0 * M * ohw,
-                                         w->x8 + me * x8c, f->has_res ? w->xq + me * xqc : NULL,
-                                         w->y + me * yc, 1);
-            if (s != APB_OK) {
-#pragma omp atomic write
-                st = s;
-            }
+            chunk_fail(&err, conv_i8_chunk(L, f, in + (long)b0 * in_sz, cnt,
+                                           out + (long)b0 * M * ohw, w->x8 + me * x8c,
+                                           f->has_res ? w->xq + me * xqc : NULL, w->y + me * yc, 1));
         }
     }
-    return st;
+    return chunk_status(&err);
 }
 
 /* 8-bit linear: one packed column per sample. */

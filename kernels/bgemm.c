@@ -289,6 +289,8 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
     double work = (double)M * N * (jb.KW > 0 ? jb.KW : 1);
     if (work < 65536.0)
         nth = 1; /* fork/join would cost more than the product */
+    if (apb_in_parallel()) /* called from a team (one chunk of images per thread) */
+        nth = 1;
     /* rows per tile: BG_MC, halved (down to 32) until there are 4 tiles per
      * thread, so a thread that is held up does not hold the call (the deep layers
      * of one image are 512 rows x 49 columns: two tiles) */

@@ -447,6 +447,8 @@ int apb_bgemm_amx(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
     double work = (double)M * N * KT;
     if (work < 65536.0)
         nth = 1;
+    if (apb_in_parallel()) /* called from a team (one chunk of images per thread) */
+        nth = 1;
     /* thread units: ub columns (A whole) or ub rows (B whole), shrunk while
      * there are fewer units than threads */
     int ub = a_whole ? AMX_NB : AMX_MB;

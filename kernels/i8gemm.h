@@ -72,7 +72,7 @@ void apb_i8_pack_rows(int N, int K, const float *X, long ldx, float s, int is_si
  * code(x[i*ldx + j*stride]) + zp where i < nc, else zp (zp = 128 signed, 0
  * unsigned), by the code rule above with step s. When q is not NULL, also
  * q[i*ldq + j] = code * s for i < nc (the float values the sparse residual
- * multiplies). Reads x[i*ldx + j*stride] only for i < nc, j < n. */
+ * multiplies). Reads row i < nc only within x[i*ldx .. i*ldx + (n-1)*stride]. */
 void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s, int is_signed,
                    uint8_t *d, float *q, long ldq);
 
