@@ -20,6 +20,14 @@
 #define MR 6
 #define CHUNK 64 /* k4 groups per int16 accumulation */
 
+/* offsets of a packed panel's groups within one chunk */
+static const long packed_off[CHUNK] = {
+#define O4(i) 64 * (i), 64 * (i + 1), 64 * (i + 2), 64 * (i + 3)
+    O4(0),  O4(4),  O4(8),  O4(12), O4(16), O4(20), O4(24), O4(28),
+    O4(32), O4(36), O4(40), O4(44), O4(48), O4(52), O4(56), O4(60)
+#undef O4
+};
+
 static inline int32_t load32(const int8_t *p)
 {
     int32_t v;
@@ -48,55 +56,10 @@ static inline void widen_add(int32_t *c, __m256i lo, __m256i hi)
 
 /* n >= 1 groups of a 6 x 16 tile: part[2r], part[2r + 1] = the int16 sums of
  * row r (weights at w + r*ld, 4 bytes per group) against the panel's columns
- * 0-7 and 8-15 (bytes at b, 64 per group). */
-static void chunk_6x16(long n, const uint8_t *b, const int8_t *w, long ld, __m256i *part)
-{
-    const uint8_t *bend = b + 64 * n;
-    long ld3 = 3 * ld, ld5 = 5 * ld;
-    __asm__ volatile("vpxor %%xmm4, %%xmm4, %%xmm4\n\t"
-                     "vmovdqa %%ymm4, %%ymm5\n\t"
-                     "vmovdqa %%ymm4, %%ymm6\n\t"
-                     "vmovdqa %%ymm4, %%ymm7\n\t"
-                     "vmovdqa %%ymm4, %%ymm8\n\t"
-                     "vmovdqa %%ymm4, %%ymm9\n\t"
-                     "vmovdqa %%ymm4, %%ymm10\n\t"
-                     "vmovdqa %%ymm4, %%ymm11\n\t"
-                     "vmovdqa %%ymm4, %%ymm12\n\t"
-                     "vmovdqa %%ymm4, %%ymm13\n\t"
-                     "vmovdqa %%ymm4, %%ymm14\n\t"
-                     "vmovdqa %%ymm4, %%ymm15\n\t"
-                     "1:\n\t"
-                     "vmovdqu (%[b]), %%ymm0\n\t"
-                     "vmovdqu 32(%[b]), %%ymm1\n\t"
-                     ROW("(%[w])", 4, 5) ROW("(%[w],%[ld],1)", 6, 7) ROW("(%[w],%[ld],2)", 8, 9)
-                     ROW("(%[w],%[ld3],1)", 10, 11) ROW("(%[w],%[ld],4)", 12, 13)
-                     ROW("(%[w],%[ld5],1)", 14, 15)
-                     "add $64, %[b]\n\t"
-                     "add $4, %[w]\n\t"
-                     "cmp %[bend], %[b]\n\t"
-                     "jb 1b\n\t"
-                     "vmovdqu %%ymm4, (%[p])\n\t"
-                     "vmovdqu %%ymm5, 32(%[p])\n\t"
-                     "vmovdqu %%ymm6, 64(%[p])\n\t"
-                     "vmovdqu %%ymm7, 96(%[p])\n\t"
-                     "vmovdqu %%ymm8, 128(%[p])\n\t"
-                     "vmovdqu %%ymm9, 160(%[p])\n\t"
-                     "vmovdqu %%ymm10, 192(%[p])\n\t"
-                     "vmovdqu %%ymm11, 224(%[p])\n\t"
-                     "vmovdqu %%ymm12, 256(%[p])\n\t"
-                     "vmovdqu %%ymm13, 288(%[p])\n\t"
-                     "vmovdqu %%ymm14, 320(%[p])\n\t"
-                     "vmovdqu %%ymm15, 352(%[p])\n\t"
-                     : [b] "+r"(b), [w] "+r"(w)
-                     : [ld] "r"(ld), [ld3] "r"(ld3), [ld5] "r"(ld5), [bend] "r"(bend),
-                       [p] "r"(part)
-                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
-                       "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc",
-                       "memory");
-}
-/* chunk_6x16 with the panel's groups read in place: group g at b + off[g]. */
-static void chunk_6x16_ind(long n, const uint8_t *b, const long *off, const int8_t *w, long ld,
-                           __m256i *part)
+ * 0-7 and 8-15 (group g's 64 bytes at b + off[g]: in place, or packed with
+ * off[g] = 64*g). */
+static void chunk_6x16(long n, const uint8_t *b, const long *off, const int8_t *w, long ld,
+                       __m256i *part)
 {
     const long *oend = off + n;
     long ld3 = 3 * ld, ld5 = 5 * ld, o;
@@ -169,9 +132,9 @@ static void kern_avx2(int mr, int np, int K4, const int8_t *w, long ldw, const u
                 ld = 4 * CHUNK;
             }
             if (boff)
-                chunk_6x16_ind(n, bp, boff + k0, wk, ld, part);
+                chunk_6x16(n, bp, boff + k0, wk, ld, part);
             else
-                chunk_6x16(n, bp + (long)k0 * 64, wk, ld, part);
+                chunk_6x16(n, bp + (long)k0 * 64, packed_off, wk, ld, part);
             for (int r = 0; r < MR; r++)
                 widen_add(c[r], part[2 * r], part[2 * r + 1]);
         }
