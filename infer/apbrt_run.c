@@ -438,6 +438,8 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
     }
 }
 
+#define EW_PAR_MIN (1L << 18) /* values of an elementwise op worth a team */
+
 static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2, int n, float *out,
                         int nth)
 {
@@ -452,25 +454,27 @@ static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2
                 out[pl * hw + i] = L->scale[c] * a[pl * hw + i] + L->shift[c];
         }
         break;
+    /* element by element, so splitting over the threads changes no bit; large
+     * only when a pass holds many images (micro-batches up to 64 MB) */
     case APBRT_RELU:
-#pragma omp simd
+#pragma omp parallel for simd num_threads(nth) if (nth > 1 && total > EW_PAR_MIN) schedule(static)
         for (long i = 0; i < total; i++)
             out[i] = a[i] > 0.0f ? a[i] : 0.0f;
         break;
     case APBRT_HARDTANH:
-#pragma omp simd
+#pragma omp parallel for simd num_threads(nth) if (nth > 1 && total > EW_PAR_MIN) schedule(static)
         for (long i = 0; i < total; i++)
             out[i] = a[i] < -1.0f ? -1.0f : (a[i] > 1.0f ? 1.0f : a[i]);
         break;
     case APBRT_CLIP: {
         float lo = r->lo, hi = r->hi;
-#pragma omp simd
+#pragma omp parallel for simd num_threads(nth) if (nth > 1 && total > EW_PAR_MIN) schedule(static)
         for (long i = 0; i < total; i++)
             out[i] = a[i] < lo ? lo : (a[i] > hi ? hi : a[i]);
         break;
     }
     case APBRT_ADD:
-#pragma omp simd
+#pragma omp parallel for simd num_threads(nth) if (nth > 1 && total > EW_PAR_MIN) schedule(static)
         for (long i = 0; i < total; i++)
             out[i] = a[i] + b2[i];
         break;
