@@ -255,21 +255,19 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
         f->OW = apb_conv_geom_ow(&f->g);
         if ((st = plane_geometry(L, f, idx)) != APB_OK)
             goto fail;
-        int S = r->stride;
         f->nwide = ((long)f->OH * f->Wq + APB_I8_PANEL - 1) / APB_I8_PANEL * APB_I8_PANEL;
-        /* group (g, tap): phase plane (kh%S, kw%S) of group g, at (kh/S, kw/S) */
+        /* group (g, tap) sits in the blocked planes where tap (c = g, tap) sits in
+         * the float planes, 4 bytes per pixel */
         long maxo = 0;
-        for (int g = 0; g < Cg; g++)
-            for (int t = 0; t < T; t++) {
-                int kh = t / r->kw, kw = t % r->kw;
-                long px = ((long)(g * S + kh % S) * S + kw % S) * f->plane + (long)(kh / S) * f->Wq + kw / S;
-                f->boff[g * T + t] = 4 * px;
-                maxo = px > maxo ? px : maxo;
-            }
+        for (long k4 = 0; k4 < f->K4; k4++) {
+            long px = tap_offset(L, f, k4);
+            f->boff[k4] = 4 * px;
+            maxo = px > maxo ? px : maxo;
+        }
         /* the last panel reads 4 bytes per wide pixel up to nwide - 1 past the
          * largest offset: slack after the planes, which feeds only discarded
          * wide columns (it holds zeros or an earlier layer's bytes) */
-        long px = (long)Cg * S * S * f->plane;
+        long px = (long)Cg * r->stride * r->stride * f->plane;
         px = maxo + f->nwide > px ? maxo + f->nwide : px;
         f->x8_sz = (4 * px + 63) / 64 * 64;
         if (r->nnz && (st = prepare_residual(L, f, idx)) != APB_OK)
@@ -713,77 +711,7 @@ static void plain_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, int cnt
     }
 }
 
-/* One copy of a bit conv's per-chunk buffers (one per thread when chunks run
- * concurrently, see run_conv). */
-typedef struct {
-    uint64_t *asgn, *amag, *z0, *z1;
-    float *y, *xq;
-} conv_bufs;
-
-/* One chunk of cnt images of a bit conv on nth threads: pack, one GEMM
- * Y[M, cnt*ohw] (in place in `out` for one image), residual + epilogue. pad:
- * the padding pattern of at least cnt images (batch_pad), or NULL. */
-static apb_status conv_chunk(const apbrt_rt_layer *L, const apbrt_fast *f, const uint64_t *zero,
-                             const apb_bitconv_pad *pad, const float *inc, int cnt, float *outc,
-                             const conv_bufs *cb, int nth)
-{
-    const apbrt_rec *r = &L->r;
-    int M = r->cout, K = (int)L->K, ld = f->ld;
-    int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
-    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW, Nc = cnt * ohw;
-    size_t zw = f->chan ? apb_chan_words(&f->g) : 0;
-    int bin_pack = r->akind == APBRT_A_BIN;
-    apb_bitmat A = {f->wsgn, f->wmag, ld};
-    apb_bitmat B = {cb->asgn, packs_mag ? cb->amag : f->bin_as_2bit ? (uint64_t *)zero : NULL, ld};
-    apb_bitconv_pad padb;
-    if (pad) { /* the pattern repeats per image: the first cnt of them */
-        padb = *pad;
-        padb.N = (int)(cnt * ohw);
-    }
-    apb_bgemm_epilogue ep = {f->scale, NULL, pad ? &padb : NULL};
-    apb_status st = APB_OK;
-    /* pack the chunk's images (the packers' scratch is per thread); one image
-     * is packed by a call of its own, which splits it over the threads itself
-     * when nth > 1 */
-    if (cnt == 1)
-        st = f->chan ? chan_pack(f, inc, r->act_step, bin_pack ? 1 : 2, cb->z0, cb->z1, cb->asgn,
-                                 cb->amag, ld)
-             : bin_pack ? apb_bitpack_conv_sign(&f->g, inc, cb->asgn, ld)
-                        : apb_bitpack_conv_2bit(&f->g, inc, r->act_step, cb->asgn, cb->amag, ld);
-#pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
-    for (long b = 0; b < (cnt > 1 ? cnt : 0); b++) {
-        const float *xb = inc + b * in_sz;
-        size_t o = (size_t)b * ohw * ld, zo = (size_t)b * zw;
-        apb_status s = f->chan ? chan_pack(f, xb, r->act_step, bin_pack ? 1 : 2, cb->z0 + zo,
-                                           packs_mag ? cb->z1 + zo : NULL, cb->asgn + o,
-                                           packs_mag ? cb->amag + o : NULL, ld)
-                       : bin_pack ? apb_bitpack_conv_sign(&f->g, xb, cb->asgn + o, ld)
-                                  : apb_bitpack_conv_2bit(&f->g, xb, r->act_step, cb->asgn + o,
-                                                          cb->amag + o, ld);
-        /* an atomic store rather than a named critical, whose lock is a
-         * global symbol that libapbrt.so would have to export */
-        if (s != APB_OK) {
-#pragma omp atomic write
-            st = s;
-        }
-    }
-    if (st != APB_OK)
-        return st;
-    float *Y = cnt == 1 ? outc : cb->y;
-    APB_TRY(apb_bgemm_f32(f->kind, M, (int)Nc, K, &A, &B, &ep, Y, (int)Nc));
-    if (!f->has_res) {
-        plain_epilogue(L, f, cnt, Y, Nc, ohw, f->OW, outc, nth);
-        return APB_OK;
-    }
-    long tasks = (long)cnt * L->ic;
-#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
-    for (long t = 0; t < tasks; t++)
-        build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic), cb->xq + (t / L->ic) * f->xp_sz);
-    res_epilogue(L, f, cb->xq, cnt, Y, Nc, ohw, f->OW, outc, nth);
-    return APB_OK;
-}
-
-/* The first failure among chunks run by a team, with its message (apb_fail's
+/* The first failure among tasks run by a team, with its message (apb_fail's
  * message is per thread: a worker's would be lost). The unnamed critical
  * section uses the OpenMP runtime's own lock, so libapbrt.so exports nothing
  * for it. */
@@ -810,6 +738,23 @@ static apb_status chunk_status(const chunk_err *e)
     return e->st == APB_OK ? APB_OK : apb_fail(e->st, "%s", e->msg);
 }
 
+/* A compressed conv's batch, run as chunks of images (run_chunks): the layer,
+ * its input and output, its pad pattern (bit convs: the pattern of at least a
+ * chunk's images, or NULL) and the work buffers, which hold one copy per thread
+ * when chunks run concurrently; *c: the elements of one copy of each. */
+typedef struct {
+    const apbrt_rt_layer *L;
+    const apbrt_fast *f;
+    fast_work *w;
+    const float *in;
+    float *out;
+    const apb_bitconv_pad *pad;
+    size_t words, yc, xqc, zc, x8c;
+} conv_job;
+
+/* Images [b0, b0 + cnt) of a job on nth threads with buffer copy `copy`. */
+typedef apb_status (*chunk_fn)(const conv_job *j, int b0, int cnt, int copy, int nth);
+
 /* How a batch of n images is cut into chunks of *nb (<= nb0 images per GEMM):
  * nonzero when there are enough chunks to give every thread whole ones (then
  * each chunk runs on one thread, with its own buffers: what a thread packs
@@ -826,80 +771,147 @@ static int chunk_plan(int n, int nb0, int nth, int *nb, int *nch)
     return par;
 }
 
-static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
+/* Runs a job's n images as chunk_plan cut them: one after another on nth
+ * threads (copy 0), or concurrently, one thread and buffer copy per chunk. */
+static apb_status run_chunks(const conv_job *j, chunk_fn fn, int n, int nb, int nch, int par, int nth)
 {
-    apbrt_fast *f = L->fast;
-    fast_work *w = m->fast_work;
-    int M = L->r.cout, ld = f->ld, nth = apb_threads_get();
-    int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
-    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
-    size_t zw = f->chan ? apb_chan_words(&f->g) : 0;
-    int nb, nch, par = chunk_plan(n, ohw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / ohw), nth, &nb, &nch);
-    int copies = par ? nth : 1;
-    long N = nb * ohw;
-    if (N > (1L << 30))
-        return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
-    size_t words = (size_t)N * ld, yc = (size_t)M * N, xqc = (size_t)nb * f->xp_sz, zc = (size_t)nb * zw;
-    if (!grow((void **)&w->asgn, &w->cap_sgn, copies * words, 8, 0) ||
-        (packs_mag && !grow((void **)&w->amag, &w->cap_mag, copies * words, 8, 0)) ||
-        (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, words, 8, 1)) ||
-        (nb > 1 && !grow((void **)&w->y, &w->cap_y, copies * yc, 4, 0)) ||
-        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * xqc, 4, 1)) ||
-        (f->chan && !grow((void **)&w->z0, &w->cap_z0, copies * zc, 8, 0)) ||
-        (f->chan && packs_mag && !grow((void **)&w->z1, &w->cap_z1, copies * zc, 8, 0)))
-        return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
-    apb_bitconv_pad padb, *pad = NULL;
-    if (f->has_pad) { /* the pattern for nb images, made before any thread reads it */
-        APB_TRY(batch_pad(f, nb, ohw, &padb));
-        pad = &padb;
-    }
     if (!par) {
-        conv_bufs cb = {w->asgn, w->amag, w->z0, w->z1, w->y, w->xq};
-        for (int b0 = 0; b0 < n; b0 += nb) {
-            int cnt = n - b0 < nb ? n - b0 : nb;
-            APB_TRY(conv_chunk(L, f, w->zero, pad, in + (long)b0 * in_sz, cnt,
-                               out + (long)b0 * M * ohw, &cb, nth));
-        }
+        for (int b0 = 0; b0 < n; b0 += nb)
+            APB_TRY(fn(j, b0, n - b0 < nb ? n - b0 : nb, 0, nth));
         return APB_OK;
     }
     chunk_err err = {APB_OK, ""};
 #pragma omp parallel num_threads(nth)
     {
         int me = apb_thread_num();
-        conv_bufs cb = {w->asgn + me * words,
-                        packs_mag ? w->amag + me * words : NULL,
-                        f->chan ? w->z0 + me * zc : NULL,
-                        f->chan && packs_mag ? w->z1 + me * zc : NULL,
-                        nb > 1 ? w->y + me * yc : NULL,
-                        f->has_res ? w->xq + me * xqc : NULL};
 #pragma omp for schedule(dynamic, 1)
         for (int ch = 0; ch < nch; ch++) {
-            int b0 = ch * nb, cnt = n - b0 < nb ? n - b0 : nb;
-            chunk_fail(&err, conv_chunk(L, f, w->zero, pad, in + (long)b0 * in_sz, cnt,
-                                        out + (long)b0 * M * ohw, &cb, 1));
+            int b0 = ch * nb;
+            chunk_fail(&err, fn(j, b0, n - b0 < nb ? n - b0 : nb, me, 1));
         }
     }
     return chunk_status(&err);
 }
 
-/* One chunk of cnt images of an 8-bit conv on nth threads: blocked byte planes
- * (+ the residual's float planes) -> one integer GEMM reading them in place ->
- * residual + epilogue on the OW valid columns of each row. */
-static apb_status conv_i8_chunk(const apbrt_rt_layer *L, const apbrt_fast *f, const float *inc,
-                                int cnt, float *outc, uint8_t *x8, float *xq, float *Y, int nth)
+/* One image of a bit conv packed into its GEMM operand (sign plane, and the
+ * magnitude plane for 2-bit activations; channel packing through z0/z1). */
+static apb_status pack_image(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x,
+                             uint64_t *z0, uint64_t *z1, uint64_t *asgn, uint64_t *amag)
 {
+    const apbrt_rec *r = &L->r;
+    int bin = r->akind == APBRT_A_BIN;
+    if (f->chan)
+        return chan_pack(f, x, r->act_step, bin ? 1 : 2, z0, z1, asgn, amag, f->ld);
+    return bin ? apb_bitpack_conv_sign(&f->g, x, asgn, f->ld)
+               : apb_bitpack_conv_2bit(&f->g, x, r->act_step, asgn, amag, f->ld);
+}
+
+/* A chunk of a bit conv: pack, one GEMM Y[M, cnt*ohw] (in place in `out` for
+ * one image), residual + epilogue. */
+static apb_status conv_chunk(const conv_job *j, int b0, int cnt, int copy, int nth)
+{
+    const apbrt_rt_layer *L = j->L;
+    const apbrt_fast *f = j->f;
+    const fast_work *w = j->w;
+    int M = L->r.cout, K = (int)L->K, ld = f->ld;
+    int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
+    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW, Nc = cnt * ohw;
+    size_t zw = f->chan ? apb_chan_words(&f->g) : 0;
+    const float *inc = j->in + (long)b0 * in_sz;
+    float *outc = j->out + (long)b0 * M * ohw;
+    uint64_t *asgn = w->asgn + copy * j->words, *amag = packs_mag ? w->amag + copy * j->words : NULL;
+    uint64_t *z0 = f->chan ? w->z0 + copy * j->zc : NULL;
+    uint64_t *z1 = f->chan && packs_mag ? w->z1 + copy * j->zc : NULL;
+    apb_bitmat A = {f->wsgn, f->wmag, ld};
+    apb_bitmat B = {asgn, packs_mag ? amag : f->bin_as_2bit ? w->zero : NULL, ld};
+    apb_bitconv_pad padb;
+    if (j->pad) { /* the pattern repeats per image: the first cnt of them */
+        padb = *j->pad;
+        padb.N = (int)(cnt * ohw);
+    }
+    apb_bgemm_epilogue ep = {f->scale, NULL, j->pad ? &padb : NULL};
+    /* pack the chunk's images (the packers' scratch is per thread); one image
+     * is packed by a call of its own, which splits it over the threads itself
+     * when nth > 1 */
+    chunk_err err = {APB_OK, ""};
+    if (cnt == 1)
+        chunk_fail(&err, pack_image(L, f, inc, z0, z1, asgn, amag));
+#pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
+    for (long b = 0; b < (cnt > 1 ? cnt : 0); b++) {
+        size_t o = (size_t)b * ohw * ld, zo = (size_t)b * zw;
+        chunk_fail(&err, pack_image(L, f, inc + b * in_sz, z0 ? z0 + zo : NULL, z1 ? z1 + zo : NULL,
+                                    asgn + o, amag ? amag + o : NULL));
+    }
+    APB_TRY(chunk_status(&err));
+    float *Y = cnt == 1 ? outc : w->y + copy * j->yc;
+    APB_TRY(apb_bgemm_f32(f->kind, M, (int)Nc, K, &A, &B, &ep, Y, (int)Nc));
+    if (!f->has_res) {
+        plain_epilogue(L, f, cnt, Y, Nc, ohw, f->OW, outc, nth);
+        return APB_OK;
+    }
+    float *xq = w->xq + copy * j->xqc;
+    long tasks = (long)cnt * L->ic;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
+    for (long t = 0; t < tasks; t++)
+        build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic), xq + (t / L->ic) * f->xp_sz);
+    res_epilogue(L, f, xq, cnt, Y, Nc, ohw, f->OW, outc, nth);
+    return APB_OK;
+}
+
+static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
+{
+    apbrt_fast *f = L->fast;
+    fast_work *w = m->fast_work;
+    int M = L->r.cout, ld = f->ld, nth = apb_threads_get();
+    int packs_mag = f->kind != APB_BGEMM_1X1 && !f->bin_as_2bit;
+    long ohw = (long)f->OH * f->OW;
+    size_t zw = f->chan ? apb_chan_words(&f->g) : 0;
+    int nb, nch, par = chunk_plan(n, ohw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / ohw), nth, &nb, &nch);
+    int copies = par ? nth : 1;
+    long N = nb * ohw;
+    if (N > (1L << 30))
+        return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
+    conv_job j = {L, f, w, in, out, NULL, (size_t)N * ld, (size_t)M * N, (size_t)nb * f->xp_sz,
+                  (size_t)nb * zw, 0};
+    if (!grow((void **)&w->asgn, &w->cap_sgn, copies * j.words, 8, 0) ||
+        (packs_mag && !grow((void **)&w->amag, &w->cap_mag, copies * j.words, 8, 0)) ||
+        (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, j.words, 8, 1)) ||
+        (nb > 1 && !grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0)) ||
+        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)) ||
+        (f->chan && !grow((void **)&w->z0, &w->cap_z0, copies * j.zc, 8, 0)) ||
+        (f->chan && packs_mag && !grow((void **)&w->z1, &w->cap_z1, copies * j.zc, 8, 0)))
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
+    apb_bitconv_pad padb;
+    if (f->has_pad) { /* the pattern for nb images, made before any thread reads it */
+        APB_TRY(batch_pad(f, nb, ohw, &padb));
+        j.pad = &padb;
+    }
+    return run_chunks(&j, conv_chunk, n, nb, nch, par, nth);
+}
+
+/* A chunk of an 8-bit conv: blocked byte planes (+ the residual's float
+ * planes) -> one integer GEMM reading them in place -> residual + epilogue on
+ * the OW valid columns of each row. */
+static apb_status conv_i8_chunk(const conv_job *j, int b0, int cnt, int copy, int nth)
+{
+    const apbrt_rt_layer *L = j->L;
+    const apbrt_fast *f = j->f;
     int M = L->r.cout, Cg = (L->ic + 3) / 4;
     long in_sz = (long)L->ic * L->ih * L->iw, nw = f->nwide, Nc = cnt * nw;
+    const float *inc = j->in + (long)b0 * in_sz;
+    float *outc = j->out + (long)b0 * M * f->OH * f->OW;
+    uint8_t *x8 = j->w->x8 + copy * j->x8c;
+    float *xq = f->has_res ? j->w->xq + copy * j->xqc : NULL, *Y = j->w->y + copy * j->yc;
     long tasks = (long)cnt * Cg;
 #pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
     for (long t = 0; t < tasks; t++) {
         long b = t / Cg;
         build_planes_i8(L, f, inc + b * in_sz, (int)(t % Cg), x8 + b * f->x8_sz,
-                        f->has_res ? xq + b * f->xp_sz : NULL);
+                        xq ? xq + b * f->xp_sz : NULL);
     }
     APB_TRY(apb_i8gemm_ind_f32(M, (int)nw, cnt, f->K4, f->w8, 4L * f->K4, x8, f->x8_sz, f->boff,
                                f->scale, f->corr, Y, Nc));
-    if (f->has_res)
+    if (xq)
         res_epilogue(L, f, xq, cnt, Y, Nc, nw, f->Wq, outc, nth);
     else
         plain_epilogue(L, f, cnt, Y, Nc, nw, f->Wq, outc, nth);
@@ -913,37 +925,18 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
     apbrt_fast *f = L->fast;
     fast_work *w = m->fast_work;
     int M = L->r.cout, nth = apb_threads_get();
-    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW, nw = f->nwide;
+    long ohw = (long)f->OH * f->OW, nw = f->nwide;
     int nb, nch, par = chunk_plan(n, nw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / nw), nth, &nb, &nch);
     int copies = par ? nth : 1;
     if ((long)nb * nw > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
-    size_t x8c = (size_t)nb * f->x8_sz, yc = (size_t)M * nb * nw, xqc = (size_t)nb * f->xp_sz;
-    if (!grow((void **)&w->x8, &w->cap_x8, copies * x8c, 1, 1) ||
-        !grow((void **)&w->y, &w->cap_y, copies * yc, 4, 0) ||
-        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * xqc, 4, 1)))
+    conv_job j = {L, f, w, in, out, NULL, 0, (size_t)M * nb * nw, (size_t)nb * f->xp_sz, 0,
+                  (size_t)nb * f->x8_sz};
+    if (!grow((void **)&w->x8, &w->cap_x8, copies * j.x8c, 1, 1) ||
+        !grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
+        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
-    if (!par) {
-        for (int b0 = 0; b0 < n; b0 += nb) {
-            int cnt = n - b0 < nb ? n - b0 : nb;
-            APB_TRY(conv_i8_chunk(L, f, in + (long)b0 * in_sz, cnt, out + (long)b0 * M * ohw, w->x8,
-                                  w->xq, w->y, nth));
-        }
-        return APB_OK;
-    }
-    chunk_err err = {APB_OK, ""};
-#pragma omp parallel num_threads(nth)
-    {
-        int me = apb_thread_num();
-#pragma omp for schedule(dynamic, 1)
-        for (int ch = 0; ch < nch; ch++) {
-            int b0 = ch * nb, cnt = n - b0 < nb ? n - b0 : nb;
-            chunk_fail(&err, conv_i8_chunk(L, f, in + (long)b0 * in_sz, cnt,
-                                           out + (long)b0 * M * ohw, w->x8 + me * x8c,
-                                           f->has_res ? w->xq + me * xqc : NULL, w->y + me * yc, 1));
-        }
-    }
-    return chunk_status(&err);
+    return run_chunks(&j, conv_i8_chunk, n, nb, nch, par, nth);
 }
 
 /* 8-bit linear: one packed column per sample. */
