@@ -15,7 +15,6 @@
 #include "cpu.h"
 #include "threads.h"
 
-
 #define I8_MB 96 /* rows per tile (a multiple of every table's mr: 4, 6) */
 #define I8_NB 8  /* panels per tile (a multiple of every table's np) */
 #define I8_PAR_MIN (1L << 18) /* multiply-adds below which one thread runs the call */
@@ -57,9 +56,8 @@ void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s,
                    uint8_t *d, float *q, long ldq)
 {
     float r = 1.0f / s;
-    const apb_i8_kernels *vt = apb_isa_active() >= APB_ISA_AVX2 ? &apb_i8_kernels_avx2 : NULL;
-    if (nc == 4 && (stride == 1 || stride == 2) && vt && vt->quant4) {
-        vt->quant4(n, x, ldx, stride, r, s, is_signed, d, q, ldq);
+    if (nc == 4 && (stride == 1 || stride == 2) && apb_isa_active() >= APB_ISA_AVX2) {
+        apb_i8_quant4_avx2(n, x, ldx, stride, r, s, is_signed, d, q, ldq);
         return;
     }
     int zp = is_signed ? 128 : 0;
@@ -72,13 +70,10 @@ void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s,
         }
 }
 
-static void store(const apb_i8_kernels *kt, int mr, int nc, const int32_t *acc, int ld,
-                  const float *scale, const int32_t *corr, float *Y, long ldy)
+/* The float epilogue of a tile (apb_i8_store_avx2's portable form). */
+static void store_ref(int mr, int nc, const int32_t *acc, int ld, const float *scale,
+                      const int32_t *corr, float *Y, long ldy)
 {
-    if (kt->store) {
-        kt->store(mr, nc, acc, ld, scale, corr, Y, ldy);
-        return;
-    }
     for (int r = 0; r < mr; r++) {
         float sc = scale ? scale[r] : 1.0f;
         int32_t cr = corr ? corr[r] : 0;
@@ -102,6 +97,8 @@ static apb_status gemm(int M, int N, int K4, const int8_t *W, long ldw, const bd
     if (M == 0 || N == 0)
         return APB_OK;
     const apb_i8_kernels *kt = table();
+    void (*store)(int, int, const int32_t *, int, const float *, const int32_t *, float *, long) =
+        apb_isa_active() >= APB_ISA_AVX2 ? apb_i8_store_avx2 : store_ref;
     int npan = (N + APB_I8_PANEL - 1) / APB_I8_PANEL;
     int tm = (M + I8_MB - 1) / I8_MB, tn = (npan + I8_NB - 1) / I8_NB, nth = apb_threads_get();
     long tiles = (long)tm * tn;
@@ -124,7 +121,7 @@ static apb_status gemm(int M, int N, int K4, const int8_t *W, long ldw, const bd
                 kt->fn(mr, np, K4, W + m * ldw, ldw, bd->base + img * bd->istride + pi * bd->pstride,
                        bd->pstride, bd->boff, acc, ld);
                 int n0 = p * APB_I8_PANEL, nc = N - n0 < ld ? N - n0 : ld;
-                store(kt, mr, nc, acc, ld, scale ? scale + m : NULL, corr ? corr + m : NULL,
+                store(mr, nc, acc, ld, scale ? scale + m : NULL, corr ? corr + m : NULL,
                       Y + m * ldy + n0, ldy);
             }
         }

@@ -107,19 +107,18 @@ void apb_i8gemm_ref(int M, int N, int K4, const int8_t *W, long ldw, const uint8
 typedef void (*apb_i8_kern_fn)(int mr, int np, int K4, const int8_t *w, long ldw,
                                const uint8_t *b, long pstride, const long *boff, int32_t *acc,
                                int ldacc);
-/* The float epilogue of a kernel's tile: Y[r*ldy + j] = scale[r] * (float)(acc[r*ld + j]
- * - corr[r]) for r < mr, j < nc (scale NULL = 1, corr NULL = 0). */
-typedef void (*apb_i8_store_fn)(int mr, int nc, const int32_t *acc, int ld, const float *scale,
-                                const int32_t *corr, float *Y, long ldy);
-/* apb_i8_quant4 with stride 1 or 2 and nc == 4 (NULL: the portable loop). */
-typedef void (*apb_i8_quant4_fn)(int n, const float *x, long ldx, int stride, float r, float s,
-                                 int is_signed, uint8_t *d, float *q, long ldq);
+/* AVX2 helpers, used at every level from AVX2 up (they need nothing wider):
+ * the float epilogue of a kernel's tile, Y[r*ldy + j] = scale[r] *
+ * (float)(acc[r*ld + j] - corr[r]) for r < mr, j < nc (scale NULL = 1, corr
+ * NULL = 0); apb_i8_quant4 for stride 1 or 2 and nc == 4, with r = 1 / s. */
+void apb_i8_store_avx2(int mr, int nc, const int32_t *acc, int ld, const float *scale,
+                       const int32_t *corr, float *Y, long ldy);
+void apb_i8_quant4_avx2(int n, const float *x, long ldx, int stride, float r, float s,
+                        int is_signed, uint8_t *d, float *q, long ldq);
 typedef struct {
     apb_i8_kern_fn fn;
     int mr, np;
     const char *name;
-    apb_i8_quant4_fn quant4;
-    apb_i8_store_fn store; /* NULL: the portable loop */
 } apb_i8_kernels;
 
 extern const apb_i8_kernels apb_i8_kernels_ref;

@@ -161,7 +161,7 @@ static inline __m256i codes8(const float *x, int st, __m256 r, __m256 lo, __m256
     return _mm256_cvttps_epi32(t);
 }
 
-static void quant4_avx2(int n, const float *x, long ldx, int stride, float rs, float s,
+void apb_i8_quant4_avx2(int n, const float *x, long ldx, int stride, float rs, float s,
                         int is_signed, uint8_t *d, float *q, long ldq)
 {
     const __m256 r = _mm256_set1_ps(rs), sv = _mm256_set1_ps(s);
@@ -191,7 +191,7 @@ static void quant4_avx2(int n, const float *x, long ldx, int stride, float rs, f
         }
 }
 
-static void store_avx2(int mr, int nc, const int32_t *acc, int ld, const float *scale,
+void apb_i8_store_avx2(int mr, int nc, const int32_t *acc, int ld, const float *scale,
                        const int32_t *corr, float *Y, long ldy)
 {
     for (int r = 0; r < mr; r++) {
@@ -209,4 +209,4 @@ static void store_avx2(int mr, int nc, const int32_t *acc, int ld, const float *
     }
 }
 
-const apb_i8_kernels apb_i8_kernels_avx2 = {kern_avx2, MR, 2, "avx2", quant4_avx2, store_avx2};
+const apb_i8_kernels apb_i8_kernels_avx2 = {kern_avx2, MR, 2, "avx2"};

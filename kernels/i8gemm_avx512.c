@@ -84,4 +84,4 @@ static void kern_vnni(int mr, int np, int K4, const int8_t *w, long ldw, const u
     ROW_STORE(5);
 }
 
-const apb_i8_kernels apb_i8_kernels_avx512vnni = {kern_vnni, MR, NP, "avx512-vnni", NULL, NULL};
+const apb_i8_kernels apb_i8_kernels_avx512vnni = {kern_vnni, MR, NP, "avx512-vnni"};
