@@ -193,6 +193,48 @@ APB_TEST(test_infer_fast_batched_gemm)
     return 0;
 }
 
+/* The elementwise ops (add, hardtanh, clip, relu) on a pass large enough to be
+ * split over the threads (more than 2^18 values): bit for bit the naive
+ * reference, at 1 and 2 threads. */
+APB_TEST(test_infer_fast_elementwise_split)
+{
+    enum { C = 4, H = 64, W = 64, NB = 20 };
+    long per = (long)C * H * W;
+    ti_model t;
+    ti_init(&t, C, H, W, (int)per, 5);
+    apbrt_layer_desc *a = ti_add(&t, APBRT_ADD, 0, 1);
+    a->in2 = 0;
+    ti_add(&t, APBRT_HARDTANH, 1, 2);
+    apbrt_layer_desc *c = ti_add(&t, APBRT_CLIP, 2, 3);
+    c->lo = -0.5f, c->hi = 0.75f;
+    ti_add(&t, APBRT_RELU, 3, 4);
+    t.d.output_slot = 4;
+    apb_rng r;
+    apb_rng_seed(&r, 80);
+    float *x = malloc(sizeof(float) * NB * per), *want = malloc(sizeof(float) * NB * per);
+    float *y1 = malloc(sizeof(float) * NB * per), *y2 = malloc(sizeof(float) * NB * per);
+    ti_input(&r, x, NB * per);
+    for (int i = 0; i < NB; i++)
+        ti_reference(&t.d, x + i * per, want + i * per);
+    apbrt_model *m;
+    CHECK(load_fast(&t.d, &m) == 0);
+    CHECK(apbrt_microbatch(m) >= NB); /* one pass: NB * per > 2^18 values per op */
+    int saved = apb_threads_get();
+    apbrt_set_threads(1);
+    int rc1 = apbrt_run(m, x, NB, y1);
+    apbrt_set_threads(2);
+    int rc2 = apbrt_run(m, x, NB, y2);
+    apbrt_set_threads(saved);
+    CHECK_OK(rc1);
+    CHECK_OK(rc2);
+    CHECK(memcmp(y1, want, sizeof(float) * NB * per) == 0);
+    CHECK(memcmp(y2, want, sizeof(float) * NB * per) == 0);
+    apbrt_free(m);
+    free(x), free(want), free(y1), free(y2);
+    ti_free(&t);
+    return 0;
+}
+
 /* Pooling against a row-major float loop, bit for bit (max and average). */
 APB_TEST(test_infer_fast_pool_rows)
 {

@@ -193,6 +193,7 @@ static inline void ti_reference(const apbrt_model_desc *d, const float *x, float
             break;
         case APBRT_RELU:
         case APBRT_HARDTANH:
+        case APBRT_CLIP:
         case APBRT_ADD:
             y = malloc((size_t)C * H * W * sizeof(float));
             for (long j = 0; j < (long)C * H * W; j++) {
@@ -201,6 +202,8 @@ static inline void ti_reference(const apbrt_model_desc *d, const float *x, float
                     v = v > 0 ? v : 0;
                 else if (L->kind == APBRT_HARDTANH)
                     v = v < -1 ? -1 : (v > 1 ? 1 : v);
+                else if (L->kind == APBRT_CLIP)
+                    v = v < L->lo ? L->lo : (v > L->hi ? L->hi : v);
                 else
                     v = v + S[L->in2][j];
                 y[j] = v;
