@@ -143,6 +143,9 @@ typedef struct {
     int dst;                    /* slot written (the last fused layer's out) */
     const float *post_scale, *post_shift; /* folded BN of the next layer, or NULL */
     int post_act;               /* APBRT_POST_* */
+    int post_add;               /* conv: slot added after post (a fused residual add), or -1 */
+    int post_act2;              /* APBRT_POST_* after that add */
+    const float *add_base, *out_base; /* set per run: dst[i] += add_base[dst - out_base] */
     uint64_t file_bytes;        /* record + section bytes */
     double seconds;
     apbrt_fast *fast;           /* NULL: reference path for this layer */
@@ -197,7 +200,9 @@ const char *apbrt_fast_kernel(const apbrt_rt_layer *L);
 apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out);
 
 /* The same epilogue on a row of `cnt` values of channel c, vectorized:
- * dst[i] = post(src[i] (+ add[i] when add != NULL)). src may equal dst. */
+ * dst[i] = post(src[i] (+ add[i] when add != NULL)). src may equal dst. With a
+ * fused residual add (post_add >= 0) then dst[i] = act2(dst[i] + the added
+ * tensor at dst's place): dst must lie in the run's out_base buffer. */
 void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const float *add, float *dst,
                      long cnt);
 

@@ -417,11 +417,38 @@ static int sole_reader_is_next(const apbrt_model *m, int i)
     return s != m->output_slot;
 }
 
+/* The other input slot of the add at layer i + 1 when it is the only reader of
+ * the slot layer i writes (once, as one operand), else -1. */
+static int add_reads_only(const apbrt_model *m, int i)
+{
+    const apbrt_rt_layer *ls = m->layers;
+    int s = ls[i].r.out, j = i + 1;
+    if (j >= m->nlayers || ls[j].r.kind != APBRT_ADD || (ls[j].r.in == s) == (ls[j].r.in2 == s))
+        return -1;
+    int other = ls[j].r.in == s ? ls[j].r.in2 : ls[j].r.in;
+    if (ls[j].r.out == s)
+        return other;
+    for (int t = j + 1; t < m->nlayers; t++) {
+        if (ls[t].r.in == s || (ls[t].r.kind == APBRT_ADD && ls[t].r.in2 == s))
+            return -1;
+        if (ls[t].r.out == s)
+            return other;
+    }
+    return s != m->output_slot ? other : -1;
+}
+
+/* Fusion plan: conv/linear -> [BN] -> [ReLU/hardtanh] as one layer, and for a
+ * conv then -> [residual add] -> [ReLU/hardtanh] (the add's other operand is
+ * read in the epilogue; float addition commutes, so the bits are the add's).
+ * APBRT_NOFUSE_ADD=1 keeps the adds as layers of their own (tests compare). */
 static void plan(apbrt_model *m)
 {
+    const char *nf = getenv("APBRT_NOFUSE_ADD");
+    int fuse_add = !(nf && !strcmp(nf, "1"));
     for (int i = 0; i < m->nlayers; i++) {
         apbrt_rt_layer *L = &m->layers[i];
         L->dst = L->r.out;
+        L->post_add = -1;
         if (L->r.kind != APBRT_CONV && L->r.kind != APBRT_LINEAR)
             continue;
         int cur = i;
@@ -436,6 +463,20 @@ static void plan(apbrt_model *m)
             L->post_act = m->layers[cur + 1].r.kind == APBRT_RELU ? APBRT_POST_RELU : APBRT_POST_HARDTANH;
             m->layers[++cur].fused = 1;
         }
+        int other = fuse_add && L->r.kind == APBRT_CONV ? add_reads_only(m, cur) : -1;
+        for (int k = i; k <= cur && other >= 0; k++) /* read at the chain's start: unchanged by it */
+            if (m->layers[k].r.out == other)
+                other = -1;
+        if (other >= 0) {
+            L->post_add = other;
+            m->layers[++cur].fused = 1;
+            if (cur + 1 < m->nlayers &&
+                (m->layers[cur + 1].r.kind == APBRT_RELU || m->layers[cur + 1].r.kind == APBRT_HARDTANH) &&
+                sole_reader_is_next(m, cur)) {
+                L->post_act2 = m->layers[cur + 1].r.kind == APBRT_RELU ? APBRT_POST_RELU : APBRT_POST_HARDTANH;
+                m->layers[++cur].fused = 1;
+            }
+        }
         L->dst = m->layers[cur].r.out;
         L->oc = m->layers[cur].oc, L->oh = m->layers[cur].oh, L->ow = m->layers[cur].ow;
         i = cur;
@@ -449,7 +490,8 @@ static void plan(apbrt_model *m)
             m->slot_floats[L->dst] = out_sz;
         if (L->dst == 0)
             m->input_written = 1;
-        if (!is_elementwise(L->r.kind) && L->dst == L->r.in && out_sz > m->max_tmp)
+        if (!is_elementwise(L->r.kind) && (L->dst == L->r.in || (L->post_add >= 0 && L->dst == L->post_add)) &&
+            out_sz > m->max_tmp)
             m->max_tmp = out_sz;
         if (L->r.kind == APBRT_CONV || L->r.kind == APBRT_LINEAR) {
             if (L->r.akind != APBRT_A_FP && in_sz > m->max_q)

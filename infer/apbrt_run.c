@@ -100,6 +100,26 @@ void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const flo
         POST_ACTS(0, 1);
     else
         POST_ACTS(0, 0);
+    if (L->post_add >= 0) { /* the fused residual add: the values are still in L1 */
+        const float *restrict r = L->add_base + (dst - L->out_base);
+        if (L->post_act2 == APBRT_POST_RELU) {
+#pragma omp simd
+            for (long i = 0; i < cnt; i++) {
+                float v = dst[i] + r[i];
+                dst[i] = v > 0.0f ? v : 0.0f;
+            }
+        } else if (L->post_act2 == APBRT_POST_HARDTANH) {
+#pragma omp simd
+            for (long i = 0; i < cnt; i++) {
+                float v = dst[i] + r[i];
+                dst[i] = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+            }
+        } else {
+#pragma omp simd
+            for (long i = 0; i < cnt; i++)
+                dst[i] = dst[i] + r[i];
+        }
+    }
 }
 
 /* ---- reference layer implementations ---- */
@@ -560,7 +580,15 @@ static int run_batch(apbrt_model *m, const float *x, int n, float *logits)
         int kind = L->r.kind;
         int via_tmp = dst == in && kind != APBRT_BN && kind != APBRT_RELU && kind != APBRT_HARDTANH &&
                       kind != APBRT_CLIP && kind != APBRT_ADD && kind != APBRT_FLATTEN;
+        /* a fused residual add into the slot it adds: the GEMM may write its
+         * output before the epilogue reads the added values there */
+        if (L->post_add >= 0 && L->dst == L->post_add)
+            via_tmp = 1;
         float *out = via_tmp ? m->tmp : dst;
+        if (L->post_add >= 0) {
+            L->add_base = cur[L->post_add];
+            L->out_base = out;
+        }
         if (kind == APBRT_CONV || kind == APBRT_LINEAR) {
             if (L->fast && !m->reference && (!fast_last_only || i == last_fast)) {
                 if ((st = apbrt_fast_run(m, L, in, n, out)) != APB_OK)

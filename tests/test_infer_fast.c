@@ -359,3 +359,89 @@ APB_TEST(test_infer_winograd_opt_in)
     }
     return 0;
 }
+
+/* A conv's residual add (and the activation after it) run in the conv's
+ * epilogue: the add into the conv's own slot, into the other operand's slot
+ * (which the GEMM must not overwrite first), with its operands either way round,
+ * after a bit conv, an 8-bit conv and an fp conv. Every add shows as fused; the
+ * logits are bit for bit those with the adds as layers of their own
+ * (APBRT_NOFUSE_ADD=1, read at load), on the fast and the reference path, at 1
+ * and 2 threads, and within rounding of the naive reference. */
+APB_TEST(test_infer_fast_fused_residual_add)
+{
+    enum { C = 64, H = 9, W = 9, NB = 3, K = 7 };
+    static const int akinds[] = {APBRT_A_BIN, APBRT_A_Q2, APBRT_A_U8, APBRT_A_FP};
+    long in = (long)C * H * W;
+    apb_rng r;
+    apb_rng_seed(&r, 81);
+    float *x = malloc(sizeof(float) * NB * in), *want = malloc(sizeof(float) * NB * K);
+    float *got[2][2][2]; /* [fused][reference][threads - 1] */
+    for (int i = 0; i < 8; i++)
+        (&got[0][0][0])[i] = malloc(sizeof(float) * NB * K);
+    ti_input(&r, x, NB * in);
+    for (size_t ai = 0; ai < sizeof akinds / sizeof akinds[0]; ai++) {
+        int ak = akinds[ai], wk = ak == APBRT_A_FP ? APBRT_W_FP32 : APBRT_W_APB;
+        ti_model t;
+        ti_init(&t, C, H, W, K, 5);
+        ti_conv(&t, &r, APBRT_CONV, 0, 1, C, C, 3, 1, 1, wk, ak, 0, 0.02f);
+        ti_bn(&t, &r, 1, 1, C);
+        ti_add(&t, APBRT_HARDTANH, 1, 1);
+        ti_conv(&t, &r, APBRT_CONV, 1, 2, C, C, 3, 1, 1, wk, ak, 0, 0.02f);
+        ti_bn(&t, &r, 2, 2, C);
+        apbrt_layer_desc *a = ti_add(&t, APBRT_ADD, 2, 2); /* into the conv's slot */
+        a->in2 = 1;
+        ti_add(&t, APBRT_HARDTANH, 2, 2);
+        ti_conv(&t, &r, APBRT_CONV, 2, 4, C, C, 1, 2, 0, APBRT_W_FP32, APBRT_A_FP, 0, 0.0f);
+        ti_conv(&t, &r, APBRT_CONV, 2, 3, C, C, 3, 2, 1, wk, ak, 0, 0.02f);
+        ti_bn(&t, &r, 3, 3, C);
+        a = ti_add(&t, APBRT_ADD, 4, 4); /* into the other operand's slot, operands swapped */
+        a->in2 = 3;
+        ti_add(&t, APBRT_RELU, 4, 4);
+        ti_add(&t, APBRT_FLATTEN, 4, 3);
+        ti_conv(&t, &r, APBRT_LINEAR, 3, 4, C * 5 * 5, K, 1, 1, 0, APBRT_W_FP32, APBRT_A_FP, 1, 0.0f);
+        t.d.output_slot = 4;
+        for (int b = 0; b < NB; b++)
+            ti_reference(&t.d, x + b * in, want + b * K);
+        int saved = apb_threads_get();
+        for (int fu = 0; fu < 2; fu++)
+            for (int ref = 0; ref < 2; ref++) {
+                if (!fu)
+                    setenv("APBRT_NOFUSE_ADD", "1", 1);
+                if (ref)
+                    setenv("APBRT_REFERENCE", "1", 1);
+                apbrt_model *m;
+                int lf = load_fast(&t.d, &m);
+                unsetenv("APBRT_NOFUSE_ADD");
+                unsetenv("APBRT_REFERENCE");
+                CHECK(lf == 0);
+                int nadd = 0, nfused = 0;
+                for (int i = 0; i < apbrt_num_layers(m); i++) {
+                    apbrt_layer_info li;
+                    apbrt_layer_info_get(m, i, &li);
+                    if (t.L[i].kind == APBRT_ADD) {
+                        nadd++;
+                        nfused += li.fused;
+                    }
+                }
+                CHECK_MSG(nadd == 2 && nfused == (fu ? 2 : 0), "akind %d fuse %d ref %d: %d of %d adds fused",
+                          ak, fu, ref, nfused, nadd);
+                for (int th = 1; th <= 2; th++) {
+                    apbrt_set_threads(th);
+                    CHECK_OK(apbrt_run(m, x, NB, got[fu][ref][th - 1]));
+                }
+                apbrt_set_threads(saved);
+                apbrt_free(m);
+                double e = ti_relerr(got[fu][ref][0], want, NB * K);
+                CHECK_MSG(e <= 1e-4, "akind %d fuse %d ref %d: relative error %.3g", ak, fu, ref, e);
+            }
+        for (int ref = 0; ref < 2; ref++)
+            for (int th = 0; th < 2; th++)
+                CHECK_MSG(memcmp(got[1][ref][th], got[0][ref][th], sizeof(float) * NB * K) == 0,
+                          "akind %d ref %d threads %d: fused adds change the logits", ak, ref, th + 1);
+        ti_free(&t);
+    }
+    for (int i = 0; i < 8; i++)
+        free((&got[0][0][0])[i]);
+    free(x), free(want);
+    return 0;
+}
