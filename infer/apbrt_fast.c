@@ -59,6 +59,7 @@
 #include "bgemm.h"
 #include "bitpack.h"
 #include "cpu.h"
+#include "ewise.h"
 #include "i8gemm.h"
 #include "spmm.h"
 #include "threads.h"
@@ -529,10 +530,7 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
                 for (int j = 0; j < jlo; j++) /* a pixel or two: no call */
                     d[j] = 0.0f;
                 if (bin1) {
-                    float *restrict q = d + jlo;
-#pragma omp simd
-                    for (int j = 0; j < jhi - jlo; j++)
-                        q[j] = src[j] >= 0.0f ? 1.0f : -1.0f;
+                    apb_ew_sign(jhi - jlo, src, d + jlo);
                 } else {
                     quantize_row(src, jhi - jlo, S, r->akind, r->act_step, d + jlo);
                 }

@@ -17,8 +17,9 @@
 #include <time.h>
 
 #include "apbrt_internal.h"
-#include "cpu.h"
 #include "bits.h"
+#include "cpu.h"
+#include "ewise.h"
 #include "i8gemm.h"
 #include "im2col.h"
 #include "sgemm.h"
@@ -50,40 +51,20 @@ void apbrt_free(apbrt_model *m)
     free(m);
 }
 
-/* apbrt_post over a row in one vectorized pass per set of steps: ADD and SC
- * (0/1) and ACT (the activation's expression of v) are compile-time constants
- * in each expansion of POST_PASS, so every step is one rounding in the order of
- * apbrt_post, and the reference path still matches the training graph bit for
- * bit. */
-#define POST_PASS(ADD, SC, ACT)                                                                   \
-    do {                                                                                          \
-        _Pragma("omp simd") for (long i = 0; i < cnt; i++)                                       \
-        {                                                                                         \
-            float v = src[i];                                                                     \
-            if (ADD)                                                                              \
-                v = v + add[i];                                                                   \
-            if (SC)                                                                               \
-                v = sc * v + sh;                                                                  \
-            dst[i] = (ACT);                                                                       \
-        }                                                                                         \
-    } while (0)
+static int ew_act(int post)
+{
+    return post == APBRT_POST_RELU ? APB_EW_RELU : post == APBRT_POST_HARDTANH ? APB_EW_HARDTANH : APB_EW_NONE;
+}
 
-#define POST_ACTS(ADD, SC)                                                                        \
-    do {                                                                                          \
-        if (act == APBRT_POST_RELU)                                                               \
-            POST_PASS(ADD, SC, v > 0.0f ? v : 0.0f);                                              \
-        else if (act == APBRT_POST_HARDTANH)                                                      \
-            POST_PASS(ADD, SC, v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v));                        \
-        else                                                                                      \
-            POST_PASS(ADD, SC, v);                                                                \
-    } while (0)
-
+/* apbrt_post over a row in one vectorized pass (kernels/ewise.h, at the ISA
+ * level chosen at run time): every step is one rounding in the order of
+ * apbrt_post, so the reference path still matches the training graph bit for
+ * bit. Then the fused residual add, on values still in L1. */
 void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const float *add, float *dst,
                      long cnt)
 {
     const float sc = L->post_scale ? L->post_scale[c] : 1.0f;
     const float sh = L->post_scale ? L->post_shift[c] : 0.0f;
-    int act = L->post_act;
     if (L->bias) { /* rare (a conv with a bias and BN): a pass of its own first */
         const float bias = L->bias[c];
 #pragma omp simd
@@ -92,34 +73,9 @@ void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const flo
         src = dst;
         add = NULL;
     }
-    if (add && L->post_scale)
-        POST_ACTS(1, 1);
-    else if (add)
-        POST_ACTS(1, 0);
-    else if (L->post_scale)
-        POST_ACTS(0, 1);
-    else
-        POST_ACTS(0, 0);
-    if (L->post_add >= 0) { /* the fused residual add: the values are still in L1 */
-        const float *restrict r = L->add_base + (dst - L->out_base);
-        if (L->post_act2 == APBRT_POST_RELU) {
-#pragma omp simd
-            for (long i = 0; i < cnt; i++) {
-                float v = dst[i] + r[i];
-                dst[i] = v > 0.0f ? v : 0.0f;
-            }
-        } else if (L->post_act2 == APBRT_POST_HARDTANH) {
-#pragma omp simd
-            for (long i = 0; i < cnt; i++) {
-                float v = dst[i] + r[i];
-                dst[i] = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
-            }
-        } else {
-#pragma omp simd
-            for (long i = 0; i < cnt; i++)
-                dst[i] = dst[i] + r[i];
-        }
-    }
+    apb_ew_post(cnt, src, add, L->post_scale != NULL, sc, sh, ew_act(L->post_act), dst);
+    if (L->post_add >= 0)
+        apb_ew_add_act(cnt, dst, L->add_base + (dst - L->out_base), ew_act(L->post_act2), dst);
 }
 
 /* ---- reference layer implementations ---- */
@@ -352,71 +308,6 @@ static void conv_ref(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, 
     }
 }
 
-/* One output row of a pool by whole rows: each valid input row is split into
- * its stride phases (padded with the neutral value: -inf for max, +0 for avg,
- * exact because the running sum of floats that starts at +0 is never -0), then
- * each tap column is one contiguous, vectorizable pass over the output row.
- * Every output still meets its taps in row-major order, so the result is the
- * training op's bit for bit. ph: [s * lp], acc: [OW]. */
-static void pool_row(const apbrt_rt_layer *L, const float *x, int oh, float *y, float *ph, int lp,
-                     int off, float *acc)
-{
-    const apbrt_rec *r = &L->r;
-    int k = r->k, s = r->pstride, p = r->ppad, H = L->ih, W = L->iw, OW = L->ow;
-    int mx = r->kind == APBRT_MAXPOOL;
-    float pv = mx ? -INFINITY : 0.0f;
-    for (int ow = 0; ow < OW; ow++)
-        acc[ow] = pv;
-    int h0 = oh * s - p;
-    for (int i = h0 < 0 ? 0 : h0; i < h0 + k && i < H; i++) {
-        const float *xr = x + (long)i * W;
-        for (int b = 0; b < s; b++) {
-            /* valid t: 0 <= (t - off)*s + b < W */
-            int tlo = off, thi = off + (W - 1 - b) / s + 1;
-            thi = W - 1 - b < 0 ? tlo : (thi < lp ? thi : lp);
-            float *d = ph + b * lp;
-            for (int t = 0; t < tlo; t++)
-                d[t] = pv;
-            if (s == 1) {
-                memcpy(d + tlo, xr + b, (size_t)(thi - tlo) * sizeof *d);
-            } else if (s == 2) { /* the stem's pool: a constant stride vectorizes */
-                const float *restrict xs = xr + b;
-                float *restrict dd = d + tlo;
-#pragma omp simd
-                for (int t = 0; t < thi - tlo; t++)
-                    dd[t] = xs[2 * t];
-            } else {
-                const float *xs = xr + b;
-                for (int t = tlo; t < thi; t++)
-                    d[t] = xs[(long)(t - tlo) * s];
-            }
-            for (int t = thi; t < lp; t++)
-                d[t] = pv;
-        }
-        for (int kw = 0; kw < k; kw++) {
-            int d = kw - p, sh = d >= 0 ? d / s : -((-d + s - 1) / s), b = d - sh * s;
-            const float *src = ph + b * lp + off + sh;
-            if (mx) {
-#pragma omp simd
-                for (int ow = 0; ow < OW; ow++)
-                    acc[ow] = src[ow] > acc[ow] ? src[ow] : acc[ow];
-            } else {
-#pragma omp simd
-                for (int ow = 0; ow < OW; ow++)
-                    acc[ow] += src[ow];
-            }
-        }
-    }
-    if (mx) {
-        memcpy(y, acc, (size_t)OW * sizeof *y);
-    } else {
-        float inv = 1.0f / (float)(k * k);
-#pragma omp simd
-        for (int ow = 0; ow < OW; ow++)
-            y[ow] = acc[ow] * inv;
-    }
-}
-
 #define POOL_ROW_FLOATS 8192 /* stack scratch of the row path */
 
 static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, int nth)
@@ -432,8 +323,9 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
         for (long pl = 0; pl < planes; pl++) {
             float scratch[POOL_ROW_FLOATS];
             for (int oh = 0; oh < OH; oh++)
-                pool_row(L, in + pl * H * W, oh, out + pl * OH * OW + (long)oh * OW, scratch, lp,
-                         off, scratch + (long)s * lp);
+                apb_ew_pool_row(k, s, p, H, W, OW, r->kind == APBRT_MAXPOOL, in + pl * H * W, oh,
+                                out + pl * OH * OW + (long)oh * OW, scratch, lp, off,
+                                scratch + (long)s * lp);
         }
         return;
     }
@@ -460,6 +352,18 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
 
 #define EW_PAR_MIN (1L << 18) /* values of an elementwise op worth a team */
 
+/* act(a + b) (b NULL: act(a)) over total values, in nth equal pieces above
+ * EW_PAR_MIN: element by element, so the split changes no bit */
+static void ew_split(long total, const float *a, const float *b, int act, float *out, int nth)
+{
+    long np = nth > 1 && total > EW_PAR_MIN ? nth : 1;
+#pragma omp parallel for num_threads(nth) if (np > 1) schedule(static)
+    for (long c = 0; c < np; c++) {
+        long i0 = total * c / np, i1 = total * (c + 1) / np;
+        apb_ew_add_act(i1 - i0, a + i0, b ? b + i0 : NULL, act, out + i0);
+    }
+}
+
 static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2, int n, float *out,
                         int nth)
 {
@@ -477,14 +381,10 @@ static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2
     /* element by element, so splitting over the threads changes no bit; large
      * only when a pass holds many images (micro-batches up to 64 MB) */
     case APBRT_RELU:
-#pragma omp parallel for simd num_threads(nth) if (nth > 1 && total > EW_PAR_MIN) schedule(static)
-        for (long i = 0; i < total; i++)
-            out[i] = a[i] > 0.0f ? a[i] : 0.0f;
+        ew_split(total, a, NULL, APB_EW_RELU, out, nth);
         break;
     case APBRT_HARDTANH:
-#pragma omp parallel for simd num_threads(nth) if (nth > 1 && total > EW_PAR_MIN) schedule(static)
-        for (long i = 0; i < total; i++)
-            out[i] = a[i] < -1.0f ? -1.0f : (a[i] > 1.0f ? 1.0f : a[i]);
+        ew_split(total, a, NULL, APB_EW_HARDTANH, out, nth);
         break;
     case APBRT_CLIP: {
         float lo = r->lo, hi = r->hi;
@@ -494,9 +394,7 @@ static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2
         break;
     }
     case APBRT_ADD:
-#pragma omp parallel for simd num_threads(nth) if (nth > 1 && total > EW_PAR_MIN) schedule(static)
-        for (long i = 0; i < total; i++)
-            out[i] = a[i] + b2[i];
+        ew_split(total, a, b2, APB_EW_NONE, out, nth);
         break;
     case APBRT_FLATTEN:
         if (out != a)

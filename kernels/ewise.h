@@ -1,0 +1,38 @@
+/* ewise.h - the runtime's elementwise passes (conv epilogues, residual adds,
+ * activations, pooling rows) at the ISA level chosen at run time.
+ *
+ * The same C loops (kernels/ewise_body.h) are compiled for the baseline, AVX2
+ * and AVX-512 (ewise.c, ewise_avx2.c, ewise_avx512.c) and picked by
+ * apb_isa_active(), so APB_ISA forces any level. They were compiled at the
+ * baseline ISA only (SSE2) inside infer/. Every level gives the same bits:
+ * each element sees the same float operations in the same order, and the build
+ * never contracts a*b + c into an FMA (-ffp-contract=off).
+ */
+#ifndef APB_EWISE_H
+#define APB_EWISE_H
+
+enum { APB_EW_NONE = 0, APB_EW_RELU, APB_EW_HARDTANH };
+
+/* dst[i] = act(sc * v + sh) with v = src[i] (+ add[i] when add != NULL); the
+ * affine step only when affine != 0. dst may equal src. */
+void apb_ew_post(long n, const float *src, const float *add, int affine, float sc, float sh, int act,
+                 float *dst);
+/* dst[i] = act(a[i] + b[i]), or act(a[i]) when b == NULL. dst may equal a or b. */
+void apb_ew_add_act(long n, const float *a, const float *b, int act, float *dst);
+
+/* q[i] = x[i] >= 0 ? +1 : -1 (binary activations: sgn(0) = +1, NaN -> -1 as
+ * the comparison says). */
+void apb_ew_sign(long n, const float *x, float *q);
+
+/* One output row of a k x k pool (stride s, padding p) of one H x W plane x:
+ * y[0..OW) for output row oh, max (mx != 0, padding -inf) or average (padding
+ * 0, divided by k*k), every output meeting its taps in row-major order (the
+ * training op's bits, signed zeros included). Scratch: ph [s * lp] with
+ * lp >= OW + off + k/s + 2 and off = p/s + 2, acc [OW]. */
+void apb_ew_pool_row(int k, int s, int p, int H, int W, int OW, int mx, const float *x, int oh,
+                     float *y, float *ph, int lp, int off, float *acc);
+
+/* The level's name: "c", "avx2", "avx512" (tests). */
+const char *apb_ew_level(void);
+
+#endif

@@ -1,0 +1,117 @@
+/* ewise_body.h - the loops of ewise.h, included once per ISA level with
+ * EW(name) naming that level's copy (ewise.c, ewise_avx2.c, ewise_avx512.c).
+ * No include guard: each including file compiles it once. */
+#include <math.h>
+#include <string.h>
+
+#define EW_ACT(act, v) ((act) == APB_EW_RELU ? ((v) > 0.0f ? (v) : 0.0f)                            \
+                        : (act) == APB_EW_HARDTANH ? ((v) < -1.0f ? -1.0f : ((v) > 1.0f ? 1.0f : (v))) \
+                        : (v))
+
+/* one branch-free loop per (add, affine, act) so each vectorizes */
+#define EW_POST_LOOP(ADD, AFF, ACT)                                                               \
+    do {                                                                                          \
+        _Pragma("omp simd") for (long i = 0; i < n; i++)                                          \
+        {                                                                                         \
+            float v = src[i];                                                                     \
+            if (ADD)                                                                              \
+                v = v + add[i];                                                                   \
+            if (AFF)                                                                              \
+                v = sc * v + sh;                                                                  \
+            dst[i] = EW_ACT(ACT, v);                                                              \
+        }                                                                                         \
+    } while (0)
+#define EW_POST_ACTS(ADD, AFF)                                                                    \
+    do {                                                                                          \
+        if (act == APB_EW_RELU)                                                                   \
+            EW_POST_LOOP(ADD, AFF, APB_EW_RELU);                                                  \
+        else if (act == APB_EW_HARDTANH)                                                          \
+            EW_POST_LOOP(ADD, AFF, APB_EW_HARDTANH);                                              \
+        else                                                                                      \
+            EW_POST_LOOP(ADD, AFF, APB_EW_NONE);                                                  \
+    } while (0)
+
+void EW(post)(long n, const float *src, const float *add, int affine, float sc, float sh, int act,
+              float *dst)
+{
+    if (add && affine)
+        EW_POST_ACTS(1, 1);
+    else if (add)
+        EW_POST_ACTS(1, 0);
+    else if (affine)
+        EW_POST_ACTS(0, 1);
+    else
+        EW_POST_ACTS(0, 0);
+}
+
+void EW(add_act)(long n, const float *a, const float *b, int act, float *dst)
+{
+    EW(post)(n, a, b, 0, 1.0f, 0.0f, act, dst);
+}
+
+void EW(sign)(long n, const float *restrict x, float *restrict q)
+{
+#pragma omp simd
+    for (long i = 0; i < n; i++)
+        q[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
+}
+
+void EW(pool_row)(int k, int s, int p, int H, int W, int OW, int mx, const float *x, int oh,
+                  float *y, float *ph, int lp, int off, float *acc)
+{
+    float pv = mx ? -INFINITY : 0.0f;
+    for (int ow = 0; ow < OW; ow++)
+        acc[ow] = pv;
+    int h0 = oh * s - p;
+    for (int i = h0 < 0 ? 0 : h0; i < h0 + k && i < H; i++) {
+        const float *xr = x + (long)i * W;
+        for (int b = 0; b < s; b++) {
+            /* valid t: 0 <= (t - off)*s + b < W */
+            int tlo = off, thi = off + (W - 1 - b) / s + 1;
+            thi = W - 1 - b < 0 ? tlo : (thi < lp ? thi : lp);
+            float *d = ph + b * lp;
+            for (int t = 0; t < tlo; t++)
+                d[t] = pv;
+            if (s == 1) {
+                memcpy(d + tlo, xr + b, (size_t)(thi - tlo) * sizeof *d);
+            } else if (s == 2) { /* the stem's pool: a constant stride vectorizes */
+                const float *restrict xs = xr + b;
+                float *restrict dd = d + tlo;
+#pragma omp simd
+                for (int t = 0; t < thi - tlo; t++)
+                    dd[t] = xs[2 * t];
+            } else {
+                const float *xs = xr + b;
+                for (int t = tlo; t < thi; t++)
+                    d[t] = xs[(long)(t - tlo) * s];
+            }
+            for (int t = thi; t < lp; t++)
+                d[t] = pv;
+        }
+        for (int kw = 0; kw < k; kw++) {
+            int dd = kw - p, sh = dd >= 0 ? dd / s : -((-dd + s - 1) / s), b = dd - sh * s;
+            const float *src = ph + b * lp + off + sh;
+            if (mx) {
+#pragma omp simd
+                for (int ow = 0; ow < OW; ow++)
+                    acc[ow] = src[ow] > acc[ow] ? src[ow] : acc[ow];
+            } else {
+#pragma omp simd
+                for (int ow = 0; ow < OW; ow++)
+                    acc[ow] += src[ow];
+            }
+        }
+    }
+    if (mx) {
+        memcpy(y, acc, (size_t)OW * sizeof *y);
+    } else {
+        float inv = 1.0f / (float)(k * k);
+#pragma omp simd
+        for (int ow = 0; ow < OW; ow++)
+            y[ow] = acc[ow] * inv;
+    }
+}
+
+#undef EW_ACT
+#undef EW_POST_LOOP
+#undef EW_POST_ACTS

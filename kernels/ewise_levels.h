@@ -1,0 +1,17 @@
+/* ewise_levels.h - the per-level copies of ewise.h's functions (internal). */
+#ifndef APB_EWISE_LEVELS_H
+#define APB_EWISE_LEVELS_H
+
+#define APB_EW_DECLARE(sfx)                                                                        \
+    void apb_ew_post_##sfx(long n, const float *src, const float *add, int affine, float sc,      \
+                           float sh, int act, float *dst);                                        \
+    void apb_ew_add_act_##sfx(long n, const float *a, const float *b, int act, float *dst);       \
+    void apb_ew_sign_##sfx(long n, const float *x, float *q);                                     \
+    void apb_ew_pool_row_##sfx(int k, int s, int p, int H, int W, int OW, int mx, const float *x, \
+                               int oh, float *y, float *ph, int lp, int off, float *acc);
+APB_EW_DECLARE(c)
+APB_EW_DECLARE(avx2)
+APB_EW_DECLARE(avx512)
+#undef APB_EW_DECLARE
+
+#endif

@@ -1,0 +1,131 @@
+/* test_ewise.c - the runtime's elementwise passes (kernels/ewise.h) at every ISA
+ * level the machine has: bit for bit a plain scalar loop written here, for every
+ * (add, affine, activation) combination, lengths around the vector widths, in
+ * place, and pooling rows of every geometry the runtime meets against a naive
+ * row-major pool (ties and signed zeros included). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "ewise.h"
+#include "rng.h"
+#include "test.h"
+
+static float act_of(int act, float v)
+{
+    if (act == APB_EW_RELU)
+        return v > 0.0f ? v : 0.0f;
+    if (act == APB_EW_HARDTANH)
+        return v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+    return v;
+}
+
+static float val(apb_rng *r, long i)
+{
+    float v = (float)(apb_rng_uniform(r) * 6.0 - 3.0);
+    return i % 7 == 0 ? -0.0f : i % 11 == 0 ? 0.0f : v;
+}
+
+APB_TEST(test_ewise_post_every_isa)
+{
+    static const long lens[] = {0, 1, 7, 15, 16, 17, 31, 33, 64, 100, 1023};
+    apb_rng r;
+    apb_rng_seed(&r, 90);
+    enum { NMAX = 1023 };
+    float src[NMAX], add[NMAX], got[NMAX], want[NMAX], inpl[NMAX];
+    apb_isa prev = apb_isa_active();
+    int levels = 0;
+    for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
+        CHECK_OK(apb_isa_force((apb_isa)isa));
+        levels++;
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+            for (int ad = 0; ad < 2; ad++)
+                for (int aff = 0; aff < 2; aff++)
+                    for (int act = APB_EW_NONE; act <= APB_EW_HARDTANH; act++) {
+                        long n = lens[li];
+                        float sc = 0.75f + (float)apb_rng_uniform(&r), sh = -0.3f;
+                        for (long i = 0; i < n; i++)
+                            src[i] = val(&r, i), add[i] = val(&r, i + 3);
+                        for (long i = 0; i < n; i++) {
+                            float v = src[i];
+                            if (ad)
+                                v = v + add[i];
+                            if (aff)
+                                v = sc * v + sh;
+                            want[i] = act_of(act, v);
+                        }
+                        apb_ew_post(n, src, ad ? add : NULL, aff, sc, sh, act, got);
+                        memcpy(inpl, src, sizeof(float) * (size_t)n);
+                        apb_ew_post(n, inpl, ad ? add : NULL, aff, sc, sh, act, inpl);
+                        CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)n) == 0 &&
+                                      memcmp(inpl, want, sizeof(float) * (size_t)n) == 0,
+                                  "post at %s: n %ld add %d affine %d act %d", apb_ew_level(), n, ad, aff, act);
+                        /* add_act: act(a + b), and act(a) */
+                        for (long i = 0; i < n; i++)
+                            want[i] = act_of(act, ad ? src[i] + add[i] : src[i]);
+                        apb_ew_add_act(n, src, ad ? add : NULL, act, got);
+                        CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)n) == 0,
+                                  "add_act at %s: n %ld add %d act %d", apb_ew_level(), n, ad, act);
+                        for (long i = 0; i < n; i++)
+                            want[i] = src[i] >= 0.0f ? 1.0f : -1.0f;
+                        apb_ew_sign(n, src, got);
+                        CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)n) == 0, "sign at %s: n %ld",
+                                  apb_ew_level(), n);
+                    }
+    }
+    apb_isa_force(prev);
+    CHECK(levels >= 1);
+    return 0;
+}
+
+APB_TEST(test_ewise_pool_row_every_isa)
+{
+    static const int gs[][5] = {
+        /* H, W, k, s, p */
+        {112, 112, 3, 2, 1}, {9, 11, 3, 2, 1}, {8, 8, 2, 2, 0}, {10, 13, 3, 1, 1},
+        {11, 10, 5, 3, 2},   {7, 7, 4, 1, 2},  {56, 56, 2, 2, 0}, {3, 37, 3, 2, 1},
+    };
+    apb_rng r;
+    apb_rng_seed(&r, 91);
+    apb_isa prev = apb_isa_active();
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++) {
+        int H = gs[gi][0], W = gs[gi][1], k = gs[gi][2], s = gs[gi][3], p = gs[gi][4];
+        int OH = (H + 2 * p - k) / s + 1, OW = (W + 2 * p - k) / s + 1;
+        int off = p / s + 2, lp = OW + off + k / s + 2;
+        float *x = malloc(sizeof(float) * H * W), *ph = malloc(sizeof(float) * (s * lp + OW));
+        float *y = malloc(sizeof(float) * OW), *want = malloc(sizeof(float) * OW);
+        for (long i = 0; i < (long)H * W; i++)
+            x[i] = val(&r, i);
+        for (long i = 0; i < (long)H * W; i += 5)
+            x[i] = x[i / 2]; /* ties */
+        for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
+            CHECK_OK(apb_isa_force((apb_isa)isa));
+            for (int mx = 0; mx < 2; mx++)
+                for (int oh = 0; oh < OH; oh++) {
+                    for (int ow = 0; ow < OW; ow++) {
+                        float acc = mx ? -INFINITY : 0.0f;
+                        for (int i = oh * s - p; i < oh * s - p + k; i++)
+                            for (int j = ow * s - p; j < ow * s - p + k; j++) {
+                                if (i < 0 || i >= H || j < 0 || j >= W)
+                                    continue;
+                                float v = x[(long)i * W + j];
+                                acc = mx ? (v > acc ? v : acc) : acc + v;
+                            }
+                        want[ow] = mx ? acc : acc * (1.0f / (float)(k * k));
+                    }
+                    apb_ew_pool_row(k, s, p, H, W, OW, mx, x, oh, y, ph, lp, off, ph + (long)s * lp);
+                    int bad = -1;
+                    for (int ow = 0; ow < OW && bad < 0; ow++)
+                        if (memcmp(&y[ow], &want[ow], sizeof(float)))
+                            bad = ow;
+                    CHECK_MSG(bad < 0, "%s at %s: H%d W%d k%d s%d p%d row %d [%d] %g vs %g",
+                              mx ? "max" : "avg", apb_ew_level(), H, W, k, s, p, oh, bad,
+                              bad < 0 ? 0.0 : y[bad], bad < 0 ? 0.0 : want[bad]);
+                }
+        }
+        free(x), free(ph), free(y), free(want);
+    }
+    apb_isa_force(prev);
+    return 0;
+}
