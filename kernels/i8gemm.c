@@ -56,6 +56,10 @@ void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s,
                    uint8_t *d, float *q, long ldq)
 {
     float r = 1.0f / s;
+    if (nc == 4 && (stride == 1 || stride == 2) && apb_isa_active() == APB_ISA_AVX512) {
+        apb_i8_quant4_avx512(n, x, ldx, stride, r, s, is_signed, d, q, ldq);
+        return;
+    }
     if (nc == 4 && (stride == 1 || stride == 2) && apb_isa_active() >= APB_ISA_AVX2) {
         apb_i8_quant4_avx2(n, x, ldx, stride, r, s, is_signed, d, q, ldq);
         return;

@@ -115,6 +115,10 @@ void apb_i8_store_avx2(int mr, int nc, const int32_t *acc, int ld, const float *
                        const int32_t *corr, float *Y, long ldy);
 void apb_i8_quant4_avx2(int n, const float *x, long ldx, int stride, float r, float s,
                         int is_signed, uint8_t *d, float *q, long ldq);
+/* The same at the AVX-512 level: 16 pixels a step, the row's end by masks (no
+ * scalar tail: rows of 7 to 56 pixels were mostly tail), the same bits. */
+void apb_i8_quant4_avx512(int n, const float *x, long ldx, int stride, float r, float s,
+                          int is_signed, uint8_t *d, float *q, long ldq);
 typedef struct {
     apb_i8_kern_fn fn;
     int mr, np;

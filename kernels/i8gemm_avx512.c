@@ -85,3 +85,53 @@ static void kern_vnni(int mr, int np, int K4, const int8_t *w, long ldw, const u
 }
 
 const apb_i8_kernels apb_i8_kernels_avx512vnni = {kern_vnni, MR, NP, "avx512-vnni"};
+
+/* 16 codes of apb_i8_code from x (stride 1: lanes la) or x[2t] (stride 2:
+ * the even lanes la of x[0..16) and lb of x[16..32)); lanes outside the masks
+ * are never read. NaN -> 0, clamp, round half to even by the same 1.5 * 2^23
+ * add and subtract as the AVX2 codes8. */
+static inline __m512i codes16(const float *x, int st, __mmask16 la, __mmask16 lb, __m512 r, __m512 lo,
+                              __m512 hi)
+{
+    __m512 v;
+    if (st == 1) {
+        v = _mm512_maskz_loadu_ps(la, x);
+    } else {
+        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(la, x), ev, _mm512_maskz_loadu_ps(lb, x + 16));
+    }
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 t = _mm512_mul_ps(v, r);
+    t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), t);
+    t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+    t = _mm512_sub_ps(_mm512_add_ps(t, magic), magic);
+    return _mm512_cvttps_epi32(t);
+}
+
+void apb_i8_quant4_avx512(int n, const float *x, long ldx, int stride, float rs, float s,
+                          int is_signed, uint8_t *d, float *q, long ldq)
+{
+    const __m512 r = _mm512_set1_ps(rs), sv = _mm512_set1_ps(s);
+    const __m512 lo = _mm512_set1_ps(is_signed ? -128.0f : 0.0f);
+    const __m512 hi = _mm512_set1_ps(is_signed ? 127.0f : 255.0f);
+    const __m512i zp = _mm512_set1_epi32(is_signed ? 128 : 0);
+    for (int j = 0; j < n; j += 16) {
+        int cnt = n - j < 16 ? n - j : 16;
+        __mmask16 live = (__mmask16)((1u << cnt) - 1), la = live, lb = 0;
+        if (stride == 2) { /* pixel t reads element 2t: even lanes only */
+            unsigned e = 0;
+            for (int t = 0; t < cnt; t++)
+                e |= 1u << (2 * t);
+            la = (__mmask16)(e & 0xFFFF);
+            lb = (__mmask16)(e >> 16);
+        }
+        __m512i word = _mm512_setzero_si512();
+        for (int i = 0; i < 4; i++) {
+            __m512i c = codes16(x + i * ldx + (long)j * stride, stride, la, lb, r, lo, hi);
+            if (q)
+                _mm512_mask_storeu_ps(q + i * ldq + j, live, _mm512_mul_ps(_mm512_cvtepi32_ps(c), sv));
+            word = _mm512_or_si512(word, _mm512_slli_epi32(_mm512_add_epi32(c, zp), 8 * i));
+        }
+        _mm512_mask_storeu_epi32(d + 4 * j, live, word);
+    }
+}
