@@ -102,6 +102,13 @@ struct apbrt_fast {
     long x8_sz;           /* conv: bytes of one image's blocked byte planes, slack included */
     int chan;             /* conv input packed along channels first (C % 64 == 0): weights
                              in the order (kh, kw, c), see apb_bitpack_chan */
+    /* binary convs of 64 channels at stride 1 read their channel-packed input in
+     * place (apb_bgemm_ind_f32): ind_ok when prepared (prepare_ind) */
+    int ind_ok;
+    long *iboff;          /* [K words] offset of word (tap, channel word) into the planes */
+    long incol;           /* wide output pixels per image: OH * Wq */
+    long istride;         /* words of one image's planes, slack included */
+    apb_bitconv_pad ipad; /* the padding correction per wide pixel (pattern incol long) */
     /* fp32 3x3 same conv by Winograd (wino != 0): U packed for apb_wino_conv_packed
      * at ISA level wisa (repacked if a later run has another level) */
     int wino, wisa;
@@ -119,6 +126,8 @@ typedef struct {
     size_t cap_x8, cap_b8;
     uint64_t *z0, *z1;            /* channel-packed padded images [n, apb_chan_words] */
     size_t cap_z0, cap_z1;
+    uint64_t *zq;                 /* in-place binary convs: bit phase planes [copies * images, istride] */
+    size_t cap_zq;
     float *ww;                    /* Winograd per-thread work */
     size_t cap_ww;
 } fast_work;
@@ -133,6 +142,8 @@ static void fast_one_free(apbrt_fast *f)
     free(f->padb_pattern);
     if (f->has_pad)
         apb_bitconv_pad_free(&f->pad);
+    free(f->iboff);
+    free(f->ipad.pattern);
     if (f->has_res)
         apb_csr_free(&f->R);
     apb_free_aligned(f->w8);
@@ -160,6 +171,7 @@ void apbrt_fast_free(apbrt_model *m)
         apb_free_aligned(w->b8);
         apb_free_aligned(w->z0);
         apb_free_aligned(w->z1);
+        apb_free_aligned(w->zq);
         apb_free_aligned(w->ww);
         free(w);
         m->fast_work = NULL;
@@ -336,6 +348,64 @@ static apb_status prepare_wino(apbrt_rt_layer *L, int idx)
     return APB_OK;
 }
 
+/* The in-place binary conv (see apbrt_fast's ind_ok): the taps' word offsets,
+ * the planes' size with the kernel's read slack, the padding pattern per wide
+ * pixel (0 past OW: those columns are dropped). */
+static apb_status prepare_ind(apbrt_rt_layer *L, apbrt_fast *f, int idx)
+{
+    const apbrt_rec *r = &L->r;
+    int S = r->stride, KH = r->kh, KW = r->kw, Cw = L->ic / 64, T = KH * KW;
+    int Hq = (L->ih + 2 * r->pad + S - 1) / S, Wq = (L->iw + 2 * r->pad + S - 1) / S;
+    long plane = (long)Hq * Wq, kw_words = (long)T * Cw, maxo = 0;
+    /* Only 64 input channels at stride 1, where the channel-packed image
+     * [(H+2P)*(W+2P)][1 word] is itself the plane (measured on Zen 5, session
+     * 14, docs/INFERENCE.md: ResNet-18's 64-channel convs 3-6% faster; wider
+     * inputs need a transpose into per-word planes, and at maps of 14 and 7 the
+     * wide rows (Wq = OW + 2) and per-image tiles stream the weights 1.5x as
+     * often: 30-40% slower there, so they keep the packed GEMM). */
+    if (Cw != 1 || S != 1 || (f->OH - 1) + (KH - 1) >= Hq || (f->OW - 1) + (KW - 1) >= Wq)
+        return APB_OK;
+    f->incol = (long)f->OH * Wq;
+    if (!(f->iboff = malloc(sizeof(long) * (size_t)kw_words)))
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
+    for (int t = 0; t < T; t++)
+        for (int cw = 0; cw < Cw; cw++) {
+            int kh = t / KW, kw = t % KW;
+            long o = (((long)cw * S + kh % S) * S + kw % S) * plane + (long)(kh / S) * Wq + kw / S;
+            f->iboff[t * Cw + cw] = o;
+            maxo = o > maxo ? o : maxo;
+        }
+    long need = maxo + (f->incol + 7) / 8 * 8 + 8;
+    f->istride = ((long)Cw * S * S * plane > need ? (long)Cw * S * S * plane : need);
+    f->istride = (f->istride + 7) / 8 * 8;
+    if (f->has_pad) {
+        f->ipad = f->pad;
+        f->ipad.N = (int)f->incol;
+        if (!(f->ipad.pattern = calloc((size_t)f->incol, sizeof(int32_t))))
+            return apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
+        for (int oh = 0; oh < f->OH; oh++)
+            for (int ow = 0; ow < f->OW; ow++)
+                f->ipad.pattern[(long)oh * Wq + ow] = f->pad.pattern[(long)oh * f->OW + ow];
+    }
+    f->Hq = Hq, f->Wq = Wq, f->plane = plane;
+    f->ind_ok = 1;
+    return APB_OK;
+}
+
+/* The in-place path at this run: APBRT_IND=0 never, =1 at every ISA level
+ * (portable kernel below AVX-512; tests), unset where apb_bgemm_ind_fast(). */
+static int use_ind(const apbrt_fast *f)
+{
+    if (!f->ind_ok)
+        return 0;
+    const char *e = getenv("APBRT_IND");
+    if (e && !strcmp(e, "0"))
+        return 0;
+    if (e && !strcmp(e, "1"))
+        return 1;
+    return apb_bgemm_ind_fast();
+}
+
 static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
 {
     const apbrt_rec *r = &L->r;
@@ -417,6 +487,13 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
                 *wp = re;
             }
             f->chan = 1;
+        }
+        if (f->chan && f->kind == APB_BGEMM_1X1 && !f->bin_as_2bit) {
+            apb_status st = prepare_ind(L, f, idx);
+            if (st != APB_OK) {
+                fast_one_free(f);
+                return st;
+            }
         }
         if (r->nnz) {
             apb_status st = plane_geometry(L, f, idx);
@@ -747,7 +824,8 @@ typedef struct {
     const float *in;
     float *out;
     const apb_bitconv_pad *pad;
-    size_t words, yc, xqc, zc, x8c;
+    size_t words, yc, xqc, zc, x8c, zqc;
+    int ind; /* bit convs: the in-place path (use_ind) */
 } conv_job;
 
 /* Images [b0, b0 + cnt) of a job on nth threads with buffer copy `copy`. */
@@ -804,6 +882,9 @@ static apb_status pack_image(const apbrt_rt_layer *L, const apbrt_fast *f, const
                : apb_bitpack_conv_2bit(&f->g, x, r->act_step, asgn, amag, f->ld);
 }
 
+static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, int nth, const float *Y,
+                                  long ldy, long yimg, long yrow);
+
 /* A chunk of a bit conv: pack, one GEMM Y[M, cnt*ohw] (in place in `out` for
  * one image), residual + epilogue. */
 static apb_status conv_chunk(const conv_job *j, int b0, int cnt, int copy, int nth)
@@ -843,8 +924,52 @@ static apb_status conv_chunk(const conv_job *j, int b0, int cnt, int copy, int n
     APB_TRY(chunk_status(&err));
     float *Y = cnt == 1 ? outc : w->y + copy * j->yc;
     APB_TRY(apb_bgemm_f32(f->kind, M, (int)Nc, K, &A, &B, &ep, Y, (int)Nc));
+    return conv_chunk_post(j, b0, cnt, copy, nth, Y, Nc, ohw, f->OW);
+}
+
+/* A chunk of a binary conv in place: channel packing into the plane, one
+ * indirect GEMM over the chunk's images into wide rows (Wq per output row),
+ * residual + epilogue on the OW valid columns. */
+static apb_status conv_ind_chunk(const conv_job *j, int b0, int cnt, int copy, int nth)
+{
+    const apbrt_rt_layer *L = j->L;
+    const apbrt_fast *f = j->f;
+    const fast_work *w = j->w;
+    int M = L->r.cout, K = (int)L->K;
+    long in_sz = (long)L->ic * L->ih * L->iw, ncol = f->incol, Nc = cnt * ncol;
+    const float *inc = j->in + (long)b0 * in_sz;
+    uint64_t *zq = w->zq + copy * j->zqc;
+    chunk_err err = {APB_OK, ""};
+    /* 64 channels, stride 1: the channel-packed image is the plane (prepare_ind);
+     * the words past it stay 0 from the buffer's allocation */
+    if (cnt == 1)
+        chunk_fail(&err, apb_bitpack_chan(&f->g, inc, L->r.act_step, 1, zq, NULL));
+#pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
+    for (long b = 0; b < (cnt > 1 ? cnt : 0); b++)
+        chunk_fail(&err, apb_bitpack_chan(&f->g, inc + b * in_sz, L->r.act_step, 1, zq + b * f->istride, NULL));
+    APB_TRY(chunk_status(&err));
+    apb_bitmat A = {f->wsgn, NULL, f->ld};
+    apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &f->ipad : NULL};
+    float *Y = w->y + copy * j->yc;
+    APB_TRY(apb_bgemm_ind_f32(M, (int)ncol, cnt, K, &A, zq, f->istride, f->iboff, &ep, Y, (int)Nc, ncol));
+    return conv_chunk_post(j, b0, cnt, copy, nth, Y, Nc, ncol, f->Wq);
+}
+
+/* The residual (when the layer has outliers) and the epilogue of a bit conv's
+ * chunk from its GEMM result Y [M, ldy], image b's columns from b * yimg, output
+ * rows yrow apart (OW compact, Wq wide). */
+static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, int nth, const float *Y,
+                                  long ldy, long yimg, long yrow)
+{
+    const apbrt_rt_layer *L = j->L;
+    const apbrt_fast *f = j->f;
+    const fast_work *w = j->w;
+    int M = L->r.cout;
+    long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
+    const float *inc = j->in + (long)b0 * in_sz;
+    float *outc = j->out + (long)b0 * M * ohw;
     if (!f->has_res) {
-        plain_epilogue(L, f, cnt, Y, Nc, ohw, f->OW, outc, nth);
+        plain_epilogue(L, f, cnt, Y, ldy, yimg, yrow, outc, nth);
         return APB_OK;
     }
     float *xq = w->xq + copy * j->xqc;
@@ -852,7 +977,7 @@ static apb_status conv_chunk(const conv_job *j, int b0, int cnt, int copy, int n
 #pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
     for (long t = 0; t < tasks; t++)
         build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic), xq + (t / L->ic) * f->xp_sz);
-    res_epilogue(L, f, xq, cnt, Y, Nc, ohw, f->OW, outc, nth);
+    res_epilogue(L, f, xq, cnt, Y, ldy, yimg, yrow, outc, nth);
     return APB_OK;
 }
 
@@ -870,7 +995,17 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
     if (N > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
     conv_job j = {L, f, w, in, out, NULL, (size_t)N * ld, (size_t)M * N, (size_t)nb * f->xp_sz,
-                  (size_t)nb * zw, 0};
+                  (size_t)nb * zw, 0, 0, 0};
+    if (use_ind(f)) { /* no im2col words: the planes, wide GEMM rows */
+        j.ind = 1;
+        j.zqc = (size_t)nb * f->istride;
+        j.yc = (size_t)M * nb * f->incol;
+        if (!grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
+            (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)) ||
+            !grow((void **)&w->zq, &w->cap_zq, copies * j.zqc, 8, 1))
+            return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
+        return run_chunks(&j, conv_ind_chunk, n, nb, nch, par, nth);
+    }
     if (!grow((void **)&w->asgn, &w->cap_sgn, copies * j.words, 8, 0) ||
         (packs_mag && !grow((void **)&w->amag, &w->cap_mag, copies * j.words, 8, 0)) ||
         (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, j.words, 8, 1)) ||
@@ -929,7 +1064,7 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
     if ((long)nb * nw > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
     conv_job j = {L, f, w, in, out, NULL, 0, (size_t)M * nb * nw, (size_t)nb * f->xp_sz, 0,
-                  (size_t)nb * f->x8_sz};
+                  (size_t)nb * f->x8_sz, 0, 0};
     if (!grow((void **)&w->x8, &w->cap_x8, copies * j.x8c, 1, 1) ||
         !grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
         (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)))

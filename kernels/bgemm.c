@@ -172,6 +172,47 @@ static void pack_b(const bg_job *jb, int n0, int nc, int k0, int kc, uint64_t *b
     }
 }
 
+/* The float or int32 results of a tile's rows m0 .. m0+mc-1 and nc columns:
+ * d = K + rowterm + colterm - 2L - corr, then int32 (C) or scale*d + bias (Y);
+ * ct, pat, C and Y already point at the tile's first column. One branch-free
+ * pass per step so it vectorizes. */
+static void tile_epilogue(const bg_job *jb, int m0, int mc, int nc, int32_t *acc, const int32_t *ct,
+                          const int32_t *pat, int32_t *C, float *Y)
+{
+    int border[BG_NC], nborder = 0; /* the tile's columns with a padded tap */
+    for (int c = 0; pat && c < nc; c++)
+        if (pat[c])
+            border[nborder++] = c;
+    for (int r = 0; r < mc; r++) {
+        int m = m0 + r;
+        int32_t base = jb->K + (jb->rowterm ? jb->rowterm[m] : 0);
+        int32_t *ar = acc + (size_t)r * BG_NC;
+#pragma omp simd
+        for (int c = 0; c < nc; c++)
+            ar[c] = base - 2 * ar[c];
+        if (ct) {
+#pragma omp simd
+            for (int c = 0; c < nc; c++)
+                ar[c] += ct[c];
+        }
+        if (pat) { /* only border columns: pattern 0 (interior) has no correction */
+            const int32_t *corr = jb->pad->corr + m;
+            size_t pM = (size_t)jb->pad->M;
+            for (int i = 0; i < nborder; i++)
+                ar[border[i]] -= corr[(size_t)pat[border[i]] * pM];
+        }
+        if (C) {
+            memcpy(C + (size_t)m * jb->ldc, ar, sizeof(int32_t) * (size_t)nc);
+        } else {
+            float sc = jb->scale ? jb->scale[m] : 1.0f, bi = jb->bias ? jb->bias[m] : 0.0f;
+            float *y = Y + (size_t)m * jb->ldy;
+#pragma omp simd
+            for (int c = 0; c < nc; c++)
+                y[c] = sc * (float)ar[c] + bi;
+        }
+    }
+}
+
 static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *acc,
                      uint64_t *bp)
 {
@@ -196,42 +237,9 @@ static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *
             }
         }
     }
-    /* epilogue, one branch-free pass per step so it vectorizes:
-     * d = K + rowterm + colterm - 2L - corr, then int32 or scale*d + bias */
-    const int32_t *ct = jb->colterm ? jb->colterm + n0 : NULL;
-    const int32_t *pat = jb->pad ? jb->pad->pattern + n0 : NULL;
-    int border[BG_NC], nborder = 0; /* the tile's columns with a padded tap */
-    for (int c = 0; pat && c < nc; c++)
-        if (pat[c])
-            border[nborder++] = c;
-    for (int r = 0; r < mc; r++) {
-        int m = m0 + r;
-        int32_t base = jb->K + (jb->rowterm ? jb->rowterm[m] : 0);
-        int32_t *ar = acc + (size_t)r * BG_NC;
-#pragma omp simd
-        for (int c = 0; c < nc; c++)
-            ar[c] = base - 2 * ar[c];
-        if (ct) {
-#pragma omp simd
-            for (int c = 0; c < nc; c++)
-                ar[c] += ct[c];
-        }
-        if (pat) { /* only border columns: pattern 0 (interior) has no correction */
-            const int32_t *corr = jb->pad->corr + m;
-            size_t pM = (size_t)jb->pad->M;
-            for (int i = 0; i < nborder; i++)
-                ar[border[i]] -= corr[(size_t)pat[border[i]] * pM];
-        }
-        if (jb->C) {
-            memcpy(jb->C + (size_t)m * jb->ldc + n0, ar, sizeof(int32_t) * (size_t)nc);
-        } else {
-            float sc = jb->scale ? jb->scale[m] : 1.0f, bi = jb->bias ? jb->bias[m] : 0.0f;
-            float *y = jb->Y + (size_t)m * jb->ldy + n0;
-#pragma omp simd
-            for (int c = 0; c < nc; c++)
-                y[c] = sc * (float)ar[c] + bi;
-        }
-    }
+    tile_epilogue(jb, m0, mc, nc, acc, jb->colterm ? jb->colterm + n0 : NULL,
+                  jb->pad ? jb->pad->pattern + n0 : NULL, jb->C ? jb->C + n0 : NULL,
+                  jb->C ? NULL : jb->Y + n0);
 }
 
 static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
@@ -332,6 +340,93 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
     free(terms);
     if (failed)
         return apb_fail(APB_ENOMEM, "apb_bgemm: %zu bytes of per-thread scratch", need);
+    return APB_OK;
+}
+
+/* ---- indirect 1x1 (bgemm.h) ---- */
+
+int apb_bgemm_ind_fast(void) { return apb_isa_active() == APB_ISA_AVX512 && !apb_bgemm_amx_active(); }
+
+/* The portable form of apb_bgemm_ind_kern_avx512. */
+static void ind_kern_ref(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *src,
+                         const long *boff, int32_t *acc, int ldacc)
+{
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < 8 * np; c++) {
+            int32_t s = 0;
+            for (int j = 0; j < kc; j++)
+                s += popc(as[(size_t)r * lda + j] ^ src[boff[j] + c]);
+            acc[(size_t)r * ldacc + c] += s;
+        }
+}
+
+#define IND_MR 8
+#define IND_NP 3
+
+apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat *A,
+                             const uint64_t *src, long istride, const long *boff,
+                             const apb_bgemm_epilogue *ep, float *Y, int ldy, long ldimg)
+{
+    const apb_bitconv_pad *pad = ep ? ep->pad : NULL;
+    if (M < 0 || ncol < 0 || nimg < 0 || K < 0 || !A || (M > 0 && !A->sgn) ||
+        A->ld < apb_bits_words(K) || (ncol > 0 && nimg > 0 && (!src || !boff || !Y)) ||
+        (pad && (pad->M != M || pad->N < ncol)))
+        return apb_fail(APB_EINVAL, "apb_bgemm_ind_f32: bad arguments (M=%d ncol=%d images=%d K=%d)",
+                        M, ncol, nimg, K);
+    if (M == 0 || ncol == 0 || nimg == 0)
+        return APB_OK;
+    bg_job jb = {.kind = APB_BGEMM_1X1, .M = M, .N = ncol, .K = K, .KW = apb_bits_words(K),
+                 .KC = 128, .planes = 1, .A = A, .pad = pad, .Y = Y, .ldy = ldy,
+                 .scale = ep ? ep->scale : NULL, .bias = ep ? ep->bias : NULL};
+    void (*kern)(int, int, int, const uint64_t *, int, const uint64_t *, const long *, int32_t *,
+                 int) = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern_avx512 : ind_kern_ref;
+    int nth = apb_threads_get();
+    if ((double)M * ncol * nimg * jb.KW < 65536.0 || apb_in_parallel())
+        nth = 1;
+    int mcs = BG_MC, tn = (ncol + BG_NC - 1) / BG_NC;
+    while (mcs > 32 && (long)((M + mcs - 1) / mcs) * tn * nimg < 4L * nth)
+        mcs /= 2;
+    int tm = (M + mcs - 1) / mcs;
+    long ntiles = (long)tm * tn * nimg;
+    if (nth > ntiles)
+        nth = (int)ntiles;
+    size_t need = sizeof(int32_t) * BG_MC * BG_NC + 64;
+    int failed = 0;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        int32_t *acc = scratch(need);
+        if (!acc) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < ntiles; t++) {
+            if (!acc)
+                continue;
+            long b = t / ((long)tm * tn);
+            int tt = (int)(t % ((long)tm * tn));
+            int m0 = (tt / tn) * mcs, n0 = (tt % tn) * BG_NC;
+            int mc = M - m0 < mcs ? M - m0 : mcs, nc = ncol - n0 < BG_NC ? ncol - n0 : BG_NC;
+            int npan = (nc + 7) / 8;
+            const uint64_t *sb = src + b * istride + n0;
+            memset(acc, 0, sizeof(int32_t) * (size_t)mc * BG_NC);
+            for (int k0 = 0; k0 < jb.KW; k0 += jb.KC) {
+                int kc = jb.KW - k0 < jb.KC ? jb.KW - k0 : jb.KC;
+                for (int jr = 0; jr < npan; jr += IND_NP) {
+                    int npg = npan - jr < IND_NP ? npan - jr : IND_NP;
+                    for (int ir = 0; ir < mc; ir += IND_MR) {
+                        int mrr = mc - ir < IND_MR ? mc - ir : IND_MR;
+                        kern(mrr, npg, kc, A->sgn + (size_t)(m0 + ir) * A->ld + k0, A->ld,
+                             sb + jr * 8, boff + k0, acc + (size_t)ir * BG_NC + jr * 8, BG_NC);
+                    }
+                }
+            }
+            tile_epilogue(&jb, m0, mc, nc, acc, NULL, pad ? pad->pattern + n0 : NULL, NULL,
+                          Y + b * ldimg + n0);
+        }
+    }
+    if (failed)
+        return apb_fail(APB_ENOMEM, "apb_bgemm_ind_f32: %zu bytes of per-thread scratch", need);
     return APB_OK;
 }
 

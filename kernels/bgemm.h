@@ -84,6 +84,27 @@ apb_status apb_bgemm_f32(apb_bgemm_kind kind, int M, int N, int K, const apb_bit
 apb_status apb_bgemm_ref(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
                          const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc);
 
+/* ---- indirect 1x1 over bit planes read in place ----
+ * Binary weights x binary activations whose B operand is never packed: word j
+ * of column q of image b is src[b * istride + boff[j] + q] (q < ncol; K's words
+ * j < apb_bits_words(K) in A's order). For a conv, src holds the input's
+ * channel-packed words in stride-phase planes, q is a "wide" output pixel and
+ * boff[j] the offset of (tap, channel word) j, so consecutive columns are
+ * consecutive words and no im2col exists. Reads reach src[b * istride + boff[j]
+ * + q] for q up to ncol rounded up to 24 (the kernel's width): the caller
+ * leaves that slack. pad->pattern has ncol entries (one image) and
+ * pad->M == M. K is a whole number of words (K % 64 == 0: a conv of 64k
+ * channels), or the words src gives for the last one have 0 past K. Y[m, b * ldimg + q] = scale[m] * (K - 2 pop(a ^ b) - corr) +
+ * bias[m], exactly the packed call's values. Kernels: AVX-512 (VPOPCNTQ, 8 rows
+ * x 24 columns) at that level, a portable loop below it. */
+apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat *A,
+                             const uint64_t *src, long istride, const long *boff,
+                             const apb_bgemm_epilogue *ep, float *Y, int ldy, long ldimg);
+/* 1 where apb_bgemm_ind_f32 has its vector kernel: ISA level AVX-512, AMX not
+ * taken (the runtime then uses the indirect path for binary convs). */
+int apb_bgemm_ind_fast(void);
+#define APB_BGEMM_IND_NR 24 /* columns per kernel call: the slack past ncol */
+
 /* ---- internal: micro-kernel table (used by bgemm.c and the ISA files) ----
  *
  * The driver repacks a block of B (kc words x up to 8*np columns) into panels of
@@ -115,6 +136,10 @@ typedef struct {
 extern const apb_bgemm_kernels apb_bgemm_kernels_ref;
 extern const apb_bgemm_kernels apb_bgemm_kernels_avx2;
 extern const apb_bgemm_kernels apb_bgemm_kernels_avx512;
+/* Indirect 1x1 micro-kernel (AVX-512): acc[r*ldacc + c] += pop(as[r*lda + j] ^
+ * src[boff[j] + c]) over j < kc, r < mr <= 8, c < 8*np, np <= 3. */
+void apb_bgemm_ind_kern_avx512(int mr, int np, int kc, const uint64_t *as, int lda,
+                               const uint64_t *src, const long *boff, int32_t *acc, int ldacc);
 
 /* AMX-INT8 path (bgemm_amx_avx512.c), taken at APB_ISA_AVX512 when the CPU and
  * OS support AMX (and AVX512-BITALG). Default: automatic, i.e. used where it

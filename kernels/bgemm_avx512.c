@@ -52,6 +52,56 @@ AI void t1x1(const int MR, const int NP, int kc, const uint64_t *as, int lda, co
             add_out(acc + r * ldacc + p * 8, c[r][p]);
 }
 
+/* t1x1 with B read in place: word j of the 8*NP columns at src + boff[j]. */
+AI void t1x1_ind(const int MR, const int NP, int kc, const uint64_t *as, int lda, const uint64_t *src,
+                 const long *boff, int32_t *acc, int ldacc)
+{
+    __m512i c[8][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++)
+            c[r][p] = _mm512_setzero_si512();
+    for (int j = 0; j < kc; j++) {
+        const uint64_t *bj = src + boff[j];
+        __m512i b[3];
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++)
+            b[p] = _mm512_loadu_si512(bj + p * 8);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512i a = _mm512_set1_epi64((long long)as[(size_t)r * lda + j]);
+#pragma GCC unroll 3
+            for (int p = 0; p < NP; p++)
+                c[r][p] = _mm512_add_epi64(c[r][p],
+                                           _mm512_popcnt_epi64(_mm512_xor_si512(a, b[p])));
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++)
+            add_out(acc + r * ldacc + p * 8, c[r][p]);
+}
+
+void apb_bgemm_ind_kern_avx512(int mr, int np, int kc, const uint64_t *as, int lda,
+                               const uint64_t *src, const long *boff, int32_t *acc, int ldacc)
+{
+    if (mr == 8 && np == 3) {
+        t1x1_ind(8, 3, kc, as, lda, src, boff, acc, ldacc);
+        return;
+    }
+    for (int r = 0; r < mr; r++) {
+        int p = 0;
+        for (; p + 3 <= np; p += 3)
+            t1x1_ind(1, 3, kc, as + (size_t)r * lda, lda, src + p * 8, boff,
+                     acc + r * ldacc + p * 8, ldacc);
+        for (; p < np; p++)
+            t1x1_ind(1, 1, kc, as + (size_t)r * lda, lda, src + p * 8, boff,
+                     acc + r * ldacc + p * 8, ldacc);
+    }
+}
+
 static void kern_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
                      const uint64_t *bp, int32_t *acc, int ldacc)
 {

@@ -442,3 +442,71 @@ APB_TEST(test_bgemm_amx_paths_exact)
     apb_threads_set(saved_thr);
     return 0;
 }
+
+/* apb_bgemm_ind_f32 (B read in place through word offsets) at every ISA level
+ * and 1 and 2 threads: the same floats as apb_bgemm_f32 on B packed row by row
+ * from those offsets, with a padding correction and a scale; several images,
+ * M and columns that are not multiples of the kernel's 8 x 24, K of 1 to 10
+ * words (whole words: bgemm.h). */
+APB_TEST(test_bgemm_ind_equals_packed)
+{
+    static const int cases[][4] = {{13, 50, 2, 128}, {8, 24, 1, 64}, {37, 97, 3, 640}, {64, 200, 2, 576}};
+    apb_rng r;
+    apb_rng_seed(&r, 93);
+    apb_isa prev = apb_isa_active();
+    int saved = apb_threads_get();
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int M = cases[ci][0], ncol = cases[ci][1], nimg = cases[ci][2], K = cases[ci][3];
+        int KW = apb_bits_words(K), ld = apb_bits_ld(K);
+        long istride = 3L * KW + ncol + 64;
+        long *boff = malloc(sizeof(long) * KW);
+        for (int j = 0; j < KW; j++)
+            boff[j] = (long)(KW - 1 - j) * 3 + (j % 2); /* any order, overlapping windows */
+        uint64_t *src = calloc((size_t)nimg * istride + 64, 8), *A = calloc((size_t)M * ld, 8);
+        uint64_t *B = calloc((size_t)nimg * ncol * ld, 8);
+        uint64_t tail = K % 64 ? (1ull << (K % 64)) - 1 : ~0ull;
+        for (long i = 0; i < (long)nimg * istride; i++)
+            src[i] = apb_rng_next(&r);
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < KW; j++)
+                A[(size_t)m * ld + j] = apb_rng_next(&r) & (j == KW - 1 ? tail : ~0ull);
+        for (int b = 0; b < nimg; b++)
+            for (int q = 0; q < ncol; q++)
+                for (int j = 0; j < KW; j++)
+                    B[((size_t)b * ncol + q) * ld + j] = src[b * istride + boff[j] + q] & (j == KW - 1 ? tail : ~0ull);
+        int32_t *pat = malloc(sizeof(int32_t) * ncol), *corr = malloc(sizeof(int32_t) * 3 * M);
+        float *scale = malloc(sizeof(float) * M);
+        for (int q = 0; q < ncol; q++)
+            pat[q] = q % 5 == 0 ? (q % 3) : 0;
+        for (int i = 0; i < 3 * M; i++)
+            corr[i] = i < M ? 0 : (int32_t)(apb_rng_next(&r) % 41) - 20;
+        for (int m = 0; m < M; m++)
+            scale[m] = 0.25f + (float)apb_rng_uniform(&r);
+        apb_bitconv_pad pad1 = {M, ncol, 3, pat, corr};
+        int32_t *patn = malloc(sizeof(int32_t) * nimg * ncol);
+        for (int i = 0; i < nimg * ncol; i++)
+            patn[i] = pat[i % ncol];
+        apb_bitconv_pad padn = {M, nimg * ncol, 3, patn, corr};
+        float *want = malloc(sizeof(float) * M * nimg * ncol), *got = malloc(sizeof(float) * M * nimg * ncol);
+        apb_bitmat Am = {A, NULL, ld}, Bm = {B, NULL, ld};
+        apb_bgemm_epilogue epn = {scale, NULL, &padn}, ep1 = {scale, NULL, &pad1};
+        CHECK_OK(apb_bgemm_f32(APB_BGEMM_1X1, M, nimg * ncol, K, &Am, &Bm, &epn, want, nimg * ncol));
+        for (int lvl = 0; lvl <= (int)apb_isa_detected(); lvl++)
+            for (int th = 1; th <= 2; th++) {
+                CHECK_OK(apb_isa_force((apb_isa)lvl));
+                apb_threads_set(th);
+                memset(got, 0xff, sizeof(float) * M * nimg * ncol);
+                apb_status st = apb_bgemm_ind_f32(M, ncol, nimg, K, &Am, src, istride, boff, &ep1, got,
+                                                  nimg * ncol, ncol);
+                apb_threads_set(saved);
+                CHECK_OK(st);
+                CHECK_MSG(memcmp(got, want, sizeof(float) * M * nimg * ncol) == 0,
+                          "level %d, %d threads, M%d ncol %d images %d K%d", lvl, th, M, ncol, nimg, K);
+            }
+        apb_isa_force(prev);
+        free(boff), free(src), free(A), free(B), free(pat), free(corr), free(scale), free(patn), free(want),
+            free(got);
+    }
+    apb_isa_force(prev);
+    return 0;
+}

@@ -445,3 +445,61 @@ APB_TEST(test_infer_fast_fused_residual_add)
     free(x), free(want);
     return 0;
 }
+
+/* Binary convs of 64 input channels at stride 1 read the channel-packed image in
+ * place (apb_bgemm_ind_f32, wide output rows): bit for bit the packed GEMM
+ * (APBRT_IND=0 against =1, read at each run), with and without outliers and
+ * padding, odd maps, M not a multiple of the kernel's 8 rows, batch 1 and 3,
+ * 1 and 2 threads; and within rounding of the naive reference. */
+APB_TEST(test_infer_fast_inplace_binary_conv)
+{
+    static const int gs[][6] = {
+        /* M, H, W, k, p, outliers (per mille) */
+        {64, 9, 11, 3, 1, 20}, {13, 7, 7, 3, 1, 0}, {24, 5, 13, 3, 0, 30}, {40, 6, 6, 1, 0, 10},
+        {72, 12, 3, 3, 1, 5},
+    };
+    enum { NB = 3, K = 5 };
+    apb_rng r;
+    apb_rng_seed(&r, 82);
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++) {
+        int M = gs[gi][0], H = gs[gi][1], W = gs[gi][2], k = gs[gi][3], p = gs[gi][4];
+        int OH = H + 2 * p - k + 1, OW = W + 2 * p - k + 1;
+        long in = 64L * H * W;
+        ti_model t;
+        ti_init(&t, 64, H, W, K, 4);
+        ti_conv(&t, &r, APBRT_CONV, 0, 1, 64, M, k, 1, p, APBRT_W_APB, APBRT_A_BIN, 0, gs[gi][5] / 1000.0f);
+        ti_bn(&t, &r, 1, 1, M);
+        ti_add(&t, APBRT_HARDTANH, 1, 1);
+        ti_add(&t, APBRT_FLATTEN, 1, 2);
+        ti_conv(&t, &r, APBRT_LINEAR, 2, 3, M * OH * OW, K, 1, 1, 0, APBRT_W_FP32, APBRT_A_FP, 1, 0.0f);
+        t.d.output_slot = 3;
+        float *x = malloc(sizeof(float) * NB * in), *want = malloc(sizeof(float) * NB * K);
+        float *a = malloc(sizeof(float) * NB * K), *b = malloc(sizeof(float) * NB * K);
+        ti_input(&r, x, NB * in);
+        for (int i = 0; i < NB; i++)
+            ti_reference(&t.d, x + i * in, want + i * K);
+        apbrt_model *m;
+        CHECK(load_fast(&t.d, &m) == 0);
+        int saved = apb_threads_get();
+        for (int th = 1; th <= 2; th++)
+            for (int n = 1; n <= NB; n += NB - 1) {
+                apbrt_set_threads(th);
+                setenv("APBRT_IND", "0", 1);
+                int r0 = apbrt_run(m, x, n, a);
+                setenv("APBRT_IND", "1", 1);
+                int r1 = apbrt_run(m, x, n, b);
+                unsetenv("APBRT_IND");
+                apbrt_set_threads(saved);
+                CHECK_OK(r0);
+                CHECK_OK(r1);
+                CHECK_MSG(memcmp(a, b, sizeof(float) * n * K) == 0,
+                          "M%d %dx%d k%d p%d, %d images, %d threads: in place != packed", M, H, W, k, p, n, th);
+                double e = ti_relerr(b, want, (long)n * K);
+                CHECK_MSG(e <= 1e-4, "M%d %dx%d k%d p%d: relative error %.3g", M, H, W, k, p, e);
+            }
+        apbrt_free(m);
+        free(x), free(want), free(a), free(b);
+        ti_free(&t);
+    }
+    return 0;
+}
