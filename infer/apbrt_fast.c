@@ -68,9 +68,12 @@
 /* output channels per task of the epilogue loop (a fixed split, so the work per
  * element is the same for any thread count) */
 #define RES_MB 8
-/* the residual's tasks: blocks of RES_CB channels x bands of >= RES_BAND wide
- * pixels (whole output rows) */
+/* the residual's tasks: groups of RES_CG channels x bands of >= RES_BAND wide
+ * pixels (whole output rows); its kernel calls: blocks of RES_CB channels */
 #define RES_CB 16
+/* channels per residual task: its chunks run every block of RES_CB of them
+ * while the chunk's input planes are in L1 (the blocks share input lines) */
+#define RES_CG 64
 #define RES_BAND 512
 
 struct apbrt_fast {
@@ -704,7 +707,8 @@ static int chunk_rows(const apbrt_fast *f)
     return f->Wq <= APB_SPMM_NC ? APB_SPMM_NC / f->Wq : 1;
 }
 
-/* Residual + epilogue of one image, output channels [m0, m1) (at most RES_CB),
+/* Residual + epilogue of one image, output channels [m0, m1) (at most RES_CG, in
+ * blocks of RES_CB per chunk),
  * output rows [oh0, oh1): out = post(GEMM + R (*) planes) per element. Each chunk
  * of APB_SPMM_NC wide pixels starts at an output row: it covers 64 / Wq whole
  * rows, or 64 columns of one longer row. yimg: the image's GEMM result, channel
@@ -720,9 +724,11 @@ static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offs
         int nr = oh1 - oh < rows ? oh1 - oh : rows;
         for (int o0 = 0; o0 < OW; o0 += APB_SPMM_NC) {
             int len = OW - o0 < APB_SPMM_NC ? OW - o0 : APB_SPMM_NC;
-            fn(&f->R, m0, m1, xp + (long)oh * Wq + o0, acc);
             for (int c = m0; c < m1; c++) {
-                const float *a = acc + (c - m0) * APB_SPMM_NC;
+                int b0 = m0 + (c - m0) / RES_CB * RES_CB; /* c's block of RES_CB channels */
+                if (c == b0) /* the chunk's planes stay in L1 across the blocks */
+                    fn(&f->R, b0, b0 + RES_CB < m1 ? b0 + RES_CB : m1, xp + (long)oh * Wq + o0, acc);
+                const float *a = acc + (c - b0) * APB_SPMM_NC;
                 const float *yc = yimg + c * ldy + (long)oh * yrow + o0;
                 float *oc = oimg + c * ohw + (long)oh * OW + o0;
                 if (nr > 1 && yrow == OW) { /* rows contiguous in y and out: one pass */
@@ -740,7 +746,7 @@ static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offs
 }
 
 /* Residual + epilogue of a chunk of cnt images, as tasks (image, band of output
- * rows, block of RES_CB channels); y: the GEMM result [M, ldy] with image b's
+ * rows, group of RES_CG channels); y: the GEMM result [M, ldy] with image b's
  * pixels from b * yimg, rows yrow apart. */
 static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const float *xq, int cnt,
                          const float *y, long ldy, long yimg, long yrow, float *outc, int nth)
@@ -748,14 +754,14 @@ static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
     int M = L->r.cout, OH = f->OH, Wq = f->Wq, rows = chunk_rows(f);
     int band = (RES_BAND + Wq - 1) / Wq; /* output rows per band, whole chunks */
     band = (band + rows - 1) / rows * rows;
-    int nband = (OH + band - 1) / band, ncb = (M + RES_CB - 1) / RES_CB;
+    int nband = (OH + band - 1) / band, ncb = (M + RES_CG - 1) / RES_CG;
     long tasks = (long)cnt * nband * ncb, ohw = (long)OH * f->OW;
     apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
 #pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * cnt * ohw > 16384) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         long b = t / (nband * ncb);
-        int g = (int)(t / ncb % nband), m0 = (int)(t % ncb) * RES_CB;
-        int m1 = m0 + RES_CB < M ? m0 + RES_CB : M, oh0 = g * band;
+        int g = (int)(t / ncb % nband), m0 = (int)(t % ncb) * RES_CG;
+        int m1 = m0 + RES_CG < M ? m0 + RES_CG : M, oh0 = g * band;
         int oh1 = oh0 + band < OH ? oh0 + band : OH;
         res_rows(L, f, fn, xq + b * f->xp_sz, y + b * yimg, ldy, yrow, outc + b * M * ohw, m0, m1,
                  oh0, oh1);
