@@ -32,6 +32,14 @@ void apb_ew_sign(long n, const float *x, float *q);
 void apb_ew_pool_row(int k, int s, int p, int H, int W, int OW, int mx, const float *x, int oh,
                      float *y, float *ph, int lp, int off, float *acc);
 
+/* The 3x3 stride-2 max pool with padding 1 (ResNet's stem pool) of one H x W
+ * plane into OH x OW (OH = (H - 1) / 2 + 1, OW likewise): the same values as
+ * apb_ew_pool_row row by row (taps in row-major order, a tap replaces the
+ * running max only when greater, padded taps skipped). Only where
+ * apb_ew_has_maxpool3s2() (the AVX-512 level; elsewhere apb_ew_pool_row). */
+int apb_ew_has_maxpool3s2(void);
+void apb_ew_maxpool3s2(int H, int W, const float *x, float *y);
+
 /* The level's name: "c", "avx2", "avx512" (tests). */
 const char *apb_ew_level(void);
 

@@ -4,6 +4,7 @@
  * place, and pooling rows of every geometry the runtime meets against a naive
  * row-major pool (ties and signed zeros included). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,5 +128,46 @@ APB_TEST(test_ewise_pool_row_every_isa)
         free(x), free(ph), free(y), free(want);
     }
     apb_isa_force(prev);
+    return 0;
+}
+
+/* The stem pool's own kernel (3x3, stride 2, padding 1) where the level has one:
+ * bit for bit apb_ew_pool_row at the portable level, on odd and even sizes,
+ * planes narrower than a vector step, ties and signed zeros. */
+APB_TEST(test_ewise_maxpool3s2_equals_rows)
+{
+    static const int hw[][2] = {{112, 112}, {7, 9}, {1, 1}, {2, 33}, {31, 30}, {5, 64}, {9, 65}};
+    apb_rng r;
+    apb_rng_seed(&r, 94);
+    apb_isa prev = apb_isa_active();
+    int ran = 0;
+    for (size_t gi = 0; gi < sizeof hw / sizeof hw[0]; gi++) {
+        int H = hw[gi][0], W = hw[gi][1], OH = (H - 1) / 2 + 1, OW = (W - 1) / 2 + 1;
+        int off = 2, lp = OW + off + 1 + 2;
+        float *x = malloc(sizeof(float) * H * W), *want = malloc(sizeof(float) * OH * OW);
+        float *got = malloc(sizeof(float) * OH * OW), *ph = malloc(sizeof(float) * (2 * lp + OW));
+        for (long i = 0; i < (long)H * W; i++)
+            x[i] = val(&r, i);
+        for (long i = 0; i < (long)H * W; i += 3)
+            x[i] = x[i / 2]; /* ties */
+        CHECK_OK(apb_isa_force(APB_ISA_REF));
+        for (int oh = 0; oh < OH; oh++)
+            apb_ew_pool_row(3, 2, 1, H, W, OW, 1, x, oh, want + (long)oh * OW, ph, lp, off, ph + 2 * lp);
+        for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
+            CHECK_OK(apb_isa_force((apb_isa)isa));
+            if (!apb_ew_has_maxpool3s2())
+                continue;
+            ran++;
+            memset(got, 0, sizeof(float) * OH * OW);
+            apb_ew_maxpool3s2(H, W, x, got);
+            CHECK_MSG(memcmp(got, want, sizeof(float) * OH * OW) == 0, "%dx%d at %s", H, W, apb_ew_level());
+        }
+        free(x), free(want), free(got), free(ph);
+    }
+    apb_isa_force(prev);
+    if (!ran) {
+        fprintf(stderr, "  no level of this machine has the kernel (AVX-512): nothing to compare\n");
+        return APB_TEST_SKIP;
+    }
     return 0;
 }
