@@ -22,6 +22,7 @@
 
 #include "arena.h"
 #include "cpu.h"
+#include "ewise.h"
 #include "threads.h"
 
 #ifdef _OPENMP
@@ -174,8 +175,8 @@ static void pack_b(const bg_job *jb, int n0, int nc, int k0, int kc, uint64_t *b
 
 /* The float or int32 results of a tile's rows m0 .. m0+mc-1 and nc columns:
  * d = K + rowterm + colterm - 2L - corr, then int32 (C) or scale*d + bias (Y);
- * ct, pat, C and Y already point at the tile's first column. One branch-free
- * pass per step so it vectorizes. */
+ * ct, pat, C and Y already point at the tile's first column. The passes run
+ * at the active ISA level (kernels/ewise.h). */
 static void tile_epilogue(const bg_job *jb, int m0, int mc, int nc, int32_t *acc, const int32_t *ct,
                           const int32_t *pat, int32_t *C, float *Y)
 {
@@ -187,14 +188,7 @@ static void tile_epilogue(const bg_job *jb, int m0, int mc, int nc, int32_t *acc
         int m = m0 + r;
         int32_t base = jb->K + (jb->rowterm ? jb->rowterm[m] : 0);
         int32_t *ar = acc + (size_t)r * BG_NC;
-#pragma omp simd
-        for (int c = 0; c < nc; c++)
-            ar[c] = base - 2 * ar[c];
-        if (ct) {
-#pragma omp simd
-            for (int c = 0; c < nc; c++)
-                ar[c] += ct[c];
-        }
+        apb_ew_dot_int(nc, ar, base, ct);
         if (pat) { /* only border columns: pattern 0 (interior) has no correction */
             const int32_t *corr = jb->pad->corr + m;
             size_t pM = (size_t)jb->pad->M;
@@ -204,11 +198,8 @@ static void tile_epilogue(const bg_job *jb, int m0, int mc, int nc, int32_t *acc
         if (C) {
             memcpy(C + (size_t)m * jb->ldc, ar, sizeof(int32_t) * (size_t)nc);
         } else {
-            float sc = jb->scale ? jb->scale[m] : 1.0f, bi = jb->bias ? jb->bias[m] : 0.0f;
-            float *y = Y + (size_t)m * jb->ldy;
-#pragma omp simd
-            for (int c = 0; c < nc; c++)
-                y[c] = sc * (float)ar[c] + bi;
+            apb_ew_int_float(nc, ar, jb->scale ? jb->scale[m] : 1.0f, jb->bias ? jb->bias[m] : 0.0f,
+                             Y + (size_t)m * jb->ldy);
         }
     }
 }

@@ -36,6 +36,24 @@ void apb_ew_sign(long n, const float *x, float *q)
     }
 }
 
+void apb_ew_dot_int(long n, int32_t *a, int32_t base, const int32_t *ct)
+{
+    switch (apb_isa_active()) {
+    case APB_ISA_AVX512: apb_ew_dot_int_avx512(n, a, base, ct); return;
+    case APB_ISA_AVX2: apb_ew_dot_int_avx2(n, a, base, ct); return;
+    default: apb_ew_dot_int_c(n, a, base, ct);
+    }
+}
+
+void apb_ew_int_float(long n, const int32_t *a, float sc, float bi, float *y)
+{
+    switch (apb_isa_active()) {
+    case APB_ISA_AVX512: apb_ew_int_float_avx512(n, a, sc, bi, y); return;
+    case APB_ISA_AVX2: apb_ew_int_float_avx2(n, a, sc, bi, y); return;
+    default: apb_ew_int_float_c(n, a, sc, bi, y);
+    }
+}
+
 void apb_ew_pool_row(int k, int s, int p, int H, int W, int OW, int mx, const float *x, int oh,
                      float *y, float *ph, int lp, int off, float *acc)
 {

@@ -11,6 +11,8 @@
 #ifndef APB_EWISE_H
 #define APB_EWISE_H
 
+#include <stdint.h>
+
 enum { APB_EW_NONE = 0, APB_EW_RELU, APB_EW_HARDTANH };
 
 /* dst[i] = act(sc * v + sh) with v = src[i] (+ add[i] when add != NULL); the
@@ -31,6 +33,12 @@ void apb_ew_sign(long n, const float *x, float *q);
  * lp >= OW + off + k/s + 2 and off = p/s + 2, acc [OW]. */
 void apb_ew_pool_row(int k, int s, int p, int H, int W, int OW, int mx, const float *x, int oh,
                      float *y, float *ph, int lp, int off, float *acc);
+
+/* Bit GEMM epilogue pieces (bgemm.c): a[i] = base - 2 a[i] (+ ct[i] when ct is
+ * not NULL), exact int32; then y[i] = sc * (float)a[i] + bi (multiply and add
+ * rounded separately). */
+void apb_ew_dot_int(long n, int32_t *a, int32_t base, const int32_t *ct);
+void apb_ew_int_float(long n, const int32_t *a, float sc, float bi, float *y);
 
 /* The 3x3 stride-2 max pool with padding 1 (ResNet's stem pool) of one H x W
  * plane into OH x OW (OH = (H - 1) / 2 + 1, OW likewise): the same values as

@@ -2,6 +2,7 @@
  * EW(name) naming that level's copy (ewise.c, ewise_avx2.c, ewise_avx512.c).
  * No include guard: each including file compiles it once. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #define EW_ACT(act, v) ((act) == APB_EW_RELU ? ((v) > 0.0f ? (v) : 0.0f)                            \
@@ -54,6 +55,26 @@ void EW(sign)(long n, const float *restrict x, float *restrict q)
 #pragma omp simd
     for (long i = 0; i < n; i++)
         q[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
+}
+
+void EW(dot_int)(long n, int32_t *restrict a, int32_t base, const int32_t *restrict ct)
+{
+    if (ct) {
+#pragma omp simd
+        for (long i = 0; i < n; i++)
+            a[i] = base - 2 * a[i] + ct[i];
+    } else {
+#pragma omp simd
+        for (long i = 0; i < n; i++)
+            a[i] = base - 2 * a[i];
+    }
+}
+
+void EW(int_float)(long n, const int32_t *restrict a, float sc, float bi, float *restrict y)
+{
+#pragma omp simd
+    for (long i = 0; i < n; i++)
+        y[i] = sc * (float)a[i] + bi;
 }
 
 void EW(pool_row)(int k, int s, int p, int H, int W, int OW, int mx, const float *x, int oh,

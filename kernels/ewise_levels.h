@@ -2,11 +2,15 @@
 #ifndef APB_EWISE_LEVELS_H
 #define APB_EWISE_LEVELS_H
 
+#include <stdint.h>
+
 #define APB_EW_DECLARE(sfx)                                                                        \
     void apb_ew_post_##sfx(long n, const float *src, const float *add, int affine, float sc,      \
                            float sh, int act, float *dst);                                        \
     void apb_ew_add_act_##sfx(long n, const float *a, const float *b, int act, float *dst);       \
     void apb_ew_sign_##sfx(long n, const float *x, float *q);                                     \
+    void apb_ew_dot_int_##sfx(long n, int32_t *a, int32_t base, const int32_t *ct);               \
+    void apb_ew_int_float_##sfx(long n, const int32_t *a, float sc, float bi, float *y);         \
     void apb_ew_pool_row_##sfx(int k, int s, int p, int H, int W, int OW, int mx, const float *x, \
                                int oh, float *y, float *ph, int lp, int off, float *acc);
 void apb_ew_maxpool3s2_avx512(int H, int W, const float *x, float *y);

@@ -4,6 +4,7 @@
  * place, and pooling rows of every geometry the runtime meets against a naive
  * row-major pool (ties and signed zeros included). */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,39 @@ APB_TEST(test_ewise_post_every_isa)
     }
     apb_isa_force(prev);
     CHECK(levels >= 1);
+    return 0;
+}
+
+/* The bit GEMM epilogue pieces at every level against scalar loops. */
+APB_TEST(test_ewise_gemm_epilogue_every_isa)
+{
+    enum { N = 203 };
+    int32_t a[N], b[N], ct[N], want[N];
+    float y[N], yw[N];
+    apb_rng r;
+    apb_rng_seed(&r, 95);
+    apb_isa prev = apb_isa_active();
+    for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
+        CHECK_OK(apb_isa_force((apb_isa)isa));
+        for (long n = 0; n <= N; n += 29) {
+            int32_t base = (int32_t)(apb_rng_next(&r) % 5000);
+            for (long i = 0; i < n; i++)
+                a[i] = (int32_t)(apb_rng_next(&r) % 4000), ct[i] = (int32_t)(apb_rng_next(&r) % 200) - 100;
+            for (int wc = 0; wc < 2; wc++) {
+                memcpy(b, a, sizeof(int32_t) * (size_t)n);
+                for (long i = 0; i < n; i++)
+                    want[i] = base - 2 * a[i] + (wc ? ct[i] : 0);
+                apb_ew_dot_int(n, b, base, wc ? ct : NULL);
+                CHECK_MSG(memcmp(b, want, sizeof(int32_t) * (size_t)n) == 0, "dot_int at %s n %ld", apb_ew_level(), n);
+                float sc = 0.01f + (float)apb_rng_uniform(&r), bi = wc ? -0.37f : 0.0f;
+                for (long i = 0; i < n; i++)
+                    yw[i] = sc * (float)want[i] + bi;
+                apb_ew_int_float(n, want, sc, bi, y);
+                CHECK_MSG(memcmp(y, yw, sizeof(float) * (size_t)n) == 0, "int_float at %s n %ld", apb_ew_level(), n);
+            }
+        }
+    }
+    apb_isa_force(prev);
     return 0;
 }
 
