@@ -325,6 +325,13 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
             apb_ew_maxpool3s2(H, W, in + pl * H * W, out + pl * OH * OW);
         return;
     }
+    if (r->kind == APBRT_AVGPOOL && k == 2 && s == 2 && p == 0 && apb_ew_has_maxpool3s2()) {
+        /* the downsampling shortcut's pool, likewise */
+#pragma omp parallel for num_threads(nth) if (planes * OH * OW > 8192)
+        for (long pl = 0; pl < planes; pl++)
+            apb_ew_avgpool2s2(H, W, in + pl * H * W, out + pl * OH * OW);
+        return;
+    }
     if ((long)s * lp + OW <= POOL_ROW_FLOATS) {
 #pragma omp parallel for num_threads(nth) if (planes * OH * OW > 8192)
         for (long pl = 0; pl < planes; pl++) {

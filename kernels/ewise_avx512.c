@@ -46,3 +46,26 @@ void apb_ew_maxpool3s2_avx512(int H, int W, const float *x, float *y)
         }
     }
 }
+
+/* apb_ew_avgpool2s2 (ewise.h): 16 outputs a step from two deinterleaved rows. */
+void apb_ew_avgpool2s2_avx512(int H, int W, const float *x, float *y)
+{
+    int OH = H / 2, OW = W / 2;
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512 q = _mm512_set1_ps(1.0f / 4.0f);
+    for (int oh = 0; oh < OH; oh++)
+        for (int ow0 = 0; ow0 < OW; ow0 += 16) {
+            int cnt = OW - ow0 < 16 ? OW - ow0 : 16, c0 = 2 * ow0, left = 2 * cnt;
+            __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __mmask16 m1 = left >= 32 ? (__mmask16)0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+            __m512 acc = _mm512_setzero_ps();
+            for (int kh = 0; kh < 2; kh++) {
+                const float *xr = x + (long)(2 * oh + kh) * W + c0;
+                __m512 l0 = _mm512_maskz_loadu_ps(m0, xr), l1 = _mm512_maskz_loadu_ps(m1, xr + 16);
+                acc = _mm512_add_ps(acc, _mm512_permutex2var_ps(l0, ev, l1));
+                acc = _mm512_add_ps(acc, _mm512_permutex2var_ps(l0, od, l1));
+            }
+            _mm512_mask_storeu_ps(y + (long)oh * OW + ow0, (__mmask16)((1u << cnt) - 1), _mm512_mul_ps(acc, q));
+        }
+}

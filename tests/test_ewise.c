@@ -165,7 +165,8 @@ APB_TEST(test_ewise_pool_row_every_isa)
     return 0;
 }
 
-/* The stem pool's own kernel (3x3, stride 2, padding 1) where the level has one:
+/* The stem pool's own kernel (3x3, stride 2, padding 1) and the shortcut's
+ * (2x2 average, stride 2) where the level has them:
  * bit for bit apb_ew_pool_row at the portable level, on odd and even sizes,
  * planes narrower than a vector step, ties and signed zeros. */
 APB_TEST(test_ewise_maxpool3s2_equals_rows)
@@ -195,6 +196,19 @@ APB_TEST(test_ewise_maxpool3s2_equals_rows)
             memset(got, 0, sizeof(float) * OH * OW);
             apb_ew_maxpool3s2(H, W, x, got);
             CHECK_MSG(memcmp(got, want, sizeof(float) * OH * OW) == 0, "%dx%d at %s", H, W, apb_ew_level());
+            if (H < 2 || W < 2)
+                continue;
+            /* the 2x2 stride-2 average pool */
+            int AH = H / 2, AW = W / 2, alp = AW + 2 + 1 + 2;
+            float *aw = malloc(sizeof(float) * AH * AW), *ag = malloc(sizeof(float) * AH * AW);
+            float *aph = malloc(sizeof(float) * (2 * alp + AW));
+            apb_isa_force(APB_ISA_REF);
+            for (int oh = 0; oh < AH; oh++)
+                apb_ew_pool_row(2, 2, 0, H, W, AW, 0, x, oh, aw + (long)oh * AW, aph, alp, 2, aph + 2 * alp);
+            apb_isa_force((apb_isa)isa);
+            apb_ew_avgpool2s2(H, W, x, ag);
+            CHECK_MSG(memcmp(ag, aw, sizeof(float) * AH * AW) == 0, "avg %dx%d at %s", H, W, apb_ew_level());
+            free(aw), free(ag), free(aph);
         }
         free(x), free(want), free(got), free(ph);
     }
