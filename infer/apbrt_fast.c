@@ -590,7 +590,7 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
 {
     const apbrt_rec *r = &L->r;
     int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
-    int bin1 = r->akind == APBRT_A_BIN && S == 1; /* the common case, inlined */
+    int bin1 = r->akind == APBRT_A_BIN && S <= 2; /* the common case, vectorized */
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
             float *pl = xp + ((long)(c * S + a) * S + b) * f->plane;
@@ -610,7 +610,7 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
                 for (int j = 0; j < jlo; j++) /* a pixel or two: no call */
                     d[j] = 0.0f;
                 if (bin1) {
-                    apb_ew_sign(jhi - jlo, src, d + jlo);
+                    apb_ew_sign(jhi - jlo, src, S, d + jlo);
                 } else {
                     quantize_row(src, jhi - jlo, S, r->akind, r->act_step, d + jlo);
                 }

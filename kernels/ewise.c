@@ -27,12 +27,12 @@ void apb_ew_add_act(long n, const float *a, const float *b, int act, float *dst)
     }
 }
 
-void apb_ew_sign(long n, const float *x, float *q)
+void apb_ew_sign(long n, const float *x, int stride, float *q)
 {
     switch (apb_isa_active()) {
-    case APB_ISA_AVX512: apb_ew_sign_avx512(n, x, q); return;
-    case APB_ISA_AVX2: apb_ew_sign_avx2(n, x, q); return;
-    default: apb_ew_sign_c(n, x, q);
+    case APB_ISA_AVX512: apb_ew_sign_avx512(n, x, stride, q); return;
+    case APB_ISA_AVX2: apb_ew_sign_avx2(n, x, stride, q); return;
+    default: apb_ew_sign_c(n, x, stride, q);
     }
 }
 

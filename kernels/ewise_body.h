@@ -50,8 +50,14 @@ void EW(add_act)(long n, const float *a, const float *b, int act, float *dst)
     EW(post)(n, a, b, 0, 1.0f, 0.0f, act, dst);
 }
 
-void EW(sign)(long n, const float *restrict x, float *restrict q)
+void EW(sign)(long n, const float *restrict x, int stride, float *restrict q)
 {
+    if (stride == 2) {
+#pragma omp simd
+        for (long i = 0; i < n; i++)
+            q[i] = x[2 * i] >= 0.0f ? 1.0f : -1.0f;
+        return;
+    }
 #pragma omp simd
     for (long i = 0; i < n; i++)
         q[i] = x[i] >= 0.0f ? 1.0f : -1.0f;

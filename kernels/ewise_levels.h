@@ -8,7 +8,7 @@
     void apb_ew_post_##sfx(long n, const float *src, const float *add, int affine, float sc,      \
                            float sh, int act, float *dst);                                        \
     void apb_ew_add_act_##sfx(long n, const float *a, const float *b, int act, float *dst);       \
-    void apb_ew_sign_##sfx(long n, const float *x, float *q);                                     \
+    void apb_ew_sign_##sfx(long n, const float *x, int stride, float *q);                         \
     void apb_ew_dot_int_##sfx(long n, int32_t *a, int32_t base, const int32_t *ct);               \
     void apb_ew_int_float_##sfx(long n, const int32_t *a, float sc, float bi, float *y);         \
     void apb_ew_pool_row_##sfx(int k, int s, int p, int H, int W, int OW, int mx, const float *x, \

@@ -69,11 +69,13 @@ APB_TEST(test_ewise_post_every_isa)
                         apb_ew_add_act(n, src, ad ? add : NULL, act, got);
                         CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)n) == 0,
                                   "add_act at %s: n %ld add %d act %d", apb_ew_level(), n, ad, act);
-                        for (long i = 0; i < n; i++)
-                            want[i] = src[i] >= 0.0f ? 1.0f : -1.0f;
-                        apb_ew_sign(n, src, got);
-                        CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)n) == 0, "sign at %s: n %ld",
-                                  apb_ew_level(), n);
+                        for (int st = 1; st <= 2; st++) {
+                            for (long i = 0; i < n / st; i++)
+                                want[i] = src[i * st] >= 0.0f ? 1.0f : -1.0f;
+                            apb_ew_sign(n / st, src, st, got);
+                            CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)(n / st)) == 0,
+                                      "sign at %s: n %ld stride %d", apb_ew_level(), n / st, st);
+                        }
                     }
     }
     apb_isa_force(prev);
