@@ -233,6 +233,17 @@ static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *
                   jb->C ? NULL : jb->Y + n0);
 }
 
+/* Rows per tile: BG_MC, halved (down to 32) until there are 4 tiles per thread,
+ * so a thread that is held up does not hold the call (the deep layers of one
+ * image are 512 rows x 49 columns: two tiles); ncols: tiles along the columns. */
+static int tile_rows(int M, long ncols, int nth)
+{
+    int mcs = BG_MC;
+    while (mcs > 32 && (long)((M + mcs - 1) / mcs) * ncols < 4L * nth)
+        mcs /= 2;
+    return mcs;
+}
+
 static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
                       const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc,
                       float *Y, int ldy, const float *scale, const float *bias)
@@ -290,12 +301,7 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
         nth = 1; /* fork/join would cost more than the product */
     if (apb_in_parallel()) /* called from a team (one chunk of images per thread) */
         nth = 1;
-    /* rows per tile: BG_MC, halved (down to 32) until there are 4 tiles per
-     * thread, so a thread that is held up does not hold the call (the deep layers
-     * of one image are 512 rows x 49 columns: two tiles) */
-    int mcs = BG_MC, tn = (N + BG_NC - 1) / BG_NC;
-    while (mcs > 32 && (long)((M + mcs - 1) / mcs) * tn < 4L * nth)
-        mcs /= 2;
+    int tn = (N + BG_NC - 1) / BG_NC, mcs = tile_rows(M, tn, nth);
     int tm = (M + mcs - 1) / mcs, ntiles = tm * tn;
     if (nth > ntiles)
         nth = ntiles;
@@ -374,9 +380,7 @@ apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat 
     int nth = apb_threads_get();
     if ((double)M * ncol * nimg * jb.KW < 65536.0 || apb_in_parallel())
         nth = 1;
-    int mcs = BG_MC, tn = (ncol + BG_NC - 1) / BG_NC;
-    while (mcs > 32 && (long)((M + mcs - 1) / mcs) * tn * nimg < 4L * nth)
-        mcs /= 2;
+    int tn = (ncol + BG_NC - 1) / BG_NC, mcs = tile_rows(M, (long)tn * nimg, nth);
     int tm = (M + mcs - 1) / mcs;
     long ntiles = (long)tm * tn * nimg;
     if (nth > ntiles)

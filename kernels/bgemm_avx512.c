@@ -22,8 +22,10 @@ AI void add_out(int32_t *acc, __m512i v)
     _mm256_storeu_si256((__m256i *)acc, _mm256_add_epi32(o, _mm512_cvtepi64_epi32(v)));
 }
 
-AI void t1x1(const int MR, const int NP, int kc, const uint64_t *as, int lda, const uint64_t *bp,
-             int32_t *acc, int ldacc)
+/* B word j of panel p (8 columns) at b + p*kc*8 + j*8 when packed (boff NULL),
+ * or at b + boff[j] + p*8 when read in place (apb_bgemm_ind_f32). */
+AI void t1x1(const int MR, const int NP, int kc, const uint64_t *as, int lda, const uint64_t *b,
+             const long *boff, int32_t *acc, int ldacc)
 {
     __m512i c[8][3];
 #pragma GCC unroll 8
@@ -31,50 +33,20 @@ AI void t1x1(const int MR, const int NP, int kc, const uint64_t *as, int lda, co
 #pragma GCC unroll 3
         for (int p = 0; p < NP; p++)
             c[r][p] = _mm512_setzero_si512();
+    size_t ps = boff ? 8 : (size_t)kc * 8; /* panel stride in words */
     for (int j = 0; j < kc; j++) {
-        __m512i b[3];
+        const uint64_t *bj = boff ? b + boff[j] : b + (size_t)j * 8;
+        __m512i bv[3];
 #pragma GCC unroll 3
         for (int p = 0; p < NP; p++)
-            b[p] = _mm512_loadu_si512(bp + (size_t)p * kc * 8 + j * 8);
+            bv[p] = _mm512_loadu_si512(bj + p * ps);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             __m512i a = _mm512_set1_epi64((long long)as[(size_t)r * lda + j]);
 #pragma GCC unroll 3
             for (int p = 0; p < NP; p++)
                 c[r][p] = _mm512_add_epi64(c[r][p],
-                                           _mm512_popcnt_epi64(_mm512_xor_si512(a, b[p])));
-        }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 3
-        for (int p = 0; p < NP; p++)
-            add_out(acc + r * ldacc + p * 8, c[r][p]);
-}
-
-/* t1x1 with B read in place: word j of the 8*NP columns at src + boff[j]. */
-AI void t1x1_ind(const int MR, const int NP, int kc, const uint64_t *as, int lda, const uint64_t *src,
-                 const long *boff, int32_t *acc, int ldacc)
-{
-    __m512i c[8][3];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 3
-        for (int p = 0; p < NP; p++)
-            c[r][p] = _mm512_setzero_si512();
-    for (int j = 0; j < kc; j++) {
-        const uint64_t *bj = src + boff[j];
-        __m512i b[3];
-#pragma GCC unroll 3
-        for (int p = 0; p < NP; p++)
-            b[p] = _mm512_loadu_si512(bj + p * 8);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
-            __m512i a = _mm512_set1_epi64((long long)as[(size_t)r * lda + j]);
-#pragma GCC unroll 3
-            for (int p = 0; p < NP; p++)
-                c[r][p] = _mm512_add_epi64(c[r][p],
-                                           _mm512_popcnt_epi64(_mm512_xor_si512(a, b[p])));
+                                           _mm512_popcnt_epi64(_mm512_xor_si512(a, bv[p])));
         }
     }
 #pragma GCC unroll 8
@@ -88,17 +60,15 @@ void apb_bgemm_ind_kern_avx512(int mr, int np, int kc, const uint64_t *as, int l
                                const uint64_t *src, const long *boff, int32_t *acc, int ldacc)
 {
     if (mr == 8 && np == 3) {
-        t1x1_ind(8, 3, kc, as, lda, src, boff, acc, ldacc);
+        t1x1(8, 3, kc, as, lda, src, boff, acc, ldacc);
         return;
     }
     for (int r = 0; r < mr; r++) {
         int p = 0;
         for (; p + 3 <= np; p += 3)
-            t1x1_ind(1, 3, kc, as + (size_t)r * lda, lda, src + p * 8, boff,
-                     acc + r * ldacc + p * 8, ldacc);
+            t1x1(1, 3, kc, as + (size_t)r * lda, lda, src + p * 8, boff, acc + r * ldacc + p * 8, ldacc);
         for (; p < np; p++)
-            t1x1_ind(1, 1, kc, as + (size_t)r * lda, lda, src + p * 8, boff,
-                     acc + r * ldacc + p * 8, ldacc);
+            t1x1(1, 1, kc, as + (size_t)r * lda, lda, src + p * 8, boff, acc + r * ldacc + p * 8, ldacc);
     }
 }
 
@@ -106,7 +76,7 @@ static void kern_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t 
                      const uint64_t *bp, int32_t *acc, int ldacc)
 {
     if (mr == 8 && np == 3) {
-        t1x1(8, 3, kc, as, lda, bp, acc, ldacc);
+        t1x1(8, 3, kc, as, lda, bp, NULL, acc, ldacc);
         return;
     }
     for (int r = 0; r < mr; r++) {
@@ -114,9 +84,9 @@ static void kern_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t 
         int32_t *o = acc + r * ldacc;
         int p = 0;
         for (; p + 3 <= np; p += 3)
-            t1x1(1, 3, kc, a, lda, bp + (size_t)p * kc * 8, o + p * 8, ldacc);
+            t1x1(1, 3, kc, a, lda, bp + (size_t)p * kc * 8, NULL, o + p * 8, ldacc);
         for (; p < np; p++)
-            t1x1(1, 1, kc, a, lda, bp + (size_t)p * kc * 8, o + p * 8, ldacc);
+            t1x1(1, 1, kc, a, lda, bp + (size_t)p * kc * 8, NULL, o + p * 8, ldacc);
     }
 }
 
