@@ -512,6 +512,8 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
     return APB_OK;
 }
 
+int apbrt_fast_inplace_ready(const apbrt_rt_layer *L) { return L->fast && L->fast->ind_ok; }
+
 const char *apbrt_fast_kernel(const apbrt_rt_layer *L)
 {
     return !L->fast ? NULL : L->fast->wino ? "wino" : L->fast->i8 ? "1x8"
@@ -947,7 +949,8 @@ static apb_status conv_ind_chunk(const conv_job *j, int b0, int cnt, int copy, i
     uint64_t *zq = w->zq + copy * j->zqc;
     chunk_err err = {APB_OK, ""};
     /* 64 channels, stride 1: the channel-packed image is the plane (prepare_ind);
-     * the words past it stay 0 from the buffer's allocation */
+     * the words past it (the kernel's slack) may hold an earlier layer's: only
+     * the dropped columns (ow >= OW, q >= ncol) read them */
     if (cnt == 1)
         chunk_fail(&err, apb_bitpack_chan(&f->g, inc, L->r.act_step, 1, zq, NULL));
 #pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)

@@ -195,6 +195,9 @@ apb_status apbrt_load_impl(const void *buf, size_t size, const char *name, int v
 apb_status apbrt_fast_prepare(apbrt_model *m);
 void apbrt_fast_free(apbrt_model *m);
 /* Runs layer `L` through its fast path: in [n, ic*ih*iw] -> out [n, oc*oh*ow]. */
+/* For tests: 1 when a binary conv is prepared for the in-place bit GEMM
+ * (apb_bgemm_ind_f32; used at a run where APBRT_IND or the ISA level says). */
+int apbrt_fast_inplace_ready(const apbrt_rt_layer *L);
 /* "1x1" / "1x2" / "2x2" for a layer with a fast path, else NULL. */
 const char *apbrt_fast_kernel(const apbrt_rt_layer *L);
 apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out);

@@ -91,8 +91,8 @@ apb_status apb_bgemm_ref(apb_bgemm_kind kind, int M, int N, int K, const apb_bit
  * channel-packed words in stride-phase planes, q is a "wide" output pixel and
  * boff[j] the offset of (tap, channel word) j, so consecutive columns are
  * consecutive words and no im2col exists. Reads reach src[b * istride + boff[j]
- * + q] for q up to ncol rounded up to 24 (the kernel's width): the caller
- * leaves that slack. pad->pattern has ncol entries (one image) and
+ * + q] for q up to ncol rounded up to 8 (a kernel panel): the caller leaves
+ * that slack. pad->pattern has ncol entries (one image) and
  * pad->M == M. K is a whole number of words (K % 64 == 0: a conv of 64k
  * channels), or the words src gives for the last one have 0 past K. Y[m, b * ldimg + q] = scale[m] * (K - 2 pop(a ^ b) - corr) +
  * bias[m], exactly the packed call's values. Kernels: AVX-512 (VPOPCNTQ, 8 rows
@@ -103,7 +103,6 @@ apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat 
 /* 1 where apb_bgemm_ind_f32 has its vector kernel: ISA level AVX-512, AMX not
  * taken (the runtime then uses the indirect path for binary convs). */
 int apb_bgemm_ind_fast(void);
-#define APB_BGEMM_IND_NR 24 /* columns per kernel call: the slack past ncol */
 
 /* ---- internal: micro-kernel table (used by bgemm.c and the ISA files) ----
  *

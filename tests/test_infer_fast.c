@@ -480,6 +480,8 @@ APB_TEST(test_infer_fast_inplace_binary_conv)
             ti_reference(&t.d, x + i * in, want + i * K);
         apbrt_model *m;
         CHECK(load_fast(&t.d, &m) == 0);
+        CHECK_MSG(apbrt_fast_inplace_ready(&m->layers[0]), "M%d %dx%d k%d p%d: the conv is not prepared in place",
+                  M, H, W, k, p);
         int saved = apb_threads_get();
         for (int th = 1; th <= 2; th++)
             for (int n = 1; n <= NB; n += NB - 1) {
