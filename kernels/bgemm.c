@@ -129,7 +129,7 @@ typedef struct {
     apb_bgemm_kind kind;
     int M, N, K, KW, KC, planes, split; /* split: nibble-split 1x1 (bgemm.h) */
     const apb_bitmat *A, *B;
-    const uint64_t *alo, *ahi; /* A's nibble halves [M, A->ld] when split */
+    uint64_t *alo, *ahi; /* A's nibble halves [M, A->ld] when split (run_tiles fills them) */
     const apb_bitconv_pad *pad;
     const int32_t *rowterm, *colterm; /* [M], [N] or NULL */
     int32_t *C;
@@ -138,7 +138,18 @@ typedef struct {
     int ldy;
     const float *scale, *bias;
     const apb_bgemm_kernels *tab;
+    /* in place (apb_bgemm_ind_f32; 1x1 only): B word j of image b's column q at
+     * isrc[b * istride + iboff[j] + q], results at Y + b * ldimg; isrc NULL:
+     * B packed per tile from jb->B */
+    const uint64_t *isrc;
+    const long *iboff;
+    long istride, ldimg;
+    int nimg;
+    void (*ikern)(int, int, int, const uint64_t *, int, const uint64_t *, const long *, int32_t *, int);
 } bg_job;
+
+#define IND_MR 8 /* the in-place kernels' register tile: 8 rows x 3 panels */
+#define IND_NP 3
 
 #define NIB 0x0f0f0f0f0f0f0f0full
 
@@ -204,33 +215,41 @@ static void tile_epilogue(const bg_job *jb, int m0, int mc, int nc, int32_t *acc
     }
 }
 
-static void run_tile(const bg_job *jb, int m0, int mc, int n0, int nc, int32_t *acc,
+/* One tile: rows [m0, m0 + mc) x columns [n0, n0 + nc) of image b (b = 0 unless
+ * in place), over K blocks: B packed into bp, or read in place. */
+static void run_tile(const bg_job *jb, long b, int m0, int mc, int n0, int nc, int32_t *acc,
                      uint64_t *bp)
 {
     const apb_bgemm_kernels *t = jb->tab;
-    int kind = jb->kind, mr = t->mr[kind], np = t->np[kind], lda = jb->A->ld;
+    int kind = jb->kind, lda = jb->A->ld, ind = jb->isrc != NULL;
+    int mr = ind ? IND_MR : t->mr[kind], np = ind ? IND_NP : t->np[kind];
     int npan = (nc + 7) / 8;
+    const uint64_t *sb = ind ? jb->isrc + b * jb->istride + n0 : NULL;
     memset(acc, 0, sizeof(int32_t) * (size_t)mc * BG_NC);
     for (int k0 = 0; k0 < jb->KW; k0 += jb->KC) {
         int kc = jb->KW - k0 < jb->KC ? jb->KW - k0 : jb->KC;
-        pack_b(jb, n0, nc, k0, kc, bp);
+        if (!ind)
+            pack_b(jb, n0, nc, k0, kc, bp);
         for (int jr = 0; jr < npan; jr += np) {
             int npg = npan - jr < np ? npan - jr : np;
-            const uint64_t *bpg = bp + (size_t)jr * kc * 8 * jb->planes;
             for (int ir = 0; ir < mc; ir += mr) {
                 int mrr = mc - ir < mr ? mc - ir : mr;
                 size_t aoff = (size_t)(m0 + ir) * lda + k0;
+                int32_t *at = acc + (size_t)ir * BG_NC + jr * 8;
+                if (ind) {
+                    jb->ikern(mrr, npg, kc, jb->A->sgn + aoff, lda, sb + jr * 8, jb->iboff + k0, at, BG_NC);
+                    continue;
+                }
                 const uint64_t *as = jb->split ? jb->alo + aoff : jb->A->sgn + aoff;
                 const uint64_t *am = jb->split ? jb->ahi + aoff
                                      : kind == APB_BGEMM_2X2 ? jb->A->mag + aoff : NULL;
-                t->fn[kind](mrr, npg, kc, as, am, lda, bpg, acc + (size_t)ir * BG_NC + jr * 8,
-                            BG_NC);
+                t->fn[kind](mrr, npg, kc, as, am, lda, bp + (size_t)jr * kc * 8 * jb->planes, at, BG_NC);
             }
         }
     }
     tile_epilogue(jb, m0, mc, nc, acc, jb->colterm ? jb->colterm + n0 : NULL,
                   jb->pad ? jb->pad->pattern + n0 : NULL, jb->C ? jb->C + n0 : NULL,
-                  jb->C ? NULL : jb->Y + n0);
+                  jb->C ? NULL : jb->Y + b * jb->ldimg + n0);
 }
 
 /* Rows per tile: BG_MC, halved (down to 32) until there are 4 tiles per thread,
@@ -242,6 +261,54 @@ static int tile_rows(int M, long ncols, int nth)
     while (mcs > 32 && (long)((M + mcs - 1) / mcs) * ncols < 4L * nth)
         mcs /= 2;
     return mcs;
+}
+
+/* Every tile of a job over OpenMP (one thread below 64 K word-pairs of work or
+ * inside a team), each thread with its own grow-only scratch (the int32 tile,
+ * and the packed B block unless in place); a nibble-split A is made by the
+ * team first. */
+static apb_status run_tiles(const bg_job *jb, const char *fn)
+{
+    int M = jb->M, N = jb->N, nimg = jb->isrc ? jb->nimg : 1, nth = apb_threads_get();
+    if ((double)M * N * nimg * (jb->KW > 0 ? jb->KW : 1) < 65536.0 || apb_in_parallel())
+        nth = 1; /* fork/join would cost more than the product, or a team calls */
+    int tn = (N + BG_NC - 1) / BG_NC, mcs = tile_rows(M, (long)tn * nimg, nth);
+    int tm = (M + mcs - 1) / mcs;
+    long per = (long)tm * tn, ntiles = per * nimg;
+    if (nth > ntiles)
+        nth = (int)ntiles;
+    size_t tile = sizeof(int32_t) * BG_MC * BG_NC;
+    size_t need = tile + (jb->isrc ? 0 : sizeof(uint64_t) * (size_t)BG_NC * jb->KC * jb->planes) + 128;
+    int failed = 0;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        char *buf = scratch(need);
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        if (jb->split) { /* A's nibble halves, rows over the team, before any tile */
+            size_t la = (size_t)jb->A->ld;
+#pragma omp for schedule(static)
+            for (int m = 0; m < M; m++)
+                for (int j = 0; j < jb->KW; j++) {
+                    uint64_t w = jb->A->sgn[m * la + j];
+                    jb->alo[m * la + j] = w & NIB;
+                    jb->ahi[m * la + j] = (w >> 4) & NIB;
+                }
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < ntiles; t++) {
+            if (!buf)
+                continue;
+            int tt = (int)(t % per), m0 = (tt / tn) * mcs, n0 = (tt % tn) * BG_NC;
+            int mc = M - m0 < mcs ? M - m0 : mcs, nc = N - n0 < BG_NC ? N - n0 : BG_NC;
+            run_tile(jb, t / per, m0, mc, n0, nc, (int32_t *)buf, (uint64_t *)(buf + tile));
+        }
+    }
+    if (failed)
+        return apb_fail(APB_ENOMEM, "%s: %zu bytes of per-thread scratch", fn, need);
+    return APB_OK;
 }
 
 static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
@@ -260,7 +327,7 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
                  .A = A, .B = B, .pad = pad, .C = C, .ldc = ldc, .Y = Y, .ldy = ldy,
                  .scale = scale, .bias = bias, .tab = kernels_active()};
     int32_t *terms = NULL;
-    uint64_t *split = NULL; /* A's nibble halves [2][M][A->ld], filled by the team below */
+    uint64_t *split = NULL; /* A's nibble halves [2][M][A->ld], filled by run_tiles' team */
     size_t la = (size_t)A->ld;
     if (kind == APB_BGEMM_1X1 && jb.tab->split1x1 && K > 0) {
         /* once per call (M*KW words against the GEMM's M*N*KW), in the calling
@@ -295,49 +362,9 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
             jb.rowterm = rt;
         }
     }
-    int nth = apb_threads_get();
-    double work = (double)M * N * (jb.KW > 0 ? jb.KW : 1);
-    if (work < 65536.0)
-        nth = 1; /* fork/join would cost more than the product */
-    if (apb_in_parallel()) /* called from a team (one chunk of images per thread) */
-        nth = 1;
-    int tn = (N + BG_NC - 1) / BG_NC, mcs = tile_rows(M, tn, nth);
-    int tm = (M + mcs - 1) / mcs, ntiles = tm * tn;
-    if (nth > ntiles)
-        nth = ntiles;
-    size_t need = sizeof(int32_t) * BG_MC * BG_NC +
-                  sizeof(uint64_t) * (size_t)BG_NC * jb.KC * jb.planes + 128;
-    int failed = 0;
-#pragma omp parallel num_threads(nth) if (nth > 1)
-    {
-        char *buf = scratch(need);
-        if (!buf) {
-#pragma omp atomic write
-            failed = 1;
-        }
-        if (jb.split) { /* A's nibble halves, rows over the team, before any tile */
-#pragma omp for schedule(static)
-            for (int m = 0; m < M; m++)
-                for (int j = 0; j < jb.KW; j++) {
-                    uint64_t w = A->sgn[m * la + j];
-                    split[m * la + j] = w & NIB;
-                    split[(M + m) * la + j] = (w >> 4) & NIB;
-                }
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int t = 0; t < ntiles; t++) {
-            if (!buf)
-                continue;
-            int m0 = (t / tn) * mcs, n0 = (t % tn) * BG_NC;
-            int mc = M - m0 < mcs ? M - m0 : mcs, nc = N - n0 < BG_NC ? N - n0 : BG_NC;
-            run_tile(&jb, m0, mc, n0, nc, (int32_t *)buf,
-                     (uint64_t *)(buf + sizeof(int32_t) * BG_MC * BG_NC));
-        }
-    }
+    apb_status st = run_tiles(&jb, "apb_bgemm");
     free(terms);
-    if (failed)
-        return apb_fail(APB_ENOMEM, "apb_bgemm: %zu bytes of per-thread scratch", need);
-    return APB_OK;
+    return st;
 }
 
 /* ---- indirect 1x1 (bgemm.h) ---- */
@@ -357,9 +384,6 @@ static void ind_kern_ref(int mr, int np, int kc, const uint64_t *as, int lda, co
         }
 }
 
-#define IND_MR 8
-#define IND_NP 3
-
 apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat *A,
                              const uint64_t *src, long istride, const long *boff,
                              const apb_bgemm_epilogue *ep, float *Y, int ldy, long ldimg)
@@ -374,55 +398,11 @@ apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat 
         return APB_OK;
     bg_job jb = {.kind = APB_BGEMM_1X1, .M = M, .N = ncol, .K = K, .KW = apb_bits_words(K),
                  .KC = 128, .planes = 1, .A = A, .pad = pad, .Y = Y, .ldy = ldy,
-                 .scale = ep ? ep->scale : NULL, .bias = ep ? ep->bias : NULL};
-    void (*kern)(int, int, int, const uint64_t *, int, const uint64_t *, const long *, int32_t *,
-                 int) = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern_avx512 : ind_kern_ref;
-    int nth = apb_threads_get();
-    if ((double)M * ncol * nimg * jb.KW < 65536.0 || apb_in_parallel())
-        nth = 1;
-    int tn = (ncol + BG_NC - 1) / BG_NC, mcs = tile_rows(M, (long)tn * nimg, nth);
-    int tm = (M + mcs - 1) / mcs;
-    long ntiles = (long)tm * tn * nimg;
-    if (nth > ntiles)
-        nth = (int)ntiles;
-    size_t need = sizeof(int32_t) * BG_MC * BG_NC + 64;
-    int failed = 0;
-#pragma omp parallel num_threads(nth) if (nth > 1)
-    {
-        int32_t *acc = scratch(need);
-        if (!acc) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < ntiles; t++) {
-            if (!acc)
-                continue;
-            long b = t / ((long)tm * tn);
-            int tt = (int)(t % ((long)tm * tn));
-            int m0 = (tt / tn) * mcs, n0 = (tt % tn) * BG_NC;
-            int mc = M - m0 < mcs ? M - m0 : mcs, nc = ncol - n0 < BG_NC ? ncol - n0 : BG_NC;
-            int npan = (nc + 7) / 8;
-            const uint64_t *sb = src + b * istride + n0;
-            memset(acc, 0, sizeof(int32_t) * (size_t)mc * BG_NC);
-            for (int k0 = 0; k0 < jb.KW; k0 += jb.KC) {
-                int kc = jb.KW - k0 < jb.KC ? jb.KW - k0 : jb.KC;
-                for (int jr = 0; jr < npan; jr += IND_NP) {
-                    int npg = npan - jr < IND_NP ? npan - jr : IND_NP;
-                    for (int ir = 0; ir < mc; ir += IND_MR) {
-                        int mrr = mc - ir < IND_MR ? mc - ir : IND_MR;
-                        kern(mrr, npg, kc, A->sgn + (size_t)(m0 + ir) * A->ld + k0, A->ld,
-                             sb + jr * 8, boff + k0, acc + (size_t)ir * BG_NC + jr * 8, BG_NC);
-                    }
-                }
-            }
-            tile_epilogue(&jb, m0, mc, nc, acc, NULL, pad ? pad->pattern + n0 : NULL, NULL,
-                          Y + b * ldimg + n0);
-        }
-    }
-    if (failed)
-        return apb_fail(APB_ENOMEM, "apb_bgemm_ind_f32: %zu bytes of per-thread scratch", need);
-    return APB_OK;
+                 .scale = ep ? ep->scale : NULL, .bias = ep ? ep->bias : NULL,
+                 .tab = kernels_active(), .isrc = src, .iboff = boff, .istride = istride,
+                 .ldimg = ldimg, .nimg = nimg,
+                 .ikern = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern_avx512 : ind_kern_ref};
+    return run_tiles(&jb, "apb_bgemm_ind_f32");
 }
 
 apb_status apb_bgemm(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
