@@ -15,6 +15,7 @@
  */
 #include <immintrin.h>
 
+#include "avx512_util.h"
 #include "i8gemm.h"
 
 #define MR 6
@@ -86,20 +87,16 @@ static void kern_vnni(int mr, int np, int K4, const int8_t *w, long ldw, const u
 
 const apb_i8_kernels apb_i8_kernels_avx512vnni = {kern_vnni, MR, NP, "avx512-vnni"};
 
-/* 16 codes of apb_i8_code from x (stride 1: lanes la) or x[2t] (stride 2:
- * the even lanes la of x[0..16) and lb of x[16..32)); lanes outside the masks
- * are never read. NaN -> 0, clamp, round half to even by the same 1.5 * 2^23
- * add and subtract as the AVX2 codes8. */
-static inline __m512i codes16(const float *x, int st, __mmask16 la, __mmask16 lb, __m512 r, __m512 lo,
-                              __m512 hi)
+/* 16 codes of apb_i8_code from x[t * st] for t < cnt (st 1 or 2; nothing else
+ * is read, the other lanes are 0): NaN -> 0, clamp, round half to even by the
+ * same 1.5 * 2^23 add and subtract as the AVX2 codes8. */
+static inline __m512i codes16(const float *x, int st, int cnt, __m512 r, __m512 lo, __m512 hi)
 {
     __m512 v;
-    if (st == 1) {
-        v = _mm512_maskz_loadu_ps(la, x);
-    } else {
-        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(la, x), ev, _mm512_maskz_loadu_ps(lb, x + 16));
-    }
+    if (st == 1)
+        v = _mm512_maskz_loadu_ps(apb_mask16(cnt), x);
+    else
+        apb_deint32_ps(x, 2 * cnt - 1, 0.0f, &v, NULL);
     const __m512 magic = _mm512_set1_ps(12582912.0f);
     __m512 t = _mm512_mul_ps(v, r);
     t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), t);
@@ -117,17 +114,10 @@ void apb_i8_quant4_avx512(int n, const float *x, long ldx, int stride, float rs,
     const __m512i zp = _mm512_set1_epi32(is_signed ? 128 : 0);
     for (int j = 0; j < n; j += 16) {
         int cnt = n - j < 16 ? n - j : 16;
-        __mmask16 live = (__mmask16)((1u << cnt) - 1), la = live, lb = 0;
-        if (stride == 2) { /* pixel t reads element 2t: even lanes only */
-            unsigned e = 0;
-            for (int t = 0; t < cnt; t++)
-                e |= 1u << (2 * t);
-            la = (__mmask16)(e & 0xFFFF);
-            lb = (__mmask16)(e >> 16);
-        }
+        __mmask16 live = apb_mask16(cnt);
         __m512i word = _mm512_setzero_si512();
         for (int i = 0; i < 4; i++) {
-            __m512i c = codes16(x + i * ldx + (long)j * stride, stride, la, lb, r, lo, hi);
+            __m512i c = codes16(x + i * ldx + (long)j * stride, stride, cnt, r, lo, hi);
             if (q)
                 _mm512_mask_storeu_ps(q + i * ldq + j, live, _mm512_mul_ps(_mm512_cvtepi32_ps(c), sv));
             word = _mm512_or_si512(word, _mm512_slli_epi32(_mm512_add_epi32(c, zp), 8 * i));
