@@ -318,14 +318,14 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
     float inv = 1.0f / (float)(k * k);
     /* phase array: t - off in [-off, OW + k/s + 1) covers every tap column */
     int off = p / s + 2, lp = OW + off + k / s + 2;
-    if (r->kind == APBRT_MAXPOOL && k == 3 && s == 2 && p == 1 && apb_ew_has_maxpool3s2()) {
+    if (r->kind == APBRT_MAXPOOL && k == 3 && s == 2 && p == 1 && apb_ew_has_pool_kernels()) {
         /* the stem's pool: a kernel of its own at this level, the same values */
 #pragma omp parallel for num_threads(nth) if (planes * OH * OW > 8192)
         for (long pl = 0; pl < planes; pl++)
             apb_ew_maxpool3s2(H, W, in + pl * H * W, out + pl * OH * OW);
         return;
     }
-    if (r->kind == APBRT_AVGPOOL && k == 2 && s == 2 && p == 0 && apb_ew_has_maxpool3s2()) {
+    if (r->kind == APBRT_AVGPOOL && k == 2 && s == 2 && p == 0 && apb_ew_has_pool_kernels()) {
         /* the downsampling shortcut's pool, likewise */
 #pragma omp parallel for num_threads(nth) if (planes * OH * OW > 8192)
         for (long pl = 0; pl < planes; pl++)

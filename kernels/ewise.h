@@ -44,8 +44,8 @@ void apb_ew_int_float(long n, const int32_t *a, float sc, float bi, float *y);
  * plane into OH x OW (OH = (H - 1) / 2 + 1, OW likewise): the same values as
  * apb_ew_pool_row row by row (taps in row-major order, a tap replaces the
  * running max only when greater, padded taps skipped). Only where
- * apb_ew_has_maxpool3s2() (the AVX-512 level; elsewhere apb_ew_pool_row). */
-int apb_ew_has_maxpool3s2(void);
+ * apb_ew_has_pool_kernels() (the AVX-512 level; elsewhere apb_ew_pool_row). */
+int apb_ew_has_pool_kernels(void);
 void apb_ew_maxpool3s2(int H, int W, const float *x, float *y);
 /* The same for the 2x2 stride-2 average pool without padding (ResNet's
  * downsampling shortcut): ((((0 + x00) + x01) + x10) + x11) * (1/4) per output,

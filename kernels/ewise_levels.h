@@ -20,4 +20,19 @@ APB_EW_DECLARE(avx2)
 APB_EW_DECLARE(avx512)
 #undef APB_EW_DECLARE
 
+/* One level's copies, for the dispatch in ewise.c. */
+typedef struct {
+    void (*post)(long, const float *, const float *, int, float, float, int, float *);
+    void (*add_act)(long, const float *, const float *, int, float *);
+    void (*sign)(long, const float *, int, float *);
+    void (*dot_int)(long, int32_t *, int32_t, const int32_t *);
+    void (*int_float)(long, const int32_t *, float, float, float *);
+    void (*pool_row)(int, int, int, int, int, int, int, const float *, int, float *, float *, int, int,
+                     float *);
+    const char *name;
+} apb_ew_fns;
+#define APB_EW_TABLE(sfx)                                                                          \
+    {apb_ew_post_##sfx, apb_ew_add_act_##sfx, apb_ew_sign_##sfx, apb_ew_dot_int_##sfx,            \
+     apb_ew_int_float_##sfx, apb_ew_pool_row_##sfx, #sfx}
+
 #endif
