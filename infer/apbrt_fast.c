@@ -108,7 +108,7 @@ struct apbrt_fast {
     /* binary convs of 64 channels at stride 1 read their channel-packed input in
      * place (apb_bgemm_ind_f32): ind_ok when prepared (prepare_ind) */
     int ind_ok;
-    long *iboff;          /* [K words] offset of word (tap, channel word) into the planes */
+    long *iboff;          /* [KH*KW] word offset of each tap into the plane (one word per tap) */
     long incol;           /* wide output pixels per image: OH * Wq */
     long istride;         /* words of one image's planes, slack included */
     apb_bitconv_pad ipad; /* the padding correction per wide pixel (pattern incol long) */
@@ -351,36 +351,30 @@ static apb_status prepare_wino(apbrt_rt_layer *L, int idx)
     return APB_OK;
 }
 
-/* The in-place binary conv (see apbrt_fast's ind_ok): the taps' word offsets,
- * the planes' size with the kernel's read slack, the padding pattern per wide
- * pixel (0 past OW: those columns are dropped). */
+/* The in-place binary conv (see apbrt_fast's ind_ok), only for 64 input
+ * channels at stride 1, where the channel-packed image [(H+2P)*(W+2P)][1 word]
+ * is itself the plane (plane_geometry's Hq x Wq) and tap (kh, kw) is the word
+ * offset kh*Wq + kw. Measured on Zen 5, session 14, docs/INFERENCE.md: ResNet-18's
+ * 64-channel convs 3-6% faster; wider inputs would need a transpose into
+ * per-word planes, and at maps of 14 and 7 the wide rows (Wq = OW + 2) and
+ * per-image tiles stream the weights 1.5x as often: 30-40% slower there, so they
+ * keep the packed GEMM. Also the planes' size with the kernel's read slack and
+ * the padding pattern per wide pixel (0 past OW: those columns are dropped). */
 static apb_status prepare_ind(apbrt_rt_layer *L, apbrt_fast *f, int idx)
 {
     const apbrt_rec *r = &L->r;
-    int S = r->stride, KH = r->kh, KW = r->kw, Cw = L->ic / 64, T = KH * KW;
-    int Hq = (L->ih + 2 * r->pad + S - 1) / S, Wq = (L->iw + 2 * r->pad + S - 1) / S;
-    long plane = (long)Hq * Wq, kw_words = (long)T * Cw, maxo = 0;
-    /* Only 64 input channels at stride 1, where the channel-packed image
-     * [(H+2P)*(W+2P)][1 word] is itself the plane (measured on Zen 5, session
-     * 14, docs/INFERENCE.md: ResNet-18's 64-channel convs 3-6% faster; wider
-     * inputs need a transpose into per-word planes, and at maps of 14 and 7 the
-     * wide rows (Wq = OW + 2) and per-image tiles stream the weights 1.5x as
-     * often: 30-40% slower there, so they keep the packed GEMM). */
-    if (Cw != 1 || S != 1 || (f->OH - 1) + (KH - 1) >= Hq || (f->OW - 1) + (KW - 1) >= Wq)
-        return APB_OK;
+    int KH = r->kh, KW = r->kw;
+    if (L->ic != 64 || r->stride != 1 || plane_geometry(L, f, idx) != APB_OK)
+        return APB_OK; /* the packed GEMM (planes too large to size: so would the residual's be) */
+    int Wq = f->Wq;
     f->incol = (long)f->OH * Wq;
-    if (!(f->iboff = malloc(sizeof(long) * (size_t)kw_words)))
+    if (!(f->iboff = malloc(sizeof(long) * (size_t)(KH * KW))))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
-    for (int t = 0; t < T; t++)
-        for (int cw = 0; cw < Cw; cw++) {
-            int kh = t / KW, kw = t % KW;
-            long o = (((long)cw * S + kh % S) * S + kw % S) * plane + (long)(kh / S) * Wq + kw / S;
-            f->iboff[t * Cw + cw] = o;
-            maxo = o > maxo ? o : maxo;
-        }
-    long need = maxo + (f->incol + 7) / 8 * 8 + 8;
-    f->istride = ((long)Cw * S * S * plane > need ? (long)Cw * S * S * plane : need);
-    f->istride = (f->istride + 7) / 8 * 8;
+    for (int t = 0; t < KH * KW; t++)
+        f->iboff[t] = (long)(t / KW) * Wq + t % KW;
+    /* the last panel reads up to 8 words past ncol from the largest offset */
+    long need = f->iboff[KH * KW - 1] + (f->incol + 7) / 8 * 8 + 8;
+    f->istride = ((f->plane > need ? f->plane : need) + 7) / 8 * 8;
     if (f->has_pad) {
         f->ipad = f->pad;
         f->ipad.N = (int)f->incol;
@@ -390,7 +384,6 @@ static apb_status prepare_ind(apbrt_rt_layer *L, apbrt_fast *f, int idx)
             for (int ow = 0; ow < f->OW; ow++)
                 f->ipad.pattern[(long)oh * Wq + ow] = f->pad.pattern[(long)oh * f->OW + ow];
     }
-    f->Hq = Hq, f->Wq = Wq, f->plane = plane;
     f->ind_ok = 1;
     return APB_OK;
 }
@@ -833,7 +826,6 @@ typedef struct {
     float *out;
     const apb_bitconv_pad *pad;
     size_t words, yc, xqc, zc, x8c, zqc;
-    int ind; /* bit convs: the in-place path (use_ind) */
 } conv_job;
 
 /* Images [b0, b0 + cnt) of a job on nth threads with buffer copy `copy`. */
@@ -1003,10 +995,9 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
     long N = nb * ohw;
     if (N > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
-    conv_job j = {L, f, w, in, out, NULL, (size_t)N * ld, (size_t)M * N, (size_t)nb * f->xp_sz,
-                  (size_t)nb * zw, 0, 0, 0};
+    conv_job j = {.L = L, .f = f, .w = w, .in = in, .out = out, .words = (size_t)N * ld,
+                  .yc = (size_t)M * N, .xqc = (size_t)nb * f->xp_sz, .zc = (size_t)nb * zw};
     if (use_ind(f)) { /* no im2col words: the planes, wide GEMM rows */
-        j.ind = 1;
         j.zqc = (size_t)nb * f->istride;
         j.yc = (size_t)M * nb * f->incol;
         if (!grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
@@ -1072,8 +1063,8 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
     int copies = par ? nth : 1;
     if ((long)nb * nw > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
-    conv_job j = {L, f, w, in, out, NULL, 0, (size_t)M * nb * nw, (size_t)nb * f->xp_sz, 0,
-                  (size_t)nb * f->x8_sz, 0, 0};
+    conv_job j = {.L = L, .f = f, .w = w, .in = in, .out = out, .yc = (size_t)M * nb * nw,
+                  .xqc = (size_t)nb * f->xp_sz, .x8c = (size_t)nb * f->x8_sz};
     if (!grow((void **)&w->x8, &w->cap_x8, copies * j.x8c, 1, 1) ||
         !grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
         (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)))

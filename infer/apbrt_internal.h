@@ -14,6 +14,7 @@
 #include "apbrt.h"
 #include "apbrt_model.h"
 #include "arena.h"
+#include "ewise.h"
 #include "status.h"
 
 #define APBRT_MAGIC "APBMODEL"
@@ -123,7 +124,8 @@ const char *apbrt_accounting_problem(const apbrt_rec *r, long K);
 
 /* ---- the loaded model ---- */
 
-enum { APBRT_POST_NONE = 0, APBRT_POST_RELU, APBRT_POST_HARDTANH };
+/* the epilogue's activations: ewise.h's codes, passed to its passes as they are */
+enum { APBRT_POST_NONE = APB_EW_NONE, APBRT_POST_RELU = APB_EW_RELU, APBRT_POST_HARDTANH = APB_EW_HARDTANH };
 
 typedef struct apbrt_fast apbrt_fast; /* bit-kernel data of one layer (apbrt_fast.c) */
 

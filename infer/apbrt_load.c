@@ -437,6 +437,16 @@ static int add_reads_only(const apbrt_model *m, int i)
     return s != m->output_slot ? other : -1;
 }
 
+/* The activation layer i + 1 applies when it alone reads layer i's output
+ * (then it can run in layer i's epilogue), else APBRT_POST_NONE. */
+static int next_act(const apbrt_model *m, int i)
+{
+    if (i + 1 >= m->nlayers || !sole_reader_is_next(m, i))
+        return APBRT_POST_NONE;
+    int k = m->layers[i + 1].r.kind;
+    return k == APBRT_RELU ? APBRT_POST_RELU : k == APBRT_HARDTANH ? APBRT_POST_HARDTANH : APBRT_POST_NONE;
+}
+
 /* Fusion plan: conv/linear -> [BN] -> [ReLU/hardtanh] as one layer, and for a
  * conv then -> [residual add] -> [ReLU/hardtanh] (the add's other operand is
  * read in the epilogue; float addition commutes, so the bits are the add's).
@@ -457,12 +467,8 @@ static void plan(apbrt_model *m)
             L->post_shift = m->layers[cur + 1].shift;
             m->layers[++cur].fused = 1;
         }
-        if (cur + 1 < m->nlayers &&
-            (m->layers[cur + 1].r.kind == APBRT_RELU || m->layers[cur + 1].r.kind == APBRT_HARDTANH) &&
-            sole_reader_is_next(m, cur)) {
-            L->post_act = m->layers[cur + 1].r.kind == APBRT_RELU ? APBRT_POST_RELU : APBRT_POST_HARDTANH;
+        if ((L->post_act = next_act(m, cur)) != APBRT_POST_NONE)
             m->layers[++cur].fused = 1;
-        }
         int other = fuse_add && L->r.kind == APBRT_CONV ? add_reads_only(m, cur) : -1;
         for (int k = i; k <= cur && other >= 0; k++) /* read at the chain's start: unchanged by it */
             if (m->layers[k].r.out == other)
@@ -470,12 +476,8 @@ static void plan(apbrt_model *m)
         if (other >= 0) {
             L->post_add = other;
             m->layers[++cur].fused = 1;
-            if (cur + 1 < m->nlayers &&
-                (m->layers[cur + 1].r.kind == APBRT_RELU || m->layers[cur + 1].r.kind == APBRT_HARDTANH) &&
-                sole_reader_is_next(m, cur)) {
-                L->post_act2 = m->layers[cur + 1].r.kind == APBRT_RELU ? APBRT_POST_RELU : APBRT_POST_HARDTANH;
+            if ((L->post_act2 = next_act(m, cur)) != APBRT_POST_NONE)
                 m->layers[++cur].fused = 1;
-            }
         }
         L->dst = m->layers[cur].r.out;
         L->oc = m->layers[cur].oc, L->oh = m->layers[cur].oh, L->ow = m->layers[cur].ow;

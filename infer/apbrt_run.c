@@ -51,11 +51,6 @@ void apbrt_free(apbrt_model *m)
     free(m);
 }
 
-static int ew_act(int post)
-{
-    return post == APBRT_POST_RELU ? APB_EW_RELU : post == APBRT_POST_HARDTANH ? APB_EW_HARDTANH : APB_EW_NONE;
-}
-
 /* apbrt_post over a row in one vectorized pass (kernels/ewise.h, at the ISA
  * level chosen at run time): every step is one rounding in the order of
  * apbrt_post, so the reference path still matches the training graph bit for
@@ -73,9 +68,9 @@ void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const flo
         src = dst;
         add = NULL;
     }
-    apb_ew_post(cnt, src, add, L->post_scale != NULL, sc, sh, ew_act(L->post_act), dst);
+    apb_ew_post(cnt, src, add, L->post_scale != NULL, sc, sh, L->post_act, dst);
     if (L->post_add >= 0)
-        apb_ew_add_act(cnt, dst, L->add_base + (dst - L->out_base), ew_act(L->post_act2), dst);
+        apb_ew_add_act(cnt, dst, L->add_base + (dst - L->out_base), L->post_act2, dst);
 }
 
 /* ---- reference layer implementations ---- */
