@@ -1,14 +1,15 @@
-/* winograd.h - 3x3 stride-1 pad-1 convolution by Winograd's F(2x2, 3x3).
+/* winograd.h - 3x3 stride-1 pad-1 convolution by Winograd's F(4x4, 3x3).
  *
- * Each 2x2 block of outputs ("tile") comes from the 4x4 input patch around it:
+ * Each 4x4 block of outputs ("tile") comes from the 6x6 input patch around it:
  *   Y = A^T [ sum_c (G g_c G^T) .* (B^T d_c B) ] A
- * so the 36 multiplies of a tile per (input, output channel) pair become 16,
- * done as 16 GEMMs over the tiles: M_xi[M, T] = U_xi[M, C] * V_xi[C, T]
- * (xi = one of the 16 positions of the transformed tile). Training uses it for
- * the forward, the input gradient and (by F(3x3, 2x2), apb_wino_dw) the weight
- * gradient of wide "same" convs (layers/op_conv2d.c);
+ * so the 144 multiplies of a tile per (input, output channel) pair become 36,
+ * done as 36 GEMMs over the tiles: M_xi[M, T] = U_xi[M, C] * V_xi[C, T]
+ * (xi = one of the 36 positions of the transformed tile; matrices in winograd.c).
+ * Training uses it for the forward, the input gradient and (by F(3x3, 4x4),
+ * apb_wino_dw) the weight gradient of wide "same" convs (layers/op_conv2d.c);
  * the result differs from the direct product by rounding only (the transforms
- * add and subtract inputs, and G has halves). Eval mode keeps the direct product,
+ * scale by up to 8 and by 1/24: a few times the direct product's rounding,
+ * tests/test_conv_paths.c). Eval mode keeps the direct product,
  * which the runtime reproduces bit for bit by default; APBRT_WINOGRAD=1 makes
  * the runtime use this for its fp32 convs of >= 128 channels (infer/apbrt_fast.c),
  * within rounding of the training graph, not bit for bit.
@@ -39,7 +40,7 @@ size_t apb_wino_work_floats(int C, int M, int W);
 void apb_wino_conv(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
                    int accumulate, float *y, long sy, float *work, int nthreads);
 
-/* The 16 matrices of U packed for the GEMMs once (apb_sgemm_apack, at the
+/* The 36 matrices of U packed for the GEMMs once (apb_sgemm_apack, at the
  * active ISA level; pu: apb_wino_packed_floats(M, C) floats), then
  * apb_wino_conv_packed gives apb_wino_conv's results bit for bit without U: the
  * runtime keeps only the packed form of a layer's transformed weights. */
@@ -50,13 +51,12 @@ void apb_wino_conv_packed(int N, int C, int H, int W, const float *x, long sx, i
                           int nthreads);
 
 
-/* The weight gradient of the same conv by F(3x3, 2x2): each 2x2 tile of dy and
- * the 4x4 input patch under it give that tile's 3x3 contribution as
- *   A'^T [ (G' g G'^T) .* (B^T d B) ] A'
- * (B^T the forward's input transform, G' = [1 0; 1/2 1/2; 1/2 -1/2; 0 -1],
- * A'^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1]); summed over all tiles first, as 16 GEMMs
- * S_xi[M, C] += Ug_xi[M, T] * V_xi[C, T]^T over chunks of whole tile rows, then
- * transformed once: 16 instead of 36 multiplies per tile and channel pair.
+/* The weight gradient of the same conv by F(3x3, 4x4): each 4x4 tile h of dy
+ * and the 6x6 input patch d under it give that tile's 3x3 contribution as
+ *   G^T [ (A h A^T) .* (B^T d B) ] G
+ * (the forward's B^T, G and A, read the other way); summed over all tiles first,
+ * as 36 GEMMs S_xi[M, C] += Ug_xi[M, T] * V_xi[C, T]^T over chunks of whole tile
+ * rows, then transformed once: 36 instead of 144 multiplies per tile and channel pair.
  *   dw[m][c][kh][kw] += sum_n sum_{oh,ow} dy_n[m][oh][ow] * x_n[c][oh+kh-1][ow+kw-1]
  * (0 outside), x_n = x + n*sx ([C][H][W]), dy_n = dy + n*sdy ([M][H][W]).
  * The chunks are fixed by the shape and summed in order, each GEMM runs on one

@@ -68,8 +68,8 @@ typedef struct {
      * not in the step arena: forward fixes the sizes (floats; 0: not needed),
      * conv_work points the buffers into it again for backward */
     size_t n_xpad, n_dypad, n_col, n_dcol, n_wt, n_dwp, n_wu, n_ww;
-    int wino;     /* 1: forward and dx by Winograd F(2x2,3x3) (training only, see below) */
-    int wdw;      /* 1: dW by Winograd F(3x3,2x2) (apb_wino_dw, training only) */
+    int wino;     /* 1: forward and dx by Winograd F(4x4,3x3) (training only, see below) */
+    int wdw;      /* 1: dW by Winograd F(3x3,4x4) (apb_wino_dw, training only) */
     int wnt;      /* threads the Winograd work buffer was sized for */
     float *wu;    /* [16*M*C] Winograd-transformed weights (forward's, then dx's) */
     float *ww;    /* [threads][apb_wino_work_floats] Winograd tiles */
@@ -496,7 +496,7 @@ static void conv_backward(apb_graph *g, apb_var *out)
      * allocation, cannot fail */
     if (conv_work(g, sv) != APB_OK)
         return;
-    if (need_dw && sv->wdw) { /* dW by F(3x3, 2x2), all images at once */
+    if (need_dw && sv->wdw) { /* dW by F(3x3, 4x4), all images at once */
         apb_wino_dw(N, C, H, W, xd, (long)C * H * W, M, dy, (long)M * P, w->grad, sv->ww, sv->wnt);
         need_dw = 0;
     }
