@@ -99,17 +99,27 @@ typedef struct {
  *    1.4-2.8x im2col + the packed GEMM, docs/TRAINING_SPEED.md). Other dW: the
  *    dot products above (AVX-512, M < SHIFT_MAX_M) or im2col + apb_sgemm_nt_batch. */
 #define SHIFT_MAX_M 48
-/* Training-mode "same" 3x3 convs with at least this many input and output
- * channels run forward and dx by Winograd F(2x2,3x3) (kernels/winograd.h): 16
- * multiplies per 2x2 outputs instead of 36, and dW by F(3x3,2x2) over the whole
- * batch (apb_wino_dw: no im2col, no per-thread partial sums). Eval mode never does, so the graph
- * there stays bitwise equal to the runtime; APB_WINOGRAD=0 turns it off. At 64
- * channels the Winograd GEMMs (K = C) are too short: 0.6x the direct path on
- * resnet20's 8x8 maps, about even on 56x56 (docs/TRAINING_SPEED.md). */
+/* Training-mode "same" 3x3 convs with at least WINO_MIN input and output
+ * channels, or WINO_MIN_BIG on maps of at least WINO_BIG_HW pixels, run forward
+ * and dx by Winograd F(4x4,3x3) (kernels/winograd.h): 36 multiplies per 4x4
+ * outputs instead of 144, and dW by F(3x3,4x4) over the whole batch
+ * (apb_wino_dw: no im2col, no per-thread partial sums). Eval mode never does, so
+ * the graph there stays bitwise equal to the runtime; APB_WINOGRAD=0 turns it
+ * off. Measured on Zen 5, 2 threads (docs/TRAINING_SPEED.md, session 15): at 64
+ * channels on resnet18's 56x56 maps 1.3x the step of the direct path, on
+ * resnet20's 8x8 maps 0.93x (K = C is short and the tiles few); at 32 and 16
+ * channels slower still. */
 #define WINO_MIN 128
-/* The same for dW by F(3x3,2x2). At 64 channels the register-blocked dw3 tiles
- * win: apb_wino_dw was 1.12x them on 1 thread but 0.81x on 2 at resnet18's
- * 56x56 layer, 0.76x / 0.52x at resnet20's 8x8 (docs/TRAINING_SPEED.md). */
+#define WINO_MIN_BIG 64
+#define WINO_BIG_HW 1024
+static int wino_wide(int C, int M, int H, int W)
+{
+    int c = C < M ? C : M;
+    return c >= WINO_MIN || (c >= WINO_MIN_BIG && (long)H * W >= WINO_BIG_HW);
+}
+/* The same for dW by F(3x3,4x4), at 128 channels only: at 64 channels the
+ * register-blocked dw3 tiles win (resnet18 at 224, 2 threads: 31.6 against 32.2
+ * images/s with them; F(3x3,2x2) before was 0.81x them at the 56x56 layer). */
 #define WINO_DW_MIN 128
 /* Images per forward GEMM call on padded planes (one packing of w per chunk). */
 #define FWD_CHUNK 8
@@ -349,7 +359,7 @@ static apb_status conv_forward(apb_graph *g, apb_var *out)
         sv->shift =
             want_dw && !sv->dw3 && M < SHIFT_MAX_M && apb_isa_active() == APB_ISA_AVX512;
         int wino_ok = g->training && KH == 3 && pad == 1 && apb_wino_enabled();
-        sv->wino = wino_ok && C >= WINO_MIN && M >= WINO_MIN;
+        sv->wino = wino_ok && wino_wide(C, M, H, W);
         sv->wdw = wino_ok && want_dw && C >= WINO_DW_MIN && M >= WINO_DW_MIN;
         if (sv->wdw)
             sv->dw3 = sv->shift = 0;
