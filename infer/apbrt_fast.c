@@ -298,9 +298,10 @@ fail:
 
 /* Opt-in (APBRT_WINOGRAD=1 when the model is loaded): fp32 3x3 stride-1 pad-1
  * convs (fp32 weights, fp input) with >= WINO_MIN input and output channels run
- * by Winograd F(2x2, 3x3) (kernels/winograd.h): 16 multiplies per 2x2 output tile
- * instead of 36. The transformed weights are made and packed for the GEMMs here,
- * once (16/9 of the layer's weight floats). The layer's result differs from the
+ * by Winograd F(4x4, 3x3) (kernels/winograd.h): 36 multiplies per 4x4 output tile
+ * instead of 144. The transformed weights are made and packed for the GEMMs here,
+ * once (4x the layer's weight floats: at batch 1 streaming them costs more than
+ * the multiplies saved, docs/INFERENCE.md). The layer's result differs from the
  * direct product, which the training graph computes in eval mode, by rounding
  * only; it is not the same bits, and a quantized layer further on may see a
  * different sign or level where its input is within rounding of a threshold.
