@@ -22,7 +22,7 @@ void apb_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
  * apb_sgemm(0, 0, ...) bit for bit, without repacking A (if the packing scratch
  * for B cannot be had, a plain loop reads A, or pa when A is NULL, and the result
  * is close, not bitwise). Pack and multiply at the same ISA level. Users: the
- * images of apb_sgemm_conv_batch, Winograd's 16 transformed weight matrices. */
+ * images of apb_sgemm_conv_batch, Winograd's 36 transformed weight matrices. */
 size_t apb_sgemm_apack_floats(int M, int K);
 void apb_sgemm_apack(int M, int K, const float *A, int lda, float *pa);
 void apb_sgemm_packed(int M, int N, int K, float alpha, const float *A, int lda, const float *pa,

@@ -236,14 +236,14 @@ void WG(split_grad)(const float *dy0, int H, int W, int th, float *xp, float *D,
                 d0[tw] = d1[tw] = d2[tw] = d3[tw] = 0.0f;
             continue;
         }
-        const float *restrict p = dy0 + (long)ih * W;
+        const float *src = dy0 + (long)ih * W;
         if (W & 3) { /* a partial last tile: read a zero-filled copy */
-            float *restrict q = xp;
-            memcpy(q, p, sizeof(float) * (size_t)W);
+            memcpy(xp, src, sizeof(float) * (size_t)W);
             for (int k = W; k < 4 * TW; k++)
-                q[k] = 0.0f;
-            p = q;
+                xp[k] = 0.0f;
+            src = xp;
         }
+        const float *restrict p = src;
 #pragma omp simd
         for (int tw = 0; tw < TW; tw++) {
             d0[tw] = p[4 * tw];

@@ -71,7 +71,7 @@ typedef struct {
     int wino;     /* 1: forward and dx by Winograd F(4x4,3x3) (training only, see below) */
     int wdw;      /* 1: dW by Winograd F(3x3,4x4) (apb_wino_dw, training only) */
     int wnt;      /* threads the Winograd work buffer was sized for */
-    float *wu;    /* [16*M*C] Winograd-transformed weights (forward's, then dx's) */
+    float *wu;    /* [36*M*C] Winograd-transformed weights (forward's, then dx's) */
     float *ww;    /* [threads][apb_wino_work_floats] Winograd tiles */
     uint64_t key; /* layout of the zero-bordered planes (xpad, dypad); 0: none */
 } conv_saved;
