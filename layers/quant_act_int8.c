@@ -79,13 +79,41 @@ static apb_status act_int8_forward(apb_graph *g, apb_var *out)
         return apb_fail(APB_EINVAL, "act_int8%s%s: step s = %g (must be finite and > 0)",
                         *nm ? " " : "", nm, s);
     float r = 1.0f / s;
-    const float *xd = x->data;
-    float *y = out->data;
-    int sg = a->is_signed;
-#pragma omp parallel for schedule(static) if (out->numel >= APB_QUANT_PAR_MIN)
-    for (int64_t i = 0; i < out->numel; i++)
-        y[i] = apb_i8_value(xd[i], s, r, sg);
+    const float *restrict xd = x->data;
+    float *restrict y = out->data;
+    const float lo = a->is_signed ? -128.0f : 0.0f, hi = a->is_signed ? 127.0f : 255.0f;
+    /* apb_i8_value written out so it vectorizes: the rounded float is already
+     * the code (an integer in [lo, hi]), so the int conversion is skipped, the
+     * same bits (tests: act_int8 against apb_i8_value) */
+#pragma omp parallel for simd schedule(static) if (out->numel >= APB_QUANT_PAR_MIN)
+    for (int64_t i = 0; i < out->numel; i++) {
+        float t = xd[i] * r;
+        t = t > lo ? t : (t <= lo ? lo : 0.0f);
+        t = t < hi ? t : hi;
+        y[i] = ((t + 12582912.0f) - 12582912.0f) * s;
+    }
     return APB_OK;
+}
+
+/* sum over n <= 256 elements of g * dq/ds (code - t inside [lo, hi], code
+ * outside; NaN inputs code 0 as in apb_i8_code), in float. Without trapping
+ * math (which only concerns the FP exception flags, never a value) gcc
+ * vectorizes the selects; with it the loop stayed scalar. */
+__attribute__((optimize("no-trapping-math"))) static float
+step_grad_block(const float *restrict xd, const float *restrict gy, int64_t n, float r, float lo,
+                float hi)
+{
+    float fs = 0.0f;
+#pragma omp simd reduction(+ : fs)
+    for (int64_t i = 0; i < n; i++) {
+        float t = xd[i] * r, u = t > lo ? t : lo;
+        u = u < hi ? u : hi; /* t clamped (NaN: lo), so t inside iff u == t */
+        float k = t > lo ? t : (t <= lo ? lo : 0.0f);
+        k = k < hi ? k : hi;
+        float code = (k + 12582912.0f) - 12582912.0f;
+        fs += gy[i] * (code - (u == t ? t : 0.0f));
+    }
+    return fs;
 }
 
 static void act_int8_backward(apb_graph *g, apb_var *out)
@@ -102,14 +130,21 @@ static void act_int8_backward(apb_graph *g, apb_var *out)
     for (int c = 0; c < APB_I8_CHUNKS; c++) {
         double acc = 0;
         int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
-        for (int64_t i = c * chunk; i < end; i++) {
-            float t = xd[i] * r;
-            int inside = t >= lo && t <= hi;
-            double code = apb_i8_code(xd[i], r, a->is_signed);
-            if (dx)
-                dx[i] += inside ? gy[i] : 0.0f;
-            acc += (double)gy[i] * (inside ? code - (double)t : code);
+        /* branch-free so it vectorizes (code - t is exact in float: |t| <= 255,
+         * code within 0.5 of t); g * dq/ds summed in float over fixed blocks of
+         * 256, the blocks in double: the order depends on neither the thread
+         * count nor the machine (layers/ is built for the baseline ISA) */
+        if (dx) {
+#pragma omp simd
+            for (int64_t i = c * chunk; i < end; i++) {
+                float t = xd[i] * r, u = t > lo ? t : lo;
+                u = u < hi ? u : hi; /* t clamped (NaN: lo), so t inside iff u == t */
+                float g = gy[i]; /* loaded unconditionally: no branch, it vectorizes */
+                dx[i] += u == t ? g : 0.0f;
+            }
         }
+        for (int64_t b = c * chunk; b < end; b += 256)
+            acc += step_grad_block(xd + b, gy + b, (b + 256 < end ? b + 256 : end) - b, r, lo, hi);
         part[c] = acc;
     }
     double sum = 0;
