@@ -15,6 +15,26 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Named restrict pointers n0 .. n15 (n0 .. n35) = base + k * st, with the
+ * qualifier q (const or nothing): an array of row pointers was reloaded per
+ * element and kept such loops scalar (session 11). */
+#define WG_P(q, n, k, base, st) q float *restrict n##k = (base) + (size_t)(k) * (st)
+#define WG_P16(q, n, base, st)                                                                     \
+    WG_P(q, n, 0, base, st); WG_P(q, n, 1, base, st); WG_P(q, n, 2, base, st);                    \
+    WG_P(q, n, 3, base, st); WG_P(q, n, 4, base, st); WG_P(q, n, 5, base, st);                    \
+    WG_P(q, n, 6, base, st); WG_P(q, n, 7, base, st); WG_P(q, n, 8, base, st);                    \
+    WG_P(q, n, 9, base, st); WG_P(q, n, 10, base, st); WG_P(q, n, 11, base, st);                  \
+    WG_P(q, n, 12, base, st); WG_P(q, n, 13, base, st); WG_P(q, n, 14, base, st);                 \
+    WG_P(q, n, 15, base, st)
+#define WG_P36(q, n, base, st)                                                                     \
+    WG_P16(q, n, base, st); WG_P(q, n, 16, base, st); WG_P(q, n, 17, base, st);                   \
+    WG_P(q, n, 18, base, st); WG_P(q, n, 19, base, st); WG_P(q, n, 20, base, st);                 \
+    WG_P(q, n, 21, base, st); WG_P(q, n, 22, base, st); WG_P(q, n, 23, base, st);                 \
+    WG_P(q, n, 24, base, st); WG_P(q, n, 25, base, st); WG_P(q, n, 26, base, st);                 \
+    WG_P(q, n, 27, base, st); WG_P(q, n, 28, base, st); WG_P(q, n, 29, base, st);                 \
+    WG_P(q, n, 30, base, st); WG_P(q, n, 31, base, st); WG_P(q, n, 32, base, st);                 \
+    WG_P(q, n, 33, base, st); WG_P(q, n, 34, base, st); WG_P(q, n, 35, base, st)
+
 /* Tiles across a row of width W: 4 outputs each. */
 static inline int wg_tiles_w(int W) { return (W + 3) / 4; }
 
@@ -113,18 +133,8 @@ void WG(split_in)(const float *x0, int H, int W, int th, float *xp, float *D, si
 /* V[xi][t] (xi stride vs) = (B^T d B)[xi] for the T patches of D (stride ds). */
 void WG(xform_in)(const float *D, size_t ds, size_t T, float *V, size_t vs)
 {
-#define DP(k) const float *restrict s##k = D + (size_t)(k) * ds
-    DP(0); DP(1); DP(2); DP(3); DP(4); DP(5); DP(6); DP(7); DP(8); DP(9); DP(10); DP(11);
-    DP(12); DP(13); DP(14); DP(15); DP(16); DP(17); DP(18); DP(19); DP(20); DP(21); DP(22);
-    DP(23); DP(24); DP(25); DP(26); DP(27); DP(28); DP(29); DP(30); DP(31); DP(32); DP(33);
-    DP(34); DP(35);
-#undef DP
-#define VP(k) float *restrict v##k = V + (size_t)(k) * vs
-    VP(0); VP(1); VP(2); VP(3); VP(4); VP(5); VP(6); VP(7); VP(8); VP(9); VP(10); VP(11);
-    VP(12); VP(13); VP(14); VP(15); VP(16); VP(17); VP(18); VP(19); VP(20); VP(21); VP(22);
-    VP(23); VP(24); VP(25); VP(26); VP(27); VP(28); VP(29); VP(30); VP(31); VP(32); VP(33);
-    VP(34); VP(35);
-#undef VP
+    WG_P36(const, s, D, ds);
+    WG_P36(, v, V, vs);
 #pragma omp simd
     for (size_t t = 0; t < T; t++) {
         float r[6][6]; /* r = B^T d (rows), column j */
@@ -157,16 +167,8 @@ void WG(xform_in)(const float *D, size_t ds, size_t T, float *V, size_t vs)
 /* Q[4 a + b][t] (stride qs) = (A^T m A)[a][b] for the T tiles of P (xi stride ps). */
 void WG(xform_out)(const float *P, size_t ps, size_t T, float *Q, size_t qs)
 {
-#define PP(k) const float *restrict p##k = P + (size_t)(k) * ps
-    PP(0); PP(1); PP(2); PP(3); PP(4); PP(5); PP(6); PP(7); PP(8); PP(9); PP(10); PP(11);
-    PP(12); PP(13); PP(14); PP(15); PP(16); PP(17); PP(18); PP(19); PP(20); PP(21); PP(22);
-    PP(23); PP(24); PP(25); PP(26); PP(27); PP(28); PP(29); PP(30); PP(31); PP(32); PP(33);
-    PP(34); PP(35);
-#undef PP
-#define QP(k) float *restrict q##k = Q + (size_t)(k) * qs
-    QP(0); QP(1); QP(2); QP(3); QP(4); QP(5); QP(6); QP(7); QP(8); QP(9); QP(10); QP(11);
-    QP(12); QP(13); QP(14); QP(15);
-#undef QP
+    WG_P36(const, p, P, ps);
+    WG_P16(, q, Q, qs);
 #pragma omp simd
     for (size_t t = 0; t < T; t++) {
         float z[4][6]; /* z = A^T m (rows), column j */
@@ -270,16 +272,8 @@ void WG(split_grad)(const float *dy0, int H, int W, int th, float *xp, float *D,
 /* U[xi][t] (stride us) = (A h A^T)[xi] for the T gradient tiles of D (stride ds). */
 void WG(xform_grad)(const float *D, size_t ds, size_t T, float *U, size_t us)
 {
-#define DP(k) const float *restrict s##k = D + (size_t)(k) * ds
-    DP(0); DP(1); DP(2); DP(3); DP(4); DP(5); DP(6); DP(7); DP(8); DP(9); DP(10); DP(11);
-    DP(12); DP(13); DP(14); DP(15);
-#undef DP
-#define UP(k) float *restrict u##k = U + (size_t)(k) * us
-    UP(0); UP(1); UP(2); UP(3); UP(4); UP(5); UP(6); UP(7); UP(8); UP(9); UP(10); UP(11);
-    UP(12); UP(13); UP(14); UP(15); UP(16); UP(17); UP(18); UP(19); UP(20); UP(21); UP(22);
-    UP(23); UP(24); UP(25); UP(26); UP(27); UP(28); UP(29); UP(30); UP(31); UP(32); UP(33);
-    UP(34); UP(35);
-#undef UP
+    WG_P16(const, s, D, ds);
+    WG_P36(, u, U, us);
 #pragma omp simd
     for (size_t t = 0; t < T; t++) {
         float r[6][4]; /* r = A h (rows), column b */
@@ -314,12 +308,7 @@ void WG(dw_output_row)(const float *S, size_t mc, int C, int m, float *dw)
     for (int c0 = 0; c0 < C; c0 += B) {
         int nb = C - c0 < B ? C - c0 : B;
         const float *S0 = S + (size_t)m * C + c0;
-#define SV(k) const float *restrict s##k = S0 + (size_t)(k) * mc
-        SV(0); SV(1); SV(2); SV(3); SV(4); SV(5); SV(6); SV(7); SV(8); SV(9); SV(10); SV(11);
-        SV(12); SV(13); SV(14); SV(15); SV(16); SV(17); SV(18); SV(19); SV(20); SV(21); SV(22);
-        SV(23); SV(24); SV(25); SV(26); SV(27); SV(28); SV(29); SV(30); SV(31); SV(32); SV(33);
-        SV(34); SV(35);
-#undef SV
+        WG_P36(const, s, S0, mc);
 #pragma omp simd
         for (int c = 0; c < nb; c++) {
             float r00, r10, r20, r01, r11, r21, r02, r12, r22, r03, r13, r23, r04, r14, r24, r05,
