@@ -99,7 +99,12 @@ static apb_status act_int8_forward(apb_graph *g, apb_var *out)
  * outside; NaN inputs code 0 as in apb_i8_code), in float. Without trapping
  * math (which only concerns the FP exception flags, never a value) gcc
  * vectorizes the selects; with it the loop stayed scalar. */
-__attribute__((optimize("no-trapping-math"))) static float
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_TRAPPING_MATH __attribute__((optimize("no-trapping-math")))
+#else
+#define NO_TRAPPING_MATH
+#endif
+NO_TRAPPING_MATH static float
 step_grad_block(const float *restrict xd, const float *restrict gy, int64_t n, float r, float lo,
                 float hi)
 {
