@@ -45,13 +45,20 @@
  * to the nearest integer, ties to even, for |t| < 2^22 (here |t| <= 255) with
  * no libm call; the build never reassociates or contracts float expressions
  * (-ffp-contract=off, no fast-math), so the two operations stay as written. */
-static inline int apb_i8_code(float x, float r, int is_signed)
+static inline float apb_i8_codef(float x, float r, float lo, float hi)
 {
-    float lo = is_signed ? -128.0f : 0.0f, hi = is_signed ? 127.0f : 255.0f;
     float t = x * r;
     t = t > lo ? t : (t <= lo ? lo : 0.0f);
     t = t < hi ? t : hi;
-    return (int)((t + 12582912.0f) - 12582912.0f);
+    return (t + 12582912.0f) - 12582912.0f;
+}
+
+/* The same as an int (the float above is already an integer in [lo, hi], so
+ * loops that want a float use apb_i8_codef: it vectorizes, the conversions need
+ * not). */
+static inline int apb_i8_code(float x, float r, int is_signed)
+{
+    return (int)apb_i8_codef(x, r, is_signed ? -128.0f : 0.0f, is_signed ? 127.0f : 255.0f);
 }
 
 /* Bytes of a packed B for N columns and K4 groups of 4. */

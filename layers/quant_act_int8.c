@@ -82,41 +82,27 @@ static apb_status act_int8_forward(apb_graph *g, apb_var *out)
     const float *restrict xd = x->data;
     float *restrict y = out->data;
     const float lo = a->is_signed ? -128.0f : 0.0f, hi = a->is_signed ? 127.0f : 255.0f;
-    /* apb_i8_value written out so it vectorizes: the rounded float is already
-     * the code (an integer in [lo, hi]), so the int conversion is skipped, the
-     * same bits (tests: act_int8 against apb_i8_value) */
+    /* apb_i8_value through the float code, which vectorizes (the same bits) */
 #pragma omp parallel for simd schedule(static) if (out->numel >= APB_QUANT_PAR_MIN)
-    for (int64_t i = 0; i < out->numel; i++) {
-        float t = xd[i] * r;
-        t = t > lo ? t : (t <= lo ? lo : 0.0f);
-        t = t < hi ? t : hi;
-        y[i] = ((t + 12582912.0f) - 12582912.0f) * s;
-    }
+    for (int64_t i = 0; i < out->numel; i++)
+        y[i] = apb_i8_codef(xd[i], r, lo, hi) * s;
     return APB_OK;
 }
 
 /* sum over n <= 256 elements of g * dq/ds (code - t inside [lo, hi], code
- * outside; NaN inputs code 0 as in apb_i8_code), in float. Without trapping
- * math (which only concerns the FP exception flags, never a value) gcc
- * vectorizes the selects; with it the loop stayed scalar. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_TRAPPING_MATH __attribute__((optimize("no-trapping-math")))
-#else
-#define NO_TRAPPING_MATH
-#endif
-NO_TRAPPING_MATH static float
-step_grad_block(const float *restrict xd, const float *restrict gy, int64_t n, float r, float lo,
-                float hi)
+ * outside; NaN inputs code 0 as in apb_i8_code), in float. The selects are
+ * written so that gcc if-converts them (t under a select of its own): with the
+ * subtraction inside the select the loop stayed scalar. */
+static float step_grad_block(const float *restrict xd, const float *restrict gy, int64_t n, float r,
+                             float lo, float hi)
 {
     float fs = 0.0f;
 #pragma omp simd reduction(+ : fs)
     for (int64_t i = 0; i < n; i++) {
         float t = xd[i] * r, u = t > lo ? t : lo;
         u = u < hi ? u : hi; /* t clamped (NaN: lo), so t inside iff u == t */
-        float k = t > lo ? t : (t <= lo ? lo : 0.0f);
-        k = k < hi ? k : hi;
-        float code = (k + 12582912.0f) - 12582912.0f;
-        fs += gy[i] * (code - (u == t ? t : 0.0f));
+        float m = u == t ? t : 0.0f;
+        fs += gy[i] * (apb_i8_codef(xd[i], r, lo, hi) - m);
     }
     return fs;
 }
