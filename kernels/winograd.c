@@ -78,33 +78,42 @@ void apb_wino_weights(int M, int C, const float *w, int flip, float *U, int nthr
 static int chunk_rows(int C, int W)
 {
     int want = WINO_CHUNK / C < WINO_TILES ? WINO_TILES : WINO_CHUNK / C;
-    int tw = wg_tiles_w(W), r = want / tw;
+    int tw = wg_tiles(W), r = want / tw;
     return r < 1 ? 1 : r;
 }
 
 /* A thread's scratch besides V and P: the split patches of one channel (36 a
  * tile; the output's 16 a tile reuse them) and a padded row. */
-static size_t split_floats(size_t tc, int W) { return (size_t)XI * tc + 4 * (size_t)wg_tiles_w(W) + 8; }
+static size_t split_floats(size_t tc, int W) { return (size_t)XI * tc + 4 * (size_t)wg_tiles(W) + 8; }
 
 size_t apb_wino_work_floats(int C, int M, int W)
 {
-    size_t tc = (size_t)chunk_rows(C, W) * wg_tiles_w(W);
+    size_t tc = (size_t)chunk_rows(C, W) * wg_tiles(W);
     return (size_t)XI * C * tc + (size_t)XI * M * tc + split_floats(tc, W);
 }
 
-/* V[xi][c][t] of tile rows r0 .. r1-1 (rows TH per image, images sx apart) for
- * all C channels; T = (r1 - r0) * TW tiles; D: split_floats scratch. */
+typedef void (*wg_split_fn)(const float *x0, int H, int W, int th, float *xp, float *D, size_t ds,
+                            long t0);
+
+/* Tile rows r0 .. r1-1 (wg_tiles(H) per image) of one channel, whose plane in
+ * image n is x0 + n * sx, split into D (split_floats scratch: the per-tile
+ * arrays, then the padded row); returns T = (r1 - r0) * wg_tiles(W), the tiles. */
+static size_t split_rows(wg_split_fn split, const float *x0, long sx, int H, int W, long r0, long r1,
+                         float *D)
+{
+    int TH = wg_tiles(H), TW = wg_tiles(W);
+    size_t T = (size_t)(r1 - r0) * TW;
+    for (long r = r0; r < r1; r++)
+        split(x0 + r / TH * sx, H, W, (int)(r % TH), D + (size_t)XI * T, D, T, (r - r0) * TW);
+    return T;
+}
+
+/* V[xi][c][t] of tile rows r0 .. r1-1 (images sx apart) for all C channels. */
 static void input_rows(const wg_fns *f, const float *x, long sx, int C, int H, int W, long r0,
                        long r1, float *V, float *D)
 {
-    int TH = (H + 3) / 4, TW = wg_tiles_w(W);
-    size_t T = (size_t)(r1 - r0) * TW;
-    float *xp = D + (size_t)XI * T;
     for (int c = 0; c < C; c++) {
-        for (long r = r0; r < r1; r++) {
-            int n = (int)(r / TH), th = (int)(r % TH);
-            f->split_in(x + n * sx + (long)c * H * W, H, W, th, xp, D, T, (r - r0) * TW);
-        }
+        size_t T = split_rows(f->split_in, x + (long)c * H * W, sx, H, W, r0, r1, D);
         f->xform_in(D, T, T, V + (size_t)c * T, (size_t)C * T);
     }
 }
@@ -113,7 +122,7 @@ static void input_rows(const wg_fns *f, const float *x, long sx, int C, int H, i
 static void output_rows(const wg_fns *f, const float *P, int M, int H, int W, long r0, long r1,
                         int acc, float *y, long sy, float *Q)
 {
-    int TH = (H + 3) / 4, TW = wg_tiles_w(W);
+    int TH = wg_tiles(H), TW = wg_tiles(W);
     size_t T = (size_t)(r1 - r0) * TW;
     for (int m = 0; m < M; m++) {
         f->xform_out(P + (size_t)m * T, (size_t)M * T, T, Q, T);
@@ -141,7 +150,7 @@ void apb_wino_pack(int M, int C, const float *U, float *pu, int nthreads)
 static void wino_run(int N, int C, int H, int W, const float *x, long sx, int M, const float *U,
                      const float *pu, int accumulate, float *y, long sy, float *work, int nthreads)
 {
-    int TH = (H + 3) / 4, TW = wg_tiles_w(W), rc = chunk_rows(C, W);
+    int TH = wg_tiles(H), TW = wg_tiles(W), rc = chunk_rows(C, W);
     long nrows = (long)N * TH, nchunk = (nrows + rc - 1) / rc;
     size_t wf = apb_wino_work_floats(C, M, W), tc = (size_t)rc * TW, mc = (size_t)M * C;
     size_t pf = apb_sgemm_apack_floats(M, C);
@@ -203,13 +212,13 @@ static int dw_chunk_rows(int C, int M, int W)
     int want = WINO_DW_CHUNK / (C + M);
     if (want < WINO_TILES)
         want = WINO_TILES;
-    int r = want / wg_tiles_w(W);
+    int r = want / wg_tiles(W);
     return r < 1 ? 1 : r;
 }
 
 size_t apb_wino_dw_work_floats(int C, int M, int W, int nthreads)
 {
-    size_t tc = (size_t)dw_chunk_rows(C, M, W) * wg_tiles_w(W);
+    size_t tc = (size_t)dw_chunk_rows(C, M, W) * wg_tiles(W);
     int nt = nthreads < 1 ? 1 : nthreads;
     return (size_t)XI * M * C + (size_t)XI * (C + M) * tc + (size_t)nt * split_floats(tc, W);
 }
@@ -219,7 +228,7 @@ void apb_wino_dw(int N, int C, int H, int W, const float *x, long sx, int M, con
 {
     if (N <= 0 || C <= 0 || M <= 0 || H <= 0 || W <= 0)
         return;
-    int TH = (H + 3) / 4, TW = wg_tiles_w(W), rc = dw_chunk_rows(C, M, W);
+    int TH = wg_tiles(H), TW = wg_tiles(W), rc = dw_chunk_rows(C, M, W);
     long nrows = (long)N * TH, nchunk = (nrows + rc - 1) / rc;
     size_t mc = (size_t)M * C, tc = (size_t)rc * TW, rs = split_floats(tc, W);
     float *S = work, *V = S + XI * mc, *U = V + (size_t)XI * C * tc, *sp = U + (size_t)XI * M * tc;
@@ -241,19 +250,13 @@ void apb_wino_dw(int N, int C, int H, int W, const float *x, long sx, int M, con
             float *D = sp;
 #endif
             for (int q = 0; q < C + M; q++) { /* channel q: x's (q < C), then dy's */
-                float *xp = D + (size_t)XI * T;
-                for (long r = r0; r < r1; r++) {
-                    int n = (int)(r / TH), th = (int)(r % TH);
-                    long t0 = (r - r0) * TW;
-                    if (q < C)
-                        f->split_in(x + n * sx + (long)q * H * W, H, W, th, xp, D, T, t0);
-                    else
-                        f->split_grad(dy + n * sdy + (long)(q - C) * H * W, H, W, th, xp, D, T, t0);
-                }
-                if (q < C)
+                if (q < C) {
+                    split_rows(f->split_in, x + (long)q * H * W, sx, H, W, r0, r1, D);
                     f->xform_in(D, T, T, V + (size_t)q * T, (size_t)C * T);
-                else
+                } else {
+                    split_rows(f->split_grad, dy + (long)(q - C) * H * W, sdy, H, W, r0, r1, D);
                     f->xform_grad(D, T, T, U + (size_t)(q - C) * T, (size_t)M * T);
+                }
             }
 #ifdef _OPENMP
 #pragma omp for schedule(static)

@@ -35,8 +35,8 @@
     WG_P(q, n, 30, base, st); WG_P(q, n, 31, base, st); WG_P(q, n, 32, base, st);                 \
     WG_P(q, n, 33, base, st); WG_P(q, n, 34, base, st); WG_P(q, n, 35, base, st)
 
-/* Tiles across a row of width W: 4 outputs each. */
-static inline int wg_tiles_w(int W) { return (W + 3) / 4; }
+/* Tiles across n pixels (a row's width or a plane's height): 4 outputs each. */
+static inline int wg_tiles(int n) { return (n + 3) / 4; }
 
 /* G v on three values (multiplications by the rounded reciprocals, the same at
  * every level): G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6;
@@ -88,7 +88,7 @@ void WG(weights_row)(int m, int M, int C, const float *w, int flip, float *U, si
  * plane x0): the 6x6 input patches of tile row th. xp: scratch of 4 * TW + 8. */
 void WG(split_in)(const float *x0, int H, int W, int th, float *xp, float *D, size_t ds, long t0)
 {
-    int TW = wg_tiles_w(W), L = 4 * TW + 4;
+    int TW = wg_tiles(W), L = 4 * TW + 4;
     for (int i = 0; i < 6; i++) {
         int ih = 4 * th - 1 + i;
         float *restrict p = xp;
@@ -228,7 +228,7 @@ void WG(scatter_out)(const float *Q, size_t qs, long t0, int H, int W, int th, i
  * the 4x4 gradient tiles of tile row th. xp: scratch of 4 * TW + 8. */
 void WG(split_grad)(const float *dy0, int H, int W, int th, float *xp, float *D, size_t ds, long t0)
 {
-    int TW = wg_tiles_w(W);
+    int TW = wg_tiles(W);
     for (int a = 0; a < 4; a++) {
         int ih = 4 * th + a;
         float *restrict d0 = D + (size_t)(4 * a) * ds + t0, *restrict d1 = d0 + ds,
