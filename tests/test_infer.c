@@ -43,8 +43,7 @@ static int check_model(const apbrt_model_desc *d, apb_rng *r, int n, double tol,
     float *x = malloc(n * in * sizeof(float)), *want = malloc(n * K * sizeof(float));
     float *got = malloc(n * K * sizeof(float));
     ti_input(r, x, n * in);
-    for (int b = 0; b < n; b++)
-        ti_reference(d, x + b * in, want + b * K);
+    ti_reference_batch(d, x, n, want, K);
     int fail = 0;
     for (int ref = 0; ref < 2 && !fail; ref++) {
         apbrt_model *m;
@@ -157,8 +156,7 @@ APB_TEST(test_infer_binary_bit_exact)
     float x[2 * 70 * 5 * 6], want[2 * 60], got[2 * 60];
     ti_input(&r, x, 2 * in);
     x[0] = 0.0f; /* sgn(0) = +1 */
-    for (int b = 0; b < 2; b++)
-        ti_reference(&t.d, x + b * in, want + b * 60);
+    ti_reference_batch(&t.d, x, 2, want, 60);
     for (int ref = 0; ref < 2; ref++) {
         apbrt_model *m;
         CHECK(load_desc(&t.d, ref, &m) == 0);
@@ -252,8 +250,7 @@ APB_TEST(test_infer_file_round_trip_and_getters)
     float x[2 * 3 * 64], a[20], want[20];
     ti_input(&r, x, 2 * 3 * 64);
     CHECK_OK(apbrt_run(m, x, 2, a));
-    for (int b = 0; b < 2; b++)
-        ti_reference(&t.d, x + b * 192, want + b * 10);
+    ti_reference_batch(&t.d, x, 2, want, 10);
     CHECK(ti_relerr(a, want, 20) <= 1e-4);
     apbrt_free(m);
     ti_free(&t);

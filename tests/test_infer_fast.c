@@ -61,8 +61,7 @@ static int check_conv(const geo *g, int wkind, int akind, int act, apb_rng *r, c
     float *c = malloc(sizeof(float) * NB * out);
     ti_input(r, x, NB * in);
     x[0] = 0.0f; /* sgn(0) = +1, 2-bit level 2 */
-    for (int i = 0; i < NB; i++)
-        ti_reference(&t.d, x + i * in, want + i * out);
+    ti_reference_batch(&t.d, x, NB, want, out);
     int fail = 0;
     apbrt_model *m;
     if (load_fast(&t.d, &m)) {
@@ -214,8 +213,7 @@ APB_TEST(test_infer_fast_elementwise_split)
     float *x = malloc(sizeof(float) * NB * per), *want = malloc(sizeof(float) * NB * per);
     float *y1 = malloc(sizeof(float) * NB * per), *y2 = malloc(sizeof(float) * NB * per);
     ti_input(&r, x, NB * per);
-    for (int i = 0; i < NB; i++)
-        ti_reference(&t.d, x + i * per, want + i * per);
+    ti_reference_batch(&t.d, x, NB, want, per);
     apbrt_model *m;
     CHECK(load_fast(&t.d, &m) == 0);
     CHECK(apbrt_microbatch(m) >= NB); /* one pass: NB * per > 2^18 values per op */
@@ -400,8 +398,7 @@ APB_TEST(test_infer_fast_fused_residual_add)
         ti_add(&t, APBRT_FLATTEN, 4, 3);
         ti_conv(&t, &r, APBRT_LINEAR, 3, 4, C * 5 * 5, K, 1, 1, 0, APBRT_W_FP32, APBRT_A_FP, 1, 0.0f);
         t.d.output_slot = 4;
-        for (int b = 0; b < NB; b++)
-            ti_reference(&t.d, x + b * in, want + b * K);
+        ti_reference_batch(&t.d, x, NB, want, K);
         int saved = apb_threads_get();
         for (int fu = 0; fu < 2; fu++)
             for (int ref = 0; ref < 2; ref++) {
@@ -476,8 +473,7 @@ APB_TEST(test_infer_fast_inplace_binary_conv)
         float *x = malloc(sizeof(float) * NB * in), *want = malloc(sizeof(float) * NB * K);
         float *a = malloc(sizeof(float) * NB * K), *b = malloc(sizeof(float) * NB * K);
         ti_input(&r, x, NB * in);
-        for (int i = 0; i < NB; i++)
-            ti_reference(&t.d, x + i * in, want + i * K);
+        ti_reference_batch(&t.d, x, NB, want, K);
         apbrt_model *m;
         CHECK(load_fast(&t.d, &m) == 0);
         CHECK_MSG(apbrt_fast_inplace_ready(&m->layers[0]), "M%d %dx%d k%d p%d: the conv is not prepared in place",

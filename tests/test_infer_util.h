@@ -256,6 +256,16 @@ static inline void ti_reference(const apbrt_model_desc *d, const float *x, float
         free(S[s]);
 }
 
+/* ti_reference of n samples, x's one after another (the model's input size
+ * apart), their outputs out floats apart in want. */
+static inline void ti_reference_batch(const apbrt_model_desc *d, const float *x, int n, float *want,
+                                      long out)
+{
+    long in = (long)d->in_c * d->in_h * d->in_w;
+    for (int b = 0; b < n; b++)
+        ti_reference(d, x + b * in, want + b * out);
+}
+
 static inline void ti_input(apb_rng *r, float *x, long n)
 {
     for (long i = 0; i < n; i++)
