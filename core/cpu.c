@@ -76,7 +76,7 @@ int apb_env_switch(const char *name, int *cache)
 }
 
 static int detected = -1;
-static int active = -1;
+int apb_isa_level = -1;
 
 apb_isa apb_isa_detected(void)
 {
@@ -107,23 +107,23 @@ apb_status apb_isa_parse(const char *s, apb_isa *out)
     return APB_OK;
 }
 
-apb_isa apb_isa_active(void)
+apb_isa apb_isa_active_first(void)
 {
-    if (active < 0) {
+    if (apb_isa_level < 0) {
         int lvl = apb_isa_detected();
         const char *env = getenv("APB_ISA");
         int want = env && *env ? level_of(env) : lvl;
         /* Read lazily by the first kernel dispatch, where no status can travel
-         * back: a typo would silently run the best level, so say it (once: active
+         * back: a typo would silently run the best level, so say it (once: apb_isa_level
          * is set below). */
         if (want < 0)
             fprintf(stderr, "apb: warning: ignoring APB_ISA='%s' (expected ref, avx2 or avx512); "
                             "using %s\n", env, apb_isa_name((apb_isa)lvl));
         else if (want < lvl)
             lvl = want;
-        active = lvl;
+        apb_isa_level = lvl;
     }
-    return (apb_isa)active;
+    return (apb_isa)apb_isa_level;
 }
 
 apb_status apb_isa_force(apb_isa level)
@@ -131,7 +131,7 @@ apb_status apb_isa_force(apb_isa level)
     if (level > apb_isa_detected())
         return apb_fail(APB_EUNSUPPORTED, "ISA level %s is not supported by this CPU (best: %s)",
                         apb_isa_name(level), apb_isa_name(apb_isa_detected()));
-    active = level;
+    apb_isa_level = level;
     return APB_OK;
 }
 

@@ -18,8 +18,17 @@ typedef enum { APB_ISA_REF = 0, APB_ISA_AVX2 = 1, APB_ISA_AVX512 = 2 } apb_isa;
 
 /* Best level this CPU + OS supports (cpuid + XGETBV), ignoring APB_ISA. */
 apb_isa apb_isa_detected(void);
-/* Level kernels use now: APB_ISA (if set) capped by apb_isa_detected(), or a forced level. */
-apb_isa apb_isa_active(void);
+/* Level kernels use now: APB_ISA (if set) capped by apb_isa_detected(), or a forced level.
+ * Inline: the runtime's per-row dispatches ask for it ~10^5 times per ResNet-18 pass
+ * (a call each was 2.4% of a pass). apb_isa_active_first() reads the environment on
+ * the first call; apb_isa_level holds the answer after it (-1 before). */
+extern int apb_isa_level;
+apb_isa apb_isa_active_first(void);
+static inline apb_isa apb_isa_active(void)
+{
+    int a = apb_isa_level;
+    return a >= 0 ? (apb_isa)a : apb_isa_active_first();
+}
 /* Force a level for this process; fails if the machine cannot run it. */
 apb_status apb_isa_force(apb_isa level);
 /* Parse "ref" / "avx2" / "avx512". */

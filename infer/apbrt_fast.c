@@ -93,7 +93,9 @@ struct apbrt_fast {
     int has_res;
     int Hq, Wq;           /* phase plane size */
     long plane;           /* floats per phase plane (Hq*Wq) */
-    long xp_sz;           /* floats of one image's planes, slack included */
+    long xp_sz;           /* values of one image's planes, slack included */
+    int bin8;             /* binary activations: the planes are bytes (+1, -1, 0 padding),
+                             apb_spmm_offset_i8_kernel; else floats */
     /* binary weights x 8-bit activations (i8 != 0) */
     int i8;
     int K4;               /* groups of 4 k: linear ceil(K/4); conv ceil(C/4) * KH*KW */
@@ -124,6 +126,8 @@ typedef struct {
     float *xq, *y;                /* phase planes (conv) or quantized rows (linear) /
                                      GEMM result [M, n*pixels] */
     size_t cap_xq, cap_y;
+    int8_t *xb;                   /* binary convs' residual byte phase planes */
+    size_t cap_xb;
     uint8_t *x8, *b8;             /* 8-bit: conv blocked byte planes [copies * images, x8_sz] /
                                      linear packed GEMM columns */
     size_t cap_x8, cap_b8;
@@ -169,6 +173,7 @@ void apbrt_fast_free(apbrt_model *m)
         apb_free_aligned(w->amag);
         apb_free_aligned(w->zero);
         apb_free_aligned(w->xq);
+        apb_free_aligned(w->xb);
         apb_free_aligned(w->y);
         apb_free_aligned(w->x8);
         apb_free_aligned(w->b8);
@@ -500,6 +505,7 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
                 fast_one_free(f);
                 return st;
             }
+            f->bin8 = a == APBRT_A_BIN;
         }
     }
     L->fast = f;
@@ -543,6 +549,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t el, int zero)
     return 1;
 }
 
+/* The residual's phase planes of a bit conv: need values, bytes (bin8) or floats. */
+static int grow_planes(fast_work *w, const apbrt_fast *f, size_t need)
+{
+    return f->bin8 ? grow((void **)&w->xb, &w->cap_xb, need, 1, 1)
+                   : grow((void **)&w->xq, &w->cap_xq, need, 4, 1);
+}
+
 /* q[i] = the value act(x[i]) the layer multiplies: binary sgn(x) (sgn(0) = +1);
  * 2-bit (l - 3/2) * s with l = clamp(floor(x/s) + 2, 0, 3), written as three
  * comparisons of x/s (the same level for every non-NaN x, NaN gives level 0 as
@@ -581,15 +594,20 @@ static void quantize_row(const float *restrict x, long cnt, long stride, int aki
     }
 }
 
-/* Channel c of one image x[C, H, W] -> its S*S quantized, zero-padded phase planes. */
-static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c, float *xp)
+/* Channel c of one image x[C, H, W] -> its S*S quantized, zero-padded phase
+ * planes in the image's planes xp: bytes for binary activations (bin8), else floats. */
+static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c, void *xp)
 {
     const apbrt_rec *r = &L->r;
     int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
-    int bin1 = r->akind == APBRT_A_BIN && S <= 2; /* the common case, vectorized */
+    if (f->bin8) {
+        apb_ew_sign_planes(x + (long)c * H * W, H, W, S, P, f->Hq, Wq,
+                           (int8_t *)xp + (long)c * S * S * f->plane);
+        return;
+    }
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
-            float *pl = xp + ((long)(c * S + a) * S + b) * f->plane;
+            float *pl = (float *)xp + ((long)(c * S + a) * S + b) * f->plane;
             /* valid j: 0 <= j*S + b - P < W */
             int jlo = P - b > 0 ? (P - b + S - 1) / S : 0;
             int jhi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
@@ -605,11 +623,7 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
                 const float *src = x + ((long)c * H + row) * W + (long)jlo * S + b - P;
                 for (int j = 0; j < jlo; j++) /* a pixel or two: no call */
                     d[j] = 0.0f;
-                if (bin1) {
-                    apb_ew_sign(jhi - jlo, src, S, d + jlo);
-                } else {
-                    quantize_row(src, jhi - jlo, S, r->akind, r->act_step, d + jlo);
-                }
+                quantize_row(src, jhi - jlo, S, r->akind, r->act_step, d + jlo);
                 for (int j = jhi; j < Wq; j++)
                     d[j] = 0.0f;
             }
@@ -710,8 +724,8 @@ static int chunk_rows(const apbrt_fast *f)
  * rows, or 64 columns of one longer row. yimg: the image's GEMM result, channel
  * c's row oh at yimg + c*ldy + oh*yrow (yrow = OW compact, Wq wide). */
 static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offset_fn fn,
-                     const float *xp, const float *yimg, long ldy, long yrow, float *oimg,
-                     int m0, int m1, int oh0, int oh1)
+                     apb_spmm_offset_i8_fn fn8, const void *xp, const float *yimg, long ldy,
+                     long yrow, float *oimg, int m0, int m1, int oh0, int oh1)
 {
     float acc[RES_CB * APB_SPMM_NC], cmp[APB_SPMM_NC];
     int Wq = f->Wq, OW = f->OW, rows = chunk_rows(f);
@@ -722,8 +736,14 @@ static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offs
             int len = OW - o0 < APB_SPMM_NC ? OW - o0 : APB_SPMM_NC;
             for (int c = m0; c < m1; c++) {
                 int b0 = m0 + (c - m0) / RES_CB * RES_CB; /* c's block of RES_CB channels */
-                if (c == b0) /* the chunk's planes stay in L1 across the blocks */
-                    fn(&f->R, b0, b0 + RES_CB < m1 ? b0 + RES_CB : m1, xp + (long)oh * Wq + o0, acc);
+                if (c == b0) { /* the chunk's planes stay in L1 across the blocks */
+                    int b1 = b0 + RES_CB < m1 ? b0 + RES_CB : m1;
+                    long at = (long)oh * Wq + o0;
+                    if (f->bin8)
+                        fn8(&f->R, b0, b1, (const int8_t *)xp + at, acc);
+                    else
+                        fn(&f->R, b0, b1, (const float *)xp + at, acc);
+                }
                 const float *a = acc + (c - b0) * APB_SPMM_NC;
                 const float *yc = yimg + c * ldy + (long)oh * yrow + o0;
                 float *oc = oimg + c * ohw + (long)oh * OW + o0;
@@ -744,7 +764,7 @@ static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offs
 /* Residual + epilogue of a chunk of cnt images, as tasks (image, band of output
  * rows, group of RES_CG channels); y: the GEMM result [M, ldy] with image b's
  * pixels from b * yimg, rows yrow apart. */
-static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const float *xq, int cnt,
+static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const void *xq, int cnt,
                          const float *y, long ldy, long yimg, long yrow, float *outc, int nth)
 {
     int M = L->r.cout, OH = f->OH, Wq = f->Wq, rows = chunk_rows(f);
@@ -753,14 +773,16 @@ static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
     int nband = (OH + band - 1) / band, ncb = (M + RES_CG - 1) / RES_CG;
     long tasks = (long)cnt * nband * ncb, ohw = (long)OH * f->OW;
     apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
+    apb_spmm_offset_i8_fn fn8 = apb_spmm_offset_i8_kernel();
+    size_t vsz = f->bin8 ? 1 : sizeof(float);
 #pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * cnt * ohw > 16384) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         long b = t / (nband * ncb);
         int g = (int)(t / ncb % nband), m0 = (int)(t % ncb) * RES_CG;
         int m1 = m0 + RES_CG < M ? m0 + RES_CG : M, oh0 = g * band;
         int oh1 = oh0 + band < OH ? oh0 + band : OH;
-        res_rows(L, f, fn, xq + b * f->xp_sz, y + b * yimg, ldy, yrow, outc + b * M * ohw, m0, m1,
-                 oh0, oh1);
+        res_rows(L, f, fn, fn8, (const char *)xq + b * f->xp_sz * vsz, y + b * yimg, ldy, yrow,
+                 outc + b * M * ohw, m0, m1, oh0, oh1);
     }
 }
 
@@ -974,11 +996,13 @@ static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, 
         plain_epilogue(L, f, cnt, Y, ldy, yimg, yrow, outc, nth);
         return APB_OK;
     }
-    float *xq = w->xq + copy * j->xqc;
+    size_t vsz = f->bin8 ? 1 : sizeof(float);
+    char *xq = f->bin8 ? (char *)(w->xb + copy * j->xqc) : (char *)(w->xq + copy * j->xqc);
     long tasks = (long)cnt * L->ic;
 #pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
     for (long t = 0; t < tasks; t++)
-        build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic), xq + (t / L->ic) * f->xp_sz);
+        build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic),
+                     xq + (t / L->ic) * f->xp_sz * vsz);
     res_epilogue(L, f, xq, cnt, Y, ldy, yimg, yrow, outc, nth);
     return APB_OK;
 }
@@ -1002,7 +1026,7 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
         j.zqc = (size_t)nb * f->istride;
         j.yc = (size_t)M * nb * f->incol;
         if (!grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
-            (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)) ||
+            (f->has_res && !grow_planes(w, f, copies * j.xqc)) ||
             !grow((void **)&w->zq, &w->cap_zq, copies * j.zqc, 8, 1))
             return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
         return run_chunks(&j, conv_ind_chunk, n, nb, nch, par, nth);
@@ -1011,7 +1035,7 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
         (packs_mag && !grow((void **)&w->amag, &w->cap_mag, copies * j.words, 8, 0)) ||
         (f->bin_as_2bit && !grow((void **)&w->zero, &w->cap_zero, j.words, 8, 1)) ||
         (nb > 1 && !grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0)) ||
-        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)) ||
+        (f->has_res && !grow_planes(w, f, copies * j.xqc)) ||
         (f->chan && !grow((void **)&w->z0, &w->cap_z0, copies * j.zc, 8, 0)) ||
         (f->chan && packs_mag && !grow((void **)&w->z1, &w->cap_z1, copies * j.zc, 8, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);

@@ -27,7 +27,10 @@ void apb_ew_post(long n, const float *src, const float *add, int affine, float s
 
 void apb_ew_add_act(long n, const float *a, const float *b, int act, float *dst) { ew()->add_act(n, a, b, act, dst); }
 
-void apb_ew_sign(long n, const float *x, int stride, float *q) { ew()->sign(n, x, stride, q); }
+void apb_ew_sign_planes(const float *x, int H, int W, int S, int P, int Hq, int Wq, int8_t *out)
+{
+    ew()->sign_planes(x, H, W, S, P, Hq, Wq, out);
+}
 
 void apb_ew_dot_int(long n, int32_t *a, int32_t base, const int32_t *ct) { ew()->dot_int(n, a, base, ct); }
 

@@ -22,9 +22,12 @@ void apb_ew_post(long n, const float *src, const float *add, int affine, float s
 /* dst[i] = act(a[i] + b[i]), or act(a[i]) when b == NULL. dst may equal a or b. */
 void apb_ew_add_act(long n, const float *a, const float *b, int act, float *dst);
 
-/* q[i] = x[i * stride] >= 0 ? +1 : -1 (binary activations: sgn(0) = +1, NaN
- * -> -1 as the comparison says); stride 1 or 2. */
-void apb_ew_sign(long n, const float *x, int stride, float *q);
+/* The binary activation of one H x W channel x as the zero-padded stride-phase
+ * byte planes of a conv with stride S and padding P (infer/apbrt_fast.c): S*S
+ * planes of Hq x Wq bytes one after another, phase (a, b) holding padded pixel
+ * (i*S + a, j*S + b) at (i, j): x >= 0 ? +1 : -1 (sgn(0) = +1, NaN -> -1 as the
+ * comparison says), 0 where the pixel is padding. */
+void apb_ew_sign_planes(const float *x, int H, int W, int S, int P, int Hq, int Wq, int8_t *out);
 
 /* One output row of a k x k pool (stride s, padding p) of one H x W plane x:
  * y[0..OW) for output row oh, max (mx != 0, padding -inf) or average (padding

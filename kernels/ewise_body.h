@@ -50,17 +50,45 @@ void EW(add_act)(long n, const float *a, const float *b, int act, float *dst)
     EW(post)(n, a, b, 0, 1.0f, 0.0f, act, dst);
 }
 
-void EW(sign)(long n, const float *restrict x, int stride, float *restrict q)
+#ifdef EW_OWN_SIGN_PLANES /* the level has its own; this one serves it at strides > 2 */
+static void sign_planes_portable(const float *restrict x, int H, int W, int S, int P, int Hq, int Wq,
+                                 int8_t *restrict out)
+#else
+void EW(sign_planes)(const float *restrict x, int H, int W, int S, int P, int Hq, int Wq,
+                     int8_t *restrict out)
+#endif
 {
-    if (stride == 2) {
+    long plane = (long)Hq * Wq;
+    for (int a = 0; a < S; a++)
+        for (int b = 0; b < S; b++) {
+            int8_t *pl = out + (long)(a * S + b) * plane;
+            /* valid j: 0 <= j*S + b - P < W */
+            int jlo = P - b > 0 ? (P - b + S - 1) / S : 0;
+            int jhi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
+            jhi = jhi < Wq ? jhi : Wq;
+            jlo = jlo < jhi ? jlo : jhi;
+            for (int i = 0; i < Hq; i++) {
+                int8_t *restrict d = pl + (long)i * Wq;
+                int row = i * S + a - P;
+                if (row < 0 || row >= H) {
+                    memset(d, 0, (size_t)Wq);
+                    continue;
+                }
+                const float *restrict src = x + (long)row * W + (long)jlo * S + b - P;
+                long n = jhi - jlo;
+                memset(d, 0, (size_t)jlo);
+                memset(d + jhi, 0, (size_t)(Wq - jhi));
+                d += jlo;
+                if (S == 1) {
 #pragma omp simd
-        for (long i = 0; i < n; i++)
-            q[i] = x[2 * i] >= 0.0f ? 1.0f : -1.0f;
-        return;
-    }
-#pragma omp simd
-    for (long i = 0; i < n; i++)
-        q[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
+                    for (long j = 0; j < n; j++)
+                        d[j] = src[j] >= 0.0f ? (int8_t)1 : (int8_t)-1;
+                } else {
+                    for (long j = 0; j < n; j++)
+                        d[j] = src[j * S] >= 0.0f ? (int8_t)1 : (int8_t)-1;
+                }
+            }
+        }
 }
 
 void EW(dot_int)(long n, int32_t *restrict a, int32_t base, const int32_t *restrict ct)

@@ -67,6 +67,14 @@ apb_status apb_spmm_xt(const apb_csr *R, int N, const float *Xt, int ldxt, float
  * the active ISA level, so results do not depend on how the caller splits. */
 typedef void (*apb_spmm_offset_fn)(const apb_csr *R, int m0, int m1, const float *X, float *out);
 apb_spmm_offset_fn apb_spmm_offset_kernel(void);
+/* The same product over byte planes, for binary activations (values +1, -1 and
+ * 0 for padding): out[(m - m0)*APB_SPMM_NC + n] = sum_e val[e] * (float)X[col(e) + n]
+ * (CSR order, from 0). Each product val * x is exact, so every element is bit
+ * for bit what apb_spmm_offset_kernel gives on the same values stored as
+ * floats, with a quarter of the bytes: a 64-channel conv's planes for one
+ * output row (3 input rows) stay in L1. Same slack rule (APB_SPMM_NC bytes). */
+typedef void (*apb_spmm_offset_i8_fn)(const apb_csr *R, int m0, int m1, const int8_t *X, float *out);
+apb_spmm_offset_i8_fn apb_spmm_offset_i8_kernel(void);
 /* Specification of apb_spmm: single-threaded scalar loops. */
 apb_status apb_spmm_ref(const apb_csr *R, int N, const float *X, int ldx, float *Y, int ldy);
 
@@ -82,6 +90,8 @@ void apb_spmm_chunk_avx512(const apb_csr *R, int m0, int m1, int n0, int nc, con
                            int ldx, float *Y, int ldy);
 void apb_spmm_offset_avx2(const apb_csr *R, int m0, int m1, const float *X, float *out);
 void apb_spmm_offset_avx512(const apb_csr *R, int m0, int m1, const float *X, float *out);
+void apb_spmm_offset_i8_avx2(const apb_csr *R, int m0, int m1, const int8_t *X, float *out);
+void apb_spmm_offset_i8_avx512(const apb_csr *R, int m0, int m1, const int8_t *X, float *out);
 /* apb_spmm at AVX-512 copies each chunk's X columns to a contiguous slab first
  * (on by default; same results bit for bit). Returns the previous setting; for
  * tests and benchmarks. */

@@ -84,3 +84,38 @@ void apb_spmm_offset_avx2(const apb_csr *R, int m0, int m1, const float *X, floa
         _mm256_storeu_ps(y + 56, a7);
     }
 }
+
+/* 8 floats from 8 bytes */
+static inline __m256 cvt8(const int8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+void apb_spmm_offset_i8_avx2(const apb_csr *R, int m0, int m1, const int8_t *X, float *out)
+{
+    for (int m = m0; m < m1; m++) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0;
+        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
+            const int8_t *x = X + apb_csr_col(R, e);
+            __m256 v = _mm256_set1_ps(R->val[e]);
+            a0 = _mm256_fmadd_ps(v, cvt8(x), a0);
+            a1 = _mm256_fmadd_ps(v, cvt8(x + 8), a1);
+            a2 = _mm256_fmadd_ps(v, cvt8(x + 16), a2);
+            a3 = _mm256_fmadd_ps(v, cvt8(x + 24), a3);
+            a4 = _mm256_fmadd_ps(v, cvt8(x + 32), a4);
+            a5 = _mm256_fmadd_ps(v, cvt8(x + 40), a5);
+            a6 = _mm256_fmadd_ps(v, cvt8(x + 48), a6);
+            a7 = _mm256_fmadd_ps(v, cvt8(x + 56), a7);
+        }
+        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
+        _mm256_storeu_ps(y, a0);
+        _mm256_storeu_ps(y + 8, a1);
+        _mm256_storeu_ps(y + 16, a2);
+        _mm256_storeu_ps(y + 24, a3);
+        _mm256_storeu_ps(y + 32, a4);
+        _mm256_storeu_ps(y + 40, a5);
+        _mm256_storeu_ps(y + 48, a6);
+        _mm256_storeu_ps(y + 56, a7);
+    }
+}

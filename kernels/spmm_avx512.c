@@ -112,3 +112,64 @@ void apb_spmm_offset_avx512(const apb_csr *R, int m0, int m1, const float *X, fl
             _mm512_storeu_ps(y + 16 * i, a[i]);
     }
 }
+
+/* ---- byte planes (binary activations): 16 floats from 16 bytes per vector ---- */
+
+AI __m512 cvt16(const int8_t *p)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+
+AI void fma_row8(__m512 *a, const apb_csr *R, int64_t e, const int8_t *X)
+{
+    const int8_t *x = X + apb_csr_col(R, e);
+    __m512 v = _mm512_set1_ps(R->val[e]);
+    a[0] = _mm512_fmadd_ps(v, cvt16(x), a[0]);
+    a[1] = _mm512_fmadd_ps(v, cvt16(x + 16), a[1]);
+    a[2] = _mm512_fmadd_ps(v, cvt16(x + 32), a[2]);
+    a[3] = _mm512_fmadd_ps(v, cvt16(x + 48), a[3]);
+}
+
+/* rows m .. m+3 from zero into out (rows APB_SPMM_NC apart), as rows4 */
+static void rows4_i8(const apb_csr *R, int m, const int8_t *X, float *out)
+{
+    __m512 a[4][4];
+    int64_t e[4], n[4], common = INT64_MAX;
+    for (int r = 0; r < 4; r++) {
+        for (int i = 0; i < 4; i++)
+            a[r][i] = _mm512_setzero_ps();
+        e[r] = R->row_ptr[m + r];
+        n[r] = R->row_ptr[m + r + 1] - e[r];
+        if (n[r] < common)
+            common = n[r];
+    }
+    for (int64_t i = 0; i < common; i++) {
+        fma_row8(a[0], R, e[0] + i, X);
+        fma_row8(a[1], R, e[1] + i, X);
+        fma_row8(a[2], R, e[2] + i, X);
+        fma_row8(a[3], R, e[3] + i, X);
+    }
+    for (int r = 0; r < 4; r++) {
+        for (int64_t i = common; i < n[r]; i++)
+            fma_row8(a[r], R, e[r] + i, X);
+        float *y = out + (size_t)r * APB_SPMM_NC;
+        for (int i = 0; i < 4; i++)
+            _mm512_storeu_ps(y + 16 * i, a[r][i]);
+    }
+}
+
+void apb_spmm_offset_i8_avx512(const apb_csr *R, int m0, int m1, const int8_t *X, float *out)
+{
+    int m = m0;
+    for (; m + 4 <= m1; m += 4)
+        rows4_i8(R, m, X, out + (size_t)(m - m0) * APB_SPMM_NC);
+    for (; m < m1; m++) {
+        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++)
+            fma_row8(a, R, e, X);
+        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
+        for (int i = 0; i < 4; i++)
+            _mm512_storeu_ps(y + 16 * i, a[i]);
+    }
+}

@@ -69,17 +69,58 @@ APB_TEST(test_ewise_post_every_isa)
                         apb_ew_add_act(n, src, ad ? add : NULL, act, got);
                         CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)n) == 0,
                                   "add_act at %s: n %ld add %d act %d", apb_ew_level(), n, ad, act);
-                        for (int st = 1; st <= 2; st++) {
-                            for (long i = 0; i < n / st; i++)
-                                want[i] = src[i * st] >= 0.0f ? 1.0f : -1.0f;
-                            apb_ew_sign(n / st, src, st, got);
-                            CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)(n / st)) == 0,
-                                      "sign at %s: n %ld stride %d", apb_ew_level(), n / st, st);
-                        }
                     }
     }
     apb_isa_force(prev);
     CHECK(levels >= 1);
+    return 0;
+}
+
+/* The binary activation's byte phase planes at every level against the
+ * definition, pixel by pixel: strides 1-3, paddings 0-2, maps narrower and
+ * wider than a vector, zeros of both signs (+1) and NaN (-1). */
+APB_TEST(test_ewise_sign_planes_every_isa)
+{
+    static const int dims[][2] = {{1, 1}, {3, 5}, {7, 7}, {8, 17}, {14, 14}, {9, 70}};
+    enum { XMAX = 9 * 70, OMAX = 9 * 76 * 76 };
+    static float x[XMAX];
+    static int8_t got[OMAX + 64];
+    apb_rng r;
+    apb_rng_seed(&r, 93);
+    for (int i = 0; i < XMAX; i++)
+        x[i] = i % 13 == 5 ? NAN : val(&r, i);
+    apb_isa prev = apb_isa_active();
+    int levels = 0, checked = 0;
+    for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
+        CHECK_OK(apb_isa_force((apb_isa)isa));
+        levels++;
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+            for (int S = 1; S <= 3; S++)
+                for (int P = 0; P <= 2; P++) {
+                    int H = dims[di][0], W = dims[di][1];
+                    int Hq = (H + 2 * P + S - 1) / S, Wq = (W + 2 * P + S - 1) / S;
+                    long plane = (long)Hq * Wq;
+                    memset(got, 77, sizeof got);
+                    apb_ew_sign_planes(x, H, W, S, P, Hq, Wq, got);
+                    for (int a = 0; a < S; a++)
+                        for (int b = 0; b < S; b++)
+                            for (int i = 0; i < Hq; i++)
+                                for (int j = 0; j < Wq; j++) {
+                                    int row = i * S + a - P, col = j * S + b - P;
+                                    int want = row < 0 || row >= H || col < 0 || col >= W ? 0
+                                               : x[row * W + col] >= 0.0f ? 1 : -1;
+                                    long at = (a * S + b) * plane + (long)i * Wq + j;
+                                    CHECK_MSG(got[at] == want,
+                                              "sign planes at %s: %dx%d S %d P %d phase (%d,%d) (%d,%d): %d, want %d",
+                                              apb_ew_level(), H, W, S, P, a, b, i, j, got[at], want);
+                                    checked++;
+                                }
+                    CHECK_MSG(got[S * S * plane] == 77, "sign planes at %s wrote past its planes",
+                              apb_ew_level());
+                }
+    }
+    apb_isa_force(prev);
+    CHECK(levels >= 1 && checked > 1000);
     return 0;
 }
 

@@ -248,3 +248,58 @@ APB_TEST(test_spmm_offset_chunk_every_level_exact)
     free(out);
     return 0;
 }
+
+/* apb_spmm_offset_i8_kernel at every ISA level: over byte planes of +1, -1 and 0
+ * (binary activations with padding), each element is bit for bit what
+ * apb_spmm_offset_kernel gives on the same values as floats at the same level
+ * (the products are exact), and the CSR-order sum from 0; rows of other tasks
+ * and the words past each row's 64 are left alone. Rows of 1-4 entries and a
+ * dense one exercise the 4-row kernel's uneven tails. */
+APB_TEST(test_spmm_offset_i8_equals_float_planes)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 34);
+    int M = 13, K = 700;
+    float *Rd = sparse_dense(&r, M, K, 0.01);
+    float *X = malloc(sizeof(float) * (K + APB_SPMM_NC));
+    int8_t *X8 = malloc(K + APB_SPMM_NC);
+    float *want = malloc(sizeof(float) * (M + 1) * APB_SPMM_NC);
+    float *got = malloc(sizeof(float) * (M + 1) * APB_SPMM_NC);
+    CHECK(Rd && X && X8 && want && got);
+    for (int i = 0; i < K + APB_SPMM_NC; i++) {
+        uint64_t u = apb_rng_next(&r) % 5;
+        X8[i] = (int8_t)(u == 0 ? 0 : u <= 2 ? 1 : -1);
+        X[i] = (float)X8[i];
+    }
+    for (int k = 0; k < K; k++) /* one dense row, one empty row */
+        Rd[4 * K + k] = apb_rng_normal(&r), Rd[7 * K + k] = 0.0f;
+    apb_csr R;
+    CHECK_OK(apb_csr_from_dense(&R, M, K, Rd, K));
+    apb_isa best = apb_isa_detected();
+    int cases[][2] = {{0, M}, {1, 9}, {4, 5}, {7, 8}, {8, 13}};
+    int compared = 0;
+    for (int lvl = APB_ISA_REF; lvl <= (int)best; lvl++) {
+        CHECK_OK(apb_isa_force((apb_isa)lvl));
+        apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
+        apb_spmm_offset_i8_fn fn8 = apb_spmm_offset_i8_kernel();
+        for (int c = 0; c < 5; c++) {
+            int m0 = cases[c][0], m1 = cases[c][1];
+            for (int i = 0; i < (M + 1) * APB_SPMM_NC; i++)
+                got[i] = 12345.0f;
+            fn(&R, m0, m1, X, want);
+            fn8(&R, m0, m1, X8, got);
+            for (int i = 0; i < (m1 - m0) * APB_SPMM_NC; i++, compared++)
+                if (memcmp(&got[i], &want[i], sizeof(float))) {
+                    fprintf(stderr, "level %d rows [%d,%d) at %d: %.9g want %.9g\n", lvl, m0, m1, i,
+                            got[i], want[i]);
+                    CHECK(0);
+                }
+            CHECK(got[(size_t)(m1 - m0) * APB_SPMM_NC] == 12345.0f);
+        }
+    }
+    CHECK_OK(apb_isa_force(best));
+    CHECK(compared > 1000);
+    apb_csr_free(&R);
+    free(Rd), free(X), free(X8), free(want), free(got);
+    return 0;
+}
