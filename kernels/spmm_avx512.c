@@ -12,9 +12,10 @@
 
 #define AI static inline __attribute__((always_inline))
 
-AI void fma_row(__m512 *a, const apb_csr *R, int64_t e, const float *X, int ldx, int n0)
+AI void fma_row(__m512 *a, const apb_csr *R, int64_t e, const float *X, int ldx, int n0, int c16)
 {
-    const float *x = X + (size_t)apb_csr_col(R, e) * ldx + n0;
+    int64_t c = c16 ? (int64_t)R->col16[e] : (int64_t)R->col32[e];
+    const float *x = X + (size_t)c * ldx + n0;
     __m512 v = _mm512_set1_ps(R->val[e]);
     a[0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x), a[0]);
     a[1] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 16), a[1]);
@@ -22,33 +23,55 @@ AI void fma_row(__m512 *a, const apb_csr *R, int64_t e, const float *X, int ldx,
     a[3] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 48), a[3]);
 }
 
-/* rows m .. m+3, full 64-column chunk; y = row m's chunk, rows ldy apart */
+AI void load4(__m512 *a, const float *y)
+{
+    for (int i = 0; i < 4; i++)
+        a[i] = _mm512_loadu_ps(y + 16 * i);
+}
+
+AI void put4(float *y, const __m512 *a)
+{
+    for (int i = 0; i < 4; i++)
+        _mm512_storeu_ps(y + 16 * i, a[i]);
+}
+
+/* rows m .. m+3, full 64-column chunk; y = row m's chunk, rows ldy apart. The
+ * four rows' entries in lockstep while all have some, then each row's rest;
+ * named accumulator arrays indexed by constants only, so all 16 stay in
+ * registers (c16: col16 indices; both widths are compiled). */
+AI void rows4_t(const apb_csr *R, int m, int n0, const float *X, int ldx, float *y0, int ldy, int c16)
+{
+    __m512 a0[4], a1[4], a2[4], a3[4];
+    load4(a0, y0), load4(a1, y0 + ldy), load4(a2, y0 + 2 * (size_t)ldy), load4(a3, y0 + 3 * (size_t)ldy);
+    const int64_t *rp = R->row_ptr + m;
+    int64_t e0 = rp[0], e1 = rp[1], e2 = rp[2], e3 = rp[3], e4 = rp[4];
+    int64_t n0c = e1 - e0, n1 = e2 - e1, n2 = e3 - e2, n3 = e4 - e3;
+    int64_t common = n0c < n1 ? n0c : n1;
+    common = common < n2 ? common : n2;
+    common = common < n3 ? common : n3;
+    for (int64_t i = 0; i < common; i++) {
+        fma_row(a0, R, e0 + i, X, ldx, n0, c16);
+        fma_row(a1, R, e1 + i, X, ldx, n0, c16);
+        fma_row(a2, R, e2 + i, X, ldx, n0, c16);
+        fma_row(a3, R, e3 + i, X, ldx, n0, c16);
+    }
+    for (int64_t e = e0 + common; e < e1; e++)
+        fma_row(a0, R, e, X, ldx, n0, c16);
+    for (int64_t e = e1 + common; e < e2; e++)
+        fma_row(a1, R, e, X, ldx, n0, c16);
+    for (int64_t e = e2 + common; e < e3; e++)
+        fma_row(a2, R, e, X, ldx, n0, c16);
+    for (int64_t e = e3 + common; e < e4; e++)
+        fma_row(a3, R, e, X, ldx, n0, c16);
+    put4(y0, a0), put4(y0 + ldy, a1), put4(y0 + 2 * (size_t)ldy, a2), put4(y0 + 3 * (size_t)ldy, a3);
+}
+
 static void rows4(const apb_csr *R, int m, int n0, const float *X, int ldx, float *y0, int ldy)
 {
-    __m512 a[4][4];
-    int64_t e[4], n[4], common = INT64_MAX;
-    for (int r = 0; r < 4; r++) {
-        float *y = y0 + (size_t)r * ldy;
-        for (int i = 0; i < 4; i++)
-            a[r][i] = _mm512_loadu_ps(y + 16 * i);
-        e[r] = R->row_ptr[m + r];
-        n[r] = R->row_ptr[m + r + 1] - e[r];
-        if (n[r] < common)
-            common = n[r];
-    }
-    for (int64_t i = 0; i < common; i++) {
-        fma_row(a[0], R, e[0] + i, X, ldx, n0);
-        fma_row(a[1], R, e[1] + i, X, ldx, n0);
-        fma_row(a[2], R, e[2] + i, X, ldx, n0);
-        fma_row(a[3], R, e[3] + i, X, ldx, n0);
-    }
-    for (int r = 0; r < 4; r++) {
-        for (int64_t i = common; i < n[r]; i++)
-            fma_row(a[r], R, e[r] + i, X, ldx, n0);
-        float *y = y0 + (size_t)r * ldy;
-        for (int i = 0; i < 4; i++)
-            _mm512_storeu_ps(y + 16 * i, a[r][i]);
-    }
+    if (R->idx_bytes == 2)
+        rows4_t(R, m, n0, X, ldx, y0, ldy, 1);
+    else
+        rows4_t(R, m, n0, X, ldx, y0, ldy, 0);
 }
 
 void apb_spmm_chunk_avx512(const apb_csr *R, int m0, int m1, int n0, int nc, const float *X,
@@ -93,24 +116,30 @@ void apb_spmm_chunk_avx512(const apb_csr *R, int m0, int m1, int n0, int nc, con
     }
 }
 
-void apb_spmm_offset_avx512(const apb_csr *R, int m0, int m1, const float *X, float *out)
+AI void offset_t(const apb_csr *R, int m0, int m1, const float *X, float *out, int c16)
 {
     int m = m0;
     for (; m + 4 <= m1; m += 4) {
         float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
         for (int i = 0; i < 4 * APB_SPMM_NC; i += 16)
             _mm512_storeu_ps(y + i, _mm512_setzero_ps());
-        rows4(R, m, 0, X, 1, y, APB_SPMM_NC);
+        rows4_t(R, m, 0, X, 1, y, APB_SPMM_NC, c16);
     }
     for (; m < m1; m++) {
         __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                        _mm512_setzero_ps()};
         for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++)
-            fma_row(a, R, e, X, 1, 0);
-        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
-        for (int i = 0; i < 4; i++)
-            _mm512_storeu_ps(y + 16 * i, a[i]);
+            fma_row(a, R, e, X, 1, 0, c16);
+        put4(out + (size_t)(m - m0) * APB_SPMM_NC, a);
     }
+}
+
+void apb_spmm_offset_avx512(const apb_csr *R, int m0, int m1, const float *X, float *out)
+{
+    if (R->idx_bytes == 2)
+        offset_t(R, m0, m1, X, out, 1);
+    else
+        offset_t(R, m0, m1, X, out, 0);
 }
 
 /* ---- byte planes (binary activations): 16 floats from 16 bytes per vector ---- */
@@ -120,9 +149,15 @@ AI __m512 cvt16(const int8_t *p)
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
 
-AI void fma_row8(__m512 *a, const apb_csr *R, int64_t e, const int8_t *X)
+/* col(e) with the index width known at compile time (c16: col16) */
+AI int64_t col_of(const apb_csr *R, int64_t e, int c16)
 {
-    const int8_t *x = X + apb_csr_col(R, e);
+    return c16 ? (int64_t)R->col16[e] : (int64_t)R->col32[e];
+}
+
+AI void fma_row8(__m512 *a, const apb_csr *R, int64_t e, const int8_t *X, int c16)
+{
+    const int8_t *x = X + col_of(R, e, c16);
     __m512 v = _mm512_set1_ps(R->val[e]);
     a[0] = _mm512_fmadd_ps(v, cvt16(x), a[0]);
     a[1] = _mm512_fmadd_ps(v, cvt16(x + 16), a[1]);
@@ -130,46 +165,72 @@ AI void fma_row8(__m512 *a, const apb_csr *R, int64_t e, const int8_t *X)
     a[3] = _mm512_fmadd_ps(v, cvt16(x + 48), a[3]);
 }
 
-/* rows m .. m+3 from zero into out (rows APB_SPMM_NC apart), as rows4 */
-static void rows4_i8(const apb_csr *R, int m, const int8_t *X, float *out)
+AI void zero4(__m512 *a)
 {
-    __m512 a[4][4];
-    int64_t e[4], n[4], common = INT64_MAX;
-    for (int r = 0; r < 4; r++) {
-        for (int i = 0; i < 4; i++)
-            a[r][i] = _mm512_setzero_ps();
-        e[r] = R->row_ptr[m + r];
-        n[r] = R->row_ptr[m + r + 1] - e[r];
-        if (n[r] < common)
-            common = n[r];
-    }
+    a[0] = a[1] = a[2] = a[3] = _mm512_setzero_ps();
+}
+
+AI void store4(float *y, const __m512 *a)
+{
+    _mm512_storeu_ps(y, a[0]);
+    _mm512_storeu_ps(y + 16, a[1]);
+    _mm512_storeu_ps(y + 32, a[2]);
+    _mm512_storeu_ps(y + 48, a[3]);
+}
+
+/* rows m .. m+3 from zero into out (rows APB_SPMM_NC apart): the four rows'
+ * entries in lockstep while all have some (16 independent FMA chains), then
+ * each row's rest. Every accumulator is a named array indexed by constants
+ * only, so all 16 stay in registers (an a[r][i] indexed by a loop's r was kept
+ * on the stack by gcc: a store and a reload around each FMA of the tails). */
+AI void rows4_i8_t(const apb_csr *R, int m, const int8_t *X, float *out, int c16)
+{
+    __m512 a0[4], a1[4], a2[4], a3[4];
+    zero4(a0), zero4(a1), zero4(a2), zero4(a3);
+    const int64_t *rp = R->row_ptr + m;
+    int64_t e0 = rp[0], e1 = rp[1], e2 = rp[2], e3 = rp[3], e4 = rp[4];
+    int64_t n0 = e1 - e0, n1 = e2 - e1, n2 = e3 - e2, n3 = e4 - e3;
+    int64_t common = n0 < n1 ? n0 : n1;
+    common = common < n2 ? common : n2;
+    common = common < n3 ? common : n3;
     for (int64_t i = 0; i < common; i++) {
-        fma_row8(a[0], R, e[0] + i, X);
-        fma_row8(a[1], R, e[1] + i, X);
-        fma_row8(a[2], R, e[2] + i, X);
-        fma_row8(a[3], R, e[3] + i, X);
+        fma_row8(a0, R, e0 + i, X, c16);
+        fma_row8(a1, R, e1 + i, X, c16);
+        fma_row8(a2, R, e2 + i, X, c16);
+        fma_row8(a3, R, e3 + i, X, c16);
     }
-    for (int r = 0; r < 4; r++) {
-        for (int64_t i = common; i < n[r]; i++)
-            fma_row8(a[r], R, e[r] + i, X);
-        float *y = out + (size_t)r * APB_SPMM_NC;
-        for (int i = 0; i < 4; i++)
-            _mm512_storeu_ps(y + 16 * i, a[r][i]);
+    for (int64_t e = e0 + common; e < e1; e++)
+        fma_row8(a0, R, e, X, c16);
+    for (int64_t e = e1 + common; e < e2; e++)
+        fma_row8(a1, R, e, X, c16);
+    for (int64_t e = e2 + common; e < e3; e++)
+        fma_row8(a2, R, e, X, c16);
+    for (int64_t e = e3 + common; e < e4; e++)
+        fma_row8(a3, R, e, X, c16);
+    store4(out, a0);
+    store4(out + APB_SPMM_NC, a1);
+    store4(out + 2 * APB_SPMM_NC, a2);
+    store4(out + 3 * APB_SPMM_NC, a3);
+}
+
+AI void offset_i8_t(const apb_csr *R, int m0, int m1, const int8_t *X, float *out, int c16)
+{
+    int m = m0;
+    for (; m + 4 <= m1; m += 4)
+        rows4_i8_t(R, m, X, out + (size_t)(m - m0) * APB_SPMM_NC, c16);
+    for (; m < m1; m++) {
+        __m512 a[4];
+        zero4(a);
+        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++)
+            fma_row8(a, R, e, X, c16);
+        store4(out + (size_t)(m - m0) * APB_SPMM_NC, a);
     }
 }
 
 void apb_spmm_offset_i8_avx512(const apb_csr *R, int m0, int m1, const int8_t *X, float *out)
 {
-    int m = m0;
-    for (; m + 4 <= m1; m += 4)
-        rows4_i8(R, m, X, out + (size_t)(m - m0) * APB_SPMM_NC);
-    for (; m < m1; m++) {
-        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                       _mm512_setzero_ps()};
-        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++)
-            fma_row8(a, R, e, X);
-        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
-        for (int i = 0; i < 4; i++)
-            _mm512_storeu_ps(y + 16 * i, a[i]);
-    }
+    if (R->idx_bytes == 2)
+        offset_i8_t(R, m0, m1, X, out, 1);
+    else
+        offset_i8_t(R, m0, m1, X, out, 0);
 }
