@@ -290,19 +290,21 @@ void apb_bench_model_usage(FILE *f)
     fprintf(f, "usage: apb bench MODEL.apb [--batch B] [--threads T] [--reps R] [--no-table]\n"
                "                 [--no-baseline]\n"
                "       apb bench --model NAME [--quant Q] [--act A] [--input CxHxW] [--classes K]\n"
-               "                 [--fp-fraction F] [--quant-first] [--quant-last] [--batch B]\n"
+               "                 [--fp-fraction F] [--quant-first] [--quant-last] [--int8-stem]\n"
+               "                 [--batch B]\n"
                "                 [--threads T] [--reps R] [--no-table] [--no-baseline]\n"
                "  inference latency through libapbrt, with a per-layer time table; baseline: the\n"
                "  same model on the dense fp32 path (sgemm on its effective weights), same run\n"
                "  MODEL.apb        a model file\n"
                "  --model NAME     a random model: convnet, resnet20, vgg-small, resnet18\n"
                "  --quant Q        weights apb|binary|q2|fp|prune:S (default apb)\n"
-               "  --act A          activations fp|binary|q2 (default fp)\n"
+               "  --act A          activations fp|binary|q2|int8 (default fp)\n"
                "  --input CxHxW    input (default: convnet 1x28x28, resnet20 and vgg-small\n"
                "                   3x32x32, resnet18 3x224x224)\n"
                "  --classes K      outputs (default: 1000 for resnet18, 10 for the others)\n"
                "  --fp-fraction F  full-precision fraction of APB layers, in [0,1] (default 0.03)\n"
                "  --quant-first    compress the first conv too (full precision by default)\n"
+               "  --int8-stem      the first conv as `apb export --int8-stem` makes it (approximate)\n"
                "  --quant-last     compress the last linear too (full precision by default)\n"
                "  --batch B        images per pass (default 1)\n"
                "  --threads T      thread count (default: 1 and 2, both measured)\n"
@@ -331,7 +333,7 @@ int apb_bench_model(int argc, char **argv)
 {
     const char *path = NULL, *arch = NULL, *quant = "apb", *act = "fp", *input = NULL;
     int bad = 0, classes = 0, batch = 1, threads = 0, reps = 0, table = 1, baseline = 1;
-    int quant_first = 0, quant_last = 0;
+    int quant_first = 0, quant_last = 0, int8_stem = 0;
     double fp_fraction = 0.03;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -345,6 +347,8 @@ int apb_bench_model(int argc, char **argv)
             quant_first = 1;
         else if (!strcmp(argv[i], "--quant-last"))
             quant_last = 1;
+        else if (!strcmp(argv[i], "--int8-stem"))
+            int8_stem = 1;
         else if (apb_opt_str(argc, argv, &i, "--model", &arch, &bad))
             ;
         else if (apb_opt_str(argc, argv, &i, "--quant", &quant, &bad))
@@ -420,7 +424,7 @@ int apb_bench_model(int argc, char **argv)
         apb_model *rm;
         if ((s = apb_random_model_cfg(&cfg, fp_fraction, 1, &rm)))
             return apb_cli_error("bench", s);
-        s = apb_random_model_export(rm, &buf, &size);
+        s = apb_random_model_export_opt(rm, int8_stem, &buf, &size);
         apb_model_free(rm);
         if (s)
             return apb_cli_error("bench", s);

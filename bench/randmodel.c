@@ -123,6 +123,11 @@ apb_status apb_random_model_cfg(const apb_model_cfg *cfg, double fp_fraction, ui
 
 apb_status apb_random_model_export(apb_model *m, unsigned char **buf, size_t *size)
 {
+    return apb_random_model_export_opt(m, 0, buf, size);
+}
+
+apb_status apb_random_model_export_opt(apb_model *m, int int8_stem, unsigned char **buf, size_t *size)
+{
     *buf = NULL;
     *size = 0;
     int classes = m->cfg.num_classes, h = m->cfg.in_h;
@@ -142,7 +147,10 @@ apb_status apb_random_model_export(apb_model *m, unsigned char **buf, size_t *si
     apb_export ex;
     if ((s = apb_export_build(m, names, classes, mean, std, resize, &ex)))
         goto out;
-    s = apbrt_serialize(&ex.desc, buf, size);
+    if (int8_stem)
+        s = apb_export_int8_stem(&ex);
+    if (!s)
+        s = apbrt_serialize(&ex.desc, buf, size);
     apb_export_free(&ex);
 out:
     free(namebuf);

@@ -29,6 +29,9 @@ apb_status apb_random_model_cfg(const apb_model_cfg *cfg, double fp_fraction, ui
 
 /* Exports a model in memory as a .apb file with the conventions below. */
 apb_status apb_random_model_export(apb_model *m, unsigned char **buf, size_t *size);
+/* The same, with the first conv as the approximate 8-bit conv of `apb export
+ * --int8-stem` when int8_stem != 0. */
+apb_status apb_random_model_export_opt(apb_model *m, int int8_stem, unsigned char **buf, size_t *size);
 
 /* The same model exported in memory as a .apb file (*buf malloc'd, caller
  * frees): class names "class0".."classK-1", normalization mean 0.5 / std 0.25,

@@ -9,11 +9,17 @@
 int apb_cmd_export(int argc, char **argv)
 {
     const char *ckpt = NULL, *out = NULL;
-    int bad = 0;
+    int bad = 0, int8_stem = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help")) {
-            printf("usage: apb export --ckpt PATH --out model.apb\n");
+            printf("usage: apb export --ckpt PATH --out model.apb [--int8-stem]\n"
+                   "  --int8-stem  run the first conv as an approximate 8-bit integer conv (per-image\n"
+                   "               input step, 8-bit weights per output channel): faster, not what\n"
+                   "               training computed; `apb info` names it and `apb infer --data`\n"
+                   "               prints its accuracy next to the exact one\n");
             return 0;
+        } else if (!strcmp(argv[i], "--int8-stem")) {
+            int8_stem = 1;
         } else if (apb_opt_str(argc, argv, &i, "--ckpt", &ckpt, &bad))
             ;
         else if (apb_opt_str(argc, argv, &i, "--out", &out, &bad))
@@ -37,7 +43,7 @@ int apb_cmd_export(int argc, char **argv)
     s = apb_ckpt_model(&ck, &m);
     size_t bytes = 0;
     if (!s)
-        s = apb_export_model(m, &ck, out, &bytes);
+        s = apb_export_model_opt(m, &ck, out, int8_stem, &bytes);
     if (!s) {
         apb_model_memory mem;
         apb_model_memory_stats(m, &mem, NULL, NULL);
@@ -49,6 +55,8 @@ int apb_cmd_export(int argc, char **argv)
         else
             printf("compressed layers: %.4f bits/weight by the paper formula, %.3f%% full precision\n",
                    mem.bits_per_weight, 100 * mem.fp_fraction);
+        if (int8_stem)
+            printf("first conv: approximate 8-bit integer conv (--int8-stem)\n");
     }
     apb_model_free(m);
     apb_ckpt_free(&ck);

@@ -229,54 +229,68 @@ static int infer_data(apbrt_model *m, const char *model_path, const char *spec, 
         s = apb_fail(APB_ENOMEM, "out of memory for the logits of a batch of %d", batch);
         goto out;
     }
-    double loss = 0;
-    long c1 = 0, c5 = 0, ck = 0, n = 0;
     if (top > K)
         top = K; /* top == 0: no --top given, no extra line */
-    if ((s = apb_loader_start_epoch(ld, 0)))
-        goto out;
-    for (;;) {
-        const float *x;
-        const int *y;
-        int bn;
-        if ((s = apb_loader_next(ld, &x, &y, &bn)) || bn == 0)
-            break;
-        if (apbrt_run(m, x, bn, logits) != 0) {
-            s = APB_EINVAL;
-            blame = model_path;
-            break;
+    /* the model as stored; then, when it has approximate layers (apb export
+     * --int8-stem), the same images through the exact convs they came from */
+    int napprox = apbrt_approximate_layers(m);
+    for (int pass = 0; pass < (napprox ? 2 : 1) && !s; pass++) {
+        apbrt_set_exact(m, pass);
+        double loss = 0;
+        long c1 = 0, c5 = 0, ck = 0, n = 0;
+        if ((s = apb_loader_start_epoch(ld, 0)))
+            goto out;
+        for (;;) {
+            const float *x;
+            const int *y;
+            int bn;
+            if ((s = apb_loader_next(ld, &x, &y, &bn)) || bn == 0)
+                break;
+            if (apbrt_run(m, x, bn, logits) != 0) {
+                s = APB_EINVAL;
+                blame = model_path;
+                break;
+            }
+            for (int i = 0; i < bn; i++) {
+                const float *z = logits + (long)i * K;
+                int best = 0, above = 0;
+                for (int k = 1; k < K; k++)
+                    if (z[k] > z[best])
+                        best = k;
+                for (int k = 0; k < K; k++)
+                    above += z[k] > z[y[i]];
+                c1 += best == y[i];
+                c5 += above < 5;
+                ck += above < top;
+                loss += softmax(z, K, p) - z[y[i]];
+            }
+            n += bn;
         }
-        for (int i = 0; i < bn; i++) {
-            const float *z = logits + (long)i * K;
-            int best = 0, above = 0;
-            for (int k = 1; k < K; k++)
-                if (z[k] > z[best])
-                    best = k;
-            for (int k = 0; k < K; k++)
-                above += z[k] > z[y[i]];
-            c1 += best == y[i];
-            c5 += above < 5;
-            ck += above < top;
-            loss += softmax(z, K, p) - z[y[i]];
+        if (!s && pass == 1) {
+            printf("exact (the %d approximate layer%s as the fp32 convs they came from): top1=%.2f%% "
+                   "top5=%.2f%% loss=%.4f\n", napprox, napprox > 1 ? "s" : "", n ? 100.0 * c1 / n : 0.0,
+                   n ? 100.0 * c5 / n : 0.0, n ? loss / n : 0.0);
+        } else if (!s) {
+            int skipped = apb_loader_bad_count(ld);
+            for (int i = 0; i < skipped; i++) {
+                const char *path, *why;
+                apb_loader_bad_file(ld, i, &path, &why);
+                fprintf(stderr, "apb infer: skipped undecodable %s: %s\n", path, why);
+            }
+            char path[128];
+            run_path(m, path, sizeof path);
+            printf("model %s (%s) through libapbrt (%s), %ld test images of %s\n", model_path,
+                   apbrt_model_name(m), path, n, spec);
+            printf("top1=%.2f%% top5=%.2f%% loss=%.4f\n", n ? 100.0 * c1 / n : 0.0,
+                   n ? 100.0 * c5 / n : 0.0, n ? loss / n : 0.0);
+            if (top > 0 && top != 1 && top != 5)
+                printf("top%d=%.2f%%\n", top, n ? 100.0 * ck / n : 0.0);
+            if (napprox)
+                printf("approximate: %d layer%s (8-bit first conv, apb export --int8-stem)\n", napprox,
+                       napprox > 1 ? "s" : "");
         }
-        n += bn;
     }
-    if (!s) {
-        int skipped = apb_loader_bad_count(ld);
-        for (int i = 0; i < skipped; i++) {
-            const char *path, *why;
-            apb_loader_bad_file(ld, i, &path, &why);
-            fprintf(stderr, "apb infer: skipped undecodable %s: %s\n", path, why);
-        }
-        char path[128];
-        run_path(m, path, sizeof path);
-        printf("model %s (%s) through libapbrt (%s), %ld test images of %s\n", model_path,
-               apbrt_model_name(m), path, n, spec);
-        printf("top1=%.2f%% top5=%.2f%% loss=%.4f\n", n ? 100.0 * c1 / n : 0.0,
-               n ? 100.0 * c5 / n : 0.0, n ? loss / n : 0.0);
-        if (top > 0 && top != 1 && top != 5)
-            printf("top%d=%.2f%%\n", top, n ? 100.0 * ck / n : 0.0);
-    }
+    apbrt_set_exact(m, 0);
 out:
     free(logits);
     free(p);

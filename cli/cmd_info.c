@@ -77,6 +77,10 @@ int apb_cmd_info(int argc, char **argv)
         }
     }
     printf("weights: %ld (%ld full precision)\n", tw, tfp);
+    if (apbrt_approximate_layers(m))
+        printf("approximate: %d layer%s run as 8-bit integer convs (w/act */s8d: apb export "
+               "--int8-stem), not what training computed\n",
+               apbrt_approximate_layers(m), apbrt_approximate_layers(m) > 1 ? "s" : "");
     if (cw)
         printf("compressed layers: %ld weights, %.4f bits/weight (paper formula)\n", cw, cbits / cw);
     else

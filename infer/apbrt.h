@@ -89,12 +89,18 @@ APBRT_API int apbrt_resize_short(const apbrt_model *m);
 APBRT_API const char *apbrt_model_name(const apbrt_model *m);
 APBRT_API size_t apbrt_file_size(const apbrt_model *m);      /* bytes of the loaded file */
 APBRT_API int apbrt_uses_reference(const apbrt_model *m);    /* 1 when running the float reference path */
+/* Approximate layers (`apb export --int8-stem`: an 8-bit first conv, not what
+ * training computed): how many the model has, and whether they run as stored
+ * (0, the default) or as the exact FP32 convs they came from (1). */
+APBRT_API int apbrt_approximate_layers(const apbrt_model *m);
+APBRT_API void apbrt_set_exact(apbrt_model *m, int on);
 
 /* Per-layer information for `apb info` / `apb bench`. */
 typedef struct {
     const char *kind;        /* "conv", "linear", "bn", "relu", ... */
     const char *weights;     /* "fp32", "apb", "q2" or "" for layers without weights */
-    const char *act;         /* input quantizer: "fp", "bin", "q2", "u8", "s8" (8-bit codes) */
+    const char *act;         /* input quantizer: "fp", "bin", "q2", "u8", "s8" (8-bit codes),
+                                "s8d" (approximate 8-bit conv, per-sample step: apbrt_set_exact) */
     int in_c, in_h, in_w;    /* input shape of one sample */
     int out_c, out_h, out_w; /* output shape of one sample */
     int kh, kw, stride, pad;
@@ -106,8 +112,9 @@ typedef struct {
     int compressed;          /* 1 for APB, binary, 2-bit and pruned layers */
     size_t bytes;            /* bytes of this layer in the file (record + section) */
     int fused;               /* 1 when this layer runs fused into the previous one */
-    const char *kernel;      /* conv/linear: "sgemm", the bit GEMM "1x1", "1x2", "2x2", or "1x8"
-                                (binary weights x 8-bit activations, integer); else "" */
+    const char *kernel;      /* conv/linear: "sgemm", the bit GEMM "1x1", "1x2", "2x2", "1x8"
+                                (binary weights x 8-bit activations, integer) or "8x8" (an
+                                approximate 8-bit conv, integer); else "" */
     double seconds;          /* accumulated run time while profiling (0 if fused) */
 } apbrt_layer_info;
 

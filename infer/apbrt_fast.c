@@ -96,8 +96,10 @@ struct apbrt_fast {
     long xp_sz;           /* values of one image's planes, slack included */
     int bin8;             /* binary activations: the planes are bytes (+1, -1, 0 padding),
                              apb_spmm_offset_i8_kernel; else floats */
-    /* binary weights x 8-bit activations (i8 != 0) */
-    int i8;
+    /* binary weights x 8-bit activations (i8 != 0); s8d: an approximate 8-bit conv
+     * (apbrt_model.h S8D): w8 the quantized FP32 weights, scale their sw per row,
+     * times the sample's step at run time, one image per GEMM */
+    int i8, s8d;
     int K4;               /* groups of 4 k: linear ceil(K/4); conv ceil(C/4) * KH*KW */
     int8_t *w8;           /* [M, 4*K4] the sign plane as +-1 bytes, 0 past K; conv:
                              group g*KH*KW + tap holds channels 4g .. 4g+3 of the tap */
@@ -128,6 +130,8 @@ typedef struct {
     size_t cap_xq, cap_y;
     int8_t *xb;                   /* binary convs' residual byte phase planes */
     size_t cap_xb;
+    float *sc8;                   /* S8D convs: the GEMM's scale per row, per buffer copy */
+    size_t cap_sc8;
     uint8_t *x8, *b8;             /* 8-bit: conv blocked byte planes [copies * images, x8_sz] /
                                      linear packed GEMM columns */
     size_t cap_x8, cap_b8;
@@ -174,6 +178,7 @@ void apbrt_fast_free(apbrt_model *m)
         apb_free_aligned(w->zero);
         apb_free_aligned(w->xq);
         apb_free_aligned(w->xb);
+        apb_free_aligned(w->sc8);
         apb_free_aligned(w->y);
         apb_free_aligned(w->x8);
         apb_free_aligned(w->b8);
@@ -232,7 +237,8 @@ static apb_status prepare_residual(apbrt_rt_layer *L, apbrt_fast *f, int idx)
 }
 
 /* APB weights x 8-bit activations: +-1 bytes from the sign plane, the zero-point
- * correction, the taps' byte offsets (conv) and the residual. */
+ * correction, the taps' byte offsets (conv) and the residual. An S8D conv the
+ * same way, its bytes the FP32 weights quantized per row (apbrt_s8d_row). */
 static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
 {
     const apbrt_rec *r = &L->r;
@@ -243,24 +249,28 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
     if (!f)
         return apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
     f->i8 = 1;
+    f->s8d = r->akind == APBRT_A_S8D;
     f->K4 = conv ? Cg * T : (K + 3) / 4;
     long ldw = 4L * f->K4;
     f->w8 = apb_alloc_aligned((size_t)(M * ldw));
     f->scale = malloc((size_t)M * sizeof(float));
-    f->corr = r->akind == APBRT_A_S8 ? malloc((size_t)M * sizeof(int32_t)) : NULL;
+    int sgd = r->akind == APBRT_A_S8 || f->s8d; /* signed codes: zero point 128 */
+    int8_t *q8 = f->s8d ? malloc((size_t)K) : NULL;
+    f->corr = sgd ? malloc((size_t)M * sizeof(int32_t)) : NULL;
     f->boff = conv ? malloc((size_t)f->K4 * sizeof(long)) : NULL;
     apb_status st = APB_OK;
-    if (!f->w8 || !f->scale || (r->akind == APBRT_A_S8 && !f->corr) || (conv && !f->boff)) {
+    if (!f->w8 || !f->scale || (sgd && !f->corr) || (conv && !f->boff) || (f->s8d && !q8)) {
         st = apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
         goto fail;
     }
     for (int mm = 0; mm < M; mm++) {
-        const uint64_t *sg = L->signs + (size_t)mm * words;
+        const uint64_t *sg = f->s8d ? NULL : L->signs + (size_t)mm * words;
         int8_t *wr = f->w8 + mm * ldw;
         int32_t sum = 0;
+        float sw = f->s8d ? apbrt_s8d_row(L->wexact + (size_t)mm * K, K, q8) : 0.0f;
         memset(wr, 0, (size_t)ldw);
         for (int k = 0; k < K; k++) {
-            int v = (sg[k >> 6] >> (k & 63) & 1) ? -1 : 1;
+            int v = f->s8d ? q8[k] : (sg[k >> 6] >> (k & 63) & 1) ? -1 : 1;
             /* conv: k = c*T + tap -> byte 4*(g*T + tap) + c%4, g = c/4 */
             long at = conv ? 4L * ((k / T) / 4 * T + k % T) + (k / T) % 4 : k;
             wr[at] = (int8_t)v;
@@ -268,7 +278,7 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
         }
         if (f->corr)
             f->corr[mm] = 128 * sum;
-        f->scale[mm] = L->alpha[mm] * r->act_step;
+        f->scale[mm] = f->s8d ? sw : L->alpha[mm] * r->act_step;
     }
     if (conv) {
         f->g = (apb_conv_geom){L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad};
@@ -294,9 +304,11 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
         if (r->nnz && (st = prepare_residual(L, f, idx)) != APB_OK)
             goto fail;
     }
+    free(q8);
     L->fast = f;
     return APB_OK;
 fail:
+    free(q8);
     fast_one_free(f);
     return st;
 }
@@ -416,6 +428,8 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
         return prepare_wino(L, idx);
     if (w == APBRT_W_APB && apbrt_akind_int8(a) && L->K <= (1L << 22)) /* int32 dots */
         return prepare_layer_i8(L, idx);
+    if (a == APBRT_A_S8D && L->K <= (1L << 16)) /* int32 dots of products up to 255 * 127 */
+        return prepare_layer_i8(L, idx);
     if (!((w == APBRT_W_APB || w == APBRT_W_Q2) && (a == APBRT_A_BIN || a == APBRT_A_Q2)))
         return APB_OK;
     if (L->K > (1L << 30))
@@ -516,7 +530,7 @@ int apbrt_fast_inplace_ready(const apbrt_rt_layer *L) { return L->fast && L->fas
 
 const char *apbrt_fast_kernel(const apbrt_rt_layer *L)
 {
-    return !L->fast ? NULL : L->fast->wino ? "wino" : L->fast->i8 ? "1x8"
+    return !L->fast ? NULL : L->fast->wino ? "wino" : L->fast->s8d ? "8x8" : L->fast->i8 ? "1x8"
                                                    : apb_bgemm_kind_name(L->fast->kind);
 }
 
@@ -636,10 +650,11 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
  * = the zero point), and, when xq is not NULL, the same channels' float phase
  * planes for the residual (build_planes' layout, values code * s), in one pass. */
 static void build_planes_i8(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int g,
-                            uint8_t *x8, float *xq)
+                            float step, uint8_t *x8, float *xq)
 {
     const apbrt_rec *r = &L->r;
-    int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq, sg = r->akind == APBRT_A_S8;
+    int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
+    int sg = r->akind == APBRT_A_S8 || r->akind == APBRT_A_S8D;
     int c0 = 4 * g, nc = L->ic - c0 < 4 ? L->ic - c0 : 4;
     uint8_t zp = sg ? 128 : 0;
     long ldq = (long)S * S * f->plane;
@@ -668,7 +683,7 @@ static void build_planes_i8(const apbrt_rt_layer *L, const apbrt_fast *f, const 
                     memset(qi + c * ldq + jhi, 0, (size_t)(Wq - jhi) * sizeof(float));
                 }
                 const float *src = x + ((long)c0 * H + row) * W + (long)jlo * S + b - P;
-                apb_i8_quant4(jhi - jlo, nc, src, (long)H * W, S, r->act_step, sg, d + (long)jlo * 4,
+                apb_i8_quant4(jhi - jlo, nc, src, (long)H * W, S, step, sg, d + (long)jlo * 4,
                               qi ? qi + jlo : NULL, ldq);
             }
         }
@@ -1061,14 +1076,24 @@ static apb_status conv_i8_chunk(const conv_job *j, int b0, int cnt, int copy, in
     uint8_t *x8 = j->w->x8 + copy * j->x8c;
     float *xq = f->has_res ? j->w->xq + copy * j->xqc : NULL, *Y = j->w->y + copy * j->yc;
     long tasks = (long)cnt * Cg;
+    /* S8D: one image per chunk (run_conv_i8), its own step; the GEMM's scale per
+     * row is sw * step */
+    float step = f->s8d ? apbrt_s8d_step(inc, in_sz) : L->r.act_step;
+    const float *scale = f->scale;
+    if (f->s8d) {
+        float *sc = j->w->sc8 + (size_t)copy * M;
+        for (int mm = 0; mm < M; mm++)
+            sc[mm] = f->scale[mm] * step;
+        scale = sc;
+    }
 #pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
     for (long t = 0; t < tasks; t++) {
         long b = t / Cg;
-        build_planes_i8(L, f, inc + b * in_sz, (int)(t % Cg), x8 + b * f->x8_sz,
+        build_planes_i8(L, f, inc + b * in_sz, (int)(t % Cg), step, x8 + b * f->x8_sz,
                         xq ? xq + b * f->xp_sz : NULL);
     }
-    APB_TRY(apb_i8gemm_ind_f32(M, (int)nw, cnt, f->K4, f->w8, 4L * f->K4, x8, f->x8_sz, f->boff,
-                               f->scale, f->corr, Y, Nc));
+    APB_TRY((f->s8d ? apb_i8gemm_ind_f32_w8 : apb_i8gemm_ind_f32)(
+        M, (int)nw, cnt, f->K4, f->w8, 4L * f->K4, x8, f->x8_sz, f->boff, scale, f->corr, Y, Nc));
     if (xq)
         res_epilogue(L, f, xq, cnt, Y, Nc, nw, f->Wq, outc, nth);
     else
@@ -1084,7 +1109,8 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
     fast_work *w = m->fast_work;
     int M = L->r.cout, nth = apb_threads_get();
     long ohw = (long)f->OH * f->OW, nw = f->nwide;
-    int nb, nch, par = chunk_plan(n, nw >= CHUNK_PIXELS ? 1 : (int)(CHUNK_PIXELS / nw), nth, &nb, &nch);
+    int nb0 = nw >= CHUNK_PIXELS || f->s8d ? 1 : (int)(CHUNK_PIXELS / nw);
+    int nb, nch, par = chunk_plan(n, nb0, nth, &nb, &nch);
     int copies = par ? nth : 1;
     if ((long)nb * nw > (1L << 30))
         return apb_fail(APB_EINVAL, "apbrt: layer of %ld pixels too large for one GEMM", ohw);
@@ -1092,7 +1118,8 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
                   .xqc = (size_t)nb * f->xp_sz, .x8c = (size_t)nb * f->x8_sz};
     if (!grow((void **)&w->x8, &w->cap_x8, copies * j.x8c, 1, 1) ||
         !grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
-        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)))
+        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)) ||
+        (f->s8d && !grow((void **)&w->sc8, &w->cap_sc8, (size_t)copies * M, 4, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
     return run_chunks(&j, conv_i8_chunk, n, nb, nch, par, nth);
 }

@@ -18,7 +18,8 @@
 #include "status.h"
 
 #define APBRT_MAGIC "APBMODEL"
-#define APBRT_VERSION 2u        /* written; version 1 files (no accounting words) still load */
+#define APBRT_VERSION 3u        /* newest; written only for files with an S8D layer (else 2);
+                                   version 1 files (no accounting words) still load */
 #define APBRT_VERSION_MIN 1u
 #define APBRT_HEADER_SIZE 64u
 #define APBRT_SECENTRY_SIZE 32u
@@ -118,6 +119,10 @@ static inline int apbrt_akind_has_step(int akind)
     return akind == APBRT_A_Q2 || akind == APBRT_A_U8 || akind == APBRT_A_S8;
 }
 static inline int apbrt_akind_int8(int akind) { return akind == APBRT_A_U8 || akind == APBRT_A_S8; }
+/* S8D (apbrt_model.h): the sample's step max|x| / 127, 1 for an all-zero input;
+ * the weights of a row as w8 (row of K) and its scale sw, by the rule there. */
+float apbrt_s8d_step(const float *x, long n);
+float apbrt_s8d_row(const float *w, long K, int8_t *w8);
 /* NULL when the accounting words of conv/linear record r (K = cin*kh*kw) are
  * consistent with its storage kind, else what is wrong (writer and loader). */
 const char *apbrt_accounting_problem(const apbrt_rec *r, long K);
@@ -133,7 +138,9 @@ typedef struct {
     apbrt_rec r;
     int ic, ih, iw, oc, oh, ow; /* per-sample input / output shape */
     long K;                     /* cin*kh*kw (conv/linear) */
-    float *weff;                /* [cout, K] dense effective weights */
+    float *weff;                /* [cout, K] dense effective weights (S8D: the quantized ones,
+                                   w8 * sw, unless the model runs exact: then wexact) */
+    float *wexact, *wq;         /* S8D: the file's FP32 weights; w8 * sw (apbrt_s8d_weights) */
     float *bias;                /* [cout] or NULL */
     float *alpha;               /* APB [cout] */
     uint64_t *signs;            /* APB [cout, ceil(K/64)], bit set = -1 */
@@ -167,6 +174,7 @@ struct apbrt_model {
     long max_q, max_col, max_tmp; /* per-sample / per-image scratch sizes (floats) */
     uint64_t file_size;
     int reference, profile;
+    int exact;          /* S8D layers run as the FP32 convs they came from (apbrt_set_exact) */
     apb_arena params;   /* lifetime of the model */
     apb_arena work;     /* workspace, resized when a larger batch arrives */
     int cap_n;

@@ -173,12 +173,18 @@ static apb_status read_record(const char *name, const unsigned char *p, int i, a
             r->pad > APBRT_MAX_KSIZE)
             return BAD("bad geometry cin=%d cout=%d k=%dx%d stride=%d pad=%d", name, i, kn, r->cin,
                        r->cout, r->kh, r->kw, r->stride, r->pad);
-        if (r->wkind > APBRT_W_Q2 || r->akind > APBRT_A_S8 || r->has_bias > 1)
+        if (r->wkind > APBRT_W_Q2 || r->akind > APBRT_A_S8D || r->has_bias > 1)
             return BAD("weight kind %d / activation kind %d / bias flag %d out of range", name, i,
                        kn, r->wkind, r->akind, r->has_bias);
         if (apbrt_akind_int8(r->akind) && version < 2)
             return BAD("8-bit activation kind %d needs format version 2, file is version %u", name,
                        i, kn, r->akind, version);
+        if (r->akind == APBRT_A_S8D && version < 3)
+            return BAD("approximate 8-bit input (kind %d) needs format version 3, file is version %u",
+                       name, i, kn, r->akind, version);
+        if (r->akind == APBRT_A_S8D && (r->kind != APBRT_CONV || r->wkind != APBRT_W_FP32))
+            return BAD("approximate 8-bit input (kind %d) needs a conv with FP32 weights", name, i,
+                       kn, r->akind);
         L->K = (long)r->cin * r->kh * r->kw;
         if (L->K * r->cout > APBRT_MAX_PARAMS)
             return BAD("%ld weights is too many", name, i, kn, L->K * r->cout);
@@ -315,6 +321,21 @@ static apb_status read_params(const char *name, const unsigned char *s, int i, a
             return OOM();
         if ((bad = first_nonfinite(L->weff, (uint64_t)(cout * K))) >= 0)
             return BAD(APB_ENUMERIC, "weight [%ld,%ld] is not finite", name, i, kn, bad / K, bad % K);
+        if (r->akind == APBRT_A_S8D) { /* the quantized weights w8 * sw, run by default */
+            int8_t *w8 = malloc((size_t)K);
+            if (!w8 || !(L->wq = apb_arena_alloc(a, (size_t)(cout * K) * sizeof(float)))) {
+                free(w8);
+                return OOM();
+            }
+            for (long mm = 0; mm < cout; mm++) {
+                float sw = apbrt_s8d_row(L->weff + mm * K, K, w8);
+                for (long k = 0; k < K; k++)
+                    L->wq[mm * K + k] = (float)w8[k] * sw;
+            }
+            free(w8);
+            L->wexact = L->weff;
+            L->weff = L->wq;
+        }
         return APB_OK;
     }
     if (r->wkind == APBRT_W_Q2) {

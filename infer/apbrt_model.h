@@ -42,8 +42,15 @@ enum {
 };
 enum { APBRT_W_FP32 = 0, APBRT_W_APB, APBRT_W_Q2 }; /* weight storage */
 /* how the layer's INPUT is quantized; U8 / S8: 8-bit codes, unsigned (the input
- * cannot be negative) or signed (format version 2 only) */
-enum { APBRT_A_FP = 0, APBRT_A_BIN, APBRT_A_Q2, APBRT_A_U8, APBRT_A_S8 };
+ * cannot be negative) or signed (format version 2 only). S8D (version 3 only): an
+ * APPROXIMATE 8-bit conv that training never computed, written only on request
+ * (`apb export --int8-stem`): the sample's whole input is quantized with its own
+ * step s = max|x| / 127 (1 when the input is all zero), codes apb_i8_code(x, 1/s,
+ * signed), and the FP32 weights per output row with sw = max|W_row| / 127 (1 for
+ * a zero row), w8 = W / sw rounded to nearest (ties to even); the output is
+ * (sw * s) * (sum w8 * code) + bias. FP32 weights and CONV only. A runtime can
+ * run it as the FP32 conv it came from (apbrt_set_exact). */
+enum { APBRT_A_FP = 0, APBRT_A_BIN, APBRT_A_Q2, APBRT_A_U8, APBRT_A_S8, APBRT_A_S8D };
 /* How training compressed a layer's weights, for the memory accounting only
  * (docs/FORMAT.md "Size accounting"): binary weights are stored as APB without
  * outliers, pruned (and pruned + binarized) ones as FP32 with zeros, so the

@@ -236,12 +236,50 @@ static int conv_implicit(apbrt_model *m, const apbrt_rt_layer *L, const float *s
     return 0;
 }
 
+float apbrt_s8d_step(const float *x, long n)
+{
+    float mx = 0.0f;
+#pragma omp simd reduction(max : mx)
+    for (long i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        mx = a > mx ? a : mx;
+    }
+    return mx > 0.0f ? mx / 127.0f : 1.0f;
+}
+
+float apbrt_s8d_row(const float *w, long K, int8_t *w8)
+{
+    float mx = 0.0f;
+    for (long k = 0; k < K; k++)
+        mx = fabsf(w[k]) > mx ? fabsf(w[k]) : mx;
+    float sw = mx > 0.0f ? mx / 127.0f : 1.0f;
+    for (long k = 0; k < K; k++)
+        w8[k] = (int8_t)apb_i8_code(w[k], 1.0f / sw, 1);
+    return sw;
+}
+
+/* conv_ref's input quantization for an S8D layer: each sample with its own step. */
+static void quantize_s8d(const float *x, int n, long in_sz, float *q)
+{
+    for (int b = 0; b < n; b++) {
+        const float *xb = x + b * in_sz;
+        float s = apbrt_s8d_step(xb, in_sz), rs = 1.0f / s;
+        for (long i = 0; i < in_sz; i++)
+            q[b * in_sz + i] = (float)apb_i8_code(xb[i], rs, 1) * s;
+    }
+}
+
 static void conv_ref(apbrt_model *m, apbrt_rt_layer *L, const float *in, int n, float *out)
 {
     const apbrt_rec *r = &L->r;
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)L->oh * L->ow;
     const float *src = in;
-    if (r->akind != APBRT_A_FP) {
+    if (r->akind == APBRT_A_S8D) { /* exact: the FP32 conv (weff = wexact) */
+        if (!m->exact) {
+            quantize_s8d(in, n, in_sz, m->qbuf);
+            src = m->qbuf;
+        }
+    } else if (r->akind != APBRT_A_FP) {
         quantize(in, n * in_sz, r->akind, r->act_step, m->qbuf);
         src = m->qbuf;
     }
@@ -497,7 +535,8 @@ static int run_batch(apbrt_model *m, const float *x, int n, float *logits)
             L->out_base = out;
         }
         if (kind == APBRT_CONV || kind == APBRT_LINEAR) {
-            if (L->fast && !m->reference && (!fast_last_only || i == last_fast)) {
+            if (L->fast && !m->reference && (!fast_last_only || i == last_fast) &&
+                !(m->exact && L->r.akind == APBRT_A_S8D)) {
                 if ((st = apbrt_fast_run(m, L, in, n, out)) != APB_OK)
                     return (int)st;
             } else {
@@ -588,6 +627,24 @@ int apbrt_resize_short(const apbrt_model *m) { return m->resize_short; }
 const char *apbrt_model_name(const apbrt_model *m) { return m->model_name; }
 size_t apbrt_file_size(const apbrt_model *m) { return (size_t)m->file_size; }
 int apbrt_uses_reference(const apbrt_model *m) { return m->reference; }
+
+int apbrt_approximate_layers(const apbrt_model *m)
+{
+    int k = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        k += m->layers[i].r.akind == APBRT_A_S8D;
+    return k;
+}
+
+void apbrt_set_exact(apbrt_model *m, int on)
+{
+    m->exact = on != 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        apbrt_rt_layer *L = &m->layers[i];
+        if (L->r.akind == APBRT_A_S8D)
+            L->weff = m->exact ? L->wexact : L->wq;
+    }
+}
 int apbrt_num_layers(const apbrt_model *m) { return m->nlayers; }
 void apbrt_set_profile(apbrt_model *m, int on) { m->profile = on != 0; }
 void apbrt_profile_reset(apbrt_model *m)
@@ -626,7 +683,7 @@ int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
         return (int)apb_fail(APB_EINVAL, "apbrt_layer_info_get: layer %d out of range", i);
     const apbrt_rt_layer *L = &m->layers[i];
     const apbrt_rec *r = &L->r;
-    static const char *wk[] = {"fp32", "apb", "q2"}, *ak[] = {"fp", "bin", "q2", "u8", "s8"};
+    static const char *wk[] = {"fp32", "apb", "q2"}, *ak[] = {"fp", "bin", "q2", "u8", "s8", "s8d"};
     memset(info, 0, sizeof *info);
     int conv_like = r->kind == APBRT_CONV || r->kind == APBRT_LINEAR;
     info->kind = apbrt_kind_name(r->kind);
@@ -680,7 +737,9 @@ int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
     }
     info->bytes = (size_t)L->file_bytes;
     info->fused = L->fused;
-    info->kernel = !conv_like ? "" : (!m->reference && L->fast) ? apbrt_fast_kernel(L) : "sgemm";
+    info->kernel = !conv_like ? ""
+                   : (!m->reference && L->fast && !(m->exact && r->akind == APBRT_A_S8D)) ? apbrt_fast_kernel(L)
+                                                                                          : "sgemm";
     info->seconds = L->seconds;
     return 0;
 }

@@ -126,11 +126,14 @@ static apb_status check_layer(const apbrt_layer_desc *L, int i, apbrt_rec *r)
         if ((long)r->cout * r->cin * r->kh * r->kw > APBRT_MAX_PARAMS)
             return apb_fail(APB_EINVAL, "layer %d (%s): too many weights", i, kn);
         if (r->wkind < APBRT_W_FP32 || r->wkind > APBRT_W_Q2 || r->akind < APBRT_A_FP ||
-            r->akind > APBRT_A_S8)
+            r->akind > APBRT_A_S8D)
             return apb_fail(APB_EINVAL, "layer %d (%s): bad weight kind %d or activation kind %d",
                             i, kn, r->wkind, r->akind);
         if (!L->weight)
             return apb_fail(APB_EINVAL, "layer %d (%s): weight is NULL", i, kn);
+        if (r->akind == APBRT_A_S8D && (L->kind != APBRT_CONV || r->wkind != APBRT_W_FP32))
+            return apb_fail(APB_EINVAL, "layer %d (%s): the approximate 8-bit input (S8D) needs a conv with FP32 weights",
+                            i, kn);
         if (apbrt_akind_has_step(r->akind)) {
             if (!(L->act_step > 0.0f) || !isfinite(L->act_step) || !isfinite(1.0f / L->act_step))
                 return apb_fail(APB_EINVAL, "layer %d (%s): %s activation step %g must be positive (and its reciprocal finite)",
@@ -422,7 +425,11 @@ apb_status apbrt_serialize(const apbrt_model_desc *d, unsigned char **buf, size_
     free(tab);
     unsigned char *h = b.p;
     memcpy(h, APBRT_MAGIC, 8);
-    apbrt_wr32(h + 8, APBRT_VERSION);
+    /* version 3 only where a reader must know S8D: older runtimes keep reading the rest */
+    int v3 = 0;
+    for (int i = 0; i < d->nlayers; i++)
+        v3 |= d->layers[i].akind == APBRT_A_S8D;
+    apbrt_wr32(h + 8, v3 ? APBRT_VERSION : 2u);
     apbrt_wr32(h + 12, APBRT_HEADER_SIZE);
     apbrt_wr64(h + 16, b.n);
     apbrt_wr32(h + 24, (uint32_t)nsec);

@@ -56,8 +56,8 @@ void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s,
                    uint8_t *d, float *q, long ldq)
 {
     float r = 1.0f / s;
-    if (nc == 4 && (stride == 1 || stride == 2) && apb_isa_active() == APB_ISA_AVX512) {
-        apb_i8_quant4_avx512(n, x, ldx, stride, r, s, is_signed, d, q, ldq);
+    if (nc >= 1 && nc <= 4 && (stride == 1 || stride == 2) && apb_isa_active() == APB_ISA_AVX512) {
+        apb_i8_quant4_avx512(n, nc, x, ldx, stride, r, s, is_signed, d, q, ldq);
         return;
     }
     if (nc == 4 && (stride == 1 || stride == 2) && apb_isa_active() >= APB_ISA_AVX2) {
@@ -93,6 +93,7 @@ typedef struct {
     long istride, pstride;
     int ppi;
     const long *boff;
+    int wide; /* weights beyond +-1: no AVX2 kernel (its 16-bit sums hold +-1 only) */
 } bdesc;
 
 static apb_status gemm(int M, int N, int K4, const int8_t *W, long ldw, const bdesc *bd,
@@ -101,6 +102,8 @@ static apb_status gemm(int M, int N, int K4, const int8_t *W, long ldw, const bd
     if (M == 0 || N == 0)
         return APB_OK;
     const apb_i8_kernels *kt = table();
+    if (bd->wide && kt == &apb_i8_kernels_avx2)
+        kt = &apb_i8_kernels_ref;
     void (*store)(int, int, const int32_t *, int, const float *, const int32_t *, float *, long) =
         apb_isa_active() >= APB_ISA_AVX2 ? apb_i8_store_avx2 : store_ref;
     int npan = (N + APB_I8_PANEL - 1) / APB_I8_PANEL;
@@ -140,7 +143,7 @@ apb_status apb_i8gemm_f32(int M, int N, int K4, const int8_t *W, long ldw, const
         return apb_fail(APB_EINVAL, "i8gemm: bad sizes M=%d N=%d K4=%d ldw=%ld ldy=%ld", M, N, K4,
                         ldw, ldy);
     int npan = (N + APB_I8_PANEL - 1) / APB_I8_PANEL;
-    bdesc bd = {B, 0, (long)K4 * 4 * APB_I8_PANEL, npan > 0 ? npan : 1, NULL};
+    bdesc bd = {B, 0, (long)K4 * 4 * APB_I8_PANEL, npan > 0 ? npan : 1, NULL, 0};
     return gemm(M, N, K4, W, ldw, &bd, scale, corr, Y, ldy);
 }
 
@@ -154,6 +157,20 @@ apb_status apb_i8gemm_ind_f32(int M, int ncol, int nimg, int K4, const int8_t *W
                         M, ncol, nimg, K4, ldw, ldy);
     if (ncol == 0)
         return APB_OK;
-    bdesc bd = {src, istride, 4 * APB_I8_PANEL, ncol / APB_I8_PANEL, boff};
+    bdesc bd = {src, istride, 4 * APB_I8_PANEL, ncol / APB_I8_PANEL, boff, 0};
+    return gemm(M, ncol * nimg, K4, W, ldw, &bd, scale, corr, Y, ldy);
+}
+
+apb_status apb_i8gemm_ind_f32_w8(int M, int ncol, int nimg, int K4, const int8_t *W, long ldw,
+                                 const uint8_t *src, long istride, const long *boff,
+                                 const float *scale, const int32_t *corr, float *Y, long ldy)
+{
+    if (M < 0 || ncol < 0 || ncol % APB_I8_PANEL || nimg < 0 || K4 < 0 || ldw < 4L * K4 ||
+        ldy < (long)ncol * nimg || (long)ncol * nimg > (1L << 30))
+        return apb_fail(APB_EINVAL, "i8gemm: bad sizes M=%d ncol=%d nimg=%d K4=%d ldw=%ld ldy=%ld",
+                        M, ncol, nimg, K4, ldw, ldy);
+    if (ncol == 0)
+        return APB_OK;
+    bdesc bd = {src, istride, 4 * APB_I8_PANEL, ncol / APB_I8_PANEL, boff, 1};
     return gemm(M, ncol * nimg, K4, W, ldw, &bd, scale, corr, Y, ldy);
 }

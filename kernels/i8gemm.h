@@ -102,6 +102,14 @@ apb_status apb_i8gemm_ind_f32(int M, int ncol, int nimg, int K4, const int8_t *W
                               const uint8_t *src, long istride, const long *boff,
                               const float *scale, const int32_t *corr, float *Y, long ldy);
 
+/* The same for weights anywhere in [-127, 127] (the approximate 8-bit convs of
+ * infer/, apbrt_model.h S8D): the AVX2 kernel's 16-bit partial sums hold only
+ * +-1 weights, so at the AVX2 level (or without VNNI) this runs the portable
+ * kernel; the integers are the same on every path. */
+apb_status apb_i8gemm_ind_f32_w8(int M, int ncol, int nimg, int K4, const int8_t *W, long ldw,
+                                 const uint8_t *src, long istride, const long *boff,
+                                 const float *scale, const int32_t *corr, float *Y, long ldy);
+
 /* The specification: C[m, n] = dot, one element at a time. C [M, ldc]. */
 void apb_i8gemm_ref(int M, int N, int K4, const int8_t *W, long ldw, const uint8_t *B, int32_t *C,
                     long ldc);
@@ -123,8 +131,9 @@ void apb_i8_store_avx2(int mr, int nc, const int32_t *acc, int ld, const float *
 void apb_i8_quant4_avx2(int n, const float *x, long ldx, int stride, float r, float s,
                         int is_signed, uint8_t *d, float *q, long ldq);
 /* The same at the AVX-512 level: 16 pixels a step, the row's end by masks (no
- * scalar tail: rows of 7 to 56 pixels were mostly tail), the same bits. */
-void apb_i8_quant4_avx512(int n, const float *x, long ldx, int stride, float r, float s,
+ * scalar tail: rows of 7 to 56 pixels were mostly tail), the same bits; nc <= 4
+ * channels (a 3-channel first conv), the others the zero point. */
+void apb_i8_quant4_avx512(int n, int nc, const float *x, long ldx, int stride, float r, float s,
                           int is_signed, uint8_t *d, float *q, long ldq);
 typedef struct {
     apb_i8_kern_fn fn;

@@ -105,7 +105,7 @@ static inline __m512i codes16(const float *x, int st, int cnt, __m512 r, __m512 
     return _mm512_cvttps_epi32(t);
 }
 
-void apb_i8_quant4_avx512(int n, const float *x, long ldx, int stride, float rs, float s,
+void apb_i8_quant4_avx512(int n, int nc, const float *x, long ldx, int stride, float rs, float s,
                           int is_signed, uint8_t *d, float *q, long ldq)
 {
     const __m512 r = _mm512_set1_ps(rs), sv = _mm512_set1_ps(s);
@@ -117,6 +117,10 @@ void apb_i8_quant4_avx512(int n, const float *x, long ldx, int stride, float rs,
         __mmask16 live = apb_mask16(cnt);
         __m512i word = _mm512_setzero_si512();
         for (int i = 0; i < 4; i++) {
+            if (i >= nc) { /* channels past C: the zero point */
+                word = _mm512_or_si512(word, _mm512_slli_epi32(zp, 8 * i));
+                continue;
+            }
             __m512i c = codes16(x + i * ldx + (long)j * stride, stride, cnt, r, lo, hi);
             if (q)
                 _mm512_mask_storeu_ps(q + i * ldq + j, live, _mm512_mul_ps(_mm512_cvtepi32_ps(c), sv));

@@ -6,6 +6,7 @@
  * `apb infer --data` must agree with `apb eval` on the checkpoint it was
  * exported from.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,5 +341,29 @@ APB_TEST(test_cli_infer_data_matches_eval)
     /* a trained model beats chance by far, so equal lines are not a coincidence of zeros */
     double top1 = atof(a1 + 5);
     CHECK_MSG(top1 > 40.0, "top-1 %s", a1);
+    /* --int8-stem: named by apb info; apb infer --data gives the approximate
+     * accuracy and, on the same images, the exact one, which is the plain file's */
+    char model8[1300], a3[128], a4[128];
+    snprintf(model8, sizeof model8, "%s/model8.apb", c.out_dir);
+    snprintf(args, sizeof args, "export --ckpt %s --out %s --int8-stem", ckpt, model8);
+    rc = apb_test_cli_run(args, &out, &err);
+    CHECK_MSG(rc == 0 && strstr(out, "approximate 8-bit"), "apb %s: exit %d\n%s%s", args, rc, out, err);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "info %s", model8);
+    rc = apb_test_cli_run(args, &out, &err);
+    CHECK_MSG(rc == 0 && strstr(out, "fp32/s8d") && strstr(out, "approximate: 1 layer"),
+              "apb %s: exit %d\n%s%s", args, rc, out, err);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "infer %s --data fashion-mnist --limit-test 500 --threads 2", model8);
+    rc = apb_test_cli_run(args, &out, &err);
+    const char *ex = rc == 0 ? strstr(out, "exact (") : NULL;
+    CHECK_MSG(ex && !parse_acc(out, a3, sizeof a3) && !parse_acc(ex, a4, sizeof a4),
+              "apb %s: exit %d\n%s%s", args, rc, out, err);
+    free(out);
+    free(err);
+    CHECK_MSG(!strcmp(a4, a1), "exact pass %s, plain file %s", a4, a1);
+    CHECK_MSG(fabs(atof(a3 + 5) - top1) < 3.0, "int8 stem %s, exact %s", a3, a1);
     return 0;
 }

@@ -189,7 +189,7 @@ APB_TEST(test_infer_robust_version1_and_accounting_words)
     unsigned char *buf;
     size_t size;
     CHECK(make_model(&buf, &size) == 0);
-    CHECK(apbrt_rd32(buf + 8) == APBRT_VERSION);
+    CHECK(apbrt_rd32(buf + 8) == 2); /* version 3 only for files with an S8D layer */
     uint64_t goff, gsz;
     CHECK(graph_section(buf, &goff, &gsz) && gsz % APBRT_REC_SIZE == 0);
     unsigned char *c = malloc(size);
@@ -257,9 +257,19 @@ APB_TEST(test_infer_robust_int8_kinds)
         }
     }
     memcpy(c, buf, size);
-    apbrt_wr32(c + rec + 44, APBRT_A_S8 + 1);
+    apbrt_wr32(c + rec + 44, APBRT_A_S8D + 1);
     ta_fix_crcs(c, size);
     CHECK(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "activation kind"));
+    /* S8D (the approximate 8-bit first conv): version 3 only, FP32 weights only */
+    memcpy(c, buf, size);
+    apbrt_wr32(c + rec + 44, APBRT_A_S8D);
+    ta_fix_crcs(c, size);
+    CHECK_MSG(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "version 3"), "%s",
+              apbrt_errmsg());
+    apbrt_wr32(c + 8, 3);
+    ta_fix_crcs(c, size);
+    CHECK_MSG(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "FP32 weights"), "%s",
+              apbrt_errmsg());
     memcpy(c, buf, size);
     for (uint64_t r = goff; r < goff + gsz; r += APBRT_REC_SIZE)
         for (int k = 21; k < 24; k++)

@@ -245,7 +245,30 @@ out:
     return s;
 }
 
+apb_status apb_export_int8_stem(apb_export *ex)
+{
+    for (int i = 0; i < ex->desc.nlayers; i++) {
+        apbrt_layer_desc *L = &ex->layers[i];
+        if (L->kind != APBRT_CONV)
+            continue;
+        if (L->in != 0 || L->wkind != APBRT_W_FP32 || L->akind != APBRT_A_FP)
+            return apb_fail(APB_EINVAL,
+                            "--int8-stem: the first conv (layer %d) must read the network input with "
+                            "full-precision weights and input (it has weight kind %d, input kind %d)",
+                            i, L->wkind, L->akind);
+        L->akind = APBRT_A_S8D;
+        return APB_OK;
+    }
+    return apb_fail(APB_EINVAL, "--int8-stem: the model has no conv");
+}
+
 apb_status apb_export_model(apb_model *m, const apb_ckpt *ck, const char *out_path, size_t *bytes)
+{
+    return apb_export_model_opt(m, ck, out_path, 0, bytes);
+}
+
+apb_status apb_export_model_opt(apb_model *m, const apb_ckpt *ck, const char *out_path,
+                                int int8_stem, size_t *bytes)
 {
     char *buf = malloc(sizeof ck->meta.classes);
     const char **names = malloc(sizeof(char *) * 100000);
@@ -259,9 +282,12 @@ apb_status apb_export_model(apb_model *m, const apb_ckpt *ck, const char *out_pa
     s = apb_export_build(m, names, nc, ck->meta.mean, ck->meta.std, ck->meta.resize_short, &ex);
     if (s)
         goto out;
-    unsigned char *file;
-    size_t size;
-    s = apbrt_serialize(&ex.desc, &file, &size);
+    unsigned char *file = NULL;
+    size_t size = 0;
+    if (int8_stem)
+        s = apb_export_int8_stem(&ex);
+    if (!s)
+        s = apbrt_serialize(&ex.desc, &file, &size);
     if (!s) {
         s = apb_file_write_atomic(out_path, file, size);
         free(file);

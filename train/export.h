@@ -28,9 +28,19 @@ apb_status apb_export_build(apb_model *m, const char *const *class_names, int nc
                             apb_export *ex);
 void apb_export_free(apb_export *ex);
 
+/* Opt-in approximation (`apb export --int8-stem`, issue 13): the first conv,
+ * which must read the network input with FP32 weights, runs as an 8-bit
+ * integer conv (apbrt_model.h S8D: a per-sample input step, weights quantized
+ * per output row). Not what training computed: `apb info` names it, `apb infer
+ * --data` gives its accuracy next to the exact one. */
+apb_status apb_export_int8_stem(apb_export *ex);
+
 /* Model built from `ck` (class names and preprocessing come from ck's meta) ->
  * .apb file, written atomically; *bytes gets the file size. */
 apb_status apb_export_model(apb_model *m, const apb_ckpt *ck, const char *out_path, size_t *bytes);
+/* The same with options: int8_stem as apb_export_int8_stem. */
+apb_status apb_export_model_opt(apb_model *m, const apb_ckpt *ck, const char *out_path,
+                                int int8_stem, size_t *bytes);
 /* Same, building the model from the checkpoint. */
 apb_status apb_export_ckpt(const apb_ckpt *ck, const char *out_path, size_t *bytes);
 
