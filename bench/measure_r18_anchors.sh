@@ -3,7 +3,8 @@
 # 6), each PyTorch int8/fp32 (../shared/anchors/bench_torch_int8.py) and the apb
 # settings, so every ratio compares runs of the same round. Odd rounds run PyTorch
 # first, even rounds last (a run right after another process was seen to be slower
-# on a shared host). OLD=path/to/apb adds an older build's APB + binary runs.
+# on a shared host). OLD=path/to/apb adds an older build's APB + binary runs. The
+# *_s8 settings use the opt-in approximate 8-bit first conv (--int8-stem).
 # Run from anywhere after `make`; needs /usr/bin/python3 with python3-torch (the
 # anchor only, not apb).
 cd "$(dirname "$0")/.."
@@ -27,8 +28,12 @@ for r in $(seq ${ROUNDS:-6}); do
   if [ -n "$OLD" ] && [ $((r % 2)) = 0 ]; then run old_bin_b16 "$OLD" X=1 --quant apb --act binary --batch 16 --reps 5; fi
   run apb_bin_b16 $N X=1 --quant apb --act binary --batch 16 --reps 5
   if [ -n "$OLD" ] && [ $((r % 2)) = 1 ]; then run old_bin_b16 "$OLD" X=1 --quant apb --act binary --batch 16 --reps 5; fi
+  run apb_bin_b1_s8 $N X=1 --quant apb --act binary --batch 1 --int8-stem
+  run apb_bin_b16_s8 $N X=1 --quant apb --act binary --batch 16 --reps 5 --int8-stem
   run apb_i8_b1 $N X=1 --quant apb --act int8 --batch 1
   run apb_i8_b16 $N X=1 --quant apb --act int8 --batch 16 --reps 5
+  run apb_i8_b1_s8 $N X=1 --quant apb --act int8 --batch 1 --int8-stem
+  run apb_i8_b16_s8 $N X=1 --quant apb --act int8 --batch 16 --reps 5 --int8-stem
   run apb_q2_b1 $N X=1 --quant apb --act q2 --batch 1
   run q2q2_b1 $N X=1 --quant q2 --act q2 --batch 1
   run fp_b1 $N X=1 --quant fp --act fp --batch 1
