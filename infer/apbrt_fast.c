@@ -528,6 +528,15 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
 
 int apbrt_fast_inplace_ready(const apbrt_rt_layer *L) { return L->fast && L->fast->ind_ok; }
 
+int apbrt_fast_runs(const apbrt_model *m, const apbrt_rt_layer *L)
+{
+    if (!L->fast || m->reference)
+        return 0;
+    /* S8D: the exact mode runs the FP32 conv; without VNNI the float path computes
+     * the same approximation faster than the portable integer kernel */
+    return !L->fast->s8d || (!m->exact && apb_i8gemm_w8_fast());
+}
+
 const char *apbrt_fast_kernel(const apbrt_rt_layer *L)
 {
     return !L->fast ? NULL : L->fast->wino ? "wino" : L->fast->s8d ? "8x8" : L->fast->i8 ? "1x8"
@@ -622,11 +631,8 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
             float *pl = (float *)xp + ((long)(c * S + a) * S + b) * f->plane;
-            /* valid j: 0 <= j*S + b - P < W */
-            int jlo = P - b > 0 ? (P - b + S - 1) / S : 0;
-            int jhi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
-            jhi = jhi < Wq ? jhi : Wq;
-            jlo = jlo < jhi ? jlo : jhi;
+            int jlo, jhi;
+            apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
             for (int i = 0; i < f->Hq; i++) {
                 float *d = pl + (long)i * Wq;
                 int row = i * S + a - P;
@@ -662,10 +668,8 @@ static void build_planes_i8(const apbrt_rt_layer *L, const apbrt_fast *f, const 
         for (int b = 0; b < S; b++) {
             uint8_t *pl = x8 + ((long)(g * S + a) * S + b) * f->plane * 4;
             float *ql = xq ? xq + ((long)(c0 * S + a) * S + b) * f->plane : NULL;
-            int jlo = P - b > 0 ? (P - b + S - 1) / S : 0;
-            int jhi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
-            jhi = jhi < Wq ? jhi : Wq;
-            jlo = jlo < jhi ? jlo : jhi;
+            int jlo, jhi;
+            apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
             for (int i = 0; i < f->Hq; i++) {
                 uint8_t *d = pl + (long)i * Wq * 4;
                 float *qi = ql ? ql + (long)i * Wq : NULL;
@@ -864,6 +868,7 @@ typedef struct {
     float *out;
     const apb_bitconv_pad *pad;
     size_t words, yc, xqc, zc, x8c, zqc;
+    int ind; /* a binary conv in place (conv_ind_chunk; its input bits in zq) */
 } conv_job;
 
 /* Images [b0, b0 + cnt) of a job on nth threads with buffer copy `copy`. */
@@ -1013,11 +1018,33 @@ static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, 
     }
     size_t vsz = f->bin8 ? 1 : sizeof(float);
     char *xq = f->bin8 ? (char *)(w->xb + copy * j->xqc) : (char *)(w->xq + copy * j->xqc);
-    long tasks = (long)cnt * L->ic;
+    /* binary, channel-packed input: the byte planes from its bits (a 32nd of the
+     * floats' bytes to read), 16 channels per task; else from the floats */
+    const uint64_t *zb = NULL;
+    long zstride = 0;
+    if (f->bin8 && f->chan && apb_chan_sign_planes_ok()) {
+        if (j->ind)
+            zb = w->zq + copy * j->zqc, zstride = f->istride;
+        else
+            zb = w->z0 + copy * j->zc, zstride = (long)apb_chan_words(&f->g);
+    }
+    if (zb) {
+        int nb16 = L->ic / 16;
+        long cpl = (long)L->r.stride * L->r.stride * f->plane;
 #pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
-    for (long t = 0; t < tasks; t++)
-        build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic),
-                     xq + (t / L->ic) * f->xp_sz * vsz);
+        for (long t = 0; t < (long)cnt * nb16; t++) {
+            long b = t / nb16;
+            int c0 = (int)(t % nb16) * 16;
+            apb_chan_sign_planes(&f->g, zb + b * zstride, c0, c0 + 16,
+                                 (int8_t *)xq + b * f->xp_sz + c0 * cpl);
+        }
+    } else {
+        long tasks = (long)cnt * L->ic;
+#pragma omp parallel for num_threads(nth) if (nth > 1 && in_sz * cnt > 8192) schedule(static)
+        for (long t = 0; t < tasks; t++)
+            build_planes(L, f, inc + (t / L->ic) * in_sz, (int)(t % L->ic),
+                         xq + (t / L->ic) * f->xp_sz * vsz);
+    }
     res_epilogue(L, f, xq, cnt, Y, ldy, yimg, yrow, outc, nth);
     return APB_OK;
 }
@@ -1038,6 +1065,7 @@ static apb_status run_conv(apbrt_model *m, apbrt_rt_layer *L, const float *in, i
     conv_job j = {.L = L, .f = f, .w = w, .in = in, .out = out, .words = (size_t)N * ld,
                   .yc = (size_t)M * N, .xqc = (size_t)nb * f->xp_sz, .zc = (size_t)nb * zw};
     if (use_ind(f)) { /* no im2col words: the planes, wide GEMM rows */
+        j.ind = 1;
         j.zqc = (size_t)nb * f->istride;
         j.yc = (size_t)M * nb * f->incol;
         if (!grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
@@ -1078,6 +1106,8 @@ static apb_status conv_i8_chunk(const conv_job *j, int b0, int cnt, int copy, in
     long tasks = (long)cnt * Cg;
     /* S8D: one image per chunk (run_conv_i8), its own step; the GEMM's scale per
      * row is sw * step */
+    if (f->s8d && cnt != 1)
+        return apb_fail(APB_EINVAL, "apbrt: an 8-bit first conv's chunk has %d images, not 1", cnt);
     float step = f->s8d ? apbrt_s8d_step(inc, in_sz) : L->r.act_step;
     const float *scale = f->scale;
     if (f->s8d) {

@@ -203,6 +203,9 @@ apb_status apbrt_load_impl(const void *buf, size_t size, const char *name, int v
 /* apbrt_fast.c: prepares bit-kernel data for the layers that can use it (called
  * at the end of loading unless the reference path is selected) and runs them. */
 apb_status apbrt_fast_prepare(apbrt_model *m);
+/* 1 when layer L runs on its fast path now (not the reference path, the exact mode
+ * of an S8D layer, or an S8D layer without a fast integer kernel). */
+int apbrt_fast_runs(const apbrt_model *m, const apbrt_rt_layer *L);
 void apbrt_fast_free(apbrt_model *m);
 /* Runs layer `L` through its fast path: in [n, ic*ih*iw] -> out [n, oc*oh*ow]. */
 /* For tests: 1 when a binary conv is prepared for the in-place bit GEMM

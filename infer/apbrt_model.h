@@ -47,7 +47,7 @@ enum { APBRT_W_FP32 = 0, APBRT_W_APB, APBRT_W_Q2 }; /* weight storage */
  * (`apb export --int8-stem`): the sample's whole input is quantized with its own
  * step s = max|x| / 127 (1 when the input is all zero), codes apb_i8_code(x, 1/s,
  * signed), and the FP32 weights per output row with sw = max|W_row| / 127 (1 for
- * a zero row), w8 = W / sw rounded to nearest (ties to even); the output is
+ * a zero row), w8 = apb_i8_code(W, 1/sw, signed); the output is
  * (sw * s) * (sum w8 * code) + bias. FP32 weights and CONV only. A runtime can
  * run it as the FP32 conv it came from (apbrt_set_exact). */
 enum { APBRT_A_FP = 0, APBRT_A_BIN, APBRT_A_Q2, APBRT_A_U8, APBRT_A_S8, APBRT_A_S8D };

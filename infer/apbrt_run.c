@@ -238,12 +238,7 @@ static int conv_implicit(apbrt_model *m, const apbrt_rt_layer *L, const float *s
 
 float apbrt_s8d_step(const float *x, long n)
 {
-    float mx = 0.0f;
-#pragma omp simd reduction(max : mx)
-    for (long i = 0; i < n; i++) {
-        float a = fabsf(x[i]);
-        mx = a > mx ? a : mx;
-    }
+    float mx = apb_ew_absmax(n, x);
     return mx > 0.0f ? mx / 127.0f : 1.0f;
 }
 
@@ -535,8 +530,7 @@ static int run_batch(apbrt_model *m, const float *x, int n, float *logits)
             L->out_base = out;
         }
         if (kind == APBRT_CONV || kind == APBRT_LINEAR) {
-            if (L->fast && !m->reference && (!fast_last_only || i == last_fast) &&
-                !(m->exact && L->r.akind == APBRT_A_S8D)) {
+            if (apbrt_fast_runs(m, L) && (!fast_last_only || i == last_fast)) {
                 if ((st = apbrt_fast_run(m, L, in, n, out)) != APB_OK)
                     return (int)st;
             } else {
@@ -737,9 +731,7 @@ int apbrt_layer_info_get(const apbrt_model *m, int i, apbrt_layer_info *info)
     }
     info->bytes = (size_t)L->file_bytes;
     info->fused = L->fused;
-    info->kernel = !conv_like ? ""
-                   : (!m->reference && L->fast && !(m->exact && r->akind == APBRT_A_S8D)) ? apbrt_fast_kernel(L)
-                                                                                          : "sgemm";
+    info->kernel = !conv_like ? "" : apbrt_fast_runs(m, L) ? apbrt_fast_kernel(L) : "sgemm";
     info->seconds = L->seconds;
     return 0;
 }

@@ -32,6 +32,8 @@ void apb_ew_sign_planes(const float *x, int H, int W, int S, int P, int Hq, int 
     ew()->sign_planes(x, H, W, S, P, Hq, Wq, out);
 }
 
+float apb_ew_absmax(long n, const float *x) { return ew()->absmax(n, x); }
+
 void apb_ew_dot_int(long n, int32_t *a, int32_t base, const int32_t *ct) { ew()->dot_int(n, a, base, ct); }
 
 void apb_ew_int_float(long n, const int32_t *a, float sc, float bi, float *y) { ew()->int_float(n, a, sc, bi, y); }

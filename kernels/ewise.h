@@ -22,6 +22,21 @@ void apb_ew_post(long n, const float *src, const float *add, int affine, float s
 /* dst[i] = act(a[i] + b[i]), or act(a[i]) when b == NULL. dst may equal a or b. */
 void apb_ew_add_act(long n, const float *a, const float *b, int act, float *dst);
 
+/* max |x[i]| over i < n (0 for n = 0; NaN ignored): the same at every level. */
+float apb_ew_absmax(long n, const float *x);
+
+/* The columns of a stride-phase plane row (conv stride S, padding P, input rows
+ * of W, planes of Wq columns) that hold input pixels in phase column b: j in
+ * [*jlo, *jhi) where 0 <= j*S + b - P < W; the others are padding. */
+static inline void apb_phase_cols(int W, int S, int P, int b, int Wq, int *jlo, int *jhi)
+{
+    int lo = P - b > 0 ? (P - b + S - 1) / S : 0;
+    int hi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
+    hi = hi < Wq ? hi : Wq;
+    *jlo = lo < hi ? lo : hi;
+    *jhi = hi;
+}
+
 /* The binary activation of one H x W channel x as the zero-padded stride-phase
  * byte planes of a conv with stride S and padding P (infer/apbrt_fast.c): S*S
  * planes of Hq x Wq bytes one after another, phase (a, b) holding padded pixel

@@ -12,25 +12,16 @@
  * (no element of src past the last one it uses is read). */
 static void sign_row(const float *src, long n, int S, int8_t *d)
 {
-    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m128i one = _mm_set1_epi8(1), neg = _mm_set1_epi8(-1);
-    const __m512 zero = _mm512_setzero_ps();
-    long t = 0;
-    for (; t + 16 <= n; t += 16) {
-        __m512 v = S == 1 ? _mm512_loadu_ps(src + t)
-                          : _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * t), ev,
-                                                   _mm512_maskz_loadu_ps(0x7FFF, src + 2 * t + 16));
-        __mmask16 ge = _mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ);
-        _mm_storeu_si128((__m128i *)(d + t), _mm_mask_blend_epi8(ge, neg, one));
-    }
-    if (t < n) {
-        int r = (int)(n - t);
-        __mmask16 m = apb_mask16(r);
-        __m512 v = S == 1 ? _mm512_maskz_loadu_ps(m, src + t)
-                          : _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(apb_mask16(2 * r - 1), src + 2 * t), ev,
-                                                   _mm512_maskz_loadu_ps(apb_mask16(2 * r - 17), src + 2 * t + 16));
-        __mmask16 ge = _mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ);
-        _mm_mask_storeu_epi8(d + t, m, _mm_mask_blend_epi8(ge, neg, one));
+    for (long t = 0; t < n; t += 16) {
+        int r = n - t < 16 ? (int)(n - t) : 16;
+        __m512 v;
+        if (S == 1)
+            v = _mm512_maskz_loadu_ps(apb_mask16(r), src + t);
+        else
+            apb_deint32_ps(src + 2 * t, 2 * r - 1, 0.0f, &v, NULL);
+        __mmask16 ge = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
+        _mm_mask_storeu_epi8(d + t, apb_mask16(r), _mm_mask_blend_epi8(ge, neg, one));
     }
 }
 
@@ -47,10 +38,8 @@ void apb_ew_sign_planes_avx512(const float *x, int H, int W, int S, int P, int H
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
             int8_t *pl = out + (long)(a * S + b) * plane;
-            int jlo = P - b > 0 ? (P - b + S - 1) / S : 0;
-            int jhi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
-            jhi = jhi < Wq ? jhi : Wq;
-            jlo = jlo < jhi ? jlo : jhi;
+            int jlo, jhi;
+            apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
             for (int i = 0; i < Hq; i++) {
                 int8_t *d = pl + (long)i * Wq;
                 int row = i * S + a - P;

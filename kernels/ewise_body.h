@@ -62,11 +62,8 @@ void EW(sign_planes)(const float *restrict x, int H, int W, int S, int P, int Hq
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
             int8_t *pl = out + (long)(a * S + b) * plane;
-            /* valid j: 0 <= j*S + b - P < W */
-            int jlo = P - b > 0 ? (P - b + S - 1) / S : 0;
-            int jhi = W - 1 + P - b >= 0 ? (W - 1 + P - b) / S + 1 : 0;
-            jhi = jhi < Wq ? jhi : Wq;
-            jlo = jlo < jhi ? jlo : jhi;
+            int jlo, jhi;
+            apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
             for (int i = 0; i < Hq; i++) {
                 int8_t *restrict d = pl + (long)i * Wq;
                 int row = i * S + a - P;
@@ -89,6 +86,17 @@ void EW(sign_planes)(const float *restrict x, int H, int W, int S, int P, int Hq
                 }
             }
         }
+}
+
+float EW(absmax)(long n, const float *restrict x)
+{
+    float mx = 0.0f;
+#pragma omp simd reduction(max : mx)
+    for (long i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        mx = a > mx ? a : mx;
+    }
+    return mx;
 }
 
 void EW(dot_int)(long n, int32_t *restrict a, int32_t base, const int32_t *restrict ct)

@@ -102,7 +102,7 @@ static apb_status gemm(int M, int N, int K4, const int8_t *W, long ldw, const bd
     if (M == 0 || N == 0)
         return APB_OK;
     const apb_i8_kernels *kt = table();
-    if (bd->wide && kt == &apb_i8_kernels_avx2)
+    if (bd->wide && !kt->wide_ok)
         kt = &apb_i8_kernels_ref;
     void (*store)(int, int, const int32_t *, int, const float *, const int32_t *, float *, long) =
         apb_isa_active() >= APB_ISA_AVX2 ? apb_i8_store_avx2 : store_ref;
@@ -147,9 +147,9 @@ apb_status apb_i8gemm_f32(int M, int N, int K4, const int8_t *W, long ldw, const
     return gemm(M, N, K4, W, ldw, &bd, scale, corr, Y, ldy);
 }
 
-apb_status apb_i8gemm_ind_f32(int M, int ncol, int nimg, int K4, const int8_t *W, long ldw,
-                              const uint8_t *src, long istride, const long *boff,
-                              const float *scale, const int32_t *corr, float *Y, long ldy)
+static apb_status ind(int M, int ncol, int nimg, int K4, const int8_t *W, long ldw, const uint8_t *src,
+                      long istride, const long *boff, const float *scale, const int32_t *corr,
+                      float *Y, long ldy, int wide)
 {
     if (M < 0 || ncol < 0 || ncol % APB_I8_PANEL || nimg < 0 || K4 < 0 || ldw < 4L * K4 ||
         ldy < (long)ncol * nimg || (long)ncol * nimg > (1L << 30))
@@ -157,20 +157,22 @@ apb_status apb_i8gemm_ind_f32(int M, int ncol, int nimg, int K4, const int8_t *W
                         M, ncol, nimg, K4, ldw, ldy);
     if (ncol == 0)
         return APB_OK;
-    bdesc bd = {src, istride, 4 * APB_I8_PANEL, ncol / APB_I8_PANEL, boff, 0};
+    bdesc bd = {src, istride, 4 * APB_I8_PANEL, ncol / APB_I8_PANEL, boff, wide};
     return gemm(M, ncol * nimg, K4, W, ldw, &bd, scale, corr, Y, ldy);
+}
+
+apb_status apb_i8gemm_ind_f32(int M, int ncol, int nimg, int K4, const int8_t *W, long ldw,
+                              const uint8_t *src, long istride, const long *boff,
+                              const float *scale, const int32_t *corr, float *Y, long ldy)
+{
+    return ind(M, ncol, nimg, K4, W, ldw, src, istride, boff, scale, corr, Y, ldy, 0);
 }
 
 apb_status apb_i8gemm_ind_f32_w8(int M, int ncol, int nimg, int K4, const int8_t *W, long ldw,
                                  const uint8_t *src, long istride, const long *boff,
                                  const float *scale, const int32_t *corr, float *Y, long ldy)
 {
-    if (M < 0 || ncol < 0 || ncol % APB_I8_PANEL || nimg < 0 || K4 < 0 || ldw < 4L * K4 ||
-        ldy < (long)ncol * nimg || (long)ncol * nimg > (1L << 30))
-        return apb_fail(APB_EINVAL, "i8gemm: bad sizes M=%d ncol=%d nimg=%d K4=%d ldw=%ld ldy=%ld",
-                        M, ncol, nimg, K4, ldw, ldy);
-    if (ncol == 0)
-        return APB_OK;
-    bdesc bd = {src, istride, 4 * APB_I8_PANEL, ncol / APB_I8_PANEL, boff, 1};
-    return gemm(M, ncol * nimg, K4, W, ldw, &bd, scale, corr, Y, ldy);
+    return ind(M, ncol, nimg, K4, W, ldw, src, istride, boff, scale, corr, Y, ldy, 1);
 }
+
+int apb_i8gemm_w8_fast(void) { return table()->wide_ok && table() != &apb_i8_kernels_ref; }

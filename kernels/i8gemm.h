@@ -109,6 +109,8 @@ apb_status apb_i8gemm_ind_f32(int M, int ncol, int nimg, int K4, const int8_t *W
 apb_status apb_i8gemm_ind_f32_w8(int M, int ncol, int nimg, int K4, const int8_t *W, long ldw,
                                  const uint8_t *src, long istride, const long *boff,
                                  const float *scale, const int32_t *corr, float *Y, long ldy);
+/* 1 when apb_i8gemm_ind_f32_w8 runs a fast kernel (VNNI) now, 0 when the portable one. */
+int apb_i8gemm_w8_fast(void);
 
 /* The specification: C[m, n] = dot, one element at a time. C [M, ldc]. */
 void apb_i8gemm_ref(int M, int N, int K4, const int8_t *W, long ldw, const uint8_t *B, int32_t *C,
@@ -139,6 +141,7 @@ typedef struct {
     apb_i8_kern_fn fn;
     int mr, np;
     const char *name;
+    int wide_ok; /* exact for any weights in [-127, 127], not only +-1 */
 } apb_i8_kernels;
 
 extern const apb_i8_kernels apb_i8_kernels_ref;

@@ -209,4 +209,4 @@ void apb_i8_store_avx2(int mr, int nc, const int32_t *acc, int ld, const float *
     }
 }
 
-const apb_i8_kernels apb_i8_kernels_avx2 = {kern_avx2, MR, 2, "avx2"};
+const apb_i8_kernels apb_i8_kernels_avx2 = {kern_avx2, MR, 2, "avx2", 0};

@@ -85,7 +85,7 @@ static void kern_vnni(int mr, int np, int K4, const int8_t *w, long ldw, const u
     ROW_STORE(5);
 }
 
-const apb_i8_kernels apb_i8_kernels_avx512vnni = {kern_vnni, MR, NP, "avx512-vnni"};
+const apb_i8_kernels apb_i8_kernels_avx512vnni = {kern_vnni, MR, NP, "avx512-vnni", 1};
 
 /* 16 codes of apb_i8_code from x[t * st] for t < cnt (st 1 or 2; nothing else
  * is read, the other lanes are 0): NaN -> 0, clamp, round half to even by the

@@ -20,7 +20,7 @@ static void kern_ref(int mr, int np, int K4, const int8_t *w, long ldw, const ui
             }
 }
 
-const apb_i8_kernels apb_i8_kernels_ref = {kern_ref, 4, 1, "ref"};
+const apb_i8_kernels apb_i8_kernels_ref = {kern_ref, 4, 1, "ref", 1};
 
 void apb_i8gemm_ref(int M, int N, int K4, const int8_t *W, long ldw, const uint8_t *B, int32_t *C,
                     long ldc)

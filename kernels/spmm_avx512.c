@@ -12,66 +12,86 @@
 
 #define AI static inline __attribute__((always_inline))
 
-AI void fma_row(__m512 *a, const apb_csr *R, int64_t e, const float *X, int ldx, int n0, int c16)
+/* 16 floats of X at x: float planes, or byte planes (i8) widened */
+AI __m512 ld16(const void *x, long at, int i8)
 {
-    int64_t c = c16 ? (int64_t)R->col16[e] : (int64_t)R->col32[e];
-    const float *x = X + (size_t)c * ldx + n0;
-    __m512 v = _mm512_set1_ps(R->val[e]);
-    a[0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x), a[0]);
-    a[1] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 16), a[1]);
-    a[2] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 32), a[2]);
-    a[3] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 48), a[3]);
+    if (i8)
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)x + at))));
+    return _mm512_loadu_ps((const float *)x + at);
 }
 
+/* a[0..4) += val[e] * the 64 values of X at column col(e) (element ldx*col + n0);
+ * the index width (c16: col16) and plane type (i8) are compile-time constants */
+AI void fma_row(__m512 *a, const apb_csr *R, int64_t e, const void *X, int ldx, int n0, int c16, int i8)
+{
+    int64_t c = c16 ? (int64_t)R->col16[e] : (int64_t)R->col32[e];
+    long at = (long)c * ldx + n0;
+    __m512 v = _mm512_set1_ps(R->val[e]);
+    a[0] = _mm512_fmadd_ps(v, ld16(X, at, i8), a[0]);
+    a[1] = _mm512_fmadd_ps(v, ld16(X, at + 16, i8), a[1]);
+    a[2] = _mm512_fmadd_ps(v, ld16(X, at + 32, i8), a[2]);
+    a[3] = _mm512_fmadd_ps(v, ld16(X, at + 48, i8), a[3]);
+}
+
+/* the 4 accumulators of a row: from y, or zero (y NULL) */
 AI void load4(__m512 *a, const float *y)
 {
-    for (int i = 0; i < 4; i++)
-        a[i] = _mm512_loadu_ps(y + 16 * i);
+    if (y) {
+        a[0] = _mm512_loadu_ps(y), a[1] = _mm512_loadu_ps(y + 16);
+        a[2] = _mm512_loadu_ps(y + 32), a[3] = _mm512_loadu_ps(y + 48);
+    } else {
+        a[0] = a[1] = a[2] = a[3] = _mm512_setzero_ps();
+    }
 }
 
 AI void put4(float *y, const __m512 *a)
 {
-    for (int i = 0; i < 4; i++)
-        _mm512_storeu_ps(y + 16 * i, a[i]);
+    _mm512_storeu_ps(y, a[0]), _mm512_storeu_ps(y + 16, a[1]);
+    _mm512_storeu_ps(y + 32, a[2]), _mm512_storeu_ps(y + 48, a[3]);
 }
 
-/* rows m .. m+3, full 64-column chunk; y = row m's chunk, rows ldy apart. The
- * four rows' entries in lockstep while all have some, then each row's rest;
- * named accumulator arrays indexed by constants only, so all 16 stay in
- * registers (c16: col16 indices; both widths are compiled). */
-AI void rows4_t(const apb_csr *R, int m, int n0, const float *X, int ldx, float *y0, int ldy, int c16)
+/* rows m .. m+3, full 64-column chunk; y = row m's chunk, rows ldy apart, summed
+ * into (acc) or from zero. The four rows' entries in lockstep while all have
+ * some (16 independent FMA chains), then each row's rest. Every accumulator is
+ * a named array indexed by constants only, so all 16 stay in registers (an
+ * a[r][i] indexed by a loop's r was kept on the stack by gcc: a store and a
+ * reload around each FMA of the rows' tails). */
+AI void rows4_t(const apb_csr *R, int m, int n0, const void *X, int ldx, float *y0, int ldy, int acc,
+                int c16, int i8)
 {
     __m512 a0[4], a1[4], a2[4], a3[4];
-    load4(a0, y0), load4(a1, y0 + ldy), load4(a2, y0 + 2 * (size_t)ldy), load4(a3, y0 + 3 * (size_t)ldy);
+    size_t l = (size_t)ldy;
+    load4(a0, acc ? y0 : NULL), load4(a1, acc ? y0 + l : NULL);
+    load4(a2, acc ? y0 + 2 * l : NULL), load4(a3, acc ? y0 + 3 * l : NULL);
     const int64_t *rp = R->row_ptr + m;
     int64_t e0 = rp[0], e1 = rp[1], e2 = rp[2], e3 = rp[3], e4 = rp[4];
-    int64_t n0c = e1 - e0, n1 = e2 - e1, n2 = e3 - e2, n3 = e4 - e3;
-    int64_t common = n0c < n1 ? n0c : n1;
-    common = common < n2 ? common : n2;
-    common = common < n3 ? common : n3;
+    int64_t common = e1 - e0;
+    common = e2 - e1 < common ? e2 - e1 : common;
+    common = e3 - e2 < common ? e3 - e2 : common;
+    common = e4 - e3 < common ? e4 - e3 : common;
     for (int64_t i = 0; i < common; i++) {
-        fma_row(a0, R, e0 + i, X, ldx, n0, c16);
-        fma_row(a1, R, e1 + i, X, ldx, n0, c16);
-        fma_row(a2, R, e2 + i, X, ldx, n0, c16);
-        fma_row(a3, R, e3 + i, X, ldx, n0, c16);
+        fma_row(a0, R, e0 + i, X, ldx, n0, c16, i8);
+        fma_row(a1, R, e1 + i, X, ldx, n0, c16, i8);
+        fma_row(a2, R, e2 + i, X, ldx, n0, c16, i8);
+        fma_row(a3, R, e3 + i, X, ldx, n0, c16, i8);
     }
     for (int64_t e = e0 + common; e < e1; e++)
-        fma_row(a0, R, e, X, ldx, n0, c16);
+        fma_row(a0, R, e, X, ldx, n0, c16, i8);
     for (int64_t e = e1 + common; e < e2; e++)
-        fma_row(a1, R, e, X, ldx, n0, c16);
+        fma_row(a1, R, e, X, ldx, n0, c16, i8);
     for (int64_t e = e2 + common; e < e3; e++)
-        fma_row(a2, R, e, X, ldx, n0, c16);
+        fma_row(a2, R, e, X, ldx, n0, c16, i8);
     for (int64_t e = e3 + common; e < e4; e++)
-        fma_row(a3, R, e, X, ldx, n0, c16);
-    put4(y0, a0), put4(y0 + ldy, a1), put4(y0 + 2 * (size_t)ldy, a2), put4(y0 + 3 * (size_t)ldy, a3);
+        fma_row(a3, R, e, X, ldx, n0, c16, i8);
+    put4(y0, a0), put4(y0 + l, a1), put4(y0 + 2 * l, a2), put4(y0 + 3 * l, a3);
 }
 
 static void rows4(const apb_csr *R, int m, int n0, const float *X, int ldx, float *y0, int ldy)
 {
     if (R->idx_bytes == 2)
-        rows4_t(R, m, n0, X, ldx, y0, ldy, 1);
+        rows4_t(R, m, n0, X, ldx, y0, ldy, 1, 1, 0);
     else
-        rows4_t(R, m, n0, X, ldx, y0, ldy, 0);
+        rows4_t(R, m, n0, X, ldx, y0, ldy, 1, 0, 0);
 }
 
 void apb_spmm_chunk_avx512(const apb_csr *R, int m0, int m1, int n0, int nc, const float *X,
@@ -116,20 +136,17 @@ void apb_spmm_chunk_avx512(const apb_csr *R, int m0, int m1, int n0, int nc, con
     }
 }
 
-AI void offset_t(const apb_csr *R, int m0, int m1, const float *X, float *out, int c16)
+/* The direct sparse convolution's chunk (spmm.h) from zero, float or byte planes. */
+AI void offset_t(const apb_csr *R, int m0, int m1, const void *X, float *out, int c16, int i8)
 {
     int m = m0;
-    for (; m + 4 <= m1; m += 4) {
-        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
-        for (int i = 0; i < 4 * APB_SPMM_NC; i += 16)
-            _mm512_storeu_ps(y + i, _mm512_setzero_ps());
-        rows4_t(R, m, 0, X, 1, y, APB_SPMM_NC, c16);
-    }
+    for (; m + 4 <= m1; m += 4)
+        rows4_t(R, m, 0, X, 1, out + (size_t)(m - m0) * APB_SPMM_NC, APB_SPMM_NC, 0, c16, i8);
     for (; m < m1; m++) {
-        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                       _mm512_setzero_ps()};
+        __m512 a[4];
+        load4(a, NULL);
         for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++)
-            fma_row(a, R, e, X, 1, 0, c16);
+            fma_row(a, R, e, X, 1, 0, c16, i8);
         put4(out + (size_t)(m - m0) * APB_SPMM_NC, a);
     }
 }
@@ -137,100 +154,17 @@ AI void offset_t(const apb_csr *R, int m0, int m1, const float *X, float *out, i
 void apb_spmm_offset_avx512(const apb_csr *R, int m0, int m1, const float *X, float *out)
 {
     if (R->idx_bytes == 2)
-        offset_t(R, m0, m1, X, out, 1);
+        offset_t(R, m0, m1, X, out, 1, 0);
     else
-        offset_t(R, m0, m1, X, out, 0);
+        offset_t(R, m0, m1, X, out, 0, 0);
 }
 
-/* ---- byte planes (binary activations): 16 floats from 16 bytes per vector ---- */
-
-AI __m512 cvt16(const int8_t *p)
-{
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
-}
-
-/* col(e) with the index width known at compile time (c16: col16) */
-AI int64_t col_of(const apb_csr *R, int64_t e, int c16)
-{
-    return c16 ? (int64_t)R->col16[e] : (int64_t)R->col32[e];
-}
-
-AI void fma_row8(__m512 *a, const apb_csr *R, int64_t e, const int8_t *X, int c16)
-{
-    const int8_t *x = X + col_of(R, e, c16);
-    __m512 v = _mm512_set1_ps(R->val[e]);
-    a[0] = _mm512_fmadd_ps(v, cvt16(x), a[0]);
-    a[1] = _mm512_fmadd_ps(v, cvt16(x + 16), a[1]);
-    a[2] = _mm512_fmadd_ps(v, cvt16(x + 32), a[2]);
-    a[3] = _mm512_fmadd_ps(v, cvt16(x + 48), a[3]);
-}
-
-AI void zero4(__m512 *a)
-{
-    a[0] = a[1] = a[2] = a[3] = _mm512_setzero_ps();
-}
-
-AI void store4(float *y, const __m512 *a)
-{
-    _mm512_storeu_ps(y, a[0]);
-    _mm512_storeu_ps(y + 16, a[1]);
-    _mm512_storeu_ps(y + 32, a[2]);
-    _mm512_storeu_ps(y + 48, a[3]);
-}
-
-/* rows m .. m+3 from zero into out (rows APB_SPMM_NC apart): the four rows'
- * entries in lockstep while all have some (16 independent FMA chains), then
- * each row's rest. Every accumulator is a named array indexed by constants
- * only, so all 16 stay in registers (an a[r][i] indexed by a loop's r was kept
- * on the stack by gcc: a store and a reload around each FMA of the tails). */
-AI void rows4_i8_t(const apb_csr *R, int m, const int8_t *X, float *out, int c16)
-{
-    __m512 a0[4], a1[4], a2[4], a3[4];
-    zero4(a0), zero4(a1), zero4(a2), zero4(a3);
-    const int64_t *rp = R->row_ptr + m;
-    int64_t e0 = rp[0], e1 = rp[1], e2 = rp[2], e3 = rp[3], e4 = rp[4];
-    int64_t n0 = e1 - e0, n1 = e2 - e1, n2 = e3 - e2, n3 = e4 - e3;
-    int64_t common = n0 < n1 ? n0 : n1;
-    common = common < n2 ? common : n2;
-    common = common < n3 ? common : n3;
-    for (int64_t i = 0; i < common; i++) {
-        fma_row8(a0, R, e0 + i, X, c16);
-        fma_row8(a1, R, e1 + i, X, c16);
-        fma_row8(a2, R, e2 + i, X, c16);
-        fma_row8(a3, R, e3 + i, X, c16);
-    }
-    for (int64_t e = e0 + common; e < e1; e++)
-        fma_row8(a0, R, e, X, c16);
-    for (int64_t e = e1 + common; e < e2; e++)
-        fma_row8(a1, R, e, X, c16);
-    for (int64_t e = e2 + common; e < e3; e++)
-        fma_row8(a2, R, e, X, c16);
-    for (int64_t e = e3 + common; e < e4; e++)
-        fma_row8(a3, R, e, X, c16);
-    store4(out, a0);
-    store4(out + APB_SPMM_NC, a1);
-    store4(out + 2 * APB_SPMM_NC, a2);
-    store4(out + 3 * APB_SPMM_NC, a3);
-}
-
-AI void offset_i8_t(const apb_csr *R, int m0, int m1, const int8_t *X, float *out, int c16)
-{
-    int m = m0;
-    for (; m + 4 <= m1; m += 4)
-        rows4_i8_t(R, m, X, out + (size_t)(m - m0) * APB_SPMM_NC, c16);
-    for (; m < m1; m++) {
-        __m512 a[4];
-        zero4(a);
-        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++)
-            fma_row8(a, R, e, X, c16);
-        store4(out + (size_t)(m - m0) * APB_SPMM_NC, a);
-    }
-}
-
+/* Byte planes (binary activations): 16 bytes widened per vector (vpmovsxbd +
+ * vcvtdq2ps); the products are exact, so the same bits as the float planes. */
 void apb_spmm_offset_i8_avx512(const apb_csr *R, int m0, int m1, const int8_t *X, float *out)
 {
     if (R->idx_bytes == 2)
-        offset_i8_t(R, m0, m1, X, out, 1);
+        offset_t(R, m0, m1, X, out, 1, 1);
     else
-        offset_i8_t(R, m0, m1, X, out, 0);
+        offset_t(R, m0, m1, X, out, 0, 1);
 }

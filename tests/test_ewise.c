@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "bitpack.h"
 #include "ewise.h"
 #include "rng.h"
 #include "test.h"
@@ -260,5 +261,82 @@ APB_TEST(test_ewise_maxpool3s2_equals_rows)
         fprintf(stderr, "  no level of this machine has the kernel (AVX-512): nothing to compare\n");
         return APB_TEST_SKIP;
     }
+    return 0;
+}
+
+/* apb_chan_sign_planes (bitpack.h) from a channel-packed image gives the bytes
+ * apb_ew_sign_planes gives from the floats, for 64 and 128 channels, strides 1
+ * and 2, paddings 0 and 1, maps wider and narrower than a vector step, zeros of
+ * both signs; a block of 16 channels writes only its channels' planes. */
+APB_TEST(test_chan_sign_planes_equal_float_planes)
+{
+    if (!apb_chan_sign_planes_ok())
+        return 0; /* AVX-512 only: the runtime takes the float planes elsewhere */
+    static const int dims[][3] = {{64, 7, 7}, {64, 12, 19}, {128, 14, 14}, {64, 3, 33}};
+    apb_rng r;
+    apb_rng_seed(&r, 94);
+    int checked = 0;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (int S = 1; S <= 2; S++)
+            for (int P = 0; P <= 1; P++) {
+                int C = dims[di][0], H = dims[di][1], W = dims[di][2];
+                apb_conv_geom g = {C, H, W, 3, 3, S, P};
+                int Hq = (H + 2 * P + S - 1) / S, Wq = (W + 2 * P + S - 1) / S;
+                long cpl = (long)S * S * Hq * Wq;
+                float *x = malloc(sizeof(float) * (size_t)C * H * W);
+                uint64_t *Z = malloc(sizeof(uint64_t) * apb_chan_words(&g));
+                int8_t *want = malloc((size_t)(C * cpl)), *got = malloc((size_t)(C * cpl) + 64);
+                CHECK(x && Z && want && got);
+                for (long i = 0; i < (long)C * H * W; i++)
+                    x[i] = val(&r, i);
+                CHECK_OK(apb_bitpack_chan(&g, x, 1.0f, 1, Z, NULL));
+                for (int c = 0; c < C; c++)
+                    apb_ew_sign_planes(x + (long)c * H * W, H, W, S, P, Hq, Wq, want + c * cpl);
+                memset(got, 77, (size_t)(C * cpl) + 64);
+                for (int c0 = 0; c0 < C; c0 += 16) {
+                    apb_chan_sign_planes(&g, Z, c0, c0 + 16, got + c0 * cpl);
+                    if (c0 == 16) /* the first two blocks written, the rest untouched */
+                        CHECK(got[32 * cpl] == 77);
+                }
+                for (long i = 0; i < C * cpl; i++, checked++)
+                    CHECK_MSG(got[i] == want[i], "C %d %dx%d S %d P %d: byte %ld (channel %ld) %d, want %d",
+                              C, H, W, S, P, i, i / cpl, got[i], want[i]);
+                CHECK(got[C * cpl] == 77);
+                free(x), free(Z), free(want), free(got);
+            }
+    CHECK(checked > 100000);
+    return 0;
+}
+
+/* apb_ew_absmax at every level: the largest |x| of the scalar loop, NaN ignored,
+ * 0 for an empty or all-zero input, every length around the vector widths. */
+APB_TEST(test_ewise_absmax_every_isa)
+{
+    enum { NMAX = 300 };
+    float x[NMAX];
+    apb_rng r;
+    apb_rng_seed(&r, 96);
+    apb_isa prev = apb_isa_active();
+    int cases = 0;
+    for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
+        CHECK_OK(apb_isa_force((apb_isa)isa));
+        for (long n = 0; n <= NMAX; n += n < 40 ? 1 : 37) {
+            for (long i = 0; i < n; i++)
+                x[i] = i % 17 == 3 ? NAN : val(&r, i) * (i % 5 == 1 ? 100.0f : 1.0f);
+            if (n > 10)
+                x[n / 2] = -1e30f; /* the largest, negative */
+            float want = 0.0f;
+            for (long i = 0; i < n; i++)
+                want = fabsf(x[i]) > want ? fabsf(x[i]) : want;
+            float got = apb_ew_absmax(n, x);
+            CHECK_MSG(got == want, "absmax at %s, n %ld: %g, want %g", apb_ew_level(), n, got, want);
+            cases++;
+        }
+        for (long i = 0; i < 20; i++)
+            x[i] = i % 2 ? -0.0f : 0.0f;
+        CHECK(apb_ew_absmax(20, x) == 0.0f);
+    }
+    apb_isa_force(prev);
+    CHECK(cases > 40);
     return 0;
 }

@@ -270,6 +270,18 @@ APB_TEST(test_infer_robust_int8_kinds)
     ta_fix_crcs(c, size);
     CHECK_MSG(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "FP32 weights"), "%s",
               apbrt_errmsg());
+    /* ... and a conv only: not the FP32 linear layer */
+    uint64_t lin = 0;
+    for (uint64_t r = goff; r < goff + gsz; r += APBRT_REC_SIZE)
+        if (apbrt_rd32(buf + r) == APBRT_LINEAR && apbrt_rd32(buf + r + 40) == APBRT_W_FP32)
+            lin = r;
+    CHECK_MSG(lin, "the test model has no FP32 linear layer");
+    memcpy(c, buf, size);
+    apbrt_wr32(c + lin + 44, APBRT_A_S8D);
+    apbrt_wr32(c + 8, 3);
+    ta_fix_crcs(c, size);
+    CHECK_MSG(try_load(c, size, &bad) == 0 && !bad && strstr(apbrt_errmsg(), "needs a conv"), "%s",
+              apbrt_errmsg());
     memcpy(c, buf, size);
     for (uint64_t r = goff; r < goff + gsz; r += APBRT_REC_SIZE)
         for (int k = 21; k < 24; k++)
