@@ -68,9 +68,11 @@ void apbrt_post_rows(const apbrt_rt_layer *L, int c, const float *src, const flo
         src = dst;
         add = NULL;
     }
-    apb_ew_post(cnt, src, add, L->post_scale != NULL, sc, sh, L->post_act, dst);
-    if (L->post_add >= 0)
-        apb_ew_add_act(cnt, dst, L->add_base + (dst - L->out_base), L->post_act2, dst);
+    if (L->post_add >= 0) /* the fused residual add in the same pass */
+        apb_ew_post2(cnt, src, add, L->post_scale != NULL, sc, sh, L->post_act,
+                     L->add_base + (dst - L->out_base), L->post_act2, dst);
+    else
+        apb_ew_post(cnt, src, add, L->post_scale != NULL, sc, sh, L->post_act, dst);
 }
 
 /* ---- reference layer implementations ---- */

@@ -25,6 +25,12 @@ void apb_ew_post(long n, const float *src, const float *add, int affine, float s
     ew()->post(n, src, add, affine, sc, sh, act, dst);
 }
 
+void apb_ew_post2(long n, const float *src, const float *add, int affine, float sc, float sh, int act,
+                  const float *add2, int act2, float *dst)
+{
+    ew()->post2(n, src, add, affine, sc, sh, act, add2, act2, dst);
+}
+
 void apb_ew_add_act(long n, const float *a, const float *b, int act, float *dst) { ew()->add_act(n, a, b, act, dst); }
 
 void apb_ew_sign_planes(const float *x, int H, int W, int S, int P, int Hq, int Wq, int8_t *out)

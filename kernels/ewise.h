@@ -19,6 +19,11 @@ enum { APB_EW_NONE = 0, APB_EW_RELU, APB_EW_HARDTANH };
  * affine step only when affine != 0. dst may equal src. */
 void apb_ew_post(long n, const float *src, const float *add, int affine, float sc, float sh, int act,
                  float *dst);
+/* apb_ew_post then apb_ew_add_act(add2, act2) on its result, in one pass: dst[i] =
+ * act2(post(i) + add2[i]), the same operations per element as the two calls.
+ * dst may equal src, add or add2. */
+void apb_ew_post2(long n, const float *src, const float *add, int affine, float sc, float sh, int act,
+                  const float *add2, int act2, float *dst);
 /* dst[i] = act(a[i] + b[i]), or act(a[i]) when b == NULL. dst may equal a or b. */
 void apb_ew_add_act(long n, const float *a, const float *b, int act, float *dst);
 

@@ -45,6 +45,54 @@ void EW(post)(long n, const float *src, const float *add, int affine, float sc, 
         EW_POST_ACTS(0, 0);
 }
 
+/* post, then a second add and activation in the same loop (a conv's fused
+ * residual add): per element the operations of EW(post) followed by EW(add_act) */
+#define EW_POST2_LOOP(ADD, AFF, ACT, ACT2)                                                        \
+    do {                                                                                          \
+        _Pragma("omp simd") for (long i = 0; i < n; i++)                                          \
+        {                                                                                         \
+            float v = src[i];                                                                     \
+            if (ADD)                                                                              \
+                v = v + add[i];                                                                   \
+            if (AFF)                                                                              \
+                v = sc * v + sh;                                                                  \
+            v = EW_ACT(ACT, v);                                                                   \
+            v = v + add2[i];                                                                      \
+            dst[i] = EW_ACT(ACT2, v);                                                             \
+        }                                                                                         \
+    } while (0)
+#define EW_POST2_ACT2(ADD, AFF, ACT)                                                              \
+    do {                                                                                          \
+        if (act2 == APB_EW_RELU)                                                                  \
+            EW_POST2_LOOP(ADD, AFF, ACT, APB_EW_RELU);                                            \
+        else if (act2 == APB_EW_HARDTANH)                                                         \
+            EW_POST2_LOOP(ADD, AFF, ACT, APB_EW_HARDTANH);                                        \
+        else                                                                                      \
+            EW_POST2_LOOP(ADD, AFF, ACT, APB_EW_NONE);                                            \
+    } while (0)
+#define EW_POST2_ACTS(ADD, AFF)                                                                   \
+    do {                                                                                          \
+        if (act == APB_EW_RELU)                                                                   \
+            EW_POST2_ACT2(ADD, AFF, APB_EW_RELU);                                                 \
+        else if (act == APB_EW_HARDTANH)                                                          \
+            EW_POST2_ACT2(ADD, AFF, APB_EW_HARDTANH);                                             \
+        else                                                                                      \
+            EW_POST2_ACT2(ADD, AFF, APB_EW_NONE);                                                 \
+    } while (0)
+
+void EW(post2)(long n, const float *src, const float *add, int affine, float sc, float sh, int act,
+               const float *add2, int act2, float *dst)
+{
+    if (add && affine)
+        EW_POST2_ACTS(1, 1);
+    else if (add)
+        EW_POST2_ACTS(1, 0);
+    else if (affine)
+        EW_POST2_ACTS(0, 1);
+    else
+        EW_POST2_ACTS(0, 0);
+}
+
 void EW(add_act)(long n, const float *a, const float *b, int act, float *dst)
 {
     EW(post)(n, a, b, 0, 1.0f, 0.0f, act, dst);

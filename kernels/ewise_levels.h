@@ -8,6 +8,8 @@
     void apb_ew_post_##sfx(long n, const float *src, const float *add, int affine, float sc,      \
                            float sh, int act, float *dst);                                        \
     void apb_ew_add_act_##sfx(long n, const float *a, const float *b, int act, float *dst);       \
+    void apb_ew_post2_##sfx(long n, const float *src, const float *add, int affine, float sc,     \
+                            float sh, int act, const float *add2, int act2, float *dst);          \
     void apb_ew_sign_planes_##sfx(const float *x, int H, int W, int S, int P, int Hq, int Wq,   \
                                   int8_t *out);                                                 \
     void apb_ew_dot_int_##sfx(long n, int32_t *a, int32_t base, const int32_t *ct);               \
@@ -26,6 +28,7 @@ APB_EW_DECLARE(avx512)
 typedef struct {
     void (*post)(long, const float *, const float *, int, float, float, int, float *);
     void (*add_act)(long, const float *, const float *, int, float *);
+    void (*post2)(long, const float *, const float *, int, float, float, int, const float *, int, float *);
     void (*sign_planes)(const float *, int, int, int, int, int, int, int8_t *);
     void (*dot_int)(long, int32_t *, int32_t, const int32_t *);
     float (*absmax)(long, const float *);
@@ -35,7 +38,7 @@ typedef struct {
     const char *name;
 } apb_ew_fns;
 #define APB_EW_TABLE(sfx)                                                                          \
-    {apb_ew_post_##sfx, apb_ew_add_act_##sfx, apb_ew_sign_planes_##sfx, apb_ew_dot_int_##sfx, apb_ew_absmax_##sfx,            \
+    {apb_ew_post_##sfx, apb_ew_add_act_##sfx, apb_ew_post2_##sfx, apb_ew_sign_planes_##sfx, apb_ew_dot_int_##sfx, apb_ew_absmax_##sfx,            \
      apb_ew_int_float_##sfx, apb_ew_pool_row_##sfx, #sfx}
 
 #endif

@@ -36,7 +36,9 @@ APB_TEST(test_ewise_post_every_isa)
     apb_rng r;
     apb_rng_seed(&r, 90);
     enum { NMAX = 1023 };
-    float src[NMAX], add[NMAX], got[NMAX], want[NMAX], inpl[NMAX];
+    float src[NMAX], add[NMAX], got[NMAX], want[NMAX], inpl[NMAX], inpl2[NMAX];
+    for (int i = 0; i < NMAX; i++)
+        inpl2[i] = val(&r, i + 5) - 0.5f;
     apb_isa prev = apb_isa_active();
     int levels = 0;
     for (int isa = 0; isa <= (int)apb_isa_detected(); isa++) {
@@ -70,6 +72,20 @@ APB_TEST(test_ewise_post_every_isa)
                         apb_ew_add_act(n, src, ad ? add : NULL, act, got);
                         CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)n) == 0,
                                   "add_act at %s: n %ld add %d act %d", apb_ew_level(), n, ad, act);
+                        /* post2: post, then + add2 and act2, in one pass (and in place) */
+                        for (int act2 = APB_EW_NONE; act2 <= APB_EW_HARDTANH; act2++) {
+                            float w2[NMAX];
+                            for (long i = 0; i < n; i++) {
+                                float v = ad ? src[i] + add[i] : src[i];
+                                if (aff)
+                                    v = sc * v + sh;
+                                w2[i] = act_of(act2, act_of(act, v) + inpl2[i]);
+                            }
+                            apb_ew_post2(n, src, ad ? add : NULL, aff, sc, sh, act, inpl2, act2, got);
+                            CHECK_MSG(memcmp(got, w2, sizeof(float) * (size_t)n) == 0,
+                                      "post2 at %s: n %ld add %d affine %d act %d act2 %d", apb_ew_level(),
+                                      n, ad, aff, act, act2);
+                        }
                     }
     }
     apb_isa_force(prev);
