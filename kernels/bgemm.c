@@ -195,6 +195,21 @@ static void tile_epilogue(const bg_job *jb, int m0, int mc, int nc, int32_t *acc
     for (int c = 0; pat && c < nc; c++)
         if (pat[c])
             border[nborder++] = c;
+    if (!C) { /* float output: one pass per row, the border's corrections as a column array */
+        int32_t cc[BG_NC];
+        if (nborder)
+            memset(cc, 0, sizeof(int32_t) * (size_t)nc);
+        size_t pM = pat ? (size_t)jb->pad->M : 0;
+        for (int r = 0; r < mc; r++) {
+            int m = m0 + r;
+            for (int i = 0; i < nborder; i++)
+                cc[border[i]] = jb->pad->corr[m + (size_t)pat[border[i]] * pM];
+            apb_ew_dot_float(nc, acc + (size_t)r * BG_NC, jb->K + (jb->rowterm ? jb->rowterm[m] : 0), ct,
+                             nborder ? cc : NULL, jb->scale ? jb->scale[m] : 1.0f,
+                             jb->bias ? jb->bias[m] : 0.0f, Y + (size_t)m * jb->ldy);
+        }
+        return;
+    }
     for (int r = 0; r < mc; r++) {
         int m = m0 + r;
         int32_t base = jb->K + (jb->rowterm ? jb->rowterm[m] : 0);

@@ -38,6 +38,12 @@ void apb_ew_sign_planes(const float *x, int H, int W, int S, int P, int Hq, int 
     ew()->sign_planes(x, H, W, S, P, Hq, Wq, out);
 }
 
+void apb_ew_dot_float(long n, const int32_t *a, int32_t base, const int32_t *ct, const int32_t *cc,
+                      float sc, float bi, float *y)
+{
+    ew()->dot_float(n, a, base, ct, cc, sc, bi, y);
+}
+
 float apb_ew_absmax(long n, const float *x) { return ew()->absmax(n, x); }
 
 void apb_ew_dot_int(long n, int32_t *a, int32_t base, const int32_t *ct) { ew()->dot_int(n, a, base, ct); }

@@ -27,6 +27,12 @@ void apb_ew_post2(long n, const float *src, const float *add, int affine, float 
 /* dst[i] = act(a[i] + b[i]), or act(a[i]) when b == NULL. dst may equal a or b. */
 void apb_ew_add_act(long n, const float *a, const float *b, int act, float *dst);
 
+/* The bit GEMM's epilogue in one pass: y[i] = sc * (float)(base - 2*a[i] + ct[i] -
+ * cc[i]) + bi (ct, cc NULL = 0), the integers exact: the bits of apb_ew_dot_int,
+ * the corrections, then apb_ew_int_float. */
+void apb_ew_dot_float(long n, const int32_t *a, int32_t base, const int32_t *ct, const int32_t *cc,
+                      float sc, float bi, float *y);
+
 /* max |x[i]| over i < n (0 for n = 0; NaN ignored): the same at every level. */
 float apb_ew_absmax(long n, const float *x);
 

@@ -160,6 +160,32 @@ void EW(dot_int)(long n, int32_t *restrict a, int32_t base, const int32_t *restr
     }
 }
 
+#define EW_DOT_FLOAT_LOOP(CT, CC)                                                                 \
+    do {                                                                                          \
+        _Pragma("omp simd") for (long i = 0; i < n; i++)                                          \
+        {                                                                                         \
+            int32_t d = base - 2 * a[i];                                                          \
+            if (CT)                                                                               \
+                d = d + ct[i];                                                                    \
+            if (CC)                                                                               \
+                d = d - cc[i];                                                                    \
+            y[i] = sc * (float)d + bi;                                                            \
+        }                                                                                         \
+    } while (0)
+
+void EW(dot_float)(long n, const int32_t *restrict a, int32_t base, const int32_t *restrict ct,
+                   const int32_t *restrict cc, float sc, float bi, float *restrict y)
+{
+    if (ct && cc)
+        EW_DOT_FLOAT_LOOP(1, 1);
+    else if (ct)
+        EW_DOT_FLOAT_LOOP(1, 0);
+    else if (cc)
+        EW_DOT_FLOAT_LOOP(0, 1);
+    else
+        EW_DOT_FLOAT_LOOP(0, 0);
+}
+
 void EW(int_float)(long n, const int32_t *restrict a, float sc, float bi, float *restrict y)
 {
 #pragma omp simd

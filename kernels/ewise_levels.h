@@ -14,6 +14,8 @@
                                   int8_t *out);                                                 \
     void apb_ew_dot_int_##sfx(long n, int32_t *a, int32_t base, const int32_t *ct);               \
     float apb_ew_absmax_##sfx(long n, const float *x);                                            \
+    void apb_ew_dot_float_##sfx(long n, const int32_t *a, int32_t base, const int32_t *ct,        \
+                                const int32_t *cc, float sc, float bi, float *y);                 \
     void apb_ew_int_float_##sfx(long n, const int32_t *a, float sc, float bi, float *y);         \
     void apb_ew_pool_row_##sfx(int k, int s, int p, int H, int W, int OW, int mx, const float *x, \
                                int oh, float *y, float *ph, int lp, int off, float *acc);
@@ -32,13 +34,14 @@ typedef struct {
     void (*sign_planes)(const float *, int, int, int, int, int, int, int8_t *);
     void (*dot_int)(long, int32_t *, int32_t, const int32_t *);
     float (*absmax)(long, const float *);
+    void (*dot_float)(long, const int32_t *, int32_t, const int32_t *, const int32_t *, float, float, float *);
     void (*int_float)(long, const int32_t *, float, float, float *);
     void (*pool_row)(int, int, int, int, int, int, int, const float *, int, float *, float *, int, int,
                      float *);
     const char *name;
 } apb_ew_fns;
 #define APB_EW_TABLE(sfx)                                                                          \
-    {apb_ew_post_##sfx, apb_ew_add_act_##sfx, apb_ew_post2_##sfx, apb_ew_sign_planes_##sfx, apb_ew_dot_int_##sfx, apb_ew_absmax_##sfx,            \
+    {apb_ew_post_##sfx, apb_ew_add_act_##sfx, apb_ew_post2_##sfx, apb_ew_sign_planes_##sfx, apb_ew_dot_int_##sfx, apb_ew_absmax_##sfx, apb_ew_dot_float_##sfx,            \
      apb_ew_int_float_##sfx, apb_ew_pool_row_##sfx, #sfx}
 
 #endif

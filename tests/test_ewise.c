@@ -167,6 +167,17 @@ APB_TEST(test_ewise_gemm_epilogue_every_isa)
                     yw[i] = sc * (float)want[i] + bi;
                 apb_ew_int_float(n, want, sc, bi, y);
                 CHECK_MSG(memcmp(y, yw, sizeof(float) * (size_t)n) == 0, "int_float at %s n %ld", apb_ew_level(), n);
+                /* dot_float: both steps and a column correction cc in one pass */
+                for (int wcc = 0; wcc < 2; wcc++) {
+                    int32_t cc[N];
+                    for (long i = 0; i < n; i++) {
+                        cc[i] = wcc && i % 3 == 0 ? (int32_t)(apb_rng_next(&r) % 50) - 25 : 0;
+                        yw[i] = sc * (float)(want[i] - cc[i]) + bi;
+                    }
+                    apb_ew_dot_float(n, a, base, wc ? ct : NULL, wcc ? cc : NULL, sc, bi, y);
+                    CHECK_MSG(memcmp(y, yw, sizeof(float) * (size_t)n) == 0, "dot_float at %s n %ld ct %d cc %d",
+                              apb_ew_level(), n, wc, wcc);
+                }
             }
         }
     }
