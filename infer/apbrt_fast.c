@@ -95,7 +95,9 @@ struct apbrt_fast {
     long plane;           /* floats per phase plane (Hq*Wq) */
     long xp_sz;           /* values of one image's planes, slack included */
     int bin8;             /* binary activations: the planes are bytes (+1, -1, 0 padding),
-                             apb_spmm_offset_i8_kernel; else floats */
+                             apb_spmm_offset_i8_kernel */
+    int code8;            /* 8-bit activations: the planes are the codes (apb_i8_quant4),
+                             apb_spmm_offset_q8_kernel; else (2-bit) floats */
     /* binary weights x 8-bit activations (i8 != 0); s8d: an approximate 8-bit conv
      * (apbrt_model.h S8D): w8 the quantized FP32 weights, scale their sw per row,
      * times the sample's step at run time, one image per GEMM */
@@ -303,6 +305,7 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
         f->x8_sz = (4 * px + 63) / 64 * 64;
         if (r->nnz && (st = prepare_residual(L, f, idx)) != APB_OK)
             goto fail;
+        f->code8 = f->has_res;
     }
     free(q8);
     L->fast = f;
@@ -653,10 +656,10 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
 /* The 8-bit planes of channel group g (channels 4g .. 4g+3) of one image
  * x[C, H, W]: its S*S zero-padded byte phase planes, the 4 channels'
  * codes interleaved per pixel (+ 128 when signed; padding and channels past C
- * = the zero point), and, when xq is not NULL, the same channels' float phase
- * planes for the residual (build_planes' layout, values code * s), in one pass. */
+ * = the zero point), and, when xq is not NULL, the same channels' code planes
+ * for the residual (build_planes' layout, one byte per code), in one pass. */
 static void build_planes_i8(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int g,
-                            float step, uint8_t *x8, float *xq)
+                            float step, uint8_t *x8, uint8_t *xq)
 {
     const apbrt_rec *r = &L->r;
     int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
@@ -667,24 +670,24 @@ static void build_planes_i8(const apbrt_rt_layer *L, const apbrt_fast *f, const 
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
             uint8_t *pl = x8 + ((long)(g * S + a) * S + b) * f->plane * 4;
-            float *ql = xq ? xq + ((long)(c0 * S + a) * S + b) * f->plane : NULL;
+            uint8_t *ql = xq ? xq + ((long)(c0 * S + a) * S + b) * f->plane : NULL;
             int jlo, jhi;
             apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
             for (int i = 0; i < f->Hq; i++) {
                 uint8_t *d = pl + (long)i * Wq * 4;
-                float *qi = ql ? ql + (long)i * Wq : NULL;
+                uint8_t *qi = ql ? ql + (long)i * Wq : NULL;
                 int row = i * S + a - P;
                 if (row < 0 || row >= H) {
                     memset(d, zp, (size_t)Wq * 4);
                     for (int c = 0; qi && c < nc; c++)
-                        memset(qi + c * ldq, 0, (size_t)Wq * sizeof(float));
+                        memset(qi + c * ldq, 0, (size_t)Wq);
                     continue;
                 }
                 memset(d, zp, (size_t)jlo * 4);
                 memset(d + (long)jhi * 4, zp, (size_t)(Wq - jhi) * 4);
                 for (int c = 0; qi && c < nc; c++) {
-                    memset(qi + c * ldq, 0, (size_t)jlo * sizeof(float));
-                    memset(qi + c * ldq + jhi, 0, (size_t)(Wq - jhi) * sizeof(float));
+                    memset(qi + c * ldq, 0, (size_t)jlo);
+                    memset(qi + c * ldq + jhi, 0, (size_t)(Wq - jhi));
                 }
                 const float *src = x + ((long)c0 * H + row) * W + (long)jlo * S + b - P;
                 apb_i8_quant4(jhi - jlo, nc, src, (long)H * W, S, step, sg, d + (long)jlo * 4,
@@ -743,8 +746,9 @@ static int chunk_rows(const apbrt_fast *f)
  * rows, or 64 columns of one longer row. yimg: the image's GEMM result, channel
  * c's row oh at yimg + c*ldy + oh*yrow (yrow = OW compact, Wq wide). */
 static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offset_fn fn,
-                     apb_spmm_offset_i8_fn fn8, const void *xp, const float *yimg, long ldy,
-                     long yrow, float *oimg, int m0, int m1, int oh0, int oh1)
+                     apb_spmm_offset_i8_fn fn8, apb_spmm_offset_q8_fn fnq, const void *xp,
+                     const float *yimg, long ldy, long yrow, float *oimg, int m0, int m1, int oh0,
+                     int oh1)
 {
     float acc[RES_CB * APB_SPMM_NC], cmp[APB_SPMM_NC];
     int Wq = f->Wq, OW = f->OW, rows = chunk_rows(f);
@@ -760,6 +764,9 @@ static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offs
                     long at = (long)oh * Wq + o0;
                     if (f->bin8)
                         fn8(&f->R, b0, b1, (const int8_t *)xp + at, acc);
+                    else if (f->code8)
+                        fnq(&f->R, b0, b1, (const uint8_t *)xp + at, L->r.akind == APBRT_A_S8,
+                            L->r.act_step, acc);
                     else
                         fn(&f->R, b0, b1, (const float *)xp + at, acc);
                 }
@@ -793,14 +800,15 @@ static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const voi
     long tasks = (long)cnt * nband * ncb, ohw = (long)OH * f->OW;
     apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
     apb_spmm_offset_i8_fn fn8 = apb_spmm_offset_i8_kernel();
-    size_t vsz = f->bin8 ? 1 : sizeof(float);
+    apb_spmm_offset_q8_fn fnq = apb_spmm_offset_q8_kernel();
+    size_t vsz = f->bin8 || f->code8 ? 1 : sizeof(float);
 #pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * cnt * ohw > 16384) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         long b = t / (nband * ncb);
         int g = (int)(t / ncb % nband), m0 = (int)(t % ncb) * RES_CG;
         int m1 = m0 + RES_CG < M ? m0 + RES_CG : M, oh0 = g * band;
         int oh1 = oh0 + band < OH ? oh0 + band : OH;
-        res_rows(L, f, fn, fn8, (const char *)xq + b * f->xp_sz * vsz, y + b * yimg, ldy, yrow,
+        res_rows(L, f, fn, fn8, fnq, (const char *)xq + b * f->xp_sz * vsz, y + b * yimg, ldy, yrow,
                  outc + b * M * ohw, m0, m1, oh0, oh1);
     }
 }
@@ -1102,7 +1110,8 @@ static apb_status conv_i8_chunk(const conv_job *j, int b0, int cnt, int copy, in
     const float *inc = j->in + (long)b0 * in_sz;
     float *outc = j->out + (long)b0 * M * f->OH * f->OW;
     uint8_t *x8 = j->w->x8 + copy * j->x8c;
-    float *xq = f->has_res ? j->w->xq + copy * j->xqc : NULL, *Y = j->w->y + copy * j->yc;
+    uint8_t *xq = f->has_res ? (uint8_t *)j->w->xb + copy * j->xqc : NULL;
+    float *Y = j->w->y + copy * j->yc;
     long tasks = (long)cnt * Cg;
     /* S8D: one image per chunk (run_conv_i8), its own step; the GEMM's scale per
      * row is sw * step */
@@ -1148,7 +1157,7 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
                   .xqc = (size_t)nb * f->xp_sz, .x8c = (size_t)nb * f->x8_sz};
     if (!grow((void **)&w->x8, &w->cap_x8, copies * j.x8c, 1, 1) ||
         !grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
-        (f->has_res && !grow((void **)&w->xq, &w->cap_xq, copies * j.xqc, 4, 1)) ||
+        (f->has_res && !grow((void **)&w->xb, &w->cap_xb, copies * j.xqc, 1, 1)) ||
         (f->s8d && !grow((void **)&w->sc8, &w->cap_sc8, (size_t)copies * M, 4, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
     return run_chunks(&j, conv_i8_chunk, n, nb, nch, par, nth);

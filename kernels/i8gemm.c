@@ -53,7 +53,7 @@ void apb_i8_pack_rows(int N, int K, const float *X, long ldx, float s, int is_si
 }
 
 void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s, int is_signed,
-                   uint8_t *d, float *q, long ldq)
+                   uint8_t *d, uint8_t *q, long ldq)
 {
     float r = 1.0f / s;
     if (nc >= 1 && nc <= 4 && (stride == 1 || stride == 2) && apb_isa_active() == APB_ISA_AVX512) {
@@ -70,7 +70,7 @@ void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s,
             int c = i < nc ? apb_i8_code(x[i * ldx + (long)j * stride], r, is_signed) : 0;
             d[4 * j + i] = (uint8_t)(c + zp);
             if (q && i < nc)
-                q[i * ldq + j] = (float)c * s;
+                q[i * ldq + j] = (uint8_t)c;
         }
 }
 

@@ -78,10 +78,12 @@ void apb_i8_pack_rows(int N, int K, const float *X, long ldx, float s, int is_si
  * (apb_i8gemm_ind_f32): for j < n, bytes 4j .. 4j+3 of d are, for i < 4,
  * code(x[i*ldx + j*stride]) + zp where i < nc, else zp (zp = 128 signed, 0
  * unsigned), by the code rule above with step s. When q is not NULL, also
- * q[i*ldq + j] = code * s for i < nc (the float values the sparse residual
- * multiplies). Reads row i < nc only within x[i*ldx .. i*ldx + (n-1)*stride]. */
+ * q[i*ldq + j] = the code itself as a byte (two's complement when signed) for
+ * i < nc: the per-channel planes the sparse residual reads
+ * (apb_spmm_offset_q8_kernel). Reads row i < nc only within x[i*ldx .. i*ldx +
+ * (n-1)*stride]. */
 void apb_i8_quant4(int n, int nc, const float *x, long ldx, int stride, float s, int is_signed,
-                   uint8_t *d, float *q, long ldq);
+                   uint8_t *d, uint8_t *q, long ldq);
 
 /* Y = scale * (W B - corr) as described above (OpenMP over tiles). */
 apb_status apb_i8gemm_f32(int M, int N, int K4, const int8_t *W, long ldw, const uint8_t *B,
@@ -131,12 +133,12 @@ typedef void (*apb_i8_kern_fn)(int mr, int np, int K4, const int8_t *w, long ldw
 void apb_i8_store_avx2(int mr, int nc, const int32_t *acc, int ld, const float *scale,
                        const int32_t *corr, float *Y, long ldy);
 void apb_i8_quant4_avx2(int n, const float *x, long ldx, int stride, float r, float s,
-                        int is_signed, uint8_t *d, float *q, long ldq);
+                        int is_signed, uint8_t *d, uint8_t *q, long ldq);
 /* The same at the AVX-512 level: 16 pixels a step, the row's end by masks (no
  * scalar tail: rows of 7 to 56 pixels were mostly tail), the same bits; nc <= 4
  * channels (a 3-channel first conv), the others the zero point. */
 void apb_i8_quant4_avx512(int n, int nc, const float *x, long ldx, int stride, float r, float s,
-                          int is_signed, uint8_t *d, float *q, long ldq);
+                          int is_signed, uint8_t *d, uint8_t *q, long ldq);
 typedef struct {
     apb_i8_kern_fn fn;
     int mr, np;

@@ -162,9 +162,9 @@ static inline __m256i codes8(const float *x, int st, __m256 r, __m256 lo, __m256
 }
 
 void apb_i8_quant4_avx2(int n, const float *x, long ldx, int stride, float rs, float s,
-                        int is_signed, uint8_t *d, float *q, long ldq)
+                        int is_signed, uint8_t *d, uint8_t *q, long ldq)
 {
-    const __m256 r = _mm256_set1_ps(rs), sv = _mm256_set1_ps(s);
+    const __m256 r = _mm256_set1_ps(rs);
     const __m256 lo = _mm256_set1_ps(is_signed ? -128.0f : 0.0f);
     const __m256 hi = _mm256_set1_ps(is_signed ? 127.0f : 255.0f);
     const __m256i zp = _mm256_set1_epi32(is_signed ? 128 : 0);
@@ -176,8 +176,11 @@ void apb_i8_quant4_avx2(int n, const float *x, long ldx, int stride, float rs, f
         __m256i word = _mm256_setzero_si256();
         for (int i = 0; i < 4; i++) {
             __m256i c = codes8(x + i * ldx + (long)j * stride, stride, r, lo, hi);
-            if (q)
-                _mm256_storeu_ps(q + i * ldq + j, _mm256_mul_ps(_mm256_cvtepi32_ps(c), sv));
+            if (q) { /* the 8 codes as bytes (they fit: saturation never acts) */
+                __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+                _mm_storel_epi64((__m128i *)(q + i * ldq + j),
+                                 is_signed ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));
+            }
             word = _mm256_or_si256(word, _mm256_slli_epi32(_mm256_add_epi32(c, zp), 8 * i));
         }
         _mm256_storeu_si256((__m256i *)(d + 4 * j), word);
@@ -187,7 +190,7 @@ void apb_i8_quant4_avx2(int n, const float *x, long ldx, int stride, float rs, f
             int c = apb_i8_code(x[i * ldx + (long)j * stride], rs, is_signed);
             d[4 * j + i] = (uint8_t)(c + (is_signed ? 128 : 0));
             if (q)
-                q[i * ldq + j] = (float)c * s;
+                q[i * ldq + j] = (uint8_t)c;
         }
 }
 

@@ -106,9 +106,9 @@ static inline __m512i codes16(const float *x, int st, int cnt, __m512 r, __m512 
 }
 
 void apb_i8_quant4_avx512(int n, int nc, const float *x, long ldx, int stride, float rs, float s,
-                          int is_signed, uint8_t *d, float *q, long ldq)
+                          int is_signed, uint8_t *d, uint8_t *q, long ldq)
 {
-    const __m512 r = _mm512_set1_ps(rs), sv = _mm512_set1_ps(s);
+    const __m512 r = _mm512_set1_ps(rs);
     const __m512 lo = _mm512_set1_ps(is_signed ? -128.0f : 0.0f);
     const __m512 hi = _mm512_set1_ps(is_signed ? 127.0f : 255.0f);
     const __m512i zp = _mm512_set1_epi32(is_signed ? 128 : 0);
@@ -123,7 +123,7 @@ void apb_i8_quant4_avx512(int n, int nc, const float *x, long ldx, int stride, f
             }
             __m512i c = codes16(x + i * ldx + (long)j * stride, stride, cnt, r, lo, hi);
             if (q)
-                _mm512_mask_storeu_ps(q + i * ldq + j, live, _mm512_mul_ps(_mm512_cvtepi32_ps(c), sv));
+                _mm512_mask_cvtepi32_storeu_epi8(q + i * ldq + j, live, c);
             word = _mm512_or_si512(word, _mm512_slli_epi32(_mm512_add_epi32(c, zp), 8 * i));
         }
         _mm512_mask_storeu_epi32(d + 4 * j, live, word);

@@ -258,6 +258,33 @@ static void offset_i8_c(const apb_csr *R, int m0, int m1, const int8_t *X, float
     }
 }
 
+static void offset_q8_c(const apb_csr *R, int m0, int m1, const uint8_t *X, int is_signed, float s,
+                        float *out)
+{
+    for (int m = m0; m < m1; m++) {
+        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
+        for (int n = 0; n < APB_SPMM_NC; n++)
+            y[n] = 0.0f;
+        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
+            const uint8_t *x = X + apb_csr_col(R, e);
+            float v = R->val[e];
+            for (int n = 0; n < APB_SPMM_NC; n++) {
+                int c = is_signed ? (int)(int8_t)x[n] : (int)x[n];
+                y[n] += v * ((float)c * s);
+            }
+        }
+    }
+}
+
+apb_spmm_offset_q8_fn apb_spmm_offset_q8_kernel(void)
+{
+    switch (apb_isa_active()) {
+    case APB_ISA_AVX512: return apb_spmm_offset_q8_avx512;
+    case APB_ISA_AVX2: return apb_spmm_offset_q8_avx2;
+    default: return offset_q8_c;
+    }
+}
+
 apb_spmm_offset_i8_fn apb_spmm_offset_i8_kernel(void)
 {
     switch (apb_isa_active()) {

@@ -75,6 +75,13 @@ apb_spmm_offset_fn apb_spmm_offset_kernel(void);
  * output row (3 input rows) stay in L1. Same slack rule (APB_SPMM_NC bytes). */
 typedef void (*apb_spmm_offset_i8_fn)(const apb_csr *R, int m0, int m1, const int8_t *X, float *out);
 apb_spmm_offset_i8_fn apb_spmm_offset_i8_kernel(void);
+/* The same over 8-bit activation codes (apb_i8_quant4's per-channel planes:
+ * unsigned bytes, or two's complement when is_signed) with the step s: the value
+ * of a code is (float)code * s, rounded as the float planes hold it, so each
+ * element is bit for bit what apb_spmm_offset_kernel gives on those floats. */
+typedef void (*apb_spmm_offset_q8_fn)(const apb_csr *R, int m0, int m1, const uint8_t *X,
+                                      int is_signed, float s, float *out);
+apb_spmm_offset_q8_fn apb_spmm_offset_q8_kernel(void);
 /* Specification of apb_spmm: single-threaded scalar loops. */
 apb_status apb_spmm_ref(const apb_csr *R, int N, const float *X, int ldx, float *Y, int ldy);
 
@@ -92,6 +99,10 @@ void apb_spmm_offset_avx2(const apb_csr *R, int m0, int m1, const float *X, floa
 void apb_spmm_offset_avx512(const apb_csr *R, int m0, int m1, const float *X, float *out);
 void apb_spmm_offset_i8_avx2(const apb_csr *R, int m0, int m1, const int8_t *X, float *out);
 void apb_spmm_offset_i8_avx512(const apb_csr *R, int m0, int m1, const int8_t *X, float *out);
+void apb_spmm_offset_q8_avx2(const apb_csr *R, int m0, int m1, const uint8_t *X, int is_signed,
+                             float s, float *out);
+void apb_spmm_offset_q8_avx512(const apb_csr *R, int m0, int m1, const uint8_t *X, int is_signed,
+                               float s, float *out);
 /* apb_spmm at AVX-512 copies each chunk's X columns to a contiguous slab first
  * (on by default; same results bit for bit). Returns the previous setting; for
  * tests and benchmarks. */

@@ -156,7 +156,7 @@ APB_TEST(test_i8gemm_every_isa_exact)
     return 0;
 }
 
-/* apb_i8_quant4 at every ISA level: the interleaved bytes and the float values
+/* apb_i8_quant4 at every ISA level: the interleaved bytes and the code planes
  * against apb_i8_code, strides 1 and 2, 1 to 4 channels, lengths around the
  * vector width, ties, clamps, NaN and infinities; nothing outside the rows
  * written. */
@@ -188,20 +188,18 @@ APB_TEST(test_i8_quant4_every_isa)
                                 for (int i = 0; i < 4 * LD; i++)
                                     x[i] = (float)((int)(apb_rng_next(&r) % 600) - 300) * 0.25f;
                             uint8_t d[4 * QL + 8];
-                            float q[4 * QL + 8];
+                            uint8_t q[4 * QL + 8];
                             memset(d, 0xEE, sizeof d);
-                            for (int i = 0; i < 4 * QL + 8; i++)
-                                q[i] = -77.0f;
+                            memset(q, 0xEE, sizeof q);
                             apb_i8_quant4(n, nc, x, LD, st, step, sg, d, q, QL);
                             int zp = sg ? 128 : 0;
                             for (int j = 0; j < n; j++)
                                 for (int i = 0; i < 4; i++) {
                                     int c = i < nc ? apb_i8_code(x[i * LD + j * st], rr, sg) : 0;
-                                    float want = (float)c * step;
-                                    if (d[4 * j + i] != (uint8_t)(c + zp) ||
-                                        (i < nc && memcmp(&q[i * QL + j], &want, sizeof want)) ||
-                                        (i >= nc && q[i * QL + j] != -77.0f)) {
-                                        fprintf(stderr, "  isa %d st %d nc %d n %d signed %d [%d,%d]: byte %d q %g, want %d %g\n",
+                                    uint8_t want = (uint8_t)c;
+                                    if (d[4 * j + i] != (uint8_t)(c + zp) || (i < nc && q[i * QL + j] != want) ||
+                                        (i >= nc && q[i * QL + j] != 0xEE)) {
+                                        fprintf(stderr, "  isa %d st %d nc %d n %d signed %d [%d,%d]: byte %d q %d, want %d %d\n",
                                                 isa, st, nc, n, sg, i, j, d[4 * j + i], q[i * QL + j], c + zp, want);
                                         fails++;
                                     }
@@ -213,7 +211,7 @@ APB_TEST(test_i8_quant4_every_isa)
                                     break;
                                 }
                             for (int i = 0; i < 4; i++)
-                                if (q[i * QL + n] != -77.0f) {
+                                if (q[i * QL + n] != 0xEE) {
                                     fprintf(stderr, "  value past row %d written\n", i);
                                     fails++;
                                 }
