@@ -14,9 +14,9 @@
  *                                      and the zero point removed per row
  *
  * 8-bit convolutions quantize their input once per image into channel-blocked
- * byte phase planes (the layout of the residual's float planes below, 4
- * channels' codes interleaved per pixel, padding = the zero point; both kinds of
- * planes in one pass, apb_i8_quant4), so the 16 "wide" output pixels
+ * byte phase planes (the layout of the residual's planes below, 4
+ * channels' codes interleaved per pixel, padding = the zero point; the
+ * residual's per-channel code planes in the same pass, apb_i8_quant4), so the 16 "wide" output pixels
  * oh * Wq + ow of a panel read each (channel group, tap) as 64 contiguous bytes,
  * and the GEMM reads them in place (apb_i8gemm_ind_f32, no packing); the
  * epilogue drops the Wq - OW extra columns per row, as the residual does.
@@ -38,6 +38,11 @@
  * shifted plane into the wide output (apb_spmm_offset_kernel, whose CSR column
  * indices are those precomputed element offsets); the Wq - OW garbage columns
  * per row are never read back. No im2col matrix, no per-element branches.
+ * The planes hold the quantized values as floats for 2-bit activations, as
+ * bytes for the others (a quarter of the memory; the products are the same
+ * bits): +1 / -1 / 0 for binary activations (at AVX-512 made from the channel-
+ * packed bits the GEMM already has, apb_chan_sign_planes), the codes for 8-bit
+ * ones (their kernel multiplies by the step before the FMA).
  * The residual is made one chunk of 64 wide pixels at a time (one or more whole
  * output rows, 64 columns of a longer row) for a block of output channels, in
  * registers and a 4 KB stack tile, and the epilogue consumes it at once: no
