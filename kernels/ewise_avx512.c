@@ -25,35 +25,11 @@ static void sign_row(const float *src, long n, int S, int8_t *d)
     }
 }
 
-/* apb_ew_sign_planes (ewise.h): per phase row, the few padding bytes at its ends
- * and its valid run [jlo, jhi) by sign_row, strides 1 and 2 (others: the
- * portable loops). _CMP_GE_OQ: sgn(0) = +1, NaN -> -1. */
+/* apb_ew_sign_planes (ewise.h): the rows of strides 1 and 2 by sign_row (others:
+ * the portable rows). _CMP_GE_OQ: sgn(0) = +1, NaN -> -1. */
 void apb_ew_sign_planes_avx512(const float *x, int H, int W, int S, int P, int Hq, int Wq, int8_t *out)
 {
-    if (S > 2) {
-        sign_planes_portable(x, H, W, S, P, Hq, Wq, out);
-        return;
-    }
-    long plane = (long)Hq * Wq;
-    for (int a = 0; a < S; a++)
-        for (int b = 0; b < S; b++) {
-            int8_t *pl = out + (long)(a * S + b) * plane;
-            int jlo, jhi;
-            apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
-            for (int i = 0; i < Hq; i++) {
-                int8_t *d = pl + (long)i * Wq;
-                int row = i * S + a - P;
-                if (row < 0 || row >= H) {
-                    memset(d, 0, (size_t)Wq);
-                    continue;
-                }
-                for (int j = 0; j < jlo; j++)
-                    d[j] = 0;
-                for (int j = jhi; j < Wq; j++)
-                    d[j] = 0;
-                sign_row(x + (long)row * W + (long)jlo * S + b - P, jhi - jlo, S, d + jlo);
-            }
-        }
+    sign_planes_rows(x, H, W, S, P, Hq, Wq, out, S <= 2 ? sign_row : sign_row_portable);
 }
 
 /* apb_ew_maxpool3s2 (ewise.h): 16 outputs a step. Of input row i, outputs ow0 ..

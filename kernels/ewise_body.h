@@ -9,45 +9,9 @@
                         : (act) == APB_EW_HARDTANH ? ((v) < -1.0f ? -1.0f : ((v) > 1.0f ? 1.0f : (v))) \
                         : (v))
 
-/* one branch-free loop per (add, affine, act) so each vectorizes */
-#define EW_POST_LOOP(ADD, AFF, ACT)                                                               \
-    do {                                                                                          \
-        _Pragma("omp simd") for (long i = 0; i < n; i++)                                          \
-        {                                                                                         \
-            float v = src[i];                                                                     \
-            if (ADD)                                                                              \
-                v = v + add[i];                                                                   \
-            if (AFF)                                                                              \
-                v = sc * v + sh;                                                                  \
-            dst[i] = EW_ACT(ACT, v);                                                              \
-        }                                                                                         \
-    } while (0)
-#define EW_POST_ACTS(ADD, AFF)                                                                    \
-    do {                                                                                          \
-        if (act == APB_EW_RELU)                                                                   \
-            EW_POST_LOOP(ADD, AFF, APB_EW_RELU);                                                  \
-        else if (act == APB_EW_HARDTANH)                                                          \
-            EW_POST_LOOP(ADD, AFF, APB_EW_HARDTANH);                                              \
-        else                                                                                      \
-            EW_POST_LOOP(ADD, AFF, APB_EW_NONE);                                                  \
-    } while (0)
-
-void EW(post)(long n, const float *src, const float *add, int affine, float sc, float sh, int act,
-              float *dst)
-{
-    if (add && affine)
-        EW_POST_ACTS(1, 1);
-    else if (add)
-        EW_POST_ACTS(1, 0);
-    else if (affine)
-        EW_POST_ACTS(0, 1);
-    else
-        EW_POST_ACTS(0, 0);
-}
-
-/* post, then a second add and activation in the same loop (a conv's fused
- * residual add): per element the operations of EW(post) followed by EW(add_act) */
-#define EW_POST2_LOOP(ADD, AFF, ACT, ACT2)                                                        \
+/* One branch-free loop per (add, affine, act, add2, act2) so each vectorizes:
+ * v = src (+ add); v = sc * v + sh; v = act(v); then, for post2, v = act2(v + add2). */
+#define EW_POST_LOOP(ADD, AFF, ACT, ADD2, ACT2)                                                   \
     do {                                                                                          \
         _Pragma("omp simd") for (long i = 0; i < n; i++)                                          \
         {                                                                                         \
@@ -57,40 +21,59 @@ void EW(post)(long n, const float *src, const float *add, int affine, float sc, 
             if (AFF)                                                                              \
                 v = sc * v + sh;                                                                  \
             v = EW_ACT(ACT, v);                                                                   \
-            v = v + add2[i];                                                                      \
-            dst[i] = EW_ACT(ACT2, v);                                                             \
+            if (ADD2) {                                                                           \
+                v = v + add2[i];                                                                  \
+                v = EW_ACT(ACT2, v);                                                              \
+            }                                                                                     \
+            dst[i] = v;                                                                           \
         }                                                                                         \
     } while (0)
-#define EW_POST2_ACT2(ADD, AFF, ACT)                                                              \
+#define EW_POST_ACT2(ADD, AFF, ACT, ADD2)                                                         \
     do {                                                                                          \
-        if (act2 == APB_EW_RELU)                                                                  \
-            EW_POST2_LOOP(ADD, AFF, ACT, APB_EW_RELU);                                            \
+        if (!(ADD2))                                                                              \
+            EW_POST_LOOP(ADD, AFF, ACT, 0, APB_EW_NONE);                                          \
+        else if (act2 == APB_EW_RELU)                                                             \
+            EW_POST_LOOP(ADD, AFF, ACT, 1, APB_EW_RELU);                                          \
         else if (act2 == APB_EW_HARDTANH)                                                         \
-            EW_POST2_LOOP(ADD, AFF, ACT, APB_EW_HARDTANH);                                        \
+            EW_POST_LOOP(ADD, AFF, ACT, 1, APB_EW_HARDTANH);                                      \
         else                                                                                      \
-            EW_POST2_LOOP(ADD, AFF, ACT, APB_EW_NONE);                                            \
+            EW_POST_LOOP(ADD, AFF, ACT, 1, APB_EW_NONE);                                          \
     } while (0)
-#define EW_POST2_ACTS(ADD, AFF)                                                                   \
+#define EW_POST_ACTS(ADD, AFF, ADD2)                                                              \
     do {                                                                                          \
         if (act == APB_EW_RELU)                                                                   \
-            EW_POST2_ACT2(ADD, AFF, APB_EW_RELU);                                                 \
+            EW_POST_ACT2(ADD, AFF, APB_EW_RELU, ADD2);                                            \
         else if (act == APB_EW_HARDTANH)                                                          \
-            EW_POST2_ACT2(ADD, AFF, APB_EW_HARDTANH);                                             \
+            EW_POST_ACT2(ADD, AFF, APB_EW_HARDTANH, ADD2);                                        \
         else                                                                                      \
-            EW_POST2_ACT2(ADD, AFF, APB_EW_NONE);                                                 \
+            EW_POST_ACT2(ADD, AFF, APB_EW_NONE, ADD2);                                            \
+    } while (0)
+#define EW_POST_BODY(ADD2)                                                                        \
+    do {                                                                                          \
+        if (add && affine)                                                                        \
+            EW_POST_ACTS(1, 1, ADD2);                                                             \
+        else if (add)                                                                             \
+            EW_POST_ACTS(1, 0, ADD2);                                                             \
+        else if (affine)                                                                          \
+            EW_POST_ACTS(0, 1, ADD2);                                                             \
+        else                                                                                      \
+            EW_POST_ACTS(0, 0, ADD2);                                                             \
     } while (0)
 
+void EW(post)(long n, const float *src, const float *add, int affine, float sc, float sh, int act,
+              float *dst)
+{
+    const float *add2 = NULL; /* no second add: its loops are never taken */
+    int act2 = APB_EW_NONE;
+    EW_POST_BODY(0);
+}
+
+/* post, then a second add and activation in the same loop (a conv's fused
+ * residual add): per element the operations of EW(post) followed by EW(add_act) */
 void EW(post2)(long n, const float *src, const float *add, int affine, float sc, float sh, int act,
                const float *add2, int act2, float *dst)
 {
-    if (add && affine)
-        EW_POST2_ACTS(1, 1);
-    else if (add)
-        EW_POST2_ACTS(1, 0);
-    else if (affine)
-        EW_POST2_ACTS(0, 1);
-    else
-        EW_POST2_ACTS(0, 0);
+    EW_POST_BODY(1);
 }
 
 void EW(add_act)(long n, const float *a, const float *b, int act, float *dst)
@@ -98,13 +81,23 @@ void EW(add_act)(long n, const float *a, const float *b, int act, float *dst)
     EW(post)(n, a, b, 0, 1.0f, 0.0f, act, dst);
 }
 
-#ifdef EW_OWN_SIGN_PLANES /* the level has its own; this one serves it at strides > 2 */
-static void sign_planes_portable(const float *restrict x, int H, int W, int S, int P, int Hq, int Wq,
-                                 int8_t *restrict out)
-#else
-void EW(sign_planes)(const float *restrict x, int H, int W, int S, int P, int Hq, int Wq,
-                     int8_t *restrict out)
-#endif
+/* d[0 .. n) = sgn(src[j * S]) as bytes (sgn(0) = +1, NaN -> -1). */
+static void sign_row_portable(const float *restrict src, long n, int S, int8_t *restrict d)
+{
+    if (S == 1) {
+#pragma omp simd
+        for (long j = 0; j < n; j++)
+            d[j] = src[j] >= 0.0f ? (int8_t)1 : (int8_t)-1;
+    } else {
+        for (long j = 0; j < n; j++)
+            d[j] = src[j * S] >= 0.0f ? (int8_t)1 : (int8_t)-1;
+    }
+}
+
+/* ewise.h's sign planes with a level's row function for the valid run of each
+ * phase row (the padding around it written here). */
+static inline void sign_planes_rows(const float *x, int H, int W, int S, int P, int Hq, int Wq,
+                                    int8_t *out, void (*row_fn)(const float *, long, int, int8_t *))
 {
     long plane = (long)Hq * Wq;
     for (int a = 0; a < S; a++)
@@ -113,28 +106,27 @@ void EW(sign_planes)(const float *restrict x, int H, int W, int S, int P, int Hq
             int jlo, jhi;
             apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
             for (int i = 0; i < Hq; i++) {
-                int8_t *restrict d = pl + (long)i * Wq;
+                int8_t *d = pl + (long)i * Wq;
                 int row = i * S + a - P;
                 if (row < 0 || row >= H) {
                     memset(d, 0, (size_t)Wq);
                     continue;
                 }
-                const float *restrict src = x + (long)row * W + (long)jlo * S + b - P;
-                long n = jhi - jlo;
-                memset(d, 0, (size_t)jlo);
-                memset(d + jhi, 0, (size_t)(Wq - jhi));
-                d += jlo;
-                if (S == 1) {
-#pragma omp simd
-                    for (long j = 0; j < n; j++)
-                        d[j] = src[j] >= 0.0f ? (int8_t)1 : (int8_t)-1;
-                } else {
-                    for (long j = 0; j < n; j++)
-                        d[j] = src[j * S] >= 0.0f ? (int8_t)1 : (int8_t)-1;
-                }
+                for (int j = 0; j < jlo; j++)
+                    d[j] = 0;
+                for (int j = jhi; j < Wq; j++)
+                    d[j] = 0;
+                row_fn(x + (long)row * W + (long)jlo * S + b - P, jhi - jlo, S, d + jlo);
             }
         }
 }
+
+#ifndef EW_OWN_SIGN_PLANES /* else the level has its own (rows of strides 1 and 2) */
+void EW(sign_planes)(const float *x, int H, int W, int S, int P, int Hq, int Wq, int8_t *out)
+{
+    sign_planes_rows(x, H, W, S, P, Hq, Wq, out, sign_row_portable);
+}
+#endif
 
 float EW(absmax)(long n, const float *restrict x)
 {

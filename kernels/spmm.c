@@ -228,52 +228,50 @@ apb_status apb_spmm(const apb_csr *R, int N, const float *X, int ldx, float *Y, 
     return APB_OK;
 }
 
-static void offset_c(const apb_csr *R, int m0, int m1, const float *X, float *out)
+/* The value of plane element n by kind: 0 floats, 1 signed bytes (binary: +-1 /
+ * 0), 2 unsigned codes times s, 3 signed codes times s. */
+static inline float plane_val(const void *x, long n, int kind, float s)
 {
+    switch (kind) {
+    case 0: return ((const float *)x)[n];
+    case 1: return (float)((const int8_t *)x)[n];
+    case 2: return (float)((const uint8_t *)x)[n] * s;
+    default: return (float)((const int8_t *)x)[n] * s;
+    }
+}
+
+/* The portable chunk kernel over any plane kind: multiply, then add. */
+static void offset_any_c(const apb_csr *R, int m0, int m1, const void *X, int kind, float s,
+                         float *out)
+{
+    size_t vsz = kind ? 1 : sizeof(float);
     for (int m = m0; m < m1; m++) {
         float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
         for (int n = 0; n < APB_SPMM_NC; n++)
             y[n] = 0.0f;
         for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
-            const float *x = X + apb_csr_col(R, e);
+            const char *x = (const char *)X + (size_t)apb_csr_col(R, e) * vsz;
             float v = R->val[e];
             for (int n = 0; n < APB_SPMM_NC; n++)
-                y[n] += v * x[n];
+                y[n] += v * plane_val(x, n, kind, s);
         }
     }
 }
 
+static void offset_c(const apb_csr *R, int m0, int m1, const float *X, float *out)
+{
+    offset_any_c(R, m0, m1, X, 0, 0.0f, out);
+}
+
 static void offset_i8_c(const apb_csr *R, int m0, int m1, const int8_t *X, float *out)
 {
-    for (int m = m0; m < m1; m++) {
-        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
-        for (int n = 0; n < APB_SPMM_NC; n++)
-            y[n] = 0.0f;
-        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
-            const int8_t *x = X + apb_csr_col(R, e);
-            float v = R->val[e];
-            for (int n = 0; n < APB_SPMM_NC; n++)
-                y[n] += v * (float)x[n];
-        }
-    }
+    offset_any_c(R, m0, m1, X, 1, 0.0f, out);
 }
 
 static void offset_q8_c(const apb_csr *R, int m0, int m1, const uint8_t *X, int is_signed, float s,
                         float *out)
 {
-    for (int m = m0; m < m1; m++) {
-        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
-        for (int n = 0; n < APB_SPMM_NC; n++)
-            y[n] = 0.0f;
-        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
-            const uint8_t *x = X + apb_csr_col(R, e);
-            float v = R->val[e];
-            for (int n = 0; n < APB_SPMM_NC; n++) {
-                int c = is_signed ? (int)(int8_t)x[n] : (int)x[n];
-                y[n] += v * ((float)c * s);
-            }
-        }
-    }
+    offset_any_c(R, m0, m1, X, is_signed ? 3 : 2, s, out);
 }
 
 apb_spmm_offset_q8_fn apb_spmm_offset_q8_kernel(void)

@@ -55,97 +55,37 @@ void apb_spmm_chunk_avx2(const apb_csr *R, int m0, int m1, int n0, int nc, const
     }
 }
 
-void apb_spmm_offset_avx2(const apb_csr *R, int m0, int m1, const float *X, float *out)
+/* 8 floats of plane element `at` on, by kind: 0 floats, 1 signed bytes (binary),
+ * 2 unsigned codes times s, 3 signed codes times s */
+static inline __attribute__((always_inline)) __m256 ld8(const void *X, long at, int kind, __m256 s)
 {
-    for (int m = m0; m < m1; m++) {
-        /* named accumulators: an array of __m256 is kept on the stack by gcc */
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
-               a7 = a0;
-        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
-            const float *x = X + apb_csr_col(R, e);
-            __m256 v = _mm256_set1_ps(R->val[e]);
-            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x), a0);
-            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 8), a1);
-            a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 16), a2);
-            a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 24), a3);
-            a4 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 32), a4);
-            a5 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 40), a5);
-            a6 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 48), a6);
-            a7 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 56), a7);
-        }
-        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
-        _mm256_storeu_ps(y, a0);
-        _mm256_storeu_ps(y + 8, a1);
-        _mm256_storeu_ps(y + 16, a2);
-        _mm256_storeu_ps(y + 24, a3);
-        _mm256_storeu_ps(y + 32, a4);
-        _mm256_storeu_ps(y + 40, a5);
-        _mm256_storeu_ps(y + 48, a6);
-        _mm256_storeu_ps(y + 56, a7);
-    }
+    if (kind == 0)
+        return _mm256_loadu_ps((const float *)X + at);
+    __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)X + at));
+    __m256 f = _mm256_cvtepi32_ps(kind == 2 ? _mm256_cvtepu8_epi32(b) : _mm256_cvtepi8_epi32(b));
+    return kind == 1 ? f : _mm256_mul_ps(f, s);
 }
 
-/* 8 floats from 8 bytes */
-static inline __m256 cvt8(const int8_t *p)
-{
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
-
-void apb_spmm_offset_i8_avx2(const apb_csr *R, int m0, int m1, const int8_t *X, float *out)
-{
-    for (int m = m0; m < m1; m++) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
-               a7 = a0;
-        for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
-            const int8_t *x = X + apb_csr_col(R, e);
-            __m256 v = _mm256_set1_ps(R->val[e]);
-            a0 = _mm256_fmadd_ps(v, cvt8(x), a0);
-            a1 = _mm256_fmadd_ps(v, cvt8(x + 8), a1);
-            a2 = _mm256_fmadd_ps(v, cvt8(x + 16), a2);
-            a3 = _mm256_fmadd_ps(v, cvt8(x + 24), a3);
-            a4 = _mm256_fmadd_ps(v, cvt8(x + 32), a4);
-            a5 = _mm256_fmadd_ps(v, cvt8(x + 40), a5);
-            a6 = _mm256_fmadd_ps(v, cvt8(x + 48), a6);
-            a7 = _mm256_fmadd_ps(v, cvt8(x + 56), a7);
-        }
-        float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
-        _mm256_storeu_ps(y, a0);
-        _mm256_storeu_ps(y + 8, a1);
-        _mm256_storeu_ps(y + 16, a2);
-        _mm256_storeu_ps(y + 24, a3);
-        _mm256_storeu_ps(y + 32, a4);
-        _mm256_storeu_ps(y + 40, a5);
-        _mm256_storeu_ps(y + 48, a6);
-        _mm256_storeu_ps(y + 56, a7);
-    }
-}
-
-/* 8 floats code * s from 8 code bytes (signed or not) */
-static inline __m256 q8x8(const uint8_t *p, int sg, __m256 s)
-{
-    __m128i b = _mm_loadl_epi64((const __m128i *)p);
-    __m256i c = sg ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(c), s);
-}
-
-void apb_spmm_offset_q8_avx2(const apb_csr *R, int m0, int m1, const uint8_t *X, int is_signed,
-                             float step, float *out)
+/* The whole 64-column chunk in 8 named ymm (an __m256 array was kept on the
+ * stack by gcc): 8 independent FMA chains. */
+static inline __attribute__((always_inline)) void offset_t(const apb_csr *R, int m0, int m1, const void *X,
+                                                           int kind, float step, float *out)
 {
     const __m256 s = _mm256_set1_ps(step);
     for (int m = m0; m < m1; m++) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
                a7 = a0;
         for (int64_t e = R->row_ptr[m]; e < R->row_ptr[m + 1]; e++) {
-            const uint8_t *x = X + apb_csr_col(R, e);
+            long at = (long)apb_csr_col(R, e);
             __m256 v = _mm256_set1_ps(R->val[e]);
-            a0 = _mm256_fmadd_ps(v, q8x8(x, is_signed, s), a0);
-            a1 = _mm256_fmadd_ps(v, q8x8(x + 8, is_signed, s), a1);
-            a2 = _mm256_fmadd_ps(v, q8x8(x + 16, is_signed, s), a2);
-            a3 = _mm256_fmadd_ps(v, q8x8(x + 24, is_signed, s), a3);
-            a4 = _mm256_fmadd_ps(v, q8x8(x + 32, is_signed, s), a4);
-            a5 = _mm256_fmadd_ps(v, q8x8(x + 40, is_signed, s), a5);
-            a6 = _mm256_fmadd_ps(v, q8x8(x + 48, is_signed, s), a6);
-            a7 = _mm256_fmadd_ps(v, q8x8(x + 56, is_signed, s), a7);
+            a0 = _mm256_fmadd_ps(v, ld8(X, at, kind, s), a0);
+            a1 = _mm256_fmadd_ps(v, ld8(X, at + 8, kind, s), a1);
+            a2 = _mm256_fmadd_ps(v, ld8(X, at + 16, kind, s), a2);
+            a3 = _mm256_fmadd_ps(v, ld8(X, at + 24, kind, s), a3);
+            a4 = _mm256_fmadd_ps(v, ld8(X, at + 32, kind, s), a4);
+            a5 = _mm256_fmadd_ps(v, ld8(X, at + 40, kind, s), a5);
+            a6 = _mm256_fmadd_ps(v, ld8(X, at + 48, kind, s), a6);
+            a7 = _mm256_fmadd_ps(v, ld8(X, at + 56, kind, s), a7);
         }
         float *y = out + (size_t)(m - m0) * APB_SPMM_NC;
         _mm256_storeu_ps(y, a0);
@@ -157,4 +97,23 @@ void apb_spmm_offset_q8_avx2(const apb_csr *R, int m0, int m1, const uint8_t *X,
         _mm256_storeu_ps(y + 48, a6);
         _mm256_storeu_ps(y + 56, a7);
     }
+}
+
+void apb_spmm_offset_avx2(const apb_csr *R, int m0, int m1, const float *X, float *out)
+{
+    offset_t(R, m0, m1, X, 0, 0.0f, out);
+}
+
+void apb_spmm_offset_i8_avx2(const apb_csr *R, int m0, int m1, const int8_t *X, float *out)
+{
+    offset_t(R, m0, m1, X, 1, 0.0f, out);
+}
+
+void apb_spmm_offset_q8_avx2(const apb_csr *R, int m0, int m1, const uint8_t *X, int is_signed,
+                             float s, float *out)
+{
+    if (is_signed)
+        offset_t(R, m0, m1, X, 3, s, out);
+    else
+        offset_t(R, m0, m1, X, 2, s, out);
 }
