@@ -70,6 +70,12 @@
 #include "threads.h"
 #include "winograd.h"
 
+/* What the residual's planes hold, by the layer's input quantizer: floats
+ * (2-bit activations: apb_spmm_offset_kernel), bytes +1 / -1 / 0 (binary:
+ * apb_spmm_offset_i8_kernel) or the 8-bit codes (apb_i8_quant4's planes:
+ * apb_spmm_offset_q8_kernel). */
+enum { PL_F32 = 0, PL_BIN8, PL_CODE8 };
+
 /* output channels per task of the epilogue loop (a fixed split, so the work per
  * element is the same for any thread count) */
 #define RES_MB 8
@@ -99,10 +105,7 @@ struct apbrt_fast {
     int Hq, Wq;           /* phase plane size */
     long plane;           /* floats per phase plane (Hq*Wq) */
     long xp_sz;           /* values of one image's planes, slack included */
-    int bin8;             /* binary activations: the planes are bytes (+1, -1, 0 padding),
-                             apb_spmm_offset_i8_kernel */
-    int code8;            /* 8-bit activations: the planes are the codes (apb_i8_quant4),
-                             apb_spmm_offset_q8_kernel; else (2-bit) floats */
+    int pkind;            /* what the planes hold (PL_*) */
     /* binary weights x 8-bit activations (i8 != 0); s8d: an approximate 8-bit conv
      * (apbrt_model.h S8D): w8 the quantized FP32 weights, scale their sw per row,
      * times the sample's step at run time, one image per GEMM */
@@ -135,7 +138,7 @@ typedef struct {
     float *xq, *y;                /* phase planes (conv) or quantized rows (linear) /
                                      GEMM result [M, n*pixels] */
     size_t cap_xq, cap_y;
-    int8_t *xb;                   /* binary convs' residual byte phase planes */
+    uint8_t *xb;                  /* the residual's byte phase planes (PL_BIN8, PL_CODE8) */
     size_t cap_xb;
     float *sc8;                   /* S8D convs: the GEMM's scale per row, per buffer copy */
     size_t cap_sc8;
@@ -245,7 +248,7 @@ static apb_status prepare_residual(apbrt_rt_layer *L, apbrt_fast *f, int idx)
 
 /* APB weights x 8-bit activations: +-1 bytes from the sign plane, the zero-point
  * correction, the taps' byte offsets (conv) and the residual. An S8D conv the
- * same way, its bytes the FP32 weights quantized per row (apbrt_s8d_row). */
+ * same way, its bytes the weights the loader quantized (L->w8, scale L->wsw). */
 static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
 {
     const apbrt_rec *r = &L->r;
@@ -262,11 +265,10 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
     f->w8 = apb_alloc_aligned((size_t)(M * ldw));
     f->scale = malloc((size_t)M * sizeof(float));
     int sgd = r->akind == APBRT_A_S8 || f->s8d; /* signed codes: zero point 128 */
-    int8_t *q8 = f->s8d ? malloc((size_t)K) : NULL;
     f->corr = sgd ? malloc((size_t)M * sizeof(int32_t)) : NULL;
     f->boff = conv ? malloc((size_t)f->K4 * sizeof(long)) : NULL;
     apb_status st = APB_OK;
-    if (!f->w8 || !f->scale || (sgd && !f->corr) || (conv && !f->boff) || (f->s8d && !q8)) {
+    if (!f->w8 || !f->scale || (sgd && !f->corr) || (conv && !f->boff)) {
         st = apb_fail(APB_ENOMEM, "apbrt: out of memory preparing layer %d", idx);
         goto fail;
     }
@@ -274,10 +276,10 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
         const uint64_t *sg = f->s8d ? NULL : L->signs + (size_t)mm * words;
         int8_t *wr = f->w8 + mm * ldw;
         int32_t sum = 0;
-        float sw = f->s8d ? apbrt_s8d_row(L->wexact + (size_t)mm * K, K, q8) : 0.0f;
+        const int8_t *q8 = f->s8d ? L->w8 + (size_t)mm * K : NULL; /* quantized at load */
         memset(wr, 0, (size_t)ldw);
         for (int k = 0; k < K; k++) {
-            int v = f->s8d ? q8[k] : (sg[k >> 6] >> (k & 63) & 1) ? -1 : 1;
+            int v = q8 ? q8[k] : (sg[k >> 6] >> (k & 63) & 1) ? -1 : 1;
             /* conv: k = c*T + tap -> byte 4*(g*T + tap) + c%4, g = c/4 */
             long at = conv ? 4L * ((k / T) / 4 * T + k % T) + (k / T) % 4 : k;
             wr[at] = (int8_t)v;
@@ -285,7 +287,7 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
         }
         if (f->corr)
             f->corr[mm] = 128 * sum;
-        f->scale[mm] = f->s8d ? sw : L->alpha[mm] * r->act_step;
+        f->scale[mm] = f->s8d ? L->wsw[mm] : L->alpha[mm] * r->act_step;
     }
     if (conv) {
         f->g = (apb_conv_geom){L->ic, L->ih, L->iw, r->kh, r->kw, r->stride, r->pad};
@@ -310,13 +312,11 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
         f->x8_sz = (4 * px + 63) / 64 * 64;
         if (r->nnz && (st = prepare_residual(L, f, idx)) != APB_OK)
             goto fail;
-        f->code8 = f->has_res;
+        f->pkind = PL_CODE8;
     }
-    free(q8);
     L->fast = f;
     return APB_OK;
 fail:
-    free(q8);
     fast_one_free(f);
     return st;
 }
@@ -527,7 +527,7 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
                 fast_one_free(f);
                 return st;
             }
-            f->bin8 = a == APBRT_A_BIN;
+            f->pkind = a == APBRT_A_BIN ? PL_BIN8 : PL_F32;
         }
     }
     L->fast = f;
@@ -580,11 +580,20 @@ static int grow(void **p, size_t *cap, size_t need, size_t el, int zero)
     return 1;
 }
 
-/* The residual's phase planes of a bit conv: need values, bytes (bin8) or floats. */
+/* Bytes per value of the residual's planes. */
+static size_t plane_bytes(const apbrt_fast *f) { return f->pkind == PL_F32 ? sizeof(float) : 1; }
+
+/* The residual's phase planes: room for `need` values (bytes or floats), and
+ * where value `at` of them lies. */
 static int grow_planes(fast_work *w, const apbrt_fast *f, size_t need)
 {
-    return f->bin8 ? grow((void **)&w->xb, &w->cap_xb, need, 1, 1)
-                   : grow((void **)&w->xq, &w->cap_xq, need, 4, 1);
+    return f->pkind == PL_F32 ? grow((void **)&w->xq, &w->cap_xq, need, 4, 1)
+                              : grow((void **)&w->xb, &w->cap_xb, need, 1, 1);
+}
+
+static char *planes_at(const fast_work *w, const apbrt_fast *f, size_t at)
+{
+    return f->pkind == PL_F32 ? (char *)(w->xq + at) : (char *)(w->xb + at);
 }
 
 /* q[i] = the value act(x[i]) the layer multiplies: binary sgn(x) (sgn(0) = +1);
@@ -626,12 +635,12 @@ static void quantize_row(const float *restrict x, long cnt, long stride, int aki
 }
 
 /* Channel c of one image x[C, H, W] -> its S*S quantized, zero-padded phase
- * planes in the image's planes xp: bytes for binary activations (bin8), else floats. */
+ * planes in the image's planes xp: bytes for binary activations (PL_BIN8), else floats. */
 static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c, void *xp)
 {
     const apbrt_rec *r = &L->r;
     int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
-    if (f->bin8) {
+    if (f->pkind == PL_BIN8) {
         apb_ew_sign_planes(x + (long)c * H * W, H, W, S, P, f->Hq, Wq,
                            (int8_t *)xp + (long)c * S * S * f->plane);
         return;
@@ -767,9 +776,9 @@ static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offs
                 if (c == b0) { /* the chunk's planes stay in L1 across the blocks */
                     int b1 = b0 + RES_CB < m1 ? b0 + RES_CB : m1;
                     long at = (long)oh * Wq + o0;
-                    if (f->bin8)
+                    if (f->pkind == PL_BIN8)
                         fn8(&f->R, b0, b1, (const int8_t *)xp + at, acc);
-                    else if (f->code8)
+                    else if (f->pkind == PL_CODE8)
                         fnq(&f->R, b0, b1, (const uint8_t *)xp + at, L->r.akind == APBRT_A_S8,
                             L->r.act_step, acc);
                     else
@@ -806,7 +815,7 @@ static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const voi
     apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
     apb_spmm_offset_i8_fn fn8 = apb_spmm_offset_i8_kernel();
     apb_spmm_offset_q8_fn fnq = apb_spmm_offset_q8_kernel();
-    size_t vsz = f->bin8 || f->code8 ? 1 : sizeof(float);
+    size_t vsz = plane_bytes(f);
 #pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * cnt * ohw > 16384) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         long b = t / (nband * ncb);
@@ -1029,13 +1038,13 @@ static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, 
         plain_epilogue(L, f, cnt, Y, ldy, yimg, yrow, outc, nth);
         return APB_OK;
     }
-    size_t vsz = f->bin8 ? 1 : sizeof(float);
-    char *xq = f->bin8 ? (char *)(w->xb + copy * j->xqc) : (char *)(w->xq + copy * j->xqc);
+    size_t vsz = plane_bytes(f);
+    char *xq = planes_at(w, f, copy * j->xqc);
     /* binary, channel-packed input: the byte planes from its bits (a 32nd of the
      * floats' bytes to read), 16 channels per task; else from the floats */
     const uint64_t *zb = NULL;
     long zstride = 0;
-    if (f->bin8 && f->chan && apb_chan_sign_planes_ok()) {
+    if (f->pkind == PL_BIN8 && f->chan && apb_chan_sign_planes_ok()) {
         if (j->ind)
             zb = w->zq + copy * j->zqc, zstride = f->istride;
         else
@@ -1115,7 +1124,7 @@ static apb_status conv_i8_chunk(const conv_job *j, int b0, int cnt, int copy, in
     const float *inc = j->in + (long)b0 * in_sz;
     float *outc = j->out + (long)b0 * M * f->OH * f->OW;
     uint8_t *x8 = j->w->x8 + copy * j->x8c;
-    uint8_t *xq = f->has_res ? (uint8_t *)j->w->xb + copy * j->xqc : NULL;
+    uint8_t *xq = f->has_res ? (uint8_t *)planes_at(j->w, f, copy * j->xqc) : NULL;
     float *Y = j->w->y + copy * j->yc;
     long tasks = (long)cnt * Cg;
     /* S8D: one image per chunk (run_conv_i8), its own step; the GEMM's scale per
@@ -1162,7 +1171,7 @@ static apb_status run_conv_i8(apbrt_model *m, apbrt_rt_layer *L, const float *in
                   .xqc = (size_t)nb * f->xp_sz, .x8c = (size_t)nb * f->x8_sz};
     if (!grow((void **)&w->x8, &w->cap_x8, copies * j.x8c, 1, 1) ||
         !grow((void **)&w->y, &w->cap_y, copies * j.yc, 4, 0) ||
-        (f->has_res && !grow((void **)&w->xb, &w->cap_xb, copies * j.xqc, 1, 1)) ||
+        (f->has_res && !grow_planes(w, f, copies * j.xqc)) ||
         (f->s8d && !grow((void **)&w->sc8, &w->cap_sc8, (size_t)copies * M, 4, 0)))
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
     return run_chunks(&j, conv_i8_chunk, n, nb, nch, par, nth);

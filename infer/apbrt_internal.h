@@ -119,10 +119,8 @@ static inline int apbrt_akind_has_step(int akind)
     return akind == APBRT_A_Q2 || akind == APBRT_A_U8 || akind == APBRT_A_S8;
 }
 static inline int apbrt_akind_int8(int akind) { return akind == APBRT_A_U8 || akind == APBRT_A_S8; }
-/* S8D (apbrt_model.h): the sample's step max|x| / 127, 1 for an all-zero input;
- * the weights of a row as w8 (row of K) and its scale sw, by the rule there. */
+/* S8D (apbrt_model.h): the sample's step max|x| / 127, 1 for an all-zero input. */
 float apbrt_s8d_step(const float *x, long n);
-float apbrt_s8d_row(const float *w, long K, int8_t *w8);
 /* NULL when the accounting words of conv/linear record r (K = cin*kh*kw) are
  * consistent with its storage kind, else what is wrong (writer and loader). */
 const char *apbrt_accounting_problem(const apbrt_rec *r, long K);
@@ -140,7 +138,9 @@ typedef struct {
     long K;                     /* cin*kh*kw (conv/linear) */
     float *weff;                /* [cout, K] dense effective weights (S8D: the quantized ones,
                                    w8 * sw, unless the model runs exact: then wexact) */
-    float *wexact, *wq;         /* S8D: the file's FP32 weights; w8 * sw (apbrt_s8d_weights) */
+    float *wexact, *wq;         /* S8D: the file's FP32 weights; w8 * sw */
+    int8_t *w8;                 /* S8D: the weights quantized per row [cout, K] */
+    float *wsw;                 /* S8D: their scale sw per row [cout] */
     float *bias;                /* [cout] or NULL */
     float *alpha;               /* APB [cout] */
     uint64_t *signs;            /* APB [cout, ceil(K/64)], bit set = -1 */

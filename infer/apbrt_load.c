@@ -18,6 +18,7 @@
 #include "apbrt_internal.h"
 #include "crc32.h"
 #include "fileio.h"
+#include "i8gemm.h"
 
 typedef struct {
     uint32_t type, index;
@@ -321,18 +322,20 @@ static apb_status read_params(const char *name, const unsigned char *s, int i, a
             return OOM();
         if ((bad = first_nonfinite(L->weff, (uint64_t)(cout * K))) >= 0)
             return BAD(APB_ENUMERIC, "weight [%ld,%ld] is not finite", name, i, kn, bad / K, bad % K);
-        if (r->akind == APBRT_A_S8D) { /* the quantized weights w8 * sw, run by default */
-            int8_t *w8 = malloc((size_t)K);
-            if (!w8 || !(L->wq = apb_arena_alloc(a, (size_t)(cout * K) * sizeof(float)))) {
-                free(w8);
+        if (r->akind == APBRT_A_S8D) { /* quantized per row (apbrt_model.h); w8 * sw runs by default */
+            if (!(L->wq = apb_arena_alloc(a, (size_t)(cout * K) * sizeof(float))) ||
+                !(L->w8 = apb_arena_alloc(a, (size_t)(cout * K))) ||
+                !(L->wsw = apb_arena_alloc(a, (size_t)cout * sizeof(float))))
                 return OOM();
-            }
             for (long mm = 0; mm < cout; mm++) {
-                float sw = apbrt_s8d_row(L->weff + mm * K, K, w8);
-                for (long k = 0; k < K; k++)
-                    L->wq[mm * K + k] = (float)w8[k] * sw;
+                const float *w = L->weff + mm * K;
+                float mx = apb_ew_absmax(K, w), sw = mx > 0.0f ? mx / 127.0f : 1.0f;
+                for (long k = 0; k < K; k++) {
+                    L->w8[mm * K + k] = (int8_t)apb_i8_code(w[k], 1.0f / sw, 1);
+                    L->wq[mm * K + k] = (float)L->w8[mm * K + k] * sw;
+                }
+                L->wsw[mm] = sw;
             }
-            free(w8);
             L->wexact = L->weff;
             L->weff = L->wq;
         }

@@ -244,17 +244,6 @@ float apbrt_s8d_step(const float *x, long n)
     return mx > 0.0f ? mx / 127.0f : 1.0f;
 }
 
-float apbrt_s8d_row(const float *w, long K, int8_t *w8)
-{
-    float mx = 0.0f;
-    for (long k = 0; k < K; k++)
-        mx = fabsf(w[k]) > mx ? fabsf(w[k]) : mx;
-    float sw = mx > 0.0f ? mx / 127.0f : 1.0f;
-    for (long k = 0; k < K; k++)
-        w8[k] = (int8_t)apb_i8_code(w[k], 1.0f / sw, 1);
-    return sw;
-}
-
 /* conv_ref's input quantization for an S8D layer: each sample with its own step. */
 static void quantize_s8d(const float *x, int n, long in_sz, float *q)
 {
