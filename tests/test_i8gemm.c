@@ -281,3 +281,56 @@ APB_TEST(test_i8gemm_in_place_equals_packed)
     apb_threads_set(0);
     return 0;
 }
+
+/* apb_i8gemm_ind_f32_w8 (weights anywhere in [-127, 127], the approximate 8-bit
+ * first conv) at every ISA level and 1 and 2 threads: every element is scale *
+ * (float)(dot - corr) of the exact integer dot. The activations are large codes
+ * and the weights near +-127, where the AVX2 kernel's 16-bit partial sums would
+ * saturate: that level must not use it. */
+APB_TEST(test_i8gemm_w8_wide_weights_exact)
+{
+    apb_rng r;
+    apb_rng_seed(&r, 14);
+    int M = 13, G = 5, T = 9, K4 = G * T, ncol = 48, nimg = 2, N = ncol * nimg;
+    long plane = ncol + 40, istride = 4 * (G * plane + 64), ldw = 4L * K4;
+    int8_t *W = malloc((size_t)(M * ldw));
+    uint8_t *src = malloc((size_t)(istride * nimg));
+    long *boff = malloc(sizeof(long) * K4);
+    float *Y = malloc(sizeof(float) * M * N), *want = malloc(sizeof(float) * M * N);
+    float *scale = malloc(sizeof(float) * M);
+    int32_t *corr = malloc(sizeof(int32_t) * M);
+    CHECK(W && src && boff && Y && want && scale && corr);
+    for (long i = 0; i < M * ldw; i++)
+        W[i] = (int8_t)(i % 3 ? 127 - (int)apb_rng_below(&r, 8) : (int)apb_rng_below(&r, 255) - 127);
+    for (long i = 0; i < istride * nimg; i++)
+        src[i] = (uint8_t)(200 + apb_rng_below(&r, 56));
+    for (int m = 0; m < M; m++)
+        scale[m] = 0.001f * (m + 1), corr[m] = (int32_t)apb_rng_below(&r, 100000) - 50000;
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < T; t++)
+            boff[g * T + t] = 4 * (g * plane + (t / 3) * 13 + t % 3);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            int32_t dot = 0;
+            for (int k4 = 0; k4 < K4; k4++)
+                for (int q = 0; q < 4; q++)
+                    dot += (int32_t)W[m * ldw + 4 * k4 + q] *
+                           src[(n / ncol) * istride + 4L * (n % ncol) + boff[k4] + q];
+            want[(long)m * N + n] = scale[m] * (float)(dot - corr[m]);
+        }
+    apb_isa prev = apb_isa_active();
+    for (int isa = 0; isa <= (int)apb_isa_detected(); isa++)
+        for (int th = 1; th <= 2; th++) {
+            CHECK_OK(apb_isa_force((apb_isa)isa));
+            apb_threads_set(th);
+            for (long i = 0; i < (long)M * N; i++)
+                Y[i] = NAN;
+            CHECK_OK(apb_i8gemm_ind_f32_w8(M, ncol, nimg, K4, W, ldw, src, istride, boff, scale, corr, Y, N));
+            CHECK_MSG(memcmp(Y, want, sizeof(float) * M * N) == 0, "isa %d threads %d (kernel %s)", isa,
+                      th, apb_i8gemm_kernel_name());
+        }
+    apb_isa_force(prev);
+    apb_threads_set(0);
+    free(W), free(src), free(boff), free(Y), free(want), free(scale), free(corr);
+    return 0;
+}
