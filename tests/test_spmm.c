@@ -249,20 +249,26 @@ APB_TEST(test_spmm_offset_chunk_every_level_exact)
     return 0;
 }
 
-static int offset_i8_case(int M, int K, double dens, uint64_t seed)
+/* One plane kind's chunk kernel (1: binary bytes +1 / -1 / 0, apb_spmm_offset_i8;
+ * 2: unsigned 8-bit codes, 3: signed ones, times a step, apb_spmm_offset_q8)
+ * against apb_spmm_offset_kernel on the same values as floats, element by
+ * element, at every ISA level; the float kernel against its definition. */
+static int offset_bytes_case(int M, int K, double dens, uint64_t seed, int kind)
 {
     apb_rng r;
     apb_rng_seed(&r, seed);
-    float *Rd = sparse_dense(&r, M, K, dens);
+    float *Rd = sparse_dense(&r, M, K, dens), s = 0.0371f;
     float *X = malloc(sizeof(float) * (K + APB_SPMM_NC));
-    int8_t *X8 = malloc(K + APB_SPMM_NC);
+    uint8_t *Q = malloc(K + APB_SPMM_NC);
     float *want = malloc(sizeof(float) * (M + 1) * APB_SPMM_NC);
     float *got = malloc(sizeof(float) * (M + 1) * APB_SPMM_NC);
-    CHECK(Rd && X && X8 && want && got);
+    CHECK(Rd && X && Q && want && got);
     for (int i = 0; i < K + APB_SPMM_NC; i++) {
-        uint64_t u = apb_rng_next(&r) % 5;
-        X8[i] = (int8_t)(u == 0 ? 0 : u <= 2 ? 1 : -1);
-        X[i] = (float)X8[i];
+        uint64_t u = apb_rng_next(&r);
+        int c = kind == 1 ? (u % 5 == 0 ? 0 : u % 5 <= 2 ? 1 : -1)
+                : kind == 2 ? (int)(u % 256) : (int)(u % 256) - 128;
+        Q[i] = (uint8_t)c;
+        X[i] = kind == 1 ? (float)c : (float)c * s;
     }
     for (int k = 0; k < K; k += K / 700 + 1) /* one dense-ish row, one empty row */
         Rd[(size_t)4 * K + k] = apb_rng_normal(&r);
@@ -278,12 +284,16 @@ static int offset_i8_case(int M, int K, double dens, uint64_t seed)
         CHECK_OK(apb_isa_force((apb_isa)lvl));
         apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
         apb_spmm_offset_i8_fn fn8 = apb_spmm_offset_i8_kernel();
+        apb_spmm_offset_q8_fn fq = apb_spmm_offset_q8_kernel();
         for (int c = 0; c < 5; c++) {
             int m0 = cases[c][0], m1 = cases[c][1];
             for (int i = 0; i < (M + 1) * APB_SPMM_NC; i++)
                 got[i] = 12345.0f;
             fn(&R, m0, m1, X, want);
-            fn8(&R, m0, m1, X8, got);
+            if (kind == 1)
+                fn8(&R, m0, m1, (const int8_t *)Q, got);
+            else
+                fq(&R, m0, m1, Q, kind == 3, s, got);
             for (int m = m0; m < m1; m++) /* the float kernel against its definition */
                 for (int n = 0; n < APB_SPMM_NC; n++) {
                     float sum = 0.0f;
@@ -296,18 +306,16 @@ static int offset_i8_case(int M, int K, double dens, uint64_t seed)
                               want[(m - m0) * APB_SPMM_NC + n], sum);
                 }
             for (int i = 0; i < (m1 - m0) * APB_SPMM_NC; i++, compared++)
-                if (memcmp(&got[i], &want[i], sizeof(float))) {
-                    fprintf(stderr, "K %d level %d rows [%d,%d) at %d: %.9g want %.9g\n", K, lvl, m0,
-                            m1, i, got[i], want[i]);
-                    CHECK(0);
-                }
+                CHECK_MSG(!memcmp(&got[i], &want[i], sizeof(float)),
+                          "K %d kind %d level %d rows [%d,%d) at %d: %.9g want %.9g", K, kind, lvl, m0,
+                          m1, i, got[i], want[i]);
             CHECK(got[(size_t)(m1 - m0) * APB_SPMM_NC] == 12345.0f);
         }
     }
     CHECK_OK(apb_isa_force(prev));
     CHECK(compared > 1000);
     apb_csr_free(&R);
-    free(Rd), free(X), free(X8), free(want), free(got);
+    free(Rd), free(X), free(Q), free(want), free(got);
     return 0;
 }
 
@@ -320,63 +328,19 @@ static int offset_i8_case(int M, int K, double dens, uint64_t seed)
  * offsets into a layer's planes usually need them). */
 APB_TEST(test_spmm_offset_i8_equals_float_planes)
 {
-    CHECK(offset_i8_case(13, 700, 0.01, 34) == 0);
-    CHECK(offset_i8_case(13, 70000, 0.0002, 35) == 0);
+    CHECK(offset_bytes_case(13, 700, 0.01, 34, 1) == 0);
+    CHECK(offset_bytes_case(13, 70000, 0.0002, 35, 1) == 0);
     return 0;
 }
 
 /* apb_spmm_offset_q8_kernel: 8-bit codes (unsigned, or signed bytes) times a
  * step give, element by element, what apb_spmm_offset_kernel gives on the float
  * planes code * s, at every ISA level, for 16- and 32-bit column indices. */
-static int offset_q8_case(int M, int K, double dens, uint64_t seed, int sg)
-{
-    apb_rng r;
-    apb_rng_seed(&r, seed);
-    float *Rd = sparse_dense(&r, M, K, dens), s = 0.0371f;
-    float *X = malloc(sizeof(float) * (K + APB_SPMM_NC));
-    uint8_t *Q = malloc(K + APB_SPMM_NC);
-    float *want = malloc(sizeof(float) * (M + 1) * APB_SPMM_NC);
-    float *got = malloc(sizeof(float) * (M + 1) * APB_SPMM_NC);
-    CHECK(Rd && X && Q && want && got);
-    for (int i = 0; i < K + APB_SPMM_NC; i++) {
-        int c = sg ? (int)(apb_rng_next(&r) % 256) - 128 : (int)(apb_rng_next(&r) % 256);
-        Q[i] = (uint8_t)c;
-        X[i] = (float)c * s;
-    }
-    for (int k = 0; k < K; k += K / 700 + 1)
-        Rd[(size_t)4 * K + k] = apb_rng_normal(&r);
-    apb_csr R;
-    CHECK_OK(apb_csr_from_dense(&R, M, K, Rd, K));
-    apb_isa best = apb_isa_detected(), prev = apb_isa_active();
-    int compared = 0;
-    for (int lvl = APB_ISA_REF; lvl <= (int)best; lvl++) {
-        CHECK_OK(apb_isa_force((apb_isa)lvl));
-        apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
-        apb_spmm_offset_q8_fn fq = apb_spmm_offset_q8_kernel();
-        for (int m0 = 0; m0 < M; m0 += 5) {
-            int m1 = m0 + 7 < M ? m0 + 7 : M;
-            for (int i = 0; i < (M + 1) * APB_SPMM_NC; i++)
-                got[i] = 12345.0f;
-            fn(&R, m0, m1, X, want);
-            fq(&R, m0, m1, Q, sg, s, got);
-            for (int i = 0; i < (m1 - m0) * APB_SPMM_NC; i++, compared++)
-                CHECK_MSG(!memcmp(&got[i], &want[i], sizeof(float)), "K %d signed %d level %d rows [%d,%d) at %d: %.9g want %.9g",
-                          K, sg, lvl, m0, m1, i, got[i], want[i]);
-            CHECK(got[(size_t)(m1 - m0) * APB_SPMM_NC] == 12345.0f);
-        }
-    }
-    CHECK_OK(apb_isa_force(prev));
-    CHECK(compared > 1000);
-    apb_csr_free(&R);
-    free(Rd), free(X), free(Q), free(want), free(got);
-    return 0;
-}
-
 APB_TEST(test_spmm_offset_q8_equals_float_planes)
 {
     for (int sg = 0; sg < 2; sg++) {
-        CHECK(offset_q8_case(13, 700, 0.01, 36 + sg, sg) == 0);
-        CHECK(offset_q8_case(13, 70000, 0.0002, 38 + sg, sg) == 0);
+        CHECK(offset_bytes_case(13, 700, 0.01, 36 + sg, 2 + sg) == 0);
+        CHECK(offset_bytes_case(13, 70000, 0.0002, 38 + sg, 2 + sg) == 0);
     }
     return 0;
 }
