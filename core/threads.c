@@ -61,6 +61,15 @@ int apb_thread_num(void)
 #endif
 }
 
+int apb_team_size(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 int apb_in_parallel(void)
 {
 #ifdef _OPENMP
@@ -68,4 +77,24 @@ int apb_in_parallel(void)
 #else
     return 0;
 #endif
+}
+
+void apb_claims_init(apb_claims *c, long n, int nth)
+{
+    c->nth = nth < 1 ? 1 : nth > APB_CLAIM_MAX ? APB_CLAIM_MAX : nth;
+    for (int b = 0; b < c->nth; b++)
+        apb_split_even(n, b, c->nth, &c->next[b].v, &c->end[b]);
+}
+
+long apb_claim(apb_claims *c, int me)
+{
+    for (int k = 0; k < c->nth; k++) {
+        int b = (me + k) % c->nth;
+        if (__atomic_load_n(&c->next[b].v, __ATOMIC_RELAXED) >= c->end[b])
+            continue;
+        long i = __atomic_fetch_add(&c->next[b].v, 1, __ATOMIC_RELAXED);
+        if (i < c->end[b])
+            return i;
+    }
+    return -1;
 }

@@ -851,6 +851,100 @@ static void plain_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, int cnt
     }
 }
 
+/* One image's residual and epilogue on a team (conv_chunk_post), every thread
+ * on the band of output rows apb_split_even gives it, which is the band its
+ * GEMM columns were (apb_bgemm_epilogue.grain): its planes' rows (from the bits
+ * zb, else all of the floats' channels over the team), a barrier for the rows
+ * past the band's edge, then its rows of every channel. What a thread reads it
+ * wrote itself, in its core's cache, but for those edge rows. */
+int apbrt_bands_off;
+
+/* The units a one-image bit conv's stages claim on a team (apb_claims), the
+ * same in its GEMM (apb_bgemm_epilogue's bands) and its residual and
+ * epilogue: ur output rows (of g GEMM columns each: about a tile's width) x
+ * mb output channels, cut until the team has 4 units a thread. */
+typedef struct {
+    int ur, mb;
+    long nu, nmb;
+} band_plan;
+
+static band_plan plan_bands(const apbrt_fast *f, int M, int g, int nth)
+{
+    band_plan b = {(APB_BGEMM_NC + g - 1) / g, M, 0, 0};
+    b.nu = (f->OH + b.ur - 1) / b.ur;
+    while (b.mb > 32 && b.mb % 32 == 0 && b.nu * ((M + b.mb - 1) / b.mb) < 4L * nth)
+        b.mb /= 2;
+    b.nmb = (M + b.mb - 1) / b.mb;
+    return b;
+}
+
+/* One image's residual and epilogue on a team (conv_chunk_post): its planes'
+ * rows (from the bits zb by units of phase rows, else the floats' channels
+ * over the team), a barrier for the rows past a unit's edge, then the units
+ * of plan_bands, claimed as the GEMM claimed them: what a thread reads it
+ * wrote itself, in its core's cache, but for those edge rows. */
+static void post_bands(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x,
+                       const uint64_t *zb, char *xq, const float *Y, long ldy, long yrow, float *out,
+                       int nth)
+{
+    int M = L->r.cout;
+    long ohw = (long)f->OH * f->OW, cpl = (long)L->r.stride * L->r.stride * f->plane;
+    band_plan bp = plan_bands(f, M, (int)yrow, nth);
+    apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
+    apb_spmm_offset_i8_fn fn8 = apb_spmm_offset_i8_kernel();
+    apb_spmm_offset_q8_fn fnq = apb_spmm_offset_q8_kernel();
+    apb_claims cp, cr;
+    apb_claims_init(&cp, bp.nu, nth);
+    apb_claims_init(&cr, bp.nu * bp.nmb, nth);
+#pragma omp parallel num_threads(nth)
+    {
+        int me = apb_thread_num();
+        if (f->has_res) {
+            if (zb) {
+                for (long i; (i = apb_claim(&cp, me)) >= 0;) {
+                    int i0 = (int)(f->Hq * i / bp.nu), i1 = (int)(f->Hq * (i + 1) / bp.nu);
+                    for (int c0 = 0; c0 < L->ic; c0 += 16)
+                        apb_chan_sign_planes(&f->g, zb, c0, c0 + 16, i0, i1, (int8_t *)xq + c0 * cpl);
+                }
+            } else {
+#pragma omp for schedule(static) nowait
+                for (int c = 0; c < L->ic; c++)
+                    build_planes(L, f, x, c, xq);
+            }
+#pragma omp barrier
+        }
+        for (long i; (i = apb_claim(&cr, me)) >= 0;) {
+            int oh0 = (int)(i / bp.nmb) * bp.ur, m0 = (int)(i % bp.nmb) * bp.mb;
+            int oh1 = oh0 + bp.ur < f->OH ? oh0 + bp.ur : f->OH, m1 = m0 + bp.mb < M ? m0 + bp.mb : M;
+            if (f->has_res)
+                res_rows(L, f, fn, fn8, fnq, xq, Y, ldy, yrow, out, m0, m1, oh0, oh1);
+            else if (yrow == f->OW) /* compact rows: the unit in one pass per channel */
+                for (int c = m0; c < m1; c++)
+                    apbrt_post_rows(L, c, Y + (size_t)c * ldy + oh0 * yrow, NULL, out + c * ohw + oh0 * f->OW,
+                                    (long)(oh1 - oh0) * f->OW);
+            else
+                for (int c = m0; c < m1; c++)
+                    for (int oh = oh0; oh < oh1; oh++)
+                        apbrt_post_rows(L, c, Y + (size_t)c * ldy + oh * yrow, NULL,
+                                        out + c * ohw + (long)oh * f->OW, f->OW);
+        }
+    }
+}
+
+/* The GEMM epilogue of a bit conv's chunk: its scale and pad correction, and
+ * for one image on a team the units post_bands claims after it (g: columns
+ * per output row). */
+static apb_bgemm_epilogue conv_ep(const apbrt_fast *f, const apb_bitconv_pad *pad, int M, int cnt, int g,
+                                  int nth)
+{
+    apb_bgemm_epilogue ep = {f->scale, NULL, pad, 0, 0, 0};
+    if (cnt == 1 && nth > 1 && !apbrt_bands_off) {
+        band_plan bp = plan_bands(f, M, g, nth);
+        ep.grain = g, ep.band_rows = bp.ur, ep.band_m = bp.mb;
+    }
+    return ep;
+}
+
 /* The first failure among tasks run by a team, with its message (apb_fail's
  * message is per thread: a worker's would be lost). The unnamed critical
  * section uses the OpenMP runtime's own lock, so libapbrt.so exports nothing
@@ -973,7 +1067,7 @@ static apb_status conv_chunk(const conv_job *j, int b0, int cnt, int copy, int n
         padb = *j->pad;
         padb.N = (int)(cnt * ohw);
     }
-    apb_bgemm_epilogue ep = {f->scale, NULL, j->pad ? &padb : NULL};
+    apb_bgemm_epilogue ep = conv_ep(f, j->pad ? &padb : NULL, M, cnt, f->OW, nth);
     /* pack the chunk's images (the packers' scratch is per thread); one image
      * is packed by a call of its own, which splits it over the threads itself
      * when nth > 1 */
@@ -1015,7 +1109,7 @@ static apb_status conv_ind_chunk(const conv_job *j, int b0, int cnt, int copy, i
         chunk_fail(&err, apb_bitpack_chan(&f->g, inc + b * in_sz, L->r.act_step, 1, zq + b * f->istride, NULL));
     APB_TRY(chunk_status(&err));
     apb_bitmat A = {f->wsgn, NULL, f->ld};
-    apb_bgemm_epilogue ep = {f->scale, NULL, f->has_pad ? &f->ipad : NULL};
+    apb_bgemm_epilogue ep = conv_ep(f, f->has_pad ? &f->ipad : NULL, M, cnt, f->Wq, nth);
     float *Y = w->y + copy * j->yc;
     APB_TRY(apb_bgemm_ind_f32(M, (int)ncol, cnt, K, &A, zq, f->istride, f->iboff, &ep, Y, (int)Nc, ncol));
     return conv_chunk_post(j, b0, cnt, copy, nth, Y, Nc, ncol, f->Wq);
@@ -1034,12 +1128,12 @@ static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, 
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
     const float *inc = j->in + (long)b0 * in_sz;
     float *outc = j->out + (long)b0 * M * ohw;
-    if (!f->has_res) {
+    if (!f->has_res && !(cnt == 1 && nth > 1 && !apbrt_bands_off)) {
         plain_epilogue(L, f, cnt, Y, ldy, yimg, yrow, outc, nth);
         return APB_OK;
     }
     size_t vsz = plane_bytes(f);
-    char *xq = planes_at(w, f, copy * j->xqc);
+    char *xq = f->has_res ? planes_at(w, f, copy * j->xqc) : NULL;
     /* binary, channel-packed input: the byte planes from its bits (a 32nd of the
      * floats' bytes to read), 16 channels per task; else from the floats */
     const uint64_t *zb = NULL;
@@ -1050,6 +1144,10 @@ static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, 
         else
             zb = w->z0 + copy * j->zc, zstride = (long)apb_chan_words(&f->g);
     }
+    if (cnt == 1 && nth > 1 && !apbrt_bands_off) {
+        post_bands(L, f, inc, zb, xq, Y, ldy, yrow, outc, nth);
+        return APB_OK;
+    }
     if (zb) {
         int nb16 = L->ic / 16;
         long cpl = (long)L->r.stride * L->r.stride * f->plane;
@@ -1057,7 +1155,7 @@ static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, 
         for (long t = 0; t < (long)cnt * nb16; t++) {
             long b = t / nb16;
             int c0 = (int)(t % nb16) * 16;
-            apb_chan_sign_planes(&f->g, zb + b * zstride, c0, c0 + 16,
+            apb_chan_sign_planes(&f->g, zb + b * zstride, c0, c0 + 16, 0, f->Hq,
                                  (int8_t *)xq + b * f->xp_sz + c0 * cpl);
         }
     } else {
@@ -1231,7 +1329,7 @@ apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, in
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
     apb_bitmat A = {f->wsgn, f->wmag, ld};
     apb_bitmat B = {w->asgn, packs_mag ? w->amag : f->bin_as_2bit ? w->zero : NULL, ld};
-    apb_bgemm_epilogue ep = {f->scale, NULL, NULL};
+    apb_bgemm_epilogue ep = {f->scale, NULL, NULL, 0, 0, 0};
     /* Linear: one packed row per sample; the GEMM gives y[M, n]. */
     if (f->i8)
         APB_TRY(run_linear_i8(m, L, in, n, out));

@@ -206,6 +206,10 @@ apb_status apbrt_fast_prepare(apbrt_model *m);
 /* 1 when layer L runs on its fast path now (not the reference path, the exact mode
  * of an S8D layer, or an S8D layer without a fast integer kernel). */
 int apbrt_fast_runs(const apbrt_model *m, const apbrt_rt_layer *L);
+/* Nonzero: one-image bit convs on a team split as before session 17 (tiles and
+ * residual tasks to whichever thread is free) instead of claiming the same
+ * units in every stage. For paired A/B timing (bench/ab_bands.c) and tests. */
+extern int apbrt_bands_off;
 void apbrt_fast_free(apbrt_model *m);
 /* Runs layer `L` through its fast path: in [n, ic*ih*iw] -> out [n, oc*oh*ow]. */
 /* For tests: 1 when a binary conv is prepared for the in-place bit GEMM

@@ -30,7 +30,7 @@
 #endif
 
 #define BG_MC 256
-#define BG_NC 96 /* multiple of 8*np of every table entry (8, 16, 24, 32, 48) */
+#define BG_NC APB_BGEMM_NC /* multiple of 8*np of every table entry (8, 16, 24, 32, 48) */
 
 static inline int popc(uint64_t x) { return __builtin_popcountll(x); }
 
@@ -138,6 +138,7 @@ typedef struct {
     int ldy;
     const float *scale, *bias;
     const apb_bgemm_kernels *tab;
+    int grain, band_rows, band_m; /* apb_bgemm_epilogue's */
     /* in place (apb_bgemm_ind_f32; 1x1 only): B word j of image b's column q at
      * isrc[b * istride + iboff[j] + q], results at Y + b * ldimg; isrc NULL:
      * B packed per tile from jb->B */
@@ -287,10 +288,17 @@ static apb_status run_tiles(const bg_job *jb, const char *fn)
     int M = jb->M, N = jb->N, nimg = jb->isrc ? jb->nimg : 1, nth = apb_threads_get();
     if ((double)M * N * nimg * (jb->KW > 0 ? jb->KW : 1) < 65536.0 || apb_in_parallel())
         nth = 1; /* fork/join would cost more than the product, or a team calls */
-    int tn = (N + BG_NC - 1) / BG_NC, mcs = tile_rows(M, (long)tn * nimg, nth);
+    int bands = jb->grain > 0 && nimg == 1 && nth > 1; /* units claimed (apb_bgemm_epilogue) */
+    long g = jb->grain > 0 ? jb->grain : 1, ur = jb->band_rows > 0 ? jb->band_rows : 1;
+    int mb = jb->band_m > 0 && jb->band_m < M ? jb->band_m : M;
+    long nmb = (M + mb - 1) / mb, nu = ((N + g - 1) / g + ur - 1) / ur;
+    apb_claims cl;
+    if (bands)
+        apb_claims_init(&cl, nu * nmb, nth);
+    int tn = (N + BG_NC - 1) / BG_NC, mcs = bands ? BG_MC : tile_rows(M, (long)tn * nimg, nth);
     int tm = (M + mcs - 1) / mcs;
     long per = (long)tm * tn, ntiles = per * nimg;
-    if (nth > ntiles)
+    if (nth > ntiles && !bands)
         nth = (int)ntiles;
     size_t tile = sizeof(int32_t) * BG_MC * BG_NC;
     size_t need = tile + (jb->isrc ? 0 : sizeof(uint64_t) * (size_t)BG_NC * jb->KC * jb->planes) + 128;
@@ -312,8 +320,16 @@ static apb_status run_tiles(const bg_job *jb, const char *fn)
                     jb->ahi[m * la + j] = (w >> 4) & NIB;
                 }
         }
+        for (long i; bands && buf && (i = apb_claim(&cl, apb_thread_num())) >= 0;) {
+            long u = i / nmb, ce = (u + 1) * ur * g;
+            int b0 = (int)(i % nmb) * mb, b1 = b0 + mb < M ? b0 + mb : M, c1 = ce < N ? (int)ce : N;
+            for (int n0 = (int)(u * ur * g); n0 < c1; n0 += BG_NC)
+                for (int m0 = b0; m0 < b1; m0 += mcs)
+                    run_tile(jb, 0, m0, b1 - m0 < mcs ? b1 - m0 : mcs, n0, c1 - n0 < BG_NC ? c1 - n0 : BG_NC,
+                             (int32_t *)buf, (uint64_t *)(buf + tile));
+        }
 #pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < ntiles; t++) {
+        for (long t = 0; t < (bands ? 0 : ntiles); t++) {
             if (!buf)
                 continue;
             int tt = (int)(t % per), m0 = (tt / tn) * mcs, n0 = (tt % tn) * BG_NC;
@@ -328,7 +344,8 @@ static apb_status run_tiles(const bg_job *jb, const char *fn)
 
 static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
                       const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc,
-                      float *Y, int ldy, const float *scale, const float *bias)
+                      float *Y, int ldy, const float *scale, const float *bias,
+                      const apb_bgemm_epilogue *ep)
 {
     if (M == 0 || N == 0)
         return APB_OK;
@@ -341,6 +358,8 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
                  .KC = kind == APB_BGEMM_1X1 ? 128 : 64, .planes = kind == APB_BGEMM_1X1 ? 1 : 2,
                  .A = A, .B = B, .pad = pad, .C = C, .ldc = ldc, .Y = Y, .ldy = ldy,
                  .scale = scale, .bias = bias, .tab = kernels_active()};
+    if (ep)
+        jb.grain = ep->grain, jb.band_rows = ep->band_rows, jb.band_m = ep->band_m;
     int32_t *terms = NULL;
     uint64_t *split = NULL; /* A's nibble halves [2][M][A->ld], filled by run_tiles' team */
     size_t la = (size_t)A->ld;
@@ -415,7 +434,8 @@ apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat 
                  .KC = 128, .planes = 1, .A = A, .pad = pad, .Y = Y, .ldy = ldy,
                  .scale = ep ? ep->scale : NULL, .bias = ep ? ep->bias : NULL,
                  .tab = kernels_active(), .isrc = src, .iboff = boff, .istride = istride,
-                 .ldimg = ldimg, .nimg = nimg,
+                 .ldimg = ldimg, .nimg = nimg, .grain = ep ? ep->grain : 0,
+                 .band_rows = ep ? ep->band_rows : 0, .band_m = ep ? ep->band_m : 0,
                  .ikern = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern_avx512 : ind_kern_ref};
     return run_tiles(&jb, "apb_bgemm_ind_f32");
 }
@@ -424,7 +444,7 @@ apb_status apb_bgemm(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat 
                      const apb_bitmat *B, const apb_bitconv_pad *pad, int32_t *C, int ldc)
 {
     APB_TRY(check_args("apb_bgemm", kind, M, N, K, A, B, pad, ldc));
-    return run(kind, M, N, K, A, B, pad, C, ldc, NULL, 0, NULL, NULL);
+    return run(kind, M, N, K, A, B, pad, C, ldc, NULL, 0, NULL, NULL, NULL);
 }
 
 apb_status apb_bgemm_f32(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat *A,
@@ -433,5 +453,5 @@ apb_status apb_bgemm_f32(apb_bgemm_kind kind, int M, int N, int K, const apb_bit
     const apb_bitconv_pad *pad = ep ? ep->pad : NULL;
     APB_TRY(check_args("apb_bgemm_f32", kind, M, N, K, A, B, pad, ldy));
     return run(kind, M, N, K, A, B, pad, NULL, 0, Y, ldy, ep ? ep->scale : NULL,
-               ep ? ep->bias : NULL);
+               ep ? ep->bias : NULL, ep);
 }

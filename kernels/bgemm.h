@@ -68,7 +68,19 @@ typedef struct {
     const float *scale;        /* [M] or NULL (1) */
     const float *bias;         /* [M] or NULL (0) */
     const apb_bitconv_pad *pad; /* or NULL (no correction); pad->M == M, pad->N == N */
+    /* grain 0: tiles go to threads as they free up. grain g > 0 (one image):
+     * the columns are rows of g (a conv's output rows), cut into units of
+     * band_rows rows x band_m of the M rows (0: all), unit i = (row unit
+     * i / ceil(M / band_m), M block i % ceil(M / band_m)), handed out by
+     * apb_claim: so a caller that claims the same units in its next stage
+     * finds its results in its own core's cache. The results are the same
+     * either way. */
+    int grain, band_rows, band_m;
 } apb_bgemm_epilogue;
+
+/* The column block of the drivers' tiles (units of about this many columns
+ * fill a tile). */
+#define APB_BGEMM_NC 96
 
 /* C[M, ldc] (int32, row-major) = dot(A row m, B row n) - pad correction.
  * A->mag is required for 2x2 and ignored otherwise; B->mag required for 1x2/2x2. */

@@ -125,7 +125,8 @@ void apb_bit_transpose64_avx512(uint64_t *a)
 /* apb_chan_sign_planes (bitpack.h): per phase row, 16 pixels a step: their words
  * (a load of 16 when they are adjacent, else two gathers), then per channel two
  * bit tests -> 16 bytes. Lanes outside the image store 0 and read nothing. */
-void apb_chan_sign_planes_avx512(const apb_conv_geom *g, const uint64_t *Z, int c0, int c1, int8_t *out)
+void apb_chan_sign_planes_avx512(const apb_conv_geom *g, const uint64_t *Z, int c0, int c1, int i0, int i1,
+                                 int8_t *out)
 {
     int S = g->stride, P = g->pad, H = g->H, W = g->W, Cw = g->C / 64, Wp = W + 2 * P;
     int Hq = (H + 2 * P + S - 1) / S, Wq = (W + 2 * P + S - 1) / S, cw = c0 / 64;
@@ -136,7 +137,7 @@ void apb_chan_sign_planes_avx512(const apb_conv_geom *g, const uint64_t *Z, int 
         for (int b = 0; b < S; b++) {
             int jlo, jhi;
             apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
-            for (int i = 0; i < Hq; i++) {
+            for (int i = i0; i < (i1 < Hq ? i1 : Hq); i++) {
                 int8_t *d = out + (long)(a * S + b) * plane + (long)i * Wq;
                 int pi = i * S + a;
                 if (pi < P || pi >= H + P || jlo >= jhi) {

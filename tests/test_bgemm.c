@@ -157,7 +157,7 @@ APB_TEST(test_bgemm_isa_levels_exact)
                     sc[m] = 0.25f + 0.01f * m;
                     bi[m] = (float)m - 3.0f;
                 }
-                apb_bgemm_epilogue ep = {sc, bi, NULL};
+                apb_bgemm_epilogue ep = {sc, bi, NULL, 0, 0, 0};
                 CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &ep, y + 1, ldc));
                 for (int m = 0; m < M; m++)
                     for (int n = 0; n < N; n++)
@@ -174,6 +174,9 @@ APB_TEST(test_bgemm_isa_levels_exact)
     return 0;
 }
 
+/* Every kind on 1 and 2 threads (and the other of AMX / VPOPCNTQ where both
+ * exist), and on 2 the float epilogue with its columns claimed in bands: the
+ * same results. */
 APB_TEST(test_bgemm_threads_identical)
 {
     apb_rng r;
@@ -195,6 +198,16 @@ APB_TEST(test_bgemm_threads_identical)
         CHECK_OK(apb_bgemm((apb_bgemm_kind)kind, M, N, K, &A, &B, NULL, c2, N));
         apb_bgemm_amx_enable(amx);
         CHECK(memcmp(c1, c2, sizeof(int32_t) * M * N) == 0);
+        /* the float epilogue with the columns claimed as rows of 20 (units of 3
+         * rows x 64 of M, apb_bgemm_epilogue): the same floats */
+        float *y1 = malloc(sizeof(float) * M * N), *y2 = malloc(sizeof(float) * M * N);
+        CHECK(y1 && y2);
+        apb_bgemm_epilogue e0 = {NULL, NULL, NULL, 0, 0, 0}, eb = {NULL, NULL, NULL, 20, 3, 64};
+        CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &e0, y1, N));
+        CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &eb, y2, N));
+        apb_threads_set(1);
+        CHECK(memcmp(y1, y2, sizeof(float) * M * N) == 0);
+        free(y1), free(y2);
         free(c1), free(c2);
         opnd_free(&a);
         opnd_free(&b);
@@ -419,7 +432,7 @@ APB_TEST(test_bgemm_amx_paths_exact)
                         for (int m = 0; m < M; m++) /* padding columns of C untouched */
                             for (int n = N; n < ldc && m + 1 < M; n++)
                                 CHECK(got[m * ldc + n] == 0x5a5a5a5a);
-                        apb_bgemm_epilogue ep = {sc, bi, pp};
+                        apb_bgemm_epilogue ep = {sc, bi, pp, 0, 0, 0};
                         float *y = yb + 1;
                         CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &ep, y, ldc));
                         for (int m = 0; m < M; m++)
@@ -450,7 +463,11 @@ APB_TEST(test_bgemm_amx_paths_exact)
  * words (whole words: bgemm.h). */
 APB_TEST(test_bgemm_ind_equals_packed)
 {
-    static const int cases[][4] = {{13, 50, 2, 128}, {8, 24, 1, 64}, {37, 97, 3, 640}, {64, 200, 2, 576}};
+    static const int cases[][4] = {{13, 50, 2, 128}, {8, 24, 1, 64}, {37, 97, 3, 640}, {64, 200, 2, 576},
+                                   {64, 232, 1, 576}, {40, 300, 1, 640}};
+    /* one image: columns as rows of g, claimed in units of ur rows x mb of M
+     * (apb_bgemm_epilogue), g not always dividing the columns */
+    static const int bands[][3] = {{0, 0, 0}, {58, 2, 0}, {29, 1, 32}, {7, 3, 16}, {300, 1, 8}};
     apb_rng r;
     apb_rng_seed(&r, 93);
     apb_isa prev = apb_isa_active();
@@ -489,20 +506,24 @@ APB_TEST(test_bgemm_ind_equals_packed)
         apb_bitconv_pad padn = {M, nimg * ncol, 3, patn, corr};
         float *want = malloc(sizeof(float) * M * nimg * ncol), *got = malloc(sizeof(float) * M * nimg * ncol);
         apb_bitmat Am = {A, NULL, ld}, Bm = {B, NULL, ld};
-        apb_bgemm_epilogue epn = {scale, NULL, &padn}, ep1 = {scale, NULL, &pad1};
+        apb_bgemm_epilogue epn = {scale, NULL, &padn, 0, 0, 0}, ep1 = {scale, NULL, &pad1, 0, 0, 0};
         CHECK_OK(apb_bgemm_f32(APB_BGEMM_1X1, M, nimg * ncol, K, &Am, &Bm, &epn, want, nimg * ncol));
         for (int lvl = 0; lvl <= (int)apb_isa_detected(); lvl++)
-            for (int th = 1; th <= 2; th++) {
-                CHECK_OK(apb_isa_force((apb_isa)lvl));
-                apb_threads_set(th);
-                memset(got, 0xff, sizeof(float) * M * nimg * ncol);
-                apb_status st = apb_bgemm_ind_f32(M, ncol, nimg, K, &Am, src, istride, boff, &ep1, got,
-                                                  nimg * ncol, ncol);
-                apb_threads_set(saved);
-                CHECK_OK(st);
-                CHECK_MSG(memcmp(got, want, sizeof(float) * M * nimg * ncol) == 0,
-                          "level %d, %d threads, M%d ncol %d images %d K%d", lvl, th, M, ncol, nimg, K);
-            }
+            for (int th = 1; th <= 2; th++)
+                for (int bi = 0; bi < (nimg == 1 ? 5 : 1); bi++) {
+                    CHECK_OK(apb_isa_force((apb_isa)lvl));
+                    apb_threads_set(th);
+                    memset(got, 0xff, sizeof(float) * M * nimg * ncol);
+                    apb_bgemm_epilogue ep = ep1;
+                    ep.grain = bands[bi][0], ep.band_rows = bands[bi][1], ep.band_m = bands[bi][2];
+                    apb_status st = apb_bgemm_ind_f32(M, ncol, nimg, K, &Am, src, istride, boff, &ep, got,
+                                                      nimg * ncol, ncol);
+                    apb_threads_set(saved);
+                    CHECK_OK(st);
+                    CHECK_MSG(memcmp(got, want, sizeof(float) * M * nimg * ncol) == 0,
+                              "level %d, %d threads, M%d ncol %d images %d K%d, bands %d", lvl, th, M, ncol,
+                              nimg, K, bi);
+                }
         apb_isa_force(prev);
         free(boff), free(src), free(A), free(B), free(pat), free(corr), free(scale), free(patn), free(want),
             free(got);

@@ -10,6 +10,7 @@
 #include "rng.h"
 #include "status.h"
 #include "test.h"
+#include "threads.h"
 
 APB_TEST(test_arena_alignment_and_reuse)
 {
@@ -159,5 +160,42 @@ APB_TEST(test_env_switch_reads_once)
     c3 = 0;
     CHECK(apb_env_switch("APB_TEST_SWITCH", &c3) == 0);
     unsetenv("APB_TEST_SWITCH");
+    return 0;
+}
+
+/* apb_split_even cuts like OpenMP's schedule(static) (the first n % nth runs one
+ * longer, contiguous, covering [0, n)); apb_claims hands every unit out once:
+ * a lone claimer takes its own band in order, then the other bands' in order,
+ * and a team of 2 or 3 threads claims each of n units exactly once. */
+APB_TEST(test_split_even_and_claims)
+{
+    long lo, hi, prev = 0;
+    for (int me = 0; me < 3; me++) {
+        apb_split_even(7, me, 3, &lo, &hi);
+        CHECK(lo == prev && hi - lo == (me == 0 ? 3 : 2));
+        prev = hi;
+    }
+    CHECK(prev == 7);
+    apb_claims c;
+    apb_claims_init(&c, 10, 3); /* bands [0,4) [4,7) [7,10) */
+    static const long want[] = {4, 5, 6, 7, 8, 9, 0, 1, 2, 3};
+    for (int i = 0; i < 10; i++)
+        CHECK(apb_claim(&c, 1) == want[i]);
+    CHECK(apb_claim(&c, 1) == -1 && apb_claim(&c, 0) == -1);
+    for (int nth = 2; nth <= 3; nth++) {
+        enum { N = 5000 };
+        static int seen[N];
+        memset(seen, 0, sizeof seen);
+        apb_claims_init(&c, N, nth);
+#pragma omp parallel num_threads(nth)
+        for (long i; (i = apb_claim(&c, apb_thread_num())) >= 0;) {
+#pragma omp atomic
+            seen[i]++;
+        }
+        int bad = 0;
+        for (int i = 0; i < N; i++)
+            bad += seen[i] != 1;
+        CHECK_MSG(bad == 0, "%d threads: %d units not claimed exactly once", nth, bad);
+    }
     return 0;
 }

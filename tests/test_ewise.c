@@ -321,7 +321,7 @@ APB_TEST(test_chan_sign_planes_equal_float_planes)
                     apb_ew_sign_planes(x + (long)c * H * W, H, W, S, P, Hq, Wq, want + c * cpl);
                 memset(got, 77, (size_t)(C * cpl) + 64);
                 for (int c0 = 0; c0 < C; c0 += 16) {
-                    apb_chan_sign_planes(&g, Z, c0, c0 + 16, got + c0 * cpl);
+                    apb_chan_sign_planes(&g, Z, c0, c0 + 16, 0, 1 << 30, got + c0 * cpl);
                     if (c0 == 16) /* the first two blocks written, the rest untouched */
                         CHECK(got[32 * cpl] == 77);
                 }

@@ -454,6 +454,8 @@ APB_TEST(test_infer_fast_inplace_binary_conv)
         /* M, H, W, k, p, outliers (per mille) */
         {64, 9, 11, 3, 1, 20}, {13, 7, 7, 3, 1, 0}, {24, 5, 13, 3, 0, 30}, {40, 6, 6, 1, 0, 10},
         {72, 12, 3, 3, 1, 5},
+        /* large enough for a GEMM on both threads: units claimed (post_bands) */
+        {64, 30, 30, 3, 1, 20}, {96, 22, 25, 3, 1, 0},
     };
     enum { NB = 3, K = 5 };
     apb_rng r;
