@@ -851,18 +851,13 @@ static void plain_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, int cnt
     }
 }
 
-/* One image's residual and epilogue on a team (conv_chunk_post), every thread
- * on the band of output rows apb_split_even gives it, which is the band its
- * GEMM columns were (apb_bgemm_epilogue.grain): its planes' rows (from the bits
- * zb, else all of the floats' channels over the team), a barrier for the rows
- * past the band's edge, then its rows of every channel. What a thread reads it
- * wrote itself, in its core's cache, but for those edge rows. */
 int apbrt_bands_off;
 
-/* The units a one-image bit conv's stages claim on a team (apb_claims), the
- * same in its GEMM (apb_bgemm_epilogue's bands) and its residual and
- * epilogue: ur output rows (of g GEMM columns each: about a tile's width) x
- * mb output channels, cut until the team has 4 units a thread. */
+/* The units a one-image bit conv claims (apb_claims), the same in its GEMM
+ * (apb_bgemm_epilogue's bands), its residual and epilogue (fused per unit) and
+ * its planes (nu units of phase rows): ur output rows (of g GEMM columns each:
+ * about a tile's width) x mb output channels, cut until a team has 4 units a
+ * thread. */
 typedef struct {
     int ur, mb;
     long nu, nmb;
@@ -870,79 +865,84 @@ typedef struct {
 
 static band_plan plan_bands(const apbrt_fast *f, int M, int g, int nth)
 {
-    band_plan b = {(APB_BGEMM_NC + g - 1) / g, M, 0, 0};
-    b.nu = (f->OH + b.ur - 1) / b.ur;
+    /* rows per unit: from a tile's width of rows to 4 tiles' (a unit's results
+     * stay in the cache for its epilogue), those that give the map the fewest
+     * GEMM tiles (each unit's columns in ceil(cols / APB_BGEMM_NC) tiles: a
+     * tile has a fixed cost) */
+    int OH = f->OH, lo = (APB_BGEMM_NC + g - 1) / g, hi = 4 * APB_BGEMM_NC / g;
+    band_plan b = {lo < OH ? lo : OH, M, 0, 0};
+    long best = -1;
+    for (int ur = b.ur; ur <= OH && (ur <= hi || ur == b.ur); ur++) {
+        long full = OH / ur, rest = OH % ur, cu = (long)ur * g, cr = rest * g;
+        long tiles = full * ((cu + APB_BGEMM_NC - 1) / APB_BGEMM_NC) + (cr + APB_BGEMM_NC - 1) / APB_BGEMM_NC;
+        if (best < 0 || tiles < best)
+            best = tiles, b.ur = ur;
+    }
+    b.nu = (OH + b.ur - 1) / b.ur;
     while (b.mb > 32 && b.mb % 32 == 0 && b.nu * ((M + b.mb - 1) / b.mb) < 4L * nth)
         b.mb /= 2;
     b.nmb = (M + b.mb - 1) / b.mb;
     return b;
 }
 
-/* One image's residual and epilogue on a team (conv_chunk_post): its planes'
- * rows (from the bits zb by units of phase rows, else the floats' channels
- * over the team), a barrier for the rows past a unit's edge, then the units
- * of plan_bands, claimed as the GEMM claimed them: what a thread reads it
- * wrote itself, in its core's cache, but for those edge rows. */
-static void post_bands(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x,
-                       const uint64_t *zb, char *xq, const float *Y, long ldy, long yrow, float *out,
-                       int nth)
+/* The residual planes of one image before its GEMM (the fused epilogue's
+ * units read them; a unit's taps reach rows past its own): from the bits zb by
+ * the units of phase rows plan_bands gives, claimed, else from the floats x,
+ * channels over the team. */
+static void planes_one(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, const uint64_t *zb,
+                       char *xq, const band_plan *bp, int nth)
 {
-    int M = L->r.cout;
-    long ohw = (long)f->OH * f->OW, cpl = (long)L->r.stride * L->r.stride * f->plane;
-    band_plan bp = plan_bands(f, M, (int)yrow, nth);
-    apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
-    apb_spmm_offset_i8_fn fn8 = apb_spmm_offset_i8_kernel();
-    apb_spmm_offset_q8_fn fnq = apb_spmm_offset_q8_kernel();
-    apb_claims cp, cr;
-    apb_claims_init(&cp, bp.nu, nth);
-    apb_claims_init(&cr, bp.nu * bp.nmb, nth);
-#pragma omp parallel num_threads(nth)
-    {
-        int me = apb_thread_num();
-        if (f->has_res) {
-            if (zb) {
-                for (long i; (i = apb_claim(&cp, me)) >= 0;) {
-                    int i0 = (int)(f->Hq * i / bp.nu), i1 = (int)(f->Hq * (i + 1) / bp.nu);
-                    for (int c0 = 0; c0 < L->ic; c0 += 16)
-                        apb_chan_sign_planes(&f->g, zb, c0, c0 + 16, i0, i1, (int8_t *)xq + c0 * cpl);
-                }
-            } else {
-#pragma omp for schedule(static) nowait
-                for (int c = 0; c < L->ic; c++)
-                    build_planes(L, f, x, c, xq);
-            }
-#pragma omp barrier
-        }
-        for (long i; (i = apb_claim(&cr, me)) >= 0;) {
-            int oh0 = (int)(i / bp.nmb) * bp.ur, m0 = (int)(i % bp.nmb) * bp.mb;
-            int oh1 = oh0 + bp.ur < f->OH ? oh0 + bp.ur : f->OH, m1 = m0 + bp.mb < M ? m0 + bp.mb : M;
-            if (f->has_res)
-                res_rows(L, f, fn, fn8, fnq, xq, Y, ldy, yrow, out, m0, m1, oh0, oh1);
-            else if (yrow == f->OW) /* compact rows: the unit in one pass per channel */
-                for (int c = m0; c < m1; c++)
-                    apbrt_post_rows(L, c, Y + (size_t)c * ldy + oh0 * yrow, NULL, out + c * ohw + oh0 * f->OW,
-                                    (long)(oh1 - oh0) * f->OW);
-            else
-                for (int c = m0; c < m1; c++)
-                    for (int oh = oh0; oh < oh1; oh++)
-                        apbrt_post_rows(L, c, Y + (size_t)c * ldy + oh * yrow, NULL,
-                                        out + c * ohw + (long)oh * f->OW, f->OW);
-        }
+    long cpl = (long)L->r.stride * L->r.stride * f->plane;
+    if (!zb) {
+#pragma omp parallel for num_threads(nth) if (nth > 1 && (long)L->ic * f->plane > 8192) schedule(static)
+        for (int c = 0; c < L->ic; c++)
+            build_planes(L, f, x, c, xq);
+        return;
+    }
+    apb_claims cp;
+    apb_claims_init(&cp, bp->nu, nth);
+#pragma omp parallel num_threads(nth) if (nth > 1 && (long)L->ic * f->plane > 8192)
+    for (long i; (i = apb_claim(&cp, apb_thread_num())) >= 0;) {
+        int i0 = (int)(f->Hq * i / bp->nu), i1 = (int)(f->Hq * (i + 1) / bp->nu);
+        for (int c0 = 0; c0 < L->ic; c0 += 16)
+            apb_chan_sign_planes(&f->g, zb, c0, c0 + 16, i0, i1, (int8_t *)xq + c0 * cpl);
     }
 }
 
-/* The GEMM epilogue of a bit conv's chunk: its scale and pad correction, and
- * for one image on a team the units post_bands claims after it (g: columns
- * per output row). */
-static apb_bgemm_epilogue conv_ep(const apbrt_fast *f, const apb_bitconv_pad *pad, int M, int cnt, int g,
-                                  int nth)
+/* A one-image bit conv's residual + epilogue fused into its GEMM
+ * (apb_bgemm_epilogue.unit_done): run on each unit's output rows and channels
+ * by the thread that computed it, while Y's rows are in its cache. */
+typedef struct {
+    const apbrt_rt_layer *L;
+    const apbrt_fast *f;
+    const char *xq; /* the planes (planes_one), or NULL without a residual */
+    const float *Y;
+    long ldy, yrow; /* Y's row stride, and columns per output row (OW or Wq) */
+    float *out;
+    apb_spmm_offset_fn fn;
+    apb_spmm_offset_i8_fn fn8;
+    apb_spmm_offset_q8_fn fnq;
+} fused_post;
+
+static void fused_unit(void *ctx, int m0, int m1, int c0, int c1)
 {
-    apb_bgemm_epilogue ep = {f->scale, NULL, pad, 0, 0, 0};
-    if (cnt == 1 && nth > 1 && !apbrt_bands_off) {
-        band_plan bp = plan_bands(f, M, g, nth);
-        ep.grain = g, ep.band_rows = bp.ur, ep.band_m = bp.mb;
+    const fused_post *p = ctx;
+    const apbrt_rt_layer *L = p->L;
+    const apbrt_fast *f = p->f;
+    long ohw = (long)f->OH * f->OW, yrow = p->yrow;
+    int oh0 = (int)(c0 / yrow), oh1 = (int)((c1 + yrow - 1) / yrow);
+    if (p->xq) {
+        res_rows(L, f, p->fn, p->fn8, p->fnq, p->xq, p->Y, p->ldy, yrow, p->out, m0, m1, oh0, oh1);
+    } else if (yrow == f->OW) { /* compact rows: the unit in one pass per channel */
+        for (int c = m0; c < m1; c++)
+            apbrt_post_rows(L, c, p->Y + (size_t)c * p->ldy + oh0 * yrow, NULL, p->out + c * ohw + oh0 * f->OW,
+                            (long)(oh1 - oh0) * f->OW);
+    } else {
+        for (int c = m0; c < m1; c++)
+            for (int oh = oh0; oh < oh1; oh++)
+                apbrt_post_rows(L, c, p->Y + (size_t)c * p->ldy + oh * yrow, NULL, p->out + c * ohw + (long)oh * f->OW,
+                                f->OW);
     }
-    return ep;
 }
 
 /* The first failure among tasks run by a team, with its message (apb_fail's
@@ -1028,6 +1028,43 @@ static apb_status run_chunks(const conv_job *j, chunk_fn fn, int n, int nb, int 
     return chunk_status(&err);
 }
 
+/* The channel-packed bits the byte planes are made from (binary input packed
+ * along channels, at AVX-512), or NULL (planes from the floats). */
+static const uint64_t *plane_bits(const conv_job *j, int copy)
+{
+    const apbrt_fast *f = j->f;
+    if (!(f->pkind == PL_BIN8 && f->chan && apb_chan_sign_planes_ok()))
+        return NULL;
+    return j->ind ? j->w->zq + copy * j->zqc : j->w->z0 + copy * j->zc;
+}
+
+/* The GEMM epilogue of a bit conv's chunk: its scale and pad correction, and
+ * for one image (unless apbrt_bands_off) the residual + epilogue fused per
+ * unit on a team, the planes made first into *fp's (g: GEMM columns per output row, x
+ * the image, Y the GEMM's result, out the image's output). */
+static apb_bgemm_epilogue conv_ep(const conv_job *j, const apb_bitconv_pad *pad, int cnt, int copy, int g,
+                                  const float *x, const float *Y, long ldy, float *out, int nth,
+                                  fused_post *fp)
+{
+    const apbrt_rt_layer *L = j->L;
+    const apbrt_fast *f = j->f;
+    apb_bgemm_epilogue ep = {f->scale, NULL, pad, 0, 0, 0, NULL, NULL};
+    if (cnt != 1 || nth < 2 || apbrt_bands_off) /* one thread: fused measured 1% slower */
+        return ep;
+    band_plan bp = plan_bands(f, L->r.cout, g, nth);
+    ep.grain = g, ep.band_rows = bp.ur, ep.band_m = bp.mb;
+    *fp = (fused_post){L, f, NULL, Y, ldy, g, out, apb_spmm_offset_kernel(), apb_spmm_offset_i8_kernel(),
+                       apb_spmm_offset_q8_kernel()};
+    if (f->has_res) {
+        char *xq = planes_at(j->w, f, copy * j->xqc);
+        planes_one(L, f, x, plane_bits(j, copy), xq, &bp, nth);
+        fp->xq = xq;
+    }
+    ep.unit_done = fused_unit;
+    ep.ctx = fp;
+    return ep;
+}
+
 /* One image of a bit conv packed into its GEMM operand (sign plane, and the
  * magnitude plane for 2-bit activations; channel packing through z0/z1). */
 static apb_status pack_image(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x,
@@ -1067,7 +1104,6 @@ static apb_status conv_chunk(const conv_job *j, int b0, int cnt, int copy, int n
         padb = *j->pad;
         padb.N = (int)(cnt * ohw);
     }
-    apb_bgemm_epilogue ep = conv_ep(f, j->pad ? &padb : NULL, M, cnt, f->OW, nth);
     /* pack the chunk's images (the packers' scratch is per thread); one image
      * is packed by a call of its own, which splits it over the threads itself
      * when nth > 1 */
@@ -1082,8 +1118,10 @@ static apb_status conv_chunk(const conv_job *j, int b0, int cnt, int copy, int n
     }
     APB_TRY(chunk_status(&err));
     float *Y = cnt == 1 ? outc : w->y + copy * j->yc;
+    fused_post fp;
+    apb_bgemm_epilogue ep = conv_ep(j, j->pad ? &padb : NULL, cnt, copy, f->OW, inc, Y, Nc, outc, nth, &fp);
     APB_TRY(apb_bgemm_f32(f->kind, M, (int)Nc, K, &A, &B, &ep, Y, (int)Nc));
-    return conv_chunk_post(j, b0, cnt, copy, nth, Y, Nc, ohw, f->OW);
+    return ep.unit_done ? APB_OK : conv_chunk_post(j, b0, cnt, copy, nth, Y, Nc, ohw, f->OW);
 }
 
 /* A chunk of a binary conv in place: channel packing into the plane, one
@@ -1109,10 +1147,11 @@ static apb_status conv_ind_chunk(const conv_job *j, int b0, int cnt, int copy, i
         chunk_fail(&err, apb_bitpack_chan(&f->g, inc + b * in_sz, L->r.act_step, 1, zq + b * f->istride, NULL));
     APB_TRY(chunk_status(&err));
     apb_bitmat A = {f->wsgn, NULL, f->ld};
-    apb_bgemm_epilogue ep = conv_ep(f, f->has_pad ? &f->ipad : NULL, M, cnt, f->Wq, nth);
-    float *Y = w->y + copy * j->yc;
+    float *Y = w->y + copy * j->yc, *outc = j->out + (long)b0 * M * f->OH * f->OW;
+    fused_post fp;
+    apb_bgemm_epilogue ep = conv_ep(j, f->has_pad ? &f->ipad : NULL, cnt, copy, f->Wq, inc, Y, Nc, outc, nth, &fp);
     APB_TRY(apb_bgemm_ind_f32(M, (int)ncol, cnt, K, &A, zq, f->istride, f->iboff, &ep, Y, (int)Nc, ncol));
-    return conv_chunk_post(j, b0, cnt, copy, nth, Y, Nc, ncol, f->Wq);
+    return ep.unit_done ? APB_OK : conv_chunk_post(j, b0, cnt, copy, nth, Y, Nc, ncol, f->Wq);
 }
 
 /* The residual (when the layer has outliers) and the epilogue of a bit conv's
@@ -1128,26 +1167,16 @@ static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, 
     long in_sz = (long)L->ic * L->ih * L->iw, ohw = (long)f->OH * f->OW;
     const float *inc = j->in + (long)b0 * in_sz;
     float *outc = j->out + (long)b0 * M * ohw;
-    if (!f->has_res && !(cnt == 1 && nth > 1 && !apbrt_bands_off)) {
+    if (!f->has_res) {
         plain_epilogue(L, f, cnt, Y, ldy, yimg, yrow, outc, nth);
         return APB_OK;
     }
     size_t vsz = plane_bytes(f);
-    char *xq = f->has_res ? planes_at(w, f, copy * j->xqc) : NULL;
+    char *xq = planes_at(w, f, copy * j->xqc);
     /* binary, channel-packed input: the byte planes from its bits (a 32nd of the
      * floats' bytes to read), 16 channels per task; else from the floats */
-    const uint64_t *zb = NULL;
-    long zstride = 0;
-    if (f->pkind == PL_BIN8 && f->chan && apb_chan_sign_planes_ok()) {
-        if (j->ind)
-            zb = w->zq + copy * j->zqc, zstride = f->istride;
-        else
-            zb = w->z0 + copy * j->zc, zstride = (long)apb_chan_words(&f->g);
-    }
-    if (cnt == 1 && nth > 1 && !apbrt_bands_off) {
-        post_bands(L, f, inc, zb, xq, Y, ldy, yrow, outc, nth);
-        return APB_OK;
-    }
+    const uint64_t *zb = plane_bits(j, copy);
+    long zstride = j->ind ? f->istride : (long)apb_chan_words(&f->g);
     if (zb) {
         int nb16 = L->ic / 16;
         long cpl = (long)L->r.stride * L->r.stride * f->plane;
@@ -1329,7 +1358,7 @@ apb_status apbrt_fast_run(apbrt_model *m, apbrt_rt_layer *L, const float *in, in
         return apb_fail(APB_ENOMEM, "apbrt: out of memory for a batch of %d", n);
     apb_bitmat A = {f->wsgn, f->wmag, ld};
     apb_bitmat B = {w->asgn, packs_mag ? w->amag : f->bin_as_2bit ? w->zero : NULL, ld};
-    apb_bgemm_epilogue ep = {f->scale, NULL, NULL, 0, 0, 0};
+    apb_bgemm_epilogue ep = {f->scale, NULL, NULL, 0, 0, 0, NULL, NULL};
     /* Linear: one packed row per sample; the GEMM gives y[M, n]. */
     if (f->i8)
         APB_TRY(run_linear_i8(m, L, in, n, out));

@@ -231,20 +231,9 @@ static int conv_implicit(apbrt_model *m, const apbrt_rt_layer *L, const float *s
         }
         apb_sgemm_conv(r->cout, (int)ohw, (int)K, 1.0f, L->weff, (int)K, planes, boff, OW, segld,
                        0.0f, ob, (int)ohw);
-        /* by rows, as the product cut its columns (more of them than channels,
-         * IMPLICIT_MIN_OHW), and as the pool after it reads them */
-#pragma omp parallel num_threads(nth) if (nth > 1)
-        {
-            long r0, r1;
-            apb_split_even(L->oh, apb_thread_num(), apb_team_size(), &r0, &r1);
-            if (apbrt_bands_off) {
-                apb_split_even(r->cout, apb_thread_num(), apb_team_size(), &r0, &r1);
-                for (long c = r0; c < r1; c++)
-                    apbrt_post_rows(L, (int)c, ob + c * ohw, NULL, ob + c * ohw, ohw);
-            } else
-            for (int c = 0; c < r->cout; c++)
-                apbrt_post_rows(L, c, ob + c * ohw + r0 * OW, NULL, ob + c * ohw + r0 * OW, (r1 - r0) * OW);
-        }
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+        for (int c = 0; c < r->cout; c++)
+            apbrt_post_rows(L, c, ob + c * ohw, NULL, ob + c * ohw, ohw);
     }
     return 0;
 }
@@ -349,18 +338,7 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
     /* phase array: t - off in [-off, OW + k/s + 1) covers every tap column */
     int off = p / s + 2, lp = OW + off + k / s + 2;
     if (r->kind == APBRT_MAXPOOL && k == 3 && s == 2 && p == 1 && apb_ew_has_pool_kernels()) {
-        /* the stem's pool: a kernel of its own at this level, the same values;
-         * one image by rows, as the stem's product and epilogue cut it */
-        if (n == 1 && nth > 1 && planes * OH * OW > 8192 && !apbrt_bands_off) {
-#pragma omp parallel num_threads(nth)
-            {
-                long r0, r1;
-                apb_split_even(OH, apb_thread_num(), apb_team_size(), &r0, &r1);
-                for (long pl = 0; pl < planes; pl++)
-                    apb_ew_maxpool3s2_rows(H, W, in + pl * H * W, out + pl * OH * OW, (int)r0, (int)r1);
-            }
-            return;
-        }
+        /* the stem's pool: a kernel of its own at this level, the same values */
 #pragma omp parallel for num_threads(nth) if (planes * OH * OW > 8192)
         for (long pl = 0; pl < planes; pl++)
             apb_ew_maxpool3s2(H, W, in + pl * H * W, out + pl * OH * OW);
@@ -368,16 +346,6 @@ static void pool(const apbrt_rt_layer *L, const float *in, int n, float *out, in
     }
     if (r->kind == APBRT_AVGPOOL && k == 2 && s == 2 && p == 0 && apb_ew_has_pool_kernels()) {
         /* the downsampling shortcut's pool, likewise */
-        if (n == 1 && nth > 1 && planes * OH * OW > 8192 && !apbrt_bands_off) {
-#pragma omp parallel num_threads(nth)
-            {
-                long r0, r1;
-                apb_split_even(OH, apb_thread_num(), apb_team_size(), &r0, &r1);
-                for (long pl = 0; pl < planes; pl++)
-                    apb_ew_avgpool2s2_rows(H, W, in + pl * H * W, out + pl * OH * OW, (int)r0, (int)r1);
-            }
-            return;
-        }
 #pragma omp parallel for num_threads(nth) if (planes * OH * OW > 8192)
         for (long pl = 0; pl < planes; pl++)
             apb_ew_avgpool2s2(H, W, in + pl * H * W, out + pl * OH * OW);

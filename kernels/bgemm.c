@@ -139,6 +139,8 @@ typedef struct {
     const float *scale, *bias;
     const apb_bgemm_kernels *tab;
     int grain, band_rows, band_m; /* apb_bgemm_epilogue's */
+    void (*unit_done)(void *, int, int, int, int);
+    void *ctx;
     /* in place (apb_bgemm_ind_f32; 1x1 only): B word j of image b's column q at
      * isrc[b * istride + iboff[j] + q], results at Y + b * ldimg; isrc NULL:
      * B packed per tile from jb->B */
@@ -241,7 +243,11 @@ static void run_tile(const bg_job *jb, long b, int m0, int mc, int n0, int nc, i
     int mr = ind ? IND_MR : t->mr[kind], np = ind ? IND_NP : t->np[kind];
     int npan = (nc + 7) / 8;
     const uint64_t *sb = ind ? jb->isrc + b * jb->istride + n0 : NULL;
-    memset(acc, 0, sizeof(int32_t) * (size_t)mc * BG_NC);
+    if (npan * 8 >= BG_NC - 16) /* the tile's rows, or just the panels' columns of each */
+        memset(acc, 0, sizeof(int32_t) * (size_t)mc * BG_NC);
+    else
+        for (int r = 0; r < mc; r++)
+            memset(acc + (size_t)r * BG_NC, 0, sizeof(int32_t) * 8 * (size_t)npan);
     for (int k0 = 0; k0 < jb->KW; k0 += jb->KC) {
         int kc = jb->KW - k0 < jb->KC ? jb->KW - k0 : jb->KC;
         if (!ind)
@@ -288,7 +294,7 @@ static apb_status run_tiles(const bg_job *jb, const char *fn)
     int M = jb->M, N = jb->N, nimg = jb->isrc ? jb->nimg : 1, nth = apb_threads_get();
     if ((double)M * N * nimg * (jb->KW > 0 ? jb->KW : 1) < 65536.0 || apb_in_parallel())
         nth = 1; /* fork/join would cost more than the product, or a team calls */
-    int bands = jb->grain > 0 && nimg == 1 && nth > 1; /* units claimed (apb_bgemm_epilogue) */
+    int bands = jb->grain > 0 && nimg == 1 && (nth > 1 || jb->unit_done); /* units claimed (apb_bgemm_epilogue) */
     long g = jb->grain > 0 ? jb->grain : 1, ur = jb->band_rows > 0 ? jb->band_rows : 1;
     int mb = jb->band_m > 0 && jb->band_m < M ? jb->band_m : M;
     long nmb = (M + mb - 1) / mb, nu = ((N + g - 1) / g + ur - 1) / ur;
@@ -323,10 +329,15 @@ static apb_status run_tiles(const bg_job *jb, const char *fn)
         for (long i; bands && buf && (i = apb_claim(&cl, apb_thread_num())) >= 0;) {
             long u = i / nmb, ce = (u + 1) * ur * g;
             int b0 = (int)(i % nmb) * mb, b1 = b0 + mb < M ? b0 + mb : M, c1 = ce < N ? (int)ce : N;
-            for (int n0 = (int)(u * ur * g); n0 < c1; n0 += BG_NC)
+            /* the unit's columns in tiles of even width (panels of 8) */
+            int cs = (int)(u * ur * g), nt = (c1 - cs + BG_NC - 1) / BG_NC;
+            int tw = ((c1 - cs + nt - 1) / nt + 7) / 8 * 8;
+            for (int n0 = cs; n0 < c1; n0 += tw)
                 for (int m0 = b0; m0 < b1; m0 += mcs)
-                    run_tile(jb, 0, m0, b1 - m0 < mcs ? b1 - m0 : mcs, n0, c1 - n0 < BG_NC ? c1 - n0 : BG_NC,
+                    run_tile(jb, 0, m0, b1 - m0 < mcs ? b1 - m0 : mcs, n0, c1 - n0 < tw ? c1 - n0 : tw,
                              (int32_t *)buf, (uint64_t *)(buf + tile));
+            if (jb->unit_done)
+                jb->unit_done(jb->ctx, b0, b1, (int)(u * ur * g), c1);
         }
 #pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < (bands ? 0 : ntiles); t++) {
@@ -352,14 +363,18 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
     if (apb_bgemm_amx_chosen(kind, M, N, K)) {
         if (apb_bgemm_amx(kind, M, N, K, A, B, pad, C, ldc, Y, ldy, scale, bias))
             return apb_fail(APB_ENOMEM, "apb_bgemm: AMX operand buffers for M=%d N=%d K=%d", M, N, K);
+        if (ep && ep->grain > 0 && ep->unit_done) /* no units there: the whole product as one */
+            ep->unit_done(ep->ctx, 0, M, 0, N);
         return APB_OK;
     }
     bg_job jb = {.kind = kind, .M = M, .N = N, .K = K, .KW = apb_bits_words(K),
                  .KC = kind == APB_BGEMM_1X1 ? 128 : 64, .planes = kind == APB_BGEMM_1X1 ? 1 : 2,
                  .A = A, .B = B, .pad = pad, .C = C, .ldc = ldc, .Y = Y, .ldy = ldy,
                  .scale = scale, .bias = bias, .tab = kernels_active()};
-    if (ep)
+    if (ep) {
         jb.grain = ep->grain, jb.band_rows = ep->band_rows, jb.band_m = ep->band_m;
+        jb.unit_done = ep->unit_done, jb.ctx = ep->ctx;
+    }
     int32_t *terms = NULL;
     uint64_t *split = NULL; /* A's nibble halves [2][M][A->ld], filled by run_tiles' team */
     size_t la = (size_t)A->ld;
@@ -436,6 +451,7 @@ apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat 
                  .tab = kernels_active(), .isrc = src, .iboff = boff, .istride = istride,
                  .ldimg = ldimg, .nimg = nimg, .grain = ep ? ep->grain : 0,
                  .band_rows = ep ? ep->band_rows : 0, .band_m = ep ? ep->band_m : 0,
+                 .unit_done = ep ? ep->unit_done : NULL, .ctx = ep ? ep->ctx : NULL,
                  .ikern = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern_avx512 : ind_kern_ref};
     return run_tiles(&jb, "apb_bgemm_ind_f32");
 }

@@ -76,6 +76,12 @@ typedef struct {
      * finds its results in its own core's cache. The results are the same
      * either way. */
     int grain, band_rows, band_m;
+    /* With grain: called by the thread that computed a unit, right after its
+     * tiles, with the unit's M rows [m0, m1) and columns [c0, c1) of Y (still
+     * in that core's cache): a caller's next stage fused per unit. Given, the
+     * units are claimed on one thread too. */
+    void (*unit_done)(void *ctx, int m0, int m1, int c0, int c1);
+    void *ctx;
 } apb_bgemm_epilogue;
 
 /* The column block of the drivers' tiles (units of about this many columns

@@ -59,8 +59,13 @@ AI void t1x1(const int MR, const int NP, int kc, const uint64_t *as, int lda, co
 void apb_bgemm_ind_kern_avx512(int mr, int np, int kc, const uint64_t *as, int lda,
                                const uint64_t *src, const long *boff, int32_t *acc, int ldacc)
 {
-    if (mr == 8 && np == 3) {
-        t1x1(8, 3, kc, as, lda, src, boff, acc, ldacc);
+    if (mr == 8) { /* 8 rows: the full tile, or its last panels */
+        if (np == 3)
+            t1x1(8, 3, kc, as, lda, src, boff, acc, ldacc);
+        else if (np == 2)
+            t1x1(8, 2, kc, as, lda, src, boff, acc, ldacc);
+        else
+            t1x1(8, 1, kc, as, lda, src, boff, acc, ldacc);
         return;
     }
     for (int r = 0; r < mr; r++) {
@@ -75,8 +80,13 @@ void apb_bgemm_ind_kern_avx512(int mr, int np, int kc, const uint64_t *as, int l
 static void kern_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
                      const uint64_t *bp, int32_t *acc, int ldacc)
 {
-    if (mr == 8 && np == 3) {
-        t1x1(8, 3, kc, as, lda, bp, NULL, acc, ldacc);
+    if (mr == 8) {
+        if (np == 3)
+            t1x1(8, 3, kc, as, lda, bp, NULL, acc, ldacc);
+        else if (np == 2)
+            t1x1(8, 2, kc, as, lda, bp, NULL, acc, ldacc);
+        else
+            t1x1(8, 1, kc, as, lda, bp, NULL, acc, ldacc);
         return;
     }
     for (int r = 0; r < mr; r++) {

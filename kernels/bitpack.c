@@ -579,9 +579,13 @@ apb_status apb_bitpack_chan(const apb_conv_geom *g, const float *x, float s, int
         return apb_fail(APB_EINVAL, "channel pack 2-bit: step s=%g must be finite and > 0", s);
     int rows = g->H + 2 * g->pad;
     int nth = image_threads((double)g->C * g->H * g->W);
-#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
-    for (int i = 0; i < rows; i++)
-        chan_row(g, x, s, planes, i, Z0, Z1);
+    /* rows claimed (threads.h): each thread the band of rows its GEMM reads
+     * next, a held-up one's finished by the others */
+    apb_claims cl;
+    apb_claims_init(&cl, rows, nth);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    for (long i; (i = apb_claim(&cl, apb_thread_num())) >= 0;)
+        chan_row(g, x, s, planes, (int)i, Z0, Z1);
     return APB_OK;
 }
 
@@ -604,9 +608,11 @@ apb_status apb_bitpack_chan_im2col(const apb_conv_geom *g, const uint64_t *Z, ui
         return apb_fail(APB_EINVAL, "channel im2col: ld=%d words < %d", ld, KH * KW * Cw);
     size_t run = (size_t)KW * Cw;
     int nth = image_threads((double)OH * OW * KH * run * 8);
-#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
-    for (int oh = 0; oh < OH; oh++)
-        for (int ow = 0; ow < OW; ow++) {
+    apb_claims cl; /* output rows claimed, as apb_bitpack_chan's */
+    apb_claims_init(&cl, OH, nth);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    for (long i; (i = apb_claim(&cl, apb_thread_num())) >= 0;)
+        for (int oh = (int)i, ow = 0; ow < OW; ow++) {
             uint64_t *d = P + ((size_t)oh * OW + ow) * ld;
             for (int kh = 0; kh < KH; kh++)
                 memcpy(d + kh * run, Z + ((size_t)(oh * S + kh) * Wp + (size_t)ow * S) * Cw,

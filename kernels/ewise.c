@@ -58,18 +58,7 @@ void apb_ew_pool_row(int k, int s, int p, int H, int W, int OW, int mx, const fl
 
 int apb_ew_has_pool_kernels(void) { return apb_isa_active() == APB_ISA_AVX512; }
 
-void apb_ew_maxpool3s2(int H, int W, const float *x, float *y)
-{
-    apb_ew_maxpool3s2_avx512(H, W, x, y, 0, (H - 1) / 2 + 1);
-}
-void apb_ew_maxpool3s2_rows(int H, int W, const float *x, float *y, int oh0, int oh1)
-{
-    apb_ew_maxpool3s2_avx512(H, W, x, y, oh0, oh1);
-}
-void apb_ew_avgpool2s2(int H, int W, const float *x, float *y) { apb_ew_avgpool2s2_avx512(H, W, x, y, 0, H / 2); }
-void apb_ew_avgpool2s2_rows(int H, int W, const float *x, float *y, int oh0, int oh1)
-{
-    apb_ew_avgpool2s2_avx512(H, W, x, y, oh0, oh1);
-}
+void apb_ew_maxpool3s2(int H, int W, const float *x, float *y) { apb_ew_maxpool3s2_avx512(H, W, x, y); }
+void apb_ew_avgpool2s2(int H, int W, const float *x, float *y) { apb_ew_avgpool2s2_avx512(H, W, x, y); }
 
 const char *apb_ew_level(void) { return ew()->name; }

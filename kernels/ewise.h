@@ -76,14 +76,10 @@ void apb_ew_int_float(long n, const int32_t *a, float sc, float bi, float *y);
  * apb_ew_has_pool_kernels() (the AVX-512 level; elsewhere apb_ew_pool_row). */
 int apb_ew_has_pool_kernels(void);
 void apb_ew_maxpool3s2(int H, int W, const float *x, float *y);
-/* Output rows [oh0, oh1) only (y still the plane's start): a team cuts one image
- * by rows. */
-void apb_ew_maxpool3s2_rows(int H, int W, const float *x, float *y, int oh0, int oh1);
 /* The same for the 2x2 stride-2 average pool without padding (ResNet's
  * downsampling shortcut): ((((0 + x00) + x01) + x10) + x11) * (1/4) per output,
  * apb_ew_pool_row's order; OH = H / 2, OW = W / 2. */
 void apb_ew_avgpool2s2(int H, int W, const float *x, float *y);
-void apb_ew_avgpool2s2_rows(int H, int W, const float *x, float *y, int oh0, int oh1);
 
 /* The level's name: "c", "avx2", "avx512" (tests). */
 const char *apb_ew_level(void);

@@ -38,10 +38,10 @@ void apb_ew_sign_planes_avx512(const float *x, int H, int W, int S, int P, int H
  * -inf, which never replaces the running max (the same as skipping the tap).
  * _mm512_max_ps(t, acc) is t > acc ? t : acc, the comparison of the row-major
  * loop. */
-void apb_ew_maxpool3s2_avx512(int H, int W, const float *x, float *y, int oh0, int oh1)
+void apb_ew_maxpool3s2_avx512(int H, int W, const float *x, float *y)
 {
-    int OW = (W - 1) / 2 + 1;
-    for (int oh = oh0; oh < oh1; oh++)
+    int OH = (H - 1) / 2 + 1, OW = (W - 1) / 2 + 1;
+    for (int oh = 0; oh < OH; oh++)
         for (int ow0 = 0; ow0 < OW; ow0 += 16) {
             __m512 acc = _mm512_set1_ps(-INFINITY);
             for (int kh = 0; kh < 3; kh++) {
@@ -63,11 +63,11 @@ void apb_ew_maxpool3s2_avx512(int H, int W, const float *x, float *y, int oh0, i
 }
 
 /* apb_ew_avgpool2s2 (ewise.h): 16 outputs a step from two deinterleaved rows. */
-void apb_ew_avgpool2s2_avx512(int H, int W, const float *x, float *y, int oh0, int oh1)
+void apb_ew_avgpool2s2_avx512(int H, int W, const float *x, float *y)
 {
-    int OW = W / 2;
+    int OH = H / 2, OW = W / 2;
     const __m512 q = _mm512_set1_ps(1.0f / 4.0f);
-    for (int oh = oh0; oh < oh1; oh++)
+    for (int oh = 0; oh < OH; oh++)
         for (int ow0 = 0; ow0 < OW; ow0 += 16) {
             int cnt = OW - ow0 < 16 ? OW - ow0 : 16;
             __m512 acc = _mm512_setzero_ps(), e, o;

@@ -19,8 +19,8 @@
     void apb_ew_int_float_##sfx(long n, const int32_t *a, float sc, float bi, float *y);         \
     void apb_ew_pool_row_##sfx(int k, int s, int p, int H, int W, int OW, int mx, const float *x, \
                                int oh, float *y, float *ph, int lp, int off, float *acc);
-void apb_ew_maxpool3s2_avx512(int H, int W, const float *x, float *y, int oh0, int oh1);
-void apb_ew_avgpool2s2_avx512(int H, int W, const float *x, float *y, int oh0, int oh1);
+void apb_ew_maxpool3s2_avx512(int H, int W, const float *x, float *y);
+void apb_ew_avgpool2s2_avx512(int H, int W, const float *x, float *y);
 APB_EW_DECLARE(c)
 APB_EW_DECLARE(avx2)
 APB_EW_DECLARE(avx512)

@@ -157,7 +157,7 @@ APB_TEST(test_bgemm_isa_levels_exact)
                     sc[m] = 0.25f + 0.01f * m;
                     bi[m] = (float)m - 3.0f;
                 }
-                apb_bgemm_epilogue ep = {sc, bi, NULL, 0, 0, 0};
+                apb_bgemm_epilogue ep = {sc, bi, NULL, 0, 0, 0, NULL, NULL};
                 CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &ep, y + 1, ldc));
                 for (int m = 0; m < M; m++)
                     for (int n = 0; n < N; n++)
@@ -172,6 +172,30 @@ APB_TEST(test_bgemm_isa_levels_exact)
     CHECK_OK(apb_isa_force(best));
     apb_bgemm_amx_enable(amx_saved);
     return 0;
+}
+
+/* apb_bgemm_epilogue.unit_done's view: each unit's results must be final when
+ * it is called, and each result in exactly one unit. */
+typedef struct {
+    const float *want, *got;
+    int ldy;
+    unsigned char *seen;
+    long bad;
+} unit_seen;
+
+static void unit_check(void *ctx, int m0, int m1, int c0, int c1)
+{
+    unit_seen *u = ctx;
+    long bad = 0;
+    for (int m = m0; m < m1; m++)
+        for (int c = c0; c < c1; c++) {
+            size_t i = (size_t)m * u->ldy + c;
+            bad += memcmp(&u->want[i], &u->got[i], sizeof(float)) != 0;
+#pragma omp atomic
+            u->seen[i]++;
+        }
+#pragma omp atomic
+    u->bad += bad;
 }
 
 /* Every kind on 1 and 2 threads (and the other of AMX / VPOPCNTQ where both
@@ -202,11 +226,27 @@ APB_TEST(test_bgemm_threads_identical)
          * rows x 64 of M, apb_bgemm_epilogue): the same floats */
         float *y1 = malloc(sizeof(float) * M * N), *y2 = malloc(sizeof(float) * M * N);
         CHECK(y1 && y2);
-        apb_bgemm_epilogue e0 = {NULL, NULL, NULL, 0, 0, 0}, eb = {NULL, NULL, NULL, 20, 3, 64};
+        apb_bgemm_epilogue e0 = {NULL, NULL, NULL, 0, 0, 0, NULL, NULL}, eb = {NULL, NULL, NULL, 20, 3, 64, NULL, NULL};
         CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &e0, y1, N));
         CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &eb, y2, N));
-        apb_threads_set(1);
         CHECK(memcmp(y1, y2, sizeof(float) * M * N) == 0);
+        /* with a unit callback, on 2 threads and on 1: every result once, after
+         * its tiles (the callback sees them written) */
+        for (int th = 2; th >= 1; th--) {
+            apb_threads_set(th);
+            unit_seen us = {y1, y2, N, calloc((size_t)M * N, 1), 0};
+            CHECK(us.seen);
+            memset(y2, 0xff, sizeof(float) * M * N);
+            eb.unit_done = unit_check, eb.ctx = &us;
+            CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &eb, y2, N));
+            long bad = us.bad;
+            for (long i = 0; i < (long)M * N; i++)
+                bad += us.seen[i] != 1;
+            free(us.seen);
+            CHECK_MSG(bad == 0, "kind %d, %d threads: %ld results not seen exactly once or not ready", kind, th, bad);
+            eb.unit_done = NULL, eb.ctx = NULL;
+        }
+        apb_threads_set(1);
         free(y1), free(y2);
         free(c1), free(c2);
         opnd_free(&a);
@@ -432,7 +472,7 @@ APB_TEST(test_bgemm_amx_paths_exact)
                         for (int m = 0; m < M; m++) /* padding columns of C untouched */
                             for (int n = N; n < ldc && m + 1 < M; n++)
                                 CHECK(got[m * ldc + n] == 0x5a5a5a5a);
-                        apb_bgemm_epilogue ep = {sc, bi, pp, 0, 0, 0};
+                        apb_bgemm_epilogue ep = {sc, bi, pp, 0, 0, 0, NULL, NULL};
                         float *y = yb + 1;
                         CHECK_OK(apb_bgemm_f32((apb_bgemm_kind)kind, M, N, K, &A, &B, &ep, y, ldc));
                         for (int m = 0; m < M; m++)
@@ -506,7 +546,7 @@ APB_TEST(test_bgemm_ind_equals_packed)
         apb_bitconv_pad padn = {M, nimg * ncol, 3, patn, corr};
         float *want = malloc(sizeof(float) * M * nimg * ncol), *got = malloc(sizeof(float) * M * nimg * ncol);
         apb_bitmat Am = {A, NULL, ld}, Bm = {B, NULL, ld};
-        apb_bgemm_epilogue epn = {scale, NULL, &padn, 0, 0, 0}, ep1 = {scale, NULL, &pad1, 0, 0, 0};
+        apb_bgemm_epilogue epn = {scale, NULL, &padn, 0, 0, 0, NULL, NULL}, ep1 = {scale, NULL, &pad1, 0, 0, 0, NULL, NULL};
         CHECK_OK(apb_bgemm_f32(APB_BGEMM_1X1, M, nimg * ncol, K, &Am, &Bm, &epn, want, nimg * ncol));
         for (int lvl = 0; lvl <= (int)apb_isa_detected(); lvl++)
             for (int th = 1; th <= 2; th++)
