@@ -38,11 +38,12 @@
  * shifted plane into the wide output (apb_spmm_offset_kernel, whose CSR column
  * indices are those precomputed element offsets); the Wq - OW garbage columns
  * per row are never read back. No im2col matrix, no per-element branches.
- * The planes hold the quantized values as floats for 2-bit activations, as
- * bytes for the others (a quarter of the memory; the products are the same
- * bits): +1 / -1 / 0 for binary activations (at AVX-512 made from the channel-
- * packed bits the GEMM already has, apb_chan_sign_planes), the codes for 8-bit
- * ones (their kernel multiplies by the step before the FMA).
+ * The planes hold the quantized values as bytes (a quarter of the floats'
+ * memory; the products are the same bits): +1 / -1 / 0 for binary activations,
+ * the codes 2l - 3 (times s/2) for 2-bit ones (both at AVX-512 made from the
+ * channel-packed bits the GEMM already has, apb_chan_planes), the codes for
+ * 8-bit ones (their kernel multiplies by the step before the FMA); floats only
+ * where a 2-bit step's half is not exact.
  * The residual is made one chunk of 64 wide pixels at a time (one or more whole
  * output rows, 64 columns of a longer row) for a block of output channels, in
  * registers and a 4 KB stack tile, and the epilogue consumes it at once: no
@@ -106,6 +107,8 @@ struct apbrt_fast {
     long plane;           /* floats per phase plane (Hq*Wq) */
     long xp_sz;           /* values of one image's planes, slack included */
     int pkind;            /* what the planes hold (PL_*) */
+    int csgn;             /* PL_CODE8: codes signed (two's complement), */
+    float cstep;          /* and their step: value = (float)code * cstep */
     /* binary weights x 8-bit activations (i8 != 0); s8d: an approximate 8-bit conv
      * (apbrt_model.h S8D): w8 the quantized FP32 weights, scale their sw per row,
      * times the sample's step at run time, one image per GEMM */
@@ -313,6 +316,8 @@ static apb_status prepare_layer_i8(apbrt_rt_layer *L, int idx)
         if (r->nnz && (st = prepare_residual(L, f, idx)) != APB_OK)
             goto fail;
         f->pkind = PL_CODE8;
+        f->csgn = r->akind == APBRT_A_S8;
+        f->cstep = r->act_step;
     }
     L->fast = f;
     return APB_OK;
@@ -528,6 +533,11 @@ static apb_status prepare_layer(apbrt_rt_layer *L, int idx)
                 return st;
             }
             f->pkind = a == APBRT_A_BIN ? PL_BIN8 : PL_F32;
+            /* 2-bit: (l - 3/2) s = (2l - 3) (s/2), the same float when s/2 is
+             * exact (s not the smallest subnormals): signed code bytes */
+            float h = r->act_step * 0.5f;
+            if (a == APBRT_A_Q2 && h * 2.0f == r->act_step && h > 0.0f)
+                f->pkind = PL_CODE8, f->csgn = 1, f->cstep = h;
         }
     }
     L->fast = f;
@@ -634,6 +644,45 @@ static void quantize_row(const float *restrict x, long cnt, long stride, int aki
     }
 }
 
+/* 2-bit codes 2l - 3 (l as quantize_row's) of n values x[i * stride]. */
+static void code_row_q2(const float *restrict x, long n, long stride, float s, int8_t *restrict q)
+{
+    if (stride == 1) { /* contiguous: vectorizes */
+#pragma omp simd
+        for (long i = 0; i < n; i++) {
+            float t = x[i] / s;
+            q[i] = (int8_t)(2 * ((t >= -1.0f) + (t >= 0.0f) + (t >= 1.0f)) - 3);
+        }
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        float t = x[i * stride] / s;
+        q[i] = (int8_t)(2 * ((t >= -1.0f) + (t >= 0.0f) + (t >= 1.0f)) - 3);
+    }
+}
+
+/* build_planes' planes as code bytes (PL_CODE8, 2-bit activations: the 8-bit
+ * convs make theirs with their GEMM's, build_planes_i8): 0 for padding. */
+static void code_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c, int8_t *xp)
+{
+    const apbrt_rec *r = &L->r;
+    int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
+    for (int a = 0; a < S; a++)
+        for (int b = 0; b < S; b++) {
+            int8_t *pl = xp + ((long)(c * S + a) * S + b) * f->plane;
+            int jlo, jhi;
+            apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
+            for (int i = 0; i < f->Hq; i++) {
+                int8_t *d = pl + (long)i * Wq;
+                int row = i * S + a - P;
+                memset(d, 0, (size_t)Wq);
+                if (row >= 0 && row < H && jhi > jlo)
+                    code_row_q2(x + ((long)c * H + row) * W + (long)jlo * S + b - P, jhi - jlo, S, r->act_step,
+                                d + jlo);
+            }
+        }
+}
+
 /* Channel c of one image x[C, H, W] -> its S*S quantized, zero-padded phase
  * planes in the image's planes xp: bytes for binary activations (PL_BIN8), else floats. */
 static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c, void *xp)
@@ -643,6 +692,10 @@ static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const flo
     if (f->pkind == PL_BIN8) {
         apb_ew_sign_planes(x + (long)c * H * W, H, W, S, P, f->Hq, Wq,
                            (int8_t *)xp + (long)c * S * S * f->plane);
+        return;
+    }
+    if (f->pkind == PL_CODE8) {
+        code_planes(L, f, x, c, (int8_t *)xp);
         return;
     }
     for (int a = 0; a < S; a++)
@@ -779,8 +832,7 @@ static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offs
                     if (f->pkind == PL_BIN8)
                         fn8(&f->R, b0, b1, (const int8_t *)xp + at, acc);
                     else if (f->pkind == PL_CODE8)
-                        fnq(&f->R, b0, b1, (const uint8_t *)xp + at, L->r.akind == APBRT_A_S8,
-                            L->r.act_step, acc);
+                        fnq(&f->R, b0, b1, (const uint8_t *)xp + at, f->csgn, f->cstep, acc);
                     else
                         fn(&f->R, b0, b1, (const float *)xp + at, acc);
                 }
@@ -890,7 +942,7 @@ static band_plan plan_bands(const apbrt_fast *f, int M, int g, int nth)
  * the units of phase rows plan_bands gives, claimed, else from the floats x,
  * channels over the team. */
 static void planes_one(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, const uint64_t *zb,
-                       char *xq, const band_plan *bp, int nth)
+                       const uint64_t *zm, char *xq, const band_plan *bp, int nth)
 {
     long cpl = (long)L->r.stride * L->r.stride * f->plane;
     if (!zb) {
@@ -905,7 +957,7 @@ static void planes_one(const apbrt_rt_layer *L, const apbrt_fast *f, const float
     for (long i; (i = apb_claim(&cp, apb_thread_num())) >= 0;) {
         int i0 = (int)(f->Hq * i / bp->nu), i1 = (int)(f->Hq * (i + 1) / bp->nu);
         for (int c0 = 0; c0 < L->ic; c0 += 16)
-            apb_chan_sign_planes(&f->g, zb, c0, c0 + 16, i0, i1, (int8_t *)xq + c0 * cpl);
+            apb_chan_planes(&f->g, zb, zm, c0, c0 + 16, i0, i1, (int8_t *)xq + c0 * cpl);
     }
 }
 
@@ -1028,13 +1080,18 @@ static apb_status run_chunks(const conv_job *j, chunk_fn fn, int n, int nb, int 
     return chunk_status(&err);
 }
 
-/* The channel-packed bits the byte planes are made from (binary input packed
- * along channels, at AVX-512), or NULL (planes from the floats). */
-static const uint64_t *plane_bits(const conv_job *j, int copy)
+/* The channel-packed bits the byte planes are made from (binary or 2-bit input
+ * packed along channels, at AVX-512: its sign plane, and *zm its magnitude plane
+ * for 2-bit, else NULL), or NULL (planes from the floats). */
+static const uint64_t *plane_bits(const conv_job *j, int copy, const uint64_t **zm)
 {
     const apbrt_fast *f = j->f;
-    if (!(f->pkind == PL_BIN8 && f->chan && apb_chan_sign_planes_ok()))
+    int q2 = f->pkind == PL_CODE8 && j->L->r.akind == APBRT_A_Q2 && j->w->z1;
+    *zm = NULL;
+    if (!((f->pkind == PL_BIN8 || q2) && f->chan && apb_chan_planes_ok()))
         return NULL;
+    if (q2)
+        *zm = j->w->z1 + copy * j->zc;
     return j->ind ? j->w->zq + copy * j->zqc : j->w->z0 + copy * j->zc;
 }
 
@@ -1057,7 +1114,8 @@ static apb_bgemm_epilogue conv_ep(const conv_job *j, const apb_bitconv_pad *pad,
                        apb_spmm_offset_q8_kernel()};
     if (f->has_res) {
         char *xq = planes_at(j->w, f, copy * j->xqc);
-        planes_one(L, f, x, plane_bits(j, copy), xq, &bp, nth);
+        const uint64_t *zm, *zb = plane_bits(j, copy, &zm);
+        planes_one(L, f, x, zb, zm, xq, &bp, nth);
         fp->xq = xq;
     }
     ep.unit_done = fused_unit;
@@ -1173,9 +1231,10 @@ static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, 
     }
     size_t vsz = plane_bytes(f);
     char *xq = planes_at(w, f, copy * j->xqc);
-    /* binary, channel-packed input: the byte planes from its bits (a 32nd of the
-     * floats' bytes to read), 16 channels per task; else from the floats */
-    const uint64_t *zb = plane_bits(j, copy);
+    /* binary or 2-bit, channel-packed input: the byte planes from its bits (a
+     * 32nd or 16th of the floats' bytes to read), 16 channels per task; else
+     * from the floats */
+    const uint64_t *zm, *zb = plane_bits(j, copy, &zm);
     long zstride = j->ind ? f->istride : (long)apb_chan_words(&f->g);
     if (zb) {
         int nb16 = L->ic / 16;
@@ -1184,8 +1243,8 @@ static apb_status conv_chunk_post(const conv_job *j, int b0, int cnt, int copy, 
         for (long t = 0; t < (long)cnt * nb16; t++) {
             long b = t / nb16;
             int c0 = (int)(t % nb16) * 16;
-            apb_chan_sign_planes(&f->g, zb + b * zstride, c0, c0 + 16, 0, f->Hq,
-                                 (int8_t *)xq + b * f->xp_sz + c0 * cpl);
+            apb_chan_planes(&f->g, zb + b * zstride, zm ? zm + b * zstride : NULL, c0, c0 + 16, 0, f->Hq,
+                            (int8_t *)xq + b * f->xp_sz + c0 * cpl);
         }
     } else {
         long tasks = (long)cnt * L->ic;

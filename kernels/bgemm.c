@@ -34,6 +34,27 @@
 
 static inline int popc(uint64_t x) { return __builtin_popcountll(x); }
 
+/* The set bits of n words: with the POPCNT instruction at the AVX2 level and
+ * up (the portable build's __builtin_popcountll is a libgcc call: 3.6% of an
+ * APB + 2-bit ResNet-18 pass went to it), else that call. */
+__attribute__((target("popcnt"))) static int pop_words_hw(const uint64_t *w, int n)
+{
+    int s = 0;
+    for (int j = 0; j < n; j++)
+        s += __builtin_popcountll(w[j]);
+    return s;
+}
+
+static int pop_words(const uint64_t *w, int n)
+{
+    if (apb_isa_active() >= APB_ISA_AVX2)
+        return pop_words_hw(w, n);
+    int s = 0;
+    for (int j = 0; j < n; j++)
+        s += popc(w[j]);
+    return s;
+}
+
 /* AMX switch: -1 not decided yet (environment), 0 off, 1 forced on, 2 automatic
  * (the default: on where usable, per call by amx_pays()) */
 static int amx_on = -1;
@@ -394,20 +415,12 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
         if (!terms)
             return apb_fail(APB_ENOMEM, "apb_bgemm: %d x %d magnitude counts", M, N);
         int32_t *rt = terms, *ct = terms + M;
-        for (int n = 0; n < N; n++) {
-            int s = 0;
-            for (int j = 0; j < jb.KW; j++)
-                s += popc(B->mag[(size_t)n * B->ld + j]);
-            ct[n] = 2 * s;
-        }
+        for (int n = 0; n < N; n++)
+            ct[n] = 2 * pop_words(B->mag + (size_t)n * B->ld, jb.KW);
         jb.colterm = ct;
         if (kind == APB_BGEMM_2X2) {
-            for (int m = 0; m < M; m++) {
-                int s = 0;
-                for (int j = 0; j < jb.KW; j++)
-                    s += popc(A->mag[(size_t)m * A->ld + j]);
-                rt[m] = 2 * s;
-            }
+            for (int m = 0; m < M; m++)
+                rt[m] = 2 * pop_words(A->mag + (size_t)m * A->ld, jb.KW);
             jb.rowterm = rt;
         }
     }

@@ -589,12 +589,12 @@ apb_status apb_bitpack_chan(const apb_conv_geom *g, const float *x, float s, int
     return APB_OK;
 }
 
-int apb_chan_sign_planes_ok(void) { return apb_isa_active() == APB_ISA_AVX512; }
+int apb_chan_planes_ok(void) { return apb_isa_active() == APB_ISA_AVX512; }
 
-void apb_chan_sign_planes(const apb_conv_geom *g, const uint64_t *Z, int c0, int c1, int i0, int i1,
-                          int8_t *out)
+void apb_chan_planes(const apb_conv_geom *g, const uint64_t *Z, const uint64_t *Zm, int c0, int c1, int i0,
+                     int i1, int8_t *out)
 {
-    apb_chan_sign_planes_avx512(g, Z, c0, c1, i0, i1, out);
+    apb_chan_planes_avx512(g, Z, Zm, c0, c1, i0, i1, out);
 }
 
 apb_status apb_bitpack_chan_im2col(const apb_conv_geom *g, const uint64_t *Z, uint64_t *P, int ld)

@@ -137,17 +137,20 @@ static inline size_t apb_chan_words(const apb_conv_geom *g)
 apb_status apb_bitpack_chan(const apb_conv_geom *g, const float *x, float s, int planes,
                             uint64_t *Z0, uint64_t *Z1);
 apb_status apb_bitpack_chan_im2col(const apb_conv_geom *g, const uint64_t *Z, uint64_t *P, int ld);
-/* The binary residual's byte phase planes (apb_ew_sign_planes' layout, ewise.h:
- * per channel S*S planes of Hq x Wq bytes, Hq = ceil((H+2P)/S), Wq likewise; +1,
- * -1, and 0 where the pixel is padding) of channels [c0, c1) from the channel-packed
- * image Z (bit set: -1, the packer's sign). The channels lie in one word (c0 / 64
- * == (c1 - 1) / 64); out holds channel c0's planes, the next channel's S*S*Hq*Wq
- * bytes on. The same bytes as apb_ew_sign_planes on the floats Z came from, except
- * that a NaN (packed as +1) gives +1 here. Only phase rows [i0, i1) (clamped to
- * Hq) are written. Serial; AVX-512 only (callers check apb_chan_sign_planes_ok()). */
-int apb_chan_sign_planes_ok(void);
-void apb_chan_sign_planes(const apb_conv_geom *g, const uint64_t *Z, int c0, int c1, int i0, int i1,
-                          int8_t *out);
+/* The residual's byte phase planes (apb_ew_sign_planes' layout, ewise.h: per
+ * channel S*S planes of Hq x Wq bytes, Hq = ceil((H+2P)/S), Wq likewise; 0 where
+ * the pixel is padding) of channels [c0, c1) from the channel-packed image:
+ * binary (Zm NULL), Z's sign bits as +1 / -1 (bit set: -1, the packer's sign);
+ * 2-bit, the level's code (1 - 2 sgn)(1 + 2 mag) in {-3, -1, 1, 3} from the sign
+ * plane Z and the magnitude plane Zm (value = code * s/2). The channels lie in
+ * one word (c0 / 64 == (c1 - 1) / 64); out holds channel c0's planes, the next
+ * channel's S*S*Hq*Wq bytes on. Binary: the same bytes as apb_ew_sign_planes on
+ * the floats Z came from, except that a NaN (packed as +1) gives +1 here. Only
+ * phase rows [i0, i1) (clamped to Hq) are written. Serial; AVX-512 only (callers
+ * check apb_chan_planes_ok()). */
+int apb_chan_planes_ok(void);
+void apb_chan_planes(const apb_conv_geom *g, const uint64_t *Z, const uint64_t *Zm, int c0, int c1, int i0,
+                     int i1, int8_t *out);
 /* Weight rows packed in the order k = (c*KH + kh)*KW + kw (src[M, ld]) ->
  * the order k' = (kh*KW + kw)*C + c (dst[M, ld], words past K written 0). */
 void apb_bitpack_reorder_hwc(const apb_conv_geom *g, int M, const uint64_t *src, uint64_t *dst,
@@ -180,8 +183,8 @@ void apb_bitpack_or_row_avx512(const float *x, int n, float s, int planes, uint6
 void apb_bitpack_rows_avx512(int rows, int K, const float *X, int ldx, float s, int planes,
                              uint64_t *P0, uint64_t *P1, int ld);
 void apb_bit_transpose64_avx512(uint64_t *a);
-void apb_chan_sign_planes_avx512(const apb_conv_geom *g, const uint64_t *Z, int c0, int c1, int i0, int i1,
-                                 int8_t *out);
+void apb_chan_planes_avx512(const apb_conv_geom *g, const uint64_t *Z, const uint64_t *Zm, int c0, int c1,
+                            int i0, int i1, int8_t *out);
 /* AVX2 (bitpack_avx2.c): words of 64 channels (x + c*cstride, c < 64) at 8
  * consecutive pixels -> out0[j*ostride] (and out1 for planes 2) for pixel j, bit c
  * in the encoding above (sign, or 2-bit sgn / mag with step s). */

@@ -122,16 +122,33 @@ void apb_bit_transpose64_avx512(uint64_t *a)
         _mm512_storeu_si512(a + 8 * i, z[i]);
 }
 
-/* apb_chan_sign_planes (bitpack.h): per phase row, 16 pixels a step: their words
- * (a load of 16 when they are adjacent, else two gathers), then per channel two
- * bit tests -> 16 bytes. Lanes outside the image store 0 and read nothing. */
-void apb_chan_sign_planes_avx512(const apb_conv_geom *g, const uint64_t *Z, int c0, int c1, int i0, int i1,
-                                 int8_t *out)
+/* apb_chan_planes (bitpack.h): per phase row, 16 pixels a step: their words
+ * (a load of 16 when they are adjacent, else two gathers; the magnitude
+ * plane's likewise), then per channel bit tests -> 16 bytes. Lanes outside the
+ * image store 0 and read nothing. */
+static inline void load16(const uint64_t *z0, long step, __mmask16 v, __m512i idx, __m512i *wl, __m512i *wh)
+{
+    if (step == 1) {
+        *wl = _mm512_maskz_loadu_epi64((__mmask8)v, z0);
+        *wh = _mm512_maskz_loadu_epi64((__mmask8)(v >> 8), z0 + 8);
+    } else {
+        *wl = _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), (__mmask8)v, idx, z0, 8);
+        *wh = _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), (__mmask8)(v >> 8), idx, z0 + 8 * step, 8);
+    }
+}
+
+static inline __mmask16 test16(__m512i wl, __m512i wh, __m512i bit)
+{
+    return (__mmask16)(_mm512_test_epi64_mask(wl, bit) | (unsigned)_mm512_test_epi64_mask(wh, bit) << 8);
+}
+
+void apb_chan_planes_avx512(const apb_conv_geom *g, const uint64_t *Z, const uint64_t *Zm, int c0, int c1,
+                            int i0, int i1, int8_t *out)
 {
     int S = g->stride, P = g->pad, H = g->H, W = g->W, Cw = g->C / 64, Wp = W + 2 * P;
     int Hq = (H + 2 * P + S - 1) / S, Wq = (W + 2 * P + S - 1) / S, cw = c0 / 64;
     long plane = (long)Hq * Wq, cpl = (long)S * S * plane, step = (long)S * Cw;
-    const __m128i one = _mm_set1_epi8(1), neg = _mm_set1_epi8(-1);
+    const __m128i one = _mm_set1_epi8(1), three = _mm_set1_epi8(3), zero = _mm_setzero_si128();
     const __m512i idx = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64(step));
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
@@ -145,30 +162,27 @@ void apb_chan_sign_planes_avx512(const apb_conv_geom *g, const uint64_t *Z, int 
                         memset(d + (c - c0) * cpl, 0, (size_t)Wq);
                     continue;
                 }
-                const uint64_t *zr = Z + (size_t)pi * Wp * Cw + cw;
+                size_t ro = (size_t)pi * Wp * Cw + cw;
                 for (int j0 = 0; j0 < Wq; j0 += 16) {
                     int lo = jlo - j0 < 0 ? 0 : jlo - j0 > 16 ? 16 : jlo - j0;
                     int hi = jhi - j0 < 0 ? 0 : jhi - j0 > 16 ? 16 : jhi - j0;
                     __mmask16 v = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
                     __mmask16 st = (__mmask16)(Wq - j0 >= 16 ? 0xFFFF : (1u << (Wq - j0)) - 1);
-                    __m512i wl = _mm512_setzero_si512(), wh = _mm512_setzero_si512();
+                    __m512i wl = _mm512_setzero_si512(), wh = wl, ml = wl, mh = wl;
+                    /* lane t: pixel j0 + t, word (j0 + t)*S + b - (lane 0's) from the row */
+                    size_t o = ro + ((size_t)j0 * S + b) * Cw;
                     if (v) {
-                        /* lane t: pixel j0 + t, word (j0 + t)*S + b - (lane 0's) from zr */
-                        const uint64_t *z0 = zr + ((long)j0 * S + b) * Cw;
-                        if (step == 1) {
-                            wl = _mm512_maskz_loadu_epi64((__mmask8)v, z0);
-                            wh = _mm512_maskz_loadu_epi64((__mmask8)(v >> 8), z0 + 8);
-                        } else {
-                            wl = _mm512_mask_i64gather_epi64(wl, (__mmask8)v, idx, z0, 8);
-                            wh = _mm512_mask_i64gather_epi64(wh, (__mmask8)(v >> 8), idx, z0 + 8 * step, 8);
-                        }
+                        load16(Z + o, step, v, idx, &wl, &wh);
+                        if (Zm)
+                            load16(Zm + o, step, v, idx, &ml, &mh);
                     }
                     for (int c = c0; c < c1; c++) {
                         __m512i bit = _mm512_set1_epi64((long long)(1ull << (c & 63)));
-                        __mmask16 ng = (__mmask16)(_mm512_test_epi64_mask(wl, bit) |
-                                                   (unsigned)_mm512_test_epi64_mask(wh, bit) << 8);
-                        __m128i r = _mm_maskz_mov_epi8(v, _mm_mask_blend_epi8(ng, one, neg));
-                        _mm_mask_storeu_epi8(d + (c - c0) * cpl + j0, st, r);
+                        __m128i r = one;
+                        if (Zm) /* magnitude bit: 3 */
+                            r = _mm_mask_blend_epi8(test16(ml, mh, bit), one, three);
+                        r = _mm_mask_sub_epi8(r, test16(wl, wh, bit), zero, r); /* sign bit: negative */
+                        _mm_mask_storeu_epi8(d + (c - c0) * cpl + j0, st, _mm_maskz_mov_epi8(v, r));
                     }
                 }
             }

@@ -291,13 +291,15 @@ APB_TEST(test_ewise_maxpool3s2_equals_rows)
     return 0;
 }
 
-/* apb_chan_sign_planes (bitpack.h) from a channel-packed image gives the bytes
- * apb_ew_sign_planes gives from the floats, for 64 and 128 channels, strides 1
- * and 2, paddings 0 and 1, maps wider and narrower than a vector step, zeros of
- * both signs; a block of 16 channels writes only its channels' planes. */
-APB_TEST(test_chan_sign_planes_equal_float_planes)
+/* apb_chan_planes (bitpack.h) from a channel-packed image gives the bytes
+ * apb_ew_sign_planes gives from the floats (binary), and the 2-bit codes 2l - 3
+ * of the levels the packer took from them (0 at padding), for 64 and 128
+ * channels, strides 1 and 2, paddings 0 and 1, maps wider and narrower than a
+ * vector step, zeros of both signs; a block of 16 channels writes only its
+ * channels' planes. */
+APB_TEST(test_chan_planes_equal_float_planes)
 {
-    if (!apb_chan_sign_planes_ok())
+    if (!apb_chan_planes_ok())
         return 0; /* AVX-512 only: the runtime takes the float planes elsewhere */
     static const int dims[][3] = {{64, 7, 7}, {64, 12, 19}, {128, 14, 14}, {64, 3, 33}};
     apb_rng r;
@@ -312,24 +314,37 @@ APB_TEST(test_chan_sign_planes_equal_float_planes)
                 long cpl = (long)S * S * Hq * Wq;
                 float *x = malloc(sizeof(float) * (size_t)C * H * W);
                 uint64_t *Z = malloc(sizeof(uint64_t) * apb_chan_words(&g));
+                uint64_t *Zm = malloc(sizeof(uint64_t) * apb_chan_words(&g));
                 int8_t *want = malloc((size_t)(C * cpl)), *got = malloc((size_t)(C * cpl) + 64);
-                CHECK(x && Z && want && got);
+                CHECK(x && Z && Zm && want && got);
                 for (long i = 0; i < (long)C * H * W; i++)
                     x[i] = val(&r, i);
-                CHECK_OK(apb_bitpack_chan(&g, x, 1.0f, 1, Z, NULL));
-                for (int c = 0; c < C; c++)
-                    apb_ew_sign_planes(x + (long)c * H * W, H, W, S, P, Hq, Wq, want + c * cpl);
-                memset(got, 77, (size_t)(C * cpl) + 64);
-                for (int c0 = 0; c0 < C; c0 += 16) {
-                    apb_chan_sign_planes(&g, Z, c0, c0 + 16, 0, 1 << 30, got + c0 * cpl);
-                    if (c0 == 16) /* the first two blocks written, the rest untouched */
-                        CHECK(got[32 * cpl] == 77);
+                for (int two = 0; two <= 1; two++) {
+                    float s = 0.7f; /* 2-bit step: levels at -s, 0, s */
+                    CHECK_OK(apb_bitpack_chan(&g, x, s, two ? 2 : 1, Z, two ? Zm : NULL));
+                    for (int c = 0; c < C; c++) {
+                        apb_ew_sign_planes(x + (long)c * H * W, H, W, S, P, Hq, Wq, want + c * cpl);
+                        for (long q = 0; two && q < cpl; q++) { /* the same positions, the level's code */
+                            int a = (int)(q / (Hq * Wq)) / S, b = (int)(q / (Hq * Wq)) % S;
+                            int row = (int)(q % (Hq * Wq)) / Wq * S + a - P, col = (int)(q % Wq) * S + b - P;
+                            if (want[c * cpl + q] == 0)
+                                continue; /* padding */
+                            float t = x[((long)c * H + row) * W + col] / s;
+                            want[c * cpl + q] = (int8_t)(2 * ((t >= -1.0f) + (t >= 0.0f) + (t >= 1.0f)) - 3);
+                        }
+                    }
+                    memset(got, 77, (size_t)(C * cpl) + 64);
+                    for (int c0 = 0; c0 < C; c0 += 16) {
+                        apb_chan_planes(&g, Z, two ? Zm : NULL, c0, c0 + 16, 0, 1 << 30, got + c0 * cpl);
+                        if (c0 == 16) /* the first two blocks written, the rest untouched */
+                            CHECK(got[32 * cpl] == 77);
+                    }
+                    for (long i = 0; i < C * cpl; i++, checked++)
+                        CHECK_MSG(got[i] == want[i], "%s, C %d %dx%d S %d P %d: byte %ld (channel %ld) %d, want %d",
+                                  two ? "2-bit" : "binary", C, H, W, S, P, i, i / cpl, got[i], want[i]);
+                    CHECK(got[C * cpl] == 77);
                 }
-                for (long i = 0; i < C * cpl; i++, checked++)
-                    CHECK_MSG(got[i] == want[i], "C %d %dx%d S %d P %d: byte %ld (channel %ld) %d, want %d",
-                              C, H, W, S, P, i, i / cpl, got[i], want[i]);
-                CHECK(got[C * cpl] == 77);
-                free(x), free(Z), free(want), free(got);
+                free(x), free(Z), free(Zm), free(want), free(got);
             }
     CHECK(checked > 100000);
     return 0;
