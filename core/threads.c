@@ -9,6 +9,9 @@
 #endif
 
 static int nthreads = 0;
+static _Thread_local int solo; /* apb_threads_solo */
+
+void apb_threads_solo(int on) { solo = on != 0; }
 
 void apb_threads_set(int n)
 {
@@ -33,6 +36,8 @@ int apb_threads_env(const char *s)
 int apb_threads_get(void)
 {
 #ifdef _OPENMP
+    if (solo)
+        return 1;
     if (nthreads == 0) {
         const char *e = getenv("APB_THREADS");
         int n = apb_threads_env(e);

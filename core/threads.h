@@ -10,6 +10,10 @@
 
 void apb_threads_set(int n);
 int apb_threads_get(void);
+/* While on, apb_threads_get() returns 1 on the calling thread only: a team
+ * member that runs a whole computation of its own (apbrt's images in
+ * parallel) keeps every driver it calls on itself. */
+void apb_threads_solo(int on);
 /* The calling thread's number in the current OpenMP team (0 outside one or
  * without OpenMP). */
 int apb_thread_num(void);

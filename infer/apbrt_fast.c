@@ -184,6 +184,18 @@ void apbrt_fast_free(apbrt_model *m)
             fast_one_free(m->layers[i].fast);
             m->layers[i].fast = NULL;
         }
+    apbrt_fast_work_free(m);
+}
+
+apb_status apbrt_fast_work_new(apbrt_model *m)
+{
+    if (!m->fast_work && !(m->fast_work = calloc(1, sizeof(fast_work))))
+        return apb_fail(APB_ENOMEM, "apbrt: out of memory");
+    return APB_OK;
+}
+
+void apbrt_fast_work_free(apbrt_model *m)
+{
     fast_work *w = m->fast_work;
     if (w) {
         apb_free_aligned(w->asgn);
@@ -563,9 +575,7 @@ const char *apbrt_fast_kernel(const apbrt_rt_layer *L)
 
 apb_status apbrt_fast_prepare(apbrt_model *m)
 {
-    m->fast_work = calloc(1, sizeof(fast_work));
-    if (!m->fast_work)
-        return apb_fail(APB_ENOMEM, "apbrt: out of memory");
+    APB_TRY(apbrt_fast_work_new(m));
     for (int i = 0; i < m->nlayers; i++) {
         apbrt_rt_layer *L = &m->layers[i];
         if (!L->fused && (L->r.kind == APBRT_CONV || L->r.kind == APBRT_LINEAR))

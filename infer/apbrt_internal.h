@@ -179,6 +179,12 @@ struct apbrt_model {
     apb_arena work;     /* workspace, resized when a larger batch arrives */
     int cap_n;
     float **slots;      /* [nslots] */
+    float **slots1;     /* [nslots] of cap_1 images: the first part of a split batch (run_batch) */
+    int cap_1;
+    /* the other threads' copies of the model for a split batch's images in
+     * parallel (run_batch): shadow[t - 1] for thread t, made on first use */
+    struct apbrt_model **shadow;
+    int nshadow;
     float *qbuf, *col, *tmp;
     float *gout;        /* [gout_cap] GEMM output of a group of images (fp32 convs) */
     long col_cap, gout_cap; /* floats in col / gout */
@@ -194,6 +200,9 @@ void apbrt_fp_paths(int mode);
  * and every other layer on the float reference path (which computes what the
  * training graph computes), so a comparison sees that one layer's rounding. */
 void apbrt_fast_last_only(int on);
+/* 0: every batch goes through the network whole (tests, A/B timing); 1 (the
+ * default): the large early maps a few images at a time (run_batch). */
+void apbrt_set_split(int on);
 
 /* apbrt_load.c: parses and validates a whole buffer; validate_only skips building
  * the execution data (the writer uses it to check what it wrote). */
@@ -211,6 +220,10 @@ int apbrt_fast_runs(const apbrt_model *m, const apbrt_rt_layer *L);
  * units in every stage. For paired A/B timing (bench/ab_bands.c) and tests. */
 extern int apbrt_bands_off;
 void apbrt_fast_free(apbrt_model *m);
+/* The fast path's scratch of a model (made by apbrt_fast_prepare) alone: for a
+ * copy of the model that shares its prepared layers (run_batch's shadows). */
+apb_status apbrt_fast_work_new(apbrt_model *m);
+void apbrt_fast_work_free(apbrt_model *m);
 /* Runs layer `L` through its fast path: in [n, ic*ih*iw] -> out [n, oc*oh*ow]. */
 /* For tests: 1 when a binary conv is prepared for the in-place bit GEMM
  * (apb_bgemm_ind_f32; used at a run where APBRT_IND or the ISA level says). */

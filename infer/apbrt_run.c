@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -36,10 +37,24 @@ const char *apbrt_errmsg(void) { return apb_errmsg(); }
 void apbrt_set_threads(int n) { apb_threads_set(n); }
 int apbrt_get_threads(void) { return apb_threads_get(); }
 
+static void shadow_free(apbrt_model *s)
+{
+    if (!s)
+        return;
+    apbrt_fast_work_free(s);
+    apb_arena_free(&s->work);
+    free(s->layers);
+    free(s->slots);
+    free(s);
+}
+
 void apbrt_free(apbrt_model *m)
 {
     if (!m)
         return;
+    for (int t = 0; t < m->nshadow; t++)
+        shadow_free(m->shadow[t]);
+    free(m->shadow);
     apbrt_fast_free(m);
     for (int i = 0; m->layers && i < m->nlayers; i++)
         apb_free_aligned(m->layers[i].wpack);
@@ -156,6 +171,9 @@ static int fp_paths_mode;
 void apbrt_fp_paths(int mode) { fp_paths_mode = mode; }
 static int fast_last_only;
 void apbrt_fast_last_only(int on) { fast_last_only = on; }
+static int split_on = 1;
+void apbrt_set_split(int on) { split_on = on != 0; }
+
 
 /* Whether im2col_rows' phase buffer fits this layer. */
 static int rows_ok(const apbrt_rt_layer *L)
@@ -456,8 +474,10 @@ static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2
 
 static apb_status ensure_work(apbrt_model *m, int n)
 {
-    if (n <= m->cap_n)
+    int n1 = apb_threads_get() < n ? apb_threads_get() : n;
+    if (n <= m->cap_n && n1 <= m->cap_1)
         return APB_OK;
+    n = n > m->cap_n ? n : m->cap_n;
     apb_arena_free(&m->work);
     apb_arena_init(&m->work, "work", 1 << 16);
     m->cap_n = 0;
@@ -477,37 +497,40 @@ static apb_status ensure_work(apbrt_model *m, int n)
     m->tmp = m->max_tmp ? apb_arena_alloc(&m->work, (size_t)n * m->max_tmp * sizeof(float)) : NULL;
     if ((m->max_q && !m->qbuf) || (m->max_col && (!m->col || !m->gout)) || (m->max_tmp && !m->tmp))
         goto oom;
+    /* the split's first part: one image per thread */
+    m->cap_1 = apb_threads_get() < n ? apb_threads_get() : n;
+    if (!(m->slots1 = apb_arena_alloc(&m->work, sizeof(float *) * (size_t)m->nslots)))
+        goto oom;
+    for (int s = 0; s < m->nslots; s++) {
+        m->slots1[s] = NULL;
+        if (m->slot_floats[s] &&
+            !(m->slots1[s] = apb_arena_alloc(&m->work, (size_t)m->cap_1 * m->slot_floats[s] * sizeof(float))))
+            goto oom;
+    }
     m->cap_n = n;
     return APB_OK;
 oom:
     return apb_fail(APB_ENOMEM, "apbrt_run: out of memory for the workspace of a batch of %d", n);
 }
 
-static int run_batch(apbrt_model *m, const float *x, int n, float *logits)
+/* Layers [i0, i1) of n images, their tensors in slots (each tensor's images
+ * one after another at its own size); *cur: where each slot's tensors are read
+ * (the input's may be the caller's). */
+static int run_layers(apbrt_model *m, int i0, int i1, int n, float *const *slots, const float **cur)
 {
-    apb_status st = ensure_work(m, n);
-    if (st != APB_OK)
-        return (int)st;
-    const float *cur[APBRT_MAX_SLOTS];
-    for (int s = 0; s < m->nslots; s++)
-        cur[s] = m->slots[s];
-    long in0 = (long)m->in_c * m->in_h * m->in_w;
-    if (m->input_written)
-        memcpy(m->slots[0], x, (size_t)n * in0 * sizeof(float));
-    else
-        cur[0] = x;
+    apb_status st;
     int nth = apb_threads_get(), last_fast = m->nlayers;
     if (fast_last_only)
         for (int i = 0; i < m->nlayers; i++)
             if (m->layers[i].fast)
                 last_fast = i;
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int i = i0; i < i1; i++) {
         apbrt_rt_layer *L = &m->layers[i];
         if (L->fused)
             continue;
         double t0 = m->profile ? now_s() : 0.0;
         const float *in = cur[L->r.in];
-        float *dst = m->slots[L->dst];
+        float *dst = slots[L->dst];
         int kind = L->r.kind;
         int via_tmp = dst == in && kind != APBRT_BN && kind != APBRT_RELU && kind != APBRT_HARDTANH &&
                       kind != APBRT_CLIP && kind != APBRT_ADD && kind != APBRT_FLATTEN;
@@ -538,6 +561,210 @@ static int run_batch(apbrt_model *m, const float *x, int n, float *logits)
         if (m->profile)
             L->seconds += now_s() - t0;
     }
+    return 0;
+}
+
+/* Where run_batch splits a batch: after the last layer whose output has
+ * SPLIT_FLOATS or more values per image (0: none, or it is the last layer).
+ * Paired per layer on ResNet-18 at 224 (1 thread), a batch of 16 in one pass
+ * against 16 single images: the 56x56 and 28x28 layers 17-31% slower per
+ * image, the 14x14 ones about level, the 7x7 ones and the classifier faster
+ * (docs/INFERENCE.md, session 17). */
+#define SPLIT_FLOATS 16384
+
+static int split_layer(const apbrt_model *m)
+{
+    const char *e = getenv("APBRT_SPLIT_FLOATS");
+    long lim = e && atol(e) > 0 ? atol(e) : SPLIT_FLOATS;
+    int k = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const apbrt_rt_layer *L = &m->layers[i];
+        if ((long)L->oc * L->oh * L->ow >= lim)
+            k = i + 1;
+    }
+    return k < m->nlayers ? k : 0;
+}
+
+/* Per image, the size of the tensor in slot s that layers [k, end) read before
+ * they write s (written by layers before k; 0: none read). */
+static long live_size(const apbrt_model *m, int k, int s)
+{
+    long sz = 0;
+    for (int i = 0; i < k; i++)
+        if (!m->layers[i].fused && m->layers[i].dst == s)
+            sz = (long)m->layers[i].oc * m->layers[i].oh * m->layers[i].ow;
+    for (int i = k; i < m->nlayers && sz; i++) {
+        const apbrt_rt_layer *L = &m->layers[i];
+        if (L->fused)
+            continue;
+        if (L->r.in == s || (L->r.kind == APBRT_ADD && L->r.in2 == s) || L->post_add == s)
+            return sz;
+        if (L->dst == s)
+            return 0;
+    }
+    return 0;
+}
+
+/* The first failure in a team, with its message (apb_fail's message is per
+ * thread). */
+typedef struct {
+    apb_status st;
+    char msg[256];
+} chunk_err;
+
+static void team_fail(chunk_err *e, apb_status s)
+{
+    if (s == APB_OK)
+        return;
+#pragma omp critical
+    {
+        if (e->st == APB_OK) {
+            e->st = s;
+            snprintf(e->msg, sizeof e->msg, "%s", apb_errmsg());
+        }
+    }
+}
+
+/* Thread t's copy of m for a split batch's images in parallel (t >= 1): the
+ * same weights and prepared layers, which the one-image layers only read, and
+ * its own layer records (their per-run fields: the fused add's bases, the
+ * profile), workspace and fast-path scratch. The records are copied anew
+ * each batch. NULL when out of memory. */
+static apbrt_model *shadow_get(apbrt_model *m, int t)
+{
+    if (t > m->nshadow) {
+        apbrt_model **a = realloc(m->shadow, sizeof *a * (size_t)t);
+        if (!a)
+            return NULL;
+        for (int i = m->nshadow; i < t; i++)
+            a[i] = NULL;
+        m->shadow = a;
+        m->nshadow = t;
+    }
+    apbrt_model *s = m->shadow[t - 1];
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s)))
+            return NULL;
+        *s = *m;
+        s->shadow = NULL, s->nshadow = 0, s->fast_work = NULL, s->cap_n = 0, s->cap_1 = 0;
+        s->layers = malloc(sizeof *s->layers * (size_t)m->nlayers);
+        s->slots = calloc((size_t)m->nslots, sizeof *s->slots);
+        apb_arena_init(&s->work, "work", 1 << 16);
+        if (!s->layers || !s->slots || apbrt_fast_work_new(s) != APB_OK) {
+            shadow_free(s);
+            return NULL;
+        }
+        m->shadow[t - 1] = s;
+    }
+    memcpy(s->layers, m->layers, sizeof *s->layers * (size_t)m->nlayers);
+    for (int i = 0; i < m->nlayers; i++)
+        s->layers[i].seconds = 0.0;
+    s->exact = m->exact, s->profile = m->profile;
+    return s;
+}
+
+/* Layers [0, k) of image b in context c (m or a shadow), in the slots sl of
+ * one image; the tensors layers [k, end) read (live[s] values per image) go
+ * into m's batch slots. */
+static int image_part(apbrt_model *m, apbrt_model *c, float *const *sl, const float *x, long b, int k,
+                      const long *live)
+{
+    long in0 = (long)m->in_c * m->in_h * m->in_w;
+    const float *cur[APBRT_MAX_SLOTS];
+    for (int s = 0; s < m->nslots; s++)
+        cur[s] = sl[s];
+    cur[0] = x + b * in0;
+    if (m->input_written) {
+        memcpy(sl[0], cur[0], (size_t)in0 * sizeof(float));
+        cur[0] = sl[0];
+    }
+    int r = run_layers(c, 0, k, 1, sl, cur);
+    for (int s = 0; !r && s < m->nslots; s++)
+        if (live[s])
+            memcpy(m->slots[s] + b * live[s], cur[s], (size_t)live[s] * sizeof(float));
+    return r;
+}
+
+/* The split's first part of n images: each thread takes whole images, one
+ * after another (claimed), through layers [0, k) with every driver on itself
+ * (apb_threads_solo), in its own context. Per-layer seconds: the team's sum
+ * over its size. */
+static int images_parallel(apbrt_model *m, const float *x, int n, int k, int nth, const long *live)
+{
+    for (int t = 1; t < nth; t++)
+        if (!shadow_get(m, t))
+            return (int)apb_fail(APB_ENOMEM, "apbrt_run: out of memory for thread %d's workspace", t);
+    double *before = NULL;
+    if (m->profile) {
+        if (!(before = malloc(sizeof(double) * (size_t)m->nlayers)))
+            return (int)apb_fail(APB_ENOMEM, "apbrt_run: out of memory");
+        for (int i = 0; i < m->nlayers; i++)
+            before[i] = m->layers[i].seconds;
+    }
+    long next = 0;
+    chunk_err err = {APB_OK, ""};
+#pragma omp parallel num_threads(nth)
+    {
+        int me = apb_thread_num();
+        apbrt_model *c = me == 0 ? m : m->shadow[me - 1];
+        apb_threads_solo(1);
+        apb_status st = me == 0 ? APB_OK : ensure_work(c, 1);
+        float *const *sl = me == 0 ? m->slots1 : c->slots;
+        for (long b; st == APB_OK && (b = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < n;)
+            st = (apb_status)image_part(m, c, sl, x, b, k, live);
+        team_fail(&err, st);
+        apb_threads_solo(0);
+    }
+    if (before) {
+        for (int i = 0; i < k; i++) {
+            double sum = m->layers[i].seconds - before[i];
+            for (int t = 1; t < nth; t++)
+                sum += m->shadow[t - 1]->layers[i].seconds;
+            m->layers[i].seconds = before[i] + sum / nth;
+        }
+        free(before);
+    }
+    return err.st == APB_OK ? 0 : (int)apb_fail(err.st, "%s", err.msg);
+}
+
+/* One pass: a batch of n images through the network. Where the model has
+ * large early maps (split_layer), their layers run whole images at a time,
+ * one per thread, in slots of their own (each image's maps stay in its core's
+ * cache from layer to layer, and no barrier between layers), and the tensors
+ * the rest reads are copied into the batch's slots; the rest runs on the whole
+ * batch (its small maps and its weights shared by all the images). The results
+ * do not depend on the split. */
+static int run_batch(apbrt_model *m, const float *x, int n, float *logits)
+{
+    apb_status st = ensure_work(m, n);
+    if (st != APB_OK)
+        return (int)st;
+    const float *cur[APBRT_MAX_SLOTS];
+    for (int s = 0; s < m->nslots; s++)
+        cur[s] = m->slots[s];
+    long in0 = (long)m->in_c * m->in_h * m->in_w;
+    if (m->input_written)
+        memcpy(m->slots[0], x, (size_t)n * in0 * sizeof(float));
+    else
+        cur[0] = x;
+    int k = split_on ? split_layer(m) : 0, nth = m->cap_1, r;
+    if (k > 0 && n >= 2 * nth) {
+        long live[APBRT_MAX_SLOTS];
+        for (int s = 0; s < m->nslots; s++)
+            live[s] = live_size(m, k, s);
+        if (nth > 1) {
+            if ((r = images_parallel(m, x, n, k, nth, live)))
+                return r;
+        } else {
+            for (long b = 0; b < n; b++)
+                if ((r = image_part(m, m, m->slots1, x, b, k, live)))
+                    return r;
+        }
+    } else {
+        k = 0;
+    }
+    if ((r = run_layers(m, k, m->nlayers, n, m->slots, cur)))
+        return r;
     memcpy(logits, cur[m->output_slot], (size_t)n * m->num_classes * sizeof(float));
     return 0;
 }

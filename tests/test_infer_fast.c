@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "apbrt_internal.h"
+#include "randmodel.h"
 #include "cpu.h"
 #include "test.h"
 #include "test_infer_util.h"
@@ -501,5 +502,59 @@ APB_TEST(test_infer_fast_inplace_binary_conv)
         free(x), free(want), free(a), free(b);
         ti_free(&t);
     }
+    return 0;
+}
+
+/* A batch is split where the maps get small (apbrt_run.c, run_batch): the
+ * layers before run whole images, one per thread in copies of the model of
+ * their own, and hand their last tensors to the rest, which runs the whole
+ * batch. Random ResNet-18s at 64x64 (the split falls inside: its stem's 64 x 32
+ * x 32 maps are past the limit) with binary, 8-bit and float activations, a
+ * batch of 5 on 1, 2 (and 3) threads, profiled or not: the same logits bit for
+ * bit as the unsplit batch and as the images one at a time. */
+APB_TEST(test_infer_split_batch_equals_whole)
+{
+    static const struct {
+        apb_wquant wq;
+        apb_aquant aq;
+    } kinds[] = {{APB_WQ_APB, APB_AQ_BINARY}, {APB_WQ_APB, APB_AQ_INT8}, {APB_WQ_FP, APB_AQ_FP}};
+    enum { NB = 5, CL = 10 };
+    long in = 3L * 64 * 64;
+    float *x = malloc(sizeof(float) * NB * in), *a = malloc(sizeof(float) * NB * CL);
+    float *b = malloc(sizeof(float) * NB * CL), *c = malloc(sizeof(float) * NB * CL);
+    CHECK(x && a && b && c);
+    apb_rng r;
+    apb_rng_seed(&r, 95);
+    ti_input(&r, x, NB * in);
+    int saved = apb_threads_get();
+    for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++) {
+        unsigned char *buf;
+        size_t size;
+        CHECK_OK(apb_random_model_file("resnet18", kinds[ki].wq, kinds[ki].aq, 3, 64, 64, CL, 0.02, 3, &buf,
+                                       &size));
+        apbrt_model *m;
+        CHECK(apbrt_load_memory(buf, size, &m) == 0);
+        free(buf);
+        for (int th = 1; th <= (ki == 0 ? 3 : 2); th++) {
+            apbrt_set_threads(th);
+            apbrt_set_profile(m, th == 2);
+            apbrt_set_split(0);
+            int r0 = apbrt_run(m, x, NB, a);
+            apbrt_set_split(1);
+            int r1 = apbrt_run(m, x, NB, b);
+            int r2 = 0;
+            for (int i = 0; i < NB; i++)
+                r2 |= apbrt_run(m, x + i * in, 1, c + i * CL);
+            apbrt_set_threads(saved);
+            CHECK(r0 == 0 && r1 == 0 && r2 == 0);
+            CHECK_MSG(!memcmp(a, b, sizeof(float) * NB * CL), "kind %zu, %d threads: split batch != whole", ki, th);
+            CHECK_MSG(!memcmp(a, c, sizeof(float) * NB * CL), "kind %zu, %d threads: batch != single images", ki,
+                      th);
+        }
+        apbrt_layer_info li;
+        CHECK(apbrt_layer_info_get(m, 0, &li) == 0 && li.seconds > 0.0);
+        apbrt_free(m);
+    }
+    free(x), free(a), free(b), free(c);
     return 0;
 }
