@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "apbrt.h"
+#include "apbrt_internal.h"
 #include "bench.h"
 #include "cpu.h"
 #include "fileio.h"
@@ -137,6 +138,68 @@ static int timed_passes(apbrt_model *m, const float *x, int batch, float *logits
     }
     apbrt_set_profile(m, 0);
     return 0;
+}
+
+/* --ab SWITCH: one of the runtime's switches on and off in alternate passes
+ * (the order swapped every other pair), so both settings see the same moments
+ * of a shared host; their medians, the ratio and the share of pairs the
+ * switch won. split: a batch's convs run whole images a thread (run_batch);
+ * bands: a one-image bit conv's units claimed alike in its GEMM and epilogue,
+ * fused (apbrt_fast.c). Both give the same results; the switch ends on. */
+static void ab_set(const char *which, int on)
+{
+    if (!strcmp(which, "split"))
+        apbrt_set_split(on);
+    else
+        apbrt_bands_off = !on;
+}
+
+static int bench_ab(apbrt_model *m, const bench_info *bi, int batch, int threads, int reps, const char *which)
+{
+    int C, H, W, K = apbrt_num_classes(m), rc = 1;
+    apbrt_input_shape(m, &C, &H, &W);
+    long in_sz = (long)C * H * W;
+    float *x = malloc(sizeof(float) * (size_t)(in_sz * batch));
+    float *logits = malloc(sizeof(float) * (size_t)K * batch);
+    double *t[2] = {NULL, NULL}, warm = 0, won = 0;
+    apb_rng r;
+    apb_rng_seed(&r, 12345);
+    for (long i = 0; x && i < in_sz * batch; i++)
+        x[i] = apb_rng_normal(&r);
+    apbrt_set_threads(threads);
+    ab_set(which, 0);
+    if (!x || !logits || warm_up(m, x, batch, logits, &warm))
+        goto out;
+    ab_set(which, 1);
+    if (warm_up(m, x, batch, logits, &warm))
+        goto out;
+    reps = auto_reps(reps, 2 * warm);
+    t[0] = malloc(sizeof(double) * (size_t)reps), t[1] = malloc(sizeof(double) * (size_t)reps);
+    if (!t[0] || !t[1])
+        goto out;
+    for (int k = 0; k < reps; k++)
+        for (int j = 0; j < 2; j++) {
+            int on = k % 2 ? j : 1 - j;
+            ab_set(which, on);
+            double t0 = apb_now();
+            if (apbrt_run(m, x, batch, logits)) {
+                fprintf(stderr, "apb bench: %s\n", apbrt_errmsg());
+                goto out;
+            }
+            t[on][k] = apb_now() - t0;
+        }
+    for (int k = 0; k < reps; k++)
+        won += t[1][k] < t[0][k];
+    double on = apb_median(t[1], reps), off = apb_median(t[0], reps);
+    printf("op=ab switch=%s model=%s quant=%s act=%s batch=%d threads=%d isa=%s reps=%d on_ms_median=%.3f "
+           "off_ms_median=%.3f off_over_on=%.3f on_faster_pct=%.0f\n",
+           which, bi->name, bi->quant, bi->act, batch, threads, apb_isa_name(apb_isa_active()), reps, on * 1e3,
+           off * 1e3, off / on, 100.0 * won / reps);
+    rc = 0;
+out:
+    ab_set(which, 1);
+    free(x), free(logits), free(t[0]), free(t[1]);
+    return rc;
 }
 
 /* dense: the baseline model (the same file on the dense fp32 path), or NULL. */
@@ -293,6 +356,7 @@ void apb_bench_model_usage(FILE *f)
                "                 [--fp-fraction F] [--quant-first] [--quant-last] [--int8-stem]\n"
                "                 [--batch B]\n"
                "                 [--threads T] [--reps R] [--no-table] [--no-baseline]\n"
+               "                 [--ab split|bands]\n"
                "  inference latency through libapbrt, with a per-layer time table; baseline: the\n"
                "  same model on the dense fp32 path (sgemm on its effective weights), same run\n"
                "  MODEL.apb        a model file\n"
@@ -310,7 +374,11 @@ void apb_bench_model_usage(FILE *f)
                "  --threads T      thread count (default: 1 and 2, both measured)\n"
                "  --reps R         timed passes (default: about 3 s of passes, at least 5)\n"
                "  --no-table       only the key=value line, no per-layer table\n"
-               "  --no-baseline    skip the dense fp32 baseline\n");
+               "  --no-baseline    skip the dense fp32 baseline\n"
+               "  --ab SWITCH      time the runtime with SWITCH on and off in alternate passes\n"
+               "                   (split: a batch's convs a whole image per thread; bands: a\n"
+               "                   single image's bit convs cut alike in every stage); prints\n"
+               "                   both medians, off/on and the pairs won, not the table\n");
 }
 
 /* The baseline: the same bytes loaded with APBRT_REFERENCE=1, which the runtime
@@ -331,7 +399,7 @@ static int load_dense(const unsigned char *buf, size_t size, const char *name, a
 
 int apb_bench_model(int argc, char **argv)
 {
-    const char *path = NULL, *arch = NULL, *quant = "apb", *act = "fp", *input = NULL;
+    const char *path = NULL, *arch = NULL, *quant = "apb", *act = "fp", *input = NULL, *ab = NULL;
     int bad = 0, classes = 0, batch = 1, threads = 0, reps = 0, table = 1, baseline = 1;
     int quant_first = 0, quant_last = 0, int8_stem = 0;
     double fp_fraction = 0.03;
@@ -356,6 +424,8 @@ int apb_bench_model(int argc, char **argv)
         else if (apb_opt_str(argc, argv, &i, "--act", &act, &bad))
             ;
         else if (apb_opt_str(argc, argv, &i, "--input", &input, &bad))
+            ;
+        else if (apb_opt_str(argc, argv, &i, "--ab", &ab, &bad))
             ;
         else if (apb_opt_int(argc, argv, &i, "--classes", &classes, &bad))
             ;
@@ -399,6 +469,10 @@ int apb_bench_model(int argc, char **argv)
                         "--fp-fraction in [0,1]\n");
         bad = 1;
     }
+    if (!bad && ab && strcmp(ab, "split") && strcmp(ab, "bands")) {
+        fprintf(stderr, "apb bench: --ab takes split or bands, not '%s'\n", ab);
+        bad = 1;
+    }
     if (bad)
         return 2;
     apbrt_model *m = NULL, *dense = NULL;
@@ -438,7 +512,7 @@ int apb_bench_model(int argc, char **argv)
     }
     int rc = 1;
     if (apbrt_load_memory_named(buf, size, bi.name, &m) ||
-        (baseline && load_dense(buf, size, bi.name, &dense))) {
+        (baseline && !ab && load_dense(buf, size, bi.name, &dense))) {
         fprintf(stderr, "apb bench: %s\n", apbrt_errmsg());
         goto out;
     }
@@ -449,7 +523,10 @@ int apb_bench_model(int argc, char **argv)
     if (apbrt_uses_reference(m))
         fprintf(stderr, "apb bench: note: APBRT_REFERENCE is set, timing the float reference path\n");
     rc = 0;
-    if (threads > 0)
+    if (ab)
+        for (int t = threads > 0 ? threads : 1; t <= (threads > 0 ? threads : 2) && !rc; t++)
+            rc = bench_ab(m, &bi, batch, t, reps, ab);
+    else if (threads > 0)
         rc = bench_one(m, dense, &bi, batch, threads, reps, table);
     else
         for (int t = 1; t <= 2 && !rc; t++)

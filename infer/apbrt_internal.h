@@ -217,7 +217,7 @@ apb_status apbrt_fast_prepare(apbrt_model *m);
 int apbrt_fast_runs(const apbrt_model *m, const apbrt_rt_layer *L);
 /* Nonzero: one-image bit convs on a team split as before session 17 (tiles and
  * residual tasks to whichever thread is free) instead of claiming the same
- * units in every stage. For paired A/B timing (bench/ab_bands.c) and tests. */
+ * units in every stage. For paired A/B timing (apb bench --ab bands) and tests. */
 extern int apbrt_bands_off;
 void apbrt_fast_free(apbrt_model *m);
 /* The fast path's scratch of a model (made by apbrt_fast_prepare) alone: for a

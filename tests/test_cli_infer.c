@@ -289,6 +289,27 @@ APB_TEST(test_cli_bench_model_line)
     CHECK_MSG(rc == 1 && strstr(err, "nope"), "bad --act: exit %d, stderr %s", rc, err);
     free(out);
     free(err);
+    /* --ab: a switch on and off in alternate passes, one line per thread count */
+    rc = apb_test_cli_run("bench --model convnet --quant apb --act binary --batch 4 --reps 4 --ab split", &out, &err);
+    CHECK_MSG(rc == 0, "--ab split: exit %d: %s", rc, err);
+    double on, off, ratio, pct;
+    for (int t = 1; t <= 2; t++) {
+        char key[16];
+        snprintf(key, sizeof key, "threads=%d ", t);
+        const char *l = strstr(out, key);
+        CHECK_MSG(l && strstr(out, "op=ab switch=split model=convnet"), "no --ab line for %d threads in:\n%s", t, out);
+        const char *v = strstr(l, "on_ms_median=");
+        CHECK(v && sscanf(v, "on_ms_median=%lf off_ms_median=%lf off_over_on=%lf on_faster_pct=%lf", &on, &off,
+                          &ratio, &pct) == 4);
+        CHECK_MSG(on > 0 && off > 0 && pct >= 0 && pct <= 100, "on %g off %g pairs won %g%%", on, off, pct);
+        CHECK_CLOSE(ratio, off / on, 0.002, 0.01);
+    }
+    free(out);
+    free(err);
+    rc = apb_test_cli_run("bench --model convnet --ab nope", &out, &err);
+    CHECK_MSG(rc == 2 && strstr(err, "nope"), "bad --ab: exit %d, stderr %s", rc, err);
+    free(out);
+    free(err);
     return 0;
 }
 

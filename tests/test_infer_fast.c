@@ -448,7 +448,8 @@ APB_TEST(test_infer_fast_fused_residual_add)
  * place (apb_bgemm_ind_f32, wide output rows): bit for bit the packed GEMM
  * (APBRT_IND=0 against =1, read at each run), with and without outliers and
  * padding, odd maps, M not a multiple of the kernel's 8 rows, batch 1 and 3,
- * 1 and 2 threads; and within rounding of the naive reference. */
+ * 1 and 2 threads (one image on 2: also with apbrt_bands_off, the stages
+ * unfused); and within rounding of the naive reference. */
 APB_TEST(test_infer_fast_inplace_binary_conv)
 {
     static const int gs[][6] = {
@@ -475,6 +476,7 @@ APB_TEST(test_infer_fast_inplace_binary_conv)
         t.d.output_slot = 3;
         float *x = malloc(sizeof(float) * NB * in), *want = malloc(sizeof(float) * NB * K);
         float *a = malloc(sizeof(float) * NB * K), *b = malloc(sizeof(float) * NB * K);
+        float *c = malloc(sizeof(float) * K);
         ti_input(&r, x, NB * in);
         ti_reference_batch(&t.d, x, NB, want, K);
         apbrt_model *m;
@@ -490,16 +492,23 @@ APB_TEST(test_infer_fast_inplace_binary_conv)
                 setenv("APBRT_IND", "1", 1);
                 int r1 = apbrt_run(m, x, n, b);
                 unsetenv("APBRT_IND");
+                /* one image on 2 threads: the fused units against the stages apart */
+                apbrt_bands_off = 1;
+                int r2 = th == 2 && n == 1 ? apbrt_run(m, x, n, c) : 0;
+                apbrt_bands_off = 0;
                 apbrt_set_threads(saved);
                 CHECK_OK(r0);
                 CHECK_OK(r1);
+                CHECK_OK(r2);
                 CHECK_MSG(memcmp(a, b, sizeof(float) * n * K) == 0,
                           "M%d %dx%d k%d p%d, %d images, %d threads: in place != packed", M, H, W, k, p, n, th);
+                CHECK_MSG(!(th == 2 && n == 1) || memcmp(c, b, sizeof(float) * K) == 0,
+                          "M%d %dx%d k%d p%d: stages apart != fused", M, H, W, k, p);
                 double e = ti_relerr(b, want, (long)n * K);
                 CHECK_MSG(e <= 1e-4, "M%d %dx%d k%d p%d: relative error %.3g", M, H, W, k, p, e);
             }
         apbrt_free(m);
-        free(x), free(want), free(a), free(b);
+        free(x), free(want), free(a), free(b), free(c);
         ti_free(&t);
     }
     return 0;
