@@ -170,6 +170,8 @@ typedef struct {
     long istride, ldimg;
     int nimg;
     void (*ikern)(int, int, int, const uint64_t *, int, const uint64_t *, const long *, int32_t *, int);
+    /* or NULL: ikern storing its sums (the first K block) */
+    void (*ikern0)(int, int, int, const uint64_t *, int, const uint64_t *, const long *, int32_t *, int);
 } bg_job;
 
 #define IND_MR 8 /* the in-place kernels' register tile: 8 rows x 3 panels */
@@ -264,9 +266,12 @@ static void run_tile(const bg_job *jb, long b, int m0, int mc, int n0, int nc, i
     int mr = ind ? IND_MR : t->mr[kind], np = ind ? IND_NP : t->np[kind];
     int npan = (nc + 7) / 8;
     const uint64_t *sb = ind ? jb->isrc + b * jb->istride + n0 : NULL;
-    if (npan * 8 >= BG_NC - 16) /* the tile's rows, or just the panels' columns of each */
+    /* kernels that store their first K block's sums write every accumulator the
+     * epilogue reads (mc rows, the panels' columns): no zeroed tile */
+    int st0 = ind ? jb->ikern0 != NULL : t->fn0[kind] != NULL && !jb->split;
+    if (!st0 && npan * 8 >= BG_NC - 16) /* the tile's rows, or just the panels' columns of each */
         memset(acc, 0, sizeof(int32_t) * (size_t)mc * BG_NC);
-    else
+    else if (!st0)
         for (int r = 0; r < mc; r++)
             memset(acc + (size_t)r * BG_NC, 0, sizeof(int32_t) * 8 * (size_t)npan);
     for (int k0 = 0; k0 < jb->KW; k0 += jb->KC) {
@@ -280,13 +285,15 @@ static void run_tile(const bg_job *jb, long b, int m0, int mc, int n0, int nc, i
                 size_t aoff = (size_t)(m0 + ir) * lda + k0;
                 int32_t *at = acc + (size_t)ir * BG_NC + jr * 8;
                 if (ind) {
-                    jb->ikern(mrr, npg, kc, jb->A->sgn + aoff, lda, sb + jr * 8, jb->iboff + k0, at, BG_NC);
+                    (k0 == 0 && st0 ? jb->ikern0 : jb->ikern)(mrr, npg, kc, jb->A->sgn + aoff, lda, sb + jr * 8,
+                                                            jb->iboff + k0, at, BG_NC);
                     continue;
                 }
                 const uint64_t *as = jb->split ? jb->alo + aoff : jb->A->sgn + aoff;
                 const uint64_t *am = jb->split ? jb->ahi + aoff
                                      : kind == APB_BGEMM_2X2 ? jb->A->mag + aoff : NULL;
-                t->fn[kind](mrr, npg, kc, as, am, lda, bp + (size_t)jr * kc * 8 * jb->planes, at, BG_NC);
+                (k0 == 0 && st0 ? t->fn0[kind] : t->fn[kind])(mrr, npg, kc, as, am, lda,
+                                                              bp + (size_t)jr * kc * 8 * jb->planes, at, BG_NC);
             }
         }
     }
@@ -465,7 +472,8 @@ apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat 
                  .ldimg = ldimg, .nimg = nimg, .grain = ep ? ep->grain : 0,
                  .band_rows = ep ? ep->band_rows : 0, .band_m = ep ? ep->band_m : 0,
                  .unit_done = ep ? ep->unit_done : NULL, .ctx = ep ? ep->ctx : NULL,
-                 .ikern = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern_avx512 : ind_kern_ref};
+                 .ikern = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern_avx512 : ind_kern_ref,
+                 .ikern0 = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern0_avx512 : NULL};
     return run_tiles(&jb, "apb_bgemm_ind_f32");
 }
 

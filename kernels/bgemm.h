@@ -145,6 +145,9 @@ typedef void (*apb_bgemm_kern_fn)(int mr, int np, int kc, const uint64_t *as,
                                   int32_t *acc, int ldacc);
 typedef struct {
     apb_bgemm_kern_fn fn[APB_BGEMM_KINDS];
+    /* or NULL: the same, storing acc[...] = L instead of adding (the first K
+     * block: the driver zeroes no tile first) */
+    apb_bgemm_kern_fn fn0[APB_BGEMM_KINDS];
     int mr[APB_BGEMM_KINDS]; /* register-tile rows */
     int np[APB_BGEMM_KINDS]; /* register-tile width in 8-column panels */
     int split1x1;            /* 1x1 takes nibble-split operands (above) */
@@ -157,6 +160,9 @@ extern const apb_bgemm_kernels apb_bgemm_kernels_avx512;
  * src[boff[j] + c]) over j < kc, r < mr <= 8, c < 8*np, np <= 3. */
 void apb_bgemm_ind_kern_avx512(int mr, int np, int kc, const uint64_t *as, int lda,
                                const uint64_t *src, const long *boff, int32_t *acc, int ldacc);
+/* The same, storing acc[...] = the sum (the first K block). */
+void apb_bgemm_ind_kern0_avx512(int mr, int np, int kc, const uint64_t *as, int lda,
+                                const uint64_t *src, const long *boff, int32_t *acc, int ldacc);
 
 /* AMX-INT8 path (bgemm_amx_avx512.c), taken at APB_ISA_AVX512 when the CPU and
  * OS support AMX (and AVX512-BITALG). Default: automatic, i.e. used where it

@@ -22,9 +22,19 @@ AI void add_out(int32_t *acc, __m512i v)
     _mm256_storeu_si256((__m256i *)acc, _mm256_add_epi32(o, _mm512_cvtepi64_epi32(v)));
 }
 
+/* acc[0..7] = the lanes of v (ST: the first K block, no zeroed tile to add to),
+ * or += them. */
+AI void put_out(int32_t *acc, __m512i v, const int ST)
+{
+    if (ST)
+        _mm256_storeu_si256((__m256i *)acc, _mm512_cvtepi64_epi32(v));
+    else
+        add_out(acc, v);
+}
+
 /* B word j of panel p (8 columns) at b + p*kc*8 + j*8 when packed (boff NULL),
  * or at b + boff[j] + p*8 when read in place (apb_bgemm_ind_f32). */
-AI void t1x1(const int MR, const int NP, int kc, const uint64_t *as, int lda, const uint64_t *b,
+AI void t1x1(const int MR, const int NP, const int ST, int kc, const uint64_t *as, int lda, const uint64_t *b,
              const long *boff, int32_t *acc, int ldacc)
 {
     __m512i c[8][3];
@@ -53,40 +63,52 @@ AI void t1x1(const int MR, const int NP, int kc, const uint64_t *as, int lda, co
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 3
         for (int p = 0; p < NP; p++)
-            add_out(acc + r * ldacc + p * 8, c[r][p]);
+            put_out(acc + r * ldacc + p * 8, c[r][p], ST);
 }
 
-void apb_bgemm_ind_kern_avx512(int mr, int np, int kc, const uint64_t *as, int lda,
-                               const uint64_t *src, const long *boff, int32_t *acc, int ldacc)
+AI void ind_any(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *src, const long *boff,
+             int32_t *acc, int ldacc, const int ST)
 {
     if (mr == 8) { /* 8 rows: the full tile, or its last panels */
         if (np == 3)
-            t1x1(8, 3, kc, as, lda, src, boff, acc, ldacc);
+            t1x1(8, 3, ST, kc, as, lda, src, boff, acc, ldacc);
         else if (np == 2)
-            t1x1(8, 2, kc, as, lda, src, boff, acc, ldacc);
+            t1x1(8, 2, ST, kc, as, lda, src, boff, acc, ldacc);
         else
-            t1x1(8, 1, kc, as, lda, src, boff, acc, ldacc);
+            t1x1(8, 1, ST, kc, as, lda, src, boff, acc, ldacc);
         return;
     }
     for (int r = 0; r < mr; r++) {
         int p = 0;
         for (; p + 3 <= np; p += 3)
-            t1x1(1, 3, kc, as + (size_t)r * lda, lda, src + p * 8, boff, acc + r * ldacc + p * 8, ldacc);
+            t1x1(1, 3, ST, kc, as + (size_t)r * lda, lda, src + p * 8, boff, acc + r * ldacc + p * 8, ldacc);
         for (; p < np; p++)
-            t1x1(1, 1, kc, as + (size_t)r * lda, lda, src + p * 8, boff, acc + r * ldacc + p * 8, ldacc);
+            t1x1(1, 1, ST, kc, as + (size_t)r * lda, lda, src + p * 8, boff, acc + r * ldacc + p * 8, ldacc);
     }
 }
 
-static void kern_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
-                     const uint64_t *bp, int32_t *acc, int ldacc)
+void apb_bgemm_ind_kern_avx512(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *src,
+                               const long *boff, int32_t *acc, int ldacc)
+{
+    ind_any(mr, np, kc, as, lda, src, boff, acc, ldacc, 0);
+}
+
+void apb_bgemm_ind_kern0_avx512(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *src,
+                                const long *boff, int32_t *acc, int ldacc)
+{
+    ind_any(mr, np, kc, as, lda, src, boff, acc, ldacc, 1);
+}
+
+AI void k1x1(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *bp, int32_t *acc, int ldacc,
+             const int ST)
 {
     if (mr == 8) {
         if (np == 3)
-            t1x1(8, 3, kc, as, lda, bp, NULL, acc, ldacc);
+            t1x1(8, 3, ST, kc, as, lda, bp, NULL, acc, ldacc);
         else if (np == 2)
-            t1x1(8, 2, kc, as, lda, bp, NULL, acc, ldacc);
+            t1x1(8, 2, ST, kc, as, lda, bp, NULL, acc, ldacc);
         else
-            t1x1(8, 1, kc, as, lda, bp, NULL, acc, ldacc);
+            t1x1(8, 1, ST, kc, as, lda, bp, NULL, acc, ldacc);
         return;
     }
     for (int r = 0; r < mr; r++) {
@@ -94,16 +116,28 @@ static void kern_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t 
         int32_t *o = acc + r * ldacc;
         int p = 0;
         for (; p + 3 <= np; p += 3)
-            t1x1(1, 3, kc, a, lda, bp + (size_t)p * kc * 8, NULL, o + p * 8, ldacc);
+            t1x1(1, 3, ST, kc, a, lda, bp + (size_t)p * kc * 8, NULL, o + p * 8, ldacc);
         for (; p < np; p++)
-            t1x1(1, 1, kc, a, lda, bp + (size_t)p * kc * 8, NULL, o + p * 8, ldacc);
+            t1x1(1, 1, ST, kc, a, lda, bp + (size_t)p * kc * 8, NULL, o + p * 8, ldacc);
     }
+}
+
+static void kern_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
+                     const uint64_t *bp, int32_t *acc, int ldacc)
+{
+    k1x1(mr, np, kc, as, lda, bp, acc, ldacc, 0);
+}
+
+static void kern0_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
+                      const uint64_t *bp, int32_t *acc, int ldacc)
+{
+    k1x1(mr, np, kc, as, lda, bp, acc, ldacc, 1);
 }
 
 /* (a ^ s) & g: truth table over (A=a, B=s, C=g) = (0xF0 ^ 0xCC) & 0xAA */
 #define TL_XOR_AND 0x28
 
-AI void t1x2(const int MR, const int NP, int kc, const uint64_t *as, int lda, const uint64_t *bp,
+AI void t1x2(const int MR, const int NP, const int ST, int kc, const uint64_t *as, int lda, const uint64_t *bp,
              int32_t *acc, int ldacc)
 {
     __m512i ct[4][2], cm[4][2];
@@ -135,21 +169,31 @@ AI void t1x2(const int MR, const int NP, int kc, const uint64_t *as, int lda, co
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 2
         for (int p = 0; p < NP; p++)
-            add_out(acc + r * ldacc + p * 8,
-                    _mm512_add_epi64(ct[r][p], _mm512_slli_epi64(cm[r][p], 1)));
+            put_out(acc + r * ldacc + p * 8, _mm512_add_epi64(ct[r][p], _mm512_slli_epi64(cm[r][p], 1)), ST);
+}
+
+AI void k1x2(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *bp, int32_t *acc, int ldacc,
+             const int ST)
+{
+    if (mr == 4 && np == 2) {
+        t1x2(4, 2, ST, kc, as, lda, bp, acc, ldacc);
+        return;
+    }
+    for (int r = 0; r < mr; r++)
+        for (int p = 0; p < np; p++)
+            t1x2(1, 1, ST, kc, as + (size_t)r * lda, lda, bp + (size_t)p * kc * 16, acc + r * ldacc + p * 8, ldacc);
 }
 
 static void kern_1x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
                      const uint64_t *bp, int32_t *acc, int ldacc)
 {
-    if (mr == 4 && np == 2) {
-        t1x2(4, 2, kc, as, lda, bp, acc, ldacc);
-        return;
-    }
-    for (int r = 0; r < mr; r++)
-        for (int p = 0; p < np; p++)
-            t1x2(1, 1, kc, as + (size_t)r * lda, lda, bp + (size_t)p * kc * 16,
-                 acc + r * ldacc + p * 8, ldacc);
+    k1x2(mr, np, kc, as, lda, bp, acc, ldacc, 0);
+}
+
+static void kern0_1x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
+                      const uint64_t *bp, int32_t *acc, int ldacc)
+{
+    k1x2(mr, np, kc, as, lda, bp, acc, ldacc, 1);
 }
 
 /* x & (u ^ v) over (A=x, B=u, C=v): 0xF0 & (0xCC ^ 0xAA) */
@@ -157,7 +201,7 @@ static void kern_1x2(int mr, int np, int kc, const uint64_t *as, const uint64_t 
 /* x & u & v */
 #define TL_AND3 0x80
 
-AI void t2x2(const int MR, const int NP, int kc, const uint64_t *as, const uint64_t *am, int lda,
+AI void t2x2(const int MR, const int NP, const int ST, int kc, const uint64_t *as, const uint64_t *am, int lda,
              const uint64_t *bp, int32_t *acc, int ldacc)
 {
     __m512i cx[2][2], c1[2][2], c2[2][2], cp[2][2];
@@ -198,25 +242,38 @@ AI void t2x2(const int MR, const int NP, int kc, const uint64_t *as, const uint6
             __m512i l = _mm512_add_epi64(cx[r][p], _mm512_slli_epi64(c1[r][p], 1));
             l = _mm512_add_epi64(l, _mm512_slli_epi64(c2[r][p], 3));
             l = _mm512_sub_epi64(l, _mm512_slli_epi64(cp[r][p], 1));
-            add_out(acc + r * ldacc + p * 8, l);
+            put_out(acc + r * ldacc + p * 8, l, ST);
         }
+}
+
+AI void k2x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda, const uint64_t *bp,
+             int32_t *acc, int ldacc, const int ST)
+{
+    if (mr == 2 && np == 2) {
+        t2x2(2, 2, ST, kc, as, am, lda, bp, acc, ldacc);
+        return;
+    }
+    for (int r = 0; r < mr; r++)
+        for (int p = 0; p < np; p++)
+            t2x2(1, 1, ST, kc, as + (size_t)r * lda, am + (size_t)r * lda, lda, bp + (size_t)p * kc * 16,
+                 acc + r * ldacc + p * 8, ldacc);
 }
 
 static void kern_2x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
                      const uint64_t *bp, int32_t *acc, int ldacc)
 {
-    if (mr == 2 && np == 2) {
-        t2x2(2, 2, kc, as, am, lda, bp, acc, ldacc);
-        return;
-    }
-    for (int r = 0; r < mr; r++)
-        for (int p = 0; p < np; p++)
-            t2x2(1, 1, kc, as + (size_t)r * lda, am + (size_t)r * lda, lda,
-                 bp + (size_t)p * kc * 16, acc + r * ldacc + p * 8, ldacc);
+    k2x2(mr, np, kc, as, am, lda, bp, acc, ldacc, 0);
+}
+
+static void kern0_2x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
+                      const uint64_t *bp, int32_t *acc, int ldacc)
+{
+    k2x2(mr, np, kc, as, am, lda, bp, acc, ldacc, 1);
 }
 
 const apb_bgemm_kernels apb_bgemm_kernels_avx512 = {
     .fn = {kern_1x1, kern_1x2, kern_2x2},
+    .fn0 = {kern0_1x1, kern0_1x2, kern0_2x2},
     .mr = {8, 4, 2},
     .np = {3, 2, 2},
 };
