@@ -1007,32 +1007,6 @@ static void fused_unit(void *ctx, int m0, int m1, int c0, int c1)
     }
 }
 
-/* The first failure among tasks run by a team, with its message (apb_fail's
- * message is per thread: a worker's would be lost). The unnamed critical
- * section uses the OpenMP runtime's own lock, so libapbrt.so exports nothing
- * for it. */
-typedef struct {
-    apb_status st;
-    char msg[256];
-} chunk_err;
-
-static void chunk_fail(chunk_err *e, apb_status s)
-{
-    if (s == APB_OK)
-        return;
-#pragma omp critical
-    {
-        if (e->st == APB_OK) {
-            e->st = s;
-            snprintf(e->msg, sizeof e->msg, "%s", apb_errmsg());
-        }
-    }
-}
-
-static apb_status chunk_status(const chunk_err *e)
-{
-    return e->st == APB_OK ? APB_OK : apb_fail(e->st, "%s", e->msg);
-}
 
 /* A compressed conv's batch, run as chunks of images (run_chunks): the layer,
  * its input and output, its pad pattern (bit convs: the pattern of at least a
@@ -1077,17 +1051,17 @@ static apb_status run_chunks(const conv_job *j, chunk_fn fn, int n, int nb, int 
             APB_TRY(fn(j, b0, n - b0 < nb ? n - b0 : nb, 0, nth));
         return APB_OK;
     }
-    chunk_err err = {APB_OK, ""};
+    apbrt_team_err err = {APB_OK, ""};
 #pragma omp parallel num_threads(nth)
     {
         int me = apb_thread_num();
 #pragma omp for schedule(dynamic, 1)
         for (int ch = 0; ch < nch; ch++) {
             int b0 = ch * nb;
-            chunk_fail(&err, fn(j, b0, n - b0 < nb ? n - b0 : nb, me, 1));
+            apbrt_team_fail(&err, fn(j, b0, n - b0 < nb ? n - b0 : nb, me, 1));
         }
     }
-    return chunk_status(&err);
+    return apbrt_team_status(&err);
 }
 
 /* The channel-packed bits the byte planes are made from (binary or 2-bit input
@@ -1175,16 +1149,16 @@ static apb_status conv_chunk(const conv_job *j, int b0, int cnt, int copy, int n
     /* pack the chunk's images (the packers' scratch is per thread); one image
      * is packed by a call of its own, which splits it over the threads itself
      * when nth > 1 */
-    chunk_err err = {APB_OK, ""};
+    apbrt_team_err err = {APB_OK, ""};
     if (cnt == 1)
-        chunk_fail(&err, pack_image(L, f, inc, z0, z1, asgn, amag));
+        apbrt_team_fail(&err, pack_image(L, f, inc, z0, z1, asgn, amag));
 #pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
     for (long b = 0; b < (cnt > 1 ? cnt : 0); b++) {
         size_t o = (size_t)b * ohw * ld, zo = (size_t)b * zw;
-        chunk_fail(&err, pack_image(L, f, inc + b * in_sz, z0 ? z0 + zo : NULL, z1 ? z1 + zo : NULL,
+        apbrt_team_fail(&err, pack_image(L, f, inc + b * in_sz, z0 ? z0 + zo : NULL, z1 ? z1 + zo : NULL,
                                     asgn + o, amag ? amag + o : NULL));
     }
-    APB_TRY(chunk_status(&err));
+    APB_TRY(apbrt_team_status(&err));
     float *Y = cnt == 1 ? outc : w->y + copy * j->yc;
     fused_post fp;
     apb_bgemm_epilogue ep = conv_ep(j, j->pad ? &padb : NULL, cnt, copy, f->OW, inc, Y, Nc, outc, nth, &fp);
@@ -1204,16 +1178,16 @@ static apb_status conv_ind_chunk(const conv_job *j, int b0, int cnt, int copy, i
     long in_sz = (long)L->ic * L->ih * L->iw, ncol = f->incol, Nc = cnt * ncol;
     const float *inc = j->in + (long)b0 * in_sz;
     uint64_t *zq = w->zq + copy * j->zqc;
-    chunk_err err = {APB_OK, ""};
+    apbrt_team_err err = {APB_OK, ""};
     /* 64 channels, stride 1: the channel-packed image is the plane (prepare_ind);
      * the words past it (the kernel's slack) may hold an earlier layer's: only
      * the dropped columns (ow >= OW, q >= ncol) read them */
     if (cnt == 1)
-        chunk_fail(&err, apb_bitpack_chan(&f->g, inc, L->r.act_step, 1, zq, NULL));
+        apbrt_team_fail(&err, apb_bitpack_chan(&f->g, inc, L->r.act_step, 1, zq, NULL));
 #pragma omp parallel for num_threads(nth) if (cnt > 1 && nth > 1) schedule(static)
     for (long b = 0; b < (cnt > 1 ? cnt : 0); b++)
-        chunk_fail(&err, apb_bitpack_chan(&f->g, inc + b * in_sz, L->r.act_step, 1, zq + b * f->istride, NULL));
-    APB_TRY(chunk_status(&err));
+        apbrt_team_fail(&err, apb_bitpack_chan(&f->g, inc + b * in_sz, L->r.act_step, 1, zq + b * f->istride, NULL));
+    APB_TRY(apbrt_team_status(&err));
     apb_bitmat A = {f->wsgn, NULL, f->ld};
     float *Y = w->y + copy * j->yc, *outc = j->out + (long)b0 * M * f->OH * f->OW;
     fused_post fp;

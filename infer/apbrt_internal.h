@@ -215,6 +215,16 @@ apb_status apbrt_fast_prepare(apbrt_model *m);
 /* 1 when layer L runs on its fast path now (not the reference path, the exact mode
  * of an S8D layer, or an S8D layer without a fast integer kernel). */
 int apbrt_fast_runs(const apbrt_model *m, const apbrt_rt_layer *L);
+/* The first failure among a team's tasks, with its message (apb_fail's message
+ * is per thread: a worker's would be lost): apbrt_team_fail records it (the
+ * first one wins), apbrt_team_status returns it on the calling thread. */
+typedef struct {
+    apb_status st;
+    char msg[256];
+} apbrt_team_err;
+void apbrt_team_fail(apbrt_team_err *e, apb_status s);
+apb_status apbrt_team_status(const apbrt_team_err *e);
+
 /* Nonzero: one-image bit convs on a team split as before session 17 (tiles and
  * residual tasks to whichever thread is free) instead of claiming the same
  * units in every stage. For paired A/B timing (apb bench --ab bands) and tests. */

@@ -605,14 +605,9 @@ static long live_size(const apbrt_model *m, int k, int s)
     return 0;
 }
 
-/* The first failure in a team, with its message (apb_fail's message is per
- * thread). */
-typedef struct {
-    apb_status st;
-    char msg[256];
-} chunk_err;
-
-static void team_fail(chunk_err *e, apb_status s)
+/* apbrt_internal.h: a team's first failure. The unnamed critical section uses
+ * the OpenMP runtime's own lock, so libapbrt.so exports nothing for it. */
+void apbrt_team_fail(apbrt_team_err *e, apb_status s)
 {
     if (s == APB_OK)
         return;
@@ -623,6 +618,11 @@ static void team_fail(chunk_err *e, apb_status s)
             snprintf(e->msg, sizeof e->msg, "%s", apb_errmsg());
         }
     }
+}
+
+apb_status apbrt_team_status(const apbrt_team_err *e)
+{
+    return e->st == APB_OK ? APB_OK : apb_fail(e->st, "%s", e->msg);
 }
 
 /* Thread t's copy of m for a split batch's images in parallel (t >= 1): the
@@ -702,7 +702,7 @@ static int images_parallel(apbrt_model *m, const float *x, int n, int k, int nth
             before[i] = m->layers[i].seconds;
     }
     long next = 0;
-    chunk_err err = {APB_OK, ""};
+    apbrt_team_err err = {APB_OK, ""};
 #pragma omp parallel num_threads(nth)
     {
         int me = apb_thread_num();
@@ -712,7 +712,7 @@ static int images_parallel(apbrt_model *m, const float *x, int n, int k, int nth
         float *const *sl = me == 0 ? m->slots1 : c->slots;
         for (long b; st == APB_OK && (b = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < n;)
             st = (apb_status)image_part(m, c, sl, x, b, k, live);
-        team_fail(&err, st);
+        apbrt_team_fail(&err, st);
         apb_threads_solo(0);
     }
     if (before) {
@@ -724,7 +724,7 @@ static int images_parallel(apbrt_model *m, const float *x, int n, int k, int nth
         }
         free(before);
     }
-    return err.st == APB_OK ? 0 : (int)apb_fail(err.st, "%s", err.msg);
+    return (int)apbrt_team_status(&err);
 }
 
 /* One pass: a batch of n images through the network. Where the model has
