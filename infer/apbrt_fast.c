@@ -919,13 +919,17 @@ int apbrt_bands_off;
  * (apb_bgemm_epilogue's bands), its residual and epilogue (fused per unit) and
  * its planes (nu units of phase rows): ur output rows (of g GEMM columns each:
  * about a tile's width) x mb output channels, cut until a team has 4 units a
- * thread. */
+ * thread. packed: the GEMM packs B per tile (not in place), so M is not cut
+ * (each of its blocks would pack the same columns again: measured 1.5x the
+ * time on the 14 x 14 layers), rows only, at least 2 units a thread (units
+ * down to one register tile's 24 columns); ur 0 when the map has too few rows
+ * for that (the caller keeps the stages apart). */
 typedef struct {
     int ur, mb;
     long nu, nmb;
 } band_plan;
 
-static band_plan plan_bands(const apbrt_fast *f, int M, int g, int nth)
+static band_plan plan_bands(const apbrt_fast *f, int M, int g, int nth, int packed)
 {
     /* rows per unit: from a tile's width of rows to 4 tiles' (a unit's results
      * stay in the cache for its epilogue), those that give the map the fewest
@@ -941,6 +945,15 @@ static band_plan plan_bands(const apbrt_fast *f, int M, int g, int nth)
             best = tiles, b.ur = ur;
     }
     b.nu = (OH + b.ur - 1) / b.ur;
+    if (packed) {
+        int lo3 = (24 + g - 1) / g; /* fewer rows a unit, down to one 24-column register tile */
+        while (b.nu < 2L * nth && b.ur > lo3)
+            b.ur--, b.nu = (OH + b.ur - 1) / b.ur;
+        if (b.nu < 2L * nth)
+            b.ur = 0;
+        b.nmb = 1;
+        return b;
+    }
     while (b.mb > 32 && b.mb % 32 == 0 && b.nu * ((M + b.mb - 1) / b.mb) < 4L * nth)
         b.mb /= 2;
     b.nmb = (M + b.mb - 1) / b.mb;
@@ -961,13 +974,16 @@ static void planes_one(const apbrt_rt_layer *L, const apbrt_fast *f, const float
             build_planes(L, f, x, c, xq);
         return;
     }
+    /* units: the GEMM's row units x blocks of 16 channels, rows first (a map of
+     * one or two row units still splits over a team) */
+    long ncb = L->ic / 16;
     apb_claims cp;
-    apb_claims_init(&cp, bp->nu, nth);
+    apb_claims_init(&cp, bp->nu * ncb, nth);
 #pragma omp parallel num_threads(nth) if (nth > 1 && (long)L->ic * f->plane > 8192)
     for (long i; (i = apb_claim(&cp, apb_thread_num())) >= 0;) {
-        int i0 = (int)(f->Hq * i / bp->nu), i1 = (int)(f->Hq * (i + 1) / bp->nu);
-        for (int c0 = 0; c0 < L->ic; c0 += 16)
-            apb_chan_planes(&f->g, zb, zm, c0, c0 + 16, i0, i1, (int8_t *)xq + c0 * cpl);
+        long u = i / ncb;
+        int i0 = (int)(f->Hq * u / bp->nu), i1 = (int)(f->Hq * (u + 1) / bp->nu), c0 = (int)(i % ncb) * 16;
+        apb_chan_planes(&f->g, zb, zm, c0, c0 + 16, i0, i1, (int8_t *)xq + c0 * cpl);
     }
 }
 
@@ -1092,7 +1108,9 @@ static apb_bgemm_epilogue conv_ep(const conv_job *j, const apb_bitconv_pad *pad,
     apb_bgemm_epilogue ep = {f->scale, NULL, pad, 0, 0, 0, NULL, NULL};
     if (cnt != 1 || nth < 2 || apbrt_bands_off) /* one thread: fused measured 1% slower */
         return ep;
-    band_plan bp = plan_bands(f, L->r.cout, g, nth);
+    band_plan bp = plan_bands(f, L->r.cout, g, nth, !j->ind);
+    if (!bp.ur)
+        return ep;
     ep.grain = g, ep.band_rows = bp.ur, ep.band_m = bp.mb;
     *fp = (fused_post){L, f, NULL, Y, ldy, g, out, apb_spmm_offset_kernel(), apb_spmm_offset_i8_kernel(),
                        apb_spmm_offset_q8_kernel()};
