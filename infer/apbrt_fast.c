@@ -49,7 +49,11 @@
  * registers and a 4 KB stack tile, and the epilogue consumes it at once: no
  * residual image goes through memory. Tasks are (image, band of output rows,
  * block of channels): a band's rows of the planes (~512 wide pixels of every
- * channel) stay in L2 while its channel blocks read them.
+ * channel) stay in L2 while its channel blocks read them. One image on a team
+ * instead cuts every stage into the same units of rows (x channels), claimed
+ * alike (plan_bands, apb_claims): the planes first, then the GEMM, which runs
+ * the residual and epilogue of each unit on the thread that computed it
+ * (fused_unit), so no stage reads another core's results but at a unit's edge.
  * Each output sums its row's outliers in CSR order from 0, then the epilogue
  * adds it to the GEMM result and applies bias, folded BN and ReLU/hardtanh,
  * so results do not depend on the thread count or the batch.
