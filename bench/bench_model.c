@@ -140,6 +140,27 @@ static int timed_passes(apbrt_model *m, const float *x, int batch, float *logits
     return 0;
 }
 
+/* The batch's input (one random image per slot, the same for every setting)
+ * and its logits; 1 (said) when out of memory. */
+static int bench_buffers(apbrt_model *m, int batch, float **x, float **logits)
+{
+    int C, H, W;
+    apbrt_input_shape(m, &C, &H, &W);
+    long in_sz = (long)C * H * W;
+    *x = malloc(sizeof(float) * (size_t)(in_sz * batch));
+    *logits = malloc(sizeof(float) * (size_t)apbrt_num_classes(m) * batch);
+    if (!*x || !*logits) {
+        fprintf(stderr, "apb bench: out of memory for a batch of %d\n", batch);
+        free(*x), free(*logits);
+        return 1;
+    }
+    apb_rng r;
+    apb_rng_seed(&r, 12345);
+    for (long i = 0; i < in_sz * batch; i++)
+        (*x)[i] = apb_rng_normal(&r);
+    return 0;
+}
+
 /* --ab SWITCH: one of the runtime's switches on and off in alternate passes
  * (the order swapped every other pair), so both settings see the same moments
  * of a shared host; their medians, the ratio and the share of pairs the
@@ -156,19 +177,14 @@ static void ab_set(const char *which, int on)
 
 static int bench_ab(apbrt_model *m, const bench_info *bi, int batch, int threads, int reps, const char *which)
 {
-    int C, H, W, K = apbrt_num_classes(m), rc = 1;
-    apbrt_input_shape(m, &C, &H, &W);
-    long in_sz = (long)C * H * W;
-    float *x = malloc(sizeof(float) * (size_t)(in_sz * batch));
-    float *logits = malloc(sizeof(float) * (size_t)K * batch);
+    int rc = 1;
+    float *x, *logits;
     double *t[2] = {NULL, NULL}, warm = 0, won = 0;
-    apb_rng r;
-    apb_rng_seed(&r, 12345);
-    for (long i = 0; x && i < in_sz * batch; i++)
-        x[i] = apb_rng_normal(&r);
+    if (bench_buffers(m, batch, &x, &logits))
+        return 1;
     apbrt_set_threads(threads);
     ab_set(which, 0);
-    if (!x || !logits || warm_up(m, x, batch, logits, &warm))
+    if (warm_up(m, x, batch, logits, &warm))
         goto out;
     ab_set(which, 1);
     if (warm_up(m, x, batch, logits, &warm))
@@ -208,19 +224,11 @@ static int bench_one(apbrt_model *m, apbrt_model *dense, const bench_info *bi, i
 {
     int C, H, W, L = apbrt_num_layers(m), K = apbrt_num_classes(m);
     apbrt_input_shape(m, &C, &H, &W);
-    long in_sz = (long)C * H * W;
-    float *x = malloc(sizeof(float) * (size_t)(in_sz * batch));
-    float *logits = malloc(sizeof(float) * (size_t)K * batch);
+    float *x, *logits;
     double *t = NULL, *ct = NULL, *lt = NULL, *tmp = NULL, *td = NULL, *ctd = NULL;
     int rc = 1, dreps = 0;
-    if (!x || !logits) {
-        fprintf(stderr, "apb bench: out of memory for a batch of %d\n", batch);
-        goto out;
-    }
-    apb_rng r;
-    apb_rng_seed(&r, 12345);
-    for (long i = 0; i < in_sz * batch; i++)
-        x[i] = apb_rng_normal(&r);
+    if (bench_buffers(m, batch, &x, &logits))
+        return 1;
     apbrt_set_threads(threads);
     double warm = 0;
     if (warm_up(m, x, batch, logits, &warm))
@@ -523,14 +531,9 @@ int apb_bench_model(int argc, char **argv)
     if (apbrt_uses_reference(m))
         fprintf(stderr, "apb bench: note: APBRT_REFERENCE is set, timing the float reference path\n");
     rc = 0;
-    if (ab)
-        for (int t = threads > 0 ? threads : 1; t <= (threads > 0 ? threads : 2) && !rc; t++)
-            rc = bench_ab(m, &bi, batch, t, reps, ab);
-    else if (threads > 0)
-        rc = bench_one(m, dense, &bi, batch, threads, reps, table);
-    else
-        for (int t = 1; t <= 2 && !rc; t++)
-            rc = bench_one(m, dense, &bi, batch, t, reps, table);
+    /* the given thread count, else 1 and 2 */
+    for (int t = threads > 0 ? threads : 1; t <= (threads > 0 ? threads : 2) && !rc; t++)
+        rc = ab ? bench_ab(m, &bi, batch, t, reps, ab) : bench_one(m, dense, &bi, batch, t, reps, table);
 out:
     apbrt_free(m);
     apbrt_free(dense);

@@ -66,15 +66,6 @@ int apb_thread_num(void)
 #endif
 }
 
-int apb_team_size(void)
-{
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-
 int apb_in_parallel(void)
 {
 #ifdef _OPENMP

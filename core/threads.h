@@ -17,13 +17,8 @@ void apb_threads_solo(int on);
 /* The calling thread's number in the current OpenMP team (0 outside one or
  * without OpenMP). */
 int apb_thread_num(void);
-/* The current OpenMP team's size (1 outside one or without OpenMP). */
-int apb_team_size(void);
-/* Part `me` of nth contiguous runs that cut n units: [*lo, *hi), me < nth. A batch-1
- * layer cuts its output rows this way in every stage (the bit GEMM's column
- * bands, the residual, the epilogue), so what a thread writes is what it reads
- * next, in its own core's cache: moving a stage's data to the other core cost
- * 3x its time on the machines measured (docs/INFERENCE.md, session 17). */
+/* Part `me` of nth contiguous runs that cut n units: [*lo, *hi), me < nth: the
+ * bands of apb_claims. */
 static inline void apb_split_even(long n, int me, int nth, long *lo, long *hi)
 {
     /* the runs of OpenMP's schedule(static) in libgomp: the first n % nth one
@@ -36,10 +31,11 @@ static inline void apb_split_even(long n, int me, int nth, long *lo, long *hi)
  * takes its own band's units (apb_split_even) in order, then, when those run
  * out, the rest of the other bands'. With threads of equal speed that is the
  * static split, so two stages claiming the same units keep each thread on the
- * same rows; a thread the host holds up gets its band finished by the others
- * (a static split would wait for it: on a shared host that halved the gain of
- * a second thread, docs/INFERENCE.md, session 17). Set up by apb_claims_init
- * before the team starts, read by every member with apb_claim. */
+ * same rows, in its own core's cache (moving a stage's data to the other core
+ * cost 3x its time, docs/INFERENCE.md, session 17); a thread the host holds up
+ * gets its band finished by the others (a static split would wait for it).
+ * Set up by apb_claims_init before the team starts, read by every member with
+ * apb_claim. */
 #define APB_CLAIM_MAX 64
 typedef struct {
     int nth;
@@ -49,7 +45,8 @@ typedef struct {
         char pad[64 - sizeof(long)];
     } next[APB_CLAIM_MAX]; /* one cache line per band */
 } apb_claims;
-/* nth: the team's size (at most APB_CLAIM_MAX; more share the last bands). */
+/* nth: the team's size (bands: at most APB_CLAIM_MAX; a member past them
+ * starts at band me % bands). */
 void apb_claims_init(apb_claims *c, long n, int nth);
 /* The calling member's next unit, or -1 when none is left. */
 long apb_claim(apb_claims *c, int me);

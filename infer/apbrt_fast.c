@@ -75,10 +75,10 @@
 #include "threads.h"
 #include "winograd.h"
 
-/* What the residual's planes hold, by the layer's input quantizer: floats
- * (2-bit activations: apb_spmm_offset_kernel), bytes +1 / -1 / 0 (binary:
- * apb_spmm_offset_i8_kernel) or the 8-bit codes (apb_i8_quant4's planes:
- * apb_spmm_offset_q8_kernel). */
+/* What the residual's planes hold, by the layer's input quantizer: bytes +1 /
+ * -1 / 0 (binary: apb_spmm_offset_i8_kernel), codes with a step (8-bit:
+ * apb_i8_quant4's planes; 2-bit: 2l - 3 with step s/2; apb_spmm_offset_q8_kernel),
+ * or floats (a 2-bit step whose half is not exact: apb_spmm_offset_kernel). */
 enum { PL_F32 = 0, PL_BIN8, PL_CODE8 };
 
 /* output channels per task of the epilogue loop (a fixed split, so the work per
@@ -658,78 +658,59 @@ static void quantize_row(const float *restrict x, long cnt, long stride, int aki
     }
 }
 
-/* 2-bit codes 2l - 3 (l as quantize_row's) of n values x[i * stride]. */
+/* The 2-bit code 2l - 3 of x (l as quantize_row's). */
+static inline int8_t q2_code(float x, float s)
+{
+    float t = x / s;
+    return (int8_t)(2 * ((t >= -1.0f) + (t >= 0.0f) + (t >= 1.0f)) - 3);
+}
+
+/* The codes of n values x[i * stride] (PL_CODE8 planes of 2-bit activations). */
 static void code_row_q2(const float *restrict x, long n, long stride, float s, int8_t *restrict q)
 {
     if (stride == 1) { /* contiguous: vectorizes */
 #pragma omp simd
-        for (long i = 0; i < n; i++) {
-            float t = x[i] / s;
-            q[i] = (int8_t)(2 * ((t >= -1.0f) + (t >= 0.0f) + (t >= 1.0f)) - 3);
-        }
+        for (long i = 0; i < n; i++)
+            q[i] = q2_code(x[i], s);
         return;
     }
-    for (long i = 0; i < n; i++) {
-        float t = x[i * stride] / s;
-        q[i] = (int8_t)(2 * ((t >= -1.0f) + (t >= 0.0f) + (t >= 1.0f)) - 3);
-    }
-}
-
-/* build_planes' planes as code bytes (PL_CODE8, 2-bit activations: the 8-bit
- * convs make theirs with their GEMM's, build_planes_i8): 0 for padding. */
-static void code_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c, int8_t *xp)
-{
-    const apbrt_rec *r = &L->r;
-    int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
-    for (int a = 0; a < S; a++)
-        for (int b = 0; b < S; b++) {
-            int8_t *pl = xp + ((long)(c * S + a) * S + b) * f->plane;
-            int jlo, jhi;
-            apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
-            for (int i = 0; i < f->Hq; i++) {
-                int8_t *d = pl + (long)i * Wq;
-                int row = i * S + a - P;
-                memset(d, 0, (size_t)Wq);
-                if (row >= 0 && row < H && jhi > jlo)
-                    code_row_q2(x + ((long)c * H + row) * W + (long)jlo * S + b - P, jhi - jlo, S, r->act_step,
-                                d + jlo);
-            }
-        }
+    for (long i = 0; i < n; i++)
+        q[i] = q2_code(x[i * stride], s);
 }
 
 /* Channel c of one image x[C, H, W] -> its S*S quantized, zero-padded phase
- * planes in the image's planes xp: bytes for binary activations (PL_BIN8), else floats. */
+ * planes in the image's planes xp: bytes for binary activations (PL_BIN8), the
+ * 2-bit codes (PL_CODE8: the 8-bit convs make theirs with their GEMM's bytes,
+ * build_planes_i8), else floats. */
 static void build_planes(const apbrt_rt_layer *L, const apbrt_fast *f, const float *x, int c, void *xp)
 {
     const apbrt_rec *r = &L->r;
     int S = r->stride, P = r->pad, H = L->ih, W = L->iw, Wq = f->Wq;
+    size_t vsz = plane_bytes(f);
     if (f->pkind == PL_BIN8) {
         apb_ew_sign_planes(x + (long)c * H * W, H, W, S, P, f->Hq, Wq,
                            (int8_t *)xp + (long)c * S * S * f->plane);
         return;
     }
-    if (f->pkind == PL_CODE8) {
-        code_planes(L, f, x, c, (int8_t *)xp);
-        return;
-    }
     for (int a = 0; a < S; a++)
         for (int b = 0; b < S; b++) {
-            float *pl = (float *)xp + ((long)(c * S + a) * S + b) * f->plane;
+            char *pl = (char *)xp + ((long)(c * S + a) * S + b) * f->plane * vsz;
             int jlo, jhi;
             apb_phase_cols(W, S, P, b, Wq, &jlo, &jhi);
             for (int i = 0; i < f->Hq; i++) {
-                float *d = pl + (long)i * Wq;
+                char *d = pl + (long)i * Wq * vsz;
                 int row = i * S + a - P;
                 if (row < 0 || row >= H) {
-                    memset(d, 0, (size_t)Wq * sizeof *d);
+                    memset(d, 0, (size_t)Wq * vsz);
                     continue;
                 }
                 const float *src = x + ((long)c * H + row) * W + (long)jlo * S + b - P;
-                for (int j = 0; j < jlo; j++) /* a pixel or two: no call */
-                    d[j] = 0.0f;
-                quantize_row(src, jhi - jlo, S, r->akind, r->act_step, d + jlo);
-                for (int j = jhi; j < Wq; j++)
-                    d[j] = 0.0f;
+                memset(d, 0, (size_t)jlo * vsz); /* zeros are all-zero bits for both kinds */
+                memset(d + (long)jhi * vsz, 0, (size_t)(Wq - jhi) * vsz);
+                if (f->pkind == PL_CODE8)
+                    code_row_q2(src, jhi - jlo, S, r->act_step, (int8_t *)d + jlo);
+                else
+                    quantize_row(src, jhi - jlo, S, r->akind, r->act_step, (float *)d + jlo);
             }
         }
 }
@@ -826,11 +807,13 @@ static int chunk_rows(const apbrt_fast *f)
  * of APB_SPMM_NC wide pixels starts at an output row: it covers 64 / Wq whole
  * rows, or 64 columns of one longer row. yimg: the image's GEMM result, channel
  * c's row oh at yimg + c*ldy + oh*yrow (yrow = OW compact, Wq wide). */
-static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, apb_spmm_offset_fn fn,
-                     apb_spmm_offset_i8_fn fn8, apb_spmm_offset_q8_fn fnq, const void *xp,
-                     const float *yimg, long ldy, long yrow, float *oimg, int m0, int m1, int oh0,
-                     int oh1)
+static void res_rows(const apbrt_rt_layer *L, const apbrt_fast *f, const void *xp, const float *yimg,
+                     long ldy, long yrow, float *oimg, int m0, int m1, int oh0, int oh1)
 {
+    /* the chunk kernel for the planes' kind, at the active level */
+    apb_spmm_offset_fn fn = f->pkind == PL_F32 ? apb_spmm_offset_kernel() : NULL;
+    apb_spmm_offset_i8_fn fn8 = f->pkind == PL_BIN8 ? apb_spmm_offset_i8_kernel() : NULL;
+    apb_spmm_offset_q8_fn fnq = f->pkind == PL_CODE8 ? apb_spmm_offset_q8_kernel() : NULL;
     float acc[RES_CB * APB_SPMM_NC], cmp[APB_SPMM_NC];
     int Wq = f->Wq, OW = f->OW, rows = chunk_rows(f);
     long ohw = (long)f->OH * OW;
@@ -878,9 +861,6 @@ static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const voi
     band = (band + rows - 1) / rows * rows;
     int nband = (OH + band - 1) / band, ncb = (M + RES_CG - 1) / RES_CG;
     long tasks = (long)cnt * nband * ncb, ohw = (long)OH * f->OW;
-    apb_spmm_offset_fn fn = apb_spmm_offset_kernel();
-    apb_spmm_offset_i8_fn fn8 = apb_spmm_offset_i8_kernel();
-    apb_spmm_offset_q8_fn fnq = apb_spmm_offset_q8_kernel();
     size_t vsz = plane_bytes(f);
 #pragma omp parallel for num_threads(nth) if (nth > 1 && (long)M * cnt * ohw > 16384) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
@@ -888,14 +868,32 @@ static void res_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, const voi
         int g = (int)(t / ncb % nband), m0 = (int)(t % ncb) * RES_CG;
         int m1 = m0 + RES_CG < M ? m0 + RES_CG : M, oh0 = g * band;
         int oh1 = oh0 + band < OH ? oh0 + band : OH;
-        res_rows(L, f, fn, fn8, fnq, (const char *)xq + b * f->xp_sz * vsz, y + b * yimg, ldy, yrow,
-                 outc + b * M * ohw, m0, m1, oh0, oh1);
+        res_rows(L, f, (const char *)xq + b * f->xp_sz * vsz, y + b * yimg, ldy, yrow, outc + b * M * ohw, m0,
+                 m1, oh0, oh1);
     }
 }
 
 /* The epilogue without a residual, with res_epilogue's view of y, as tasks
  * (image, block of RES_MB channels): compact rows (yrow == OW) in one pass per
  * channel, wide ones row by row. */
+/* The epilogue without a residual of one image's channels [m0, m1), output rows
+ * [oh0, oh1), from its GEMM result yimg (res_rows' view): compact rows (yrow ==
+ * OW) in one pass per channel, wide ones row by row. */
+static void plain_rows(const apbrt_rt_layer *L, const apbrt_fast *f, const float *yimg, long ldy, long yrow,
+                       float *oimg, int m0, int m1, int oh0, int oh1)
+{
+    long ohw = (long)f->OH * f->OW;
+    for (int c = m0; c < m1; c++) {
+        const float *yc = yimg + (size_t)c * ldy + oh0 * yrow;
+        float *oc = oimg + c * ohw + (long)oh0 * f->OW;
+        if (yrow == f->OW)
+            apbrt_post_rows(L, c, yc, NULL, oc, (long)(oh1 - oh0) * f->OW);
+        else
+            for (int oh = 0; oh < oh1 - oh0; oh++)
+                apbrt_post_rows(L, c, yc + oh * yrow, NULL, oc + (long)oh * f->OW, f->OW);
+    }
+}
+
 static void plain_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, int cnt, const float *y,
                            long ldy, long yimg, long yrow, float *outc, int nth)
 {
@@ -905,15 +903,7 @@ static void plain_epilogue(const apbrt_rt_layer *L, const apbrt_fast *f, int cnt
     for (long t = 0; t < tasks; t++) {
         long b = t / mb;
         int m0 = (int)(t % mb) * RES_MB, m1 = m0 + RES_MB < M ? m0 + RES_MB : M;
-        for (int c = m0; c < m1; c++) {
-            const float *yc = y + (size_t)c * ldy + b * yimg;
-            float *oc = outc + ((size_t)b * M + c) * ohw;
-            if (yrow == f->OW)
-                apbrt_post_rows(L, c, yc, NULL, oc, ohw);
-            else
-                for (int oh = 0; oh < f->OH; oh++)
-                    apbrt_post_rows(L, c, yc + oh * yrow, NULL, oc + (long)oh * f->OW, f->OW);
-        }
+        plain_rows(L, f, y + b * yimg, ldy, yrow, outc + b * M * ohw, m0, m1, 0, f->OH);
     }
 }
 
@@ -1001,32 +991,17 @@ typedef struct {
     const float *Y;
     long ldy, yrow; /* Y's row stride, and columns per output row (OW or Wq) */
     float *out;
-    apb_spmm_offset_fn fn;
-    apb_spmm_offset_i8_fn fn8;
-    apb_spmm_offset_q8_fn fnq;
 } fused_post;
 
 static void fused_unit(void *ctx, int m0, int m1, int c0, int c1)
 {
     const fused_post *p = ctx;
-    const apbrt_rt_layer *L = p->L;
-    const apbrt_fast *f = p->f;
-    long ohw = (long)f->OH * f->OW, yrow = p->yrow;
-    int oh0 = (int)(c0 / yrow), oh1 = (int)((c1 + yrow - 1) / yrow);
-    if (p->xq) {
-        res_rows(L, f, p->fn, p->fn8, p->fnq, p->xq, p->Y, p->ldy, yrow, p->out, m0, m1, oh0, oh1);
-    } else if (yrow == f->OW) { /* compact rows: the unit in one pass per channel */
-        for (int c = m0; c < m1; c++)
-            apbrt_post_rows(L, c, p->Y + (size_t)c * p->ldy + oh0 * yrow, NULL, p->out + c * ohw + oh0 * f->OW,
-                            (long)(oh1 - oh0) * f->OW);
-    } else {
-        for (int c = m0; c < m1; c++)
-            for (int oh = oh0; oh < oh1; oh++)
-                apbrt_post_rows(L, c, p->Y + (size_t)c * p->ldy + oh * yrow, NULL, p->out + c * ohw + (long)oh * f->OW,
-                                f->OW);
-    }
+    int oh0 = (int)(c0 / p->yrow), oh1 = (int)((c1 + p->yrow - 1) / p->yrow);
+    if (p->xq)
+        res_rows(p->L, p->f, p->xq, p->Y, p->ldy, p->yrow, p->out, m0, m1, oh0, oh1);
+    else
+        plain_rows(p->L, p->f, p->Y, p->ldy, p->yrow, p->out, m0, m1, oh0, oh1);
 }
-
 
 /* A compressed conv's batch, run as chunks of images (run_chunks): the layer,
  * its input and output, its pad pattern (bit convs: the pattern of at least a
@@ -1090,7 +1065,7 @@ static apb_status run_chunks(const conv_job *j, chunk_fn fn, int n, int nb, int 
 static const uint64_t *plane_bits(const conv_job *j, int copy, const uint64_t **zm)
 {
     const apbrt_fast *f = j->f;
-    int q2 = f->pkind == PL_CODE8 && j->L->r.akind == APBRT_A_Q2 && j->w->z1;
+    int q2 = f->pkind == PL_CODE8 && j->L->r.akind == APBRT_A_Q2; /* 2-bit codes: packed with magnitudes */
     *zm = NULL;
     if (!((f->pkind == PL_BIN8 || q2) && f->chan && apb_chan_planes_ok()))
         return NULL;
@@ -1116,8 +1091,7 @@ static apb_bgemm_epilogue conv_ep(const conv_job *j, const apb_bitconv_pad *pad,
     if (!bp.ur)
         return ep;
     ep.grain = g, ep.band_rows = bp.ur, ep.band_m = bp.mb;
-    *fp = (fused_post){L, f, NULL, Y, ldy, g, out, apb_spmm_offset_kernel(), apb_spmm_offset_i8_kernel(),
-                       apb_spmm_offset_q8_kernel()};
+    *fp = (fused_post){L, f, NULL, Y, ldy, g, out};
     if (f->has_res) {
         char *xq = planes_at(j->w, f, copy * j->xqc);
         const uint64_t *zm, *zb = plane_bits(j, copy, &zm);

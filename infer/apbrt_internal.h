@@ -179,8 +179,7 @@ struct apbrt_model {
     apb_arena work;     /* workspace, resized when a larger batch arrives */
     int cap_n;
     float **slots;      /* [nslots] */
-    float **slots1;     /* [nslots] of cap_1 images: the first part of a split batch (run_batch) */
-    int cap_1;
+    float **slots1;     /* [nslots] of one image: a split batch's first part on this thread (run_batch) */
     /* the other threads' copies of the model for a split batch's images in
      * parallel (run_batch): shadow[t - 1] for thread t, made on first use */
     struct apbrt_model **shadow;

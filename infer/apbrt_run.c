@@ -12,8 +12,8 @@
  */
 #include <limits.h>
 #include <math.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -173,7 +173,6 @@ static int fast_last_only;
 void apbrt_fast_last_only(int on) { fast_last_only = on; }
 static int split_on = 1;
 void apbrt_set_split(int on) { split_on = on != 0; }
-
 
 /* Whether im2col_rows' phase buffer fits this layer. */
 static int rows_ok(const apbrt_rt_layer *L)
@@ -474,10 +473,8 @@ static void elementwise(const apbrt_rt_layer *L, const float *a, const float *b2
 
 static apb_status ensure_work(apbrt_model *m, int n)
 {
-    int n1 = apb_threads_get() < n ? apb_threads_get() : n;
-    if (n <= m->cap_n && n1 <= m->cap_1)
+    if (n <= m->cap_n)
         return APB_OK;
-    n = n > m->cap_n ? n : m->cap_n;
     apb_arena_free(&m->work);
     apb_arena_init(&m->work, "work", 1 << 16);
     m->cap_n = 0;
@@ -497,14 +494,13 @@ static apb_status ensure_work(apbrt_model *m, int n)
     m->tmp = m->max_tmp ? apb_arena_alloc(&m->work, (size_t)n * m->max_tmp * sizeof(float)) : NULL;
     if ((m->max_q && !m->qbuf) || (m->max_col && (!m->col || !m->gout)) || (m->max_tmp && !m->tmp))
         goto oom;
-    /* the split's first part: one image per thread */
-    m->cap_1 = apb_threads_get() < n ? apb_threads_get() : n;
+    /* the split's first part on the calling thread: one image */
     if (!(m->slots1 = apb_arena_alloc(&m->work, sizeof(float *) * (size_t)m->nslots)))
         goto oom;
     for (int s = 0; s < m->nslots; s++) {
         m->slots1[s] = NULL;
         if (m->slot_floats[s] &&
-            !(m->slots1[s] = apb_arena_alloc(&m->work, (size_t)m->cap_1 * m->slot_floats[s] * sizeof(float))))
+            !(m->slots1[s] = apb_arena_alloc(&m->work, (size_t)m->slot_floats[s] * sizeof(float))))
             goto oom;
     }
     m->cap_n = n;
@@ -574,12 +570,10 @@ static int run_layers(apbrt_model *m, int i0, int i1, int n, float *const *slots
 
 static int split_layer(const apbrt_model *m)
 {
-    const char *e = getenv("APBRT_SPLIT_FLOATS");
-    long lim = e && atol(e) > 0 ? atol(e) : SPLIT_FLOATS;
     int k = 0;
     for (int i = 0; i < m->nlayers; i++) {
         const apbrt_rt_layer *L = &m->layers[i];
-        if ((long)L->oc * L->oh * L->ow >= lim)
+        if ((long)L->oc * L->oh * L->ow >= SPLIT_FLOATS)
             k = i + 1;
     }
     return k < m->nlayers ? k : 0;
@@ -646,7 +640,7 @@ static apbrt_model *shadow_get(apbrt_model *m, int t)
         if (!(s = calloc(1, sizeof *s)))
             return NULL;
         *s = *m;
-        s->shadow = NULL, s->nshadow = 0, s->fast_work = NULL, s->cap_n = 0, s->cap_1 = 0;
+        s->shadow = NULL, s->nshadow = 0, s->fast_work = NULL, s->cap_n = 0;
         s->layers = malloc(sizeof *s->layers * (size_t)m->nlayers);
         s->slots = calloc((size_t)m->nslots, sizeof *s->slots);
         apb_arena_init(&s->work, "work", 1 << 16);
@@ -663,12 +657,12 @@ static apbrt_model *shadow_get(apbrt_model *m, int t)
     return s;
 }
 
-/* Layers [0, k) of image b in context c (m or a shadow), in the slots sl of
- * one image; the tensors layers [k, end) read (live[s] values per image) go
- * into m's batch slots. */
-static int image_part(apbrt_model *m, apbrt_model *c, float *const *sl, const float *x, long b, int k,
-                      const long *live)
+/* Layers [0, k) of image b in context c (m or a shadow), in c's one-image
+ * slots; the tensors layers [k, end) read (live[s] values per image) go into
+ * m's batch slots. */
+static int image_part(apbrt_model *m, apbrt_model *c, const float *x, long b, int k, const long *live)
 {
+    float *const *sl = c->slots1;
     long in0 = (long)m->in_c * m->in_h * m->in_w;
     const float *cur[APBRT_MAX_SLOTS];
     for (int s = 0; s < m->nslots; s++)
@@ -709,9 +703,8 @@ static int images_parallel(apbrt_model *m, const float *x, int n, int k, int nth
         apbrt_model *c = me == 0 ? m : m->shadow[me - 1];
         apb_threads_solo(1);
         apb_status st = me == 0 ? APB_OK : ensure_work(c, 1);
-        float *const *sl = me == 0 ? m->slots1 : c->slots;
         for (long b; st == APB_OK && (b = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < n;)
-            st = (apb_status)image_part(m, c, sl, x, b, k, live);
+            st = (apb_status)image_part(m, c, x, b, k, live);
         apbrt_team_fail(&err, st);
         apb_threads_solo(0);
     }
@@ -747,7 +740,7 @@ static int run_batch(apbrt_model *m, const float *x, int n, float *logits)
         memcpy(m->slots[0], x, (size_t)n * in0 * sizeof(float));
     else
         cur[0] = x;
-    int k = split_on ? split_layer(m) : 0, nth = m->cap_1, r;
+    int nth = apb_threads_get() < n ? apb_threads_get() : n, k = split_on ? split_layer(m) : 0, r;
     if (k > 0 && n >= 2 * nth) {
         long live[APBRT_MAX_SLOTS];
         for (int s = 0; s < m->nslots; s++)
@@ -757,7 +750,7 @@ static int run_batch(apbrt_model *m, const float *x, int n, float *logits)
                 return r;
         } else {
             for (long b = 0; b < n; b++)
-                if ((r = image_part(m, m, m->slots1, x, b, k, live)))
+                if ((r = image_part(m, m, x, b, k, live)))
                     return r;
         }
     } else {

@@ -37,22 +37,19 @@ static inline int popc(uint64_t x) { return __builtin_popcountll(x); }
 /* The set bits of n words: with the POPCNT instruction at the AVX2 level and
  * up (the portable build's __builtin_popcountll is a libgcc call: 3.6% of an
  * APB + 2-bit ResNet-18 pass went to it), else that call. */
-__attribute__((target("popcnt"))) static int pop_words_hw(const uint64_t *w, int n)
+static inline __attribute__((always_inline)) int pop_sum(const uint64_t *w, int n)
 {
-    int s = 0;
-    for (int j = 0; j < n; j++)
-        s += __builtin_popcountll(w[j]);
-    return s;
-}
-
-static int pop_words(const uint64_t *w, int n)
-{
-    if (apb_isa_active() >= APB_ISA_AVX2)
-        return pop_words_hw(w, n);
     int s = 0;
     for (int j = 0; j < n; j++)
         s += popc(w[j]);
     return s;
+}
+
+__attribute__((target("popcnt"))) static int pop_words_hw(const uint64_t *w, int n) { return pop_sum(w, n); }
+
+static int pop_words(const uint64_t *w, int n)
+{
+    return apb_isa_active() >= APB_ISA_AVX2 ? pop_words_hw(w, n) : pop_sum(w, n);
 }
 
 /* AMX switch: -1 not decided yet (environment), 0 off, 1 forced on, 2 automatic
@@ -159,9 +156,7 @@ typedef struct {
     int ldy;
     const float *scale, *bias;
     const apb_bgemm_kernels *tab;
-    int grain, band_rows, band_m; /* apb_bgemm_epilogue's */
-    void (*unit_done)(void *, int, int, int, int);
-    void *ctx;
+    apb_bgemm_epilogue ep; /* the caller's: its bands (grain, band_rows, band_m, unit_done, ctx; 0: none) */
     /* in place (apb_bgemm_ind_f32; 1x1 only): B word j of image b's column q at
      * isrc[b * istride + iboff[j] + q], results at Y + b * ldimg; isrc NULL:
      * B packed per tile from jb->B */
@@ -322,9 +317,9 @@ static apb_status run_tiles(const bg_job *jb, const char *fn)
     int M = jb->M, N = jb->N, nimg = jb->isrc ? jb->nimg : 1, nth = apb_threads_get();
     if ((double)M * N * nimg * (jb->KW > 0 ? jb->KW : 1) < 65536.0 || apb_in_parallel())
         nth = 1; /* fork/join would cost more than the product, or a team calls */
-    int bands = jb->grain > 0 && nimg == 1 && (nth > 1 || jb->unit_done); /* units claimed (apb_bgemm_epilogue) */
-    long g = jb->grain > 0 ? jb->grain : 1, ur = jb->band_rows > 0 ? jb->band_rows : 1;
-    int mb = jb->band_m > 0 && jb->band_m < M ? jb->band_m : M;
+    int bands = jb->ep.grain > 0 && nimg == 1 && (nth > 1 || jb->ep.unit_done); /* units claimed (apb_bgemm_epilogue) */
+    long g = jb->ep.grain > 0 ? jb->ep.grain : 1, ur = jb->ep.band_rows > 0 ? jb->ep.band_rows : 1;
+    int mb = jb->ep.band_m > 0 && jb->ep.band_m < M ? jb->ep.band_m : M;
     long nmb = (M + mb - 1) / mb, nu = ((N + g - 1) / g + ur - 1) / ur;
     apb_claims cl;
     if (bands)
@@ -364,8 +359,8 @@ static apb_status run_tiles(const bg_job *jb, const char *fn)
                 for (int m0 = b0; m0 < b1; m0 += mcs)
                     run_tile(jb, 0, m0, b1 - m0 < mcs ? b1 - m0 : mcs, n0, c1 - n0 < tw ? c1 - n0 : tw,
                              (int32_t *)buf, (uint64_t *)(buf + tile));
-            if (jb->unit_done)
-                jb->unit_done(jb->ctx, b0, b1, (int)(u * ur * g), c1);
+            if (jb->ep.unit_done)
+                jb->ep.unit_done(jb->ep.ctx, b0, b1, (int)(u * ur * g), c1);
         }
 #pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < (bands ? 0 : ntiles); t++) {
@@ -399,10 +394,8 @@ static apb_status run(apb_bgemm_kind kind, int M, int N, int K, const apb_bitmat
                  .KC = kind == APB_BGEMM_1X1 ? 128 : 64, .planes = kind == APB_BGEMM_1X1 ? 1 : 2,
                  .A = A, .B = B, .pad = pad, .C = C, .ldc = ldc, .Y = Y, .ldy = ldy,
                  .scale = scale, .bias = bias, .tab = kernels_active()};
-    if (ep) {
-        jb.grain = ep->grain, jb.band_rows = ep->band_rows, jb.band_m = ep->band_m;
-        jb.unit_done = ep->unit_done, jb.ctx = ep->ctx;
-    }
+    if (ep)
+        jb.ep = *ep;
     int32_t *terms = NULL;
     uint64_t *split = NULL; /* A's nibble halves [2][M][A->ld], filled by run_tiles' team */
     size_t la = (size_t)A->ld;
@@ -469,9 +462,7 @@ apb_status apb_bgemm_ind_f32(int M, int ncol, int nimg, int K, const apb_bitmat 
                  .KC = 128, .planes = 1, .A = A, .pad = pad, .Y = Y, .ldy = ldy,
                  .scale = ep ? ep->scale : NULL, .bias = ep ? ep->bias : NULL,
                  .tab = kernels_active(), .isrc = src, .iboff = boff, .istride = istride,
-                 .ldimg = ldimg, .nimg = nimg, .grain = ep ? ep->grain : 0,
-                 .band_rows = ep ? ep->band_rows : 0, .band_m = ep ? ep->band_m : 0,
-                 .unit_done = ep ? ep->unit_done : NULL, .ctx = ep ? ep->ctx : NULL,
+                 .ldimg = ldimg, .nimg = nimg, .ep = ep ? *ep : (apb_bgemm_epilogue){0},
                  .ikern = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern_avx512 : ind_kern_ref,
                  .ikern0 = apb_isa_active() == APB_ISA_AVX512 ? apb_bgemm_ind_kern0_avx512 : NULL};
     return run_tiles(&jb, "apb_bgemm_ind_f32");

@@ -66,73 +66,64 @@ AI void t1x1(const int MR, const int NP, const int ST, int kc, const uint64_t *a
             put_out(acc + r * ldacc + p * 8, c[r][p], ST);
 }
 
-AI void ind_any(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *src, const long *boff,
+/* The 1x1 tile of mr <= 8 rows and np <= 3 panels, B packed (boff NULL: panel
+ * p at b + p*kc*8) or read in place (panel p at b + p*8 through boff): 8 rows
+ * as one register tile, the full one or its last panels; fewer row by row. */
+AI void k1x1(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *b, const long *boff,
              int32_t *acc, int ldacc, const int ST)
 {
-    if (mr == 8) { /* 8 rows: the full tile, or its last panels */
+    if (mr == 8) {
         if (np == 3)
-            t1x1(8, 3, ST, kc, as, lda, src, boff, acc, ldacc);
+            t1x1(8, 3, ST, kc, as, lda, b, boff, acc, ldacc);
         else if (np == 2)
-            t1x1(8, 2, ST, kc, as, lda, src, boff, acc, ldacc);
+            t1x1(8, 2, ST, kc, as, lda, b, boff, acc, ldacc);
         else
-            t1x1(8, 1, ST, kc, as, lda, src, boff, acc, ldacc);
+            t1x1(8, 1, ST, kc, as, lda, b, boff, acc, ldacc);
         return;
     }
+    size_t ps = boff ? 8 : (size_t)kc * 8; /* panel stride in words */
     for (int r = 0; r < mr; r++) {
+        const uint64_t *a = as + (size_t)r * lda;
+        int32_t *o = acc + r * ldacc;
         int p = 0;
         for (; p + 3 <= np; p += 3)
-            t1x1(1, 3, ST, kc, as + (size_t)r * lda, lda, src + p * 8, boff, acc + r * ldacc + p * 8, ldacc);
+            t1x1(1, 3, ST, kc, a, lda, b + p * ps, boff, o + p * 8, ldacc);
         for (; p < np; p++)
-            t1x1(1, 1, ST, kc, as + (size_t)r * lda, lda, src + p * 8, boff, acc + r * ldacc + p * 8, ldacc);
+            t1x1(1, 1, ST, kc, a, lda, b + p * ps, boff, o + p * 8, ldacc);
     }
 }
 
 void apb_bgemm_ind_kern_avx512(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *src,
                                const long *boff, int32_t *acc, int ldacc)
 {
-    ind_any(mr, np, kc, as, lda, src, boff, acc, ldacc, 0);
+    k1x1(mr, np, kc, as, lda, src, boff, acc, ldacc, 0);
 }
 
 void apb_bgemm_ind_kern0_avx512(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *src,
                                 const long *boff, int32_t *acc, int ldacc)
 {
-    ind_any(mr, np, kc, as, lda, src, boff, acc, ldacc, 1);
+    k1x1(mr, np, kc, as, lda, src, boff, acc, ldacc, 1);
 }
 
-AI void k1x1(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t *bp, int32_t *acc, int ldacc,
-             const int ST)
-{
-    if (mr == 8) {
-        if (np == 3)
-            t1x1(8, 3, ST, kc, as, lda, bp, NULL, acc, ldacc);
-        else if (np == 2)
-            t1x1(8, 2, ST, kc, as, lda, bp, NULL, acc, ldacc);
-        else
-            t1x1(8, 1, ST, kc, as, lda, bp, NULL, acc, ldacc);
-        return;
+/* The table's two entries of kind K from its tile function kK (which takes the
+ * store flag last): kern_K adds the sums to the tile, kern0_K stores them (the
+ * first K block). CALL(ST) is kK's call. */
+#define KERN_PAIR(K, CALL)                                                                                  \
+    static void kern_##K(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,          \
+                         const uint64_t *bp, int32_t *acc, int ldacc)                                      \
+    {                                                                                                       \
+        (void)am;                                                                                           \
+        CALL(0);                                                                                            \
+    }                                                                                                       \
+    static void kern0_##K(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,         \
+                          const uint64_t *bp, int32_t *acc, int ldacc)                                     \
+    {                                                                                                       \
+        (void)am;                                                                                           \
+        CALL(1);                                                                                            \
     }
-    for (int r = 0; r < mr; r++) {
-        const uint64_t *a = as + (size_t)r * lda;
-        int32_t *o = acc + r * ldacc;
-        int p = 0;
-        for (; p + 3 <= np; p += 3)
-            t1x1(1, 3, ST, kc, a, lda, bp + (size_t)p * kc * 8, NULL, o + p * 8, ldacc);
-        for (; p < np; p++)
-            t1x1(1, 1, ST, kc, a, lda, bp + (size_t)p * kc * 8, NULL, o + p * 8, ldacc);
-    }
-}
 
-static void kern_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
-                     const uint64_t *bp, int32_t *acc, int ldacc)
-{
-    k1x1(mr, np, kc, as, lda, bp, acc, ldacc, 0);
-}
-
-static void kern0_1x1(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
-                      const uint64_t *bp, int32_t *acc, int ldacc)
-{
-    k1x1(mr, np, kc, as, lda, bp, acc, ldacc, 1);
-}
+#define CALL_1X1(ST) k1x1(mr, np, kc, as, lda, bp, NULL, acc, ldacc, ST)
+KERN_PAIR(1x1, CALL_1X1)
 
 /* (a ^ s) & g: truth table over (A=a, B=s, C=g) = (0xF0 ^ 0xCC) & 0xAA */
 #define TL_XOR_AND 0x28
@@ -184,17 +175,8 @@ AI void k1x2(int mr, int np, int kc, const uint64_t *as, int lda, const uint64_t
             t1x2(1, 1, ST, kc, as + (size_t)r * lda, lda, bp + (size_t)p * kc * 16, acc + r * ldacc + p * 8, ldacc);
 }
 
-static void kern_1x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
-                     const uint64_t *bp, int32_t *acc, int ldacc)
-{
-    k1x2(mr, np, kc, as, lda, bp, acc, ldacc, 0);
-}
-
-static void kern0_1x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
-                      const uint64_t *bp, int32_t *acc, int ldacc)
-{
-    k1x2(mr, np, kc, as, lda, bp, acc, ldacc, 1);
-}
+#define CALL_1X2(ST) k1x2(mr, np, kc, as, lda, bp, acc, ldacc, ST)
+KERN_PAIR(1x2, CALL_1X2)
 
 /* x & (u ^ v) over (A=x, B=u, C=v): 0xF0 & (0xCC ^ 0xAA) */
 #define TL_AND_XOR 0x60
@@ -259,17 +241,8 @@ AI void k2x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int
                  acc + r * ldacc + p * 8, ldacc);
 }
 
-static void kern_2x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
-                     const uint64_t *bp, int32_t *acc, int ldacc)
-{
-    k2x2(mr, np, kc, as, am, lda, bp, acc, ldacc, 0);
-}
-
-static void kern0_2x2(int mr, int np, int kc, const uint64_t *as, const uint64_t *am, int lda,
-                      const uint64_t *bp, int32_t *acc, int ldacc)
-{
-    k2x2(mr, np, kc, as, am, lda, bp, acc, ldacc, 1);
-}
+#define CALL_2X2(ST) k2x2(mr, np, kc, as, am, lda, bp, acc, ldacc, ST)
+KERN_PAIR(2x2, CALL_2X2)
 
 const apb_bgemm_kernels apb_bgemm_kernels_avx512 = {
     .fn = {kern_1x1, kern_1x2, kern_2x2},
