@@ -199,3 +199,29 @@ APB_TEST(test_split_even_and_claims)
     }
     return 0;
 }
+
+/* apb_threads_solo: while on, apb_threads_get() is 1 on the calling thread
+ * only; off, the setting again. */
+APB_TEST(test_threads_solo_is_per_thread)
+{
+    int saved = apb_threads_get(), seen[2] = {0, 0};
+    apb_threads_set(2);
+#pragma omp parallel num_threads(2)
+    {
+        int me = apb_thread_num();
+        if (me == 0)
+            apb_threads_solo(1);
+#pragma omp barrier
+        if (me < 2)
+            seen[me] = apb_threads_get();
+#pragma omp barrier
+        if (me == 0)
+            apb_threads_solo(0);
+    }
+    int after = apb_threads_get();
+    apb_threads_set(saved);
+    CHECK_MSG(seen[0] == 1, "solo thread sees %d threads", seen[0]);
+    CHECK_MSG(seen[1] == 2 || seen[1] == 0, "the other thread sees %d threads", seen[1]); /* 0: team of 1 */
+    CHECK(after == 2);
+    return 0;
+}

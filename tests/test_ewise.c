@@ -296,7 +296,7 @@ APB_TEST(test_ewise_maxpool3s2_equals_rows)
  * of the levels the packer took from them (0 at padding), for 64 and 128
  * channels, strides 1 and 2, paddings 0 and 1, maps wider and narrower than a
  * vector step, zeros of both signs; a block of 16 channels writes only its
- * channels' planes. */
+ * channels' planes, and two calls over parts of the phase rows give the whole. */
 APB_TEST(test_chan_planes_equal_float_planes)
 {
     if (!apb_chan_planes_ok())
@@ -343,6 +343,16 @@ APB_TEST(test_chan_planes_equal_float_planes)
                         CHECK_MSG(got[i] == want[i], "%s, C %d %dx%d S %d P %d: byte %ld (channel %ld) %d, want %d",
                                   two ? "2-bit" : "binary", C, H, W, S, P, i, i / cpl, got[i], want[i]);
                     CHECK(got[C * cpl] == 77);
+                    /* by phase rows, as a team cuts them: [Hq/3, Hq) then [0, Hq/3) */
+                    memset(got, 77, (size_t)(C * cpl) + 64);
+                    for (int c0 = 0; c0 < C; c0 += 16) {
+                        apb_chan_planes(&g, Z, two ? Zm : NULL, c0, c0 + 16, Hq / 3, Hq, got + c0 * cpl);
+                        if (Hq / 3 > 0) /* rows before the range untouched (phase 0, first row) */
+                            CHECK(got[c0 * cpl] == 77);
+                        apb_chan_planes(&g, Z, two ? Zm : NULL, c0, c0 + 16, 0, Hq / 3, got + c0 * cpl);
+                    }
+                    CHECK_MSG(!memcmp(got, want, (size_t)(C * cpl)), "%s, C %d %dx%d S %d P %d: by rows",
+                              two ? "2-bit" : "binary", C, H, W, S, P);
                 }
                 free(x), free(Z), free(Zm), free(want), free(got);
             }
